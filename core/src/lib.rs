@@ -1,0 +1,5 @@
+//! camgate's sans-IO core: every protocol state machine of the gateway, with no sockets, threads or
+//! clock reads. Time is passed in as `Instant`; bytes go in through `handle_*` and come out through
+//! `poll_*`, so the whole relay can be driven deterministically in tests.
+
+pub mod media;
