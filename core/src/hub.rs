@@ -1,1 +1,639 @@
-//! TODO
+//! The stream hub: every camera URL being played, every viewer, every signaling session.
+//!
+//! `Gateway` is the sans-IO heart of camgate. The event loop feeds it bytes and time
+//! (`handle_*`), and takes out what to do (`poll_output`, `poll_transmit`, `poll_timeout`):
+//!
+//! - one RTSP connection per camera URL, shared by every viewer of exactly that URL;
+//! - the connection is torn down `stream_linger` after its last viewer left;
+//! - each camera RTP packet is parsed and relayed once, then written to each viewer's `Rtc`
+//!   with its payload shared (`Arc<[u8]>`);
+//! - signaling follows the Flashphoner Web SDK protocol (see `signaling`).
+//!
+//! Timers are kept in a min-heap with lazy invalidation: an entity is scheduled again only
+//! when its deadline moves earlier, and a popped entry whose deadline no longer matches is
+//! dropped. Waking an entity early is harmless (all state machines accept any `now`).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+use str0m::net::Transmit;
+
+use crate::h264::{H264Relay, RelayPacket};
+use crate::media::MediaKind;
+use crate::rtp::RtpPacket;
+use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent};
+use crate::signaling::{self, ClientMessage, StreamStatus};
+use crate::viewer::{VideoParams, Viewer};
+
+/// Settings of the hub; the server fills them from its configuration.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Where browsers reach camgate's WebRTC UDP socket(s): the host candidates of every answer.
+    pub candidates: Vec<SocketAddr>,
+    pub rtsp: RtspConfig,
+    /// How long a camera connection stays open after its last viewer left.
+    pub stream_linger: Duration,
+    /// Largest RTP payload sent to browsers; bigger camera packets are re-fragmented.
+    pub max_payload: usize,
+    /// Interval of the server `ping` on signaling sessions.
+    pub ping_interval: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            candidates: Vec::new(),
+            rtsp: RtspConfig::default(),
+            stream_linger: Duration::from_secs(5),
+            max_payload: 1200,
+            ping_interval: Duration::from_secs(15),
+        }
+    }
+}
+
+/// A signaling connection (one WebSocket), numbered by the event loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+/// A camera connection, numbered by the hub; never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId(pub u64);
+
+/// What the hub asks the event loop to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayOutput {
+    /// Send a signaling text message on a WebSocket.
+    WsSend { session: SessionId, text: String },
+    /// Close a WebSocket (its peer stopped answering pings).
+    WsClose { session: SessionId },
+    /// Open a TCP connection to a camera; answer with `handle_rtsp_connected` or `handle_rtsp_lost`.
+    RtspConnect { stream: StreamId, host: String, port: u16 },
+    /// Write bytes to the camera connection.
+    RtspSend { stream: StreamId, data: Vec<u8> },
+    /// Flush what was written, then close the camera connection.
+    RtspClose { stream: StreamId },
+}
+
+/// A snapshot of one stream for logs and APIs; the URL has its password masked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    pub id: StreamId,
+    pub url: String,
+    pub playing: bool,
+    pub viewers: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum TimerKey {
+    Stream(StreamId),
+    Viewer(usize),
+    Ping,
+}
+
+struct Stream {
+    /// The URL exactly as viewers asked for it: the sharing key (credentials included).
+    url: String,
+    /// The URL with its password masked, for logs and status messages.
+    redacted: String,
+    client: RtspClient,
+    /// Index of the H.264 track among the client's tracks, once playing.
+    video_track: Option<usize>,
+    relay: Option<H264Relay>,
+    /// Viewers that have an answer and receive media.
+    viewers: Vec<usize>,
+    /// Viewers waiting for the camera's description before they can be answered.
+    pending: Vec<usize>,
+    /// When the last viewer left: the connection closes at this instant.
+    linger_until: Option<Instant>,
+    scheduled: Option<Instant>,
+}
+
+struct ViewerEntry {
+    session: SessionId,
+    media_session_id: String,
+    stream: StreamId,
+    offer: Option<String>,
+    viewer: Option<Viewer>,
+    playing_sent: bool,
+    /// Source addresses learned for this viewer on the shared UDP socket.
+    addrs: Vec<SocketAddr>,
+    scheduled: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Session {
+    established: bool,
+    viewers: Vec<usize>,
+    last_heard: Option<Instant>,
+}
+
+pub struct Gateway {
+    config: GatewayConfig,
+    next_stream_id: u64,
+    streams: HashMap<StreamId, Stream>,
+    by_url: HashMap<String, StreamId>,
+    viewers: Slab<ViewerEntry>,
+    sessions: HashMap<SessionId, Session>,
+    /// Learned source address → viewer: the fast path of the shared UDP socket.
+    by_addr: HashMap<SocketAddr, usize>,
+    timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+    next_ping: Option<Instant>,
+    outputs: VecDeque<GatewayOutput>,
+    transmits: VecDeque<Transmit>,
+    /// Reused between camera packets so relaying allocates nothing but each packet's `Arc`.
+    relay_out: Vec<RelayPacket>,
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig) -> Self {
+        Self {
+            config,
+            next_stream_id: 1,
+            streams: HashMap::new(),
+            by_url: HashMap::new(),
+            viewers: Slab::new(),
+            sessions: HashMap::new(),
+            by_addr: HashMap::new(),
+            timers: BinaryHeap::new(),
+            next_ping: None,
+            outputs: VecDeque::new(),
+            transmits: VecDeque::with_capacity(1024),
+            relay_out: Vec::with_capacity(64),
+        }
+    }
+
+    pub fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    /// Streams being pulled, with masked URLs.
+    pub fn streams(&self) -> Vec<StreamInfo> {
+        let mut list: Vec<_> = self
+            .streams
+            .iter()
+            .map(|(id, s)| StreamInfo {
+                id: *id,
+                url: s.redacted.clone(),
+                playing: s.video_track.is_some(),
+                viewers: s.viewers.len() + s.pending.len(),
+            })
+            .collect();
+        list.sort_by_key(|s| s.id);
+        list
+    }
+
+    pub fn viewer_count(&self) -> usize {
+        self.viewers.len()
+    }
+
+    // ---- signaling -------------------------------------------------------------------------
+
+    pub fn handle_session_opened(&mut self, session: SessionId, now: Instant) {
+        self.sessions.insert(session, Session { last_heard: Some(now), ..Default::default() });
+        if self.next_ping.is_none() {
+            let at = now + self.config.ping_interval;
+            self.next_ping = Some(at);
+            self.timers.push(Reverse((at, TimerKey::Ping)));
+        }
+    }
+
+    pub fn handle_session_message(&mut self, session: SessionId, now: Instant, text: &str) {
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        s.last_heard = Some(now);
+        let message = match ClientMessage::parse(text) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(session = session.0, "bad signaling message: {e}");
+                return;
+            }
+        };
+        match message {
+            ClientMessage::Connection { .. } => {
+                s.established = true;
+                tracing::info!(session = session.0, "signaling session established");
+                self.send(session, signaling::get_user_data(&session.0.to_string()));
+            }
+            ClientMessage::PlayStream { media_session_id, name, sdp } => {
+                self.play(session, now, media_session_id, name, sdp)
+            }
+            ClientMessage::StopStream { media_session_id } => self.stop(session, now, &media_session_id),
+            ClientMessage::Pong => {}
+            ClientMessage::Other(name) => tracing::debug!(session = session.0, "ignored message {name}"),
+        }
+    }
+
+    /// The WebSocket is gone: release everything it held, silently.
+    pub fn handle_session_closed(&mut self, session: SessionId, now: Instant) {
+        let Some(s) = self.sessions.remove(&session) else { return };
+        tracing::info!(session = session.0, viewers = s.viewers.len(), "signaling session closed");
+        for viewer in s.viewers {
+            self.remove_viewer(viewer, now);
+        }
+    }
+
+    fn send(&mut self, session: SessionId, text: String) {
+        self.outputs.push_back(GatewayOutput::WsSend { session, text });
+    }
+
+    fn send_status(&mut self, viewer: usize, status: StreamStatus, info: Option<&str>) {
+        let Some(entry) = self.viewers.get(viewer) else { return };
+        let name = self.streams.get(&entry.stream).map(|s| s.redacted.as_str()).unwrap_or("");
+        let text = signaling::stream_status(&entry.media_session_id, name, status, info);
+        self.send(entry.session, text);
+    }
+
+    fn play(&mut self, session: SessionId, now: Instant, media_session_id: String, name: String, sdp: String) {
+        let stream_id = match self.by_url.get(&name) {
+            Some(id) => *id,
+            None => match RtspClient::new(&name, self.config.rtsp.clone(), now) {
+                Ok(client) => self.add_stream(name, client, now),
+                Err(e) => {
+                    let info = e.to_string();
+                    tracing::info!(session = session.0, "play refused: {info}");
+                    let text = signaling::stream_status(&media_session_id, "", StreamStatus::Failed, Some(&info));
+                    self.send(session, text);
+                    return;
+                }
+            },
+        };
+        let entry = ViewerEntry {
+            session,
+            media_session_id,
+            stream: stream_id,
+            offer: Some(sdp),
+            viewer: None,
+            playing_sent: false,
+            addrs: Vec::new(),
+            scheduled: None,
+        };
+        let viewer = self.viewers.insert(entry);
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.viewers.push(viewer);
+        }
+        let stream = self.streams.get_mut(&stream_id).expect("stream was just found or added");
+        stream.linger_until = None;
+        stream.pending.push(viewer);
+        tracing::info!(session = session.0, stream = stream_id.0, url = %stream.redacted, "viewer joined");
+        self.send_status(viewer, StreamStatus::Pending, None);
+        if self.streams[&stream_id].relay.is_some() {
+            self.answer_pending(stream_id, now);
+        }
+    }
+
+    fn stop(&mut self, session: SessionId, now: Instant, media_session_id: &str) {
+        let Some(s) = self.sessions.get(&session) else { return };
+        let found = s.viewers.iter().copied().find(|v| self.viewers[*v].media_session_id == media_session_id);
+        if let Some(viewer) = found {
+            self.send_status(viewer, StreamStatus::Stopped, Some("Stopped by user"));
+            self.remove_viewer(viewer, now);
+        }
+    }
+
+    // ---- streams ---------------------------------------------------------------------------
+
+    fn add_stream(&mut self, url: String, client: RtspClient, now: Instant) -> StreamId {
+        let id = StreamId(self.next_stream_id);
+        self.next_stream_id += 1;
+        let redacted = client.url().redacted();
+        let (host, port) = (client.url().host().to_owned(), client.url().port());
+        tracing::info!(stream = id.0, url = %redacted, "connecting to camera");
+        self.by_url.insert(url.clone(), id);
+        self.streams.insert(
+            id,
+            Stream {
+                url,
+                redacted,
+                client,
+                video_track: None,
+                relay: None,
+                viewers: Vec::new(),
+                pending: Vec::new(),
+                linger_until: None,
+                scheduled: None,
+            },
+        );
+        self.outputs.push_back(GatewayOutput::RtspConnect { stream: id, host, port });
+        self.schedule_stream(id, now);
+        id
+    }
+
+    pub fn handle_rtsp_connected(&mut self, stream: StreamId, now: Instant) {
+        let Some(s) = self.streams.get_mut(&stream) else { return };
+        s.client.handle_connected(now);
+        self.after_stream_input(stream, now);
+    }
+
+    pub fn handle_rtsp_lost(&mut self, stream: StreamId, now: Instant) {
+        let Some(s) = self.streams.get_mut(&stream) else { return };
+        s.client.handle_connection_lost(now);
+        self.after_stream_input(stream, now);
+    }
+
+    /// Bytes from a camera connection: RTSP responses and interleaved RTP, split anywhere.
+    pub fn handle_rtsp_data(&mut self, stream: StreamId, now: Instant, data: &[u8]) {
+        let Gateway { streams, viewers, transmits, relay_out, outputs, .. } = self;
+        let Some(s) = streams.get_mut(&stream) else { return };
+        let Stream { client, relay, video_track, viewers: watching, redacted, .. } = s;
+        client.handle_input(now, data, &mut |m: MediaPacket<'_>| {
+            if m.rtcp || Some(m.track) != *video_track {
+                return;
+            }
+            let (Some(relay), Ok(packet)) = (relay.as_mut(), RtpPacket::parse(m.data)) else { return };
+            relay_out.clear();
+            relay.push(&packet, relay_out);
+            for &v in watching.iter() {
+                let Some(entry) = viewers.get_mut(v) else { continue };
+                let Some(viewer) = entry.viewer.as_mut() else { continue };
+                for p in relay_out.iter() {
+                    viewer.send_video(now, p, transmits);
+                }
+                if !entry.playing_sent && viewer.state().playing {
+                    entry.playing_sent = true;
+                    tracing::info!(url = %redacted, "viewer playing");
+                    let text = signaling::stream_status(
+                        &entry.media_session_id,
+                        redacted,
+                        StreamStatus::Playing,
+                        None,
+                    );
+                    outputs.push_back(GatewayOutput::WsSend { session: entry.session, text });
+                }
+            }
+        });
+        // Writing media moved every watching viewer's str0m timers (indexing, not cloning the
+        // list: this runs for every camera read).
+        let count = self.streams.get(&stream).map_or(0, |s| s.viewers.len());
+        for i in 0..count {
+            let v = self.streams[&stream].viewers[i];
+            self.schedule_viewer(v);
+        }
+        self.after_stream_input(stream, now);
+    }
+
+    /// Drains a camera client after any input: its bytes to send and its events.
+    fn after_stream_input(&mut self, id: StreamId, now: Instant) {
+        loop {
+            let Some(s) = self.streams.get_mut(&id) else { return };
+            if let Some(data) = s.client.poll_transmit() {
+                self.outputs.push_back(GatewayOutput::RtspSend { stream: id, data });
+                continue;
+            }
+            let Some(event) = s.client.poll_event() else { break };
+            match event {
+                RtspEvent::Playing { tracks } => {
+                    let video = tracks
+                        .iter()
+                        .position(|t| t.kind == MediaKind::Video && t.encoding.eq_ignore_ascii_case("H264"));
+                    tracing::info!(stream = id.0, url = %s.redacted, tracks = tracks.len(), "camera playing");
+                    match video {
+                        Some(index) => {
+                            s.video_track = Some(index);
+                            s.relay = Some(H264Relay::new(tracks[index].fmtp.as_deref(), self.config.max_payload));
+                            self.answer_pending(id, now);
+                        }
+                        None => {
+                            let info = "No common codecs: the camera sends no H.264 video";
+                            self.fail_stream(id, now, info);
+                            return;
+                        }
+                    }
+                }
+                RtspEvent::Failed(e) => {
+                    self.fail_stream(id, now, &failure_info(&e));
+                    return;
+                }
+                RtspEvent::Closed => {
+                    self.close_stream(id);
+                    return;
+                }
+            }
+        }
+        self.schedule_stream(id, now);
+    }
+
+    fn answer_pending(&mut self, id: StreamId, now: Instant) {
+        let Some(s) = self.streams.get_mut(&id) else { return };
+        let pending = std::mem::take(&mut s.pending);
+        let video = VideoParams {
+            profile_level_id: s
+                .relay
+                .as_ref()
+                .and_then(|r| r.profile_level_id().or_else(|| r.fmtp_profile_level_id())),
+        };
+        for v in pending {
+            let Some(entry) = self.viewers.get_mut(v) else { continue };
+            let offer = entry.offer.take().unwrap_or_default();
+            match Viewer::accept_offer(now, &offer, video, &self.config.candidates) {
+                Ok((viewer, answer)) => {
+                    entry.viewer = Some(viewer);
+                    let text = signaling::set_remote_sdp(&entry.media_session_id, &answer);
+                    let session = entry.session;
+                    self.send(session, text);
+                    self.streams.get_mut(&id).expect("stream exists").viewers.push(v);
+                    self.schedule_viewer(v);
+                }
+                Err(e) => {
+                    tracing::info!(stream = id.0, "offer refused: {e}");
+                    self.send_status(v, StreamStatus::Failed, Some(&e.to_string()));
+                    self.remove_viewer(v, now);
+                }
+            }
+        }
+    }
+
+    /// The camera failed: every viewer of it gets FAILED with the reason, and the stream goes.
+    fn fail_stream(&mut self, id: StreamId, now: Instant, info: &str) {
+        let Some(s) = self.streams.get(&id) else { return };
+        tracing::warn!(stream = id.0, url = %s.redacted, "camera failed: {info}");
+        let all: Vec<usize> = s.viewers.iter().chain(s.pending.iter()).copied().collect();
+        for v in all {
+            self.send_status(v, StreamStatus::Failed, Some(info));
+            self.remove_viewer(v, now);
+        }
+        self.close_stream(id);
+    }
+
+    fn close_stream(&mut self, id: StreamId) {
+        if let Some(s) = self.streams.remove(&id) {
+            tracing::info!(stream = id.0, url = %s.redacted, "camera connection closed");
+            self.by_url.remove(&s.url);
+            self.outputs.push_back(GatewayOutput::RtspClose { stream: id });
+        }
+    }
+
+    // ---- viewers ---------------------------------------------------------------------------
+
+    fn remove_viewer(&mut self, v: usize, now: Instant) {
+        if !self.viewers.contains(v) {
+            return;
+        }
+        let mut entry = self.viewers.remove(v);
+        if let Some(viewer) = entry.viewer.as_mut() {
+            viewer.close();
+        }
+        for addr in &entry.addrs {
+            self.by_addr.remove(addr);
+        }
+        if let Some(s) = self.sessions.get_mut(&entry.session) {
+            s.viewers.retain(|x| *x != v);
+        }
+        if let Some(s) = self.streams.get_mut(&entry.stream) {
+            s.viewers.retain(|x| *x != v);
+            s.pending.retain(|x| *x != v);
+            if s.viewers.is_empty() && s.pending.is_empty() {
+                s.linger_until = Some(now + self.config.stream_linger);
+                tracing::info!(stream = entry.stream.0, "last viewer left; closing in {:?}", self.config.stream_linger);
+                self.schedule_stream(entry.stream, now);
+            }
+        }
+    }
+
+    /// A datagram on the shared WebRTC socket.
+    pub fn handle_udp(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, data: &[u8]) {
+        let known = self.by_addr.get(&source).copied().filter(|v| self.viewers.contains(*v));
+        let v = match known {
+            Some(v) => v,
+            // Unknown source: ask each viewer (only STUN from a new candidate lands here).
+            None => {
+                let found = self.viewers.iter().find_map(|(v, e)| {
+                    e.viewer.as_ref().filter(|x| x.accepts(now, source, destination, data)).map(|_| v)
+                });
+                let Some(v) = found else { return };
+                self.by_addr.insert(source, v);
+                self.viewers[v].addrs.push(source);
+                v
+            }
+        };
+        if let Some(viewer) = self.viewers[v].viewer.as_mut() {
+            viewer.handle_receive(now, source, destination, data, &mut self.transmits);
+        }
+        self.after_viewer_input(v, now);
+    }
+
+    fn after_viewer_input(&mut self, v: usize, now: Instant) {
+        let Some(entry) = self.viewers.get_mut(v) else { return };
+        let Some(viewer) = entry.viewer.as_mut() else { return };
+        if !viewer.is_alive() {
+            tracing::info!(session = entry.session.0, "viewer connection lost (ICE/DTLS)");
+            self.send_status(v, StreamStatus::Failed, Some("Failed by ICE timeout"));
+            self.remove_viewer(v, now);
+            return;
+        }
+        // A PLI can't be forwarded to an RTSP camera; the next keyframe (or a cache) serves it.
+        viewer.take_keyframe_request();
+        self.schedule_viewer(v);
+    }
+
+    // ---- time ------------------------------------------------------------------------------
+
+    fn schedule_stream(&mut self, id: StreamId, _now: Instant) {
+        let Some(s) = self.streams.get_mut(&id) else { return };
+        let due = match (s.client.poll_timeout(), s.linger_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(t) = due {
+            if s.scheduled.is_none_or(|old| t < old) {
+                s.scheduled = Some(t);
+                self.timers.push(Reverse((t, TimerKey::Stream(id))));
+            }
+        }
+    }
+
+    fn schedule_viewer(&mut self, v: usize) {
+        let Some(entry) = self.viewers.get_mut(v) else { return };
+        let Some(t) = entry.viewer.as_mut().and_then(|x| x.poll_timeout()) else { return };
+        if entry.scheduled.is_none_or(|old| t < old) {
+            entry.scheduled = Some(t);
+            self.timers.push(Reverse((t, TimerKey::Viewer(v))));
+        }
+    }
+
+    /// The earliest instant at which `handle_timeout` has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.peek().map(|Reverse((t, _))| *t)
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((t, key))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            match key {
+                TimerKey::Stream(id) => {
+                    let Some(s) = self.streams.get_mut(&id) else { continue };
+                    if s.scheduled != Some(t) {
+                        continue; // superseded by an earlier deadline that already ran
+                    }
+                    s.scheduled = None;
+                    if s.linger_until.is_some_and(|l| l <= now) && s.viewers.is_empty() && s.pending.is_empty() {
+                        s.linger_until = None;
+                        tracing::info!(stream = id.0, url = %s.redacted, "no viewers left: tearing down");
+                        s.client.teardown(now);
+                    } else {
+                        s.client.handle_timeout(now);
+                    }
+                    self.after_stream_input(id, now);
+                }
+                TimerKey::Viewer(v) => {
+                    let Some(entry) = self.viewers.get_mut(v) else { continue };
+                    if entry.scheduled != Some(t) {
+                        continue;
+                    }
+                    entry.scheduled = None;
+                    if let Some(viewer) = entry.viewer.as_mut() {
+                        viewer.handle_timeout(now, &mut self.transmits);
+                    }
+                    self.after_viewer_input(v, now);
+                }
+                TimerKey::Ping => self.ping_sessions(now),
+            }
+        }
+    }
+
+    fn ping_sessions(&mut self, now: Instant) {
+        let interval = self.config.ping_interval;
+        let mut dead = Vec::new();
+        for (id, s) in &self.sessions {
+            // Three missed pings: the browser is gone without closing its socket.
+            if s.last_heard.is_some_and(|h| now.saturating_duration_since(h) > interval * 3) {
+                dead.push(*id);
+            } else if s.established {
+                self.outputs.push_back(GatewayOutput::WsSend { session: *id, text: signaling::ping() });
+            }
+        }
+        for id in dead {
+            tracing::info!(session = id.0, "no answer to pings: closing the session");
+            self.outputs.push_back(GatewayOutput::WsClose { session: id });
+            self.handle_session_closed(id, now);
+        }
+        if self.sessions.is_empty() {
+            self.next_ping = None;
+        } else {
+            let at = now + interval;
+            self.next_ping = Some(at);
+            self.timers.push(Reverse((at, TimerKey::Ping)));
+        }
+    }
+
+    // ---- output ----------------------------------------------------------------------------
+
+    pub fn poll_output(&mut self) -> Option<GatewayOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// The next datagram for the shared WebRTC socket.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+}
+
+/// The `info` a viewer sees when its camera fails, in the words of the Flashphoner SDK where it
+/// has some ("Failed to connect to rtsp stream", "Rtsp stream not found", ...).
+fn failure_info(e: &RtspError) -> String {
+    e.to_string()
+}

@@ -1,1 +1,253 @@
-//! TODO
+//! One browser watching one stream: a str0m `Rtc` in ICE-lite, RTP mode.
+//!
+//! The viewer never re-packetizes: the stream hub hands it the relay's packets (`Arc<[u8]>`
+//! payloads shared by every viewer) and the viewer only rebases sequence numbers, so each
+//! browser sees its own stream start at a low sequence number (str0m needs that to derive the
+//! SRTP rollover counter) while gaps in the camera's stream stay gaps.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use str0m::change::SdpOffer;
+use str0m::format::Codec;
+use str0m::media::{MediaKind, Mid, Pt};
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+
+use crate::h264::RelayPacket;
+
+/// What the browser must be able to decode, taken from the camera's SDP and stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoParams {
+    /// `profile_idc`, constraint flags, `level_idc` of the camera's SPS (or its SDP).
+    pub profile_level_id: Option<[u8; 3]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ViewerError {
+    BadOffer(String),
+    /// The browser offered no H.264 in packetization-mode 1 (or no video at all).
+    NoCommonCodec,
+}
+
+impl std::fmt::Display for ViewerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::BadOffer(why) => write!(f, "Bad SDP offer: {why}"),
+            Self::NoCommonCodec => write!(f, "No common codecs: the browser offers no H.264 (packetization-mode=1)"),
+        }
+    }
+}
+
+/// Profiles we also answer with, so a browser that lacks the camera's exact profile still plays:
+/// the decoder reads the real profile from the SPS in-band (constrained baseline, baseline, main, high).
+const FALLBACK_PROFILES: [u32; 4] = [0x42e01f, 0x42001f, 0x4d001f, 0x64001f];
+
+/// Lifecycle milestones the hub reports to the browser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ViewerState {
+    /// DTLS is up: media can flow.
+    pub connected: bool,
+    /// The first keyframe has been written: the browser has something to decode.
+    pub playing: bool,
+    /// ICE gave up or DTLS failed: the viewer is gone.
+    pub failed: bool,
+    /// The browser asked for a keyframe (PLI/FIR) since the hub last looked.
+    pub keyframe_requested: bool,
+}
+
+pub struct Viewer {
+    rtc: Rtc,
+    video: Option<(Mid, Pt)>,
+    /// Relay sequence number of the last packet written, and its extended output counterpart.
+    last_seq: Option<(u16, u64)>,
+    state: ViewerState,
+}
+
+impl std::fmt::Debug for Viewer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Viewer").field("video", &self.video).field("state", &self.state).finish()
+    }
+}
+
+impl Viewer {
+    /// Answers a browser's recvonly offer. `candidates` are the addresses of camgate's shared
+    /// UDP socket(s) as browsers should reach them.
+    pub fn accept_offer(
+        now: Instant,
+        offer_sdp: &str,
+        video: VideoParams,
+        candidates: &[SocketAddr],
+    ) -> Result<(Viewer, String), ViewerError> {
+        let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| ViewerError::BadOffer(e.to_string()))?;
+        let mut config = Rtc::builder().set_ice_lite(true).set_rtp_mode(true).clear_codecs();
+        let codecs = config.codec_config();
+        let mut pt = 96u8;
+        let camera = video.profile_level_id.map(|p| u32::from_be_bytes([0, p[0], p[1], p[2]]));
+        for profile in camera.into_iter().chain(FALLBACK_PROFILES.into_iter().filter(|p| Some(*p) != camera)) {
+            codecs.add_h264(pt.into(), Some((pt + 1).into()), true, profile);
+            pt += 2;
+        }
+        let mut rtc = config.build(now);
+        for addr in candidates {
+            match Candidate::host(*addr, "udp") {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => tracing::warn!(%addr, "unusable local candidate: {e}"),
+            }
+        }
+        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| ViewerError::BadOffer(e.to_string()))?;
+        let mut viewer = Viewer { rtc, video: None, last_seq: None, state: ViewerState::default() };
+        // The offer's m-lines appear as MediaAdded events while draining.
+        let mut sink = VecDeque::new();
+        let mut mids = Vec::new();
+        viewer.drain_with(&mut sink, &mut |e| {
+            if let Event::MediaAdded(m) = e {
+                mids.push((m.mid, m.kind));
+            }
+        });
+        let video_mid = mids.iter().find(|(_, k)| *k == MediaKind::Video).map(|(mid, _)| *mid);
+        let mid = video_mid.ok_or(ViewerError::NoCommonCodec)?;
+        let pt = viewer.choose_video_pt(mid, camera).ok_or(ViewerError::NoCommonCodec)?;
+        viewer.video = Some((mid, pt));
+        Ok((viewer, answer.to_sdp_string()))
+    }
+
+    /// Picks the negotiated H.264 payload type closest to the camera's profile: the exact
+    /// profile-level-id, else the same profile, else any packetization-mode 1 H.264.
+    fn choose_video_pt(&self, mid: Mid, camera: Option<u32>) -> Option<Pt> {
+        let media = self.rtc.media(mid)?;
+        let config = self.rtc.codec_config();
+        let candidates = media.remote_pts().iter().filter_map(|pt| {
+            let params = config.find(|p| p.pt() == *pt)?;
+            let spec = params.spec();
+            (spec.codec == Codec::H264 && spec.format.packetization_mode == Some(1))
+                .then_some((*pt, spec.format.profile_level_id))
+        });
+        let score = |plid: Option<u32>| match (plid, camera) {
+            (Some(a), Some(b)) if a == b => 3,
+            (Some(a), Some(b)) if a >> 8 == b >> 8 => 2,
+            (Some(a), Some(b)) if a >> 16 == b >> 16 => 1,
+            _ => 0,
+        };
+        candidates.max_by_key(|(_, plid)| score(*plid)).map(|(pt, _)| pt)
+    }
+
+    pub fn video_pt(&self) -> Option<u8> {
+        self.video.map(|(_, pt)| *pt)
+    }
+
+    pub fn state(&self) -> ViewerState {
+        self.state
+    }
+
+    /// Clears the keyframe request flag; returns whether one was pending.
+    pub fn take_keyframe_request(&mut self) -> bool {
+        std::mem::take(&mut self.state.keyframe_requested)
+    }
+
+    /// Whether a datagram from `source` belongs to this viewer (STUN username or known address).
+    pub fn accepts(&self, now: Instant, source: SocketAddr, destination: SocketAddr, data: &[u8]) -> bool {
+        match Receive::new(Protocol::Udp, source, destination, data) {
+            Ok(r) => self.rtc.accepts(&Input::Receive(now, r)),
+            Err(_) => false,
+        }
+    }
+
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+        out: &mut VecDeque<Transmit>,
+    ) {
+        let Ok(receive) = Receive::new(Protocol::Udp, source, destination, data) else {
+            return; // not STUN, DTLS, RTP or RTCP: garbage on the shared port
+        };
+        if let Err(e) = self.rtc.handle_input(Input::Receive(now, receive)) {
+            tracing::debug!("viewer input rejected: {e}");
+        }
+        self.drain(out);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut VecDeque<Transmit>) {
+        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+            tracing::debug!("viewer timeout error: {e}");
+        }
+        self.drain(out);
+    }
+
+    /// Writes one relay packet. Before the first keyframe nothing is sent: a decoder can't use it.
+    pub fn send_video(&mut self, now: Instant, packet: &RelayPacket, out: &mut VecDeque<Transmit>) {
+        let Some((mid, pt)) = self.video else { return };
+        if !self.state.connected || (self.last_seq.is_none() && !packet.keyframe_start) {
+            return;
+        }
+        let seq = match self.last_seq {
+            // Start at 1: str0m derives the SRTP rollover counter from the extended number.
+            None => 1,
+            Some((last, ext)) => ext + u64::from(packet.seq.wrapping_sub(last)),
+        };
+        self.last_seq = Some((packet.seq, seq));
+        let Some(tx) = self.rtc.direct_api().stream_tx_by_mid(mid, None) else { return };
+        let write = RtpWrite::new(pt, SeqNo::from(seq), packet.rtp_time, now, packet.payload.clone())
+            .marker(packet.marker)
+            .nackable(true);
+        tx.write_rtp(write);
+        if packet.keyframe_start {
+            self.state.playing = true;
+        }
+        // str0m queues the packet; a timeout tick makes it leave now rather than at the next tick.
+        let _ = self.rtc.handle_input(Input::Timeout(now));
+        self.drain(out);
+    }
+
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        // Draining is cheap when idle and leaves `Timeout` as the next output.
+        match self.rtc.poll_output() {
+            Ok(Output::Timeout(t)) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn close(&mut self) {
+        self.rtc.disconnect();
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.rtc.is_alive() && !self.state.failed
+    }
+
+    fn drain(&mut self, out: &mut VecDeque<Transmit>) {
+        self.drain_with(out, &mut |_| {});
+    }
+
+    fn drain_with(&mut self, out: &mut VecDeque<Transmit>, on_event: &mut dyn FnMut(Event)) {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(_)) => break,
+                Ok(Output::Transmit(t)) => out.push_back(t),
+                Ok(Output::Event(e)) => {
+                    match &e {
+                        Event::Connected => self.state.connected = true,
+                        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                            self.state.failed = true
+                        }
+                        Event::KeyframeRequest(_) => self.state.keyframe_requested = true,
+                        _ => {}
+                    }
+                    on_event(e);
+                }
+                Err(e) => {
+                    tracing::info!("viewer failed: {e}");
+                    self.state.failed = true;
+                    break;
+                }
+            }
+        }
+    }
+}

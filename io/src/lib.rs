@@ -1,1 +1,14 @@
-//! camgate io
+//! camgate's I/O layer: a minimal mio event loop that drives the sans-IO [`Gateway`] of
+//! `camgate-core`. It owns every socket (web listeners and clients, camera connections, the
+//! shared WebRTC UDP sockets) and the clock; the core owns every decision.
+//!
+//! The web side (HTTP, WebSocket framing) is the server crate's business: it plugs in through
+//! the [`WebApp`] trait and sees only bytes per connection.
+//!
+//! [`Gateway`]: camgate_core::hub::Gateway
+
+pub mod event_loop;
+pub mod tcp;
+pub mod udp;
+
+pub use event_loop::{ConnId, EventLoop, EventLoopConfig, ListenerKind, WebApp, WebIo};

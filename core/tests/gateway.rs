@@ -1,0 +1,338 @@
+//! The whole relay, hermetic and deterministic: a scripted RTSP camera, the `Gateway`, and a
+//! str0m peer standing in for the browser, all exchanging bytes in memory on a simulated clock.
+//! (The same path runs against real GStreamer and Chromium in tests/browser.)
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use camgate_core::hub::{Gateway, GatewayConfig, GatewayOutput, SessionId, StreamId};
+use serde_json::Value;
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, MediaKind};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+const SPS_B64: &str = "Z0LAHtkDxWhAAAADAEAAAA8jxgyS";
+const PPS_B64: &str = "aM4yyA==";
+
+/// A camera that answers OPTIONS/DESCRIBE/SETUP/PLAY/TEARDOWN like gst-rtsp-server does.
+#[derive(Default)]
+struct FakeCamera {
+    inbox: Vec<u8>,
+    requests: Vec<String>,
+    playing: bool,
+    to_gateway: Vec<u8>,
+    seq: u16,
+    /// Answer DESCRIBE with this status instead of the SDP.
+    describe_status: Option<&'static str>,
+}
+
+impl FakeCamera {
+    fn receive(&mut self, data: &[u8]) {
+        self.inbox.extend_from_slice(data);
+        while let Some(end) = find(&self.inbox, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&self.inbox[..end + 4]).into_owned();
+            self.inbox.drain(..end + 4);
+            self.answer(&head);
+            self.requests.push(head);
+        }
+    }
+
+    fn answer(&mut self, request: &str) {
+        let method = request.split(' ').next().unwrap_or("");
+        let cseq = request
+            .lines()
+            .find_map(|l| l.strip_prefix("CSeq:").map(|v| v.trim().to_owned()))
+            .unwrap_or_default();
+        let (status, headers, body) = match method {
+            "OPTIONS" => ("200 OK", "Public: OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER\r\n".into(), String::new()),
+            "DESCRIBE" => match self.describe_status {
+                Some(status) => (status, String::new(), String::new()),
+                None => {
+                    let sdp = format!(
+                        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=cam\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\n\
+                         a=rtpmap:96 H264/90000\r\n\
+                         a=fmtp:96 packetization-mode=1;profile-level-id=42c01e;sprop-parameter-sets={SPS_B64},{PPS_B64}\r\n\
+                         a=control:track1\r\n"
+                    );
+                    (
+                        "200 OK",
+                        "Content-Type: application/sdp\r\nContent-Base: rtsp://127.0.0.1:8554/cam/\r\n".into(),
+                        sdp,
+                    )
+                }
+            },
+            "SETUP" => ("200 OK", "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\nSession: 1234;timeout=60\r\n".into(), String::new()),
+            "PLAY" => {
+                self.playing = true;
+                ("200 OK", "Session: 1234\r\nRTP-Info: url=rtsp://127.0.0.1:8554/cam/track1;seq=1;rtptime=0\r\n".into(), String::new())
+            }
+            "TEARDOWN" => {
+                self.playing = false;
+                ("200 OK", "Session: 1234\r\n".into(), String::new())
+            }
+            _ => ("200 OK", "Session: 1234\r\n".into(), String::new()),
+        };
+        let response =
+            format!("RTSP/1.0 {status}\r\nCSeq: {cseq}\r\n{headers}Content-Length: {}\r\n\r\n{body}", body.len());
+        self.to_gateway.extend_from_slice(response.as_bytes());
+    }
+
+    /// Sends one access unit as RTP over the interleaved channel 0, one NAL per packet.
+    fn send_frame(&mut self, rtp_time: u32, nals: &[Vec<u8>]) {
+        for (i, nal) in nals.iter().enumerate() {
+            let marker = i + 1 == nals.len();
+            self.seq = self.seq.wrapping_add(1);
+            let mut packet = vec![0x80, 96 | if marker { 0x80 } else { 0 }];
+            packet.extend_from_slice(&self.seq.to_be_bytes());
+            packet.extend_from_slice(&rtp_time.to_be_bytes());
+            packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+            packet.extend_from_slice(nal);
+            self.to_gateway.push(b'$');
+            self.to_gateway.push(0);
+            self.to_gateway.extend_from_slice(&(packet.len() as u16).to_be_bytes());
+            self.to_gateway.extend_from_slice(&packet);
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn nal(kind: u8, len: usize) -> Vec<u8> {
+    let mut v = vec![0x60 | kind];
+    v.extend((0..len - 1).map(|i| (i % 251) as u8 + 1));
+    v
+}
+
+struct Harness {
+    now: Instant,
+    gateway: Gateway,
+    camera: FakeCamera,
+    stream: Option<StreamId>,
+    rtsp_closed: bool,
+    browser: Rtc,
+    browser_addr: SocketAddr,
+    pending: Option<SdpPendingOffer>,
+    ws: Vec<Value>,
+    frames: Vec<Vec<u8>>,
+}
+
+const SESSION: SessionId = SessionId(7);
+
+impl Harness {
+    fn new() -> Self {
+        let now = Instant::now();
+        let server_addr: SocketAddr = "127.0.0.1:20000".parse().unwrap();
+        let browser_addr: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let gateway = Gateway::new(GatewayConfig { candidates: vec![server_addr], ..Default::default() });
+        let mut browser = Rtc::builder().clear_codecs().enable_h264(true).build(now);
+        browser.add_local_candidate(Candidate::host(browser_addr, "udp").unwrap());
+        Self {
+            now,
+            gateway,
+            camera: FakeCamera::default(),
+            stream: None,
+            rtsp_closed: false,
+            browser,
+            browser_addr,
+            pending: None,
+            ws: Vec::new(),
+            frames: Vec::new(),
+        }
+    }
+
+    fn signal(&mut self, message: &str, data: Value) {
+        let text = serde_json::json!({"message": message, "data": [data]}).to_string();
+        self.gateway.handle_session_message(SESSION, self.now, &text);
+    }
+
+    fn play(&mut self, url: &str) {
+        self.gateway.handle_session_opened(SESSION, self.now);
+        self.signal("connection", serde_json::json!({"appKey": "defaultApp"}));
+        let mut api = self.browser.sdp_api();
+        api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let (offer, pending) = api.apply().unwrap();
+        self.pending = Some(pending);
+        self.signal(
+            "playStream",
+            serde_json::json!({"mediaSessionId": "m1", "name": url, "sdp": offer.to_sdp_string()}),
+        );
+    }
+
+    /// Moves every queued byte, message and datagram once, then advances the clock by `dt`.
+    fn step(&mut self, dt: Duration) {
+        for _ in 0..50 {
+            let mut moved = false;
+            while let Some(out) = self.gateway.poll_output() {
+                moved = true;
+                match out {
+                    GatewayOutput::WsSend { text, .. } => {
+                        let v: Value = serde_json::from_str(&text).unwrap();
+                        if v["message"] == "setRemoteSDP" {
+                            let answer = SdpAnswer::from_sdp_string(v["data"][1].as_str().unwrap()).unwrap();
+                            let pending = self.pending.take().unwrap();
+                            self.browser.sdp_api().accept_answer(pending, answer).unwrap();
+                        }
+                        self.ws.push(v);
+                    }
+                    GatewayOutput::WsClose { .. } => {}
+                    GatewayOutput::RtspConnect { stream, host, port } => {
+                        assert_eq!((host.as_str(), port), ("127.0.0.1", 8554));
+                        self.stream = Some(stream);
+                        self.gateway.handle_rtsp_connected(stream, self.now);
+                    }
+                    GatewayOutput::RtspSend { data, .. } => self.camera.receive(&data),
+                    GatewayOutput::RtspClose { .. } => self.rtsp_closed = true,
+                }
+            }
+            if !self.camera.to_gateway.is_empty() {
+                moved = true;
+                let data = std::mem::take(&mut self.camera.to_gateway);
+                // Deliver in awkward pieces: TCP may split anywhere.
+                for chunk in data.chunks(7) {
+                    self.gateway.handle_rtsp_data(self.stream.unwrap(), self.now, chunk);
+                }
+            }
+            while let Some(t) = self.gateway.poll_transmit() {
+                moved = true;
+                let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
+                self.browser.handle_input(Input::Receive(self.now, r)).unwrap();
+                self.drain_browser();
+            }
+            self.drain_browser_into_gateway(&mut moved);
+            if !moved {
+                break;
+            }
+        }
+        self.now += dt;
+        self.gateway.handle_timeout(self.now);
+        self.browser.handle_input(Input::Timeout(self.now)).unwrap();
+        let mut moved = false;
+        self.drain_browser_into_gateway(&mut moved);
+    }
+
+    fn drain_browser(&mut self) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
+        let mut sent = Vec::new();
+        loop {
+            match self.browser.poll_output().unwrap() {
+                Output::Timeout(_) => break,
+                Output::Transmit(t) => sent.push((t.source, t.destination, t.contents.to_vec())),
+                Output::Event(Event::MediaData(m)) => self.frames.push(m.data.to_vec()),
+                Output::Event(_) => {}
+            }
+        }
+        for s in &sent {
+            self.gateway.handle_udp(self.now, s.0, s.1, &s.2);
+        }
+        sent
+    }
+
+    fn drain_browser_into_gateway(&mut self, moved: &mut bool) {
+        if !self.drain_browser().is_empty() {
+            *moved = true;
+        }
+    }
+
+    fn statuses(&self) -> Vec<String> {
+        self.ws
+            .iter()
+            .filter(|v| v["message"] == "notifyStreamStatusEvent")
+            .map(|v| v["data"][0]["status"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn run_for(&mut self, total: Duration) {
+        let steps = total.as_millis() / 10;
+        for _ in 0..steps {
+            self.step(Duration::from_millis(10));
+        }
+    }
+}
+
+fn nal_types(annexb: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut i = 0;
+    while i + 3 < annexb.len() {
+        if annexb[i..].starts_with(&[0, 0, 1]) {
+            types.push(annexb[i + 3] & 0x1f);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    types
+}
+
+#[test]
+fn camera_to_browser_end_to_end() {
+    let mut h = Harness::new();
+    h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(500));
+
+    let methods: Vec<&str> = h.camera.requests.iter().map(|r| r.split(' ').next().unwrap()).collect();
+    assert_eq!(methods, ["OPTIONS", "DESCRIBE", "SETUP", "PLAY"]);
+    assert!(h.camera.requests[2].contains("rtsp://127.0.0.1:8554/cam/track1"), "{}", h.camera.requests[2]);
+    assert!(h.ws.iter().any(|v| v["message"] == "getUserData"));
+    assert!(h.ws.iter().any(|v| v["message"] == "setRemoteSDP"), "{:?}", h.ws);
+    assert!(h.browser.is_connected(), "ICE/DTLS did not complete");
+
+    // The camera does not repeat SPS/PPS: the gateway must put them in front of the IDR.
+    // The IDR is bigger than the WebRTC MTU: the gateway must re-fragment it.
+    for frame in 0..30u32 {
+        let nals = if frame % 10 == 0 { vec![nal(5, 4000)] } else { vec![nal(1, 600)] };
+        h.camera.send_frame(frame * 3000, &nals);
+        h.run_for(Duration::from_millis(40));
+    }
+
+    assert_eq!(h.statuses(), ["PENDING", "PLAYING"]);
+    assert!(h.frames.len() >= 25, "browser got {} frames", h.frames.len());
+    let first = &h.frames[0];
+    assert_eq!(nal_types(first), [7, 8, 5], "first frame must be SPS, PPS, IDR");
+    // The 4000-byte IDR arrives whole after re-fragmentation.
+    assert!(first.len() > 4000, "keyframe size {}", first.len());
+    assert_eq!(h.gateway.streams().len(), 1);
+
+    h.signal("stopStream", serde_json::json!({"mediaSessionId": "m1", "name": "x"}));
+    h.run_for(Duration::from_millis(100));
+    assert_eq!(h.statuses().last().map(String::as_str), Some("STOPPED"));
+    assert!(!h.rtsp_closed, "the connection lingers after the last viewer");
+    h.run_for(Duration::from_secs(6));
+    assert!(h.camera.requests.last().unwrap().starts_with("TEARDOWN"), "{:?}", h.camera.requests.last());
+    assert!(h.rtsp_closed);
+    assert!(h.gateway.streams().is_empty());
+}
+
+#[test]
+fn camera_errors_reach_the_viewer_as_failed_with_a_reason() {
+    let mut h = Harness::new();
+    h.camera.describe_status = Some("404 Not Found");
+    h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(200));
+    let failed = h.ws.iter().find(|v| v["data"][0]["status"] == "FAILED").expect("a FAILED status");
+    assert_eq!(failed["data"][0]["info"], "Rtsp stream not found");
+    assert!(h.rtsp_closed);
+    assert!(h.gateway.streams().is_empty());
+}
+
+#[test]
+fn a_bad_url_fails_at_once_without_connecting() {
+    let mut h = Harness::new();
+    h.play("rtsp://127.0.0.1:8554/has space");
+    h.step(Duration::from_millis(10));
+    assert!(h.stream.is_none());
+    let failed = h.ws.iter().find(|v| v["data"][0]["status"] == "FAILED").expect("a FAILED status");
+    assert!(failed["data"][0]["info"].as_str().unwrap().starts_with("Bad URI"), "{failed}");
+}
+
+#[test]
+fn credentials_never_leave_in_status_messages() {
+    let mut h = Harness::new();
+    h.camera.describe_status = Some("404 Not Found");
+    h.play("rtsp://admin:s3cret@127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(200));
+    let all: String = h.ws.iter().map(|v| v.to_string()).collect();
+    assert!(!all.contains("s3cret"), "{all}");
+}

@@ -1,0 +1,374 @@
+//! The event loop: one thread, one `mio::Poll`, every socket, and the gateway's timers.
+//!
+//! Each turn: wait for readiness or the gateway's next deadline, feed what arrived into the
+//! gateway (or the web app), fire due timers, then carry out everything the gateway asked for
+//! (camera connections, signaling messages, datagrams) before waiting again.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use camgate_core::hub::{Gateway, GatewayOutput, SessionId, StreamId};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::tcp::{ReadOutcome, TcpConn};
+use crate::udp::UdpEndpoint;
+
+/// A web client connection, numbered by the loop (the slab key of its socket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId(pub usize);
+
+impl ConnId {
+    /// Web connections that become WebSockets are signaling sessions with the same number.
+    pub fn session(self) -> SessionId {
+        SessionId(self.0 as u64)
+    }
+}
+
+/// Which listener accepted a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// The signaling port (8080): WebSocket upgrades.
+    WebSocket,
+    /// The HTTP port (8081): player page and APIs.
+    Http,
+}
+
+/// Writes and closes the web app asks for; the loop carries them out after each call.
+#[derive(Default)]
+pub struct WebIo {
+    writes: Vec<(ConnId, Vec<u8>)>,
+    closes: Vec<ConnId>,
+}
+
+impl WebIo {
+    pub fn write(&mut self, conn: ConnId, data: Vec<u8>) {
+        self.writes.push((conn, data));
+    }
+
+    /// Close after everything written so far has been flushed.
+    pub fn close(&mut self, conn: ConnId) {
+        self.closes.push(conn);
+    }
+}
+
+/// The server's web side: HTTP and WebSocket framing over the loop's connections.
+pub trait WebApp {
+    fn accepted(&mut self, conn: ConnId, kind: ListenerKind, peer: SocketAddr, now: Instant);
+    fn received(&mut self, conn: ConnId, data: &[u8], now: Instant, gateway: &mut Gateway, io: &mut WebIo);
+    /// The connection is gone (peer closed, error, or our close completed).
+    fn closed(&mut self, conn: ConnId, now: Instant, gateway: &mut Gateway);
+    /// The gateway has a signaling message for the WebSocket `conn`.
+    fn send_text(&mut self, conn: ConnId, text: &str, io: &mut WebIo);
+}
+
+#[derive(Debug, Clone)]
+pub struct EventLoopConfig {
+    pub listeners: Vec<(ListenerKind, SocketAddr)>,
+    /// The shared WebRTC UDP sockets: (address to bind, address announced to browsers).
+    /// They differ behind a 1:1 NAT or when binding to 0.0.0.0.
+    pub udp: Vec<(SocketAddr, SocketAddr)>,
+    /// Local address camera connections are made from (`rtsp_client_address`), if set.
+    pub rtsp_client_address: Option<IpAddr>,
+}
+
+enum Endpoint {
+    Listener(ListenerKind, TcpListener),
+    Web(TcpConn),
+    Camera { stream: StreamId, conn: TcpConn, connecting: bool },
+    Udp(UdpEndpoint),
+}
+
+pub struct EventLoop {
+    poll: Poll,
+    endpoints: Slab<Endpoint>,
+    cameras: HashMap<StreamId, usize>,
+    /// UDP socket slab keys by local address, to send from the address str0m chose.
+    udp_by_addr: HashMap<SocketAddr, usize>,
+    rtsp_client_address: Option<IpAddr>,
+    read_buf: Vec<u8>,
+}
+
+impl EventLoop {
+    pub fn new(config: &EventLoopConfig) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let mut this = Self {
+            poll,
+            endpoints: Slab::new(),
+            cameras: HashMap::new(),
+            udp_by_addr: HashMap::new(),
+            rtsp_client_address: config.rtsp_client_address,
+            read_buf: vec![0; 64 * 1024],
+        };
+        for (kind, addr) in &config.listeners {
+            let mut listener = TcpListener::bind(*addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+            let key = this.endpoints.vacant_key();
+            this.poll.registry().register(&mut listener, Token(key), Interest::READABLE)?;
+            this.endpoints.insert(Endpoint::Listener(*kind, listener));
+        }
+        for (addr, announced) in &config.udp {
+            let mut udp = UdpEndpoint::bind(*addr, *announced)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}")))?;
+            let key = this.endpoints.vacant_key();
+            this.poll.registry().register(&mut udp.socket, Token(key), Interest::READABLE)?;
+            this.udp_by_addr.insert(udp.announced, key);
+            this.endpoints.insert(Endpoint::Udp(udp));
+        }
+        Ok(this)
+    }
+
+    /// Addresses actually bound (ports resolved when 0 was asked for).
+    pub fn local_addrs(&self) -> Vec<(Option<ListenerKind>, SocketAddr)> {
+        self.endpoints
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Endpoint::Listener(kind, l) => l.local_addr().ok().map(|a| (Some(*kind), a)),
+                Endpoint::Udp(u) => Some((None, u.announced)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Runs until `keep_running` returns false (checked at least every 100 ms).
+    pub fn run(
+        &mut self,
+        gateway: &mut Gateway,
+        web: &mut dyn WebApp,
+        keep_running: &mut dyn FnMut(&mut Gateway) -> bool,
+    ) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut web_io = WebIo::default();
+        while keep_running(gateway) {
+            let now = Instant::now();
+            let wait = gateway
+                .poll_timeout()
+                .map(|t| t.saturating_duration_since(now))
+                .unwrap_or(Duration::from_millis(100))
+                .min(Duration::from_millis(100));
+            if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                self.handle_event(event.token().0, now, gateway, web, &mut web_io);
+                self.apply_web_io(&mut web_io, now, gateway, web);
+            }
+            gateway.handle_timeout(now);
+            self.apply_gateway_outputs(now, gateway, web, &mut web_io);
+        }
+        Ok(())
+    }
+
+    fn handle_event(&mut self, key: usize, now: Instant, gateway: &mut Gateway, web: &mut dyn WebApp, io: &mut WebIo) {
+        let Some(endpoint) = self.endpoints.get_mut(key) else { return };
+        match endpoint {
+            Endpoint::Listener(kind, listener) => {
+                let kind = *kind;
+                let mut accepted = Vec::new();
+                loop {
+                    match listener.accept() {
+                        Ok(pair) => accepted.push(pair),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            tracing::warn!("accept failed: {e}");
+                            break;
+                        }
+                    }
+                }
+                for (mut stream, peer) in accepted {
+                    let _ = stream.set_nodelay(true);
+                    let key = self.endpoints.vacant_key();
+                    if let Err(e) =
+                        self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)
+                    {
+                        tracing::warn!("register failed: {e}");
+                        continue;
+                    }
+                    self.endpoints.insert(Endpoint::Web(TcpConn::new(stream)));
+                    web.accepted(ConnId(key), kind, peer, now);
+                }
+            }
+            Endpoint::Web(conn) => {
+                let id = ConnId(key);
+                let outcome = conn.read_available(&mut self.read_buf, &mut |data| web.received(id, data, now, gateway, io));
+                let flushed = conn.flush();
+                if outcome == ReadOutcome::Closed || flushed.is_err() || (conn.closing && conn.pending() == 0) {
+                    self.drop_web(key, now, gateway, web);
+                }
+            }
+            Endpoint::Camera { stream, conn, connecting } => {
+                let stream = *stream;
+                if *connecting {
+                    // A non-blocking connect is done when the socket turns writable; the error
+                    // (refused, unreachable) is read from SO_ERROR.
+                    match conn.stream.take_error() {
+                        Ok(None) if conn.stream.peer_addr().is_ok() => {
+                            *connecting = false;
+                            gateway.handle_rtsp_connected(stream, now);
+                        }
+                        Ok(None) => return, // spurious wakeup, still connecting
+                        _ => {
+                            self.drop_camera(stream);
+                            gateway.handle_rtsp_lost(stream, now);
+                            return;
+                        }
+                    }
+                }
+                let Some(Endpoint::Camera { conn, .. }) = self.endpoints.get_mut(key) else { return };
+                let outcome =
+                    conn.read_available(&mut self.read_buf, &mut |data| gateway.handle_rtsp_data(stream, now, data));
+                let flushed = conn.flush();
+                if outcome == ReadOutcome::Closed || flushed.is_err() {
+                    self.drop_camera(stream);
+                    gateway.handle_rtsp_lost(stream, now);
+                } else if conn.closing && conn.pending() == 0 {
+                    self.drop_camera(stream);
+                }
+            }
+            Endpoint::Udp(udp) => {
+                // str0m matches datagrams against the candidate it announced.
+                let local = udp.announced;
+                loop {
+                    match udp.socket.recv_from(&mut self.read_buf) {
+                        Ok((n, source)) => gateway.handle_udp(now, source, local, &self.read_buf[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            // ICMP errors from a vanished viewer surface here; not fatal.
+                            tracing::debug!("udp receive error: {e}");
+                            break;
+                        }
+                    }
+                }
+                self.flush_transmits(gateway);
+            }
+        }
+    }
+
+    fn apply_gateway_outputs(&mut self, now: Instant, gateway: &mut Gateway, web: &mut dyn WebApp, io: &mut WebIo) {
+        loop {
+            self.flush_transmits(gateway);
+            let Some(output) = gateway.poll_output() else { break };
+            match output {
+                GatewayOutput::WsSend { session, text } => {
+                    web.send_text(ConnId(session.0 as usize), &text, io);
+                    self.apply_web_io(io, now, gateway, web);
+                }
+                GatewayOutput::WsClose { session } => {
+                    io.close(ConnId(session.0 as usize));
+                    self.apply_web_io(io, now, gateway, web);
+                }
+                GatewayOutput::RtspConnect { stream, host, port } => {
+                    if let Err(e) = self.connect_camera(stream, &host, port) {
+                        tracing::info!(stream = stream.0, "camera connect failed: {e}");
+                        gateway.handle_rtsp_lost(stream, now);
+                    }
+                }
+                GatewayOutput::RtspSend { stream, data } => {
+                    let Some(&key) = self.cameras.get(&stream) else { continue };
+                    if let Some(Endpoint::Camera { conn, .. }) = self.endpoints.get_mut(key) {
+                        if conn.send(&data).is_err() {
+                            self.drop_camera(stream);
+                            gateway.handle_rtsp_lost(stream, now);
+                        }
+                    }
+                }
+                GatewayOutput::RtspClose { stream } => {
+                    let Some(&key) = self.cameras.get(&stream) else { continue };
+                    if let Some(Endpoint::Camera { conn, .. }) = self.endpoints.get_mut(key) {
+                        conn.closing = true;
+                        if conn.flush().is_err() || conn.pending() == 0 {
+                            self.drop_camera(stream);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_web_io(&mut self, io: &mut WebIo, now: Instant, gateway: &mut Gateway, web: &mut dyn WebApp) {
+        for (conn, data) in io.writes.drain(..) {
+            if let Some(Endpoint::Web(c)) = self.endpoints.get_mut(conn.0) {
+                if let Err(e) = c.send(&data) {
+                    tracing::info!(conn = conn.0, "dropping web client: {e}");
+                    c.closing = true;
+                }
+            }
+        }
+        let closes: Vec<ConnId> = io.closes.drain(..).collect();
+        for conn in closes {
+            if let Some(Endpoint::Web(c)) = self.endpoints.get_mut(conn.0) {
+                c.closing = true;
+                if c.flush().is_err() || c.pending() == 0 {
+                    self.drop_web(conn.0, now, gateway, web);
+                }
+            }
+        }
+    }
+
+    fn flush_transmits(&mut self, gateway: &mut Gateway) {
+        while let Some(t) = gateway.poll_transmit() {
+            let key = self.udp_by_addr.get(&t.source).copied().or_else(|| self.udp_by_addr.values().next().copied());
+            if let Some(Endpoint::Udp(udp)) = key.and_then(|k| self.endpoints.get_mut(k)) {
+                udp.send(&t.contents, t.destination);
+            }
+        }
+    }
+
+    fn connect_camera(&mut self, stream: StreamId, host: &str, port: u16) -> io::Result<()> {
+        // Name resolution blocks; camera URLs are nearly always IP addresses. TODO: resolve off-loop.
+        let addr = (host, port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host has no address"))?;
+        let mut socket = match self.rtsp_client_address {
+            Some(local) => {
+                let std_stream = connect_from(local, addr)?;
+                TcpStream::from_std(std_stream)
+            }
+            None => TcpStream::connect(addr)?,
+        };
+        let _ = socket.set_nodelay(true);
+        let key = self.endpoints.vacant_key();
+        self.poll.registry().register(&mut socket, Token(key), Interest::READABLE | Interest::WRITABLE)?;
+        self.endpoints.insert(Endpoint::Camera { stream, conn: TcpConn::new(socket), connecting: true });
+        self.cameras.insert(stream, key);
+        Ok(())
+    }
+
+    fn drop_camera(&mut self, stream: StreamId) {
+        if let Some(key) = self.cameras.remove(&stream) {
+            if let Some(Endpoint::Camera { mut conn, .. }) = self.endpoints.try_remove(key) {
+                let _ = self.poll.registry().deregister(&mut conn.stream);
+            }
+        }
+    }
+
+    fn drop_web(&mut self, key: usize, now: Instant, gateway: &mut Gateway, web: &mut dyn WebApp) {
+        if let Some(Endpoint::Web(mut conn)) = self.endpoints.try_remove(key) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            web.closed(ConnId(key), now, gateway);
+        }
+    }
+}
+
+/// A non-blocking connect from a chosen local address (`rtsp_client_address`, e.g. a VPN's).
+fn connect_from(local: IpAddr, remote: SocketAddr) -> io::Result<std::net::TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    const EINPROGRESS: i32 = 115;
+    let socket = Socket::new(Domain::for_address(remote), Type::STREAM, Some(Protocol::TCP))?;
+    socket.bind(&SocketAddr::new(local, 0).into())?;
+    socket.set_nonblocking(true)?;
+    match socket.connect(&remote.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(EINPROGRESS) || e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e),
+    }
+    Ok(socket.into())
+}

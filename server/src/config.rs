@@ -1,0 +1,215 @@
+//! camgate's settings: built-in defaults, overridden by an optional TOML file, overridden by
+//! command-line flags. With neither, camgate serves the player page and the demo camera.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP and WebSocket listeners bind to.
+    pub bind: IpAddr,
+    /// WebSocket signaling port (Flashphoner Web SDK: ws://host:8080).
+    pub ws_port: u16,
+    /// HTTP port: player page and APIs.
+    pub http_port: u16,
+    /// UDP port shared by every WebRTC viewer.
+    pub webrtc_port: u16,
+    /// Addresses announced to browsers as ICE host candidates. Empty: every address of this
+    /// machine (IPv4), loopback included.
+    pub announce_ips: Vec<IpAddr>,
+    /// Local address camera connections are made from (e.g. a VPN interface's). Unset: the OS picks.
+    pub rtsp_client_address: Option<IpAddr>,
+    /// Seconds to wait for a camera's TCP connection.
+    pub rtsp_connect_timeout_secs: u64,
+    /// Seconds to wait for each RTSP response.
+    pub rtsp_response_timeout_secs: u64,
+    /// Seconds without any data from a playing camera before it counts as dead.
+    pub rtsp_no_data_timeout_secs: u64,
+    /// Seconds a camera connection stays open after its last viewer left.
+    pub stream_linger_secs: u64,
+    /// Largest RTP payload sent to browsers (bytes); bigger NAL units are re-fragmented.
+    pub max_rtp_payload: usize,
+    /// Run the built-in demo camera.
+    pub demo: bool,
+    /// Address of the built-in demo camera (RTSP).
+    pub demo_bind: SocketAddr,
+    /// Log filter, e.g. "info" or "camgate=debug,str0m=warn".
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            ws_port: 8080,
+            http_port: 8081,
+            webrtc_port: 20000,
+            announce_ips: Vec::new(),
+            rtsp_client_address: None,
+            rtsp_connect_timeout_secs: 10,
+            rtsp_response_timeout_secs: 10,
+            rtsp_no_data_timeout_secs: 10,
+            stream_linger_secs: 5,
+            max_rtp_payload: 1200,
+            demo: true,
+            demo_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8554),
+            log: "info,str0m=warn,dimpl=warn".into(),
+        }
+    }
+}
+
+/// Command line: every flag overrides the config file.
+#[derive(Debug, Parser)]
+#[command(name = "camgate", version, about = "RTSP to WebRTC gateway: play IP cameras in the browser")]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration (defaults + file + flags) as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    #[arg(long)]
+    pub bind: Option<IpAddr>,
+    #[arg(long)]
+    pub ws_port: Option<u16>,
+    #[arg(long)]
+    pub http_port: Option<u16>,
+    #[arg(long)]
+    pub webrtc_port: Option<u16>,
+    /// Address announced to browsers (repeat for several).
+    #[arg(long = "announce-ip")]
+    pub announce_ips: Vec<IpAddr>,
+    #[arg(long)]
+    pub rtsp_client_address: Option<IpAddr>,
+    #[arg(long)]
+    pub stream_linger_secs: Option<u64>,
+    /// Don't start the built-in demo camera.
+    #[arg(long)]
+    pub no_demo: bool,
+    #[arg(long)]
+    pub demo_bind: Option<SocketAddr>,
+    #[arg(long)]
+    pub log: Option<String>,
+}
+
+impl Config {
+    pub fn load(cli: &Cli) -> Result<Config, String> {
+        let mut config = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        if let Some(v) = cli.bind {
+            config.bind = v;
+        }
+        if let Some(v) = cli.ws_port {
+            config.ws_port = v;
+        }
+        if let Some(v) = cli.http_port {
+            config.http_port = v;
+        }
+        if let Some(v) = cli.webrtc_port {
+            config.webrtc_port = v;
+        }
+        if !cli.announce_ips.is_empty() {
+            config.announce_ips = cli.announce_ips.clone();
+        }
+        if cli.rtsp_client_address.is_some() {
+            config.rtsp_client_address = cli.rtsp_client_address;
+        }
+        if let Some(v) = cli.stream_linger_secs {
+            config.stream_linger_secs = v;
+        }
+        if cli.no_demo {
+            config.demo = false;
+        }
+        if let Some(v) = cli.demo_bind {
+            config.demo_bind = v;
+        }
+        if let Some(v) = &cli.log {
+            config.log = v.clone();
+        }
+        Ok(config)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+
+    pub fn rtsp(&self) -> camgate_core::rtsp::RtspConfig {
+        camgate_core::rtsp::RtspConfig {
+            connect_timeout: Duration::from_secs(self.rtsp_connect_timeout_secs),
+            response_timeout: Duration::from_secs(self.rtsp_response_timeout_secs),
+            no_data_timeout: Duration::from_secs(self.rtsp_no_data_timeout_secs),
+            ..Default::default()
+        }
+    }
+
+    /// The WebRTC sockets to bind and the address each is announced as.
+    /// With announced addresses, one socket on the bind address serves them all.
+    pub fn webrtc_sockets(&self) -> Vec<(SocketAddr, SocketAddr)> {
+        let port = self.webrtc_port;
+        if !self.announce_ips.is_empty() {
+            return self
+                .announce_ips
+                .iter()
+                .map(|ip| {
+                    let local = if self.bind.is_unspecified() || self.bind == *ip { *ip } else { self.bind };
+                    (SocketAddr::new(local, port), SocketAddr::new(*ip, port))
+                })
+                .collect();
+        }
+        let mut ips: Vec<IpAddr> = if self.bind.is_unspecified() {
+            if_addrs::get_if_addrs()
+                .map(|list| list.into_iter().map(|i| i.ip()).filter(|ip| ip.is_ipv4()).collect())
+                .unwrap_or_default()
+        } else {
+            vec![self.bind]
+        };
+        if ips.is_empty() {
+            ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        }
+        ips.sort();
+        ips.dedup();
+        ips.into_iter().map(|ip| (SocketAddr::new(ip, port), SocketAddr::new(ip, port))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let text = Config::default().to_toml();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back.ws_port, 8080);
+        assert_eq!(back.http_port, 8081);
+        assert!(back.demo);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<Config>("no_such_setting = 1").is_err());
+        let c: Config = toml::from_str("ws_port = 9000").unwrap();
+        assert_eq!(c.ws_port, 9000);
+        assert_eq!(c.http_port, 8081);
+    }
+
+    #[test]
+    fn announced_ips_bind_the_chosen_address() {
+        let c = Config {
+            bind: "127.0.0.1".parse().unwrap(),
+            announce_ips: vec!["127.0.0.1".parse().unwrap()],
+            ..Default::default()
+        };
+        assert_eq!(c.webrtc_sockets(), vec![("127.0.0.1:20000".parse().unwrap(), "127.0.0.1:20000".parse().unwrap())]);
+    }
+}
