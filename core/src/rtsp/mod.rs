@@ -1,1 +1,16 @@
-//! TODO
+//! Sans-IO RTSP client: pulls one camera stream over TCP-interleaved RTP.
+//!
+//! - [`framing`] splits the TCP byte stream into RTSP messages and `$` frames;
+//! - [`url`] parses `rtsp://` URLs and keeps the password out of every printed form;
+//! - [`auth`] answers Digest/Basic challenges;
+//! - [`sdp`] turns the camera's SDP into [`crate::media::TrackInfo`]s;
+//! - [`client`] runs OPTIONS → DESCRIBE → SETUP → PLAY, keepalives and TEARDOWN.
+
+pub mod auth;
+pub mod client;
+pub mod framing;
+pub mod sdp;
+pub mod url;
+
+pub use client::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent};
+pub use url::RtspUrl;

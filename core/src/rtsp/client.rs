@@ -1,0 +1,693 @@
+//! The RTSP client state machine: OPTIONS → DESCRIBE → SETUP (TCP-interleaved, per track) → PLAY,
+//! then keepalives until TEARDOWN. Sans-IO: the driver owns the TCP socket and the clock.
+//!
+//! Driving it:
+//! 1. [`RtspClient::new`], start a TCP connect to `url().host()`/`url().port()`.
+//! 2. On connect, [`RtspClient::handle_connected`]; on every read, [`RtspClient::handle_input`];
+//!    on EOF/error, [`RtspClient::handle_connection_lost`].
+//! 3. After each `handle_*` call, drain [`RtspClient::poll_transmit`] (write in order) and
+//!    [`RtspClient::poll_event`], then sleep until [`RtspClient::poll_timeout`] and call
+//!    [`RtspClient::handle_timeout`].
+//! 4. After `Failed` or `Closed`, flush `poll_transmit` and close the socket.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use super::auth::{Authenticator, Challenge};
+use super::framing::{Frame, Framer, Message, StartLine};
+use super::sdp;
+use super::url::RtspUrl;
+use crate::media::TrackInfo;
+
+/// Session timeout assumed when SETUP's `Session` header announces none (RFC 2326 §12.37).
+/// gst-rtsp-server, for one, never announces it.
+const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Timeouts and identity of the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtspConfig {
+    /// No `handle_connected()` by then → `Failed(ConnectFailed)`.
+    pub connect_timeout: Duration,
+    /// Per request, from the time it was queued.
+    pub response_timeout: Duration,
+    /// While playing: no byte at all from the server for this long → `Failed(Timeout)`.
+    pub no_data_timeout: Duration,
+    pub user_agent: String,
+}
+
+impl Default for RtspConfig {
+    fn default() -> Self {
+        RtspConfig {
+            connect_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(10),
+            no_data_timeout: Duration::from_secs(10),
+            user_agent: format!("camgate/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// Why a stream could not be played. `Display` is what a viewer is shown; no variant ever holds
+/// a password or the URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RtspError {
+    BadUri(String),
+    ConnectFailed,
+    Unauthorized,
+    NotFound,
+    Status { code: u16, reason: String },
+    Timeout(&'static str),
+    Protocol(String),
+    NoSupportedTracks,
+    ConnectionClosed,
+}
+
+impl fmt::Display for RtspError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RtspError::BadUri(r) => write!(f, "Bad URI: {r}"),
+            RtspError::ConnectFailed => f.write_str("Failed to connect to rtsp stream"),
+            RtspError::Unauthorized => f.write_str("401 Unauthorized"),
+            RtspError::NotFound => f.write_str("Rtsp stream not found"),
+            RtspError::Status { code, reason } => write!(f, "{code} {reason}"),
+            RtspError::Timeout(what) => write!(f, "Timeout: {what}"),
+            RtspError::Protocol(what) => write!(f, "Rtsp protocol error: {what}"),
+            RtspError::NoSupportedTracks => f.write_str("No supported audio or video track"),
+            RtspError::ConnectionClosed => f.write_str("Rtsp connection closed"),
+        }
+    }
+}
+
+impl std::error::Error for RtspError {}
+
+/// One RTP or RTCP packet from the camera, borrowed from the bytes passed to `handle_input`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaPacket<'a> {
+    /// Index into the tracks of [`RtspEvent::Playing`].
+    pub track: usize,
+    /// Odd channel of the pair.
+    pub rtcp: bool,
+    pub data: &'a [u8],
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RtspEvent {
+    /// PLAY succeeded; media follows through `on_media`.
+    Playing { tracks: Vec<TrackInfo> },
+    /// Terminal: close the socket.
+    Failed(RtspError),
+    /// Terminal, after `teardown()`: flush `poll_transmit`, then close.
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Connecting,
+    Options,
+    Describe,
+    Setup,
+    Play,
+    Playing,
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReqKind {
+    Options,
+    Describe,
+    /// Track index and the interleaved RTP channel we proposed.
+    Setup {
+        track: usize,
+        channel: u8,
+    },
+    Play,
+    /// Answer optional: some cameras never reply to keepalives (gortsplib).
+    Keepalive,
+}
+
+impl ReqKind {
+    fn timeout_what(self) -> &'static str {
+        match self {
+            ReqKind::Options => "no response to OPTIONS",
+            ReqKind::Describe => "no response to DESCRIBE",
+            ReqKind::Setup { .. } => "no response to SETUP",
+            ReqKind::Play => "no response to PLAY",
+            ReqKind::Keepalive => "no response to keepalive",
+        }
+    }
+}
+
+/// A request awaiting its response; kept whole so a 401 can resend it with credentials.
+#[derive(Debug)]
+struct Pending {
+    cseq: u32,
+    kind: ReqKind,
+    method: &'static str,
+    uri: String,
+    extra: Vec<(&'static str, String)>,
+    deadline: Instant,
+    /// Already resent after a 401: a second 401 means wrong credentials.
+    auth_retried: bool,
+}
+
+/// Sans-IO RTSP client for one camera stream.
+pub struct RtspClient {
+    url: RtspUrl,
+    config: RtspConfig,
+    state: State,
+    connect_deadline: Instant,
+    framer: Framer,
+    transmit: VecDeque<Vec<u8>>,
+    events: VecDeque<RtspEvent>,
+    cseq: u32,
+    pending: Vec<Pending>,
+    auth: Option<Authenticator>,
+    /// OPTIONS' `Public` listed GET_PARAMETER: use it for keepalives (VLC's server needs it).
+    get_parameter: bool,
+    /// URL for PLAY, keepalives and TEARDOWN.
+    aggregate_url: String,
+    /// Selected tracks, in SETUP order.
+    tracks: Vec<TrackInfo>,
+    /// Interleaved channel → (track, is RTCP).
+    channels: Vec<Option<(usize, bool)>>,
+    session: Option<String>,
+    session_timeout: Duration,
+    last_rx: Instant,
+    next_keepalive: Option<Instant>,
+}
+
+impl fmt::Debug for RtspClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // By hand: the URL is redacted and the authenticator is left out.
+        f.debug_struct("RtspClient")
+            .field("url", &self.url.redacted())
+            .field("state", &self.state)
+            .field("session", &self.session)
+            .field("tracks", &self.tracks.len())
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RtspClient {
+    /// Parses the URL (`BadUri` at once) and starts the connect timer.
+    pub fn new(url: &str, config: RtspConfig, now: Instant) -> Result<RtspClient, RtspError> {
+        let url = RtspUrl::parse(url)?;
+        Ok(RtspClient {
+            aggregate_url: url.request_url().to_owned(),
+            url,
+            connect_deadline: now + config.connect_timeout,
+            config,
+            state: State::Connecting,
+            framer: Framer::new(),
+            transmit: VecDeque::new(),
+            events: VecDeque::new(),
+            cseq: 0,
+            pending: Vec::new(),
+            auth: None,
+            get_parameter: false,
+            tracks: Vec::new(),
+            channels: vec![None; 256],
+            session: None,
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
+            last_rx: now,
+            next_keepalive: None,
+        })
+    }
+
+    pub fn url(&self) -> &RtspUrl {
+        &self.url
+    }
+
+    /// The session id from SETUP, without parameters.
+    pub fn session_id(&self) -> Option<&str> {
+        self.session.as_deref()
+    }
+
+    /// The driver's TCP connect succeeded: queue OPTIONS.
+    pub fn handle_connected(&mut self, now: Instant) {
+        if self.state != State::Connecting {
+            return;
+        }
+        self.last_rx = now;
+        self.state = State::Options;
+        let uri = self.url.request_url().to_owned();
+        self.send(now, ReqKind::Options, "OPTIONS", uri, Vec::new(), false);
+    }
+
+    /// Bytes read from the TCP socket, split anywhere. RTP/RTCP of the set-up tracks goes to
+    /// `on_media` once PLAY has been answered, as slices of `data` whenever a frame is whole.
+    pub fn handle_input(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        on_media: &mut dyn FnMut(MediaPacket<'_>),
+    ) {
+        if self.state == State::Closed {
+            return;
+        }
+        // Any byte counts as liveness, so a camera that ignores keepalives but streams is fine.
+        self.last_rx = now;
+        // The framer is moved out so the frame callback may borrow the rest of `self`.
+        let mut framer = std::mem::take(&mut self.framer);
+        let res = framer.push(data, &mut |frame| {
+            match frame {
+                Frame::Message(m) => self.on_message(now, m),
+                Frame::Interleaved { channel, data } => {
+                    // v4l2rtspserver and Reolink send RTP/RTCP before answering PLAY: drop it.
+                    // Frames on channels we never set up are ignored too (gortsplib does the
+                    // same; some cameras stream tracks nobody asked for).
+                    if self.state == State::Playing {
+                        if let Some(Some((track, rtcp))) = self.channels.get(usize::from(channel)) {
+                            on_media(MediaPacket {
+                                track: *track,
+                                rtcp: *rtcp,
+                                data,
+                            });
+                        }
+                    }
+                }
+            }
+            self.state != State::Closed
+        });
+        self.framer = framer;
+        if let Err(e) = res {
+            self.fail(RtspError::Protocol(e.0));
+        }
+    }
+
+    /// TCP error or EOF.
+    pub fn handle_connection_lost(&mut self, _now: Instant) {
+        let err = if self.state == State::Connecting {
+            RtspError::ConnectFailed
+        } else {
+            RtspError::ConnectionClosed
+        };
+        self.fail(err);
+    }
+
+    /// Next bytes to write to the socket.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        self.transmit.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<RtspEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must be called next; `None` once closed.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Closed => None,
+            State::Connecting => Some(self.connect_deadline),
+            _ => {
+                let requests = self
+                    .pending
+                    .iter()
+                    .filter(|p| p.kind != ReqKind::Keepalive)
+                    .map(|p| p.deadline);
+                let playing = (self.state == State::Playing)
+                    .then(|| {
+                        [
+                            Some(self.last_rx + self.config.no_data_timeout),
+                            self.next_keepalive,
+                        ]
+                    })
+                    .into_iter()
+                    .flatten()
+                    .flatten();
+                requests.chain(playing).min()
+            }
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.state {
+            State::Closed => return,
+            State::Connecting => {
+                if now >= self.connect_deadline {
+                    self.fail(RtspError::ConnectFailed);
+                }
+                return;
+            }
+            _ => {}
+        }
+        if let Some(p) = self
+            .pending
+            .iter()
+            .find(|p| p.kind != ReqKind::Keepalive && now >= p.deadline)
+        {
+            let what = p.kind.timeout_what();
+            self.fail(RtspError::Timeout(what));
+            return;
+        }
+        // A keepalive nobody answered is forgotten, not fatal: data keeps the stream alive.
+        self.pending
+            .retain(|p| p.kind != ReqKind::Keepalive || now < p.deadline);
+        if self.state != State::Playing {
+            return;
+        }
+        if now >= self.last_rx + self.config.no_data_timeout {
+            self.fail(RtspError::Timeout("no data from camera"));
+            return;
+        }
+        if self.next_keepalive.is_some_and(|t| now >= t) {
+            self.send_keepalive(now);
+        }
+    }
+
+    /// Ends the stream: TEARDOWN if a session exists, then `Closed`. No-op once closed.
+    pub fn teardown(&mut self, now: Instant) {
+        if self.state == State::Closed {
+            return;
+        }
+        if self.session.is_some() {
+            let uri = self.aggregate_url.clone();
+            self.send(now, ReqKind::Keepalive, "TEARDOWN", uri, Vec::new(), false);
+        }
+        self.pending.clear();
+        self.state = State::Closed;
+        self.events.push_back(RtspEvent::Closed);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    fn fail(&mut self, err: RtspError) {
+        if self.state == State::Closed {
+            return;
+        }
+        tracing::debug!(url = %self.url, error = %err, "rtsp stream failed");
+        self.state = State::Closed;
+        self.pending.clear();
+        self.events.push_back(RtspEvent::Failed(err));
+    }
+
+    fn send(
+        &mut self,
+        now: Instant,
+        kind: ReqKind,
+        method: &'static str,
+        uri: String,
+        extra: Vec<(&'static str, String)>,
+        auth_retried: bool,
+    ) {
+        self.cseq += 1;
+        let mut r = format!("{method} {uri} RTSP/1.0\r\nCSeq: {}\r\n", self.cseq);
+        if !self.config.user_agent.is_empty() {
+            r += &format!("User-Agent: {}\r\n", self.config.user_agent);
+        }
+        if let Some(a) = &mut self.auth {
+            // Computed per request: the digest covers method and URI.
+            r += &format!("Authorization: {}\r\n", a.authorization(method, &uri));
+        }
+        if let Some(s) = &self.session {
+            r += &format!("Session: {s}\r\n");
+        }
+        for (k, v) in &extra {
+            r += &format!("{k}: {v}\r\n");
+        }
+        r += "\r\n";
+        self.transmit.push_back(r.into_bytes());
+        self.pending.push(Pending {
+            cseq: self.cseq,
+            kind,
+            method,
+            uri,
+            extra,
+            deadline: now + self.config.response_timeout,
+            auth_retried,
+        });
+    }
+
+    fn send_keepalive(&mut self, now: Instant) {
+        // GET_PARAMETER without body when advertised, else OPTIONS. Not SET_PARAMETER: Tapo
+        // answers it with 400 and a wrong CSeq (retina). Sent to the aggregate URL: some cameras
+        // ignore keepalives on other URLs (gortsplib).
+        let method = if self.get_parameter {
+            "GET_PARAMETER"
+        } else {
+            "OPTIONS"
+        };
+        let uri = self.aggregate_url.clone();
+        // Bound the list if a camera never answers.
+        self.pending.retain(|p| p.kind != ReqKind::Keepalive);
+        self.send(now, ReqKind::Keepalive, method, uri, Vec::new(), false);
+        self.next_keepalive = Some(now + self.keepalive_interval());
+    }
+
+    fn keepalive_interval(&self) -> Duration {
+        (self.session_timeout / 2).max(Duration::from_secs(1))
+    }
+
+    fn on_message(&mut self, now: Instant, m: Message) {
+        let (status, reason) = match &m.start {
+            StartLine::Request { method, .. } => {
+                self.answer_server_request(method, m.cseq());
+                return;
+            }
+            StartLine::Response { status, reason } => (*status, reason.clone()),
+        };
+        // Responses without CSeq are matched to the oldest request (gortsplib accepts them);
+        // a CSeq we are not waiting for (a late keepalive answer) is skipped.
+        let idx = match m.cseq() {
+            Some(c) => self.pending.iter().position(|p| p.cseq == c),
+            None if !self.pending.is_empty() => Some(0),
+            None => None,
+        };
+        let Some(idx) = idx else {
+            tracing::trace!(status, "rtsp response to no pending request, ignored");
+            return;
+        };
+        let p = self.pending.remove(idx);
+        if p.kind == ReqKind::Keepalive && status != 401 {
+            return;
+        }
+        if status == 401 {
+            self.on_unauthorized(now, p, &m);
+            return;
+        }
+        let ok = (200..300).contains(&status);
+        match p.kind {
+            // Some cameras answer OPTIONS with 404 or 501 and still stream (gortsplib): go on.
+            ReqKind::Options => {
+                if ok {
+                    self.get_parameter = m.headers_named("Public").any(|v| {
+                        v.split(',')
+                            .any(|t| t.trim().eq_ignore_ascii_case("GET_PARAMETER"))
+                    });
+                }
+                self.state = State::Describe;
+                let uri = self.url.request_url().to_owned();
+                let extra = vec![("Accept", "application/sdp".to_owned())];
+                self.send(now, ReqKind::Describe, "DESCRIBE", uri, extra, false);
+            }
+            // TODO: follow 301/302 Location on DESCRIBE (gortsplib does, once, same scheme).
+            ReqKind::Describe if !ok => self.fail(status_error(status, reason)),
+            ReqKind::Describe => self.on_describe(now, &m),
+            ReqKind::Setup { .. } if !ok => self.fail(status_error(status, reason)),
+            ReqKind::Setup { track, channel } => self.on_setup(now, &m, track, channel),
+            ReqKind::Play if !ok => self.fail(status_error(status, reason)),
+            ReqKind::Play => {
+                self.state = State::Playing;
+                self.next_keepalive = Some(now + self.keepalive_interval());
+                self.events.push_back(RtspEvent::Playing {
+                    tracks: self.tracks.clone(),
+                });
+            }
+            ReqKind::Keepalive => {}
+        }
+    }
+
+    fn on_unauthorized(&mut self, now: Instant, p: Pending, m: &Message) {
+        let Some(creds) = self.url.credentials().cloned() else {
+            self.fail(RtspError::Unauthorized);
+            return;
+        };
+        if p.auth_retried {
+            // Our credentials were refused.
+            self.fail(RtspError::Unauthorized);
+            return;
+        }
+        // A 401 later in the session (nonce expired) re-reads the challenge and retries once.
+        let Some(challenge) = Challenge::pick(m.headers_named("WWW-Authenticate")) else {
+            self.fail(RtspError::Unauthorized);
+            return;
+        };
+        self.auth = Some(Authenticator::new(creds, challenge, cnonce()));
+        self.send(now, p.kind, p.method, p.uri, p.extra, true);
+    }
+
+    fn on_describe(&mut self, now: Instant, m: &Message) {
+        let base = m
+            .header("Content-Base")
+            .or_else(|| m.header("Content-Location"))
+            .filter(|b| !b.is_empty())
+            .map(|b| self.repair_base(b))
+            .unwrap_or_else(|| self.url.request_url().to_owned());
+        if m.body.is_empty() {
+            self.fail(RtspError::Protocol("DESCRIBE answered without SDP".into()));
+            return;
+        }
+        let presentation = match sdp::parse(&m.body, &base) {
+            Ok(p) => p,
+            Err(e) => {
+                self.fail(RtspError::Protocol(e));
+                return;
+            }
+        };
+        self.tracks = sdp::select(&presentation.tracks);
+        if self.tracks.is_empty() {
+            self.fail(RtspError::NoSupportedTracks);
+            return;
+        }
+        self.aggregate_url = presentation.aggregate_url;
+        self.state = State::Setup;
+        self.send_setup(now, 0);
+    }
+
+    /// Content-Base as cameras send it: absolute, `/`-relative, or without a scheme
+    /// ("192.168.1.10:554/stream0/", Anjvision; retina prepends the request scheme).
+    fn repair_base(&self, b: &str) -> String {
+        if b.contains("://") {
+            b.to_owned()
+        } else if b.starts_with('/') {
+            url::Url::parse(self.url.request_url())
+                .and_then(|u| u.join(b))
+                .map(|u| u.to_string())
+                .unwrap_or_else(|_| self.url.request_url().to_owned())
+        } else {
+            format!("rtsp://{b}")
+        }
+    }
+
+    fn send_setup(&mut self, now: Instant, track: usize) {
+        let Some(t) = self.tracks.get(track) else {
+            return;
+        };
+        let uri = t.control.clone();
+        // Propose the next free even/odd pair; the server may pick others.
+        let Some(channel) = (0..=254u8).step_by(2).find(|c| {
+            self.channels[usize::from(*c)].is_none() && self.channels[usize::from(*c) + 1].is_none()
+        }) else {
+            self.fail(RtspError::Protocol("no free interleaved channel".into()));
+            return;
+        };
+        let transport = format!(
+            "RTP/AVP/TCP;unicast;interleaved={}-{}",
+            channel,
+            u16::from(channel) + 1
+        );
+        // No `mode=` in Transport: it upsets some servers (gortsplib).
+        let extra = vec![("Transport", transport)];
+        self.send(
+            now,
+            ReqKind::Setup { track, channel },
+            "SETUP",
+            uri,
+            extra,
+            false,
+        );
+    }
+
+    fn on_setup(&mut self, now: Instant, m: &Message, track: usize, proposed: u8) {
+        if let Some(s) = m.header("Session") {
+            let mut parts = s.split(';');
+            let id = parts.next().unwrap_or("").trim();
+            // Keep the first id: some cameras change it between SETUPs (retina UseFirst).
+            if self.session.is_none() && !id.is_empty() {
+                self.session = Some(id.to_owned());
+                // timeout=0 or junk falls back to the default rather than hammering the camera.
+                self.session_timeout = parts
+                    .filter_map(|p| p.trim().split_once('='))
+                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("timeout"))
+                    .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+                    .filter(|&t| t > 0)
+                    .map(Duration::from_secs)
+                    .unwrap_or(DEFAULT_SESSION_TIMEOUT);
+            }
+        }
+        // Accept the camera's channels when it picks others than proposed; without an
+        // `interleaved` parameter assume ours.
+        let (rtp, rtcp) = m
+            .header("Transport")
+            .and_then(parse_interleaved)
+            .unwrap_or((proposed, proposed.checked_add(1)));
+        self.channels[usize::from(rtp)] = Some((track, false));
+        if let Some(rtcp) = rtcp {
+            if rtcp != rtp {
+                self.channels[usize::from(rtcp)] = Some((track, true));
+            }
+        }
+        if track + 1 < self.tracks.len() {
+            self.send_setup(now, track + 1);
+        } else {
+            self.state = State::Play;
+            let uri = self.aggregate_url.clone();
+            // Range is mandatory for some servers (Parrot Streaming Server, per gortsplib).
+            let extra = vec![("Range", "npt=0.000-".to_owned())];
+            self.send(now, ReqKind::Play, "PLAY", uri, extra, false);
+        }
+    }
+
+    /// Requests from the server (OPTIONS pings, ANNOUNCE, ...): answer, never fail on them.
+    fn answer_server_request(&mut self, method: &str, cseq: Option<u32>) {
+        let (code, reason) = match method {
+            "OPTIONS" | "GET_PARAMETER" | "SET_PARAMETER" => (200, "OK"),
+            _ => (501, "Not Implemented"),
+        };
+        let mut r = format!("RTSP/1.0 {code} {reason}\r\n");
+        if let Some(c) = cseq {
+            r += &format!("CSeq: {c}\r\n");
+        }
+        if method == "OPTIONS" {
+            r += "Public: OPTIONS, GET_PARAMETER, SET_PARAMETER\r\n";
+        }
+        if let Some(s) = &self.session {
+            r += &format!("Session: {s}\r\n");
+        }
+        r += "\r\n";
+        self.transmit.push_back(r.into_bytes());
+    }
+}
+
+fn status_error(code: u16, reason: String) -> RtspError {
+    match code {
+        401 => RtspError::Unauthorized,
+        404 => RtspError::NotFound,
+        _ => RtspError::Status { code, reason },
+    }
+}
+
+/// `interleaved=a-b` (or a lone `a`) from a Transport header.
+fn parse_interleaved(transport: &str) -> Option<(u8, Option<u8>)> {
+    let v = transport
+        .split(';')
+        .filter_map(|p| p.trim().split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("interleaved"))?
+        .1
+        .trim();
+    match v.split_once('-') {
+        Some((a, b)) => Some((a.trim().parse().ok()?, b.trim().parse().ok())),
+        None => {
+            let a: u8 = v.parse().ok()?;
+            Some((a, a.checked_add(1)))
+        }
+    }
+}
+
+/// Client nonce for Digest `qop=auth`. Randomness is not I/O; if the system RNG fails the
+/// nonce is merely predictable, which only weakens replay protection.
+fn cnonce() -> String {
+    use ring::rand::SecureRandom as _;
+    let mut b = [0u8; 8];
+    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
+        b = *b"camgate!";
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

@@ -1,0 +1,308 @@
+//! A camera's DESCRIBE answer (SDP) → the tracks the gateway can relay.
+//!
+//! Parsing goes through `sdp_types`, made tolerant: cameras send SDP that strict parsers refuse
+//! (missing `o=`, junk media sections, trailing spaces), so lines are normalised first and, if
+//! the strict parse still fails, retried with only the lines we need.
+
+use crate::media::{MediaKind, TrackInfo};
+
+/// Video encodings the gateway can forward to WebRTC.
+const VIDEO: &[&str] = &["H264", "VP8"];
+/// Audio encodings the gateway can forward or transcode.
+const AUDIO: &[&str] = &[
+    "PCMU",
+    "PCMA",
+    "MPEG4-GENERIC",
+    "MP4A-LATM",
+    "SPEEX",
+    "OPUS",
+];
+
+/// The parts of a DESCRIBE answer the client needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Presentation {
+    /// Every audio/video media section, with its best payload type (a supported one if any).
+    pub tracks: Vec<TrackInfo>,
+    /// URL for aggregate requests (PLAY, keepalive, TEARDOWN).
+    pub aggregate_url: String,
+}
+
+/// Parses the SDP; `base` is Content-Base, else Content-Location, else the request URL.
+pub fn parse(body: &[u8], base: &str) -> Result<Presentation, String> {
+    let text = String::from_utf8_lossy(body);
+    // Cameras pad lines with spaces (e.g. "a=rtpmap:96 H264/90000 ") and mix line endings.
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let session = sdp_types::Session::parse(lines.join("\r\n").as_bytes())
+        .or_else(|_| {
+            // Keep only what we read; drop media sections sdp_types refuses (TP-Link sends
+            // some) along with their attributes.
+            let mut kept = vec!["v=0".to_owned(), "s=-".to_owned(), "t=0 0".to_owned()];
+            let mut skip_media = false;
+            for l in &lines {
+                if let Some(m) = l.strip_prefix("m=") {
+                    skip_media = !media_line_ok(m);
+                    if !skip_media {
+                        kept.push((*l).to_owned());
+                    }
+                } else if l.starts_with("a=") && !skip_media {
+                    kept.push((*l).to_owned());
+                }
+            }
+            sdp_types::Session::parse(kept.join("\r\n").as_bytes())
+        })
+        .map_err(|e| format!("bad SDP: {e}"))?;
+
+    let base = base.trim();
+    let session_control = attr(&session.attributes, "control");
+    let aggregate_url = match session_control {
+        Some(c) => join_control(base, c),
+        None => base.to_owned(),
+    };
+    let tracks = session
+        .medias
+        .iter()
+        .filter_map(|m| track_of(m, base))
+        .collect();
+    Ok(Presentation {
+        tracks,
+        aggregate_url,
+    })
+}
+
+/// First video track and first audio track with a supported encoding, in SDP order.
+pub fn select(tracks: &[TrackInfo]) -> Vec<TrackInfo> {
+    let mut video = false;
+    let mut audio = false;
+    let mut out = Vec::new();
+    for t in tracks {
+        let (seen, ok) = match t.kind {
+            MediaKind::Video => (&mut video, VIDEO),
+            MediaKind::Audio => (&mut audio, AUDIO),
+        };
+        if !*seen && ok.contains(&t.encoding.as_str()) {
+            *seen = true;
+            out.push(t.clone());
+        }
+    }
+    out
+}
+
+fn media_line_ok(m: &str) -> bool {
+    let mut f = m.split_whitespace();
+    f.next().is_some()
+        && f.next()
+            .is_some_and(|p| p.split('/').all(|n| n.parse::<u16>().is_ok()))
+        && f.next().is_some()
+        && f.next().is_some()
+}
+
+fn attr<'a>(attrs: &'a [sdp_types::Attribute], name: &str) -> Option<&'a str> {
+    attrs
+        .iter()
+        .find(|a| a.attribute.eq_ignore_ascii_case(name))
+        .map(|a| a.value.as_deref().unwrap_or("").trim())
+}
+
+fn track_of(m: &sdp_types::Media, base: &str) -> Option<TrackInfo> {
+    let kind = match m.media.to_ascii_lowercase().as_str() {
+        "video" => MediaKind::Video,
+        "audio" => MediaKind::Audio,
+        _ => return None,
+    };
+    let supported = match kind {
+        MediaKind::Video => VIDEO,
+        MediaKind::Audio => AUDIO,
+    };
+    let candidates: Vec<TrackInfo> = m
+        .fmt
+        .split_whitespace()
+        .filter_map(|pt| pt.parse::<u8>().ok())
+        .filter(|pt| *pt < 128)
+        .filter_map(|pt| payload(m, kind, pt, base))
+        .collect();
+    let best = candidates
+        .iter()
+        .position(|t| supported.contains(&t.encoding.as_str()))
+        .unwrap_or(0);
+    candidates.into_iter().nth(best)
+}
+
+fn payload(m: &sdp_types::Media, kind: MediaKind, pt: u8, base: &str) -> Option<TrackInfo> {
+    let for_pt = |name: &str| {
+        m.attributes
+            .iter()
+            .filter(|a| a.attribute.eq_ignore_ascii_case(name))
+            .filter_map(|a| a.value.as_deref())
+            .find_map(|v| {
+                let v = v.trim();
+                let (p, rest) = v.split_once([' ', '\t']).unwrap_or((v, ""));
+                (p.parse::<u8>().ok() == Some(pt)).then(|| rest.trim())
+            })
+    };
+    let (encoding, clock_rate, channels) = match for_pt("rtpmap") {
+        Some(map) => {
+            // "H264/90000", "MPEG4-GENERIC/16000/2", with stray spaces around the parts.
+            let mut parts = map.split('/').map(str::trim);
+            let enc = parts.next().filter(|e| !e.is_empty())?.to_ascii_uppercase();
+            let rate = parts.next().and_then(|r| r.parse().ok())?;
+            let ch = parts.next().and_then(|c| c.parse().ok());
+            (enc, rate, ch)
+        }
+        // Static payload types (RFC 3551 table 4) may come without rtpmap.
+        None => match pt {
+            0 => ("PCMU".to_owned(), 8000, Some(1)),
+            8 => ("PCMA".to_owned(), 8000, Some(1)),
+            _ => return None,
+        },
+    };
+    // Ubiquiti sends "a=fmtp:96" with no parameters: treat it as absent.
+    let fmtp = for_pt("fmtp")
+        .map(|f| f.trim().trim_end_matches(';').trim())
+        .filter(|f| !f.is_empty())
+        .map(str::to_owned);
+    let control = match attr(&m.attributes, "control") {
+        Some(c) => join_control(base, c),
+        // A single-stream camera may omit the media control: SETUP the base URL.
+        None => base.to_owned(),
+    };
+    Some(TrackInfo {
+        kind,
+        encoding,
+        payload_type: pt,
+        clock_rate,
+        channels,
+        fmtp,
+        control,
+    })
+}
+
+/// Resolves an `a=control` value against the base URL the way live555 and ffmpeg do (not RFC
+/// 3986): "trackID=1" on "rtsp://cam/live" gives "rtsp://cam/live/trackID=1", because cameras
+/// are written against those clients (retina issue #9 has the details).
+pub fn join_control(base: &str, control: &str) -> String {
+    let control = control.trim();
+    if control.is_empty() || control == "*" {
+        return base.to_owned();
+    }
+    let lower = control.to_ascii_lowercase();
+    if lower.starts_with("rtsp://") || lower.starts_with("rtsps://") {
+        return control.to_owned();
+    }
+    if base.ends_with('/') {
+        format!("{base}{control}")
+    } else {
+        format!("{base}/{control}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GST: &str = include_str!("testdata/gst_describe.txt");
+
+    fn body(resp: &str) -> &str {
+        resp.split_once("\r\n\r\n").unwrap().1
+    }
+
+    #[test]
+    fn gstreamer_sdp() {
+        let p = parse(body(GST).as_bytes(), "rtsp://127.0.0.1:18554/test/").unwrap();
+        assert_eq!(p.aggregate_url, "rtsp://127.0.0.1:18554/test/");
+        assert_eq!(p.tracks.len(), 1);
+        let t = &p.tracks[0];
+        assert_eq!(t.kind, MediaKind::Video);
+        assert_eq!(
+            (t.encoding.as_str(), t.payload_type, t.clock_rate),
+            ("H264", 96, 90000)
+        );
+        assert_eq!(t.control, "rtsp://127.0.0.1:18554/test/stream=0");
+        assert!(t
+            .fmtp_param("sprop-parameter-sets")
+            .unwrap()
+            .starts_with("Z0LAHt"));
+    }
+
+    #[test]
+    fn odd_whitespace_static_pt_and_selection() {
+        // No o= line, trailing spaces, a spaced-out rtpmap, PCMU by static PT only, an
+        // unsupported video track before the supported one, a data track, empty fmtp.
+        let sdp = "v=0 \n\
+                   s=cam\r\n\
+                   a=control: rtsp://10.0.0.2/live/ \r\n\
+                   m=video 0 RTP/AVP 26\r\n\
+                   a=control:trackID=0\r\n\
+                   m=video 0 RTP/AVP 97 96\r\n\
+                   a=rtpmap:96  h264/90000 \r\n\
+                   a=rtpmap:97 H265/90000\r\n\
+                   a=fmtp:96\r\n\
+                   a=control:trackID=1\r\n\
+                   m=audio 0 RTP/AVP 0\r\n\
+                   a=control:rtsp://10.0.0.2/live/trackID=2\r\n\
+                   m=audio 0 RTP/AVP 97\r\n\
+                   a=rtpmap:97 MPEG4-GENERIC/16000/2\r\n\
+                   m=application 0 RTP/AVP 107\r\n\
+                   a=rtpmap:107 vnd.onvif.metadata/90000\r\n";
+        let p = parse(sdp.as_bytes(), "rtsp://10.0.0.2/live").unwrap();
+        assert_eq!(p.aggregate_url, "rtsp://10.0.0.2/live/");
+        // PT 26 (JPEG) without rtpmap is dropped; the application section is not a track.
+        assert_eq!(p.tracks.len(), 3);
+        let sel = select(&p.tracks);
+        assert_eq!(sel.len(), 2);
+        assert_eq!(sel[0].encoding, "H264");
+        assert_eq!(sel[0].payload_type, 96);
+        assert_eq!(sel[0].fmtp, None);
+        assert_eq!(sel[0].control, "rtsp://10.0.0.2/live/trackID=1");
+        assert_eq!(
+            (
+                sel[1].encoding.as_str(),
+                sel[1].payload_type,
+                sel[1].clock_rate
+            ),
+            ("PCMU", 0, 8000)
+        );
+        assert_eq!(sel[1].control, "rtsp://10.0.0.2/live/trackID=2");
+    }
+
+    #[test]
+    fn broken_media_section_is_skipped() {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=x\r\nt=0 0\r\n\
+                   m=video abc RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+                   m=video 0 RTP/AVP 98\r\na=rtpmap:98 VP8/90000\r\na=control:*\r\n";
+        let p = parse(sdp.as_bytes(), "rtsp://cam/s").unwrap();
+        assert_eq!(p.tracks.len(), 1);
+        assert_eq!(p.tracks[0].encoding, "VP8");
+        assert_eq!(p.tracks[0].control, "rtsp://cam/s");
+    }
+
+    #[test]
+    fn control_joining() {
+        assert_eq!(
+            join_control("rtsp://a/b", "trackID=1"),
+            "rtsp://a/b/trackID=1"
+        );
+        assert_eq!(
+            join_control("rtsp://a/b/", "trackID=1"),
+            "rtsp://a/b/trackID=1"
+        );
+        assert_eq!(join_control("rtsp://a/b/", "*"), "rtsp://a/b/");
+        assert_eq!(join_control("rtsp://a/b", "RTSP://c/d"), "RTSP://c/d");
+    }
+
+    #[test]
+    fn garbage_does_not_panic() {
+        for g in [
+            "",
+            "m=",
+            "a=rtpmap:",
+            "m=video 0 RTP/AVP 300\r\na=rtpmap:300 H264",
+            "\u{0}\u{1}",
+        ] {
+            let _ = parse(g.as_bytes(), "rtsp://x/");
+        }
+    }
+}
