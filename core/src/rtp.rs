@@ -117,6 +117,60 @@ impl<'a> RtpPacket<'a> {
     }
 }
 
+/// How a packet's sequence number relates to the previous one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqStep {
+    /// First packet seen.
+    First,
+    /// Exactly the next number.
+    InOrder,
+    /// This many packets went missing just before this one.
+    Gap(u16),
+    /// Older than or equal to the last one (reordered or duplicate): drop it.
+    Late,
+    /// A jump too large to be loss, e.g. the camera restarted its sequence: start over.
+    Reset,
+}
+
+/// Classifies sequence numbers like RFC 3550 A.1: small forward jumps are loss, small backward
+/// jumps are late packets, anything else restarts the sequence.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SeqTracker {
+    last: Option<u16>,
+}
+
+impl SeqTracker {
+    /// Forward jumps up to this many numbers count as loss.
+    pub const MAX_DROPOUT: u16 = 3000;
+    /// Backward jumps up to this many numbers count as reordering.
+    pub const MAX_MISORDER: u16 = 100;
+
+    pub fn new() -> SeqTracker {
+        SeqTracker::default()
+    }
+
+    pub fn step(&mut self, seq: u16) -> SeqStep {
+        let Some(last) = self.last else {
+            self.last = Some(seq);
+            return SeqStep::First;
+        };
+        let d = seq.wrapping_sub(last.wrapping_add(1));
+        let step = match d {
+            0 => SeqStep::InOrder,
+            1..=Self::MAX_DROPOUT => SeqStep::Gap(d),
+            // d == 0xFFFF is a duplicate of `last`.
+            _ if d >= u16::MAX - Self::MAX_MISORDER => return SeqStep::Late,
+            _ => SeqStep::Reset,
+        };
+        self.last = Some(seq);
+        step
+    }
+
+    pub fn reset(&mut self) {
+        self.last = None;
+    }
+}
+
 /// The clock pair of an RTCP sender report, enough for lip sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SenderReport {
@@ -263,6 +317,20 @@ mod tests {
                 let _ = parse_sender_report(&v2);
             }
         }
+    }
+
+    #[test]
+    fn sequence_steps() {
+        let mut t = SeqTracker::new();
+        assert_eq!(t.step(65534), SeqStep::First);
+        assert_eq!(t.step(65535), SeqStep::InOrder);
+        assert_eq!(t.step(0), SeqStep::InOrder);
+        assert_eq!(t.step(3), SeqStep::Gap(2));
+        assert_eq!(t.step(3), SeqStep::Late);
+        assert_eq!(t.step(1), SeqStep::Late);
+        assert_eq!(t.step(4), SeqStep::InOrder);
+        assert_eq!(t.step(40_000), SeqStep::Reset);
+        assert_eq!(t.step(40_001), SeqStep::InOrder);
     }
 
     #[test]
