@@ -709,3 +709,51 @@ fn garbage_from_the_camera_never_panics() {
         let _ = h.sent();
     }
 }
+
+#[test]
+fn oversized_answer_is_a_protocol_error() {
+    let mut h = Harness::new("rtsp://cam/x");
+    h.c.handle_connected(h.at(0));
+    h.input(h.at(0), b"RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n");
+    h.input(
+        h.at(0),
+        b"RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Length: 5000000\r\n\r\nv=0",
+    );
+    match h.events().as_slice() {
+        [RtspEvent::Failed(RtspError::Protocol(why))] => assert!(why.contains("body"), "{why}"),
+        e => panic!("{e:?}"),
+    }
+    assert!(h.c.is_closed());
+}
+
+#[test]
+fn error_display_is_what_viewers_see() {
+    for (e, s) in [
+        (
+            RtspError::BadUri("missing host".into()),
+            "Bad URI: missing host",
+        ),
+        (RtspError::ConnectFailed, "Failed to connect to rtsp stream"),
+        (RtspError::Unauthorized, "401 Unauthorized"),
+        (RtspError::NotFound, "Rtsp stream not found"),
+        (
+            RtspError::Status {
+                code: 454,
+                reason: "Session Not Found".into(),
+            },
+            "454 Session Not Found",
+        ),
+        (
+            RtspError::Timeout("no data from camera"),
+            "Timeout: no data from camera",
+        ),
+        (RtspError::Protocol("x".into()), "Rtsp protocol error: x"),
+        (
+            RtspError::NoSupportedTracks,
+            "No supported audio or video track",
+        ),
+        (RtspError::ConnectionClosed, "Rtsp connection closed"),
+    ] {
+        assert_eq!(e.to_string(), s);
+    }
+}
