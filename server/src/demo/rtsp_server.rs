@@ -1,0 +1,1429 @@
+//! Minimal RTSP 1.0 server (RFC 2326) for the demo clip.
+//!
+//! One thread per connection reads requests (and RTCP the client interleaves); after PLAY
+//! a second thread paces and sends the RTP stream. Both write to the socket under one
+//! mutex so an RTSP response never lands in the middle of an interleaved packet.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::clip::{Clip, FRAME_RATE};
+use super::rtp::{Packetizer, CLOCK_RATE};
+
+/// Advertised in `Session: <id>;timeout=60`; a UDP client must send a request or RTCP this often.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(60);
+/// A TCP client that does not drain its socket for this long is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often an idle connection thread wakes up to check for shutdown / expiry.
+const READ_TICK: Duration = Duration::from_millis(250);
+const SR_INTERVAL: Duration = Duration::from_secs(5);
+const MAX_HEADER: usize = 8 * 1024;
+const MAX_BODY: usize = 64 * 1024;
+/// Bounds the threads a misbehaving peer can make us spawn.
+const MAX_CLIENTS: usize = 256;
+const TRACK: &str = "track1";
+const PUBLIC: &str = "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER";
+
+pub(super) struct Shared {
+    pub(super) stop: AtomicBool,
+    clients: AtomicUsize,
+    /// Stream path without slashes, e.g. `demo`.
+    path: String,
+    clip: &'static Clip<'static>,
+}
+
+pub(super) fn spawn(
+    bind: SocketAddr,
+    path: &str,
+    clip: &'static Clip<'static>,
+) -> io::Result<(SocketAddr, Arc<Shared>, JoinHandle<()>)> {
+    let listener = TcpListener::bind(bind)?;
+    let local = listener.local_addr()?;
+    let shared = Arc::new(Shared {
+        stop: AtomicBool::new(false),
+        clients: AtomicUsize::new(0),
+        path: path.to_string(),
+        clip,
+    });
+    let s = shared.clone();
+    let accept = thread::Builder::new()
+        .name("demo-rtsp-accept".into())
+        .spawn(move || accept_loop(listener, s))?;
+    Ok((local, shared, accept))
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    for conn in listener.incoming() {
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(stream) = conn else {
+            // e.g. EMFILE: back off instead of spinning.
+            thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        if shared.clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+            shared.clients.fetch_sub(1, Ordering::SeqCst);
+            continue; // dropping closes it
+        }
+        let s = shared.clone();
+        let spawned = thread::Builder::new()
+            .name("demo-rtsp-conn".into())
+            .spawn(move || {
+                let _ = serve(stream, s.clone());
+                s.clients.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            shared.clients.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Random numbers for SSRC, sequence/timestamp bases and session ids (RFC 3550 wants
+/// them unpredictable); std's per-instance random SipHash keys avoid a `rand` dependency.
+fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    h.finish()
+}
+
+// ---------------------------------------------------------------------------------------
+// Request parsing
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct Request {
+    method: String,
+    uri: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Session id without the `;timeout=` parameter.
+    fn session(&self) -> Option<&str> {
+        self.header("Session")
+            .map(|v| v.split(';').next().unwrap_or("").trim())
+    }
+}
+
+#[derive(Debug)]
+enum Parsed {
+    Incomplete,
+    /// Bytes to drop: interleaved RTCP from the client, or blank lines between requests.
+    Skip(usize),
+    Request(Request, usize),
+    /// Unparseable: answer with this status and close (we cannot resynchronise).
+    Bad(u16),
+}
+
+fn parse(buf: &[u8]) -> Parsed {
+    let Some(&first) = buf.first() else {
+        return Parsed::Incomplete;
+    };
+    if first == b'$' {
+        // RFC 2326 §10.12 interleaved frame: '$', channel, u16 length, data.
+        if buf.len() < 4 {
+            return Parsed::Incomplete;
+        }
+        let n = 4 + usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+        return if buf.len() < n {
+            Parsed::Incomplete
+        } else {
+            Parsed::Skip(n)
+        };
+    }
+    let blank = buf
+        .iter()
+        .take_while(|b| matches!(b, b'\r' | b'\n'))
+        .count();
+    if blank > 0 {
+        return Parsed::Skip(blank);
+    }
+    let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return if buf.len() > MAX_HEADER {
+            Parsed::Bad(400)
+        } else {
+            Parsed::Incomplete
+        };
+    };
+    if head_end > MAX_HEADER {
+        return Parsed::Bad(400);
+    }
+    let Ok(head) = std::str::from_utf8(&buf[..head_end]) else {
+        return Parsed::Bad(400);
+    };
+    let mut lines = head.split("\r\n");
+    let mut parts = lines.next().unwrap_or("").split(' ');
+    let (Some(method), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Parsed::Bad(400);
+    };
+    if method.is_empty()
+        || !method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        || uri.is_empty()
+    {
+        return Parsed::Bad(400);
+    }
+    if !version.starts_with("RTSP/") {
+        return Parsed::Bad(400);
+    }
+    if version != "RTSP/1.0" {
+        return Parsed::Bad(505);
+    }
+    let mut headers = Vec::new();
+    for line in lines {
+        let Some((k, v)) = line.split_once(':') else {
+            return Parsed::Bad(400);
+        };
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let req = Request {
+        method: method.to_string(),
+        uri: uri.to_string(),
+        headers,
+    };
+    let body_len = match req.header("Content-Length").map(str::parse::<usize>) {
+        None => 0,
+        Some(Ok(n)) if n <= MAX_BODY => n,
+        Some(Ok(_)) => return Parsed::Bad(413),
+        Some(Err(_)) => return Parsed::Bad(400),
+    };
+    let total = head_end + 4 + body_len;
+    if buf.len() < total {
+        return Parsed::Incomplete;
+    }
+    Parsed::Request(req, total)
+}
+
+/// Path of an RTSP URI without scheme, host, query and surrounding slashes.
+fn uri_path(uri: &str) -> &str {
+    let rest = match uri.find("://") {
+        Some(i) => uri[i + 3..].find('/').map_or("", |j| &uri[i + 3 + j..]),
+        None => uri,
+    };
+    rest.split(['?', '#'])
+        .next()
+        .unwrap_or("")
+        .trim_matches('/')
+}
+
+/// `uri` without query, if it is an absolute rtsp URL (to echo the client's own spelling).
+fn absolute_base(uri: &str) -> Option<&str> {
+    let lower = uri.get(..7)?.to_ascii_lowercase();
+    (lower == "rtsp://").then(|| {
+        uri.split(['?', '#'])
+            .next()
+            .unwrap_or(uri)
+            .trim_end_matches('/')
+    })
+}
+
+#[derive(Debug, PartialEq)]
+enum TransportReq {
+    Tcp(u8, u8),
+    Udp(u16, u16),
+}
+
+/// Parses one alternative of a `Transport` header; None for what we cannot serve.
+fn parse_transport(spec: &str) -> Option<TransportReq> {
+    let mut parts = spec.trim().split(';');
+    let tcp = match parts.next()?.trim().to_ascii_uppercase().as_str() {
+        "RTP/AVP/TCP" => true,
+        "RTP/AVP" | "RTP/AVP/UDP" => false,
+        _ => return None,
+    };
+    let (mut interleaved, mut client_port) = (None, None);
+    for p in parts {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        let v = v.trim().trim_matches('"');
+        match k.trim().to_ascii_lowercase().as_str() {
+            "multicast" => return None,
+            "interleaved" => interleaved = Some(parse_pair(v)?),
+            "client_port" => client_port = Some(parse_pair(v)?),
+            "mode" if !v.eq_ignore_ascii_case("play") => return None,
+            _ => {}
+        }
+    }
+    if tcp {
+        // Channels are optional in the request (the server may pick); echo them when given.
+        let (a, b) = interleaved.unwrap_or((0, 1));
+        Some(TransportReq::Tcp(
+            u8::try_from(a).ok()?,
+            u8::try_from(b).ok()?,
+        ))
+    } else {
+        let (a, b) = client_port?;
+        (a != 0).then_some(TransportReq::Udp(a, b))
+    }
+}
+
+fn parse_pair(v: &str) -> Option<(u16, u16)> {
+    match v.split_once('-') {
+        Some((a, b)) => Some((a.trim().parse().ok()?, b.trim().parse().ok()?)),
+        None => {
+            let a: u16 = v.parse().ok()?;
+            Some((a, a.checked_add(1)?))
+        }
+    }
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Request Entity Too Large",
+        454 => "Session Not Found",
+        455 => "Method Not Valid in This State",
+        461 => "Unsupported Transport",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        505 => "RTSP Version Not Supported",
+        551 => "Option not supported",
+        _ => "Error",
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Connection
+// ---------------------------------------------------------------------------------------
+
+/// Last sign of life of the client (request or RTCP), for the session timeout.
+struct Activity {
+    epoch: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    fn idle(&self) -> Duration {
+        self.epoch
+            .elapsed()
+            .saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+enum Transport {
+    Tcp { rtp_ch: u8, rtcp_ch: u8 },
+    Udp { rtp: UdpSocket, rtcp: UdpSocket },
+}
+
+struct Session {
+    id: String,
+    transport: Transport,
+    packetizer: Packetizer,
+    /// The SETUP URL, reported back in RTP-Info.
+    track_url: String,
+    streamer: Option<(Arc<AtomicBool>, JoinHandle<()>)>,
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    writer: Arc<Mutex<TcpStream>>,
+    local: SocketAddr,
+    peer: SocketAddr,
+    session: Option<Session>,
+    activity: Arc<Activity>,
+}
+
+fn lock(m: &Mutex<TcpStream>) -> MutexGuard<'_, TcpStream> {
+    // Nothing panics while holding it, but never let poisoning take the server down.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn serve(stream: TcpStream, shared: Arc<Shared>) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(READ_TICK))?;
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    let activity = Arc::new(Activity {
+        epoch: Instant::now(),
+        last_ms: AtomicU64::new(0),
+    });
+    let mut conn = Connection {
+        shared,
+        writer: Arc::new(Mutex::new(stream.try_clone()?)),
+        local: stream.local_addr()?,
+        peer: stream.peer_addr()?,
+        stream,
+        session: None,
+        activity,
+    };
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        match parse(&buf) {
+            Parsed::Skip(n) => {
+                buf.drain(..n);
+                continue;
+            }
+            Parsed::Request(req, n) => {
+                buf.drain(..n);
+                conn.activity.touch();
+                if conn.handle(&req).is_err() {
+                    break;
+                }
+                continue;
+            }
+            Parsed::Bad(code) => {
+                let _ = conn.reply(code, None, &[], None);
+                break;
+            }
+            Parsed::Incomplete => {}
+        }
+        if conn.shared.stop.load(Ordering::SeqCst) || conn.expired() {
+            break;
+        }
+        match conn.stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => break,
+        }
+    }
+    conn.teardown();
+    let _ = conn.stream.shutdown(Shutdown::Both);
+    Ok(())
+}
+
+enum Target {
+    Any,
+    Aggregate,
+    Track,
+    Other,
+}
+
+impl Connection {
+    /// Session timeout: a UDP receiver (or an idle connection) must show life every 60 s.
+    /// While streaming over TCP the socket itself proves liveness (write timeout).
+    fn expired(&self) -> bool {
+        let tcp_streaming = self
+            .session
+            .as_ref()
+            .is_some_and(|s| s.streamer.is_some() && matches!(s.transport, Transport::Tcp { .. }));
+        !tcp_streaming && self.activity.idle() > SESSION_TIMEOUT
+    }
+
+    fn target(&self, uri: &str) -> Target {
+        if uri == "*" {
+            return Target::Any;
+        }
+        let p = uri_path(uri);
+        let path = self.shared.path.as_str();
+        let track = if path.is_empty() {
+            TRACK.to_string()
+        } else {
+            format!("{path}/{TRACK}")
+        };
+        if p == path {
+            Target::Aggregate
+        } else if p == track {
+            Target::Track
+        } else {
+            Target::Other
+        }
+    }
+
+    fn base_url(&self, uri: &str) -> String {
+        match absolute_base(uri) {
+            Some(b) => format!("{b}/"),
+            None if self.shared.path.is_empty() => format!("rtsp://{}/", self.local),
+            None => format!("rtsp://{}/{}/", self.local, self.shared.path),
+        }
+    }
+
+    fn reply(
+        &self,
+        code: u16,
+        cseq: Option<&str>,
+        headers: &[(&str, String)],
+        body: Option<(&str, &str)>,
+    ) -> io::Result<()> {
+        let mut r = format!("RTSP/1.0 {code} {}\r\n", reason(code));
+        if let Some(c) = cseq {
+            r.push_str(&format!("CSeq: {c}\r\n"));
+        }
+        r.push_str("Server: camgate-demo\r\n");
+        for (k, v) in headers {
+            r.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if let Some((ctype, body)) = body {
+            r.push_str(&format!(
+                "Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ));
+        } else {
+            r.push_str("\r\n");
+        }
+        lock(&self.writer).write_all(r.as_bytes())
+    }
+
+    fn session_header(&self) -> Vec<(&'static str, String)> {
+        self.session
+            .iter()
+            .map(|s| {
+                (
+                    "Session",
+                    format!("{};timeout={}", s.id, SESSION_TIMEOUT.as_secs()),
+                )
+            })
+            .collect()
+    }
+
+    /// 454 when the request names a session that is not ours.
+    fn wrong_session(&self, req: &Request) -> bool {
+        match (req.session(), &self.session) {
+            (Some(id), Some(s)) => id != s.id,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+
+    fn handle(&mut self, req: &Request) -> io::Result<()> {
+        let Some(cseq) = req.header("CSeq") else {
+            return self.reply(400, None, &[], None);
+        };
+        let cseq = Some(cseq);
+        if let Some(req_opt) = req.header("Require") {
+            // We implement no RTSP extensions.
+            return self.reply(551, cseq, &[("Unsupported", req_opt.to_string())], None);
+        }
+        let target = self.target(&req.uri);
+        if matches!(target, Target::Other) {
+            return self.reply(404, cseq, &[], None);
+        }
+        match req.method.as_str() {
+            "OPTIONS" => self.reply(200, cseq, &[("Public", PUBLIC.to_string())], None),
+            "DESCRIBE" => {
+                if !matches!(target, Target::Aggregate) {
+                    return self.reply(404, cseq, &[], None);
+                }
+                let sdp = self.sdp();
+                let base = self.base_url(&req.uri);
+                self.reply(
+                    200,
+                    cseq,
+                    &[("Content-Base", base)],
+                    Some(("application/sdp", &sdp)),
+                )
+            }
+            "SETUP" => {
+                if matches!(target, Target::Any) {
+                    return self.reply(404, cseq, &[], None);
+                }
+                self.setup(req, cseq)
+            }
+            "PLAY" => self.play(req, cseq),
+            "TEARDOWN" => {
+                if self.session.is_none() || self.wrong_session(req) {
+                    return self.reply(454, cseq, &[], None);
+                }
+                let session = self.session_header();
+                self.teardown();
+                self.reply(200, cseq, &session, None)
+            }
+            "GET_PARAMETER" => {
+                // Keepalive: the request itself already refreshed `activity`.
+                if self.wrong_session(req) {
+                    return self.reply(454, cseq, &[], None);
+                }
+                let session = self.session_header();
+                self.reply(200, cseq, &session, None)
+            }
+            "PAUSE" | "ANNOUNCE" | "RECORD" | "SET_PARAMETER" | "REDIRECT" => {
+                self.reply(405, cseq, &[("Allow", PUBLIC.to_string())], None)
+            }
+            _ => self.reply(501, cseq, &[("Public", PUBLIC.to_string())], None),
+        }
+    }
+
+    fn sdp(&self) -> String {
+        let clip = self.shared.clip;
+        let (family, any) = match self.local.ip() {
+            IpAddr::V4(_) => ("IP4", "0.0.0.0"),
+            IpAddr::V6(_) => ("IP6", "::"),
+        };
+        let ip = self.local.ip();
+        let sess = random_u64() >> 16;
+        format!(
+            "v=0\r\n\
+             o=- {sess} 1 IN {family} {ip}\r\n\
+             s=camgate demo\r\n\
+             c=IN {family} {any}\r\n\
+             t=0 0\r\n\
+             a=tool:camgate\r\n\
+             a=type:broadcast\r\n\
+             a=range:npt=now-\r\n\
+             a=control:*\r\n\
+             m=video 0 RTP/AVP 96\r\n\
+             a=rtpmap:96 H264/{CLOCK_RATE}\r\n\
+             a=fmtp:96 packetization-mode=1;profile-level-id={};sprop-parameter-sets={}\r\n\
+             a=framerate:{FRAME_RATE}\r\n\
+             a=control:{TRACK}\r\n",
+            clip.profile_level_id(),
+            clip.sprop_parameter_sets(),
+        )
+    }
+
+    fn setup(&mut self, req: &Request, cseq: Option<&str>) -> io::Result<()> {
+        if self.wrong_session(req) {
+            return self.reply(454, cseq, &[], None);
+        }
+        if self.session.as_ref().is_some_and(|s| s.streamer.is_some()) {
+            // Changing transport mid-stream is not supported.
+            return self.reply(455, cseq, &[], None);
+        }
+        let Some(choice) = req
+            .header("Transport")
+            .and_then(|t| t.split(',').find_map(parse_transport))
+        else {
+            return self.reply(461, cseq, &[], None);
+        };
+        // Re-SETUP keeps the session and RTP state; a new session gets fresh random bases.
+        let packetizer = match &self.session {
+            Some(s) => s.packetizer.clone(),
+            None => {
+                let r = random_u64();
+                Packetizer::new(r as u32, (r >> 32) as u16, random_u64() as u32)
+            }
+        };
+        let ssrc = format!("{:08X}", packetizer.ssrc);
+        let (transport, reply) = match choice {
+            TransportReq::Tcp(a, b) => (
+                Transport::Tcp {
+                    rtp_ch: a,
+                    rtcp_ch: b,
+                },
+                format!("RTP/AVP/TCP;unicast;interleaved={a}-{b};ssrc={ssrc};mode=play"),
+            ),
+            TransportReq::Udp(a, b) => {
+                let Ok((rtp, rtcp)) = self.udp_pair(a, b) else {
+                    return self.reply(500, cseq, &[], None);
+                };
+                let (sa, sb) = (rtp.local_addr()?.port(), rtcp.local_addr()?.port());
+                // The destination is always the RTSP peer: no `destination=` so we cannot be
+                // used to flood a third party.
+                (
+                    Transport::Udp { rtp, rtcp },
+                    format!("RTP/AVP;unicast;client_port={a}-{b};server_port={sa}-{sb};ssrc={ssrc};mode=play"),
+                )
+            }
+        };
+        let track_url = match absolute_base(&req.uri) {
+            Some(u) => u.to_string(),
+            None => format!("{}{TRACK}", self.base_url(&req.uri)),
+        };
+        let id = match &self.session {
+            Some(s) => s.id.clone(),
+            None => format!("{:016X}", random_u64()),
+        };
+        self.session = Some(Session {
+            id,
+            transport,
+            packetizer,
+            track_url,
+            streamer: None,
+        });
+        let mut headers = vec![("Transport", reply)];
+        headers.extend(self.session_header());
+        self.reply(200, cseq, &headers, None)
+    }
+
+    /// Ephemeral server port pair, even/odd like RFC 3550 suggests when possible,
+    /// connected to the client's ports so we only hear its RTCP.
+    fn udp_pair(&self, client_rtp: u16, client_rtcp: u16) -> io::Result<(UdpSocket, UdpSocket)> {
+        let ip = self.local.ip();
+        let mut pair = None;
+        for _ in 0..16 {
+            let a = UdpSocket::bind((ip, 0))?;
+            let p = a.local_addr()?.port();
+            if p % 2 == 0 {
+                if let Ok(b) = UdpSocket::bind((ip, p + 1)) {
+                    pair = Some((a, b));
+                    break;
+                }
+            }
+        }
+        let (rtp, rtcp) = match pair {
+            Some(p) => p,
+            None => (UdpSocket::bind((ip, 0))?, UdpSocket::bind((ip, 0))?),
+        };
+        rtp.connect((self.peer.ip(), client_rtp))?;
+        rtcp.connect((self.peer.ip(), client_rtcp))?;
+        rtcp.set_nonblocking(true)?;
+        Ok((rtp, rtcp))
+    }
+
+    fn play(&mut self, req: &Request, cseq: Option<&str>) -> io::Result<()> {
+        if self.wrong_session(req) {
+            return self.reply(454, cseq, &[], None);
+        }
+        let session_header = self.session_header();
+        let Some(s) = self.session.as_mut() else {
+            return self.reply(455, cseq, &[], None); // SETUP first
+        };
+        let mut headers = session_header;
+        headers.push(("Range", "npt=0.000-".to_string()));
+        if s.streamer.is_some() {
+            return self.reply(200, cseq, &headers, None); // already playing
+        }
+        headers.push((
+            "RTP-Info",
+            format!(
+                "url={};seq={};rtptime={}",
+                s.track_url, s.packetizer.next_seq, s.packetizer.ts_base
+            ),
+        ));
+        let sink = match &s.transport {
+            Transport::Tcp { rtp_ch, rtcp_ch } => Sink::Tcp {
+                writer: self.writer.clone(),
+                rtp_ch: *rtp_ch,
+                rtcp_ch: *rtcp_ch,
+            },
+            Transport::Udp { rtp, rtcp } => Sink::Udp {
+                rtp: rtp.try_clone()?,
+                rtcp: rtcp.try_clone()?,
+            },
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let streamer = Streamer {
+            clip: self.shared.clip,
+            packetizer: s.packetizer.clone(),
+            sink,
+            stop: stop.clone(),
+            shared: self.shared.clone(),
+            conn: self.stream.try_clone()?,
+            activity: self.activity.clone(),
+        };
+        // The response must precede the first RTP packet on the wire.
+        self.reply(200, cseq, &headers, None)?;
+        let handle = thread::Builder::new()
+            .name("demo-rtp".into())
+            .spawn(move || streamer.run())?;
+        if let Some(s) = self.session.as_mut() {
+            s.streamer = Some((stop, handle));
+        }
+        Ok(())
+    }
+
+    /// Stops the stream (waiting for it, so no RTP follows a TEARDOWN response) and
+    /// forgets the session.
+    fn teardown(&mut self) {
+        if let Some((stop, handle)) = self.session.take().and_then(|s| s.streamer) {
+            stop.store(true, Ordering::SeqCst);
+            let _ = handle.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Streaming
+// ---------------------------------------------------------------------------------------
+
+enum Sink {
+    Tcp {
+        writer: Arc<Mutex<TcpStream>>,
+        rtp_ch: u8,
+        rtcp_ch: u8,
+    },
+    Udp {
+        rtp: UdpSocket,
+        rtcp: UdpSocket,
+    },
+}
+
+struct Streamer {
+    clip: &'static Clip<'static>,
+    packetizer: Packetizer,
+    sink: Sink,
+    stop: Arc<AtomicBool>,
+    shared: Arc<Shared>,
+    /// To wake the connection thread when the stream dies.
+    conn: TcpStream,
+    activity: Arc<Activity>,
+}
+
+/// When frame `n` is due relative to PLAY; computed from the start (not accumulated)
+/// so rounding and scheduling delays never drift.
+fn frame_offset(n: u64) -> Duration {
+    Duration::from_nanos((u128::from(n) * 1_000_000_000 / u128::from(FRAME_RATE)) as u64)
+}
+
+impl Streamer {
+    fn run(mut self) {
+        if self.stream().is_err() {
+            // Peer gone or not reading: end the whole connection, like a camera would.
+            let _ = self.conn.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn stream(&mut self) -> io::Result<()> {
+        let start = Instant::now();
+        let mut next_sr = start;
+        let count = self.clip.access_units.len() as u64;
+        let mut out = Vec::with_capacity(64 * 1024);
+        for frame in 0u64.. {
+            if self.stop.load(Ordering::SeqCst) || self.shared.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let due = start + frame_offset(frame);
+            let now = Instant::now();
+            if due > now {
+                thread::sleep(due - now);
+            }
+            // Every client starts at frame 0, an IDR, and the clip loops on an IDR.
+            let au = &self.clip.access_units[(frame % count) as usize];
+            out.clear();
+            match &self.sink {
+                Sink::Tcp { writer, rtp_ch, .. } => {
+                    self.packetizer
+                        .packetize(frame, au, |pkt| interleave(&mut out, *rtp_ch, pkt));
+                    lock(writer).write_all(&out)?;
+                }
+                Sink::Udp { rtp, .. } => {
+                    // Send errors (ICMP port unreachable) are not fatal: UDP clients end by
+                    // TEARDOWN, closing the RTSP connection, or the session timeout.
+                    self.packetizer.packetize(frame, au, |pkt| {
+                        let _ = rtp.send(pkt);
+                    });
+                }
+            }
+            if Instant::now() >= next_sr {
+                next_sr += SR_INTERVAL;
+                self.send_sr(start)?;
+            }
+            if let Sink::Udp { rtcp, .. } = &self.sink {
+                let mut b = [0u8; 1500];
+                while rtcp.recv(&mut b).is_ok() {
+                    self.activity.touch(); // receiver reports keep the session alive
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send_sr(&self, start: Instant) -> io::Result<()> {
+        // Wallclock and RTP time of the same instant: RTP time advances 90 per ms from PLAY.
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let ticks = (now - start).as_nanos() * u128::from(CLOCK_RATE) / 1_000_000_000;
+        let rtp_ts = self.packetizer.ts_base.wrapping_add(ticks as u64 as u32);
+        let sr = self.packetizer.sender_report(wall, rtp_ts);
+        match &self.sink {
+            Sink::Tcp {
+                writer, rtcp_ch, ..
+            } => {
+                let mut out = Vec::with_capacity(sr.len() + 4);
+                interleave(&mut out, *rtcp_ch, &sr);
+                lock(writer).write_all(&out)
+            }
+            Sink::Udp { rtcp, .. } => {
+                let _ = rtcp.send(&sr);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn interleave(out: &mut Vec<u8>, channel: u8, pkt: &[u8]) {
+    out.push(b'$');
+    out.push(channel);
+    out.extend_from_slice(&(pkt.len() as u16).to_be_bytes());
+    out.extend_from_slice(pkt);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::DemoSource;
+    use super::*;
+
+    #[test]
+    fn uri_helpers() {
+        assert_eq!(uri_path("rtsp://127.0.0.1:8554/demo"), "demo");
+        assert_eq!(uri_path("rtsp://h/demo/track1?x=1"), "demo/track1");
+        assert_eq!(uri_path("rtsp://h:1"), "");
+        assert_eq!(uri_path("/demo/"), "demo");
+        assert_eq!(absolute_base("RTSP://h/demo/?a"), Some("RTSP://h/demo"));
+        assert_eq!(absolute_base("/demo"), None);
+        assert_eq!(absolute_base("é"), None);
+    }
+
+    #[test]
+    fn transport_parsing() {
+        assert_eq!(
+            parse_transport("RTP/AVP/TCP;unicast;interleaved=4-5"),
+            Some(TransportReq::Tcp(4, 5))
+        );
+        assert_eq!(
+            parse_transport("RTP/AVP/TCP;unicast"),
+            Some(TransportReq::Tcp(0, 1))
+        );
+        assert_eq!(
+            parse_transport("RTP/AVP;unicast;client_port=5000-5001"),
+            Some(TransportReq::Udp(5000, 5001))
+        );
+        assert_eq!(
+            parse_transport(" RTP/AVP/UDP;unicast;client_port=6000;mode=\"PLAY\""),
+            Some(TransportReq::Udp(6000, 6001))
+        );
+        assert_eq!(parse_transport("RTP/AVP;multicast"), None);
+        assert_eq!(
+            parse_transport("RTP/AVP;unicast"),
+            None,
+            "UDP needs client_port"
+        );
+        assert_eq!(parse_transport("RTP/AVP/TCP;interleaved=300-301"), None);
+        assert_eq!(parse_transport("RTP/AVP;unicast;client_port=65535"), None);
+        assert_eq!(
+            parse_transport("RTP/AVP;unicast;client_port=1-2;mode=record"),
+            None
+        );
+        assert_eq!(parse_transport("RAW/RAW/UDP;unicast"), None);
+    }
+
+    #[test]
+    fn request_parsing_never_panics_on_garbage() {
+        assert!(matches!(parse(b""), Parsed::Incomplete));
+        assert!(matches!(
+            parse(b"OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n"),
+            Parsed::Incomplete
+        ));
+        assert!(matches!(parse(b"$\x00\x00\x02ab"), Parsed::Skip(6)));
+        assert!(matches!(parse(b"\r\n\r\nX"), Parsed::Skip(4)));
+        assert!(matches!(parse(b"GET / HTTP/1.1\r\n\r\n"), Parsed::Bad(400)));
+        assert!(matches!(
+            parse(b"OPTIONS * RTSP/2.0\r\n\r\n"),
+            Parsed::Bad(505)
+        ));
+        assert!(matches!(
+            parse(b"OPTIONS * RTSP/1.0\r\nnocolon\r\n\r\n"),
+            Parsed::Bad(400)
+        ));
+        assert!(matches!(
+            parse(b"X * RTSP/1.0\r\nContent-Length: 99999999\r\n\r\n"),
+            Parsed::Bad(413)
+        ));
+        assert!(matches!(
+            parse(b"X * RTSP/1.0\r\nContent-Length: -1\r\n\r\n"),
+            Parsed::Bad(400)
+        ));
+        assert!(matches!(parse(&[b'A'; MAX_HEADER + 1]), Parsed::Bad(400)));
+        match parse(
+            b"SET_PARAMETER rtsp://h/demo RTSP/1.0\r\ncseq: 7\r\nContent-Length: 3\r\n\r\nabcNEXT",
+        ) {
+            Parsed::Request(r, n) => {
+                assert_eq!(
+                    (r.method.as_str(), r.header("CSeq"), n),
+                    ("SET_PARAMETER", Some("7"), 71)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Pseudo-random garbage of many lengths: must only ever return, never panic.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for len in 0..2000 {
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    [b'$', b'\r', b'\n', b':', b' ', (x >> 24) as u8][(x % 6) as usize]
+                })
+                .collect();
+            let _ = parse(&bytes);
+        }
+    }
+
+    // ---- a small blocking RTSP client -------------------------------------------------
+
+    enum Msg {
+        Resp(Resp),
+        Data(u8, Vec<u8>),
+    }
+
+    #[derive(Debug)]
+    struct Resp {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: String,
+    }
+
+    impl Resp {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    struct Client {
+        s: TcpStream,
+        cseq: u32,
+        buf: Vec<u8>,
+    }
+
+    impl Client {
+        fn connect(addr: SocketAddr) -> Client {
+            let s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            Client {
+                s,
+                cseq: 0,
+                buf: Vec::new(),
+            }
+        }
+
+        fn send(&mut self, method: &str, uri: &str, headers: &[(&str, &str)]) {
+            self.cseq += 1;
+            let mut r = format!(
+                "{method} {uri} RTSP/1.0\r\nCSeq: {}\r\nUser-Agent: test\r\n",
+                self.cseq
+            );
+            for (k, v) in headers {
+                r.push_str(&format!("{k}: {v}\r\n"));
+            }
+            r.push_str("\r\n");
+            self.s.write_all(r.as_bytes()).unwrap();
+        }
+
+        /// Sends a request and returns its response, skipping interleaved data.
+        fn request(&mut self, method: &str, uri: &str, headers: &[(&str, &str)]) -> Resp {
+            self.send(method, uri, headers);
+            loop {
+                if let Msg::Resp(r) = self.read_msg().expect("response") {
+                    assert_eq!(
+                        r.header("CSeq"),
+                        Some(self.cseq.to_string().as_str()),
+                        "CSeq echoed"
+                    );
+                    return r;
+                }
+            }
+        }
+
+        fn fill(&mut self) -> Option<()> {
+            let mut b = [0u8; 8192];
+            match self.s.read(&mut b) {
+                Ok(0) | Err(_) => None,
+                Ok(n) => {
+                    self.buf.extend_from_slice(&b[..n]);
+                    Some(())
+                }
+            }
+        }
+
+        fn read_msg(&mut self) -> Option<Msg> {
+            loop {
+                if self.buf.first() == Some(&b'$') && self.buf.len() >= 4 {
+                    let n = 4 + usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
+                    if self.buf.len() >= n {
+                        let ch = self.buf[1];
+                        let data = self.buf[4..n].to_vec();
+                        self.buf.drain(..n);
+                        return Some(Msg::Data(ch, data));
+                    }
+                } else if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8(self.buf[..end].to_vec()).unwrap();
+                    let mut lines = head.split("\r\n");
+                    let status_line = lines.next().unwrap();
+                    assert!(status_line.starts_with("RTSP/1.0 "), "{status_line}");
+                    let status = status_line[9..12].parse().unwrap();
+                    let headers: Vec<(String, String)> = lines
+                        .map(|l| {
+                            let (k, v) = l.split_once(':').unwrap();
+                            (k.trim().to_string(), v.trim().to_string())
+                        })
+                        .collect();
+                    let len: usize = headers
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
+                        .map_or(0, |(_, v)| v.parse().unwrap());
+                    if self.buf.len() >= end + 4 + len {
+                        let body =
+                            String::from_utf8(self.buf[end + 4..end + 4 + len].to_vec()).unwrap();
+                        self.buf.drain(..end + 4 + len);
+                        return Some(Msg::Resp(Resp {
+                            status,
+                            headers,
+                            body,
+                        }));
+                    }
+                }
+                self.fill()?;
+            }
+        }
+    }
+
+    fn start() -> DemoSource {
+        DemoSource::start("127.0.0.1:0".parse().unwrap(), "demo").unwrap()
+    }
+
+    fn session_id(r: &Resp) -> String {
+        let s = r.header("Session").expect("Session header");
+        assert!(s.ends_with(";timeout=60"), "{s}");
+        s.split(';').next().unwrap().to_string()
+    }
+
+    fn be16(b: &[u8]) -> u16 {
+        u16::from_be_bytes([b[0], b[1]])
+    }
+    fn be32(b: &[u8]) -> u32 {
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    #[test]
+    fn loopback_tcp_interleaved_session() {
+        let demo = start();
+        let url = demo.url();
+        assert_eq!(url, format!("rtsp://{}/demo", demo.local_addr()));
+        let clip = super::super::shipped_clip().unwrap();
+        let mut c = Client::connect(demo.local_addr());
+
+        let r = c.request("OPTIONS", &url, &[]);
+        assert_eq!(r.status, 200);
+        let public = r.header("Public").unwrap();
+        for m in [
+            "OPTIONS",
+            "DESCRIBE",
+            "SETUP",
+            "PLAY",
+            "TEARDOWN",
+            "GET_PARAMETER",
+        ] {
+            assert!(public.contains(m), "{public}");
+        }
+
+        let r = c.request("DESCRIBE", &url, &[("Accept", "application/sdp")]);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("Content-Type"), Some("application/sdp"));
+        assert_eq!(r.header("Content-Base"), Some(format!("{url}/").as_str()));
+        assert!(r.body.contains("m=video 0 RTP/AVP 96\r\n"), "{}", r.body);
+        assert!(r.body.contains("a=rtpmap:96 H264/90000\r\n"));
+        let fmtp = format!(
+            "a=fmtp:96 packetization-mode=1;profile-level-id={};sprop-parameter-sets={}\r\n",
+            clip.profile_level_id(),
+            clip.sprop_parameter_sets()
+        );
+        assert!(r.body.contains(&fmtp), "{}", r.body);
+        assert!(r.body.contains("a=control:track1\r\n"));
+
+        let r = c.request(
+            "SETUP",
+            &format!("{url}/track1"),
+            &[("Transport", "RTP/AVP/TCP;unicast;interleaved=4-5")],
+        );
+        assert_eq!(r.status, 200);
+        assert!(r
+            .header("Transport")
+            .unwrap()
+            .starts_with("RTP/AVP/TCP;unicast;interleaved=4-5;"));
+        let session = session_id(&r);
+
+        let r = c.request(
+            "PLAY",
+            &url,
+            &[("Session", &session), ("Range", "npt=0.000-")],
+        );
+        assert_eq!(r.status, 200);
+        let info = r.header("RTP-Info").unwrap().to_string();
+        assert!(
+            info.starts_with(&format!("url={url}/track1;seq=")),
+            "{info}"
+        );
+        let field = |name: &str| -> u32 {
+            info.split(';')
+                .find_map(|p| p.strip_prefix(name))
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        let (first_seq, first_ts) = (field("seq=") as u16, field("rtptime="));
+
+        let t0 = Instant::now();
+        let (mut packets, mut frames, mut sr_seen) = (0, 0, false);
+        let mut prev: Option<(u16, u32, bool)> = None;
+        let mut ssrc = None;
+        while packets < 30 || frames < 6 || !sr_seen {
+            let Some(Msg::Data(ch, p)) = c.read_msg() else {
+                panic!("expected interleaved data")
+            };
+            if ch == 5 {
+                assert_eq!(p[1], 200, "RTCP SR");
+                assert_eq!(Some(be32(&p[4..])), ssrc, "SR from the stream's SSRC");
+                sr_seen = true;
+                continue;
+            }
+            assert_eq!(ch, 4, "RTP on the client's channel");
+            assert!(p.len() >= 13 && p.len() - 12 <= 1200);
+            assert_eq!(p[0] >> 6, 2, "RTP version");
+            assert_eq!(p[1] & 0x7f, 96, "payload type");
+            let (seq, ts, marker) = (be16(&p[2..]), be32(&p[4..]), p[1] & 0x80 != 0);
+            assert_eq!(*ssrc.get_or_insert(be32(&p[8..])), be32(&p[8..]));
+            match prev {
+                None => {
+                    assert_eq!(
+                        (seq, ts),
+                        (first_seq, first_ts),
+                        "stream starts as RTP-Info says"
+                    );
+                    // First packet is the SPS of the opening IDR access unit.
+                    assert_eq!(p[12] & 0x1f, 7);
+                }
+                Some((pseq, pts, pmarker)) => {
+                    assert_eq!(seq, pseq.wrapping_add(1), "consecutive sequence numbers");
+                    let step = if pmarker { 3000 } else { 0 };
+                    assert_eq!(
+                        ts,
+                        pts.wrapping_add(step),
+                        "same ts within a frame, +3000 after a marker"
+                    );
+                }
+            }
+            packets += 1;
+            frames += usize::from(marker);
+            prev = Some((seq, ts, marker));
+        }
+        // Real-time pacing: 6 frames span at least 5 frame intervals (~167 ms), not a burst.
+        assert!(
+            t0.elapsed() >= Duration::from_millis(140),
+            "{:?}",
+            t0.elapsed()
+        );
+
+        let r = c.request("GET_PARAMETER", &url, &[("Session", &session)]);
+        assert_eq!(r.status, 200);
+        let r = c.request("TEARDOWN", &url, &[("Session", &session)]);
+        assert_eq!(r.status, 200);
+        // Nothing follows the TEARDOWN response.
+        c.s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        assert!(c.buf.is_empty());
+        let mut b = [0u8; 16];
+        assert!(matches!(c.s.read(&mut b), Err(_)), "no RTP after TEARDOWN");
+    }
+
+    #[test]
+    fn udp_session_and_concurrent_clients() {
+        let demo = start();
+        let url = demo.url();
+        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rtcp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rtp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let (a, b) = (
+            rtp.local_addr().unwrap().port(),
+            rtcp.local_addr().unwrap().port(),
+        );
+
+        let mut c = Client::connect(demo.local_addr());
+        let transport = format!("RTP/AVP;unicast;client_port={a}-{b}");
+        let r = c.request(
+            "SETUP",
+            &format!("{url}/track1"),
+            &[("Transport", &transport)],
+        );
+        assert_eq!(r.status, 200);
+        let t = r.header("Transport").unwrap().to_string();
+        assert!(
+            t.starts_with(&format!("RTP/AVP;unicast;client_port={a}-{b};server_port=")),
+            "{t}"
+        );
+        let server_rtp: u16 = t
+            .split("server_port=")
+            .nth(1)
+            .unwrap()
+            .split('-')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let session = session_id(&r);
+
+        // A second client over TCP at the same time gets its own, independent stream.
+        let mut c2 = Client::connect(demo.local_addr());
+        let r2 = c2.request(
+            "SETUP",
+            &format!("{url}/track1"),
+            &[("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")],
+        );
+        assert_ne!(session_id(&r2), session);
+        assert_eq!(
+            c2.request("PLAY", &url, &[("Session", &session_id(&r2))])
+                .status,
+            200
+        );
+
+        assert_eq!(
+            c.request("PLAY", &url, &[("Session", &session)]).status,
+            200
+        );
+        let mut buf = [0u8; 2048];
+        let mut ssrc = None;
+        for _ in 0..20 {
+            let (n, from) = rtp.recv_from(&mut buf).unwrap();
+            assert_eq!(
+                from.port(),
+                server_rtp,
+                "sent from the advertised server port"
+            );
+            assert!(n > 12 && buf[1] & 0x7f == 96);
+            ssrc = Some(be32(&buf[8..]));
+        }
+        let Some(Msg::Data(0, p)) = c2.read_msg() else {
+            panic!("TCP client streams too")
+        };
+        assert_ne!(Some(be32(&p[8..])), ssrc, "distinct SSRC per client");
+
+        assert_eq!(
+            c.request("TEARDOWN", &url, &[("Session", &session)]).status,
+            200
+        );
+    }
+
+    #[test]
+    fn unknown_path_is_404() {
+        let demo = start();
+        let addr = demo.local_addr();
+        let mut c = Client::connect(addr);
+        let other = format!("rtsp://{addr}/nope");
+        assert_eq!(c.request("DESCRIBE", &other, &[]).status, 404);
+        assert_eq!(c.request("OPTIONS", &other, &[]).status, 404);
+        let t = [("Transport", "RTP/AVP/TCP;unicast;interleaved=0-1")];
+        assert_eq!(
+            c.request("SETUP", &format!("{other}/track1"), &t).status,
+            404
+        );
+        assert_eq!(
+            c.request("DESCRIBE", &format!("rtsp://{addr}/demo/track2"), &[])
+                .status,
+            404
+        );
+        // The right path still works on the same connection.
+        assert_eq!(c.request("DESCRIBE", &demo.url(), &[]).status, 200);
+        drop(c);
+        // Dropping the DemoSource stops the listener.
+        drop(demo);
+        assert!(TcpStream::connect(addr).is_err());
+    }
+
+    #[test]
+    fn errors_and_garbage_leave_the_server_up() {
+        let demo = start();
+        let addr = demo.local_addr();
+        let url = demo.url();
+
+        // Binary garbage: 400 then close.
+        let mut g = Client::connect(addr);
+        g.s.write_all(b"\x16\x03\x01\x00\xa5\x01\x00\xff garbage \x00\r\n\r\n")
+            .unwrap();
+        match g.read_msg() {
+            Some(Msg::Resp(r)) => assert_eq!(r.status, 400),
+            _ => panic!("expected 400"),
+        }
+        assert!(g.read_msg().is_none(), "closed after garbage");
+
+        // A header that never ends: closed once it exceeds the limit.
+        let mut g = Client::connect(addr);
+        let _ = g.s.write_all(&vec![b'A'; MAX_HEADER + 100]);
+        assert!(matches!(
+            g.read_msg(),
+            Some(Msg::Resp(Resp { status: 400, .. }))
+        ));
+
+        // Well-formed but wrong requests are answered and keep the connection.
+        let mut c = Client::connect(addr);
+        assert_eq!(
+            c.request("PLAY", &url, &[]).status,
+            455,
+            "PLAY before SETUP"
+        );
+        assert_eq!(c.request("TEARDOWN", &url, &[]).status, 454);
+        assert_eq!(c.request("PLAY", &url, &[("Session", "nope")]).status, 454);
+        assert_eq!(c.request("FOO", &url, &[]).status, 501);
+        assert_eq!(c.request("PAUSE", &url, &[]).status, 405);
+        assert_eq!(
+            c.request("OPTIONS", &url, &[("Require", "funky")]).status,
+            551
+        );
+        let track = format!("{url}/track1");
+        assert_eq!(
+            c.request("SETUP", &track, &[("Transport", "RTP/AVP;multicast")])
+                .status,
+            461
+        );
+        assert_eq!(c.request("SETUP", &track, &[]).status, 461);
+        c.s.write_all(b"OPTIONS * RTSP/1.0\r\n\r\n").unwrap();
+        assert!(
+            matches!(c.read_msg(), Some(Msg::Resp(Resp { status: 400, .. }))),
+            "no CSeq"
+        );
+        let r = c.request(
+            "SETUP",
+            &track,
+            &[("Transport", "RTP/AVP/TCP;unicast;interleaved=2-3")],
+        );
+        let session = session_id(&r);
+        assert_eq!(
+            c.request(
+                "SETUP",
+                &track,
+                &[("Transport", "RTP/AVP/TCP"), ("Session", "x")]
+            )
+            .status,
+            454
+        );
+        assert_eq!(
+            c.request("PLAY", &url, &[("Session", &session)]).status,
+            200
+        );
+        assert_eq!(
+            c.request(
+                "SETUP",
+                &track,
+                &[("Transport", "RTP/AVP/TCP"), ("Session", &session)]
+            )
+            .status,
+            455
+        );
+        // A client that vanishes mid-stream must not disturb anyone.
+        drop(c);
+
+        // The server still answers a fresh client.
+        let mut ok = Client::connect(addr);
+        let r = ok.request("OPTIONS", "*", &[]);
+        assert_eq!(r.status, 200);
+        assert_eq!(ok.request("DESCRIBE", &url, &[]).status, 200);
+    }
+}
