@@ -11,3 +11,6 @@ pub use depacketize::{AccessUnit, Depacketizer};
 pub use packetize::Packetizer;
 pub use params::ParameterSets;
 pub use relay::{H264Relay, RelayPacket};
+
+#[cfg(test)]
+mod tests;
