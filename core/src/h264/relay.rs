@@ -16,6 +16,9 @@
 //!   store is injected right before the IDR packet and marked `keyframe_start`.
 //! - not an IDR (or no SPS/PPS known at all): held packets go out unmarked.
 //!
+//! Either way the marked packet is the first one carrying parameter sets in front of the IDR; a
+//! viewer starting there may miss an AUD or SEI of that access unit, which decoders do not need.
+//!
 //! Holding costs at most one packet of delay and only for non-slice packets, which never carry
 //! the marker bit in sane streams (if one does, the access unit is over and everything is flushed
 //! at once). The alternative — always injecting — would duplicate the camera's SPS/PPS on every
@@ -500,6 +503,8 @@ type StapUnits<'a> = FlatMap<StapIter<'a>, AnnexBIter<'a>, fn(&'a [u8]) -> Annex
 
 /// The NAL units of a non-FU payload (never empty slices), splitting Annex-B quirks.
 enum Units<'a> {
+    /// A clean single NAL unit packet: already scanned, no need to split again.
+    One(Option<&'a [u8]>),
     Single(AnnexBIter<'a>),
     Stap(StapUnits<'a>),
 }
@@ -509,6 +514,7 @@ fn units(p: &[u8], shape: Shape) -> Units<'_> {
         Shape::Stap | Shape::DirtyStap => {
             Units::Stap(stap_a_units(p).flat_map(split_annex_b as fn(&[u8]) -> AnnexBIter<'_>))
         }
+        Shape::Single => Units::One(Some(p).filter(|p| !p.is_empty())),
         _ => Units::Single(split_annex_b(p)),
     }
 }
@@ -518,6 +524,7 @@ impl<'a> Iterator for Units<'a> {
 
     fn next(&mut self) -> Option<&'a [u8]> {
         match self {
+            Units::One(it) => it.take(),
             Units::Single(it) => it.next(),
             Units::Stap(it) => it.next(),
         }
