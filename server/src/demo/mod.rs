@@ -83,6 +83,14 @@ fn connectable(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+impl std::fmt::Debug for DemoSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoSource")
+            .field("url", &self.url())
+            .finish()
+    }
+}
+
 impl Drop for DemoSource {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
