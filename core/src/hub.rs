@@ -70,7 +70,11 @@ pub enum GatewayOutput {
     /// Close a WebSocket (its peer stopped answering pings).
     WsClose { session: SessionId },
     /// Open a TCP connection to a camera; answer with `handle_rtsp_connected` or `handle_rtsp_lost`.
-    RtspConnect { stream: StreamId, host: String, port: u16 },
+    RtspConnect {
+        stream: StreamId,
+        host: String,
+        port: u16,
+    },
     /// Write bytes to the camera connection.
     RtspSend { stream: StreamId, data: Vec<u8> },
     /// Flush what was written, then close the camera connection.
@@ -192,7 +196,13 @@ impl Gateway {
     // ---- signaling -------------------------------------------------------------------------
 
     pub fn handle_session_opened(&mut self, session: SessionId, now: Instant) {
-        self.sessions.insert(session, Session { last_heard: Some(now), ..Default::default() });
+        self.sessions.insert(
+            session,
+            Session {
+                last_heard: Some(now),
+                ..Default::default()
+            },
+        );
         if self.next_ping.is_none() {
             let at = now + self.config.ping_interval;
             self.next_ping = Some(at);
@@ -201,7 +211,9 @@ impl Gateway {
     }
 
     pub fn handle_session_message(&mut self, session: SessionId, now: Instant, text: &str) {
-        let Some(s) = self.sessions.get_mut(&session) else { return };
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return;
+        };
         s.last_heard = Some(now);
         let message = match ClientMessage::parse(text) {
             Ok(m) => m,
@@ -216,36 +228,62 @@ impl Gateway {
                 tracing::info!(session = session.0, "signaling session established");
                 self.send(session, signaling::get_user_data(&session.0.to_string()));
             }
-            ClientMessage::PlayStream { media_session_id, name, sdp } => {
-                self.play(session, now, media_session_id, name, sdp)
+            ClientMessage::PlayStream {
+                media_session_id,
+                name,
+                sdp,
+            } => self.play(session, now, media_session_id, name, sdp),
+            ClientMessage::StopStream { media_session_id } => {
+                self.stop(session, now, &media_session_id)
             }
-            ClientMessage::StopStream { media_session_id } => self.stop(session, now, &media_session_id),
             ClientMessage::Pong => {}
-            ClientMessage::Other(name) => tracing::debug!(session = session.0, "ignored message {name}"),
+            ClientMessage::Other(name) => {
+                tracing::debug!(session = session.0, "ignored message {name}")
+            }
         }
     }
 
     /// The WebSocket is gone: release everything it held, silently.
     pub fn handle_session_closed(&mut self, session: SessionId, now: Instant) {
-        let Some(s) = self.sessions.remove(&session) else { return };
-        tracing::info!(session = session.0, viewers = s.viewers.len(), "signaling session closed");
+        let Some(s) = self.sessions.remove(&session) else {
+            return;
+        };
+        tracing::info!(
+            session = session.0,
+            viewers = s.viewers.len(),
+            "signaling session closed"
+        );
         for viewer in s.viewers {
             self.remove_viewer(viewer, now);
         }
     }
 
     fn send(&mut self, session: SessionId, text: String) {
-        self.outputs.push_back(GatewayOutput::WsSend { session, text });
+        self.outputs
+            .push_back(GatewayOutput::WsSend { session, text });
     }
 
     fn send_status(&mut self, viewer: usize, status: StreamStatus, info: Option<&str>) {
-        let Some(entry) = self.viewers.get(viewer) else { return };
-        let name = self.streams.get(&entry.stream).map(|s| s.redacted.as_str()).unwrap_or("");
+        let Some(entry) = self.viewers.get(viewer) else {
+            return;
+        };
+        let name = self
+            .streams
+            .get(&entry.stream)
+            .map(|s| s.redacted.as_str())
+            .unwrap_or("");
         let text = signaling::stream_status(&entry.media_session_id, name, status, info);
         self.send(entry.session, text);
     }
 
-    fn play(&mut self, session: SessionId, now: Instant, media_session_id: String, name: String, sdp: String) {
+    fn play(
+        &mut self,
+        session: SessionId,
+        now: Instant,
+        media_session_id: String,
+        name: String,
+        sdp: String,
+    ) {
         let stream_id = match self.by_url.get(&name) {
             Some(id) => *id,
             None => match RtspClient::new(&name, self.config.rtsp.clone(), now) {
@@ -253,7 +291,12 @@ impl Gateway {
                 Err(e) => {
                     let info = e.to_string();
                     tracing::info!(session = session.0, "play refused: {info}");
-                    let text = signaling::stream_status(&media_session_id, "", StreamStatus::Failed, Some(&info));
+                    let text = signaling::stream_status(
+                        &media_session_id,
+                        "",
+                        StreamStatus::Failed,
+                        Some(&info),
+                    );
                     self.send(session, text);
                     return;
                 }
@@ -273,7 +316,10 @@ impl Gateway {
         if let Some(s) = self.sessions.get_mut(&session) {
             s.viewers.push(viewer);
         }
-        let stream = self.streams.get_mut(&stream_id).expect("stream was just found or added");
+        let stream = self
+            .streams
+            .get_mut(&stream_id)
+            .expect("stream was just found or added");
         stream.linger_until = None;
         stream.pending.push(viewer);
         tracing::info!(session = session.0, stream = stream_id.0, url = %stream.redacted, "viewer joined");
@@ -284,8 +330,14 @@ impl Gateway {
     }
 
     fn stop(&mut self, session: SessionId, now: Instant, media_session_id: &str) {
-        let Some(s) = self.sessions.get(&session) else { return };
-        let found = s.viewers.iter().copied().find(|v| self.viewers[*v].media_session_id == media_session_id);
+        let Some(s) = self.sessions.get(&session) else {
+            return;
+        };
+        let found = s
+            .viewers
+            .iter()
+            .copied()
+            .find(|v| self.viewers[*v].media_session_id == media_session_id);
         if let Some(viewer) = found {
             self.send_status(viewer, StreamStatus::Stopped, Some("Stopped by user"));
             self.remove_viewer(viewer, now);
@@ -315,38 +367,68 @@ impl Gateway {
                 scheduled: None,
             },
         );
-        self.outputs.push_back(GatewayOutput::RtspConnect { stream: id, host, port });
+        self.outputs.push_back(GatewayOutput::RtspConnect {
+            stream: id,
+            host,
+            port,
+        });
         self.schedule_stream(id, now);
         id
     }
 
     pub fn handle_rtsp_connected(&mut self, stream: StreamId, now: Instant) {
-        let Some(s) = self.streams.get_mut(&stream) else { return };
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
         s.client.handle_connected(now);
         self.after_stream_input(stream, now);
     }
 
     pub fn handle_rtsp_lost(&mut self, stream: StreamId, now: Instant) {
-        let Some(s) = self.streams.get_mut(&stream) else { return };
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
         s.client.handle_connection_lost(now);
         self.after_stream_input(stream, now);
     }
 
     /// Bytes from a camera connection: RTSP responses and interleaved RTP, split anywhere.
     pub fn handle_rtsp_data(&mut self, stream: StreamId, now: Instant, data: &[u8]) {
-        let Gateway { streams, viewers, transmits, relay_out, outputs, .. } = self;
-        let Some(s) = streams.get_mut(&stream) else { return };
-        let Stream { client, relay, video_track, viewers: watching, redacted, .. } = s;
+        let Gateway {
+            streams,
+            viewers,
+            transmits,
+            relay_out,
+            outputs,
+            ..
+        } = self;
+        let Some(s) = streams.get_mut(&stream) else {
+            return;
+        };
+        let Stream {
+            client,
+            relay,
+            video_track,
+            viewers: watching,
+            redacted,
+            ..
+        } = s;
         client.handle_input(now, data, &mut |m: MediaPacket<'_>| {
             if m.rtcp || Some(m.track) != *video_track {
                 return;
             }
-            let (Some(relay), Ok(packet)) = (relay.as_mut(), RtpPacket::parse(m.data)) else { return };
+            let (Some(relay), Ok(packet)) = (relay.as_mut(), RtpPacket::parse(m.data)) else {
+                return;
+            };
             relay_out.clear();
             relay.push(&packet, relay_out);
             for &v in watching.iter() {
-                let Some(entry) = viewers.get_mut(v) else { continue };
-                let Some(viewer) = entry.viewer.as_mut() else { continue };
+                let Some(entry) = viewers.get_mut(v) else {
+                    continue;
+                };
+                let Some(viewer) = entry.viewer.as_mut() else {
+                    continue;
+                };
                 for p in relay_out.iter() {
                     viewer.send_video(now, p, transmits);
                 }
@@ -359,7 +441,10 @@ impl Gateway {
                         StreamStatus::Playing,
                         None,
                     );
-                    outputs.push_back(GatewayOutput::WsSend { session: entry.session, text });
+                    outputs.push_back(GatewayOutput::WsSend {
+                        session: entry.session,
+                        text,
+                    });
                 }
             }
         });
@@ -376,22 +461,30 @@ impl Gateway {
     /// Drains a camera client after any input: its bytes to send and its events.
     fn after_stream_input(&mut self, id: StreamId, now: Instant) {
         loop {
-            let Some(s) = self.streams.get_mut(&id) else { return };
+            let Some(s) = self.streams.get_mut(&id) else {
+                return;
+            };
             if let Some(data) = s.client.poll_transmit() {
-                self.outputs.push_back(GatewayOutput::RtspSend { stream: id, data });
+                self.outputs
+                    .push_back(GatewayOutput::RtspSend { stream: id, data });
                 continue;
             }
-            let Some(event) = s.client.poll_event() else { break };
+            let Some(event) = s.client.poll_event() else {
+                break;
+            };
             match event {
                 RtspEvent::Playing { tracks } => {
-                    let video = tracks
-                        .iter()
-                        .position(|t| t.kind == MediaKind::Video && t.encoding.eq_ignore_ascii_case("H264"));
+                    let video = tracks.iter().position(|t| {
+                        t.kind == MediaKind::Video && t.encoding.eq_ignore_ascii_case("H264")
+                    });
                     tracing::info!(stream = id.0, url = %s.redacted, tracks = tracks.len(), "camera playing");
                     match video {
                         Some(index) => {
                             s.video_track = Some(index);
-                            s.relay = Some(H264Relay::new(tracks[index].fmtp.as_deref(), self.config.max_payload));
+                            s.relay = Some(H264Relay::new(
+                                tracks[index].fmtp.as_deref(),
+                                self.config.max_payload,
+                            ));
                             self.answer_pending(id, now);
                         }
                         None => {
@@ -415,7 +508,9 @@ impl Gateway {
     }
 
     fn answer_pending(&mut self, id: StreamId, now: Instant) {
-        let Some(s) = self.streams.get_mut(&id) else { return };
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
         let pending = std::mem::take(&mut s.pending);
         let video = VideoParams {
             profile_level_id: s
@@ -424,7 +519,9 @@ impl Gateway {
                 .and_then(|r| r.profile_level_id().or_else(|| r.fmtp_profile_level_id())),
         };
         for v in pending {
-            let Some(entry) = self.viewers.get_mut(v) else { continue };
+            let Some(entry) = self.viewers.get_mut(v) else {
+                continue;
+            };
             let offer = entry.offer.take().unwrap_or_default();
             match Viewer::accept_offer(now, &offer, video, &self.config.candidates) {
                 Ok((viewer, answer)) => {
@@ -432,7 +529,11 @@ impl Gateway {
                     let text = signaling::set_remote_sdp(&entry.media_session_id, &answer);
                     let session = entry.session;
                     self.send(session, text);
-                    self.streams.get_mut(&id).expect("stream exists").viewers.push(v);
+                    self.streams
+                        .get_mut(&id)
+                        .expect("stream exists")
+                        .viewers
+                        .push(v);
                     self.schedule_viewer(v);
                 }
                 Err(e) => {
@@ -446,7 +547,9 @@ impl Gateway {
 
     /// The camera failed: every viewer of it gets FAILED with the reason, and the stream goes.
     fn fail_stream(&mut self, id: StreamId, now: Instant, info: &str) {
-        let Some(s) = self.streams.get(&id) else { return };
+        let Some(s) = self.streams.get(&id) else {
+            return;
+        };
         tracing::warn!(stream = id.0, url = %s.redacted, "camera failed: {info}");
         let all: Vec<usize> = s.viewers.iter().chain(s.pending.iter()).copied().collect();
         for v in all {
@@ -460,7 +563,8 @@ impl Gateway {
         if let Some(s) = self.streams.remove(&id) {
             tracing::info!(stream = id.0, url = %s.redacted, "camera connection closed");
             self.by_url.remove(&s.url);
-            self.outputs.push_back(GatewayOutput::RtspClose { stream: id });
+            self.outputs
+                .push_back(GatewayOutput::RtspClose { stream: id });
         }
     }
 
@@ -485,21 +589,38 @@ impl Gateway {
             s.pending.retain(|x| *x != v);
             if s.viewers.is_empty() && s.pending.is_empty() {
                 s.linger_until = Some(now + self.config.stream_linger);
-                tracing::info!(stream = entry.stream.0, "last viewer left; closing in {:?}", self.config.stream_linger);
+                tracing::info!(
+                    stream = entry.stream.0,
+                    "last viewer left; closing in {:?}",
+                    self.config.stream_linger
+                );
                 self.schedule_stream(entry.stream, now);
             }
         }
     }
 
     /// A datagram on the shared WebRTC socket.
-    pub fn handle_udp(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, data: &[u8]) {
-        let known = self.by_addr.get(&source).copied().filter(|v| self.viewers.contains(*v));
+    pub fn handle_udp(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        let known = self
+            .by_addr
+            .get(&source)
+            .copied()
+            .filter(|v| self.viewers.contains(*v));
         let v = match known {
             Some(v) => v,
             // Unknown source: ask each viewer (only STUN from a new candidate lands here).
             None => {
                 let found = self.viewers.iter().find_map(|(v, e)| {
-                    e.viewer.as_ref().filter(|x| x.accepts(now, source, destination, data)).map(|_| v)
+                    e.viewer
+                        .as_ref()
+                        .filter(|x| x.accepts(now, source, destination, data))
+                        .map(|_| v)
                 });
                 let Some(v) = found else { return };
                 self.by_addr.insert(source, v);
@@ -514,10 +635,17 @@ impl Gateway {
     }
 
     fn after_viewer_input(&mut self, v: usize, now: Instant) {
-        let Some(entry) = self.viewers.get_mut(v) else { return };
-        let Some(viewer) = entry.viewer.as_mut() else { return };
+        let Some(entry) = self.viewers.get_mut(v) else {
+            return;
+        };
+        let Some(viewer) = entry.viewer.as_mut() else {
+            return;
+        };
         if !viewer.is_alive() {
-            tracing::info!(session = entry.session.0, "viewer connection lost (ICE/DTLS)");
+            tracing::info!(
+                session = entry.session.0,
+                "viewer connection lost (ICE/DTLS)"
+            );
             self.send_status(v, StreamStatus::Failed, Some("Failed by ICE timeout"));
             self.remove_viewer(v, now);
             return;
@@ -530,7 +658,9 @@ impl Gateway {
     // ---- time ------------------------------------------------------------------------------
 
     fn schedule_stream(&mut self, id: StreamId, _now: Instant) {
-        let Some(s) = self.streams.get_mut(&id) else { return };
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
         let due = match (s.client.poll_timeout(), s.linger_until) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -544,8 +674,12 @@ impl Gateway {
     }
 
     fn schedule_viewer(&mut self, v: usize) {
-        let Some(entry) = self.viewers.get_mut(v) else { return };
-        let Some(t) = entry.viewer.as_mut().and_then(|x| x.poll_timeout()) else { return };
+        let Some(entry) = self.viewers.get_mut(v) else {
+            return;
+        };
+        let Some(t) = entry.viewer.as_mut().and_then(|x| x.poll_timeout()) else {
+            return;
+        };
         if entry.scheduled.is_none_or(|old| t < old) {
             entry.scheduled = Some(t);
             self.timers.push(Reverse((t, TimerKey::Viewer(v))));
@@ -565,12 +699,17 @@ impl Gateway {
             self.timers.pop();
             match key {
                 TimerKey::Stream(id) => {
-                    let Some(s) = self.streams.get_mut(&id) else { continue };
+                    let Some(s) = self.streams.get_mut(&id) else {
+                        continue;
+                    };
                     if s.scheduled != Some(t) {
                         continue; // superseded by an earlier deadline that already ran
                     }
                     s.scheduled = None;
-                    if s.linger_until.is_some_and(|l| l <= now) && s.viewers.is_empty() && s.pending.is_empty() {
+                    if s.linger_until.is_some_and(|l| l <= now)
+                        && s.viewers.is_empty()
+                        && s.pending.is_empty()
+                    {
                         s.linger_until = None;
                         tracing::info!(stream = id.0, url = %s.redacted, "no viewers left: tearing down");
                         s.client.teardown(now);
@@ -580,7 +719,9 @@ impl Gateway {
                     self.after_stream_input(id, now);
                 }
                 TimerKey::Viewer(v) => {
-                    let Some(entry) = self.viewers.get_mut(v) else { continue };
+                    let Some(entry) = self.viewers.get_mut(v) else {
+                        continue;
+                    };
                     if entry.scheduled != Some(t) {
                         continue;
                     }
@@ -600,15 +741,21 @@ impl Gateway {
         let mut dead = Vec::new();
         for (id, s) in &self.sessions {
             // Three missed pings: the browser is gone without closing its socket.
-            if s.last_heard.is_some_and(|h| now.saturating_duration_since(h) > interval * 3) {
+            if s.last_heard
+                .is_some_and(|h| now.saturating_duration_since(h) > interval * 3)
+            {
                 dead.push(*id);
             } else if s.established {
-                self.outputs.push_back(GatewayOutput::WsSend { session: *id, text: signaling::ping() });
+                self.outputs.push_back(GatewayOutput::WsSend {
+                    session: *id,
+                    text: signaling::ping(),
+                });
             }
         }
         for id in dead {
             tracing::info!(session = id.0, "no answer to pings: closing the session");
-            self.outputs.push_back(GatewayOutput::WsClose { session: id });
+            self.outputs
+                .push_back(GatewayOutput::WsClose { session: id });
             self.handle_session_closed(id, now);
         }
         if self.sessions.is_empty() {

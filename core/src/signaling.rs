@@ -10,10 +10,18 @@ use serde_json::{json, Value};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientMessage {
     /// First message of a session; `auth_token` is set when the page configured one.
-    Connection { auth_token: Option<String> },
+    Connection {
+        auth_token: Option<String>,
+    },
     /// Play `name` (a camera URL) answering the browser's `sdp` offer.
-    PlayStream { media_session_id: String, name: String, sdp: String },
-    StopStream { media_session_id: String },
+    PlayStream {
+        media_session_id: String,
+        name: String,
+        sdp: String,
+    },
+    StopStream {
+        media_session_id: String,
+    },
     Pong,
     /// A message camgate does not act on (publishing, SIP, metrics...), by name.
     Other(String),
@@ -37,21 +45,36 @@ impl std::fmt::Display for SignalingError {
 impl ClientMessage {
     pub fn parse(text: &str) -> Result<Self, SignalingError> {
         let value: Value = serde_json::from_str(text).map_err(|_| SignalingError::NotJson)?;
-        let name = value.get("message").and_then(Value::as_str).ok_or(SignalingError::NotJson)?;
-        let first = value.get("data").and_then(|d| d.get(0)).unwrap_or(&Value::Null);
+        let name = value
+            .get("message")
+            .and_then(Value::as_str)
+            .ok_or(SignalingError::NotJson)?;
+        let first = value
+            .get("data")
+            .and_then(|d| d.get(0))
+            .unwrap_or(&Value::Null);
         let field = |key: &'static str| -> Result<String, SignalingError> {
-            first.get(key).and_then(Value::as_str).map(str::to_owned).ok_or(SignalingError::MissingField(key))
+            first
+                .get(key)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or(SignalingError::MissingField(key))
         };
         Ok(match name {
             "connection" => Self::Connection {
-                auth_token: first.get("authToken").and_then(Value::as_str).map(str::to_owned),
+                auth_token: first
+                    .get("authToken")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
             },
             "playStream" => Self::PlayStream {
                 media_session_id: field("mediaSessionId")?,
                 name: field("name")?,
                 sdp: field("sdp")?,
             },
-            "stopStream" => Self::StopStream { media_session_id: field("mediaSessionId")? },
+            "stopStream" => Self::StopStream {
+                media_session_id: field("mediaSessionId")?,
+            },
             "pong" => Self::Pong,
             other => Self::Other(other.to_owned()),
         })
@@ -102,7 +125,12 @@ pub fn set_remote_sdp(media_session_id: &str, sdp: &str) -> String {
 }
 
 /// A stream status change. `name` must already have its password masked.
-pub fn stream_status(media_session_id: &str, name: &str, status: StreamStatus, info: Option<&str>) -> String {
+pub fn stream_status(
+    media_session_id: &str,
+    name: &str,
+    status: StreamStatus,
+    info: Option<&str>,
+) -> String {
     let mut obj = json!({
         "mediaSessionId": media_session_id,
         "name": name,
@@ -140,10 +168,23 @@ mod tests {
     #[test]
     fn parses_connection_stop_pong_and_unknown() {
         let conn = r#"{"message":"connection","data":[{"appKey":"defaultApp","authToken":"t"}]}"#;
-        assert_eq!(ClientMessage::parse(conn).unwrap(), ClientMessage::Connection { auth_token: Some("t".into()) });
+        assert_eq!(
+            ClientMessage::parse(conn).unwrap(),
+            ClientMessage::Connection {
+                auth_token: Some("t".into())
+            }
+        );
         let stop = r#"{"message":"stopStream","data":[{"mediaSessionId":"a1","name":"x"}]}"#;
-        assert_eq!(ClientMessage::parse(stop).unwrap(), ClientMessage::StopStream { media_session_id: "a1".into() });
-        assert_eq!(ClientMessage::parse(r#"{"message":"pong","data":[null]}"#).unwrap(), ClientMessage::Pong);
+        assert_eq!(
+            ClientMessage::parse(stop).unwrap(),
+            ClientMessage::StopStream {
+                media_session_id: "a1".into()
+            }
+        );
+        assert_eq!(
+            ClientMessage::parse(r#"{"message":"pong","data":[null]}"#).unwrap(),
+            ClientMessage::Pong
+        );
         assert_eq!(
             ClientMessage::parse(r#"{"message":"publishStream","data":[{}]}"#).unwrap(),
             ClientMessage::Other("publishStream".into())
@@ -152,7 +193,10 @@ mod tests {
 
     #[test]
     fn rejects_garbage_and_missing_fields() {
-        assert_eq!(ClientMessage::parse("not json"), Err(SignalingError::NotJson));
+        assert_eq!(
+            ClientMessage::parse("not json"),
+            Err(SignalingError::NotJson)
+        );
         assert_eq!(ClientMessage::parse("[1,2]"), Err(SignalingError::NotJson));
         assert_eq!(
             ClientMessage::parse(r#"{"message":"playStream","data":[{"mediaSessionId":"a"}]}"#),
@@ -169,7 +213,12 @@ mod tests {
         for text in [
             get_user_data("s"),
             set_remote_sdp("a1", "v=0"),
-            stream_status("a1", "rtsp://cam/x", StreamStatus::Failed, Some("401 Unauthorized")),
+            stream_status(
+                "a1",
+                "rtsp://cam/x",
+                StreamStatus::Failed,
+                Some("401 Unauthorized"),
+            ),
             ping(),
         ] {
             let v: Value = serde_json::from_str(&text).unwrap();
@@ -178,7 +227,9 @@ mod tests {
         }
         let v: Value = serde_json::from_str(&set_remote_sdp("a1", "v=0")).unwrap();
         assert_eq!(v["data"], json!(["a1", "v=0"]));
-        let v: Value = serde_json::from_str(&stream_status("a1", "n", StreamStatus::Failed, Some("why"))).unwrap();
+        let v: Value =
+            serde_json::from_str(&stream_status("a1", "n", StreamStatus::Failed, Some("why")))
+                .unwrap();
         assert_eq!(v["data"][0]["status"], "FAILED");
         assert_eq!(v["data"][0]["info"], "why");
     }

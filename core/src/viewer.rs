@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
-use str0m::media::{MediaKind, Mid, Pt};
+use str0m::media::{Mid, Pt};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
@@ -36,7 +36,10 @@ impl std::fmt::Display for ViewerError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::BadOffer(why) => write!(f, "Bad SDP offer: {why}"),
-            Self::NoCommonCodec => write!(f, "No common codecs: the browser offers no H.264 (packetization-mode=1)"),
+            Self::NoCommonCodec => write!(
+                f,
+                "No common codecs: the browser offers no H.264 (packetization-mode=1)"
+            ),
         }
     }
 }
@@ -44,6 +47,39 @@ impl std::fmt::Display for ViewerError {
 /// Profiles we also answer with, so a browser that lacks the camera's exact profile still plays:
 /// the decoder reads the real profile from the SPS in-band (constrained baseline, baseline, main, high).
 const FALLBACK_PROFILES: [u32; 4] = [0x42e01f, 0x42001f, 0x4d001f, 0x64001f];
+
+/// The `a=mid` of the offer's first video section. (str0m reports remote m-lines only once
+/// the connection is up, but the answer must be chosen now.)
+fn video_mid(sdp: &str) -> Option<Mid> {
+    let mut in_video = false;
+    for line in sdp.lines() {
+        let line = line.trim();
+        if let Some(m) = line.strip_prefix("m=") {
+            in_video = m.starts_with("video");
+        } else if let Some(mid) = line.strip_prefix("a=mid:").filter(|_| in_video) {
+            return Some(Mid::from(mid.trim()));
+        }
+    }
+    None
+}
+
+/// The H.264 profile a profile-level-id names (RFC 6184 table 5), which is what decides whether a
+/// browser can decode it: constrained baseline, baseline, main, extended, high, ...
+fn profile_class(profile_level_id: u32) -> (u8, bool) {
+    let idc = (profile_level_id >> 16) as u8;
+    let flags = (profile_level_id >> 8) as u8;
+    let constrained_baseline = match idc {
+        0x42 => flags & 0x40 != 0,
+        0x4d => flags & 0x80 != 0,
+        0x58 => flags & 0xc0 == 0xc0,
+        _ => false,
+    };
+    if constrained_baseline {
+        (0x42, true)
+    } else {
+        (idc, false)
+    }
+}
 
 /// Lifecycle milestones the hub reports to the browser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -68,7 +104,10 @@ pub struct Viewer {
 
 impl std::fmt::Debug for Viewer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Viewer").field("video", &self.video).field("state", &self.state).finish()
+        f.debug_struct("Viewer")
+            .field("video", &self.video)
+            .field("state", &self.state)
+            .finish()
     }
 }
 
@@ -81,15 +120,32 @@ impl Viewer {
         video: VideoParams,
         candidates: &[SocketAddr],
     ) -> Result<(Viewer, String), ViewerError> {
-        let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| ViewerError::BadOffer(e.to_string()))?;
-        let mut config = Rtc::builder().set_ice_lite(true).set_rtp_mode(true).clear_codecs();
+        let offer = SdpOffer::from_sdp_string(offer_sdp)
+            .map_err(|e| ViewerError::BadOffer(e.to_string()))?;
+        let mut config = Rtc::builder()
+            .set_ice_lite(true)
+            .set_rtp_mode(true)
+            .clear_codecs();
         let codecs = config.codec_config();
         let mut pt = 96u8;
-        let camera = video.profile_level_id.map(|p| u32::from_be_bytes([0, p[0], p[1], p[2]]));
-        for profile in camera.into_iter().chain(FALLBACK_PROFILES.into_iter().filter(|p| Some(*p) != camera)) {
+        let camera = video
+            .profile_level_id
+            .map(|p| u32::from_be_bytes([0, p[0], p[1], p[2]]));
+        // One payload type per profile class: str0m panics when two local H.264 configs claim
+        // the same offered payload type (e.g. 42c01e and 42e01f are both constrained baseline).
+        let camera_class = camera.map(profile_class);
+        let fallbacks = FALLBACK_PROFILES
+            .into_iter()
+            .filter(|p| Some(profile_class(*p)) != camera_class);
+        for profile in camera.into_iter().chain(fallbacks) {
             codecs.add_h264(pt.into(), Some((pt + 1).into()), true, profile);
             pt += 2;
         }
+        // Audio is accepted even when the camera has none: str0m puts the ICE candidates in the
+        // first m-line, and a rejected audio line (port 0) would hide them from the browser.
+        codecs.enable_opus(true, false);
+        codecs.enable_pcmu(true, false);
+        codecs.enable_pcma(true, false);
         let mut rtc = config.build(now);
         for addr in candidates {
             match Candidate::host(*addr, "udp") {
@@ -99,19 +155,22 @@ impl Viewer {
                 Err(e) => tracing::warn!(%addr, "unusable local candidate: {e}"),
             }
         }
-        let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| ViewerError::BadOffer(e.to_string()))?;
-        let mut viewer = Viewer { rtc, video: None, last_seq: None, state: ViewerState::default() };
-        // The offer's m-lines appear as MediaAdded events while draining.
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| ViewerError::BadOffer(e.to_string()))?;
+        let mut viewer = Viewer {
+            rtc,
+            video: None,
+            last_seq: None,
+            state: ViewerState::default(),
+        };
         let mut sink = VecDeque::new();
-        let mut mids = Vec::new();
-        viewer.drain_with(&mut sink, &mut |e| {
-            if let Event::MediaAdded(m) = e {
-                mids.push((m.mid, m.kind));
-            }
-        });
-        let video_mid = mids.iter().find(|(_, k)| *k == MediaKind::Video).map(|(mid, _)| *mid);
-        let mid = video_mid.ok_or(ViewerError::NoCommonCodec)?;
-        let pt = viewer.choose_video_pt(mid, camera).ok_or(ViewerError::NoCommonCodec)?;
+        viewer.drain(&mut sink);
+        let mid = video_mid(offer_sdp).ok_or(ViewerError::NoCommonCodec)?;
+        let pt = viewer
+            .choose_video_pt(mid, camera)
+            .ok_or(ViewerError::NoCommonCodec)?;
         viewer.video = Some((mid, pt));
         Ok((viewer, answer.to_sdp_string()))
     }
@@ -133,7 +192,9 @@ impl Viewer {
             (Some(a), Some(b)) if a >> 16 == b >> 16 => 1,
             _ => 0,
         };
-        candidates.max_by_key(|(_, plid)| score(*plid)).map(|(pt, _)| pt)
+        candidates
+            .max_by_key(|(_, plid)| score(*plid))
+            .map(|(pt, _)| pt)
     }
 
     pub fn video_pt(&self) -> Option<u8> {
@@ -150,7 +211,13 @@ impl Viewer {
     }
 
     /// Whether a datagram from `source` belongs to this viewer (STUN username or known address).
-    pub fn accepts(&self, now: Instant, source: SocketAddr, destination: SocketAddr, data: &[u8]) -> bool {
+    pub fn accepts(
+        &self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) -> bool {
         match Receive::new(Protocol::Udp, source, destination, data) {
             Ok(r) => self.rtc.accepts(&Input::Receive(now, r)),
             Err(_) => false,
@@ -193,10 +260,19 @@ impl Viewer {
             Some((last, ext)) => ext + u64::from(packet.seq.wrapping_sub(last)),
         };
         self.last_seq = Some((packet.seq, seq));
-        let Some(tx) = self.rtc.direct_api().stream_tx_by_mid(mid, None) else { return };
-        let write = RtpWrite::new(pt, SeqNo::from(seq), packet.rtp_time, now, packet.payload.clone())
-            .marker(packet.marker)
-            .nackable(true);
+        let write = RtpWrite::new(
+            pt,
+            SeqNo::from(seq),
+            packet.rtp_time,
+            now,
+            packet.payload.clone(),
+        )
+        .marker(packet.marker)
+        .nackable(true);
+        let mut api = self.rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            return;
+        };
         tx.write_rtp(write);
         if packet.keyframe_start {
             self.state.playing = true;
@@ -223,25 +299,18 @@ impl Viewer {
     }
 
     fn drain(&mut self, out: &mut VecDeque<Transmit>) {
-        self.drain_with(out, &mut |_| {});
-    }
-
-    fn drain_with(&mut self, out: &mut VecDeque<Transmit>, on_event: &mut dyn FnMut(Event)) {
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(_)) => break,
                 Ok(Output::Transmit(t)) => out.push_back(t),
-                Ok(Output::Event(e)) => {
-                    match &e {
-                        Event::Connected => self.state.connected = true,
-                        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                            self.state.failed = true
-                        }
-                        Event::KeyframeRequest(_) => self.state.keyframe_requested = true,
-                        _ => {}
+                Ok(Output::Event(e)) => match e {
+                    Event::Connected => self.state.connected = true,
+                    Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                        self.state.failed = true
                     }
-                    on_event(e);
-                }
+                    Event::KeyframeRequest(_) => self.state.keyframe_requested = true,
+                    _ => {}
+                },
                 Err(e) => {
                     tracing::info!("viewer failed: {e}");
                     self.state.failed = true;

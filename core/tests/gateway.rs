@@ -45,7 +45,11 @@ impl FakeCamera {
             .find_map(|l| l.strip_prefix("CSeq:").map(|v| v.trim().to_owned()))
             .unwrap_or_default();
         let (status, headers, body) = match method {
-            "OPTIONS" => ("200 OK", "Public: OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER\r\n".into(), String::new()),
+            "OPTIONS" => (
+                "200 OK",
+                "Public: OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER\r\n".into(),
+                String::new(),
+            ),
             "DESCRIBE" => match self.describe_status {
                 Some(status) => (status, String::new(), String::new()),
                 None => {
@@ -62,7 +66,12 @@ impl FakeCamera {
                     )
                 }
             },
-            "SETUP" => ("200 OK", "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\nSession: 1234;timeout=60\r\n".into(), String::new()),
+            "SETUP" => (
+                "200 OK",
+                "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\nSession: 1234;timeout=60\r\n"
+                    .into(),
+                String::new(),
+            ),
             "PLAY" => {
                 self.playing = true;
                 ("200 OK", "Session: 1234\r\nRTP-Info: url=rtsp://127.0.0.1:8554/cam/track1;seq=1;rtptime=0\r\n".into(), String::new())
@@ -73,8 +82,10 @@ impl FakeCamera {
             }
             _ => ("200 OK", "Session: 1234\r\n".into(), String::new()),
         };
-        let response =
-            format!("RTSP/1.0 {status}\r\nCSeq: {cseq}\r\n{headers}Content-Length: {}\r\n\r\n{body}", body.len());
+        let response = format!(
+            "RTSP/1.0 {status}\r\nCSeq: {cseq}\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
         self.to_gateway.extend_from_slice(response.as_bytes());
     }
 
@@ -90,7 +101,8 @@ impl FakeCamera {
             packet.extend_from_slice(nal);
             self.to_gateway.push(b'$');
             self.to_gateway.push(0);
-            self.to_gateway.extend_from_slice(&(packet.len() as u16).to_be_bytes());
+            self.to_gateway
+                .extend_from_slice(&(packet.len() as u16).to_be_bytes());
             self.to_gateway.extend_from_slice(&packet);
         }
     }
@@ -113,7 +125,7 @@ struct Harness {
     stream: Option<StreamId>,
     rtsp_closed: bool,
     browser: Rtc,
-    browser_addr: SocketAddr,
+
     pending: Option<SdpPendingOffer>,
     ws: Vec<Value>,
     frames: Vec<Vec<u8>>,
@@ -126,7 +138,10 @@ impl Harness {
         let now = Instant::now();
         let server_addr: SocketAddr = "127.0.0.1:20000".parse().unwrap();
         let browser_addr: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-        let gateway = Gateway::new(GatewayConfig { candidates: vec![server_addr], ..Default::default() });
+        let gateway = Gateway::new(GatewayConfig {
+            candidates: vec![server_addr],
+            ..Default::default()
+        });
         let mut browser = Rtc::builder().clear_codecs().enable_h264(true).build(now);
         browser.add_local_candidate(Candidate::host(browser_addr, "udp").unwrap());
         Self {
@@ -136,7 +151,7 @@ impl Harness {
             stream: None,
             rtsp_closed: false,
             browser,
-            browser_addr,
+
             pending: None,
             ws: Vec::new(),
             frames: Vec::new(),
@@ -145,7 +160,8 @@ impl Harness {
 
     fn signal(&mut self, message: &str, data: Value) {
         let text = serde_json::json!({"message": message, "data": [data]}).to_string();
-        self.gateway.handle_session_message(SESSION, self.now, &text);
+        self.gateway
+            .handle_session_message(SESSION, self.now, &text);
     }
 
     fn play(&mut self, url: &str) {
@@ -172,9 +188,13 @@ impl Harness {
                     GatewayOutput::WsSend { text, .. } => {
                         let v: Value = serde_json::from_str(&text).unwrap();
                         if v["message"] == "setRemoteSDP" {
-                            let answer = SdpAnswer::from_sdp_string(v["data"][1].as_str().unwrap()).unwrap();
+                            let answer =
+                                SdpAnswer::from_sdp_string(v["data"][1].as_str().unwrap()).unwrap();
                             let pending = self.pending.take().unwrap();
-                            self.browser.sdp_api().accept_answer(pending, answer).unwrap();
+                            self.browser
+                                .sdp_api()
+                                .accept_answer(pending, answer)
+                                .unwrap();
                         }
                         self.ws.push(v);
                     }
@@ -193,13 +213,16 @@ impl Harness {
                 let data = std::mem::take(&mut self.camera.to_gateway);
                 // Deliver in awkward pieces: TCP may split anywhere.
                 for chunk in data.chunks(7) {
-                    self.gateway.handle_rtsp_data(self.stream.unwrap(), self.now, chunk);
+                    self.gateway
+                        .handle_rtsp_data(self.stream.unwrap(), self.now, chunk);
                 }
             }
             while let Some(t) = self.gateway.poll_transmit() {
                 moved = true;
                 let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
-                self.browser.handle_input(Input::Receive(self.now, r)).unwrap();
+                self.browser
+                    .handle_input(Input::Receive(self.now, r))
+                    .unwrap();
                 self.drain_browser();
             }
             self.drain_browser_into_gateway(&mut moved);
@@ -272,35 +295,70 @@ fn camera_to_browser_end_to_end() {
     h.play("rtsp://127.0.0.1:8554/cam");
     h.run_for(Duration::from_millis(500));
 
-    let methods: Vec<&str> = h.camera.requests.iter().map(|r| r.split(' ').next().unwrap()).collect();
+    let methods: Vec<&str> = h
+        .camera
+        .requests
+        .iter()
+        .map(|r| r.split(' ').next().unwrap())
+        .collect();
     assert_eq!(methods, ["OPTIONS", "DESCRIBE", "SETUP", "PLAY"]);
-    assert!(h.camera.requests[2].contains("rtsp://127.0.0.1:8554/cam/track1"), "{}", h.camera.requests[2]);
+    assert!(
+        h.camera.requests[2].contains("rtsp://127.0.0.1:8554/cam/track1"),
+        "{}",
+        h.camera.requests[2]
+    );
     assert!(h.ws.iter().any(|v| v["message"] == "getUserData"));
-    assert!(h.ws.iter().any(|v| v["message"] == "setRemoteSDP"), "{:?}", h.ws);
+    assert!(
+        h.ws.iter().any(|v| v["message"] == "setRemoteSDP"),
+        "{:?}",
+        h.ws
+    );
     assert!(h.browser.is_connected(), "ICE/DTLS did not complete");
 
     // The camera does not repeat SPS/PPS: the gateway must put them in front of the IDR.
     // The IDR is bigger than the WebRTC MTU: the gateway must re-fragment it.
     for frame in 0..30u32 {
-        let nals = if frame % 10 == 0 { vec![nal(5, 4000)] } else { vec![nal(1, 600)] };
+        let nals = if frame % 10 == 0 {
+            vec![nal(5, 4000)]
+        } else {
+            vec![nal(1, 600)]
+        };
         h.camera.send_frame(frame * 3000, &nals);
         h.run_for(Duration::from_millis(40));
     }
 
     assert_eq!(h.statuses(), ["PENDING", "PLAYING"]);
-    assert!(h.frames.len() >= 25, "browser got {} frames", h.frames.len());
+    assert!(
+        h.frames.len() >= 25,
+        "browser got {} frames",
+        h.frames.len()
+    );
     let first = &h.frames[0];
-    assert_eq!(nal_types(first), [7, 8, 5], "first frame must be SPS, PPS, IDR");
+    assert_eq!(
+        nal_types(first),
+        [7, 8, 5],
+        "first frame must be SPS, PPS, IDR"
+    );
     // The 4000-byte IDR arrives whole after re-fragmentation.
     assert!(first.len() > 4000, "keyframe size {}", first.len());
     assert_eq!(h.gateway.streams().len(), 1);
 
-    h.signal("stopStream", serde_json::json!({"mediaSessionId": "m1", "name": "x"}));
+    h.signal(
+        "stopStream",
+        serde_json::json!({"mediaSessionId": "m1", "name": "x"}),
+    );
     h.run_for(Duration::from_millis(100));
     assert_eq!(h.statuses().last().map(String::as_str), Some("STOPPED"));
-    assert!(!h.rtsp_closed, "the connection lingers after the last viewer");
+    assert!(
+        !h.rtsp_closed,
+        "the connection lingers after the last viewer"
+    );
     h.run_for(Duration::from_secs(6));
-    assert!(h.camera.requests.last().unwrap().starts_with("TEARDOWN"), "{:?}", h.camera.requests.last());
+    assert!(
+        h.camera.requests.last().unwrap().starts_with("TEARDOWN"),
+        "{:?}",
+        h.camera.requests.last()
+    );
     assert!(h.rtsp_closed);
     assert!(h.gateway.streams().is_empty());
 }
@@ -311,7 +369,10 @@ fn camera_errors_reach_the_viewer_as_failed_with_a_reason() {
     h.camera.describe_status = Some("404 Not Found");
     h.play("rtsp://127.0.0.1:8554/cam");
     h.run_for(Duration::from_millis(200));
-    let failed = h.ws.iter().find(|v| v["data"][0]["status"] == "FAILED").expect("a FAILED status");
+    let failed =
+        h.ws.iter()
+            .find(|v| v["data"][0]["status"] == "FAILED")
+            .expect("a FAILED status");
     assert_eq!(failed["data"][0]["info"], "Rtsp stream not found");
     assert!(h.rtsp_closed);
     assert!(h.gateway.streams().is_empty());
@@ -323,8 +384,17 @@ fn a_bad_url_fails_at_once_without_connecting() {
     h.play("rtsp://127.0.0.1:8554/has space");
     h.step(Duration::from_millis(10));
     assert!(h.stream.is_none());
-    let failed = h.ws.iter().find(|v| v["data"][0]["status"] == "FAILED").expect("a FAILED status");
-    assert!(failed["data"][0]["info"].as_str().unwrap().starts_with("Bad URI"), "{failed}");
+    let failed =
+        h.ws.iter()
+            .find(|v| v["data"][0]["status"] == "FAILED")
+            .expect("a FAILED status");
+    assert!(
+        failed["data"][0]["info"]
+            .as_str()
+            .unwrap()
+            .starts_with("Bad URI"),
+        "{failed}"
+    );
 }
 
 #[test]

@@ -58,7 +58,14 @@ impl WebIo {
 /// The server's web side: HTTP and WebSocket framing over the loop's connections.
 pub trait WebApp {
     fn accepted(&mut self, conn: ConnId, kind: ListenerKind, peer: SocketAddr, now: Instant);
-    fn received(&mut self, conn: ConnId, data: &[u8], now: Instant, gateway: &mut Gateway, io: &mut WebIo);
+    fn received(
+        &mut self,
+        conn: ConnId,
+        data: &[u8],
+        now: Instant,
+        gateway: &mut Gateway,
+        io: &mut WebIo,
+    );
     /// The connection is gone (peer closed, error, or our close completed).
     fn closed(&mut self, conn: ConnId, now: Instant, gateway: &mut Gateway);
     /// The gateway has a signaling message for the WebSocket `conn`.
@@ -78,7 +85,11 @@ pub struct EventLoopConfig {
 enum Endpoint {
     Listener(ListenerKind, TcpListener),
     Web(TcpConn),
-    Camera { stream: StreamId, conn: TcpConn, connecting: bool },
+    Camera {
+        stream: StreamId,
+        conn: TcpConn,
+        connecting: bool,
+    },
     Udp(UdpEndpoint),
 }
 
@@ -107,14 +118,18 @@ impl EventLoop {
             let mut listener = TcpListener::bind(*addr)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
             let key = this.endpoints.vacant_key();
-            this.poll.registry().register(&mut listener, Token(key), Interest::READABLE)?;
+            this.poll
+                .registry()
+                .register(&mut listener, Token(key), Interest::READABLE)?;
             this.endpoints.insert(Endpoint::Listener(*kind, listener));
         }
         for (addr, announced) in &config.udp {
             let mut udp = UdpEndpoint::bind(*addr, *announced)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}")))?;
             let key = this.endpoints.vacant_key();
-            this.poll.registry().register(&mut udp.socket, Token(key), Interest::READABLE)?;
+            this.poll
+                .registry()
+                .register(&mut udp.socket, Token(key), Interest::READABLE)?;
             this.udp_by_addr.insert(udp.announced, key);
             this.endpoints.insert(Endpoint::Udp(udp));
         }
@@ -166,8 +181,17 @@ impl EventLoop {
         Ok(())
     }
 
-    fn handle_event(&mut self, key: usize, now: Instant, gateway: &mut Gateway, web: &mut dyn WebApp, io: &mut WebIo) {
-        let Some(endpoint) = self.endpoints.get_mut(key) else { return };
+    fn handle_event(
+        &mut self,
+        key: usize,
+        now: Instant,
+        gateway: &mut Gateway,
+        web: &mut dyn WebApp,
+        io: &mut WebIo,
+    ) {
+        let Some(endpoint) = self.endpoints.get_mut(key) else {
+            return;
+        };
         match endpoint {
             Endpoint::Listener(kind, listener) => {
                 let kind = *kind;
@@ -185,9 +209,11 @@ impl EventLoop {
                 for (mut stream, peer) in accepted {
                     let _ = stream.set_nodelay(true);
                     let key = self.endpoints.vacant_key();
-                    if let Err(e) =
-                        self.poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)
-                    {
+                    if let Err(e) = self.poll.registry().register(
+                        &mut stream,
+                        Token(key),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
                         tracing::warn!("register failed: {e}");
                         continue;
                     }
@@ -197,13 +223,22 @@ impl EventLoop {
             }
             Endpoint::Web(conn) => {
                 let id = ConnId(key);
-                let outcome = conn.read_available(&mut self.read_buf, &mut |data| web.received(id, data, now, gateway, io));
+                let outcome = conn.read_available(&mut self.read_buf, &mut |data| {
+                    web.received(id, data, now, gateway, io)
+                });
                 let flushed = conn.flush();
-                if outcome == ReadOutcome::Closed || flushed.is_err() || (conn.closing && conn.pending() == 0) {
+                if outcome == ReadOutcome::Closed
+                    || flushed.is_err()
+                    || (conn.closing && conn.pending() == 0)
+                {
                     self.drop_web(key, now, gateway, web);
                 }
             }
-            Endpoint::Camera { stream, conn, connecting } => {
+            Endpoint::Camera {
+                stream,
+                conn,
+                connecting,
+            } => {
                 let stream = *stream;
                 if *connecting {
                     // A non-blocking connect is done when the socket turns writable; the error
@@ -221,9 +256,12 @@ impl EventLoop {
                         }
                     }
                 }
-                let Some(Endpoint::Camera { conn, .. }) = self.endpoints.get_mut(key) else { return };
-                let outcome =
-                    conn.read_available(&mut self.read_buf, &mut |data| gateway.handle_rtsp_data(stream, now, data));
+                let Some(Endpoint::Camera { conn, .. }) = self.endpoints.get_mut(key) else {
+                    return;
+                };
+                let outcome = conn.read_available(&mut self.read_buf, &mut |data| {
+                    gateway.handle_rtsp_data(stream, now, data)
+                });
                 let flushed = conn.flush();
                 if outcome == ReadOutcome::Closed || flushed.is_err() {
                     self.drop_camera(stream);
@@ -237,7 +275,9 @@ impl EventLoop {
                 let local = udp.announced;
                 loop {
                     match udp.socket.recv_from(&mut self.read_buf) {
-                        Ok((n, source)) => gateway.handle_udp(now, source, local, &self.read_buf[..n]),
+                        Ok((n, source)) => {
+                            gateway.handle_udp(now, source, local, &self.read_buf[..n])
+                        }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) => {
                             // ICMP errors from a vanished viewer surface here; not fatal.
@@ -251,10 +291,18 @@ impl EventLoop {
         }
     }
 
-    fn apply_gateway_outputs(&mut self, now: Instant, gateway: &mut Gateway, web: &mut dyn WebApp, io: &mut WebIo) {
+    fn apply_gateway_outputs(
+        &mut self,
+        now: Instant,
+        gateway: &mut Gateway,
+        web: &mut dyn WebApp,
+        io: &mut WebIo,
+    ) {
         loop {
             self.flush_transmits(gateway);
-            let Some(output) = gateway.poll_output() else { break };
+            let Some(output) = gateway.poll_output() else {
+                break;
+            };
             match output {
                 GatewayOutput::WsSend { session, text } => {
                     web.send_text(ConnId(session.0 as usize), &text, io);
@@ -271,7 +319,9 @@ impl EventLoop {
                     }
                 }
                 GatewayOutput::RtspSend { stream, data } => {
-                    let Some(&key) = self.cameras.get(&stream) else { continue };
+                    let Some(&key) = self.cameras.get(&stream) else {
+                        continue;
+                    };
                     if let Some(Endpoint::Camera { conn, .. }) = self.endpoints.get_mut(key) {
                         if conn.send(&data).is_err() {
                             self.drop_camera(stream);
@@ -280,7 +330,9 @@ impl EventLoop {
                     }
                 }
                 GatewayOutput::RtspClose { stream } => {
-                    let Some(&key) = self.cameras.get(&stream) else { continue };
+                    let Some(&key) = self.cameras.get(&stream) else {
+                        continue;
+                    };
                     if let Some(Endpoint::Camera { conn, .. }) = self.endpoints.get_mut(key) {
                         conn.closing = true;
                         if conn.flush().is_err() || conn.pending() == 0 {
@@ -292,7 +344,13 @@ impl EventLoop {
         }
     }
 
-    fn apply_web_io(&mut self, io: &mut WebIo, now: Instant, gateway: &mut Gateway, web: &mut dyn WebApp) {
+    fn apply_web_io(
+        &mut self,
+        io: &mut WebIo,
+        now: Instant,
+        gateway: &mut Gateway,
+        web: &mut dyn WebApp,
+    ) {
         for (conn, data) in io.writes.drain(..) {
             if let Some(Endpoint::Web(c)) = self.endpoints.get_mut(conn.0) {
                 if let Err(e) = c.send(&data) {
@@ -314,7 +372,11 @@ impl EventLoop {
 
     fn flush_transmits(&mut self, gateway: &mut Gateway) {
         while let Some(t) = gateway.poll_transmit() {
-            let key = self.udp_by_addr.get(&t.source).copied().or_else(|| self.udp_by_addr.values().next().copied());
+            let key = self
+                .udp_by_addr
+                .get(&t.source)
+                .copied()
+                .or_else(|| self.udp_by_addr.values().next().copied());
             if let Some(Endpoint::Udp(udp)) = key.and_then(|k| self.endpoints.get_mut(k)) {
                 udp.send(&t.contents, t.destination);
             }
@@ -336,8 +398,16 @@ impl EventLoop {
         };
         let _ = socket.set_nodelay(true);
         let key = self.endpoints.vacant_key();
-        self.poll.registry().register(&mut socket, Token(key), Interest::READABLE | Interest::WRITABLE)?;
-        self.endpoints.insert(Endpoint::Camera { stream, conn: TcpConn::new(socket), connecting: true });
+        self.poll.registry().register(
+            &mut socket,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        self.endpoints.insert(Endpoint::Camera {
+            stream,
+            conn: TcpConn::new(socket),
+            connecting: true,
+        });
         self.cameras.insert(stream, key);
         Ok(())
     }
@@ -362,12 +432,17 @@ impl EventLoop {
 fn connect_from(local: IpAddr, remote: SocketAddr) -> io::Result<std::net::TcpStream> {
     use socket2::{Domain, Protocol, Socket, Type};
     const EINPROGRESS: i32 = 115;
-    let socket = Socket::new(Domain::for_address(remote), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(remote),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     socket.bind(&SocketAddr::new(local, 0).into())?;
     socket.set_nonblocking(true)?;
     match socket.connect(&remote.into()) {
         Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(EINPROGRESS) || e.kind() == io::ErrorKind::WouldBlock => {}
+        Err(e)
+            if e.raw_os_error() == Some(EINPROGRESS) || e.kind() == io::ErrorKind::WouldBlock => {}
         Err(e) => return Err(e),
     }
     Ok(socket.into())

@@ -31,12 +31,21 @@ impl TcpConn {
     pub const MAX_QUEUED: usize = 8 << 20;
 
     pub fn new(stream: TcpStream) -> Self {
-        Self { stream, out: Vec::new(), out_pos: 0, closing: false }
+        Self {
+            stream,
+            out: Vec::new(),
+            out_pos: 0,
+            closing: false,
+        }
     }
 
     /// Reads until `WouldBlock`, handing each chunk to `on_data`; `buf` is the loop's shared
     /// read buffer, so reading allocates nothing.
-    pub fn read_available(&mut self, buf: &mut [u8], on_data: &mut dyn FnMut(&[u8])) -> ReadOutcome {
+    pub fn read_available(
+        &mut self,
+        buf: &mut [u8],
+        on_data: &mut dyn FnMut(&[u8]),
+    ) -> ReadOutcome {
         loop {
             match self.stream.read(buf) {
                 Ok(0) => return ReadOutcome::Closed,
@@ -51,7 +60,10 @@ impl TcpConn {
     /// Queues `data` and writes as much as the socket takes. Err when the peer is gone or stuck.
     pub fn send(&mut self, data: &[u8]) -> io::Result<()> {
         if self.pending() + data.len() > Self::MAX_QUEUED {
-            return Err(io::Error::new(io::ErrorKind::OutOfMemory, "peer is not reading"));
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "peer is not reading",
+            ));
         }
         if self.pending() == 0 {
             // Fast path: write straight from the caller's buffer, queue only the rest.

@@ -20,8 +20,17 @@ impl UdpEndpoint {
         let socket = UdpSocket::bind(addr)?;
         let local = socket.local_addr()?;
         // Port 0 asks the OS for one; the announced address must carry the real port.
-        let announced = if announced.port() == 0 { SocketAddr::new(announced.ip(), local.port()) } else { announced };
-        Ok(Self { socket, local, announced, dropped: 0 })
+        let announced = if announced.port() == 0 {
+            SocketAddr::new(announced.ip(), local.port())
+        } else {
+            announced
+        };
+        Ok(Self {
+            socket,
+            local,
+            announced,
+            dropped: 0,
+        })
     }
 
     pub fn send(&mut self, data: &[u8], destination: SocketAddr) {

@@ -65,7 +65,11 @@ impl Default for Config {
 
 /// Command line: every flag overrides the config file.
 #[derive(Debug, Parser)]
-#[command(name = "camgate", version, about = "RTSP to WebRTC gateway: play IP cameras in the browser")]
+#[command(
+    name = "camgate",
+    version,
+    about = "RTSP to WebRTC gateway: play IP cameras in the browser"
+)]
 pub struct Cli {
     /// TOML configuration file.
     #[arg(long, short)]
@@ -101,7 +105,8 @@ impl Config {
     pub fn load(cli: &Cli) -> Result<Config, String> {
         let mut config = match &cli.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
                 toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
             }
             None => Config::default(),
@@ -161,14 +166,23 @@ impl Config {
                 .announce_ips
                 .iter()
                 .map(|ip| {
-                    let local = if self.bind.is_unspecified() || self.bind == *ip { *ip } else { self.bind };
+                    let local = if self.bind.is_unspecified() || self.bind == *ip {
+                        *ip
+                    } else {
+                        self.bind
+                    };
                     (SocketAddr::new(local, port), SocketAddr::new(*ip, port))
                 })
                 .collect();
         }
         let mut ips: Vec<IpAddr> = if self.bind.is_unspecified() {
             if_addrs::get_if_addrs()
-                .map(|list| list.into_iter().map(|i| i.ip()).filter(|ip| ip.is_ipv4()).collect())
+                .map(|list| {
+                    list.into_iter()
+                        .map(|i| i.ip())
+                        .filter(|ip| ip.is_ipv4())
+                        .collect()
+                })
                 .unwrap_or_default()
         } else {
             vec![self.bind]
@@ -178,7 +192,9 @@ impl Config {
         }
         ips.sort();
         ips.dedup();
-        ips.into_iter().map(|ip| (SocketAddr::new(ip, port), SocketAddr::new(ip, port))).collect()
+        ips.into_iter()
+            .map(|ip| (SocketAddr::new(ip, port), SocketAddr::new(ip, port)))
+            .collect()
     }
 }
 
@@ -210,6 +226,12 @@ mod tests {
             announce_ips: vec!["127.0.0.1".parse().unwrap()],
             ..Default::default()
         };
-        assert_eq!(c.webrtc_sockets(), vec![("127.0.0.1:20000".parse().unwrap(), "127.0.0.1:20000".parse().unwrap())]);
+        assert_eq!(
+            c.webrtc_sockets(),
+            vec![(
+                "127.0.0.1:20000".parse().unwrap(),
+                "127.0.0.1:20000".parse().unwrap()
+            )]
+        );
     }
 }

@@ -33,7 +33,10 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
     match run(&config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -56,8 +59,14 @@ fn run(config: &Config) -> Result<(), String> {
 
     let loop_config = EventLoopConfig {
         listeners: vec![
-            (ListenerKind::WebSocket, SocketAddr::new(config.bind, config.ws_port)),
-            (ListenerKind::Http, SocketAddr::new(config.bind, config.http_port)),
+            (
+                ListenerKind::WebSocket,
+                SocketAddr::new(config.bind, config.ws_port),
+            ),
+            (
+                ListenerKind::Http,
+                SocketAddr::new(config.bind, config.http_port),
+            ),
         ],
         udp: config.webrtc_sockets(),
         rtsp_client_address: config.rtsp_client_address,
@@ -66,7 +75,9 @@ fn run(config: &Config) -> Result<(), String> {
     let mut candidates = Vec::new();
     for (kind, addr) in event_loop.local_addrs() {
         match kind {
-            Some(ListenerKind::WebSocket) => tracing::info!("signaling (Flashphoner WebSocket) on ws://{addr}"),
+            Some(ListenerKind::WebSocket) => {
+                tracing::info!("signaling (Flashphoner WebSocket) on ws://{addr}")
+            }
             Some(ListenerKind::Http) => tracing::info!("player page on http://{addr}/"),
             None => {
                 tracing::info!("WebRTC media on udp {addr}");
@@ -82,7 +93,9 @@ fn run(config: &Config) -> Result<(), String> {
         ..Default::default()
     });
     let mut web = web::Web::new(default_url);
-    event_loop.run(&mut gateway, &mut web, &mut |_| true).map_err(|e| format!("event loop: {e}"))?;
+    event_loop
+        .run(&mut gateway, &mut web, &mut |_| true)
+        .map_err(|e| format!("event loop: {e}"))?;
     drop(demo);
     Ok(())
 }

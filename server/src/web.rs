@@ -68,28 +68,44 @@ pub struct Web {
 
 impl Web {
     pub fn new(default_url: String) -> Self {
-        Self { conns: HashMap::new(), default_url }
+        Self {
+            conns: HashMap::new(),
+            default_url,
+        }
     }
 
     fn handle_http(&mut self, conn: ConnId, now: Instant, gateway: &mut Gateway, io: &mut WebIo) {
-        let Some(Conn::Http { head }) = self.conns.get_mut(&conn) else { return };
+        let Some(Conn::Http { head }) = self.conns.get_mut(&conn) else {
+            return;
+        };
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut req = httparse::Request::new(&mut headers);
         let parsed = req.parse(head);
         let (method, path) = match parsed {
-            Ok(httparse::Status::Complete(_)) => (req.method.unwrap_or(""), req.path.unwrap_or("/")),
+            Ok(httparse::Status::Complete(_)) => {
+                (req.method.unwrap_or(""), req.path.unwrap_or("/"))
+            }
             Ok(httparse::Status::Partial) if head.len() <= MAX_REQUEST_HEAD => return,
             Ok(httparse::Status::Partial) => {
                 respond(io, conn, 431, "text/plain", b"request header too large");
                 return;
             }
             Err(e) => {
-                respond(io, conn, 400, "text/plain", format!("bad request: {e}").as_bytes());
+                respond(
+                    io,
+                    conn,
+                    400,
+                    "text/plain",
+                    format!("bad request: {e}").as_bytes(),
+                );
                 return;
             }
         };
         let header = |name: &str| {
-            req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+            req.headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case(name))
+                .map(|h| h.value)
         };
         let is_upgrade = header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case(b"websocket"));
         if is_upgrade {
@@ -103,7 +119,9 @@ impl Web {
                  Sec-WebSocket-Accept: {accept}\r\n\r\n"
             );
             io.write(conn, response.into_bytes());
-            let config = WebSocketConfig::default().max_message_size(Some(MAX_WS_MESSAGE)).max_frame_size(Some(MAX_WS_MESSAGE));
+            let config = WebSocketConfig::default()
+                .max_message_size(Some(MAX_WS_MESSAGE))
+                .max_frame_size(Some(MAX_WS_MESSAGE));
             let ws = WebSocket::from_raw_socket(MemStream::default(), Role::Server, Some(config));
             self.conns.insert(conn, Conn::Ws(Box::new(ws)));
             gateway.handle_session_opened(conn.session(), now);
@@ -115,8 +133,20 @@ impl Web {
                 let page = INDEX_HTML.replace("{{DEFAULT_URL}}", &html_escape(&self.default_url));
                 respond(io, conn, 200, "text/html; charset=utf-8", page.as_bytes())
             }
-            ("GET", "/camgate.js") => respond(io, conn, 200, "text/javascript; charset=utf-8", CAMGATE_JS.as_bytes()),
-            ("GET", "/player.css") => respond(io, conn, 200, "text/css; charset=utf-8", PLAYER_CSS.as_bytes()),
+            ("GET", "/camgate.js") => respond(
+                io,
+                conn,
+                200,
+                "text/javascript; charset=utf-8",
+                CAMGATE_JS.as_bytes(),
+            ),
+            ("GET", "/player.css") => respond(
+                io,
+                conn,
+                200,
+                "text/css; charset=utf-8",
+                PLAYER_CSS.as_bytes(),
+            ),
             ("GET", "/api/streams") => {
                 let list: Vec<_> = gateway
                     .streams()
@@ -125,7 +155,13 @@ impl Web {
                         serde_json::json!({"id": s.id.0, "uri": s.url, "playing": s.playing, "viewers": s.viewers})
                     })
                     .collect();
-                respond(io, conn, 200, "application/json", serde_json::Value::from(list).to_string().as_bytes())
+                respond(
+                    io,
+                    conn,
+                    200,
+                    "application/json",
+                    serde_json::Value::from(list).to_string().as_bytes(),
+                )
             }
             ("GET", _) => respond(io, conn, 404, "text/plain", b"not found"),
             _ => respond(io, conn, 405, "text/plain", b"method not allowed"),
@@ -133,10 +169,14 @@ impl Web {
     }
 
     fn handle_ws(&mut self, conn: ConnId, now: Instant, gateway: &mut Gateway, io: &mut WebIo) {
-        let Some(Conn::Ws(ws)) = self.conns.get_mut(&conn) else { return };
+        let Some(Conn::Ws(ws)) = self.conns.get_mut(&conn) else {
+            return;
+        };
         loop {
             match ws.read() {
-                Ok(Message::Text(text)) => gateway.handle_session_message(conn.session(), now, text.as_str()),
+                Ok(Message::Text(text)) => {
+                    gateway.handle_session_message(conn.session(), now, text.as_str())
+                }
                 Ok(Message::Close(_)) => {
                     io.close(conn);
                     break;
@@ -168,7 +208,14 @@ impl WebApp for Web {
         self.conns.insert(conn, Conn::Http { head: Vec::new() });
     }
 
-    fn received(&mut self, conn: ConnId, data: &[u8], now: Instant, gateway: &mut Gateway, io: &mut WebIo) {
+    fn received(
+        &mut self,
+        conn: ConnId,
+        data: &[u8],
+        now: Instant,
+        gateway: &mut Gateway,
+        io: &mut WebIo,
+    ) {
         match self.conns.get_mut(&conn) {
             Some(Conn::Http { head }) => {
                 head.extend_from_slice(data);
@@ -189,7 +236,9 @@ impl WebApp for Web {
     }
 
     fn send_text(&mut self, conn: ConnId, text: &str, io: &mut WebIo) {
-        let Some(Conn::Ws(ws)) = self.conns.get_mut(&conn) else { return };
+        let Some(Conn::Ws(ws)) = self.conns.get_mut(&conn) else {
+            return;
+        };
         if let Err(e) = ws.send(Message::text(text)) {
             tracing::info!(conn = conn.0, "websocket send failed: {e}");
             io.close(conn);
@@ -220,5 +269,8 @@ fn respond(io: &mut WebIo, conn: ConnId, status: u16, content_type: &str, body: 
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
