@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# camgate's full test run: format, lints, unit/integration tests, release build, then the browser
+# tests with real peers (Chromium, the Flashphoner Web SDK, a GStreamer camera).
+# Works on a fresh Debian machine as root: installs what is missing first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/deps.sh
+source scripts/deps.sh
+
+section() { printf '\n========== %s ==========\n' "$*"; }
+
+section "System packages"
+node_debs=()
+# Node.js may come from elsewhere (e.g. NodeSource, which bundles npm): check the commands.
+command -v node >/dev/null 2>&1 || node_debs+=(nodejs)
+command -v npm >/dev/null 2>&1 || node_debs+=(npm)
+install_debs "${RUST_BUILD_DEBS[@]}" "${node_debs[@]}" chromium iproute2 python3-gi \
+  gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools gstreamer1.0-plugins-base \
+  gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad
+ensure_rust
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if ((node_major < 20)); then
+  echo "node $(node --version) is too old: the browser tests need Node.js >= 20" >&2
+  exit 1
+fi
+
+section "npm ci (tests/browser)"
+# Never downloads a browser: the tests use Debian's /usr/bin/chromium through playwright-core.
+(cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)
+
+section "cargo fmt --check"
+cargo fmt --all --check
+
+section "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+section "cargo test"
+cargo test --workspace
+
+section "cargo build --release -p camgate"
+cargo build --release -p camgate
+
+section "Browser tests"
+tests/run-browser-tests.sh
+
+section "All tests passed"

@@ -1,0 +1,105 @@
+// The UNMODIFIED Flashphoner Web SDK Player example (npm @flashphoner/websdk) against camgate:
+// served as is from the package root, it loads ../../../../flashphoner.js.
+// Its elements (examples/demo/streaming/player/player.html): #url (WCS URL), #streamName,
+// #playBtn (Start, then Stop), #status (session, then stream status), #info (reason on FAILED),
+// #remoteVideo (the SDK puts its <video> in there).
+
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+
+import { grantMedia, newPage, waitForFrames } from './lib/browser.mjs';
+import { BROWSER_DIR, cameraUrl, demoCameraUrl, wsUrl } from './lib/config.mjs';
+import { useEnvironment } from './lib/env.mjs';
+import { serveStatic } from './lib/static-server.mjs';
+
+const env = useEnvironment();
+const SDK_ROOT = path.join(BROWSER_DIR, 'node_modules', '@flashphoner', 'websdk');
+const PLAYER = 'examples/demo/streaming/player/player.html';
+let web;
+
+before(async () => { web = await serveStatic(SDK_ROOT); });
+after(async () => { await web?.close(); });
+
+async function openSdkPlayer() {
+  const page = await newPage(env.browser);
+  await page.goto(web.url(PLAYER));
+  await page.waitForFunction(() => typeof window.Flashphoner !== 'undefined' && document.querySelector('#playBtn'));
+  await page.waitForFunction(() => document.querySelector('#playBtn').textContent.trim() === 'Start');
+  await grantMedia(page);
+  return page;
+}
+
+async function waitForSdkStatus(page, want, timeoutMs = 20000) {
+  await page.waitForFunction(
+    ([w]) => {
+      const s = document.querySelector('#status').textContent.trim();
+      return s === w || (s === 'FAILED' && w !== 'FAILED') || (s === 'STOPPED' && w !== 'STOPPED');
+    },
+    [want],
+    { timeout: timeoutMs, polling: 50 },
+  );
+  const status = (await page.locator('#status').textContent()).trim();
+  const info = (await page.locator('#info').textContent()).trim();
+  assert.equal(status, want, `Player #status ${status}, #info "${info}"`);
+  return { status, info };
+}
+
+async function play(page, streamName) {
+  await page.fill('#url', wsUrl());
+  await page.fill('#streamName', streamName);
+  await page.click('#playBtn');
+  await waitForSdkStatus(page, 'PLAYING');
+  const stats = await waitForFrames(page, { which: 'last', minFrames: 5 });
+  assert.equal(stats.video.mimeType, 'video/H264', JSON.stringify(stats));
+  assert.equal(stats.video.frameWidth, 640, JSON.stringify(stats));
+  assert.equal(stats.video.frameHeight, 360, JSON.stringify(stats));
+  const video = page.locator('#remoteVideo video');
+  assert.equal(await video.evaluate((v) => v.videoWidth), 640);
+  return stats;
+}
+
+async function stop(page) {
+  await page.waitForFunction(() => {
+    const b = document.querySelector('#playBtn');
+    return b.textContent.trim() === 'Stop' && !b.disabled;
+  });
+  await page.click('#playBtn');
+  await waitForSdkStatus(page, 'STOPPED', 10000);
+  await page.waitForFunction(() => document.querySelector('#playBtn').textContent.trim() === 'Start');
+}
+
+test('the SDK Player plays the gst camera and stops', { timeout: 60000 }, async () => {
+  const page = await openSdkPlayer();
+  await env.run([page], async () => {
+    const stats = await play(page, cameraUrl());
+    console.log(`# SDK Player, gst camera: ${JSON.stringify(stats.video)}`);
+    await stop(page);
+    // The Player reuses its session for a second play of the same server URL.
+    await play(page, cameraUrl());
+    await stop(page);
+  });
+  await page.context().close();
+});
+
+test('the SDK Player plays the built-in demo camera', { timeout: 60000 }, async () => {
+  const page = await openSdkPlayer();
+  await env.run([page], async () => {
+    const stats = await play(page, demoCameraUrl());
+    console.log(`# SDK Player, demo camera: ${JSON.stringify(stats.video)}`);
+    await stop(page);
+  });
+  await page.context().close();
+});
+
+test('the SDK Player shows the failure reason in #info', { timeout: 60000 }, async () => {
+  const page = await openSdkPlayer();
+  await env.run([page], async () => {
+    await page.fill('#url', wsUrl());
+    await page.fill('#streamName', 'rtsp://127.0.0.1:1/x');
+    await page.click('#playBtn');
+    const { info } = await waitForSdkStatus(page, 'FAILED');
+    assert.match(info, /Failed to connect/);
+  });
+  await page.context().close();
+});

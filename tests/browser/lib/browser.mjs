@@ -1,0 +1,110 @@
+// Headless Debian Chromium driven by playwright-core (never a downloaded browser).
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { chromium } from 'playwright-core';
+
+import { config, CHROMIUM_FLAGS } from './config.mjs';
+
+// Runs in every page before its own scripts: remembers each RTCPeerConnection (window.__pcs) so
+// tests can read getStats() from pages whose code they don't control (the Flashphoner Player).
+function recordPeerConnections() {
+  const Native = window.RTCPeerConnection;
+  if (!Native || window.__pcs) return;
+  window.__pcs = [];
+  window.RTCPeerConnection = new Proxy(Native, {
+    construct(target, args, newTarget) {
+      const pc = Reflect.construct(target, args, newTarget);
+      window.__pcs.push(pc);
+      return pc;
+    },
+  });
+}
+
+export async function launchBrowser() {
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'camgate-chromium-'));
+  const browser = await chromium.launch({
+    executablePath: config.chromium,
+    ignoreDefaultArgs: true,
+    args: [...CHROMIUM_FLAGS, `--user-data-dir=${userDataDir}`, '--remote-debugging-pipe', '--no-startup-window'],
+    timeout: 30000,
+  });
+  const close = async () => {
+    await browser.close().catch(() => {});
+    fs.rmSync(userDataDir, { recursive: true, force: true });
+  };
+  return { browser, close };
+}
+
+// A fresh context + page with console capture. `page.consoleLines` keeps the page's log.
+export async function newPage(browser) {
+  const context = await browser.newContext();
+  await context.addInitScript(recordPeerConnections);
+  const page = await context.newPage();
+  page.consoleLines = [];
+  page.on('console', (msg) => page.consoleLines.push(`[${msg.type()}] ${msg.text()}`));
+  page.on('pageerror', (err) => page.consoleLines.push(`[pageerror] ${err.message}`));
+  page.setDefaultTimeout(20000);
+  return page;
+}
+
+// Chromium gathers 127.0.0.1 candidates only for pages with media permission.
+export async function grantMedia(page) {
+  await page.evaluate(async () => {
+    window.__gum = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+  });
+}
+
+// getStats() of a peer connection in the page: `which` is 'camgate' (window.camgate.pc) or
+// 'last' (the newest recorded RTCPeerConnection).
+export async function videoStats(page, which = 'last') {
+  return page.evaluate(async (which) => {
+    const pc = which === 'camgate'
+      ? window.camgate && window.camgate.pc
+      : (window.__pcs || []).filter((p) => p.connectionState !== 'closed').at(-1);
+    if (!pc) return null;
+    const report = await pc.getStats();
+    let video = null;
+    let audio = null;
+    const codecs = new Map();
+    report.forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') video = s;
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') audio = s;
+      if (s.type === 'codec') codecs.set(s.id, s);
+    });
+    return {
+      connectionState: pc.connectionState,
+      iceConnectionState: pc.iceConnectionState,
+      video: video && {
+        framesDecoded: video.framesDecoded || 0,
+        frameWidth: video.frameWidth || 0,
+        frameHeight: video.frameHeight || 0,
+        framesPerSecond: video.framesPerSecond || 0,
+        packetsReceived: video.packetsReceived || 0,
+        packetsLost: video.packetsLost || 0,
+        mimeType: codecs.get(video.codecId)?.mimeType || null,
+      },
+      audio: audio && {
+        packetsReceived: audio.packetsReceived || 0,
+        totalAudioEnergy: audio.totalAudioEnergy || 0,
+        mimeType: codecs.get(audio.codecId)?.mimeType || null,
+      },
+    };
+  }, which);
+}
+
+// Polls getStats until `minFrames` video frames are decoded; returns the last stats.
+export async function waitForFrames(page, { which = 'last', minFrames = 1, timeoutMs = 20000 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let stats = null;
+  for (;;) {
+    stats = await videoStats(page, which).catch((err) => ({ error: err.message }));
+    if (stats?.video && stats.video.framesDecoded >= minFrames && stats.video.frameWidth > 0) return stats;
+    if (Date.now() > deadline) {
+      throw new Error(`no ${minFrames} decoded frames after ${timeoutMs} ms; last stats: ${JSON.stringify(stats)}`);
+    }
+    await sleep(100);
+  }
+}

@@ -1,0 +1,70 @@
+// Everything the browser tests need to know about the processes they start, in one place.
+// Environment overrides: CAMGATE_BIN, CAMGATE_EXTRA_ARGS (space-separated), CHROMIUM,
+// CAMGATE_{HTTP,WS,WEBRTC,DEMO}_PORT, CAMERA_PORT.
+
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const BROWSER_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const REPO_ROOT = path.resolve(BROWSER_DIR, '..', '..');
+
+const port = (name, fallback) => Number(process.env[name] || fallback);
+
+export const config = {
+  host: '127.0.0.1',
+  httpPort: port('CAMGATE_HTTP_PORT', 8081),
+  // The player page connects to ws://<page host>:8080, so keep 8080 unless you also pass ?ws=.
+  wsPort: port('CAMGATE_WS_PORT', 8080),
+  webrtcPort: port('CAMGATE_WEBRTC_PORT', 20000),
+  demoPort: port('CAMGATE_DEMO_PORT', 8554),
+  cameraPort: port('CAMERA_PORT', 8555),
+  camgateBin: process.env.CAMGATE_BIN || path.join(REPO_ROOT, 'target', 'release', 'camgate'),
+  chromium: process.env.CHROMIUM || '/usr/bin/chromium',
+  python: '/usr/bin/python3', // Debian's: it has python3-gi; a pyenv python on PATH does not
+  rtspServerScript: path.join(REPO_ROOT, 'tests', 'rtsp_server.py'),
+};
+
+export const pageUrl = (query = '') => `http://${config.host}:${config.httpPort}/${query}`;
+export const wsUrl = () => `ws://${config.host}:${config.wsPort}`;
+export const demoCameraUrl = () => `rtsp://${config.host}:${config.demoPort}/demo`;
+export const cameraUrl = (mount = '/cam') => `rtsp://${config.host}:${config.cameraPort}${mount}`;
+
+// camgate's command line: the ONE place to adjust when its flags change.
+export function camgateArgs() {
+  const extra = (process.env.CAMGATE_EXTRA_ARGS || '').split(/\s+/).filter(Boolean);
+  return [
+    '--bind', config.host,
+    '--http-port', String(config.httpPort),
+    '--ws-port', String(config.wsPort),
+    '--webrtc-port', String(config.webrtcPort),
+    '--announce-ip', config.host,
+    '--demo-bind', `${config.host}:${config.demoPort}`,
+    '--log', 'info,camgate=debug,camgate_core=debug,camgate_io=debug,str0m=warn',
+    ...extra,
+  ];
+}
+
+// The test camera's command line (tests/rtsp_server.py).
+export function cameraArgs({ port = config.cameraPort, mount = '/cam', video = 'h264', extra = [] } = {}) {
+  return [config.rtspServerScript, '--port', String(port), '--path', mount, '--video', video, ...extra];
+}
+
+// Chromium flags from docs/shared browser-testing notes (headless, loopback ICE, fake media).
+export const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--autoplay-policy=no-user-gesture-required',
+  '--allow-loopback-in-peer-connection',
+  '--use-fake-ui-for-media-stream',
+  '--use-fake-device-for-media-stream',
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+  '--disable-background-timer-throttling',
+  '--disable-renderer-backgrounding',
+  '--disable-dev-shm-usage',
+];

@@ -1,0 +1,112 @@
+// camgate's own player page (server/static) against camgate, the gst camera and the demo camera.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { grantMedia, newPage, videoStats, waitForFrames } from './lib/browser.mjs';
+import { cameraUrl, demoCameraUrl, pageUrl } from './lib/config.mjs';
+import { useEnvironment } from './lib/env.mjs';
+
+const env = useEnvironment();
+
+async function openPlayer(streamUrl) {
+  const page = await newPage(env.browser);
+  const query = streamUrl === undefined ? '' : `?url=${encodeURIComponent(streamUrl)}`;
+  await page.goto(pageUrl(query));
+  await page.waitForFunction(() => window.camgate !== undefined);
+  await grantMedia(page);
+  return page;
+}
+
+// Waits until the page's stream status is `status`; fails at once on an unexpected end state.
+async function waitForStatus(page, status, timeoutMs = 20000) {
+  await page.waitForFunction(
+    ([want]) => {
+      const s = window.camgate.status.stream;
+      return s === want || (s === 'FAILED' && want !== 'FAILED') || (s === 'STOPPED' && want !== 'STOPPED');
+    },
+    [status],
+    { timeout: timeoutMs, polling: 50 },
+  );
+  const got = await page.evaluate(() => window.camgate.status);
+  assert.equal(got.stream, status, `stream status ${JSON.stringify(got)}; #status: ${await statusText(page)}`);
+  return got;
+}
+
+const statusText = (page) => page.locator('#status').innerText();
+
+async function playAndCheck(page, expectedUrl) {
+  assert.equal(await page.inputValue('#url'), expectedUrl);
+  await page.click('#start');
+  await waitForStatus(page, 'PLAYING');
+  assert.match(await statusText(page), /PLAYING/);
+  const stats = await waitForFrames(page, { which: 'camgate', minFrames: 5 });
+  assert.equal(stats.video.frameWidth, 640, JSON.stringify(stats));
+  assert.equal(stats.video.frameHeight, 360, JSON.stringify(stats));
+  assert.equal(stats.video.mimeType, 'video/H264', JSON.stringify(stats));
+  assert.equal(await page.locator('#video').evaluate((v) => v.videoWidth), 640);
+  // Still running a moment later (not just one keyframe).
+  const before = stats.video.framesDecoded;
+  await page.waitForTimeout(1000);
+  const later = await videoStats(page, 'camgate');
+  assert.ok(later.video.framesDecoded >= before + 10, `frames stalled: ${before} -> ${JSON.stringify(later)}`);
+  return later;
+}
+
+async function stopAndCheck(page) {
+  await page.click('#stop');
+  await waitForStatus(page, 'STOPPED', 10000);
+  const status = await page.evaluate(() => window.camgate.status);
+  assert.equal(status.info, '', 'STOPPED must be confirmed by the server');
+  assert.equal(await page.evaluate(() => window.camgate.pc), null);
+  assert.equal(await page.isEnabled('#start'), true);
+}
+
+test('plays the gst camera given in ?url=, then stops', { timeout: 60000 }, async () => {
+  const page = await openPlayer(cameraUrl());
+  await env.run([page], async () => {
+    const stats = await playAndCheck(page, cameraUrl());
+    console.log(`# gst camera: ${JSON.stringify(stats.video)}; first frame after ${await page.evaluate(() => window.camgate.firstFrameMs)} ms`);
+    await stopAndCheck(page);
+  });
+  await page.context().close();
+});
+
+test('plays the built-in demo camera by default', { timeout: 60000 }, async () => {
+  const page = await openPlayer();
+  await env.run([page], async () => {
+    const stats = await playAndCheck(page, demoCameraUrl());
+    console.log(`# demo camera: ${JSON.stringify(stats.video)}`);
+    // Start again on the same page (same signaling session) after a stop.
+    await stopAndCheck(page);
+    await page.click('#start');
+    await waitForStatus(page, 'PLAYING');
+    await waitForFrames(page, { which: 'camgate', minFrames: 1 });
+    await stopAndCheck(page);
+  });
+  await page.context().close();
+});
+
+test('a closed camera port fails with "Failed to connect"', { timeout: 60000 }, async () => {
+  const url = 'rtsp://127.0.0.1:1/x';
+  const page = await openPlayer(url);
+  await env.run([page], async () => {
+    await page.click('#start');
+    const status = await waitForStatus(page, 'FAILED');
+    assert.match(status.info, /Failed to connect/);
+    assert.match(await statusText(page), /FAILED: .*Failed to connect/);
+    assert.equal(await page.isEnabled('#start'), true);
+  });
+  await page.context().close();
+});
+
+test('a malformed URL fails with "Bad URI"', { timeout: 60000 }, async () => {
+  const page = await openPlayer('not a url');
+  await env.run([page], async () => {
+    await page.click('#start');
+    const status = await waitForStatus(page, 'FAILED');
+    assert.match(status.info, /Bad URI/);
+    assert.match(await statusText(page), /FAILED: .*Bad URI/);
+  });
+  await page.context().close();
+});
