@@ -120,6 +120,22 @@ impl Viewer {
         video: VideoParams,
         candidates: &[SocketAddr],
     ) -> Result<(Viewer, String), ViewerError> {
+        // str0m treats inconsistencies as bugs and panics; a browser's offer must never take
+        // the server down with it, so a panic here only refuses this viewer.
+        std::panic::catch_unwind(|| Self::negotiate(now, offer_sdp, video, candidates))
+            .unwrap_or_else(|_| {
+                Err(ViewerError::BadOffer(
+                    "internal error while negotiating".into(),
+                ))
+            })
+    }
+
+    fn negotiate(
+        now: Instant,
+        offer_sdp: &str,
+        video: VideoParams,
+        candidates: &[SocketAddr],
+    ) -> Result<(Viewer, String), ViewerError> {
         let offer = SdpOffer::from_sdp_string(offer_sdp)
             .map_err(|e| ViewerError::BadOffer(e.to_string()))?;
         let mut config = Rtc::builder()
@@ -224,6 +240,15 @@ impl Viewer {
         }
     }
 
+    /// Runs one mutation of the `Rtc`; a panic inside str0m ends this viewer, not the server.
+    fn guarded(&mut self, f: impl FnOnce(&mut Self)) {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
+        if result.is_err() {
+            tracing::error!("viewer's WebRTC stack panicked; dropping the viewer");
+            self.state.failed = true;
+        }
+    }
+
     pub fn handle_receive(
         &mut self,
         now: Instant,
@@ -235,17 +260,21 @@ impl Viewer {
         let Ok(receive) = Receive::new(Protocol::Udp, source, destination, data) else {
             return; // not STUN, DTLS, RTP or RTCP: garbage on the shared port
         };
-        if let Err(e) = self.rtc.handle_input(Input::Receive(now, receive)) {
-            tracing::debug!("viewer input rejected: {e}");
-        }
-        self.drain(out);
+        self.guarded(|this| {
+            if let Err(e) = this.rtc.handle_input(Input::Receive(now, receive)) {
+                tracing::debug!("viewer input rejected: {e}");
+            }
+            this.drain(out);
+        });
     }
 
     pub fn handle_timeout(&mut self, now: Instant, out: &mut VecDeque<Transmit>) {
-        if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
-            tracing::debug!("viewer timeout error: {e}");
-        }
-        self.drain(out);
+        self.guarded(|this| {
+            if let Err(e) = this.rtc.handle_input(Input::Timeout(now)) {
+                tracing::debug!("viewer timeout error: {e}");
+            }
+            this.drain(out);
+        });
     }
 
     /// Writes one relay packet. Before the first keyframe nothing is sent: a decoder can't use it.
@@ -269,17 +298,19 @@ impl Viewer {
         )
         .marker(packet.marker)
         .nackable(true);
-        let mut api = self.rtc.direct_api();
-        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
-            return;
-        };
-        tx.write_rtp(write);
         if packet.keyframe_start {
             self.state.playing = true;
         }
-        // str0m queues the packet; a timeout tick makes it leave now rather than at the next tick.
-        let _ = self.rtc.handle_input(Input::Timeout(now));
-        self.drain(out);
+        self.guarded(|this| {
+            let mut api = this.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+                return;
+            };
+            tx.write_rtp(write);
+            // str0m queues the packet; a timeout tick makes it leave now rather than at the next tick.
+            let _ = this.rtc.handle_input(Input::Timeout(now));
+            this.drain(out);
+        });
     }
 
     pub fn poll_timeout(&mut self) -> Option<Instant> {
