@@ -34,7 +34,9 @@ async function waitForSdkStatus(page, want, timeoutMs = 20000) {
   await page.waitForFunction(
     ([w]) => {
       const s = document.querySelector('#status').textContent.trim();
-      return s === w || (s === 'FAILED' && w !== 'FAILED') || (s === 'STOPPED' && w !== 'STOPPED');
+      // The Player keeps the last status text (STOPPED) until the next one, so only FAILED
+      // ends a wait for another status early.
+      return s === w || (s === 'FAILED' && w !== 'FAILED');
     },
     [want],
     { timeout: timeoutMs, polling: 50 },

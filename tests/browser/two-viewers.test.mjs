@@ -4,25 +4,22 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { grantMedia, newPage, waitForFrames } from './lib/browser.mjs';
+import { waitForFrames } from './lib/browser.mjs';
 import { cameraUrl, pageUrl } from './lib/config.mjs';
 import { useEnvironment } from './lib/env.mjs';
+import { openPlayer, waitForStatus } from './lib/player.mjs';
 
 const env = useEnvironment();
 
 test('two pages play the same camera at once', { timeout: 60000 }, async () => {
   const pages = [];
   for (let i = 0; i < 2; i++) {
-    const page = await newPage(env.browser);
-    await page.goto(pageUrl(`?url=${encodeURIComponent(cameraUrl())}`));
-    await page.waitForFunction(() => window.camgate !== undefined);
-    await grantMedia(page);
-    pages.push(page);
+    pages.push(await openPlayer(env.browser, cameraUrl()));
   }
   await env.run(pages, async () => {
     for (const page of pages) await page.click('#start');
     for (const [i, page] of pages.entries()) {
-      await page.waitForFunction(() => window.camgate.status.stream === 'PLAYING', null, { timeout: 20000 });
+      await waitForStatus(page, 'PLAYING');
       const stats = await waitForFrames(page, { which: 'camgate', minFrames: 10 });
       assert.equal(stats.video.frameWidth, 640);
       assert.equal(stats.video.frameHeight, 360);
@@ -43,13 +40,13 @@ test('two pages play the same camera at once', { timeout: 60000 }, async () => {
 
     // One viewer leaves; the other keeps playing.
     await pages[0].click('#stop');
-    await pages[0].waitForFunction(() => window.camgate.status.stream === 'STOPPED', null, { timeout: 10000 });
+    await waitForStatus(pages[0], 'STOPPED', 10000);
     const before = (await waitForFrames(pages[1], { which: 'camgate' })).video.framesDecoded;
     await pages[1].waitForTimeout(1000);
     const after = (await waitForFrames(pages[1], { which: 'camgate' })).video.framesDecoded;
     assert.ok(after >= before + 10, `second viewer stalled after the first left: ${before} -> ${after}`);
     await pages[1].click('#stop');
-    await pages[1].waitForFunction(() => window.camgate.status.stream === 'STOPPED', null, { timeout: 10000 });
+    await waitForStatus(pages[1], 'STOPPED', 10000);
   });
   for (const page of pages) await page.context().close();
 });

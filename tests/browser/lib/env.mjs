@@ -18,17 +18,25 @@ export function useEnvironment({ camera = true } = {}) {
       try {
         return await fn();
       } catch (err) {
-        env.dumpLogs(pages);
+        await env.dumpLogs(pages);
         throw err;
       }
     },
-    dumpLogs(pages = []) {
+    async dumpLogs(pages = []) {
       const out = [`\n===== logs in ${env.logDir} =====`];
       for (const child of [env.camgate, env.camera]) {
         if (child) out.push(`--- ${child.name} (${child.logFile}, exit ${child.exitCode}) ---`, child.tail(60));
       }
       for (const [i, page] of pages.entries()) {
         out.push(`--- page ${i} console ---`, (page.consoleLines || []).slice(-40).join('\n'));
+        // camgate's player keeps its signaling frames (SDP bodies shortened).
+        const frames = await page
+          .evaluate(() => (window.camgate ? window.camgate.log.map((f) => `${f.dir} ${f.frame}`) : []))
+          .catch(() => []);
+        if (frames.length) {
+          const short = frames.map((f) => f.replace(/v=0[^"]*/g, '<sdp>'));
+          out.push(`--- page ${i} signaling ---`, short.slice(-30).join('\n'));
+        }
       }
       console.error(out.join('\n'));
     },
@@ -46,7 +54,7 @@ export function useEnvironment({ camera = true } = {}) {
       if (cam.status === 'rejected') throw cam.reason;
       ({ browser: env.browser, close: env.closeBrowser } = await launchBrowser());
     } catch (err) {
-      env.dumpLogs();
+      await env.dumpLogs();
       throw err;
     }
   }, { timeout: 60000 });
