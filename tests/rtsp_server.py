@@ -7,7 +7,15 @@ gir1.2-gst-rtsp-server-1.0; the pyenv python on PATH does not have them):
     /usr/bin/python3 tests/rtsp_server.py --port 8554 --path /cam --video h264
 
 Serves rtsp://127.0.0.1:<port><path>, bound to 127.0.0.1 only. Prints
-"READY rtsp://..." on stdout once it listens; exits cleanly on SIGTERM/SIGINT.
+"READY rtsp://..." on stdout once it listens (the launch line goes to stderr);
+exits cleanly on SIGTERM/SIGINT.
+
+More cameras:
+    --video h264 --h264-profile high --bframes 2     B-frames, High profile
+    --video h265 | vp8 | none
+    --audio pcmu | pcma | opus | aac | aac-latm | speex
+    --user admin --password secret [--auth digest]   401 without credentials
+    --protocols tcp                                  interleaved only
 """
 
 import argparse
@@ -21,24 +29,55 @@ gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
-# Video sources. Each entry is a launch fragment that ends in a payloader named
-# pay0. Keep them live (is-live=true) so the camera behaves like a real one.
+# Video sources: launch fragments ending in a payloader ({pay} becomes pay0, pay1...). They are live
+# (is-live=true) so the camera behaves like a real one: it does not wait for clients.
+VIDEO_SRC = (
+    "videotestsrc is-live=true pattern=ball "
+    "! video/x-raw,width={width},height={height},framerate={fps}/1 "
+    "! timeoverlay "
+)
 VIDEO = {
-    # Constrained baseline, no B-frames, 1 s GOP, SPS/PPS with every IDR.
+    # 1 s GOP, SPS/PPS in band with every IDR. --h264-profile / --bframes change the stream.
     "h264": (
-        "videotestsrc is-live=true pattern=ball "
-        "! video/x-raw,width={width},height={height},framerate={fps}/1 "
-        "! timeoverlay "
-        "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} bframes=0 "
-        "! video/x-h264,profile=constrained-baseline "
-        "! rtph264pay name=pay0 pt=96 config-interval=1"
+        VIDEO_SRC
+        + "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} bframes={bframes} "
+        "b-adapt=false "
+        "! video/x-h264,profile={h264_profile} "
+        "! rtph264pay name={pay} pt=96 config-interval=1"
     ),
-}
-
-# Audio sources (payloader pay1). Empty for now: add "pcmu", "opus", "aac" ...
-AUDIO = {
+    "h265": (
+        VIDEO_SRC
+        + "! x265enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} "
+        "! rtph265pay name={pay} pt=96 config-interval=1"
+    ),
+    "vp8": (
+        VIDEO_SRC
+        + "! vp8enc deadline=1 keyframe-max-dist={fps} "
+        "! rtpvp8pay name={pay} pt=96"
+    ),
     "none": None,
 }
+
+# Audio sources: a live 440 Hz tone.
+AUDIO_SRC = "audiotestsrc is-live=true wave=sine freq=440 volume=0.3 ! audioconvert ! audioresample "
+AUDIO = {
+    "none": None,
+    "pcmu": AUDIO_SRC + "! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay name={pay} pt=0",
+    "pcma": AUDIO_SRC + "! audio/x-raw,rate=8000,channels=1 ! alawenc ! rtppcmapay name={pay} pt=8",
+    "opus": AUDIO_SRC + "! audio/x-raw,rate=48000,channels=2 ! opusenc ! rtpopuspay name={pay} pt=97",
+    # AAC as mpeg4-generic (most cameras) and as MP4A-LATM.
+    "aac": AUDIO_SRC + "! audio/x-raw,rate=16000,channels=1 ! {aacenc} ! rtpmp4gpay name={pay} pt=97",
+    "aac-latm": AUDIO_SRC + "! audio/x-raw,rate=16000,channels=1 ! {aacenc} ! rtpmp4apay name={pay} pt=97",
+    "speex": AUDIO_SRC + "! audio/x-raw,rate=16000,channels=1 ! speexenc ! rtpspeexpay name={pay} pt=97",
+}
+
+
+def aac_encoder():
+    for name in ("avenc_aac", "voaacenc", "fdkaacenc"):
+        if Gst.ElementFactory.find(name):
+            return name
+    sys.exit("no AAC encoder: install gstreamer1.0-libav or gstreamer1.0-plugins-bad")
+
 
 PROTOCOLS = {
     "udp": GstRtsp.RTSPLowerTrans.UDP,
@@ -49,13 +88,19 @@ PROTOCOLS = {
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--port", type=int, default=8554)
+    p.add_argument("--port", type=int, default=8554, help="0: any free port (see READY)")
     p.add_argument("--path", default="/cam", help="mount point, e.g. /cam")
-    p.add_argument("--video", choices=sorted(VIDEO), default="h264")
-    p.add_argument("--audio", choices=sorted(AUDIO), default="none")
+    p.add_argument("--video", choices=list(VIDEO), default="h264")
+    p.add_argument("--audio", choices=list(AUDIO), default="none")
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=360)
     p.add_argument("--fps", type=int, default=30)
+    p.add_argument(
+        "--h264-profile",
+        default="constrained-baseline",
+        choices=["constrained-baseline", "baseline", "main", "high"],
+    )
+    p.add_argument("--bframes", type=int, default=0, help="H.264 B-frames (needs main or high)")
     p.add_argument(
         "--protocols",
         default="udp,tcp",
@@ -63,6 +108,7 @@ def parse_args(argv):
     )
     p.add_argument("--user", help="require Basic auth with this user name")
     p.add_argument("--password", default="", help="password for --user")
+    p.add_argument("--auth", choices=["basic", "digest"], default="basic", help="method for --user")
     p.add_argument(
         "--not-shared",
         action="store_true",
@@ -72,9 +118,23 @@ def parse_args(argv):
 
 
 def launch_line(args):
-    parts = [VIDEO[args.video].format(width=args.width, height=args.height, fps=args.fps)]
+    parts = []
+    if VIDEO[args.video]:
+        parts.append(
+            VIDEO[args.video].format(
+                width=args.width,
+                height=args.height,
+                fps=args.fps,
+                bframes=args.bframes,
+                h264_profile=args.h264_profile,
+                pay="pay0",
+            )
+        )
     if AUDIO[args.audio]:
-        parts.append(AUDIO[args.audio])
+        aacenc = aac_encoder() if "{aacenc}" in AUDIO[args.audio] else ""
+        parts.append(AUDIO[args.audio].format(aacenc=aacenc, pay=f"pay{len(parts)}"))
+    if not parts:
+        sys.exit("nothing to serve: --video none and --audio none")
     return "( " + " ".join(parts) + " )"
 
 
@@ -88,7 +148,9 @@ def main(argv=None):
     server.set_service(str(args.port))
 
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(launch_line(args))
+    launch = launch_line(args)
+    print(f"launch: {launch}", file=sys.stderr, flush=True)
+    factory.set_launch(launch)
     factory.set_shared(not args.not_shared)
     protos = GstRtsp.RTSPLowerTrans(0)
     for name in args.protocols.split(","):
@@ -102,8 +164,12 @@ def main(argv=None):
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
         token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
-        basic = GstRtspServer.RTSPAuth.make_basic(args.user, args.password)
-        auth.add_basic(basic, token)
+        if args.auth == "digest":
+            auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+            auth.add_digest(args.user, args.password, token)
+        else:
+            auth.set_supported_methods(GstRtsp.RTSPAuthMethod.BASIC)
+            auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), token)
         server.set_auth(auth)
         factory.add_role_from_structure(
             Gst.Structure.new_from_string(
