@@ -88,6 +88,28 @@ pub struct StreamInfo {
     pub url: String,
     pub playing: bool,
     pub viewers: usize,
+    /// Started by the REST API (kept without viewers).
+    pub pinned: bool,
+}
+
+impl StreamInfo {
+    /// The status word the WCS REST API reports.
+    pub fn status(&self) -> &'static str {
+        if self.playing {
+            "PLAYING"
+        } else {
+            "PENDING"
+        }
+    }
+}
+
+/// Why `startup` refused a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartupError {
+    /// The URL is malformed; the text says how.
+    BadUri(String),
+    /// That exact URL is already being pulled.
+    AlreadyPulled,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -112,6 +134,8 @@ struct Stream {
     pending: Vec<usize>,
     /// When the last viewer left: the connection closes at this instant.
     linger_until: Option<Instant>,
+    /// Started by the REST API: stays connected without viewers until terminated.
+    pinned: bool,
     scheduled: Option<Instant>,
 }
 
@@ -183,6 +207,7 @@ impl Gateway {
                 url: s.redacted.clone(),
                 playing: s.video_track.is_some(),
                 viewers: s.viewers.len() + s.pending.len(),
+                pinned: s.pinned,
             })
             .collect();
         list.sort_by_key(|s| s.id);
@@ -344,6 +369,59 @@ impl Gateway {
         }
     }
 
+    // ---- REST control --------------------------------------------------------------------
+
+    /// Starts pulling `url` with no viewer (REST `/rtsp/startup`); the connection stays up
+    /// until `terminate`, and viewers who join find it running.
+    pub fn startup(&mut self, url: &str, now: Instant) -> Result<StreamId, StartupError> {
+        if let Some(id) = self.by_url.get(url).copied() {
+            let s = self
+                .streams
+                .get_mut(&id)
+                .expect("by_url points at live streams");
+            if s.pinned {
+                return Err(StartupError::AlreadyPulled);
+            }
+            // Pulled for viewers only so far: now it stays.
+            s.pinned = true;
+            s.linger_until = None;
+            return Ok(id);
+        }
+        let client = RtspClient::new(url, self.config.rtsp.clone(), now)
+            .map_err(|e| StartupError::BadUri(e.to_string()))?;
+        let id = self.add_stream(url.to_owned(), client, now);
+        self.streams.get_mut(&id).expect("just added").pinned = true;
+        Ok(id)
+    }
+
+    /// Stops pulling the stream with this URL (exact, or as masked in `streams()`); its
+    /// viewers get FAILED "Stopped by rest /terminate". False when there is no such stream.
+    pub fn terminate(&mut self, url: &str, now: Instant) -> bool {
+        let found = self.by_url.get(url).copied().or_else(|| {
+            self.streams
+                .iter()
+                .find(|(_, s)| s.redacted == url)
+                .map(|(id, _)| *id)
+        });
+        let Some(id) = found else { return false };
+        let s = &self.streams[&id];
+        tracing::info!(stream = id.0, url = %s.redacted, "terminated by REST");
+        let all: Vec<usize> = s.viewers.iter().chain(s.pending.iter()).copied().collect();
+        for v in all {
+            self.send_status(v, StreamStatus::Failed, Some("Stopped by rest /terminate"));
+            self.remove_viewer(v, now);
+        }
+        let s = self.streams.get_mut(&id).expect("still there");
+        s.client.teardown(now);
+        self.after_stream_input(id, now);
+        // A client with no session to tear down closes at once; otherwise `Closed` follows.
+        if let Some(s) = self.streams.get_mut(&id) {
+            s.pinned = false;
+            s.linger_until = None;
+        }
+        true
+    }
+
     // ---- streams ---------------------------------------------------------------------------
 
     fn add_stream(&mut self, url: String, client: RtspClient, now: Instant) -> StreamId {
@@ -364,6 +442,7 @@ impl Gateway {
                 viewers: Vec::new(),
                 pending: Vec::new(),
                 linger_until: None,
+                pinned: false,
                 scheduled: None,
             },
         );
@@ -587,7 +666,7 @@ impl Gateway {
         if let Some(s) = self.streams.get_mut(&entry.stream) {
             s.viewers.retain(|x| *x != v);
             s.pending.retain(|x| *x != v);
-            if s.viewers.is_empty() && s.pending.is_empty() {
+            if s.viewers.is_empty() && s.pending.is_empty() && !s.pinned {
                 s.linger_until = Some(now + self.config.stream_linger);
                 tracing::info!(
                     stream = entry.stream.0,

@@ -5,6 +5,7 @@
 
 mod config;
 mod demo;
+mod rest;
 mod web;
 
 use std::net::SocketAddr;

@@ -14,8 +14,12 @@ use camgate_io::{ConnId, ListenerKind, WebApp, WebIo};
 use tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
 use tungstenite::Message;
 
+use crate::rest;
+
 /// Largest HTTP request head we accept; bigger ones are answered 431 and closed.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
+/// Largest HTTP request body (REST calls carry a URL or two).
+const MAX_REQUEST_BODY: usize = 64 * 1024;
 /// Largest signaling message (an SDP offer is ~5 KiB).
 const MAX_WS_MESSAGE: usize = 256 * 1024;
 
@@ -80,11 +84,8 @@ impl Web {
         };
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut req = httparse::Request::new(&mut headers);
-        let parsed = req.parse(head);
-        let (method, path) = match parsed {
-            Ok(httparse::Status::Complete(_)) => {
-                (req.method.unwrap_or(""), req.path.unwrap_or("/"))
-            }
+        let head_len = match req.parse(head) {
+            Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) if head.len() <= MAX_REQUEST_HEAD => return,
             Ok(httparse::Status::Partial) => {
                 respond(io, conn, 431, "text/plain", b"request header too large");
@@ -101,12 +102,31 @@ impl Web {
                 return;
             }
         };
+        let (method, path) = (req.method.unwrap_or(""), req.path.unwrap_or("/"));
         let header = |name: &str| {
             req.headers
                 .iter()
                 .find(|h| h.name.eq_ignore_ascii_case(name))
                 .map(|h| h.value)
         };
+        let content_length = header("content-length")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(0);
+        if content_length > MAX_REQUEST_BODY {
+            respond(
+                io,
+                conn,
+                413,
+                "application/json",
+                br#"{"error":"request body too large"}"#,
+            );
+            return;
+        }
+        if head.len() < head_len + content_length {
+            return; // the body is still arriving
+        }
+        let body = &head[head_len..head_len + content_length];
         let is_upgrade = header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case(b"websocket"));
         if is_upgrade {
             let Some(key) = header("sec-websocket-key") else {
@@ -152,7 +172,8 @@ impl Web {
                     .streams()
                     .into_iter()
                     .map(|s| {
-                        serde_json::json!({"id": s.id.0, "uri": s.url, "playing": s.playing, "viewers": s.viewers})
+                        serde_json::json!({"id": s.id.0, "uri": s.url, "status": s.status(),
+                            "viewers": s.viewers, "pinned": s.pinned})
                     })
                     .collect();
                 respond(
@@ -161,6 +182,16 @@ impl Web {
                     200,
                     "application/json",
                     serde_json::Value::from(list).to_string().as_bytes(),
+                )
+            }
+            (_, route) if route.starts_with("/rest-api/") => {
+                let (status, json) = rest::handle(method, route, body, gateway, now);
+                respond(
+                    io,
+                    conn,
+                    status,
+                    "application/json",
+                    json.to_string().as_bytes(),
                 )
             }
             ("GET", _) => respond(io, conn, 404, "text/plain", b"not found"),
@@ -253,6 +284,9 @@ fn respond(io: &mut WebIo, conn: ConnId, status: u16, content_type: &str, body: 
         200 => "OK",
         400 => "Bad Request",
         404 => "Not Found",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        500 => "Internal Server Error",
         405 => "Method Not Allowed",
         431 => "Request Header Fields Too Large",
         _ => "Error",

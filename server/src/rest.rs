@@ -1,0 +1,97 @@
+//! The REST API of Flashphoner WCS for RTSP pulls, on the HTTP port:
+//!
+//! - `POST /rest-api/rtsp/startup {"uri": ...}`: 200 started, 409 already pulled, 400 bad body/URI;
+//! - `GET|POST /rest-api/rtsp/find_all`: 200 `[{"uri", "status"}]`, 404 when none;
+//! - `POST /rest-api/rtsp/find {"uri"}`: like find_all, filtered;
+//! - `POST /rest-api/rtsp/terminate {"uri": ...}`: 200 stopped, 404 unknown.
+//!
+//! Returned URIs have their password masked; `terminate` accepts the masked form too.
+
+use std::time::Instant;
+
+use camgate_core::hub::{Gateway, StartupError};
+use serde_json::{json, Value};
+
+pub fn handle(
+    method: &str,
+    route: &str,
+    body: &[u8],
+    gateway: &mut Gateway,
+    now: Instant,
+) -> (u16, Value) {
+    let route = route.trim_end_matches('/');
+    match (method, route) {
+        ("POST", "/rest-api/rtsp/startup") => match uri_of(body) {
+            Err(e) => error(400, &e),
+            Ok(uri) => match gateway.startup(&uri, now) {
+                Ok(_) => {
+                    let info = gateway
+                        .streams()
+                        .into_iter()
+                        .find(|s| s.pinned && masked_eq(&s.url, &uri));
+                    let shown = info.map(|s| s.url).unwrap_or_default();
+                    tracing::info!(uri = %shown, "REST startup");
+                    (200, json!({"uri": shown, "status": "PENDING"}))
+                }
+                Err(StartupError::AlreadyPulled) => error(409, "this uri is already pulled"),
+                Err(StartupError::BadUri(why)) => error(400, &why),
+            },
+        },
+        ("GET" | "POST", "/rest-api/rtsp/find_all") => list(gateway, None),
+        ("POST", "/rest-api/rtsp/find") => match uri_of(body) {
+            Err(e) => error(400, &e),
+            Ok(uri) => list(gateway, Some(&uri)),
+        },
+        ("POST", "/rest-api/rtsp/terminate") => match uri_of(body) {
+            Err(e) => error(400, &e),
+            Ok(uri) if gateway.terminate(&uri, now) => (200, json!({})),
+            Ok(_) => error(404, "no such stream"),
+        },
+        (
+            _,
+            "/rest-api/rtsp/startup"
+            | "/rest-api/rtsp/find_all"
+            | "/rest-api/rtsp/find"
+            | "/rest-api/rtsp/terminate",
+        ) => error(405, "method not allowed"),
+        _ => error(404, "no such REST method"),
+    }
+}
+
+fn list(gateway: &Gateway, uri: Option<&str>) -> (u16, Value) {
+    let items: Vec<Value> = gateway
+        .streams()
+        .into_iter()
+        .filter(|s| uri.is_none_or(|u| masked_eq(&s.url, u)))
+        .map(|s| json!({"uri": s.url, "status": s.status()}))
+        .collect();
+    if items.is_empty() {
+        error(404, "no streams")
+    } else {
+        (200, Value::from(items))
+    }
+}
+
+/// Whether a masked URL from `streams()` names the URL a client sent (masked or not).
+fn masked_eq(masked: &str, sent: &str) -> bool {
+    masked == sent
+        || camgate_core::rtsp::RtspUrl::parse(sent)
+            .map(|u| u.redacted() == masked)
+            .unwrap_or(false)
+}
+
+fn uri_of(body: &[u8]) -> Result<String, String> {
+    if body.is_empty() {
+        return Err("missing JSON body with \"uri\"".into());
+    }
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    match value.get("uri").and_then(Value::as_str) {
+        Some(uri) if !uri.trim().is_empty() => Ok(uri.to_owned()),
+        _ => Err("body lacks a \"uri\" string".into()),
+    }
+}
+
+fn error(status: u16, message: &str) -> (u16, Value) {
+    (status, json!({"status": status, "error": message}))
+}
