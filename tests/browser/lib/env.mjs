@@ -1,18 +1,24 @@
-// Per-file test environment: camgate + the gst camera + one Chromium, torn down in after()
-// even when tests fail. Wrap test bodies in env.run(page?, fn) to get logs on failure.
+// Per-file test environment: camgate + gst cameras + one Chromium, torn down in after() even
+// when tests fail. Wrap test bodies in env.run(pages, fn) to get every log on failure.
+//
+//   const env = useEnvironment();                       // camgate + the default camera
+//   const env = useEnvironment({ cameras: [             // several cameras (tests/rtsp_server.py)
+//     { name: 'auth', port: 8556, extra: ['--user', 'admin', '--password', 'x'] }] });
 
 import { after, before } from 'node:test';
 
 import { launchBrowser } from './browser.mjs';
 import { makeLogDir, startCamera, startCamgate } from './procs.mjs';
 
-export function useEnvironment({ camera = true } = {}) {
+export function useEnvironment({ cameras = [{ name: 'camera' }] } = {}) {
   const env = {
     logDir: makeLogDir(),
     camgate: null,
-    camera: null,
+    cameras: {}, // by name
     browser: null,
     closeBrowser: null,
+    get camera() { return env.cameras.camera; },
+    children() { return [env.camgate, ...Object.values(env.cameras)].filter(Boolean); },
     // Runs a test body; on failure prints the tails of every log (processes and pages).
     async run(pages, fn) {
       try {
@@ -24,8 +30,8 @@ export function useEnvironment({ camera = true } = {}) {
     },
     async dumpLogs(pages = []) {
       const out = [`\n===== logs in ${env.logDir} =====`];
-      for (const child of [env.camgate, env.camera]) {
-        if (child) out.push(`--- ${child.name} (${child.logFile}, exit ${child.exitCode}) ---`, child.tail(60));
+      for (const child of env.children()) {
+        out.push(`--- ${child.name} (${child.logFile}, exit ${child.exitCode}) ---`, child.tail(60));
       }
       for (const [i, page] of pages.entries()) {
         out.push(`--- page ${i} console ---`, (page.consoleLines || []).slice(-40).join('\n'));
@@ -44,14 +50,14 @@ export function useEnvironment({ camera = true } = {}) {
 
   before(async () => {
     try {
-      const [camgate, cam] = await Promise.allSettled([
+      const started = await Promise.allSettled([
         startCamgate(env.logDir),
-        camera ? startCamera(env.logDir) : null,
+        ...cameras.map((c) => startCamera(env.logDir, c)),
       ]);
-      env.camgate = camgate.value || null;
-      env.camera = cam.value || null;
-      if (camgate.status === 'rejected') throw camgate.reason;
-      if (cam.status === 'rejected') throw cam.reason;
+      env.camgate = started[0].value || null;
+      cameras.forEach((c, i) => { env.cameras[c.name] = started[i + 1].value || null; });
+      const failed = started.find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
       ({ browser: env.browser, close: env.closeBrowser } = await launchBrowser());
     } catch (err) {
       await env.dumpLogs();
@@ -61,7 +67,7 @@ export function useEnvironment({ camera = true } = {}) {
 
   after(async () => {
     if (env.closeBrowser) await env.closeBrowser();
-    await Promise.all([env.camgate?.stop(), env.camera?.stop()]);
+    await Promise.all(env.children().map((c) => c.stop()));
     console.log(`# logs kept in ${env.logDir}`);
   }, { timeout: 30000 });
 
