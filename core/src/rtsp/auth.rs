@@ -1,8 +1,10 @@
-//! HTTP-style authentication for RTSP (RFC 2617 Digest with MD5, and Basic).
+//! HTTP-style authentication for RTSP: Digest (RFC 2617 / RFC 7616: MD5, MD5-sess, SHA-256,
+//! SHA-256-sess) and Basic.
 //!
-//! Like retina and gortsplib, the client only authenticates after a 401 and picks Digest over
-//! Basic when a camera offers both. Unlike gortsplib it also does `qop=auth` (nc/cnonce), which
-//! some cameras require; without `qop` it falls back to plain RFC 2069 digests.
+//! Like retina and gortsplib, the client only authenticates after a 401 and, among several
+//! `WWW-Authenticate` headers, prefers SHA-256 Digest, then MD5 Digest, then Basic. Unlike
+//! gortsplib it also does `qop=auth` (nc/cnonce), which some cameras require; without `qop` (or
+//! with [`Authenticator::with_cnonce`]`(false)`) it sends plain RFC 2069 digests.
 
 use std::fmt;
 
@@ -37,6 +39,66 @@ impl fmt::Debug for Credentials {
     }
 }
 
+/// Digest hash algorithm (RFC 7616 §3.3). `-sess` variants hash the client nonce into HA1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    Md5,
+    Md5Sess,
+    Sha256,
+    Sha256Sess,
+}
+
+impl Algorithm {
+    fn parse(s: &str) -> Option<Algorithm> {
+        let s = s.trim();
+        [
+            ("MD5", Algorithm::Md5),
+            ("MD5-sess", Algorithm::Md5Sess),
+            ("SHA-256", Algorithm::Sha256),
+            ("SHA-256-sess", Algorithm::Sha256Sess),
+        ]
+        .into_iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(s))
+        .map(|(_, a)| a)
+    }
+
+    /// The token sent back in `algorithm=`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "MD5",
+            Algorithm::Md5Sess => "MD5-sess",
+            Algorithm::Sha256 => "SHA-256",
+            Algorithm::Sha256Sess => "SHA-256-sess",
+        }
+    }
+
+    fn is_sess(self) -> bool {
+        matches!(self, Algorithm::Md5Sess | Algorithm::Sha256Sess)
+    }
+
+    fn is_sha256(self) -> bool {
+        matches!(self, Algorithm::Sha256 | Algorithm::Sha256Sess)
+    }
+
+    fn hex(self, s: &str) -> String {
+        if self.is_sha256() {
+            sha256_hex(s)
+        } else {
+            md5_hex(s)
+        }
+    }
+}
+
+/// Which `qop` the server offered that we can answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Qop {
+    /// No `qop` in the challenge: RFC 2069 digest.
+    None,
+    Auth,
+    /// Only `auth-int` offered: our requests have no body, so H(entity-body) is H("").
+    AuthInt,
+}
+
 /// One parsed `WWW-Authenticate` challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
@@ -45,17 +107,19 @@ pub enum Challenge {
         realm: String,
         nonce: String,
         opaque: Option<String>,
-        /// The server offered `qop=auth`: send `qop`, `nc` and `cnonce`.
-        qop_auth: bool,
+        qop: Qop,
+        algorithm: Algorithm,
+        /// `stale=true`: the nonce expired but the credentials were right (RFC 7616 §3.3).
+        stale: bool,
     },
 }
 
 impl Challenge {
     /// Parses one header value; `None` for schemes or algorithms we cannot answer
-    /// (e.g. Digest with `algorithm=SHA-256`, or `qop=auth-int` only).
+    /// (e.g. Digest with `algorithm=SHA-512-256`, or an unknown `qop`).
     pub fn parse(value: &str) -> Option<Challenge> {
         let value = value.trim();
-        let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+        let (scheme, rest) = value.split_once([' ', '\t']).unwrap_or((value, ""));
         if scheme.eq_ignore_ascii_case("basic") {
             return Some(Challenge::Basic);
         }
@@ -69,35 +133,55 @@ impl Challenge {
                 .find(|(pk, _)| pk.eq_ignore_ascii_case(k))
                 .map(|(_, v)| v.clone())
         };
-        if let Some(alg) = get("algorithm") {
-            if !alg.eq_ignore_ascii_case("md5") {
-                return None;
+        let algorithm = match get("algorithm") {
+            None => Algorithm::Md5,
+            Some(a) => Algorithm::parse(&a)?,
+        };
+        let qop = match get("qop") {
+            None => Qop::None,
+            Some(q) => {
+                let offered =
+                    |name: &str| q.split(',').any(|q| q.trim().eq_ignore_ascii_case(name));
+                if offered("auth") {
+                    Qop::Auth
+                } else if offered("auth-int") {
+                    Qop::AuthInt
+                } else {
+                    return None;
+                }
             }
-        }
-        let qop_auth = match get("qop") {
-            None => false,
-            Some(q) if q.split(',').any(|q| q.trim().eq_ignore_ascii_case("auth")) => true,
-            Some(_) => return None,
         };
         Some(Challenge::Digest {
             realm: get("realm").unwrap_or_default(),
             nonce: get("nonce")?,
             opaque: get("opaque"),
-            qop_auth,
+            qop,
+            algorithm,
+            stale: get("stale").is_some_and(|s| s.trim().eq_ignore_ascii_case("true")),
         })
     }
 
-    /// The challenge to answer among all `WWW-Authenticate` headers: Digest over Basic.
+    /// The challenge to answer among all `WWW-Authenticate` headers: SHA-256 Digest, then MD5
+    /// Digest, then Basic (gortsplib's order; RFC 7616 §3.7 asks clients to prefer the
+    /// strongest). Among equals the first one offered wins.
     pub fn pick<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<Challenge> {
-        let mut basic = None;
-        for v in values {
-            match Challenge::parse(v) {
-                Some(c @ Challenge::Digest { .. }) => return Some(c),
-                Some(c) => basic = Some(c),
-                None => {}
+        let rank = |c: &Challenge| match c {
+            Challenge::Basic => 0,
+            Challenge::Digest { algorithm, .. } if algorithm.is_sha256() => 2,
+            Challenge::Digest { .. } => 1,
+        };
+        let mut best: Option<Challenge> = None;
+        for c in values.into_iter().filter_map(Challenge::parse) {
+            if best.as_ref().is_none_or(|b| rank(&c) > rank(b)) {
+                best = Some(c);
             }
         }
-        basic
+        best
+    }
+
+    /// A Digest challenge saying only the nonce expired.
+    pub fn is_stale(&self) -> bool {
+        matches!(self, Challenge::Digest { stale: true, .. })
     }
 }
 
@@ -147,6 +231,9 @@ pub struct Authenticator {
     challenge: Challenge,
     cnonce: String,
     nc: u32,
+    /// Send `qop`/`nc`/`cnonce` when the server offers `qop` (RFC 2617/7616). Off: RFC 2069
+    /// digests even then, for cameras that reject the newer fields.
+    use_cnonce: bool,
 }
 
 impl Authenticator {
@@ -157,7 +244,20 @@ impl Authenticator {
             challenge,
             cnonce,
             nc: 0,
+            use_cnonce: true,
         }
+    }
+
+    /// `false`: answer `qop` challenges RFC 2069 style, without `qop`, `nc` and `cnonce`
+    /// ([`crate::rtsp::RtspConfig::digest_cnonce`]). `-sess` algorithms still send `cnonce`,
+    /// which their HA1 needs.
+    pub fn with_cnonce(mut self, use_cnonce: bool) -> Authenticator {
+        self.use_cnonce = use_cnonce;
+        self
+    }
+
+    pub fn challenge(&self) -> &Challenge {
+        &self.challenge
     }
 
     /// The `Authorization` header value for `method` on `uri` (the request-URI as sent).
@@ -174,10 +274,21 @@ impl Authenticator {
                 realm,
                 nonce,
                 opaque,
-                qop_auth,
+                qop,
+                algorithm,
+                stale: _,
             } => {
-                let ha1 = md5_hex(&format!("{user}:{realm}:{pass}"));
-                let ha2 = md5_hex(&format!("{method}:{uri}"));
+                let alg = *algorithm;
+                let cnonce = &self.cnonce;
+                let mut ha1 = alg.hex(&format!("{user}:{realm}:{pass}"));
+                if alg.is_sess() {
+                    ha1 = alg.hex(&format!("{ha1}:{nonce}:{cnonce}"));
+                }
+                let qop = if self.use_cnonce { *qop } else { Qop::None };
+                let ha2 = match qop {
+                    Qop::AuthInt => alg.hex(&format!("{method}:{uri}:{}", alg.hex(""))),
+                    _ => alg.hex(&format!("{method}:{uri}")),
+                };
                 let mut h = format!(
                     "Digest username=\"{}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\"",
                     quote(user),
@@ -185,23 +296,31 @@ impl Authenticator {
                     quote(nonce),
                     quote(uri)
                 );
-                if *qop_auth {
+                let qop_name = match qop {
+                    Qop::None => None,
+                    Qop::Auth => Some("auth"),
+                    Qop::AuthInt => Some("auth-int"),
+                };
+                if let Some(qop_name) = qop_name {
                     // nc counts requests sent with this nonce, so the server can spot replays.
                     self.nc = self.nc.wrapping_add(1);
                     let nc = format!("{:08x}", self.nc);
-                    let resp = md5_hex(&format!("{ha1}:{nonce}:{nc}:{}:auth:{ha2}", self.cnonce));
+                    let resp = alg.hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:{qop_name}:{ha2}"));
                     h += &format!(
-                        ", response=\"{resp}\", qop=auth, nc={nc}, cnonce=\"{}\"",
-                        self.cnonce
+                        ", response=\"{resp}\", qop={qop_name}, nc={nc}, cnonce=\"{cnonce}\""
                     );
                 } else {
-                    let resp = md5_hex(&format!("{ha1}:{nonce}:{ha2}"));
+                    let resp = alg.hex(&format!("{ha1}:{nonce}:{ha2}"));
                     h += &format!(", response=\"{resp}\"");
+                    if alg.is_sess() {
+                        h += &format!(", cnonce=\"{cnonce}\"");
+                    }
                 }
                 if let Some(o) = opaque {
                     h += &format!(", opaque=\"{}\"", quote(o));
                 }
-                h += ", algorithm=MD5";
+                h += ", algorithm=";
+                h += alg.name();
                 h
             }
         }
@@ -214,6 +333,7 @@ impl fmt::Debug for Authenticator {
             .field("creds", &self.creds)
             .field("challenge", &self.challenge)
             .field("nc", &self.nc)
+            .field("use_cnonce", &self.use_cnonce)
             .finish_non_exhaustive()
     }
 }
@@ -222,9 +342,16 @@ fn quote(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn md5_hex(s: &str) -> String {
-    let d = Md5::digest(s.as_bytes());
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Md5::digest(s.as_bytes()))
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, s.as_bytes()).as_ref())
 }
 
 #[cfg(test)]
@@ -292,9 +419,137 @@ mod tests {
     }
 
     #[test]
+    fn rfc7616_sha256_and_md5_examples() {
+        // RFC 7616 §3.9.1 (values re-checked with python3 hashlib).
+        let challenge = |alg: &str| {
+            format!(
+                "Digest realm=\"http-auth@example.org\", qop=\"auth, auth-int\", algorithm={alg}, \
+                 nonce=\"7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v\", \
+                 opaque=\"FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS\""
+            )
+        };
+        let creds = || Credentials::new("Mufasa".into(), "Circle of Life".into());
+        let cnonce = "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ";
+        for (alg, expected) in [
+            (
+                "SHA-256",
+                "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1",
+            ),
+            ("MD5", "8ca523f5e9506fed4657c9700eebdbec"),
+        ] {
+            let c = Challenge::parse(&challenge(alg)).unwrap();
+            let mut a = Authenticator::new(creds(), c, cnonce.into());
+            let h = a.authorization("GET", "/dir/index.html");
+            assert_eq!(param(&h, "response"), expected, "{alg}");
+            assert_eq!(param(&h, "algorithm"), alg);
+            assert_eq!(param(&h, "qop"), "auth");
+            assert_eq!(param(&h, "nc"), "00000001");
+            assert_eq!(param(&h, "cnonce"), cnonce);
+            assert_eq!(
+                param(&h, "opaque"),
+                "FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS"
+            );
+        }
+    }
+
+    /// Expected values from python3 hashlib, user admin / p@ss, realm IPCAM, nonce 4e6f6e6365,
+    /// cnonce 0a4f113b, DESCRIBE rtsp://10.0.0.5:554/h264:
+    /// `ha1 = H("admin:IPCAM:p@ss")`, `-sess`: `ha1 = H(ha1 + ":4e6f6e6365:0a4f113b")`,
+    /// `ha2 = H("DESCRIBE:rtsp://10.0.0.5:554/h264")` (auth-int: `+ ":" + H("")`),
+    /// qop: `H(ha1:nonce:00000001:0a4f113b:qop:ha2)`, else `H(ha1:nonce:ha2)`.
+    #[test]
+    fn sess_auth_int_and_rfc2069_variants() {
+        let creds = || Credentials::new("admin".into(), "p@ss".into());
+        let uri = "rtsp://10.0.0.5:554/h264";
+        let run = |challenge: &str, use_cnonce: bool| {
+            let c = Challenge::parse(challenge).unwrap();
+            let mut a = Authenticator::new(creds(), c, "0a4f113b".into()).with_cnonce(use_cnonce);
+            a.authorization("DESCRIBE", uri)
+        };
+        let h = run(
+            "Digest realm=\"IPCAM\", nonce=\"4e6f6e6365\", qop=\"auth\", algorithm=MD5-sess",
+            true,
+        );
+        assert_eq!(param(&h, "response"), "4c1938d180da8fbd2f359d9260fce46d");
+        assert_eq!(param(&h, "algorithm"), "MD5-sess");
+        let h = run(
+            "Digest realm=\"IPCAM\", nonce=\"4e6f6e6365\", algorithm=md5-sess",
+            true,
+        );
+        assert_eq!(param(&h, "response"), "9a1432ca2f2678bbcd6075d98cc44fa1");
+        assert_eq!(param(&h, "cnonce"), "0a4f113b", "-sess needs the cnonce");
+        assert!(!h.contains("qop") && !h.contains("nc="), "{h}");
+        let h = run(
+            "Digest realm=\"IPCAM\", nonce=\"4e6f6e6365\", qop=auth, algorithm=SHA-256-sess",
+            true,
+        );
+        assert_eq!(
+            param(&h, "response"),
+            "ffc4f5440315215c6adf8463ffa607784d31c1f24be40b89bb29a21e74e6d35f"
+        );
+        let h = run(
+            "Digest realm=\"IPCAM\", nonce=\"4e6f6e6365\", qop=\"auth-int\"",
+            true,
+        );
+        assert_eq!(param(&h, "response"), "f91f997862662b9140b112b6c9de3695");
+        assert_eq!(param(&h, "qop"), "auth-int");
+        // digest_cnonce = false: a qop challenge answered RFC 2069 style.
+        let h = run(
+            "Digest realm=\"IPCAM\", nonce=\"4e6f6e6365\", qop=\"auth\"",
+            false,
+        );
+        assert_eq!(param(&h, "response"), "09f6073a21be7db164029d98d8435535");
+        assert!(
+            !h.contains("qop") && !h.contains("nc=") && !h.contains("cnonce"),
+            "{h}"
+        );
+    }
+
+    #[test]
+    fn pick_prefers_sha256_then_md5_then_basic() {
+        let basic = "Basic realm=\"cam\"";
+        let md5 = "Digest realm=\"cam\", nonce=\"m\"";
+        let sha = "Digest realm=\"cam\", nonce=\"s\", algorithm=SHA-256";
+        let alg = |c: Option<Challenge>| match c {
+            Some(Challenge::Digest { algorithm, .. }) => Some(algorithm),
+            Some(Challenge::Basic) => None,
+            None => panic!("no challenge"),
+        };
+        assert_eq!(
+            alg(Challenge::pick([basic, md5, sha])),
+            Some(Algorithm::Sha256)
+        );
+        assert_eq!(
+            alg(Challenge::pick([sha, md5, basic])),
+            Some(Algorithm::Sha256)
+        );
+        assert_eq!(alg(Challenge::pick([basic, md5])), Some(Algorithm::Md5));
+        assert_eq!(alg(Challenge::pick([md5, basic])), Some(Algorithm::Md5));
+        assert_eq!(alg(Challenge::pick([basic])), None);
+        // An algorithm we cannot answer does not hide the others.
+        let sha512 = "Digest realm=\"cam\", nonce=\"x\", algorithm=SHA-512-256";
+        assert_eq!(alg(Challenge::pick([sha512, md5])), Some(Algorithm::Md5));
+        // stale is read case-insensitively, quoted or not.
+        assert!(
+            Challenge::parse("Digest realm=\"r\", nonce=\"n\", stale=TRUE")
+                .unwrap()
+                .is_stale()
+        );
+        assert!(
+            !Challenge::parse("Digest realm=\"r\", nonce=\"n\", stale=\"FALSE\"")
+                .unwrap()
+                .is_stale()
+        );
+    }
+
+    #[test]
     fn unusable_challenges() {
         assert_eq!(
-            Challenge::parse("Digest realm=\"r\", nonce=\"n\", algorithm=SHA-256"),
+            Challenge::parse("Digest realm=\"r\", nonce=\"n\", algorithm=SHA-512-256"),
+            None
+        );
+        assert_eq!(
+            Challenge::parse("Digest realm=\"r\", nonce=\"n\", qop=\"auth-conf\""),
             None
         );
         assert_eq!(Challenge::parse("Digest realm=\"r\""), None);

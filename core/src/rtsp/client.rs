@@ -23,6 +23,8 @@ use crate::media::TrackInfo;
 /// Session timeout assumed when SETUP's `Session` header announces none (RFC 2326 §12.37).
 /// gst-rtsp-server, for one, never announces it.
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
+/// How many `stale=true` renewals one request may go through.
+const MAX_STALE_RETRIES: u8 = 3;
 
 /// Timeouts and identity of the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +36,9 @@ pub struct RtspConfig {
     /// While playing: no byte at all from the server for this long → `Failed(Timeout)`.
     pub no_data_timeout: Duration,
     pub user_agent: String,
+    /// Answer Digest `qop` challenges with `qop`, `nc` and `cnonce` (RFC 2617/7616). `false`
+    /// sends RFC 2069 digests instead, for cameras that reject those fields. Default `true`.
+    pub digest_cnonce: bool,
 }
 
 impl Default for RtspConfig {
@@ -43,6 +48,7 @@ impl Default for RtspConfig {
             response_timeout: Duration::from_secs(10),
             no_data_timeout: Duration::from_secs(10),
             user_agent: format!("camgate/{}", env!("CARGO_PKG_VERSION")),
+            digest_cnonce: true,
         }
     }
 }
@@ -146,8 +152,12 @@ struct Pending {
     uri: String,
     extra: Vec<(&'static str, String)>,
     deadline: Instant,
-    /// Already resent after a 401: a second 401 means wrong credentials.
+    /// Already resent after a 401: a second 401 means wrong credentials, unless it only says
+    /// the nonce went stale.
     auth_retried: bool,
+    /// Resends after a `stale=true` challenge, bounded so a camera that always says stale
+    /// cannot loop us.
+    stale_retries: u8,
 }
 
 /// Sans-IO RTSP client for one camera stream.
@@ -174,6 +184,8 @@ pub struct RtspClient {
     session_timeout: Duration,
     last_rx: Instant,
     next_keepalive: Option<Instant>,
+    /// Tests pin the Digest client nonce to check responses against precomputed values.
+    fixed_cnonce: Option<String>,
 }
 
 impl fmt::Debug for RtspClient {
@@ -212,6 +224,7 @@ impl RtspClient {
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             last_rx: now,
             next_keepalive: None,
+            fixed_cnonce: None,
         })
     }
 
@@ -418,6 +431,7 @@ impl RtspClient {
             extra,
             deadline: now + self.config.response_timeout,
             auth_retried,
+            stale_retries: 0,
         });
     }
 
@@ -502,21 +516,42 @@ impl RtspClient {
 
     fn on_unauthorized(&mut self, now: Instant, p: Pending, m: &Message) {
         let Some(creds) = self.url.credentials().cloned() else {
+            tracing::debug!(url = %self.url, "401 and no credentials in the URL");
             self.fail(RtspError::Unauthorized);
             return;
         };
-        if p.auth_retried {
-            // Our credentials were refused.
-            self.fail(RtspError::Unauthorized);
-            return;
-        }
         // A 401 later in the session (nonce expired) re-reads the challenge and retries once.
         let Some(challenge) = Challenge::pick(m.headers_named("WWW-Authenticate")) else {
+            tracing::debug!(url = %self.url, "401 without a challenge we can answer");
             self.fail(RtspError::Unauthorized);
             return;
         };
-        self.auth = Some(Authenticator::new(creds, challenge, cnonce()));
+        // `stale=true` (RFC 7616 §3.3): the nonce expired but the credentials were fine, so
+        // resending with the new nonce is not a second failed login.
+        let stale = challenge.is_stale() && self.auth.is_some();
+        let stale_retries = if p.auth_retried {
+            if !stale || p.stale_retries >= MAX_STALE_RETRIES {
+                // Our credentials were refused.
+                tracing::debug!(url = %self.url, "credentials refused");
+                self.fail(RtspError::Unauthorized);
+                return;
+            }
+            p.stale_retries + 1
+        } else {
+            0
+        };
+        tracing::debug!(url = %self.url, stale, challenge = ?challenge, "answering 401");
+        let auth = Authenticator::new(
+            creds,
+            challenge,
+            self.fixed_cnonce.clone().unwrap_or_else(cnonce),
+        )
+        .with_cnonce(self.config.digest_cnonce);
+        self.auth = Some(auth);
         self.send(now, p.kind, p.method, p.uri, p.extra, true);
+        if let Some(last) = self.pending.last_mut() {
+            last.stale_retries = stale_retries;
+        }
     }
 
     fn on_describe(&mut self, now: Instant, m: &Message) {

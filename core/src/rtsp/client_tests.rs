@@ -43,8 +43,13 @@ struct Harness {
 
 impl Harness {
     fn new(url: &str) -> Harness {
+        Harness::with_config(url, RtspConfig::default())
+    }
+
+    fn with_config(url: &str, config: RtspConfig) -> Harness {
         let t0 = Instant::now();
-        let c = RtspClient::new(url, RtspConfig::default(), t0).unwrap();
+        let mut c = RtspClient::new(url, config, t0).unwrap();
+        c.fixed_cnonce = Some("0a4f113b".to_owned());
         Harness {
             c,
             t0,
@@ -88,6 +93,39 @@ impl Harness {
     fn events(&mut self) -> Vec<RtspEvent> {
         std::iter::from_fn(|| self.c.poll_event()).collect()
     }
+}
+
+/// Server messages from a `testdata/*.txt` script: `#` lines are comments, a `---` line
+/// separates messages, line ends become CRLF (`#! body-lf` at the top keeps bare LF in bodies),
+/// `Content-Length: auto` is filled in, and `{name}` placeholders are replaced from `vars`.
+fn script(text: &str, vars: &[(&str, &str)]) -> Vec<Vec<u8>> {
+    let body_lf = text.lines().any(|l| l.trim() == "#! body-lf");
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut out = Vec::new();
+    for chunk in text.split("\n---\n") {
+        let mut chunk = chunk.trim_matches('\n').to_owned();
+        for (k, v) in vars {
+            chunk = chunk.replace(&format!("{{{k}}}"), v);
+        }
+        let (head, body) = chunk.split_once("\n\n").unwrap_or((&chunk, ""));
+        let body = if body.is_empty() {
+            String::new()
+        } else if body_lf {
+            format!("{body}\n")
+        } else {
+            format!("{}\r\n", body.replace('\n', "\r\n"))
+        };
+        let head = head.replace(
+            "Content-Length: auto",
+            &format!("Content-Length: {}", body.len()),
+        );
+        out.push(format!("{}\r\n\r\n{body}", head.replace('\n', "\r\n")).into_bytes());
+    }
+    out
 }
 
 fn method_uri(m: &Message) -> (&str, &str) {
@@ -756,4 +794,219 @@ fn error_display_is_what_viewers_see() {
     ] {
         assert_eq!(e.to_string(), s);
     }
+}
+
+// ---- Digest auth (issue 4, item 1) -------------------------------------------------------
+
+const AXIS_AUTH: &str = include_str!("testdata/auth_sha256_md5_basic.txt");
+const AXIS_URL: &str = "rtsp://admin:p%40ss@10.0.0.5:554/axis-media/media.amp";
+const AXIS_REQ_URL: &str = "rtsp://10.0.0.5:554/axis-media/media.amp";
+
+/// OPTIONS → DESCRIBE (401, three challenges) → DESCRIBE → two SETUPs → PLAY against the Axis
+/// script; returns the harness playing, with the Authorization headers seen on the way.
+fn axis_playing(config: RtspConfig) -> (Harness, Vec<String>) {
+    let msgs = script(AXIS_AUTH, &[]);
+    let mut h = Harness::with_config(AXIS_URL, config);
+    let mut auths = Vec::new();
+    h.c.handle_connected(h.at(0));
+    assert_eq!(method_uri(&h.sent_one()), ("OPTIONS", AXIS_REQ_URL));
+    h.input(h.at(0), &msgs[0]);
+    let m = h.sent_one();
+    assert_eq!(method_uri(&m), ("DESCRIBE", AXIS_REQ_URL));
+    assert_eq!(
+        m.header("Authorization"),
+        None,
+        "no credentials before a 401"
+    );
+    h.input(h.at(0), &msgs[1]);
+    let m = h.sent_one();
+    assert_eq!(method_uri(&m), ("DESCRIBE", AXIS_REQ_URL));
+    auths.push(m.header("Authorization").unwrap().to_owned());
+    h.input(h.at(0), &msgs[2]);
+    let session = "Session: 6B3B2F5E;timeout=60";
+    for (i, cseq) in [(0, 4), (1, 5)] {
+        let m = h.sent_one();
+        assert_eq!(
+            method_uri(&m).1,
+            format!("{AXIS_REQ_URL}/stream={i}"),
+            "absolute a=control"
+        );
+        auths.push(m.header("Authorization").unwrap().to_owned());
+        let r = format!(
+            "RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\n{session}\r\nTransport: RTP/AVP/TCP;unicast;interleaved={}-{}\r\n\r\n",
+            2 * i,
+            2 * i + 1
+        );
+        h.input(h.at(0), r.as_bytes());
+    }
+    let m = h.sent_one();
+    assert_eq!(method_uri(&m), ("PLAY", AXIS_REQ_URL));
+    auths.push(m.header("Authorization").unwrap().to_owned());
+    h.input(
+        h.at(0),
+        b"RTSP/1.0 200 OK\r\nCSeq: 6\r\nSession: 6B3B2F5E\r\n\r\n",
+    );
+    assert!(matches!(h.events().as_slice(), [RtspEvent::Playing { tracks }] if tracks.len() == 2));
+    (h, auths)
+}
+
+fn unquoted_param<'a>(h: &'a str, key: &str) -> &'a str {
+    let start = h.find(&format!(" {key}=")).unwrap() + key.len() + 2;
+    let rest = &h[start..];
+    &rest[..rest.find(',').unwrap_or(rest.len())]
+}
+
+#[test]
+fn digest_sha256_preferred_over_md5_and_basic() {
+    let (h, auths) = axis_playing(RtspConfig::default());
+    let a = &auths[0];
+    assert!(a.starts_with("Digest "), "{a}");
+    assert_eq!(unquoted_param(a, "algorithm"), "SHA-256");
+    assert_eq!(digest_param(a, "realm"), "AXIS_ACCC8E012345");
+    assert_eq!(digest_param(a, "uri"), AXIS_REQ_URL);
+    assert_eq!(unquoted_param(a, "qop"), "auth");
+    assert_eq!(unquoted_param(a, "nc"), "00000001");
+    assert_eq!(digest_param(a, "cnonce"), "0a4f113b");
+    // python3: H = sha256 hex; ha1 = H("admin:AXIS_ACCC8E012345:p@ss");
+    // H(ha1 + ":0024e47aY398109708de9ccd8056c58a068a59540a99d3:00000001:0a4f113b:auth:"
+    //   + H("DESCRIBE:rtsp://10.0.0.5:554/axis-media/media.amp"))
+    assert_eq!(
+        digest_param(a, "response"),
+        "f4d3230fd9ce586c0972150ac7e1ab51c061366612d5637a3aaa786786cc2983"
+    );
+    // Same nonce, nc 2, SETUP of stream=0.
+    let a = &auths[1];
+    assert_eq!(unquoted_param(a, "nc"), "00000002");
+    assert_eq!(
+        digest_param(a, "response"),
+        "c118cd4ea2867f36a80adcbe47e15919c2a69038e5cf22813b18b05ff83e13c0"
+    );
+    assert_eq!(unquoted_param(&auths[3], "nc"), "00000004");
+    for a in &auths {
+        assert!(!a.contains("p@ss") && !a.contains("p%40ss"));
+    }
+    assert!(!format!("{:?}", h.c).contains("p@ss"));
+}
+
+#[test]
+fn digest_cnonce_off_sends_rfc2069_digests() {
+    let config = RtspConfig {
+        digest_cnonce: false,
+        ..RtspConfig::default()
+    };
+    let (_h, auths) = axis_playing(config);
+    let a = &auths[0];
+    assert!(
+        !a.contains("qop") && !a.contains("nc=") && !a.contains("cnonce"),
+        "{a}"
+    );
+    assert_eq!(unquoted_param(a, "algorithm"), "SHA-256");
+    // python3: H(ha1 + ":0024e47aY398109708de9ccd8056c58a068a59540a99d3:" + H("DESCRIBE:" + url))
+    assert_eq!(
+        digest_param(a, "response"),
+        "737fb1d1ea1e7268f7d1f79fe80797ad7f708746769b2215dc1cccfaa8c75972"
+    );
+}
+
+#[test]
+fn md5_digest_when_sha256_is_not_offered() {
+    // The same exchange with the SHA-256 challenge removed: MD5 Digest beats Basic.
+    let text: String = AXIS_AUTH
+        .lines()
+        .filter(|l| !l.contains("SHA-256"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let msgs = script(&text, &[]);
+    let mut h = Harness::new(AXIS_URL);
+    h.c.handle_connected(h.at(0));
+    h.input(h.at(0), &msgs[0]);
+    h.input(h.at(0), &msgs[1]);
+    let s = h.sent();
+    let a = s.last().unwrap().header("Authorization").unwrap();
+    assert_eq!(unquoted_param(a, "algorithm"), "MD5");
+    assert!(!a.contains("qop"), "the MD5 challenge has no qop: {a}");
+    // python3: md5; H(ha1 + ":" + nonce + ":" + H("DESCRIBE:" + url))
+    assert_eq!(
+        digest_param(a, "response"),
+        "5390cd82532d8e57925c3b39b7730540"
+    );
+}
+
+const STALE: &str = include_str!("testdata/auth_stale_nonce.txt");
+
+#[test]
+fn stale_nonce_is_renewed_without_failing_the_login() {
+    let (mut h, _) = axis_playing(RtspConfig::default());
+    // Session timeout 60 s → keepalive at 30 s, GET_PARAMETER (listed in Public).
+    h.input(h.at(25), b"$\x00\x00\x00");
+    h.c.handle_timeout(h.at(30));
+    let m = h.sent_one();
+    assert_eq!(method_uri(&m), ("GET_PARAMETER", AXIS_REQ_URL));
+    assert_eq!(m.cseq(), Some(7));
+    assert_eq!(m.header("Session"), Some("6B3B2F5E"));
+    assert!(m.header("Authorization").is_some());
+    let msgs = script(
+        STALE,
+        &[("cseq", "7"), ("cseq2", "8"), ("session", "6B3B2F5E")],
+    );
+    h.input(h.at(30), &msgs[0]);
+    let m = h.sent_one();
+    assert_eq!(method_uri(&m), ("GET_PARAMETER", AXIS_REQ_URL));
+    let a = m.header("Authorization").unwrap();
+    assert_eq!(digest_param(a, "nonce"), "2ab7d5e1c9f34f0a");
+    assert_eq!(
+        unquoted_param(a, "nc"),
+        "00000001",
+        "nc restarts with a new nonce"
+    );
+    // python3: md5; ha1 = H("admin:Login to 4L0123PAZ:p@ss");
+    // H(ha1 + ":2ab7d5e1c9f34f0a:00000001:0a4f113b:auth:"
+    //   + H("GET_PARAMETER:rtsp://10.0.0.5:554/axis-media/media.amp"))
+    assert_eq!(
+        digest_param(a, "response"),
+        "a2371f4dc40b7cf400f53091475330fc"
+    );
+    h.input(h.at(30), &msgs[1]);
+    assert!(!h.c.is_closed());
+    assert!(h.events().is_empty());
+
+    // A stale renewal of a request that was already resent after a 401 is also fine...
+    h.input(h.at(55), b"$\x00\x00\x00");
+    h.c.handle_timeout(h.at(60));
+    assert_eq!(h.sent_one().cseq(), Some(9));
+    h.input(h.at(60), &unauthorized(9)); // not stale: one retry
+    assert_eq!(h.sent_one().cseq(), Some(10));
+    let stale = |cseq: u32| {
+        script(
+            STALE,
+            &[("cseq", &cseq.to_string()), ("cseq2", "0"), ("session", "")],
+        )
+        .remove(0)
+    };
+    // ...up to three times in a row; the fourth stale 401 is a refused login.
+    for cseq in 10..13 {
+        h.input(h.at(60), &stale(cseq));
+        assert_eq!(h.sent_one().cseq(), Some(cseq + 1));
+        assert!(!h.c.is_closed());
+    }
+    h.input(h.at(60), &stale(13));
+    let ev = h.events();
+    assert_eq!(ev, vec![RtspEvent::Failed(RtspError::Unauthorized)]);
+    assert_eq!(ev_string(&ev[0]), "401 Unauthorized");
+}
+
+#[test]
+fn refused_login_after_challenge_is_unauthorized_even_if_stale_first() {
+    // stale=true on the very first 401 is just a challenge; a second 401 without stale is a
+    // refused login.
+    let mut h = Harness::new("rtsp://admin:bad@10.0.0.5/live");
+    h.c.handle_connected(h.at(0));
+    h.sent();
+    let msgs = script(STALE, &[("cseq", "1"), ("cseq2", "0"), ("session", "")]);
+    h.input(h.at(0), &msgs[0]);
+    assert_eq!(h.sent_one().cseq(), Some(2));
+    h.input(h.at(0), &unauthorized(2));
+    assert_eq!(h.events(), vec![RtspEvent::Failed(RtspError::Unauthorized)]);
+    assert!(h.sent().is_empty());
+    assert!(!format!("{:?}", h.c).contains("bad@"));
 }
