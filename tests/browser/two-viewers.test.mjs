@@ -51,6 +51,7 @@ test('two pages play the same camera at once', { timeout: 60000 }, async () => {
       await waitForStatus(pages[0], 'PLAYING');
       await waitForFrames(pages[0], { which: 'camgate', minFrames: 3 });
       // Joining a camera that is already running: the first frame should come quickly.
+      await pages[0].waitForFunction(() => window.camgate.firstFrameMs !== null, null, { timeout: 5000 });
       const firstFrameMs = await pages[0].evaluate(() => window.camgate.firstFrameMs);
       console.log(`# round ${round}: viewer 0 rejoined, first frame after ${firstFrameMs} ms`);
       assert.ok(firstFrameMs !== null && firstFrameMs < 3000, `first frame after ${firstFrameMs} ms`);
