@@ -85,3 +85,28 @@ test('a malformed URL fails with "Bad URI"', { timeout: 60000 }, async () => {
   });
   await page.context().close();
 });
+
+test('answers the server ping with pong and keeps playing', { timeout: 60000 }, async () => {
+  const page = await openPlayer(env.browser, cameraUrl());
+  await env.run([page], async () => {
+    await page.click('#start');
+    await waitForStatus(page, 'PLAYING');
+    // camgate pings every 15 s.
+    await page.waitForFunction(
+      () => window.camgate.log.some((f) => f.dir === 'in' && JSON.parse(f.frame).message === 'ping'),
+      null,
+      { timeout: 40000, polling: 200 },
+    );
+    await page.waitForTimeout(200);
+    const frames = await page.evaluate(() => window.camgate.log.map((f) => [f.dir, JSON.parse(f.frame)]));
+    const ping = frames.findIndex(([dir, f]) => dir === 'in' && f.message === 'ping');
+    const pong = frames.slice(ping).find(([dir, f]) => dir === 'out' && f.message === 'pong');
+    assert.ok(pong, 'no pong after the ping');
+    assert.deepEqual(pong[1].data, [null]);
+    assert.equal((await page.evaluate(() => window.camgate.status)).stream, 'PLAYING');
+    await waitForFrames(page, { which: 'camgate', minFrames: 300 });
+    await page.click('#stop');
+    await waitForStatus(page, 'STOPPED', 10000);
+  });
+  await page.context().close();
+});
