@@ -9,6 +9,8 @@
 //!    [`RtspClient::poll_event`], then sleep until [`RtspClient::poll_timeout`] and call
 //!    [`RtspClient::handle_timeout`].
 //! 4. After `Failed` or `Closed`, flush `poll_transmit` and close the socket.
+//! 5. With [`RtspConfig::follow_redirects`], also drain [`RtspClient::poll_redirect`]: on a
+//!    [`Redirect`], flush, close, connect to its host/port and call `handle_connected` again.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -23,6 +25,8 @@ use crate::media::TrackInfo;
 /// Session timeout assumed when SETUP's `Session` header announces none (RFC 2326 §12.37).
 /// gst-rtsp-server, for one, never announces it.
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
+/// Redirects followed per client; the next one fails with "too many redirects".
+const MAX_REDIRECTS: u8 = 3;
 /// How many `stale=true` renewals one request may go through.
 const MAX_STALE_RETRIES: u8 = 3;
 
@@ -39,6 +43,11 @@ pub struct RtspConfig {
     /// Answer Digest `qop` challenges with `qop`, `nc` and `cnonce` (RFC 2617/7616). `false`
     /// sends RFC 2069 digests instead, for cameras that reject those fields. Default `true`.
     pub digest_cnonce: bool,
+    /// Follow 301/302/303/305/307 answers to OPTIONS and DESCRIBE by asking the driver to
+    /// reconnect (see [`Redirect`] and [`RtspClient::poll_redirect`]). Default `false`: a
+    /// driver that never calls `poll_redirect` gets `Failed(Status { 302, .. })` as before
+    /// instead of a client silently waiting for a connection that never comes.
+    pub follow_redirects: bool,
 }
 
 impl Default for RtspConfig {
@@ -49,6 +58,7 @@ impl Default for RtspConfig {
             no_data_timeout: Duration::from_secs(10),
             user_agent: format!("camgate/{}", env!("CARGO_PKG_VERSION")),
             digest_cnonce: true,
+            follow_redirects: false,
         }
     }
 }
@@ -104,6 +114,27 @@ pub enum RtspEvent {
     Failed(RtspError),
     /// Terminal, after `teardown()`: flush `poll_transmit`, then close.
     Closed,
+}
+
+/// The camera redirected the client elsewhere ([`RtspConfig::follow_redirects`]).
+///
+/// Driver protocol: when [`RtspClient::poll_redirect`] returns one, flush `poll_transmit` to
+/// the current socket, close it, open a TCP connection to `host`:`port`, and call
+/// [`RtspClient::handle_connected`] when it is up (or `handle_connection_lost` if it fails;
+/// the connect timeout runs again from the redirect). The next `handle_connected` starts over
+/// with OPTIONS on the new URL ([`RtspClient::url`]), keeping the old credentials when the new
+/// URL names none. At most 3 redirects are followed; the 4th fails with
+/// `Protocol("too many redirects")`, and a redirect to anything but `rtsp://` fails with
+/// `Protocol("redirect to a non-rtsp URL")`. For `305 Use Proxy`, `host`:`port` is the proxy
+/// and the request URL stays the same.
+///
+/// (Meant to become `RtspEvent::Redirect { host, port }` once the hub handles it; it is a
+/// separate queue for now because adding an `RtspEvent` variant breaks the hub's exhaustive
+/// `match`.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    pub host: String,
+    pub port: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +215,9 @@ pub struct RtspClient {
     session_timeout: Duration,
     last_rx: Instant,
     next_keepalive: Option<Instant>,
+    /// Redirects followed so far, and the one the driver has not picked up yet.
+    redirects: u8,
+    redirect: Option<Redirect>,
     /// Tests pin the Digest client nonce to check responses against precomputed values.
     fixed_cnonce: Option<String>,
 }
@@ -224,6 +258,8 @@ impl RtspClient {
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             last_rx: now,
             next_keepalive: None,
+            redirects: 0,
+            redirect: None,
             fixed_cnonce: None,
         })
     }
@@ -256,7 +292,9 @@ impl RtspClient {
         data: &[u8],
         on_media: &mut dyn FnMut(MediaPacket<'_>),
     ) {
-        if self.state == State::Closed {
+        // Closed, or redirected and waiting for the new connection: the old socket's bytes
+        // mean nothing any more.
+        if matches!(self.state, State::Closed | State::Connecting) {
             return;
         }
         // Any byte counts as liveness, so a camera that ignores keepalives but streams is fine.
@@ -281,9 +319,12 @@ impl RtspClient {
                     }
                 }
             }
-            self.state != State::Closed
+            !matches!(self.state, State::Closed | State::Connecting)
         });
-        self.framer = framer;
+        // After a redirect the client holds a fresh framer for the next connection.
+        if self.state != State::Connecting {
+            self.framer = framer;
+        }
         if let Err(e) = res {
             self.fail(RtspError::Protocol(e.0));
         }
@@ -306,6 +347,12 @@ impl RtspClient {
 
     pub fn poll_event(&mut self) -> Option<RtspEvent> {
         self.events.pop_front()
+    }
+
+    /// A redirect to follow: see [`Redirect`] for what the driver must do. Only with
+    /// [`RtspConfig::follow_redirects`].
+    pub fn poll_redirect(&mut self) -> Option<Redirect> {
+        self.redirect.take()
     }
 
     /// When `handle_timeout` must be called next; `None` once closed.
@@ -483,6 +530,15 @@ impl RtspClient {
             return;
         }
         let ok = (200..300).contains(&status);
+        if matches!(p.kind, ReqKind::Options | ReqKind::Describe)
+            && matches!(status, 301 | 302 | 303 | 305 | 307)
+            && self.config.follow_redirects
+        {
+            if let Some(location) = m.header("Location") {
+                self.on_redirect(now, status, location);
+                return;
+            }
+        }
         match p.kind {
             // Some cameras answer OPTIONS with 404 or 501 and still stream (gortsplib): go on.
             ReqKind::Options => {
@@ -497,7 +553,6 @@ impl RtspClient {
                 let extra = vec![("Accept", "application/sdp".to_owned())];
                 self.send(now, ReqKind::Describe, "DESCRIBE", uri, extra, false);
             }
-            // TODO: follow 301/302 Location on DESCRIBE (gortsplib does, once, same scheme).
             ReqKind::Describe if !ok => self.fail(status_error(status, reason)),
             ReqKind::Describe => self.on_describe(now, &m),
             ReqKind::Setup { .. } if !ok => self.fail(status_error(status, reason)),
@@ -552,6 +607,55 @@ impl RtspClient {
         if let Some(last) = self.pending.last_mut() {
             last.stale_retries = stale_retries;
         }
+    }
+
+    /// 3xx with a `Location` on OPTIONS or DESCRIBE (gortsplib follows them on DESCRIBE;
+    /// some NVRs and MediaMTX `source: redirect` paths send them).
+    fn on_redirect(&mut self, now: Instant, status: u16, location: &str) {
+        if self.redirects >= MAX_REDIRECTS {
+            self.fail(RtspError::Protocol("too many redirects".into()));
+            return;
+        }
+        let next = match self.url.redirect(location) {
+            Ok(u) => u,
+            Err(RtspError::BadUri(why)) if why == "not an rtsp:// URL" => {
+                self.fail(RtspError::Protocol("redirect to a non-rtsp URL".into()));
+                return;
+            }
+            Err(_) => {
+                self.fail(RtspError::Protocol("bad redirect URL".into()));
+                return;
+            }
+        };
+        self.redirects += 1;
+        let target = Redirect {
+            host: next.host().to_owned(),
+            port: next.port(),
+        };
+        tracing::info!(
+            from = %self.url,
+            to = %next,
+            status,
+            "rtsp redirect, reconnecting"
+        );
+        // 305 Use Proxy: same resource, reached through the proxy.
+        if status != 305 {
+            self.url = next;
+        }
+        self.aggregate_url = self.url.request_url().to_owned();
+        self.state = State::Connecting;
+        self.connect_deadline = now + self.config.connect_timeout;
+        self.framer = Framer::new();
+        self.pending.clear();
+        // Another server, another realm and nonce: wait for its own challenge.
+        self.auth = None;
+        self.get_parameter = false;
+        self.session = None;
+        self.session_timeout = DEFAULT_SESSION_TIMEOUT;
+        self.tracks.clear();
+        self.channels.iter_mut().for_each(|c| *c = None);
+        self.next_keepalive = None;
+        self.redirect = Some(target);
     }
 
     fn on_describe(&mut self, now: Instant, m: &Message) {

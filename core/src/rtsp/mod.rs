@@ -12,5 +12,5 @@ pub mod framing;
 pub mod sdp;
 pub mod url;
 
-pub use client::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent};
+pub use client::{MediaPacket, Redirect, RtspClient, RtspConfig, RtspError, RtspEvent};
 pub use url::RtspUrl;

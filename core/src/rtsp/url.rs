@@ -112,6 +112,25 @@ impl RtspUrl {
     pub(crate) fn credentials(&self) -> Option<&Credentials> {
         self.credentials.as_ref()
     }
+
+    /// Resolves a redirect's `Location` against this URL: absolute, or `/`-relative. The
+    /// result keeps this URL's credentials unless it names its own.
+    pub(crate) fn redirect(&self, location: &str) -> Result<RtspUrl, RtspError> {
+        let location = location.trim();
+        let mut next = if location.contains("://") {
+            RtspUrl::parse(location)?
+        } else {
+            let joined = self
+                .request
+                .join(location)
+                .map_err(|_| RtspError::BadUri("malformed URL".into()))?;
+            RtspUrl::parse(joined.as_str())?
+        };
+        if next.credentials.is_none() {
+            next.credentials = self.credentials.clone();
+        }
+        Ok(next)
+    }
 }
 
 impl fmt::Debug for RtspUrl {
@@ -208,6 +227,22 @@ mod tests {
         }
         let e = RtspUrl::parse("rtsp://cam/my stream").unwrap_err();
         assert_eq!(e.to_string(), "Bad URI: contains a space");
+    }
+
+    #[test]
+    fn redirect_keeps_or_replaces_credentials() {
+        let u = RtspUrl::parse("rtsp://admin:pw@cam/live").unwrap();
+        let n = u.redirect("rtsp://10.0.0.9:8554/ch01").unwrap();
+        assert_eq!((n.host(), n.port()), ("10.0.0.9", 8554));
+        assert_eq!(n.request_url(), "rtsp://10.0.0.9:8554/ch01");
+        assert_eq!(n.credentials().unwrap().password(), "pw");
+        let n = u.redirect("rtsp://other:secret@10.0.0.9/x").unwrap();
+        assert_eq!(n.credentials().unwrap().username(), "other");
+        let n = u.redirect("/other/path?x=1").unwrap();
+        assert_eq!(n.request_url(), "rtsp://cam/other/path?x=1");
+        assert_eq!(n.credentials().unwrap().username(), "admin");
+        assert!(u.redirect("http://cam/x").is_err());
+        assert!(u.redirect("rtsps://cam/x").is_err());
     }
 
     #[test]
