@@ -2,6 +2,7 @@
 //! clock reads. Time is passed in as `Instant`; bytes go in through `handle_*` and come out through
 //! `poll_*`, so the whole relay can be driven deterministically in tests.
 
+pub mod audio;
 pub mod h264;
 pub mod hub;
 pub mod media;

@@ -1,0 +1,711 @@
+//! Camera audio → Opus for browsers (sans-IO: no threads, no clock reads; time comes from RTP timestamps).
+//!
+//! Browsers decode Opus, PCMU and PCMA over WebRTC but not AAC or Speex, which most IP cameras send. A
+//! [`Transcoder`] takes the camera's RTP payloads one by one ([`Transcoder::push`]) and appends finished 20 ms
+//! Opus packets:
+//!
+//! ```text
+//! RTP payload ─ depacketize ─ decode ──────── timeline ──── resample ──── Opus encode ─▶ OpusPacket
+//!   RFC 3640 AU headers       AAC-LC (symphonia)  gaps → silence  any rate → 48 kHz   20 ms, 32/64 kbit/s
+//!   RFC 6416 LATM             Speex (libspeex)    jumps → re-anchor (polyphase FIR)   (libopus)
+//!   RFC 5574 Speex frames     G.711 (tables)
+//! ```
+//!
+//! Timestamps: the first input timestamp is mapped to the 48 kHz clock and every Opus packet's `rtp_time` is that
+//! anchor plus the samples emitted since, so the output clock advances exactly with the camera's audio clock (no
+//! drift, however long the stream). Lost packets are filled with silence so later packets keep their place; a
+//! jump of more than one second (or a camera restart) re-anchors. The anchor is moved back by the resampler's and
+//! the Opus encoder's delay, so a sound keeps the instant the camera stamped on it (lip sync with video).
+//!
+//! G.711 at 8 kHz mono is best relayed untouched when the browser offers it: see [`AudioInput::needs_transcoding`].
+//! Garbage never panics: malformed payloads are dropped and counted in [`AudioStats`].
+
+mod aac;
+mod bits;
+pub mod ffi;
+mod g711;
+mod resample;
+
+use std::fmt;
+
+use crate::media::TrackInfo;
+use aac::{AacDecoder, Latm, Rfc3640, AAC_FRAME};
+use ffi::opus::OpusEncoder;
+use ffi::speex::SpeexDecoder;
+use resample::Resampler;
+
+pub use ffi::opus::OpusDecoder;
+
+/// Opus RTP clock rate (RFC 7587) and the rate everything is resampled to.
+pub const OPUS_RATE: u32 = 48000;
+/// Samples per channel in each emitted Opus packet (20 ms at 48 kHz).
+pub const OPUS_FRAME: u32 = 960;
+/// Opus encoder complexity: 5 of 10 keeps a 20 ms mono frame well under a millisecond on small ARM boxes.
+const OPUS_COMPLEXITY: i32 = 5;
+/// Opus encoder lookahead at 48 kHz (2.5 ms + 4 ms delay compensation), in samples.
+const OPUS_LOOKAHEAD: u32 = 312;
+
+/// How AAC access units are carried in RTP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AacPacketization {
+    /// RFC 3640 `mpeg4-generic` with AU headers of `size_length` + `index_length` (first AU) or
+    /// `index_delta_length` (later AUs) bits; `mode=AAC-hbr` is 13/3/3.
+    Mpeg4Generic {
+        size_length: u32,
+        index_length: u32,
+        index_delta_length: u32,
+    },
+    /// RFC 6416 `MP4A-LATM` with `cpresent=0`; `config` is then the StreamMuxConfig.
+    Latm,
+}
+
+/// The camera's audio encoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioCodec {
+    Pcmu,
+    Pcma,
+    /// `config` is the SDP `config=` bytes: an AudioSpecificConfig for mpeg4-generic, a StreamMuxConfig for LATM.
+    Aac {
+        config: Vec<u8>,
+        mode: AacPacketization,
+    },
+    Speex,
+    Opus,
+}
+
+/// An audio track as the camera's SDP describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioInput {
+    pub codec: AudioCodec,
+    /// RTP clock rate of the input timestamps.
+    pub clock_rate: u32,
+    /// Channels from the SDP (AAC takes its channel count from its config instead).
+    pub channels: u16,
+}
+
+/// Why a track cannot be transcoded. `Display` gives a sentence fit for an operator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AudioError {
+    /// A valid stream camgate does not handle (HE-AAC, surround, in-band LATM config, ...).
+    Unsupported(String),
+    /// The SDP parameters or config bytes are missing or malformed.
+    InvalidConfig(String),
+    /// A codec library refused to start.
+    Codec(String),
+}
+
+impl fmt::Display for AudioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AudioError::Unsupported(m) => write!(f, "unsupported camera audio: {m}"),
+            AudioError::InvalidConfig(m) => write!(f, "invalid camera audio description: {m}"),
+            AudioError::Codec(m) => write!(f, "audio codec error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for AudioError {}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    let s = s.trim();
+    if s.is_empty() || s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn fmtp_u32(t: &TrackInfo, key: &str) -> Result<Option<u32>, AudioError> {
+    match t.fmtp_param(key) {
+        None => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| AudioError::InvalidConfig(format!("fmtp {key}={v} is not a number"))),
+    }
+}
+
+impl AudioInput {
+    /// Reads the codec and its parameters from a track of the camera's SDP.
+    pub fn from_track(t: &TrackInfo) -> Result<AudioInput, AudioError> {
+        let encoding = t.encoding.to_ascii_uppercase();
+        if t.clock_rate == 0 {
+            return Err(AudioError::InvalidConfig(format!(
+                "{encoding} track has clock rate 0"
+            )));
+        }
+        let channels = t.channels.unwrap_or(1).max(1);
+        let config = || -> Result<Vec<u8>, AudioError> {
+            let hex = t.fmtp_param("config").ok_or_else(|| {
+                AudioError::InvalidConfig(format!(
+                    "{encoding} track has no config= in its fmtp line"
+                ))
+            })?;
+            hex_decode(hex).ok_or_else(|| {
+                AudioError::InvalidConfig(format!("{encoding} config={hex} is not hex"))
+            })
+        };
+        let codec = match encoding.as_str() {
+            "PCMU" => AudioCodec::Pcmu,
+            "PCMA" => AudioCodec::Pcma,
+            "SPEEX" => AudioCodec::Speex,
+            "OPUS" => AudioCodec::Opus,
+            "MPEG4-GENERIC" => {
+                let mode = t.fmtp_param("mode").unwrap_or("").to_ascii_lowercase();
+                let (s, i, d) = match mode.as_str() {
+                    "aac-hbr" => (13, 3, 3),
+                    "aac-lbr" => (6, 2, 2),
+                    _ => (0, 0, 0),
+                };
+                let size_length = fmtp_u32(t, "sizelength")?.unwrap_or(s);
+                let index_length = fmtp_u32(t, "indexlength")?.unwrap_or(i);
+                let index_delta_length = fmtp_u32(t, "indexdeltalength")?.unwrap_or(d);
+                if size_length == 0 || size_length > 16 || index_length > 16 || index_delta_length > 16 {
+                    return Err(AudioError::Unsupported(format!(
+                        "mpeg4-generic AU headers with sizelength={size_length} indexlength={index_length} \
+                         indexdeltalength={index_delta_length} are not supported (constant-size AUs or oversized fields)"
+                    )));
+                }
+                for key in
+                    ["ctsdeltalength", "dtsdeltalength", "randomaccessindication", "streamstateindication", "auxiliarydatasizelength"]
+                {
+                    if fmtp_u32(t, key)?.unwrap_or(0) != 0 {
+                        return Err(AudioError::Unsupported(format!("mpeg4-generic with {key} is not supported")));
+                    }
+                }
+                AudioCodec::Aac {
+                    config: config()?,
+                    mode: AacPacketization::Mpeg4Generic { size_length, index_length, index_delta_length },
+                }
+            }
+            "MP4A-LATM" => {
+                let cpresent = t.fmtp_param("cpresent");
+                if cpresent == Some("1") || (cpresent.is_none() && t.fmtp_param("config").is_none()) {
+                    return Err(AudioError::Unsupported(
+                        "MP4A-LATM with the configuration in-band (cpresent=1) is not supported; \
+                         cameras must send config= with cpresent=0"
+                            .into(),
+                    ));
+                }
+                AudioCodec::Aac { config: config()?, mode: AacPacketization::Latm }
+            }
+            other => {
+                return Err(AudioError::Unsupported(format!(
+                    "camera audio encoding {other} is not supported (camgate handles PCMU, PCMA, AAC-LC, Speex, Opus)"
+                )))
+            }
+        };
+        Ok(AudioInput {
+            codec,
+            clock_rate: t.clock_rate,
+            channels,
+        })
+    }
+
+    /// True unless the browser can take this stream as is: Opus, or G.711 at 8 kHz mono that the browser offered.
+    pub fn needs_transcoding(&self, browser_has_pcmu: bool, browser_has_pcma: bool) -> bool {
+        let plain_g711 = self.clock_rate == 8000 && self.channels == 1;
+        match self.codec {
+            AudioCodec::Pcmu | AudioCodec::Pcma => {
+                !plain_g711 || needs_transcoding(&self.codec, browser_has_pcmu, browser_has_pcma)
+            }
+            _ => needs_transcoding(&self.codec, browser_has_pcmu, browser_has_pcma),
+        }
+    }
+}
+
+/// Whether `codec` must go through a [`Transcoder`]: G.711 passes through when the browser offered the same law,
+/// Opus always does. Does not look at the clock rate: prefer [`AudioInput::needs_transcoding`], which also sends
+/// G.711 at rates other than 8 kHz (or stereo) through the transcoder.
+pub fn needs_transcoding(
+    codec: &AudioCodec,
+    browser_has_pcmu: bool,
+    browser_has_pcma: bool,
+) -> bool {
+    match codec {
+        AudioCodec::Pcmu => !browser_has_pcmu,
+        AudioCodec::Pcma => !browser_has_pcma,
+        AudioCodec::Opus => false,
+        AudioCodec::Aac { .. } | AudioCodec::Speex => true,
+    }
+}
+
+/// One 20 ms Opus packet for the browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpusPacket {
+    pub payload: Vec<u8>,
+    /// RTP timestamp at 48 kHz, derived from the camera's timestamps (see the module docs).
+    pub rtp_time: u32,
+    /// Samples per channel at 48 kHz (960 for what the transcoder encodes).
+    pub samples: u32,
+}
+
+/// Counters of a [`Transcoder`], for metrics and logs.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AudioStats {
+    pub packets_in: u64,
+    /// Decoded codec frames (AAC access units, Speex frames, G.711 packets).
+    pub frames_decoded: u64,
+    pub opus_packets: u64,
+    /// Payloads that could not be parsed (truncated headers, sizes past the end, ...), dropped.
+    pub malformed_packets: u64,
+    /// Frames the decoder rejected, dropped.
+    pub decode_errors: u64,
+    /// Fragmented AUs / LATM elements that never completed, dropped.
+    pub lost_fragments: u64,
+    /// Frames stamped before the current position (duplicates, reordering), dropped.
+    pub late_frames: u64,
+    /// Timestamp gaps under a second filled with silence, and the 48 kHz samples of silence inserted.
+    pub gaps_filled: u64,
+    pub silence_samples: u64,
+    /// Timestamp jumps of more than a second (either way): the output timeline restarted there.
+    pub reanchors: u64,
+}
+
+enum AacDepacketizer {
+    Generic(Rfc3640),
+    Latm(Latm),
+}
+
+enum Decoder {
+    G711 {
+        a_law: bool,
+    },
+    Aac {
+        depack: AacDepacketizer,
+        dec: Box<AacDecoder>,
+    },
+    Speex(SpeexDecoder),
+}
+
+/// Everything after the decoder: timeline, resampler, Opus encoder.
+struct Pipeline {
+    clock_rate: u32,
+    /// Sample rate of decoded audio (AAC's own rate may differ from the RTP clock rate).
+    decoded_rate: u32,
+    channels: usize,
+    anchored: bool,
+    in_anchor: u32,
+    /// Decoded samples per channel fed since the anchor (including silence for gaps).
+    in_pos: u64,
+    out_anchor: u32,
+    out_emitted: u64,
+    /// Output delay of resampler + encoder at 48 kHz, subtracted from the anchor.
+    delay: u32,
+    resampler: Resampler,
+    pcm48: Vec<f32>,
+    silence: Vec<f32>,
+    encoder: OpusEncoder,
+}
+
+impl Pipeline {
+    fn anchor(&mut self, ts: u32) {
+        self.resampler.reset();
+        self.pcm48.clear();
+        self.anchored = true;
+        self.in_anchor = ts;
+        self.in_pos = 0;
+        let mapped = (u64::from(ts) * u64::from(OPUS_RATE) / u64::from(self.clock_rate)) as u32;
+        self.out_anchor = mapped.wrapping_sub(self.delay);
+        self.out_emitted = 0;
+    }
+
+    /// Input position (RTP clock units) of the next expected sample.
+    fn expected_ts(&self) -> u32 {
+        let elapsed =
+            self.in_pos as u128 * u128::from(self.clock_rate) / u128::from(self.decoded_rate);
+        self.in_anchor.wrapping_add(elapsed as u32)
+    }
+
+    /// Takes one decoded frame (interleaved) stamped `ts` in the input clock.
+    fn frame(&mut self, ts: u32, pcm: &[f32], stats: &mut AudioStats, out: &mut Vec<OpusPacket>) {
+        let frames = pcm.len() / self.channels;
+        if frames == 0 {
+            return;
+        }
+        stats.frames_decoded += 1;
+        if !self.anchored {
+            self.anchor(ts);
+        } else {
+            let diff = i64::from(ts.wrapping_sub(self.expected_ts()) as i32);
+            let tolerance = i64::from((self.clock_rate / 100).max(1)); // 10 ms
+            if diff.abs() > i64::from(self.clock_rate) {
+                stats.reanchors += 1;
+                self.anchor(ts);
+            } else if diff > tolerance {
+                let gap = (diff as u64 * u64::from(self.decoded_rate) / u64::from(self.clock_rate))
+                    as usize;
+                stats.gaps_filled += 1;
+                stats.silence_samples +=
+                    gap as u64 * u64::from(OPUS_RATE) / u64::from(self.decoded_rate);
+                self.silence.clear();
+                self.silence.resize(gap * self.channels, 0.0);
+                self.resampler.process(&self.silence, &mut self.pcm48);
+                self.in_pos += gap as u64;
+                self.encode(stats, out);
+            } else if diff < -tolerance {
+                stats.late_frames += 1;
+                return;
+            }
+        }
+        self.resampler
+            .process(&pcm[..frames * self.channels], &mut self.pcm48);
+        self.in_pos += frames as u64;
+        self.encode(stats, out);
+    }
+
+    fn encode(&mut self, stats: &mut AudioStats, out: &mut Vec<OpusPacket>) {
+        let chunk = OPUS_FRAME as usize * self.channels;
+        let mut start = 0;
+        while self.pcm48.len() - start >= chunk {
+            let mut payload = Vec::new();
+            if self
+                .encoder
+                .encode(&self.pcm48[start..start + chunk], &mut payload)
+                .is_ok()
+            {
+                out.push(OpusPacket {
+                    payload,
+                    rtp_time: self.out_anchor.wrapping_add(self.out_emitted as u32),
+                    samples: OPUS_FRAME,
+                });
+                stats.opus_packets += 1;
+            } else {
+                stats.decode_errors += 1;
+            }
+            self.out_emitted += u64::from(OPUS_FRAME);
+            start += chunk;
+        }
+        self.pcm48.drain(..start);
+    }
+}
+
+enum Mode {
+    /// Opus from the camera: forwarded as is.
+    Passthrough,
+    Transcode {
+        decoder: Decoder,
+        pipeline: Box<Pipeline>,
+    },
+}
+
+/// Turns one camera audio track into 20 ms Opus packets. See the module docs.
+pub struct Transcoder {
+    mode: Mode,
+    scratch: Vec<f32>,
+    stats: AudioStats,
+    out_channels: u16,
+}
+
+impl fmt::Debug for Transcoder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transcoder")
+            .field("out_channels", &self.out_channels)
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+impl Transcoder {
+    /// Builds the decoder, resampler and Opus encoder for `input`, or says why this stream cannot be handled.
+    pub fn new(input: AudioInput) -> Result<Transcoder, AudioError> {
+        let clock_rate = input.clock_rate;
+        if clock_rate == 0 {
+            return Err(AudioError::InvalidConfig("clock rate 0".into()));
+        }
+        let (decoder, decoded_rate, channels) = match &input.codec {
+            AudioCodec::Opus => {
+                return Ok(Transcoder {
+                    mode: Mode::Passthrough,
+                    scratch: Vec::new(),
+                    stats: AudioStats::default(),
+                    out_channels: input.channels.clamp(1, 2),
+                })
+            }
+            AudioCodec::Pcmu | AudioCodec::Pcma => {
+                if input.channels > 2 {
+                    return Err(AudioError::Unsupported(format!(
+                        "G.711 with {} channels",
+                        input.channels
+                    )));
+                }
+                (
+                    Decoder::G711 {
+                        a_law: input.codec == AudioCodec::Pcma,
+                    },
+                    clock_rate,
+                    input.channels.max(1),
+                )
+            }
+            AudioCodec::Speex => {
+                if input.channels != 1 {
+                    return Err(AudioError::Unsupported(
+                        "Speex with more than one channel".into(),
+                    ));
+                }
+                (
+                    Decoder::Speex(SpeexDecoder::new(clock_rate)?),
+                    clock_rate,
+                    1,
+                )
+            }
+            AudioCodec::Aac { config, mode } => {
+                let (cfg, depack) = match mode {
+                    AacPacketization::Mpeg4Generic {
+                        size_length,
+                        index_length,
+                        index_delta_length,
+                    } => {
+                        let cfg = aac::parse_generic_config(config)?;
+                        let au = au_duration(clock_rate, cfg.sample_rate);
+                        let d = Rfc3640::new(*size_length, *index_length, *index_delta_length, au);
+                        (cfg, AacDepacketizer::Generic(d))
+                    }
+                    AacPacketization::Latm => {
+                        let (cfg, sub_frames) = aac::parse_stream_mux_config(config)?;
+                        let au = au_duration(clock_rate, cfg.sample_rate);
+                        (cfg, AacDepacketizer::Latm(Latm::new(sub_frames, au)))
+                    }
+                };
+                let dec = Box::new(AacDecoder::new(cfg)?);
+                (Decoder::Aac { depack, dec }, cfg.sample_rate, cfg.channels)
+            }
+        };
+        if !(4000..=96000).contains(&decoded_rate) {
+            return Err(AudioError::Unsupported(format!(
+                "audio at {decoded_rate} Hz is not supported"
+            )));
+        }
+        let resampler = Resampler::new(decoded_rate, OPUS_RATE, usize::from(channels))?;
+        let bitrate = if channels == 2 { 64000 } else { 32000 };
+        let encoder = OpusEncoder::new(channels, bitrate, OPUS_COMPLEXITY)?;
+        let filter_delay = resampler.delay_out();
+        let pipeline = Box::new(Pipeline {
+            clock_rate,
+            decoded_rate,
+            channels: usize::from(channels),
+            anchored: false,
+            in_anchor: 0,
+            in_pos: 0,
+            out_anchor: 0,
+            out_emitted: 0,
+            delay: filter_delay + OPUS_LOOKAHEAD,
+            resampler,
+            pcm48: Vec::new(),
+            silence: Vec::new(),
+            encoder,
+        });
+        Ok(Transcoder {
+            mode: Mode::Transcode { decoder, pipeline },
+            scratch: Vec::new(),
+            stats: AudioStats::default(),
+            out_channels: channels,
+        })
+    }
+
+    /// Channels of the Opus output (1 or 2): signal `stereo=1` in the browser's SDP when 2.
+    pub fn output_channels(&self) -> u16 {
+        self.out_channels
+    }
+
+    pub fn stats(&self) -> AudioStats {
+        self.stats
+    }
+
+    /// Feed one camera RTP packet (payload + its RTP timestamp at the input clock rate). Appends finished 20 ms
+    /// Opus packets to `out` (zero, one or several per call).
+    pub fn push(&mut self, rtp_timestamp: u32, payload: &[u8], out: &mut Vec<OpusPacket>) {
+        let Transcoder {
+            mode,
+            scratch,
+            stats,
+            ..
+        } = self;
+        stats.packets_in += 1;
+        let (decoder, pipeline) = match mode {
+            Mode::Passthrough => {
+                match ffi::opus::packet_samples(payload) {
+                    Some(samples) => {
+                        stats.opus_packets += 1;
+                        out.push(OpusPacket {
+                            payload: payload.to_vec(),
+                            rtp_time: rtp_timestamp,
+                            samples,
+                        });
+                    }
+                    None => stats.malformed_packets += 1,
+                }
+                return;
+            }
+            Mode::Transcode { decoder, pipeline } => (decoder, pipeline),
+        };
+        match decoder {
+            Decoder::G711 { a_law } => {
+                if payload.is_empty() {
+                    stats.malformed_packets += 1;
+                    return;
+                }
+                scratch.clear();
+                g711::decode(*a_law, payload, scratch);
+                pipeline.frame(rtp_timestamp, scratch, stats, out);
+            }
+            Decoder::Speex(dec) => {
+                let step = dec.frame_size() as u32;
+                let mut ts = rtp_timestamp;
+                let ok = dec.decode(payload, &mut |pcm| {
+                    pipeline.frame(ts, pcm, stats, out);
+                    ts = ts.wrapping_add(step);
+                });
+                if !ok {
+                    stats.decode_errors += 1;
+                }
+            }
+            Decoder::Aac { depack, dec } => {
+                let mut errors = 0u64;
+                let mut emit = |ts: u32, au: &[u8]| {
+                    if dec.decode(au, scratch) {
+                        pipeline.frame(ts, scratch, stats, out);
+                    } else {
+                        errors += 1;
+                    }
+                };
+                let res = match depack {
+                    AacDepacketizer::Generic(d) => d.push(rtp_timestamp, payload, &mut emit),
+                    AacDepacketizer::Latm(d) => d.push(rtp_timestamp, payload, &mut emit),
+                };
+                stats.decode_errors += errors;
+                stats.malformed_packets += u64::from(res.malformed);
+                stats.lost_fragments += u64::from(res.lost_fragments);
+            }
+        }
+    }
+}
+
+/// Duration of one AAC access unit in RTP clock units.
+fn au_duration(clock_rate: u32, sample_rate: u32) -> u32 {
+    (u64::from(AAC_FRAME) * u64::from(clock_rate) / u64::from(sample_rate.max(1))) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::MediaKind;
+
+    fn track(encoding: &str, clock_rate: u32, fmtp: Option<&str>) -> TrackInfo {
+        TrackInfo {
+            kind: MediaKind::Audio,
+            encoding: encoding.into(),
+            payload_type: 96,
+            clock_rate,
+            channels: None,
+            fmtp: fmtp.map(Into::into),
+            control: String::new(),
+        }
+    }
+
+    #[test]
+    fn parses_sdp_tracks() {
+        let t = track("MPEG4-GENERIC", 16000, Some("streamtype=5; profile-level-id=15; mode=AAC-hbr; config=1408; SizeLength=13; IndexLength=3; IndexDeltaLength=3"));
+        let i = AudioInput::from_track(&t).unwrap();
+        assert_eq!(
+            i.codec,
+            AudioCodec::Aac {
+                config: vec![0x14, 0x08],
+                mode: AacPacketization::Mpeg4Generic {
+                    size_length: 13,
+                    index_length: 3,
+                    index_delta_length: 3
+                }
+            }
+        );
+        let t = track(
+            "MP4A-LATM",
+            44100,
+            Some("profile-level-id=15;object=2;cpresent=0;config=40002410"),
+        );
+        assert!(matches!(
+            AudioInput::from_track(&t).unwrap().codec,
+            AudioCodec::Aac {
+                mode: AacPacketization::Latm,
+                ..
+            }
+        ));
+        let t = track("MP4A-LATM", 44100, Some("cpresent=1"));
+        assert!(matches!(
+            AudioInput::from_track(&t),
+            Err(AudioError::Unsupported(_))
+        ));
+        let t = track("MPEG4-GENERIC", 16000, Some("mode=AAC-hbr"));
+        assert!(matches!(
+            AudioInput::from_track(&t),
+            Err(AudioError::InvalidConfig(_))
+        ));
+        let t = track("G726-32", 8000, None);
+        let e = AudioInput::from_track(&t).unwrap_err();
+        assert!(e.to_string().contains("G726-32"), "{e}");
+    }
+
+    #[test]
+    fn g711_passthrough_rules() {
+        let pcmu = AudioInput {
+            codec: AudioCodec::Pcmu,
+            clock_rate: 8000,
+            channels: 1,
+        };
+        assert!(!pcmu.needs_transcoding(true, false));
+        assert!(pcmu.needs_transcoding(false, true));
+        assert!(AudioInput {
+            clock_rate: 16000,
+            ..pcmu.clone()
+        }
+        .needs_transcoding(true, true));
+        assert!(!needs_transcoding(&AudioCodec::Pcma, false, true));
+        assert!(needs_transcoding(&AudioCodec::Speex, true, true));
+        assert!(!needs_transcoding(&AudioCodec::Opus, false, false));
+    }
+
+    #[test]
+    fn timeline_fills_gaps_and_reanchors() {
+        let input = AudioInput {
+            codec: AudioCodec::Pcmu,
+            clock_rate: 8000,
+            channels: 1,
+        };
+        let mut t = Transcoder::new(input).unwrap();
+        let mut out = Vec::new();
+        let payload = [0xFFu8; 160]; // 20 ms of silence
+        let mut ts = 1000u32;
+        for _ in 0..50 {
+            t.push(ts, &payload, &mut out);
+            ts += 160;
+        }
+        // Lose 5 packets, then continue: silence fills the hole, rtp_time stays continuous.
+        ts += 5 * 160;
+        for _ in 0..50 {
+            t.push(ts, &payload, &mut out);
+            ts += 160;
+        }
+        assert_eq!(t.stats().gaps_filled, 1);
+        assert!(out
+            .windows(2)
+            .all(|w| w[1].rtp_time.wrapping_sub(w[0].rtp_time) == OPUS_FRAME));
+        let first = out[0].rtp_time;
+        let n = out.len();
+        // 105 × 20 ms went in; the resampler holds back under one frame.
+        assert!((103..=105).contains(&n), "{n} packets");
+        // Expected anchor: 1000 × 6 minus the delays.
+        assert_eq!(first, 6000 - 143 - OPUS_LOOKAHEAD);
+        // A 10 s jump re-anchors.
+        out.clear();
+        t.push(ts + 80000, &payload, &mut out);
+        t.push(ts + 80160, &payload, &mut out);
+        t.push(ts + 80320, &payload, &mut out);
+        assert_eq!(t.stats().reanchors, 1);
+        assert_eq!(out[0].rtp_time, (ts + 80000) * 6 - 143 - OPUS_LOOKAHEAD);
+        // A duplicate is dropped.
+        t.push(ts + 80320, &payload, &mut out);
+        assert_eq!(t.stats().late_frames, 1);
+    }
+}
