@@ -21,12 +21,16 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 use str0m::net::Transmit;
 
+use crate::gop::GopCache;
 use crate::h264::{H264Relay, RelayPacket};
 use crate::media::MediaKind;
 use crate::rtp::RtpPacket;
 use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent};
 use crate::signaling::{self, ClientMessage, StreamStatus};
 use crate::viewer::{VideoParams, Viewer};
+
+/// Bound of a stream's GOP cache; a camera with a longer GOP (in bytes) gets no instant start.
+const MAX_GOP_BYTES: usize = 4 << 20;
 
 /// Settings of the hub; the server fills them from its configuration.
 #[derive(Debug, Clone)]
@@ -128,6 +132,8 @@ struct Stream {
     /// Index of the H.264 track among the client's tracks, once playing.
     video_track: Option<usize>,
     relay: Option<H264Relay>,
+    /// The current GOP, replayed to viewers who join mid-GOP.
+    gop: GopCache,
     /// Viewers that have an answer and receive media.
     viewers: Vec<usize>,
     /// Viewers waiting for the camera's description before they can be answered.
@@ -146,6 +152,8 @@ struct ViewerEntry {
     offer: Option<String>,
     viewer: Option<Viewer>,
     playing_sent: bool,
+    /// The cached GOP was offered once the connection came up.
+    primed: bool,
     /// Source addresses learned for this viewer on the shared UDP socket.
     addrs: Vec<SocketAddr>,
     scheduled: Option<Instant>,
@@ -334,6 +342,7 @@ impl Gateway {
             offer: Some(sdp),
             viewer: None,
             playing_sent: false,
+            primed: false,
             addrs: Vec::new(),
             scheduled: None,
         };
@@ -439,6 +448,7 @@ impl Gateway {
                 client,
                 video_track: None,
                 relay: None,
+                gop: GopCache::new(MAX_GOP_BYTES),
                 viewers: Vec::new(),
                 pending: Vec::new(),
                 linger_until: None,
@@ -490,6 +500,7 @@ impl Gateway {
             video_track,
             viewers: watching,
             redacted,
+            gop,
             ..
         } = s;
         client.handle_input(now, data, &mut |m: MediaPacket<'_>| {
@@ -501,6 +512,9 @@ impl Gateway {
             };
             relay_out.clear();
             relay.push(&packet, relay_out);
+            for p in relay_out.iter() {
+                gop.push(p);
+            }
             for &v in watching.iter() {
                 let Some(entry) = viewers.get_mut(v) else {
                     continue;
@@ -508,8 +522,17 @@ impl Gateway {
                 let Some(viewer) = entry.viewer.as_mut() else {
                     continue;
                 };
-                for p in relay_out.iter() {
-                    viewer.send_video(now, p, transmits);
+                if viewer.state().connected && !entry.primed {
+                    // Newly connected: start from the cached GOP (which already holds this
+                    // packet) instead of waiting for the camera's next keyframe. Done here,
+                    // on media, not on the Connected event: str0m drops RTP written before
+                    // its SRTP context is up, which happens just after that event.
+                    entry.primed = true;
+                    gop.replay(|p, ts| viewer.send_video(now, p, ts, transmits));
+                } else {
+                    for p in relay_out.iter() {
+                        viewer.send_video(now, p, p.rtp_time, transmits);
+                    }
                 }
                 if !entry.playing_sent && viewer.state().playing {
                     entry.playing_sent = true;
@@ -729,7 +752,7 @@ impl Gateway {
             self.remove_viewer(v, now);
             return;
         }
-        // A PLI can't be forwarded to an RTSP camera; the next keyframe (or a cache) serves it.
+        // A PLI can't be forwarded to an RTSP camera; the next keyframe serves it.
         viewer.take_keyframe_request();
         self.schedule_viewer(v);
     }

@@ -277,8 +277,15 @@ impl Viewer {
         });
     }
 
-    /// Writes one relay packet. Before the first keyframe nothing is sent: a decoder can't use it.
-    pub fn send_video(&mut self, now: Instant, packet: &RelayPacket, out: &mut VecDeque<Transmit>) {
+    /// Writes one relay packet with the RTP timestamp `rtp_time` (the camera's, or a replayed
+    /// one). Before the first keyframe nothing is sent: a decoder can't use it.
+    pub fn send_video(
+        &mut self,
+        now: Instant,
+        packet: &RelayPacket,
+        rtp_time: u32,
+        out: &mut VecDeque<Transmit>,
+    ) {
         let Some((mid, pt)) = self.video else { return };
         if !self.state.connected || (self.last_seq.is_none() && !packet.keyframe_start) {
             return;
@@ -286,18 +293,19 @@ impl Viewer {
         let seq = match self.last_seq {
             // Start at 1: str0m derives the SRTP rollover counter from the extended number.
             None => 1,
-            Some((last, ext)) => ext + u64::from(packet.seq.wrapping_sub(last)),
+            Some((last, ext)) => {
+                let step = packet.seq.wrapping_sub(last);
+                if step == 0 || step >= 0x8000 {
+                    return; // already sent (a cached packet the live stream caught up with)
+                }
+                // Relay gaps stay gaps, so the browser sees losses and can NACK them.
+                ext + u64::from(step)
+            }
         };
         self.last_seq = Some((packet.seq, seq));
-        let write = RtpWrite::new(
-            pt,
-            SeqNo::from(seq),
-            packet.rtp_time,
-            now,
-            packet.payload.clone(),
-        )
-        .marker(packet.marker)
-        .nackable(true);
+        let write = RtpWrite::new(pt, SeqNo::from(seq), rtp_time, now, packet.payload.clone())
+            .marker(packet.marker)
+            .nackable(true);
         if packet.keyframe_start {
             self.state.playing = true;
         }

@@ -118,90 +118,126 @@ fn nal(kind: u8, len: usize) -> Vec<u8> {
     v
 }
 
+/// A browser: a str0m peer in frame mode that depacketizes what camgate sends.
+struct Browser {
+    session: SessionId,
+    rtc: Rtc,
+    addr: SocketAddr,
+    pending: Option<SdpPendingOffer>,
+    ws: Vec<Value>,
+    /// (arrival time, RTP time, Annex-B access unit)
+    frames: Vec<(Instant, u32, Vec<u8>)>,
+}
+
+impl Browser {
+    fn statuses(&self) -> Vec<String> {
+        self.ws
+            .iter()
+            .filter(|v| v["message"] == "notifyStreamStatusEvent")
+            .map(|v| v["data"][0]["status"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
 struct Harness {
     now: Instant,
     gateway: Gateway,
     camera: FakeCamera,
     stream: Option<StreamId>,
+    connects: usize,
     rtsp_closed: bool,
-    browser: Rtc,
-
-    pending: Option<SdpPendingOffer>,
-    ws: Vec<Value>,
-    frames: Vec<Vec<u8>>,
+    browsers: Vec<Browser>,
 }
-
-const SESSION: SessionId = SessionId(7);
 
 impl Harness {
     fn new() -> Self {
         let now = Instant::now();
         let server_addr: SocketAddr = "127.0.0.1:20000".parse().unwrap();
-        let browser_addr: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let gateway = Gateway::new(GatewayConfig {
             candidates: vec![server_addr],
             ..Default::default()
         });
-        let mut browser = Rtc::builder().clear_codecs().enable_h264(true).build(now);
-        browser.add_local_candidate(Candidate::host(browser_addr, "udp").unwrap());
         Self {
             now,
             gateway,
             camera: FakeCamera::default(),
             stream: None,
+            connects: 0,
             rtsp_closed: false,
-            browser,
-
-            pending: None,
-            ws: Vec::new(),
-            frames: Vec::new(),
+            browsers: Vec::new(),
         }
     }
 
-    fn signal(&mut self, message: &str, data: Value) {
+    fn signal(&mut self, b: usize, message: &str, data: Value) {
         let text = serde_json::json!({"message": message, "data": [data]}).to_string();
+        let session = self.browsers[b].session;
         self.gateway
-            .handle_session_message(SESSION, self.now, &text);
+            .handle_session_message(session, self.now, &text);
     }
 
-    fn play(&mut self, url: &str) {
-        self.gateway.handle_session_opened(SESSION, self.now);
-        self.signal("connection", serde_json::json!({"appKey": "defaultApp"}));
-        let mut api = self.browser.sdp_api();
+    /// A new browser session asks to play `url`; returns its index.
+    fn play(&mut self, url: &str) -> usize {
+        let b = self.browsers.len();
+        let addr: SocketAddr = format!("127.0.0.1:{}", 40000 + b).parse().unwrap();
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_h264(true)
+            .build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let session = SessionId(7 + b as u64);
+        self.browsers.push(Browser {
+            session,
+            rtc,
+            addr,
+            pending: None,
+            ws: Vec::new(),
+            frames: Vec::new(),
+        });
+        self.gateway.handle_session_opened(session, self.now);
+        self.signal(b, "connection", serde_json::json!({"appKey": "defaultApp"}));
+        let mut api = self.browsers[b].rtc.sdp_api();
         api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
         api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
         let (offer, pending) = api.apply().unwrap();
-        self.pending = Some(pending);
-        self.signal(
-            "playStream",
-            serde_json::json!({"mediaSessionId": "m1", "name": url, "sdp": offer.to_sdp_string()}),
-        );
+        self.browsers[b].pending = Some(pending);
+        self.signal(b, "playStream", serde_json::json!({"mediaSessionId": format!("m{b}"), "name": url, "sdp": offer.to_sdp_string()}));
+        b
     }
 
-    /// Moves every queued byte, message and datagram once, then advances the clock by `dt`.
+    fn browser_by_session(&mut self, session: SessionId) -> &mut Browser {
+        self.browsers
+            .iter_mut()
+            .find(|b| b.session == session)
+            .unwrap()
+    }
+
+    /// Moves every queued byte, message and datagram, then advances the clock by `dt`.
     fn step(&mut self, dt: Duration) {
         for _ in 0..50 {
             let mut moved = false;
             while let Some(out) = self.gateway.poll_output() {
                 moved = true;
                 match out {
-                    GatewayOutput::WsSend { text, .. } => {
+                    GatewayOutput::WsSend { session, text } => {
                         let v: Value = serde_json::from_str(&text).unwrap();
+                        let browser = self.browser_by_session(session);
                         if v["message"] == "setRemoteSDP" {
                             let answer =
                                 SdpAnswer::from_sdp_string(v["data"][1].as_str().unwrap()).unwrap();
-                            let pending = self.pending.take().unwrap();
-                            self.browser
+                            let pending = browser.pending.take().unwrap();
+                            browser
+                                .rtc
                                 .sdp_api()
                                 .accept_answer(pending, answer)
                                 .unwrap();
                         }
-                        self.ws.push(v);
+                        browser.ws.push(v);
                     }
                     GatewayOutput::WsClose { .. } => {}
                     GatewayOutput::RtspConnect { stream, host, port } => {
                         assert_eq!((host.as_str(), port), ("127.0.0.1", 8554));
                         self.stream = Some(stream);
+                        self.connects += 1;
                         self.gateway.handle_rtsp_connected(stream, self.now);
                     }
                     GatewayOutput::RtspSend { data, .. } => self.camera.receive(&data),
@@ -219,58 +255,69 @@ impl Harness {
             }
             while let Some(t) = self.gateway.poll_transmit() {
                 moved = true;
+                let now = self.now;
+                let browser = self
+                    .browsers
+                    .iter_mut()
+                    .find(|b| b.addr == t.destination)
+                    .expect("datagram to a known browser");
                 let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
-                self.browser
-                    .handle_input(Input::Receive(self.now, r))
-                    .unwrap();
-                self.drain_browser();
+                browser.rtc.handle_input(Input::Receive(now, r)).unwrap();
             }
-            self.drain_browser_into_gateway(&mut moved);
+            moved |= self.drain_browsers();
             if !moved {
                 break;
             }
         }
         self.now += dt;
         self.gateway.handle_timeout(self.now);
-        self.browser.handle_input(Input::Timeout(self.now)).unwrap();
-        let mut moved = false;
-        self.drain_browser_into_gateway(&mut moved);
+        for b in &mut self.browsers {
+            b.rtc.handle_input(Input::Timeout(self.now)).unwrap();
+        }
+        self.drain_browsers();
     }
 
-    fn drain_browser(&mut self) -> Vec<(SocketAddr, SocketAddr, Vec<u8>)> {
+    /// Polls every browser; what they send goes to the gateway. True when anything moved.
+    fn drain_browsers(&mut self) -> bool {
         let mut sent = Vec::new();
-        loop {
-            match self.browser.poll_output().unwrap() {
-                Output::Timeout(_) => break,
-                Output::Transmit(t) => sent.push((t.source, t.destination, t.contents.to_vec())),
-                Output::Event(Event::MediaData(m)) => self.frames.push(m.data.to_vec()),
-                Output::Event(_) => {}
+        for b in &mut self.browsers {
+            loop {
+                match b.rtc.poll_output().unwrap() {
+                    Output::Timeout(_) => break,
+                    Output::Transmit(t) => {
+                        sent.push((t.source, t.destination, t.contents.to_vec()))
+                    }
+                    Output::Event(Event::MediaData(m)) => {
+                        b.frames
+                            .push((self.now, m.time.numer() as u32, m.data.to_vec()))
+                    }
+                    Output::Event(_) => {}
+                }
             }
         }
         for s in &sent {
             self.gateway.handle_udp(self.now, s.0, s.1, &s.2);
         }
-        sent
-    }
-
-    fn drain_browser_into_gateway(&mut self, moved: &mut bool) {
-        if !self.drain_browser().is_empty() {
-            *moved = true;
-        }
-    }
-
-    fn statuses(&self) -> Vec<String> {
-        self.ws
-            .iter()
-            .filter(|v| v["message"] == "notifyStreamStatusEvent")
-            .map(|v| v["data"][0]["status"].as_str().unwrap().to_owned())
-            .collect()
+        !sent.is_empty()
     }
 
     fn run_for(&mut self, total: Duration) {
         let steps = total.as_millis() / 10;
         for _ in 0..steps {
             self.step(Duration::from_millis(10));
+        }
+    }
+
+    /// The camera sends frames 0..n at 25 fps (an IDR every 10th), while the clock runs.
+    fn camera_frames(&mut self, frames: std::ops::Range<u32>) {
+        for frame in frames {
+            let nals = if frame % 10 == 0 {
+                vec![nal(5, 4000)]
+            } else {
+                vec![nal(1, 600)]
+            };
+            self.camera.send_frame(frame * 3600, &nals);
+            self.run_for(Duration::from_millis(40));
         }
     }
 }
@@ -292,7 +339,7 @@ fn nal_types(annexb: &[u8]) -> Vec<u8> {
 #[test]
 fn camera_to_browser_end_to_end() {
     let mut h = Harness::new();
-    h.play("rtsp://127.0.0.1:8554/cam");
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
     h.run_for(Duration::from_millis(500));
 
     let methods: Vec<&str> = h
@@ -307,48 +354,43 @@ fn camera_to_browser_end_to_end() {
         "{}",
         h.camera.requests[2]
     );
-    assert!(h.ws.iter().any(|v| v["message"] == "getUserData"));
+    let ws = &h.browsers[b].ws;
+    assert!(ws.iter().any(|v| v["message"] == "getUserData"));
+    assert!(ws.iter().any(|v| v["message"] == "setRemoteSDP"), "{ws:?}");
     assert!(
-        h.ws.iter().any(|v| v["message"] == "setRemoteSDP"),
-        "{:?}",
-        h.ws
+        h.browsers[b].rtc.is_connected(),
+        "ICE/DTLS did not complete"
     );
-    assert!(h.browser.is_connected(), "ICE/DTLS did not complete");
 
     // The camera does not repeat SPS/PPS: the gateway must put them in front of the IDR.
     // The IDR is bigger than the WebRTC MTU: the gateway must re-fragment it.
-    for frame in 0..30u32 {
-        let nals = if frame % 10 == 0 {
-            vec![nal(5, 4000)]
-        } else {
-            vec![nal(1, 600)]
-        };
-        h.camera.send_frame(frame * 3000, &nals);
-        h.run_for(Duration::from_millis(40));
-    }
+    h.camera_frames(0..30);
 
-    assert_eq!(h.statuses(), ["PENDING", "PLAYING"]);
-    assert!(
-        h.frames.len() >= 25,
-        "browser got {} frames",
-        h.frames.len()
-    );
-    let first = &h.frames[0];
+    assert_eq!(h.browsers[b].statuses(), ["PENDING", "PLAYING"]);
+    let frames = &h.browsers[b].frames;
+    assert!(frames.len() >= 25, "browser got {} frames", frames.len());
     assert_eq!(
-        nal_types(first),
+        nal_types(&frames[0].2),
         [7, 8, 5],
         "first frame must be SPS, PPS, IDR"
     );
-    // The 4000-byte IDR arrives whole after re-fragmentation.
-    assert!(first.len() > 4000, "keyframe size {}", first.len());
+    assert!(
+        frames[0].2.len() > 4000,
+        "keyframe size {}",
+        frames[0].2.len()
+    );
     assert_eq!(h.gateway.streams().len(), 1);
 
     h.signal(
+        b,
         "stopStream",
-        serde_json::json!({"mediaSessionId": "m1", "name": "x"}),
+        serde_json::json!({"mediaSessionId": "m0", "name": "x"}),
     );
     h.run_for(Duration::from_millis(100));
-    assert_eq!(h.statuses().last().map(String::as_str), Some("STOPPED"));
+    assert_eq!(
+        h.browsers[b].statuses().last().map(String::as_str),
+        Some("STOPPED")
+    );
     assert!(
         !h.rtsp_closed,
         "the connection lingers after the last viewer"
@@ -364,15 +406,98 @@ fn camera_to_browser_end_to_end() {
 }
 
 #[test]
+fn viewers_of_one_url_share_one_camera_connection_and_late_joiners_start_at_once() {
+    let mut h = Harness::new();
+    let first = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..13); // keyframe at 0 and 10; the GOP now holds frames 10..=12
+
+    let second = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    assert_eq!(h.connects, 1, "one RTSP connection for both viewers");
+    assert_eq!(
+        h.camera
+            .requests
+            .iter()
+            .filter(|r| r.starts_with("PLAY"))
+            .count(),
+        1
+    );
+    assert_eq!(h.gateway.streams()[0].viewers, 2);
+
+    // With the camera's next packet after it connected, the late joiner got the cached GOP
+    // (keyframe 10 up to frame 13): long before the camera's next keyframe (frame 20), with
+    // the old frames pulled to just before the newest so the browser shows the present.
+    h.camera_frames(13..15);
+    eprintln!(
+        "DBG frames after live: {:?}",
+        h.browsers[second]
+            .frames
+            .iter()
+            .map(|f| (f.1, nal_types(&f.2)))
+            .collect::<Vec<_>>()
+    );
+    let frames = &h.browsers[second].frames;
+    assert!(frames.len() >= 5, "late joiner got {} frames", frames.len());
+    assert_eq!(nal_types(&frames[0].2), [7, 8, 5]);
+    let times: Vec<u32> = frames.iter().map(|f| f.1).collect();
+    assert_eq!(
+        times[..5],
+        [46797, 46798, 46799, 46800, 50400],
+        "replayed frames are one tick apart"
+    );
+    assert_eq!(h.browsers[second].statuses(), ["PENDING", "PLAYING"]);
+
+    h.camera_frames(15..20);
+    let live: Vec<u32> = h.browsers[second].frames[4..].iter().map(|f| f.1).collect();
+    assert!(live.len() >= 5, "{live:?}");
+    assert!(
+        live.windows(2).all(|w| w[1].wrapping_sub(w[0]) == 3600),
+        "live frames keep the camera's spacing: {live:?}"
+    );
+    assert!(h.browsers[first].frames.len() >= 19);
+
+    // One viewer leaving keeps the connection for the other.
+    h.signal(
+        first,
+        "stopStream",
+        serde_json::json!({"mediaSessionId": "m0"}),
+    );
+    h.run_for(Duration::from_secs(6));
+    assert!(!h.rtsp_closed);
+    let before = h.browsers[second].frames.len();
+    h.camera_frames(20..25);
+    assert!(h.browsers[second].frames.len() >= before + 4);
+}
+
+#[test]
+fn a_closed_websocket_releases_its_streams() {
+    let mut h = Harness::new();
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..3);
+    assert_eq!(h.gateway.viewer_count(), 1);
+    let session = h.browsers[b].session;
+    h.gateway.handle_session_closed(session, h.now);
+    assert_eq!(h.gateway.viewer_count(), 0);
+    h.run_for(Duration::from_secs(6));
+    assert!(
+        h.rtsp_closed,
+        "the camera connection closed after the linger"
+    );
+}
+
+#[test]
 fn camera_errors_reach_the_viewer_as_failed_with_a_reason() {
     let mut h = Harness::new();
     h.camera.describe_status = Some("404 Not Found");
-    h.play("rtsp://127.0.0.1:8554/cam");
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
     h.run_for(Duration::from_millis(200));
-    let failed =
-        h.ws.iter()
-            .find(|v| v["data"][0]["status"] == "FAILED")
-            .expect("a FAILED status");
+    let failed = h.browsers[b]
+        .ws
+        .iter()
+        .find(|v| v["data"][0]["status"] == "FAILED")
+        .expect("a FAILED status");
     assert_eq!(failed["data"][0]["info"], "Rtsp stream not found");
     assert!(h.rtsp_closed);
     assert!(h.gateway.streams().is_empty());
@@ -381,13 +506,14 @@ fn camera_errors_reach_the_viewer_as_failed_with_a_reason() {
 #[test]
 fn a_bad_url_fails_at_once_without_connecting() {
     let mut h = Harness::new();
-    h.play("rtsp://127.0.0.1:8554/has space");
+    let b = h.play("rtsp://127.0.0.1:8554/has space");
     h.step(Duration::from_millis(10));
     assert!(h.stream.is_none());
-    let failed =
-        h.ws.iter()
-            .find(|v| v["data"][0]["status"] == "FAILED")
-            .expect("a FAILED status");
+    let failed = h.browsers[b]
+        .ws
+        .iter()
+        .find(|v| v["data"][0]["status"] == "FAILED")
+        .expect("a FAILED status");
     assert!(
         failed["data"][0]["info"]
             .as_str()
@@ -401,8 +527,8 @@ fn a_bad_url_fails_at_once_without_connecting() {
 fn credentials_never_leave_in_status_messages() {
     let mut h = Harness::new();
     h.camera.describe_status = Some("404 Not Found");
-    h.play("rtsp://admin:s3cret@127.0.0.1:8554/cam");
+    let b = h.play("rtsp://admin:s3cret@127.0.0.1:8554/cam");
     h.run_for(Duration::from_millis(200));
-    let all: String = h.ws.iter().map(|v| v.to_string()).collect();
+    let all: String = h.browsers[b].ws.iter().map(|v| v.to_string()).collect();
     assert!(!all.contains("s3cret"), "{all}");
 }
