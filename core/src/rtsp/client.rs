@@ -48,6 +48,10 @@ pub struct RtspConfig {
     /// driver that never calls `poll_redirect` gets `Failed(Status { 302, .. })` as before
     /// instead of a client silently waiting for a connection that never comes.
     pub follow_redirects: bool,
+    /// A track whose SETUP is answered 4xx fails the stream. Default `false`: the track is
+    /// dropped (see [`RtspClient::dropped_tracks`]) and the others play; only when no track
+    /// could be set up does the stream fail.
+    pub fail_on_track_error: bool,
 }
 
 impl Default for RtspConfig {
@@ -59,6 +63,7 @@ impl Default for RtspConfig {
             user_agent: format!("camgate/{}", env!("CARGO_PKG_VERSION")),
             digest_cnonce: true,
             follow_redirects: false,
+            fail_on_track_error: false,
         }
     }
 }
@@ -209,7 +214,13 @@ pub struct RtspClient {
     aggregate_url: String,
     /// Selected tracks, in SETUP order.
     tracks: Vec<TrackInfo>,
-    /// Interleaved channel → (track, is RTCP).
+    /// Tracks SETUP accepted: what `Playing` reports; `MediaPacket::track` indexes this.
+    set_up: Vec<TrackInfo>,
+    /// Tracks SETUP refused, with why.
+    dropped: Vec<(TrackInfo, String)>,
+    /// The first SETUP refusal, reported if no track can be set up.
+    setup_error: Option<RtspError>,
+    /// Interleaved channel → (index into `set_up`, is RTCP).
     channels: Vec<Option<(usize, bool)>>,
     session: Option<String>,
     session_timeout: Duration,
@@ -253,6 +264,9 @@ impl RtspClient {
             auth: None,
             get_parameter: false,
             tracks: Vec::new(),
+            set_up: Vec::new(),
+            dropped: Vec::new(),
+            setup_error: None,
             channels: vec![None; 256],
             session: None,
             session_timeout: DEFAULT_SESSION_TIMEOUT,
@@ -266,6 +280,12 @@ impl RtspClient {
 
     pub fn url(&self) -> &RtspUrl {
         &self.url
+    }
+
+    /// Tracks of the SDP that were selected but refused by SETUP (4xx), with the reason (e.g.
+    /// "SETUP answered 461 Unsupported Transport"), so callers can report a missing audio track.
+    pub fn dropped_tracks(&self) -> &[(TrackInfo, String)] {
+        &self.dropped
     }
 
     /// The session id from SETUP, without parameters.
@@ -555,14 +575,16 @@ impl RtspClient {
             }
             ReqKind::Describe if !ok => self.fail(status_error(status, reason)),
             ReqKind::Describe => self.on_describe(now, &m),
-            ReqKind::Setup { .. } if !ok => self.fail(status_error(status, reason)),
+            ReqKind::Setup { track, .. } if !ok => {
+                self.on_setup_refused(now, track, status, reason)
+            }
             ReqKind::Setup { track, channel } => self.on_setup(now, &m, track, channel),
             ReqKind::Play if !ok => self.fail(status_error(status, reason)),
             ReqKind::Play => {
                 self.state = State::Playing;
                 self.next_keepalive = Some(now + self.keepalive_interval());
                 self.events.push_back(RtspEvent::Playing {
-                    tracks: self.tracks.clone(),
+                    tracks: self.set_up.clone(),
                 });
             }
             ReqKind::Keepalive => {}
@@ -653,6 +675,9 @@ impl RtspClient {
         self.session = None;
         self.session_timeout = DEFAULT_SESSION_TIMEOUT;
         self.tracks.clear();
+        self.set_up.clear();
+        self.dropped.clear();
+        self.setup_error = None;
         self.channels.iter_mut().for_each(|c| *c = None);
         self.next_keepalive = None;
         self.redirect = Some(target);
@@ -753,14 +778,51 @@ impl RtspClient {
             .header("Transport")
             .and_then(parse_interleaved)
             .unwrap_or((proposed, proposed.checked_add(1)));
-        self.channels[usize::from(rtp)] = Some((track, false));
+        let index = self.set_up.len();
+        self.set_up.push(self.tracks[track].clone());
+        self.channels[usize::from(rtp)] = Some((index, false));
         if let Some(rtcp) = rtcp {
             if rtcp != rtp {
-                self.channels[usize::from(rtcp)] = Some((track, true));
+                self.channels[usize::from(rtcp)] = Some((index, true));
             }
         }
+        self.after_setup(now, track);
+    }
+
+    /// SETUP answered with an error. A 4xx drops that track (cameras list audio they cannot
+    /// send, or refuse TCP for it with 461); anything else, or `fail_on_track_error`, is fatal.
+    fn on_setup_refused(&mut self, now: Instant, track: usize, status: u16, reason: String) {
+        let err = status_error(status, reason.clone());
+        if !(400..500).contains(&status) || self.config.fail_on_track_error {
+            self.fail(err);
+            return;
+        }
+        let t = self.tracks[track].clone();
+        let why = format!("SETUP answered {status} {reason}")
+            .trim_end()
+            .to_owned();
+        tracing::warn!(
+            url = %self.url,
+            kind = ?t.kind,
+            encoding = %t.encoding,
+            %why,
+            "camera track dropped, playing the others"
+        );
+        self.dropped.push((t, why));
+        self.setup_error.get_or_insert(err);
+        self.after_setup(now, track);
+    }
+
+    /// SETUP of the next track, or PLAY once all were tried.
+    fn after_setup(&mut self, now: Instant, track: usize) {
         if track + 1 < self.tracks.len() {
             self.send_setup(now, track + 1);
+        } else if self.set_up.is_empty() {
+            let err = self
+                .setup_error
+                .take()
+                .unwrap_or(RtspError::NoSupportedTracks);
+            self.fail(err);
         } else {
             self.state = State::Play;
             let uri = self.aggregate_url.clone();
