@@ -24,7 +24,7 @@ use str0m::net::Transmit;
 use crate::gop::GopCache;
 use crate::h264::{H264Relay, RelayPacket};
 use crate::media::MediaKind;
-use crate::rtp::RtpPacket;
+use crate::rtp::{RtpPacket, SeqStep, SeqTracker};
 use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent};
 use crate::signaling::{self, ClientMessage, StreamStatus};
 use crate::viewer::{VideoParams, Viewer};
@@ -116,6 +116,30 @@ pub enum StartupError {
     AlreadyPulled,
 }
 
+/// Running totals since start, for logs and `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GatewayStats {
+    /// Bytes read from camera connections (RTSP and interleaved media).
+    pub camera_bytes_in: u64,
+    /// RTP packets received from cameras on the video track.
+    pub camera_packets_in: u64,
+    /// Source packets missing from the camera's sequence (seen as gaps by the relay).
+    pub camera_packets_lost: u64,
+    /// Packets handed to viewers' WebRTC stacks (one per viewer per packet).
+    pub viewer_packets_out: u64,
+    /// Datagrams queued for the shared UDP socket (media, RTCP, STUN, DTLS).
+    pub datagrams_out: u64,
+    /// Bytes of those datagrams.
+    pub datagram_bytes_out: u64,
+    /// Camera connections that ended in an error.
+    pub rtsp_errors: u64,
+    /// Camera connections opened.
+    pub rtsp_connects: u64,
+    /// Viewers that joined, and that left (or failed).
+    pub viewers_joined: u64,
+    pub viewers_left: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {
     Stream(StreamId),
@@ -134,6 +158,8 @@ struct Stream {
     relay: Option<H264Relay>,
     /// The current GOP, replayed to viewers who join mid-GOP.
     gop: GopCache,
+    /// The camera's video sequence numbers, for loss accounting.
+    seq: SeqTracker,
     /// Viewers that have an answer and receive media.
     viewers: Vec<usize>,
     /// Viewers waiting for the camera's description before they can be answered.
@@ -181,6 +207,7 @@ pub struct Gateway {
     transmits: VecDeque<Transmit>,
     /// Reused between camera packets so relaying allocates nothing but each packet's `Arc`.
     relay_out: Vec<RelayPacket>,
+    stats: GatewayStats,
 }
 
 impl Gateway {
@@ -198,6 +225,7 @@ impl Gateway {
             outputs: VecDeque::new(),
             transmits: VecDeque::with_capacity(1024),
             relay_out: Vec::with_capacity(64),
+            stats: GatewayStats::default(),
         }
     }
 
@@ -220,6 +248,10 @@ impl Gateway {
             .collect();
         list.sort_by_key(|s| s.id);
         list
+    }
+
+    pub fn stats(&self) -> GatewayStats {
+        self.stats
     }
 
     pub fn viewer_count(&self) -> usize {
@@ -347,6 +379,7 @@ impl Gateway {
             scheduled: None,
         };
         let viewer = self.viewers.insert(entry);
+        self.stats.viewers_joined += 1;
         if let Some(s) = self.sessions.get_mut(&session) {
             s.viewers.push(viewer);
         }
@@ -449,6 +482,7 @@ impl Gateway {
                 video_track: None,
                 relay: None,
                 gop: GopCache::new(MAX_GOP_BYTES),
+                seq: SeqTracker::new(),
                 viewers: Vec::new(),
                 pending: Vec::new(),
                 linger_until: None,
@@ -456,6 +490,7 @@ impl Gateway {
                 scheduled: None,
             },
         );
+        self.stats.rtsp_connects += 1;
         self.outputs.push_back(GatewayOutput::RtspConnect {
             stream: id,
             host,
@@ -489,8 +524,10 @@ impl Gateway {
             transmits,
             relay_out,
             outputs,
+            stats,
             ..
         } = self;
+        stats.camera_bytes_in += data.len() as u64;
         let Some(s) = streams.get_mut(&stream) else {
             return;
         };
@@ -501,6 +538,7 @@ impl Gateway {
             viewers: watching,
             redacted,
             gop,
+            seq,
             ..
         } = s;
         client.handle_input(now, data, &mut |m: MediaPacket<'_>| {
@@ -510,6 +548,10 @@ impl Gateway {
             let (Some(relay), Ok(packet)) = (relay.as_mut(), RtpPacket::parse(m.data)) else {
                 return;
             };
+            stats.camera_packets_in += 1;
+            if let SeqStep::Gap(missing) = seq.step(packet.sequence) {
+                stats.camera_packets_lost += u64::from(missing);
+            }
             relay_out.clear();
             relay.push(&packet, relay_out);
             for p in relay_out.iter() {
@@ -533,6 +575,7 @@ impl Gateway {
                     for p in relay_out.iter() {
                         viewer.send_video(now, p, p.rtp_time, transmits);
                     }
+                    stats.viewer_packets_out += relay_out.len() as u64;
                 }
                 if !entry.playing_sent && viewer.state().playing {
                     entry.playing_sent = true;
@@ -653,6 +696,7 @@ impl Gateway {
             return;
         };
         tracing::warn!(stream = id.0, url = %s.redacted, "camera failed: {info}");
+        self.stats.rtsp_errors += 1;
         let all: Vec<usize> = s.viewers.iter().chain(s.pending.iter()).copied().collect();
         for v in all {
             self.send_status(v, StreamStatus::Failed, Some(info));
@@ -677,6 +721,7 @@ impl Gateway {
             return;
         }
         let mut entry = self.viewers.remove(v);
+        self.stats.viewers_left += 1;
         if let Some(viewer) = entry.viewer.as_mut() {
             viewer.close();
         }
@@ -877,7 +922,10 @@ impl Gateway {
 
     /// The next datagram for the shared WebRTC socket.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        let t = self.transmits.pop_front()?;
+        self.stats.datagrams_out += 1;
+        self.stats.datagram_bytes_out += t.contents.len() as u64;
+        Some(t)
     }
 }
 

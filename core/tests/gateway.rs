@@ -403,6 +403,14 @@ fn camera_to_browser_end_to_end() {
     );
     assert!(h.rtsp_closed);
     assert!(h.gateway.streams().is_empty());
+
+    let stats = h.gateway.stats();
+    assert_eq!(stats.camera_packets_in, 30);
+    assert_eq!(stats.camera_packets_lost, 0);
+    assert!(stats.viewer_packets_out >= 29, "{stats:?}");
+    assert!(stats.datagrams_out > stats.viewer_packets_out, "media plus ICE/DTLS/RTCP: {stats:?}");
+    assert_eq!((stats.rtsp_connects, stats.rtsp_errors), (1, 0));
+    assert_eq!((stats.viewers_joined, stats.viewers_left), (1, 1));
 }
 
 #[test]
