@@ -2,9 +2,10 @@
 //!
 //! - [`framing`] splits the TCP byte stream into RTSP messages and `$` frames;
 //! - [`url`] parses `rtsp://` URLs and keeps the password out of every printed form;
-//! - [`auth`] answers Digest/Basic challenges;
+//! - [`auth`] answers Digest (MD5, MD5-sess, SHA-256) and Basic challenges;
 //! - [`sdp`] turns the camera's SDP into [`crate::media::TrackInfo`]s;
-//! - [`client`] runs OPTIONS → DESCRIBE → SETUP → PLAY, keepalives and TEARDOWN.
+//! - [`client`] runs OPTIONS → DESCRIBE → SETUP → PLAY, keepalives and TEARDOWN, follows
+//!   redirects (opt-in) and drops tracks the camera refuses to set up.
 
 pub mod auth;
 pub mod client;
