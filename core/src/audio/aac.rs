@@ -476,18 +476,18 @@ impl AacDecoder {
             }
             Err(_) => false,
         }));
-        match ok {
-            Ok(ok) => ok,
-            Err(_) => {
-                if let Ok(dec) = symphonia_codec_aac::AacDecoder::try_new(
-                    &self.params,
-                    &AudioDecoderOptions::default(),
-                ) {
-                    self.dec = dec;
-                }
-                false
+        if !matches!(ok, Ok(true)) {
+            // Rebuild after any failure: symphonia keeps the channel elements a bad frame announced (a CPE in a
+            // mono stream, say), which would make every later good frame fail too.
+            if let Ok(dec) = symphonia_codec_aac::AacDecoder::try_new(
+                &self.params,
+                &AudioDecoderOptions::default(),
+            ) {
+                self.dec = dec;
             }
+            return false;
         }
+        true
     }
 }
 

@@ -189,7 +189,11 @@ mod tests {
                 out.len()
             );
             // Compare with an ideal 1 kHz sine at 48 kHz, after the filter delay.
-            let delay = if r.l == r.m { 0.0 } else { (TAPS * r.l - 1) as f64 / (2 * r.m) as f64 / 48000.0 };
+            let delay = if r.l == r.m {
+                0.0
+            } else {
+                (TAPS * r.l - 1) as f64 / (2 * r.m) as f64 / 48000.0
+            };
             let mut err = 0.0f64;
             let mut sig = 0.0f64;
             for (i, &y) in out.iter().enumerate().skip(4800).take(38000) {
