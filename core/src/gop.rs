@@ -48,6 +48,13 @@ impl GopCache {
         self.packets.push(packet.clone());
     }
 
+    /// Forgets the GOP (the camera's stream starts over after a reconnect).
+    pub fn clear(&mut self) {
+        self.packets.clear();
+        self.bytes = 0;
+        self.valid = false;
+    }
+
     pub fn is_ready(&self) -> bool {
         self.valid && !self.packets.is_empty()
     }

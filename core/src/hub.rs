@@ -94,12 +94,18 @@ pub struct StreamInfo {
     pub viewers: usize,
     /// Started by the REST API (kept without viewers).
     pub pinned: bool,
+    /// The camera dropped; camgate is reconnecting while viewers stay connected.
+    pub reconnecting: bool,
+    /// Tracks left out, with the reason (e.g. "audio PCMU: SETUP answered 461 ...").
+    pub dropped_tracks: Vec<String>,
 }
 
 impl StreamInfo {
     /// The status word the WCS REST API reports.
     pub fn status(&self) -> &'static str {
-        if self.playing {
+        if self.reconnecting {
+            "RECONNECTING"
+        } else if self.playing {
             "PLAYING"
         } else {
             "PENDING"
@@ -135,6 +141,8 @@ pub struct GatewayStats {
     pub rtsp_errors: u64,
     /// Camera connections opened.
     pub rtsp_connects: u64,
+    /// Reconnects after a camera that had played dropped.
+    pub rtsp_reconnects: u64,
     /// Viewers that joined, and that left (or failed).
     pub viewers_joined: u64,
     pub viewers_left: u64,
@@ -168,6 +176,14 @@ struct Stream {
     linger_until: Option<Instant>,
     /// Started by the REST API: stays connected without viewers until terminated.
     pinned: bool,
+    /// The camera has played at least once: later failures reconnect instead of failing viewers.
+    played: bool,
+    /// Failed attempts since the camera last played; sets the reconnect backoff.
+    reconnect_attempts: u32,
+    /// When the next reconnect attempt starts (the camera is down until then).
+    reconnect_at: Option<Instant>,
+    /// Why tracks of the camera were left out (e.g. audio SETUP refused), for stream info.
+    dropped_tracks: Vec<String>,
     scheduled: Option<Instant>,
 }
 
@@ -241,9 +257,11 @@ impl Gateway {
             .map(|(id, s)| StreamInfo {
                 id: *id,
                 url: s.redacted.clone(),
-                playing: s.video_track.is_some(),
+                playing: s.video_track.is_some() && s.reconnect_at.is_none(),
                 viewers: s.viewers.len() + s.pending.len(),
                 pinned: s.pinned,
+                reconnecting: s.reconnect_at.is_some(),
+                dropped_tracks: s.dropped_tracks.clone(),
             })
             .collect();
         list.sort_by_key(|s| s.id);
@@ -487,6 +505,10 @@ impl Gateway {
                 pending: Vec::new(),
                 linger_until: None,
                 pinned: false,
+                played: false,
+                reconnect_attempts: 0,
+                reconnect_at: None,
+                dropped_tracks: Vec::new(),
                 scheduled: None,
             },
         );
@@ -614,6 +636,18 @@ impl Gateway {
                     .push_back(GatewayOutput::RtspSend { stream: id, data });
                 continue;
             }
+            if let Some(redirect) = s.client.poll_redirect() {
+                // The client wants another server: a new TCP connection, same stream.
+                tracing::info!(stream = id.0, host = %redirect.host, port = redirect.port, "camera redirects");
+                self.outputs
+                    .push_back(GatewayOutput::RtspClose { stream: id });
+                self.outputs.push_back(GatewayOutput::RtspConnect {
+                    stream: id,
+                    host: redirect.host,
+                    port: redirect.port,
+                });
+                continue;
+            }
             let Some(event) = s.client.poll_event() else {
                 break;
             };
@@ -622,25 +656,46 @@ impl Gateway {
                     let video = tracks.iter().position(|t| {
                         t.kind == MediaKind::Video && t.encoding.eq_ignore_ascii_case("H264")
                     });
-                    tracing::info!(stream = id.0, url = %s.redacted, tracks = tracks.len(), "camera playing");
-                    match video {
-                        Some(index) => {
-                            s.video_track = Some(index);
-                            s.relay = Some(H264Relay::new(
-                                tracks[index].fmtp.as_deref(),
-                                self.config.max_payload,
-                            ));
-                            self.answer_pending(id, now);
-                        }
-                        None => {
-                            let info = "No common codecs: the camera sends no H.264 video";
-                            self.fail_stream(id, now, info);
-                            return;
-                        }
+                    s.dropped_tracks = s
+                        .client
+                        .dropped_tracks()
+                        .iter()
+                        .map(|(t, why)| {
+                            format!("{:?} {}: {why}", t.kind, t.encoding).to_lowercase()
+                        })
+                        .collect();
+                    for why in &s.dropped_tracks {
+                        tracing::warn!(stream = id.0, url = %s.redacted, "track left out: {why}");
+                    }
+                    let resumed = s.played;
+                    tracing::info!(stream = id.0, url = %s.redacted, tracks = tracks.len(), resumed, "camera playing");
+                    let Some(index) = video else {
+                        let info = "No common codecs: the camera sends no H.264 video";
+                        self.fail_stream(id, now, info);
+                        return;
+                    };
+                    s.played = true;
+                    s.reconnect_attempts = 0;
+                    s.video_track = Some(index);
+                    if resumed {
+                        // Same relay: its output sequence continues, so viewers keep their
+                        // WebRTC sessions and resume on the camera's next keyframe.
+                        self.resync_viewers(id);
+                    } else {
+                        s.relay = Some(H264Relay::new(
+                            tracks[index].fmtp.as_deref(),
+                            self.config.max_payload,
+                        ));
+                        self.answer_pending(id, now);
                     }
                 }
                 RtspEvent::Failed(e) => {
-                    self.fail_stream(id, now, &failure_info(&e));
+                    let info = failure_info(&e);
+                    if s.played && (s.pinned || !s.viewers.is_empty() || !s.pending.is_empty()) {
+                        self.schedule_reconnect(id, now, &info);
+                    } else {
+                        self.fail_stream(id, now, &info);
+                    }
                     return;
                 }
                 RtspEvent::Closed => {
@@ -650,6 +705,66 @@ impl Gateway {
             }
         }
         self.schedule_stream(id, now);
+    }
+
+    /// The camera dropped after playing: close its connection and try again later, with
+    /// backoff (1, 2, 4, ... 30 s), while the viewers stay connected.
+    fn schedule_reconnect(&mut self, id: StreamId, now: Instant, info: &str) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let delay =
+            Duration::from_secs(1u64 << s.reconnect_attempts.min(5)).min(Duration::from_secs(30));
+        s.reconnect_attempts += 1;
+        s.reconnect_at = Some(now + delay);
+        s.gop.clear();
+        tracing::warn!(stream = id.0, url = %s.redacted, attempt = s.reconnect_attempts,
+            "camera lost: {info}; reconnecting in {delay:?}");
+        self.stats.rtsp_errors += 1;
+        self.outputs
+            .push_back(GatewayOutput::RtspClose { stream: id });
+        self.schedule_stream(id, now);
+    }
+
+    fn reconnect(&mut self, id: StreamId, now: Instant) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        s.reconnect_at = None;
+        if !s.pinned && s.viewers.is_empty() && s.pending.is_empty() {
+            self.close_stream(id); // everyone left while the camera was down
+            return;
+        }
+        match RtspClient::new(&s.url, self.config.rtsp.clone(), now) {
+            Ok(client) => {
+                s.client = client;
+                let (host, port) = (s.client.url().host().to_owned(), s.client.url().port());
+                tracing::info!(stream = id.0, url = %s.redacted, "reconnecting to camera");
+                self.stats.rtsp_reconnects += 1;
+                self.stats.rtsp_connects += 1;
+                self.outputs.push_back(GatewayOutput::RtspConnect {
+                    stream: id,
+                    host,
+                    port,
+                });
+            }
+            // The URL parsed before, so this can't happen; fail cleanly if it does.
+            Err(e) => self.fail_stream(id, now, &e.to_string()),
+        }
+        self.schedule_stream(id, now);
+    }
+
+    /// After a reconnect the camera's stream starts over: every viewer waits for its next
+    /// keyframe rather than decode P-frames that reference pictures it never got.
+    fn resync_viewers(&mut self, id: StreamId) {
+        let Some(s) = self.streams.get(&id) else {
+            return;
+        };
+        for &v in &s.viewers {
+            if let Some(viewer) = self.viewers.get_mut(v).and_then(|e| e.viewer.as_mut()) {
+                viewer.wait_for_keyframe();
+            }
+        }
     }
 
     fn answer_pending(&mut self, id: StreamId, now: Instant) {
@@ -808,10 +923,10 @@ impl Gateway {
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
-        let due = match (s.client.poll_timeout(), s.linger_until) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let due = [s.client.poll_timeout(), s.linger_until, s.reconnect_at]
+            .into_iter()
+            .flatten()
+            .min();
         if let Some(t) = due {
             if s.scheduled.is_none_or(|old| t < old) {
                 s.scheduled = Some(t);
@@ -853,12 +968,21 @@ impl Gateway {
                         continue; // superseded by an earlier deadline that already ran
                     }
                     s.scheduled = None;
+                    if s.reconnect_at.is_some_and(|r| r <= now) {
+                        self.reconnect(id, now);
+                        continue;
+                    }
                     if s.linger_until.is_some_and(|l| l <= now)
                         && s.viewers.is_empty()
                         && s.pending.is_empty()
                     {
                         s.linger_until = None;
                         tracing::info!(stream = id.0, url = %s.redacted, "no viewers left: tearing down");
+                        if s.client.is_closed() {
+                            // Down and waiting to reconnect: nothing to tear down.
+                            self.close_stream(id);
+                            continue;
+                        }
                         s.client.teardown(now);
                     } else {
                         s.client.handle_timeout(now);

@@ -99,6 +99,8 @@ pub struct Viewer {
     video: Option<(Mid, Pt)>,
     /// Relay sequence number of the last packet written, and its extended output counterpart.
     last_seq: Option<(u16, u64)>,
+    /// Skip everything up to the next keyframe (the camera's stream restarted).
+    awaiting_keyframe: bool,
     state: ViewerState,
 }
 
@@ -179,6 +181,7 @@ impl Viewer {
             rtc,
             video: None,
             last_seq: None,
+            awaiting_keyframe: false,
             state: ViewerState::default(),
         };
         let mut sink = VecDeque::new();
@@ -215,6 +218,13 @@ impl Viewer {
 
     pub fn video_pt(&self) -> Option<u8> {
         self.video.map(|(_, pt)| *pt)
+    }
+
+    /// Sends nothing until the next keyframe, without a gap in the sequence numbers.
+    pub fn wait_for_keyframe(&mut self) {
+        if self.last_seq.is_some() {
+            self.awaiting_keyframe = true;
+        }
     }
 
     pub fn state(&self) -> ViewerState {
@@ -289,6 +299,19 @@ impl Viewer {
         let Some((mid, pt)) = self.video else { return };
         if !self.state.connected || (self.last_seq.is_none() && !packet.keyframe_start) {
             return;
+        }
+        if self.awaiting_keyframe {
+            if !packet.keyframe_start {
+                // Skipped packets are not losses: the browser must not NACK them.
+                if let Some((_, ext)) = self.last_seq {
+                    self.last_seq = Some((packet.seq.wrapping_sub(1), ext));
+                }
+                return;
+            }
+            self.awaiting_keyframe = false;
+            if let Some((_, ext)) = self.last_seq {
+                self.last_seq = Some((packet.seq.wrapping_sub(1), ext));
+            }
         }
         let seq = match self.last_seq {
             // Start at 1: str0m derives the SRTP rollover counter from the extended number.

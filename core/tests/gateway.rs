@@ -23,6 +23,8 @@ struct FakeCamera {
     playing: bool,
     to_gateway: Vec<u8>,
     seq: u16,
+    /// Added to every RTP timestamp (changes when the camera "reboots").
+    time_base: u32,
     /// Answer DESCRIBE with this status instead of the SDP.
     describe_status: Option<&'static str>,
 }
@@ -96,7 +98,7 @@ impl FakeCamera {
             self.seq = self.seq.wrapping_add(1);
             let mut packet = vec![0x80, 96 | if marker { 0x80 } else { 0 }];
             packet.extend_from_slice(&self.seq.to_be_bytes());
-            packet.extend_from_slice(&rtp_time.to_be_bytes());
+            packet.extend_from_slice(&rtp_time.wrapping_add(self.time_base).to_be_bytes());
             packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
             packet.extend_from_slice(nal);
             self.to_gateway.push(b'$');
@@ -146,6 +148,8 @@ struct Harness {
     stream: Option<StreamId>,
     connects: usize,
     rtsp_closed: bool,
+    /// Connection attempts are refused while set.
+    camera_down: bool,
     browsers: Vec<Browser>,
 }
 
@@ -164,6 +168,7 @@ impl Harness {
             stream: None,
             connects: 0,
             rtsp_closed: false,
+            camera_down: false,
             browsers: Vec::new(),
         }
     }
@@ -236,6 +241,17 @@ impl Harness {
                     GatewayOutput::WsClose { .. } => {}
                     GatewayOutput::RtspConnect { stream, host, port } => {
                         assert_eq!((host.as_str(), port), ("127.0.0.1", 8554));
+                        if self.camera_down {
+                            self.gateway.handle_rtsp_lost(stream, self.now);
+                            continue;
+                        }
+                        // A fresh TCP connection: the camera starts a new session, with
+                        // new sequence numbers and timestamps as after a reboot.
+                        self.camera.inbox.clear();
+                        self.camera.playing = false;
+                        self.camera.seq = self.camera.seq.wrapping_add(10_000);
+                        self.camera.time_base = self.camera.time_base.wrapping_add(7_777_777);
+                        self.rtsp_closed = false;
                         self.stream = Some(stream);
                         self.connects += 1;
                         self.gateway.handle_rtsp_connected(stream, self.now);
@@ -408,7 +424,10 @@ fn camera_to_browser_end_to_end() {
     assert_eq!(stats.camera_packets_in, 30);
     assert_eq!(stats.camera_packets_lost, 0);
     assert!(stats.viewer_packets_out >= 29, "{stats:?}");
-    assert!(stats.datagrams_out > stats.viewer_packets_out, "media plus ICE/DTLS/RTCP: {stats:?}");
+    assert!(
+        stats.datagrams_out > stats.viewer_packets_out,
+        "media plus ICE/DTLS/RTCP: {stats:?}"
+    );
     assert_eq!((stats.rtsp_connects, stats.rtsp_errors), (1, 0));
     assert_eq!((stats.viewers_joined, stats.viewers_left), (1, 1));
 }
@@ -448,10 +467,13 @@ fn viewers_of_one_url_share_one_camera_connection_and_late_joiners_start_at_once
     let frames = &h.browsers[second].frames;
     assert!(frames.len() >= 5, "late joiner got {} frames", frames.len());
     assert_eq!(nal_types(&frames[0].2), [7, 8, 5]);
-    let times: Vec<u32> = frames.iter().map(|f| f.1).collect();
+    let times: Vec<u32> = frames
+        .iter()
+        .map(|f| f.1.wrapping_sub(frames[0].1))
+        .collect();
     assert_eq!(
         times[..5],
-        [46797, 46798, 46799, 46800, 50400],
+        [0, 1, 2, 3, 3603],
         "replayed frames are one tick apart"
     );
     assert_eq!(h.browsers[second].statuses(), ["PENDING", "PLAYING"]);
@@ -476,6 +498,70 @@ fn viewers_of_one_url_share_one_camera_connection_and_late_joiners_start_at_once
     let before = h.browsers[second].frames.len();
     h.camera_frames(20..25);
     assert!(h.browsers[second].frames.len() >= before + 4);
+}
+
+#[test]
+fn a_camera_that_drops_is_reconnected_while_viewers_stay() {
+    let mut h = Harness::new();
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..12);
+    let before = h.browsers[b].frames.len();
+    assert!(before >= 11);
+
+    // The camera reboots: the TCP connection resets, and it refuses connections for 3 s.
+    h.camera_down = true;
+    h.gateway.handle_rtsp_lost(h.stream.unwrap(), h.now);
+    h.run_for(Duration::from_millis(500));
+    assert_eq!(h.gateway.streams()[0].status(), "RECONNECTING");
+    h.run_for(Duration::from_millis(2500));
+    assert!(h.connects >= 1);
+    h.camera_down = false;
+    h.run_for(Duration::from_secs(5)); // the backoff reaches 4 s after the failed attempts
+    assert_eq!(h.gateway.streams()[0].status(), "PLAYING", "reconnected");
+    let connects = h.connects;
+    assert!(
+        connects >= 2,
+        "reconnected over a new TCP connection ({connects})"
+    );
+
+    // The new session starts mid-GOP (P-frames first): the viewer gets nothing until the
+    // keyframe, then SPS/PPS/IDR and live frames, with no new signaling.
+    h.camera_frames(5..25);
+    let after: Vec<Vec<u8>> = h.browsers[b].frames[before..]
+        .iter()
+        .map(|f| nal_types(&f.2))
+        .collect();
+    assert_eq!(
+        after.first().map(Vec::as_slice),
+        Some(&[7u8, 8, 5][..]),
+        "{after:?}"
+    );
+    assert!(
+        after.len() >= 15,
+        "{} frames after the reconnect",
+        after.len()
+    );
+    assert_eq!(h.browsers[b].statuses(), ["PENDING", "PLAYING"]);
+    assert!(h.gateway.stats().rtsp_reconnects >= 1);
+}
+
+#[test]
+fn a_camera_that_never_played_fails_its_viewers() {
+    let mut h = Harness::new();
+    h.camera_down = true;
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(100));
+    let failed = h.browsers[b]
+        .ws
+        .iter()
+        .find(|v| v["data"][0]["status"] == "FAILED")
+        .expect("FAILED");
+    assert_eq!(
+        failed["data"][0]["info"],
+        "Failed to connect to rtsp stream"
+    );
+    assert!(h.gateway.streams().is_empty());
 }
 
 #[test]
