@@ -169,14 +169,9 @@ fn run(name: &str) -> (Transcoder, Vec<OpusPacket>) {
     let took = start.elapsed();
     let channels = t.output_channels();
     eprintln!(
-        "{name}: {} packets in, {} Opus packets out, {took:?} CPU ({})",
+        "{name}: {} packets in, {} Opus packets out, {took:?} wall time to transcode 1 s of audio",
         cap.packets.len(),
         out.len(),
-        if cfg!(debug_assertions) {
-            "debug build"
-        } else {
-            "optimized"
-        }
     );
     // 1 s of input: 50 packets of 20 ms minus what the filters hold back (and AAC's last partial frame).
     assert!(
@@ -214,7 +209,7 @@ fn run(name: &str) -> (Transcoder, Vec<OpusPacket>) {
 }
 
 #[test]
-fn aac_hbr_all_camera_rates() {
+fn audio_aac_hbr_all_camera_rates() {
     for rate in [8000, 11025, 16000, 22050, 44100, 48000] {
         let (t, _) = run(&format!("aac_hbr_{rate}_mono"));
         assert_eq!(t.output_channels(), 1);
@@ -222,7 +217,7 @@ fn aac_hbr_all_camera_rates() {
 }
 
 #[test]
-fn aac_hbr_fragmented_aus() {
+fn audio_aac_hbr_fragmented_aus() {
     let cap = load("aac_hbr_48000_mono_frag");
     let (t, _) = run("aac_hbr_48000_mono_frag");
     // More packets than AUs: fragments were joined.
@@ -247,7 +242,7 @@ fn aac_hbr_fragmented_aus() {
 }
 
 #[test]
-fn aac_hbr_several_aus_per_packet() {
+fn audio_aac_hbr_several_aus_per_packet() {
     // Re-packetize pairs of single-AU packets as one RFC 3640 packet with two AU headers.
     let cap = load("aac_hbr_44100_mono");
     let mut packets = Vec::new();
@@ -275,13 +270,13 @@ fn aac_hbr_several_aus_per_packet() {
 }
 
 #[test]
-fn aac_hbr_stereo_keeps_channels_apart() {
+fn audio_aac_hbr_stereo_keeps_channels_apart() {
     let (t, _) = run("aac_hbr_48000_stereo");
     assert_eq!(t.output_channels(), 2);
 }
 
 #[test]
-fn latm() {
+fn audio_latm() {
     run("latm_44100_mono");
     let (t, _) = run("latm_48000_stereo");
     assert_eq!(
@@ -295,7 +290,7 @@ fn latm() {
 }
 
 #[test]
-fn speex_narrowband_and_wideband() {
+fn audio_speex_narrowband_and_wideband() {
     run("speex_nb");
     run("speex_wb");
     let (t, _) = run("speex_nb_2frames");
@@ -304,13 +299,13 @@ fn speex_narrowband_and_wideband() {
 }
 
 #[test]
-fn g711_transcoded() {
+fn audio_g711_transcoded() {
     run("pcmu_8000");
     run("pcma_8000");
 }
 
 #[test]
-fn packet_loss_is_filled_and_timestamps_stay_on_the_input_clock() {
+fn audio_packet_loss_is_filled_and_timestamps_stay_on_the_input_clock() {
     let cap = load("aac_hbr_44100_mono");
     let mut lossy = cap.packets.clone();
     lossy.remove(20);
@@ -325,7 +320,7 @@ fn packet_loss_is_filled_and_timestamps_stay_on_the_input_clock() {
 }
 
 #[test]
-fn timestamps_wrap_and_never_drift() {
+fn audio_timestamps_wrap_and_never_drift() {
     // PCMU, 20 s starting 5 s before the 32-bit timestamp wraps: rtp_time stays contiguous, and after N ms of
     // input exactly N × 48 samples have been stamped.
     let cap = load("pcmu_8000");
@@ -350,7 +345,7 @@ fn timestamps_wrap_and_never_drift() {
 }
 
 #[test]
-fn unsupported_streams_are_refused_with_a_reason() {
+fn audio_unsupported_streams_are_refused_with_a_reason() {
     let track = |encoding: &str, fmtp: &str| TrackInfo {
         kind: MediaKind::Audio,
         encoding: encoding.into(),
@@ -416,7 +411,7 @@ impl Lcg {
 }
 
 #[test]
-fn garbage_never_panics() {
+fn audio_garbage_never_panics() {
     let mut rng = Lcg(7);
     for name in [
         "aac_hbr_44100_mono",

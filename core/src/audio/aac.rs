@@ -219,6 +219,9 @@ pub(crate) fn parse_stream_mux_config(config: &[u8]) -> Result<(AacConfig, u32),
     Ok((aac, num_sub_frames))
 }
 
+/// More AU headers than this in one packet is garbage (a 1500-byte packet holds a few dozen real AUs at most).
+const MAX_AUS_PER_PACKET: usize = 64;
+
 /// RFC 3640 (mpeg4-generic) depacketizer: AU headers, several AUs per packet, one AU fragmented over several
 /// packets (reassembled by AU-size and timestamp, so it needs no marker bit; a lost fragment drops the AU).
 pub(crate) struct Rfc3640 {
@@ -292,6 +295,9 @@ impl Rfc3640 {
                 return bad;
             };
             self.sizes.push(size as usize);
+            if self.sizes.len() > MAX_AUS_PER_PACKET {
+                return bad;
+            }
         }
         if self.sizes.is_empty() {
             return bad;

@@ -516,6 +516,10 @@ impl Transcoder {
 
     /// Feed one camera RTP packet (payload + its RTP timestamp at the input clock rate). Appends finished 20 ms
     /// Opus packets to `out` (zero, one or several per call).
+    ///
+    /// Packets must come in sequence order (after any jitter buffer). The marker bit is not needed: fragmented
+    /// AAC access units are reassembled from their AU size and timestamp, and an unfinished one is dropped when
+    /// the timestamp moves on. Output is stamped on the 48 kHz clock derived from `rtp_timestamp`.
     pub fn push(&mut self, rtp_timestamp: u32, payload: &[u8], out: &mut Vec<OpusPacket>) {
         let Transcoder {
             mode,
@@ -645,6 +649,12 @@ mod tests {
         let t = track("G726-32", 8000, None);
         let e = AudioInput::from_track(&t).unwrap_err();
         assert!(e.to_string().contains("G726-32"), "{e}");
+    }
+
+    #[test]
+    fn transcoder_can_move_to_a_worker_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Transcoder>();
     }
 
     #[test]
