@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 use str0m::net::Transmit;
 
+use crate::audio_relay::{AudioPacket, AudioRelay};
 use crate::gop::GopCache;
 use crate::h264::{H264Relay, RelayPacket};
 use crate::media::MediaKind;
@@ -164,6 +165,9 @@ struct Stream {
     /// Index of the H.264 track among the client's tracks, once playing.
     video_track: Option<usize>,
     relay: Option<H264Relay>,
+    /// Index of the audio track among the client's tracks, and its relay, when it plays.
+    audio_track: Option<usize>,
+    audio: Option<AudioRelay>,
     /// The current GOP, replayed to viewers who join mid-GOP.
     gop: GopCache,
     /// The camera's video sequence numbers, for loss accounting.
@@ -223,6 +227,7 @@ pub struct Gateway {
     transmits: VecDeque<Transmit>,
     /// Reused between camera packets so relaying allocates nothing but each packet's `Arc`.
     relay_out: Vec<RelayPacket>,
+    audio_out: Vec<AudioPacket>,
     stats: GatewayStats,
 }
 
@@ -241,6 +246,7 @@ impl Gateway {
             outputs: VecDeque::new(),
             transmits: VecDeque::with_capacity(1024),
             relay_out: Vec::with_capacity(64),
+            audio_out: Vec::with_capacity(8),
             stats: GatewayStats::default(),
         }
     }
@@ -499,6 +505,8 @@ impl Gateway {
                 client,
                 video_track: None,
                 relay: None,
+                audio_track: None,
+                audio: None,
                 gop: GopCache::new(MAX_GOP_BYTES),
                 seq: SeqTracker::new(),
                 viewers: Vec::new(),
@@ -545,6 +553,7 @@ impl Gateway {
             viewers,
             transmits,
             relay_out,
+            audio_out,
             outputs,
             stats,
             ..
@@ -561,10 +570,31 @@ impl Gateway {
             redacted,
             gop,
             seq,
+            audio_track,
+            audio,
             ..
         } = s;
         client.handle_input(now, data, &mut |m: MediaPacket<'_>| {
-            if m.rtcp || Some(m.track) != *video_track {
+            if m.rtcp {
+                return;
+            }
+            if Some(m.track) == *audio_track {
+                let (Some(audio), Ok(packet)) = (audio.as_mut(), RtpPacket::parse(m.data)) else {
+                    return;
+                };
+                audio_out.clear();
+                audio.push(&packet, audio_out);
+                for &v in watching.iter() {
+                    let Some(viewer) = viewers.get_mut(v).and_then(|e| e.viewer.as_mut()) else {
+                        continue;
+                    };
+                    for p in audio_out.iter() {
+                        viewer.send_audio(now, p, transmits);
+                    }
+                }
+                return;
+            }
+            if Some(m.track) != *video_track {
                 return;
             }
             let (Some(relay), Ok(packet)) = (relay.as_mut(), RtpPacket::parse(m.data)) else {
@@ -677,15 +707,39 @@ impl Gateway {
                     s.played = true;
                     s.reconnect_attempts = 0;
                     s.video_track = Some(index);
-                    if resumed {
-                        // Same relay: its output sequence continues, so viewers keep their
-                        // WebRTC sessions and resume on the camera's next keyframe.
-                        self.resync_viewers(id);
-                    } else {
+                    if !resumed {
                         s.relay = Some(H264Relay::new(
                             tracks[index].fmtp.as_deref(),
                             self.config.max_payload,
                         ));
+                    }
+                    // Audio: the first audio track the camera set up, passed through or
+                    // transcoded; one that can't be played is reported, the video plays on.
+                    // After a reconnect the relay is kept so its output sequence continues.
+                    let first_audio = tracks
+                        .iter()
+                        .enumerate()
+                        .find(|(_, t)| t.kind == MediaKind::Audio);
+                    s.audio_track = first_audio.map(|(a, _)| a);
+                    if let Some((_, track)) = first_audio.filter(|_| s.audio.is_none()) {
+                        match AudioRelay::new(track) {
+                            Ok(relay) => {
+                                tracing::info!(stream = id.0, url = %s.redacted, "audio: {}", relay.description());
+                                s.audio = Some(relay);
+                            }
+                            Err(e) => {
+                                tracing::warn!(stream = id.0, url = %s.redacted, "audio left out: {e}");
+                                s.audio_track = None;
+                                s.dropped_tracks
+                                    .push(format!("audio {}: {e}", track.encoding.to_lowercase()));
+                            }
+                        }
+                    }
+                    if resumed {
+                        // Same relays: their output sequences continue, so viewers keep their
+                        // WebRTC sessions and resume on the camera's next keyframe.
+                        self.resync_viewers(id);
+                    } else {
                         self.answer_pending(id, now);
                     }
                 }
@@ -772,6 +826,7 @@ impl Gateway {
             return;
         };
         let pending = std::mem::take(&mut s.pending);
+        let audio_out = s.audio.as_ref().map(AudioRelay::output);
         let video = VideoParams {
             profile_level_id: s
                 .relay
@@ -783,7 +838,7 @@ impl Gateway {
                 continue;
             };
             let offer = entry.offer.take().unwrap_or_default();
-            match Viewer::accept_offer(now, &offer, video, &self.config.candidates) {
+            match Viewer::accept_offer(now, &offer, video, audio_out, &self.config.candidates) {
                 Ok((viewer, answer)) => {
                     entry.viewer = Some(viewer);
                     let text = signaling::set_remote_sdp(&entry.media_session_id, &answer);

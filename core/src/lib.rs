@@ -3,6 +3,7 @@
 //! `poll_*`, so the whole relay can be driven deterministically in tests.
 
 pub mod audio;
+pub mod audio_relay;
 pub mod gop;
 pub mod h264;
 pub mod hub;

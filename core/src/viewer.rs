@@ -16,6 +16,7 @@ use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
+use crate::audio_relay::{AudioOut, AudioPacket};
 use crate::h264::RelayPacket;
 
 /// What the browser must be able to decode, taken from the camera's SDP and stream.
@@ -48,15 +49,15 @@ impl std::fmt::Display for ViewerError {
 /// the decoder reads the real profile from the SPS in-band (constrained baseline, baseline, main, high).
 const FALLBACK_PROFILES: [u32; 4] = [0x42e01f, 0x42001f, 0x4d001f, 0x64001f];
 
-/// The `a=mid` of the offer's first video section. (str0m reports remote m-lines only once
+/// The `a=mid` of the offer's first section of `kind` ("video", "audio"). (str0m reports remote m-lines only once
 /// the connection is up, but the answer must be chosen now.)
-fn video_mid(sdp: &str) -> Option<Mid> {
-    let mut in_video = false;
+fn first_mid(sdp: &str, kind: &str) -> Option<Mid> {
+    let mut in_kind = false;
     for line in sdp.lines() {
         let line = line.trim();
         if let Some(m) = line.strip_prefix("m=") {
-            in_video = m.starts_with("video");
-        } else if let Some(mid) = line.strip_prefix("a=mid:").filter(|_| in_video) {
+            in_kind = m.starts_with(kind);
+        } else if let Some(mid) = line.strip_prefix("a=mid:").filter(|_| in_kind) {
             return Some(Mid::from(mid.trim()));
         }
     }
@@ -97,6 +98,9 @@ pub struct ViewerState {
 pub struct Viewer {
     rtc: Rtc,
     video: Option<(Mid, Pt)>,
+    audio: Option<(Mid, Pt)>,
+    /// Like `last_seq`, for the audio stream.
+    audio_last_seq: Option<(u16, u64)>,
     /// Relay sequence number of the last packet written, and its extended output counterpart.
     last_seq: Option<(u16, u64)>,
     /// Skip everything up to the next keyframe (the camera's stream restarted).
@@ -120,11 +124,12 @@ impl Viewer {
         now: Instant,
         offer_sdp: &str,
         video: VideoParams,
+        audio: Option<AudioOut>,
         candidates: &[SocketAddr],
     ) -> Result<(Viewer, String), ViewerError> {
         // str0m treats inconsistencies as bugs and panics; a browser's offer must never take
         // the server down with it, so a panic here only refuses this viewer.
-        std::panic::catch_unwind(|| Self::negotiate(now, offer_sdp, video, candidates))
+        std::panic::catch_unwind(|| Self::negotiate(now, offer_sdp, video, audio, candidates))
             .unwrap_or_else(|_| {
                 Err(ViewerError::BadOffer(
                     "internal error while negotiating".into(),
@@ -136,6 +141,7 @@ impl Viewer {
         now: Instant,
         offer_sdp: &str,
         video: VideoParams,
+        audio: Option<AudioOut>,
         candidates: &[SocketAddr],
     ) -> Result<(Viewer, String), ViewerError> {
         let offer = SdpOffer::from_sdp_string(offer_sdp)
@@ -180,17 +186,23 @@ impl Viewer {
         let mut viewer = Viewer {
             rtc,
             video: None,
+            audio: None,
+            audio_last_seq: None,
             last_seq: None,
             awaiting_keyframe: false,
             state: ViewerState::default(),
         };
         let mut sink = VecDeque::new();
         viewer.drain(&mut sink);
-        let mid = video_mid(offer_sdp).ok_or(ViewerError::NoCommonCodec)?;
+        let mid = first_mid(offer_sdp, "video").ok_or(ViewerError::NoCommonCodec)?;
         let pt = viewer
             .choose_video_pt(mid, camera)
             .ok_or(ViewerError::NoCommonCodec)?;
         viewer.video = Some((mid, pt));
+        // Audio is best effort: a browser without the codec still gets the video.
+        if let (Some(out), Some(mid)) = (audio, first_mid(offer_sdp, "audio")) {
+            viewer.audio = viewer.choose_audio_pt(mid, out).map(|pt| (mid, pt));
+        }
         Ok((viewer, answer.to_sdp_string()))
     }
 
@@ -214,6 +226,26 @@ impl Viewer {
         candidates
             .max_by_key(|(_, plid)| score(*plid))
             .map(|(pt, _)| pt)
+    }
+
+    fn choose_audio_pt(&self, mid: Mid, out: AudioOut) -> Option<Pt> {
+        let wanted = match out {
+            AudioOut::Opus => Codec::Opus,
+            AudioOut::Pcmu => Codec::PCMU,
+            AudioOut::Pcma => Codec::PCMA,
+        };
+        let media = self.rtc.media(mid)?;
+        let config = self.rtc.codec_config();
+        media.remote_pts().iter().copied().find(|pt| {
+            config
+                .find(|p| p.pt() == *pt)
+                .is_some_and(|p| p.spec().codec == wanted)
+        })
+    }
+
+    /// Whether the browser takes the stream's audio (it offered the codec).
+    pub fn has_audio(&self) -> bool {
+        self.audio.is_some()
     }
 
     pub fn video_pt(&self) -> Option<u8> {
@@ -283,6 +315,41 @@ impl Viewer {
             if let Err(e) = this.rtc.handle_input(Input::Timeout(now)) {
                 tracing::debug!("viewer timeout error: {e}");
             }
+            this.drain(out);
+        });
+    }
+
+    /// Writes one audio packet. Audio starts with the first packet after the connection is up.
+    pub fn send_audio(&mut self, now: Instant, packet: &AudioPacket, out: &mut VecDeque<Transmit>) {
+        let Some((mid, pt)) = self.audio else { return };
+        if !self.state.connected {
+            return;
+        }
+        let seq = match self.audio_last_seq {
+            None => 1,
+            Some((last, ext)) => {
+                let step = packet.seq.wrapping_sub(last);
+                if step == 0 || step >= 0x8000 {
+                    return;
+                }
+                ext + u64::from(step)
+            }
+        };
+        self.audio_last_seq = Some((packet.seq, seq));
+        let write = RtpWrite::new(
+            pt,
+            SeqNo::from(seq),
+            packet.rtp_time,
+            now,
+            packet.payload.clone(),
+        );
+        self.guarded(|this| {
+            let mut api = this.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+                return;
+            };
+            tx.write_rtp(write);
+            let _ = this.rtc.handle_input(Input::Timeout(now));
             this.drain(out);
         });
     }

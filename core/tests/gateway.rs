@@ -23,10 +23,13 @@ struct FakeCamera {
     playing: bool,
     to_gateway: Vec<u8>,
     seq: u16,
+    audio_seq: u16,
     /// Added to every RTP timestamp (changes when the camera "reboots").
     time_base: u32,
     /// Answer DESCRIBE with this status instead of the SDP.
     describe_status: Option<&'static str>,
+    /// The SDP also offers a PCMU audio track.
+    with_audio: bool,
 }
 
 impl FakeCamera {
@@ -59,7 +62,12 @@ impl FakeCamera {
                         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=cam\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\n\
                          a=rtpmap:96 H264/90000\r\n\
                          a=fmtp:96 packetization-mode=1;profile-level-id=42c01e;sprop-parameter-sets={SPS_B64},{PPS_B64}\r\n\
-                         a=control:track1\r\n"
+                         a=control:track1\r\n{}",
+                        if self.with_audio {
+                            "m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=control:track2\r\n"
+                        } else {
+                            ""
+                        }
                     );
                     (
                         "200 OK",
@@ -68,12 +76,20 @@ impl FakeCamera {
                     )
                 }
             },
-            "SETUP" => (
-                "200 OK",
-                "Transport: RTP/AVP/TCP;unicast;interleaved=0-1\r\nSession: 1234;timeout=60\r\n"
-                    .into(),
-                String::new(),
-            ),
+            "SETUP" => {
+                // Echo the channels the client asked for, as most cameras do.
+                let transport = request
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Transport:"))
+                    .unwrap_or("RTP/AVP/TCP;unicast;interleaved=0-1")
+                    .trim()
+                    .to_owned();
+                (
+                    "200 OK",
+                    format!("Transport: {transport}\r\nSession: 1234;timeout=60\r\n"),
+                    String::new(),
+                )
+            }
             "PLAY" => {
                 self.playing = true;
                 ("200 OK", "Session: 1234\r\nRTP-Info: url=rtsp://127.0.0.1:8554/cam/track1;seq=1;rtptime=0\r\n".into(), String::new())
@@ -89,6 +105,21 @@ impl FakeCamera {
             body.len()
         );
         self.to_gateway.extend_from_slice(response.as_bytes());
+    }
+
+    /// Sends one 20 ms PCMU packet on the interleaved channel 2.
+    fn send_audio(&mut self, rtp_time: u32) {
+        self.audio_seq = self.audio_seq.wrapping_add(1);
+        let mut packet = vec![0x80, 0];
+        packet.extend_from_slice(&self.audio_seq.to_be_bytes());
+        packet.extend_from_slice(&rtp_time.to_be_bytes());
+        packet.extend_from_slice(&0x0a0b_0c0du32.to_be_bytes());
+        packet.extend((0..160).map(|i| (i * 7) as u8));
+        self.to_gateway.push(b'$');
+        self.to_gateway.push(2);
+        self.to_gateway
+            .extend_from_slice(&(packet.len() as u16).to_be_bytes());
+        self.to_gateway.extend_from_slice(&packet);
     }
 
     /// Sends one access unit as RTP over the interleaved channel 0, one NAL per packet.
@@ -129,6 +160,8 @@ struct Browser {
     ws: Vec<Value>,
     /// (arrival time, RTP time, Annex-B access unit)
     frames: Vec<(Instant, u32, Vec<u8>)>,
+    /// Audio frames: (codec, payload)
+    audio: Vec<(str0m::format::Codec, Vec<u8>)>,
 }
 
 impl Browser {
@@ -187,6 +220,8 @@ impl Harness {
         let mut rtc = Rtc::builder()
             .clear_codecs()
             .enable_h264(true)
+            .enable_opus(true, false)
+            .enable_pcmu(true, false)
             .build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let session = SessionId(7 + b as u64);
@@ -197,6 +232,7 @@ impl Harness {
             pending: None,
             ws: Vec::new(),
             frames: Vec::new(),
+            audio: Vec::new(),
         });
         self.gateway.handle_session_opened(session, self.now);
         self.signal(b, "connection", serde_json::json!({"appKey": "defaultApp"}));
@@ -302,6 +338,9 @@ impl Harness {
                     Output::Timeout(_) => break,
                     Output::Transmit(t) => {
                         sent.push((t.source, t.destination, t.contents.to_vec()))
+                    }
+                    Output::Event(Event::MediaData(m)) if m.params.spec().codec.is_audio() => {
+                        b.audio.push((m.params.spec().codec, m.data.to_vec()))
                     }
                     Output::Event(Event::MediaData(m)) => {
                         b.frames
@@ -544,6 +583,38 @@ fn a_camera_that_drops_is_reconnected_while_viewers_stay() {
     );
     assert_eq!(h.browsers[b].statuses(), ["PENDING", "PLAYING"]);
     assert!(h.gateway.stats().rtsp_reconnects >= 1);
+}
+
+#[test]
+fn g711_audio_passes_through_beside_the_video() {
+    let mut h = Harness::new();
+    h.camera.with_audio = true;
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    let setups = h
+        .camera
+        .requests
+        .iter()
+        .filter(|r| r.starts_with("SETUP"))
+        .count();
+    assert_eq!(setups, 2, "video and audio are set up");
+    for frame in 0..20u32 {
+        h.camera.send_audio(frame * 320);
+        h.camera.send_audio(frame * 320 + 160);
+        h.camera_frames(frame..frame + 1);
+    }
+    let audio = &h.browsers[b].audio;
+    assert!(
+        audio.len() >= 30,
+        "browser got {} audio packets",
+        audio.len()
+    );
+    assert!(audio
+        .iter()
+        .all(|(codec, _)| *codec == str0m::format::Codec::PCMU));
+    let expected: Vec<u8> = (0..160).map(|i| (i * 7) as u8).collect();
+    assert_eq!(audio[0].1, expected, "PCMU payloads arrive untouched");
+    assert!(h.browsers[b].frames.len() >= 15);
 }
 
 #[test]
