@@ -35,6 +35,17 @@ pub enum ListenerKind {
     WebSocket,
     /// The HTTP port (8081): player page and APIs.
     Http,
+    /// The secure signaling port (8443): WebSocket upgrades inside TLS.
+    WssTls,
+    /// The HTTPS port (8444): player page and APIs inside TLS.
+    HttpsTls,
+}
+
+impl ListenerKind {
+    /// TLS is terminated by the web app (sans-IO), so the loop still sees only bytes.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Self::WssTls | Self::HttpsTls)
+    }
 }
 
 /// Writes and closes the web app asks for; the loop carries them out after each call.
@@ -68,8 +79,25 @@ pub trait WebApp {
     );
     /// The connection is gone (peer closed, error, or our close completed).
     fn closed(&mut self, conn: ConnId, now: Instant, gateway: &mut Gateway);
-    /// The gateway has a signaling message for the WebSocket `conn`.
-    fn send_text(&mut self, conn: ConnId, text: &str, io: &mut WebIo);
+    /// The gateway has a signaling message for `session`: a WebSocket (`conn.session()`) or
+    /// a session the web app opened itself (WHEP). The gateway is at hand so the app can
+    /// answer at once (e.g. `pong` for a session that has no browser behind it).
+    fn send_text(
+        &mut self,
+        session: SessionId,
+        text: &str,
+        now: Instant,
+        gateway: &mut Gateway,
+        io: &mut WebIo,
+    );
+    /// The gateway gave up on `session` (no answer to pings): close whatever carries it.
+    fn close_session(
+        &mut self,
+        session: SessionId,
+        now: Instant,
+        gateway: &mut Gateway,
+        io: &mut WebIo,
+    );
 }
 
 #[derive(Debug, Clone)]
@@ -304,12 +332,14 @@ impl EventLoop {
                 break;
             };
             match output {
+                // Sessions are the web app's to map onto connections: not every session is a
+                // WebSocket (WHEP sessions live beyond their HTTP request).
                 GatewayOutput::WsSend { session, text } => {
-                    web.send_text(ConnId(session.0 as usize), &text, io);
+                    web.send_text(session, &text, now, gateway, io);
                     self.apply_web_io(io, now, gateway, web);
                 }
                 GatewayOutput::WsClose { session } => {
-                    io.close(ConnId(session.0 as usize));
+                    web.close_session(session, now, gateway, io);
                     self.apply_web_io(io, now, gateway, web);
                 }
                 GatewayOutput::RtspConnect { stream, host, port } => {

@@ -1,6 +1,7 @@
 //! camgate's settings: built-in defaults, overridden by an optional TOML file, overridden by
 //! command-line flags. With neither, camgate serves the player page and the demo camera.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address the HTTP and WebSocket listeners bind to.
@@ -17,6 +18,26 @@ pub struct Config {
     pub ws_port: u16,
     /// HTTP port: player page and APIs.
     pub http_port: u16,
+    /// Secure WebSocket signaling port (wss://host:8443).
+    pub wss_port: u16,
+    /// HTTPS port: player page and APIs inside TLS.
+    pub https_port: u16,
+    /// Serve HTTPS and WSS at all.
+    pub tls: bool,
+    /// PEM certificate chain for HTTPS/WSS. Unset: a self-signed certificate made at start.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Bearer token required by the REST/WHEP/metrics APIs and as the SDK's `authToken`.
+    /// Unset: no access control.
+    pub auth_token: Option<String>,
+    /// Camera hosts viewers may ask for: host names, IP addresses or CIDR blocks.
+    /// Empty: any host.
+    pub allowed_hosts: Vec<String>,
+    /// Largest WebSocket signaling message (bytes).
+    pub max_ws_message: usize,
+    /// Largest HTTP request body (bytes), e.g. a WHEP offer.
+    pub max_http_body: usize,
     /// UDP port shared by every WebRTC viewer.
     pub webrtc_port: u16,
     /// Addresses announced to browsers as ICE host candidates. Empty: every address of this
@@ -40,6 +61,21 @@ pub struct Config {
     pub demo_bind: SocketAddr,
     /// Log filter, e.g. "info" or "camgate=debug,str0m=warn".
     pub log: String,
+    /// Colour log lines (ANSI) when writing to a terminal.
+    pub log_color: bool,
+    /// Named streams: browsers play NAME and never see the camera URL with its credentials.
+    pub streams: BTreeMap<String, NamedStream>,
+}
+
+/// A camera published under a name (`[streams.NAME]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedStream {
+    /// The camera URL, credentials included.
+    pub uri: String,
+    /// Connect at start and stay connected without viewers (like REST startup).
+    #[serde(default)]
+    pub pull_at_start: bool,
 }
 
 impl Default for Config {
@@ -48,6 +84,15 @@ impl Default for Config {
             bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             ws_port: 8080,
             http_port: 8081,
+            wss_port: 8443,
+            https_port: 8444,
+            tls: true,
+            tls_cert: None,
+            tls_key: None,
+            auth_token: None,
+            allowed_hosts: Vec::new(),
+            max_ws_message: 256 * 1024,
+            max_http_body: 64 * 1024,
             webrtc_port: 20000,
             announce_ips: Vec::new(),
             rtsp_client_address: None,
@@ -59,6 +104,8 @@ impl Default for Config {
             demo: true,
             demo_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8554),
             log: "info,str0m=warn,dimpl=warn".into(),
+            log_color: true,
+            streams: BTreeMap::new(),
         }
     }
 }
@@ -85,6 +132,23 @@ pub struct Cli {
     pub http_port: Option<u16>,
     #[arg(long)]
     pub webrtc_port: Option<u16>,
+    #[arg(long)]
+    pub wss_port: Option<u16>,
+    #[arg(long)]
+    pub https_port: Option<u16>,
+    /// Don't serve HTTPS and WSS.
+    #[arg(long)]
+    pub no_tls: bool,
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Bearer token for the APIs and signaling (prefer the config file: flags show in `ps`).
+    #[arg(long)]
+    pub auth_token: Option<String>,
+    /// Camera host viewers may ask for (repeat for several; host, IP or CIDR).
+    #[arg(long = "allowed-host")]
+    pub allowed_hosts: Vec<String>,
     /// Address announced to browsers (repeat for several).
     #[arg(long = "announce-ip")]
     pub announce_ips: Vec<IpAddr>,
@@ -123,6 +187,27 @@ impl Config {
         if let Some(v) = cli.webrtc_port {
             config.webrtc_port = v;
         }
+        if let Some(v) = cli.wss_port {
+            config.wss_port = v;
+        }
+        if let Some(v) = cli.https_port {
+            config.https_port = v;
+        }
+        if cli.no_tls {
+            config.tls = false;
+        }
+        if cli.tls_cert.is_some() {
+            config.tls_cert = cli.tls_cert.clone();
+        }
+        if cli.tls_key.is_some() {
+            config.tls_key = cli.tls_key.clone();
+        }
+        if cli.auth_token.is_some() {
+            config.auth_token = cli.auth_token.clone();
+        }
+        if !cli.allowed_hosts.is_empty() {
+            config.allowed_hosts = cli.allowed_hosts.clone();
+        }
         if !cli.announce_ips.is_empty() {
             config.announce_ips = cli.announce_ips.clone();
         }
@@ -141,11 +226,60 @@ impl Config {
         if let Some(v) = &cli.log {
             config.log = v.clone();
         }
+        config.check()?;
         Ok(config)
     }
 
+    /// Refuses settings that would only fail later, far from their cause.
+    fn check(&self) -> Result<(), String> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("tls_cert and tls_key go together".into());
+        }
+        for entry in &self.allowed_hosts {
+            crate::access::HostRule::parse(entry)?;
+        }
+        for (name, s) in &self.streams {
+            if name.is_empty() || name.contains("://") || name.contains('/') {
+                return Err(format!(
+                    "stream name {name:?}: a name has no \"://\" and no \"/\""
+                ));
+            }
+            camgate_core::rtsp::RtspUrl::parse(&s.uri)
+                .map_err(|e| format!("stream {name:?}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// The effective settings as TOML. Unset options are printed commented out, so the output
+    /// lists every setting and still parses back to the same configuration.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+        let mut text = toml::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("# cannot print config: {e}\n"));
+        let mut unset = Vec::new();
+        if self.tls_cert.is_none() {
+            unset.push("# tls_cert = \"/etc/camgate/cert.pem\"   # unset: self-signed");
+        }
+        if self.tls_key.is_none() {
+            unset.push("# tls_key = \"/etc/camgate/key.pem\"");
+        }
+        if self.auth_token.is_none() {
+            unset.push("# auth_token = \"...\"   # unset: no access control");
+        }
+        if self.rtsp_client_address.is_none() {
+            unset.push("# rtsp_client_address = \"10.8.0.2\"   # unset: the OS picks");
+        }
+        if self.streams.is_empty() {
+            unset.push("# [streams.NAME]\n# uri = \"rtsp://user:pass@camera/stream\"\n# pull_at_start = false");
+        }
+        if self.streams.is_empty() {
+            // An empty `[streams]` says nothing; the commented example below says more.
+            text = text.replace("\n[streams]\n", "\n");
+        }
+        // Keys must precede the first [table], so the comments go right before it.
+        let at = text.find("\n[").map(|i| i + 1).unwrap_or(text.len());
+        let comments: String = unset.iter().map(|l| format!("{l}\n")).collect();
+        text.insert_str(at, &comments);
+        text
     }
 
     pub fn rtsp(&self) -> camgate_core::rtsp::RtspConfig {

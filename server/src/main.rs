@@ -3,14 +3,18 @@
 //! This binary wires the pieces: configuration, the built-in demo camera, the mio event loop
 //! (`camgate-io`) driving the sans-IO gateway (`camgate-core`), and the web side (`web`).
 
+mod access;
 mod config;
 mod demo;
+mod metrics;
 mod rest;
+mod tls;
 mod web;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use camgate_core::hub::{Gateway, GatewayConfig};
 use camgate_io::{EventLoop, EventLoopConfig, ListenerKind};
@@ -37,6 +41,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(config.log_color && std::io::stdout().is_terminal())
         .init();
     match run(&config) {
         Ok(()) => ExitCode::SUCCESS,
@@ -58,17 +63,55 @@ fn run(config: &Config) -> Result<(), String> {
     };
     let default_url = demo.as_ref().map(|d| d.url()).unwrap_or_default();
 
+    let mut listeners = vec![
+        (
+            ListenerKind::WebSocket,
+            SocketAddr::new(config.bind, config.ws_port),
+        ),
+        (
+            ListenerKind::Http,
+            SocketAddr::new(config.bind, config.http_port),
+        ),
+    ];
+    let tls = if config.tls {
+        let ips: Vec<_> = config
+            .announce_ips
+            .iter()
+            .copied()
+            .chain([config.bind])
+            .collect();
+        let tls = tls::load(config.tls_cert.as_deref(), config.tls_key.as_deref(), &ips)?;
+        if tls.self_signed {
+            tracing::info!(
+                "TLS: self-signed certificate, SHA-256 fingerprint {}",
+                tls.fingerprint
+            );
+        } else {
+            tracing::info!(
+                "TLS: certificate {}, SHA-256 fingerprint {}",
+                config
+                    .tls_cert
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""))
+                    .display(),
+                tls.fingerprint
+            );
+        }
+        listeners.push((
+            ListenerKind::WssTls,
+            SocketAddr::new(config.bind, config.wss_port),
+        ));
+        listeners.push((
+            ListenerKind::HttpsTls,
+            SocketAddr::new(config.bind, config.https_port),
+        ));
+        Some(tls.config)
+    } else {
+        None
+    };
+
     let loop_config = EventLoopConfig {
-        listeners: vec![
-            (
-                ListenerKind::WebSocket,
-                SocketAddr::new(config.bind, config.ws_port),
-            ),
-            (
-                ListenerKind::Http,
-                SocketAddr::new(config.bind, config.http_port),
-            ),
-        ],
+        listeners,
         udp: config.webrtc_sockets(),
         rtsp_client_address: config.rtsp_client_address,
     };
@@ -80,6 +123,10 @@ fn run(config: &Config) -> Result<(), String> {
                 tracing::info!("signaling (Flashphoner WebSocket) on ws://{addr}")
             }
             Some(ListenerKind::Http) => tracing::info!("player page on http://{addr}/"),
+            Some(ListenerKind::WssTls) => {
+                tracing::info!("signaling (Flashphoner WebSocket) on wss://{addr}")
+            }
+            Some(ListenerKind::HttpsTls) => tracing::info!("player page on https://{addr}/"),
             None => {
                 tracing::info!("WebRTC media on udp {addr}");
                 candidates.push(addr);
@@ -93,7 +140,29 @@ fn run(config: &Config) -> Result<(), String> {
         max_payload: config.max_rtp_payload,
         ..Default::default()
     });
-    let mut web = web::Web::new(default_url);
+    let access = access::Access::new(config);
+    if access.token.is_some() {
+        tracing::info!("access control: APIs and signaling need the auth_token");
+    }
+    if !config.allowed_hosts.is_empty() {
+        tracing::info!(hosts = ?config.allowed_hosts, "cameras restricted to allowed_hosts");
+    }
+    for name in config.streams.keys() {
+        tracing::info!(stream = %name, "named stream configured");
+    }
+    for (name, uri) in access.pulled_at_start() {
+        match gateway.startup(uri, Instant::now()) {
+            Ok(_) => tracing::info!(stream = %name, "named stream pulled at start"),
+            Err(e) => tracing::warn!(stream = %name, "cannot pull at start: {e:?}"),
+        }
+    }
+    let mut web = web::Web::new(web::WebSettings {
+        default_url,
+        max_ws_message: config.max_ws_message,
+        max_http_body: config.max_http_body,
+        access,
+        tls,
+    });
     event_loop
         .run(&mut gateway, &mut web, &mut |_| true)
         .map_err(|e| format!("event loop: {e}"))?;

@@ -6,30 +6,43 @@
 //! - `POST /rest-api/rtsp/terminate {"uri": ...}`: 200 stopped, 404 unknown.
 //!
 //! Returned URIs have their password masked; `terminate` accepts the masked form too.
+//! A configured stream name (`[streams.NAME]`) works wherever a URI does, and streams are
+//! listed under their name. With `allowed_hosts`, `startup` of another host is 403.
 
 use std::time::Instant;
 
 use camgate_core::hub::{Gateway, StartupError};
 use serde_json::{json, Value};
 
+use crate::access::{Access, Refusal};
+
 pub fn handle(
     method: &str,
     route: &str,
     body: &[u8],
     gateway: &mut Gateway,
+    access: &Access,
     now: Instant,
 ) -> (u16, Value) {
     let route = route.trim_end_matches('/');
+    // A stream name stands for its configured URI; URIs are checked against allowed_hosts.
+    let resolve = |body: &[u8]| -> Result<String, (u16, Value)> {
+        let uri = uri_of(body).map_err(|e| error(400, &e))?;
+        access.resolve(&uri).map_err(|Refusal::Restricted| {
+            tracing::info!("REST call refused: host not in allowed_hosts");
+            error(403, "Restricted access")
+        })
+    };
     match (method, route) {
-        ("POST", "/rest-api/rtsp/startup") => match uri_of(body) {
-            Err(e) => error(400, &e),
+        ("POST", "/rest-api/rtsp/startup") => match resolve(body) {
+            Err(e) => e,
             Ok(uri) => match gateway.startup(&uri, now) {
                 Ok(_) => {
                     let info = gateway
                         .streams()
                         .into_iter()
                         .find(|s| s.pinned && masked_eq(&s.url, &uri));
-                    let shown = info.map(|s| s.url).unwrap_or_default();
+                    let shown = info.map(|s| shown(access, &s.url)).unwrap_or_default();
                     tracing::info!(uri = %shown, "REST startup");
                     (200, json!({"uri": shown, "status": "PENDING"}))
                 }
@@ -37,13 +50,13 @@ pub fn handle(
                 Err(StartupError::BadUri(why)) => error(400, &why),
             },
         },
-        ("GET" | "POST", "/rest-api/rtsp/find_all") => list(gateway, None),
-        ("POST", "/rest-api/rtsp/find") => match uri_of(body) {
-            Err(e) => error(400, &e),
-            Ok(uri) => list(gateway, Some(&uri)),
+        ("GET" | "POST", "/rest-api/rtsp/find_all") => list(gateway, access, None),
+        ("POST", "/rest-api/rtsp/find") => match resolve(body) {
+            Err(e) => e,
+            Ok(uri) => list(gateway, access, Some(&uri)),
         },
-        ("POST", "/rest-api/rtsp/terminate") => match uri_of(body) {
-            Err(e) => error(400, &e),
+        ("POST", "/rest-api/rtsp/terminate") => match resolve(body) {
+            Err(e) => e,
             Ok(uri) if gateway.terminate(&uri, now) => (200, json!({})),
             Ok(_) => error(404, "no such stream"),
         },
@@ -58,12 +71,17 @@ pub fn handle(
     }
 }
 
-fn list(gateway: &Gateway, uri: Option<&str>) -> (u16, Value) {
+/// How a stream is listed: by its configured name, else by its masked URL.
+fn shown(access: &Access, masked: &str) -> String {
+    access.name_of(masked).unwrap_or(masked).to_owned()
+}
+
+fn list(gateway: &Gateway, access: &Access, uri: Option<&str>) -> (u16, Value) {
     let items: Vec<Value> = gateway
         .streams()
         .into_iter()
         .filter(|s| uri.is_none_or(|u| masked_eq(&s.url, u)))
-        .map(|s| json!({"uri": s.url, "status": s.status()}))
+        .map(|s| json!({"uri": shown(access, &s.url), "status": s.status()}))
         .collect();
     if items.is_empty() {
         error(404, "no streams")

@@ -13,30 +13,43 @@ pub struct Camgate {
     child: Child,
     pub http: SocketAddr,
     pub ws: SocketAddr,
+    /// HTTPS and WSS listeners (absent with `--no-tls`).
+    pub https: Option<SocketAddr>,
+    pub wss: Option<SocketAddr>,
     pub demo_url: String,
+    /// Lines logged up to the last listener address.
+    pub startup_log: Vec<String>,
     pub log: mpsc::Receiver<String>,
 }
 
 impl Camgate {
+    /// Starts camgate on loopback with every port ephemeral, plus `extra` flags.
     pub fn start(extra: &[&str]) -> Camgate {
+        let defaults = [
+            ("--bind", "127.0.0.1"),
+            ("--http-port", "0"),
+            ("--ws-port", "0"),
+            ("--https-port", "0"),
+            ("--wss-port", "0"),
+            ("--webrtc-port", "0"),
+            ("--announce-ip", "127.0.0.1"),
+            ("--demo-bind", "127.0.0.1:0"),
+            ("--log", "info"),
+        ];
+        // A flag given in `extra` replaces its default (clap refuses repeated flags).
+        let mut args: Vec<&str> = defaults
+            .iter()
+            .filter(|(flag, _)| !extra.contains(flag))
+            .flat_map(|(flag, value)| [*flag, *value])
+            .collect();
+        args.extend_from_slice(extra);
+        Camgate::start_raw(&args)
+    }
+
+    /// Starts camgate with exactly these arguments and waits for the addresses it logs.
+    pub fn start_raw(args: &[&str]) -> Camgate {
         let mut child = Command::new(env!("CARGO_BIN_EXE_camgate"))
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--http-port",
-                "0",
-                "--ws-port",
-                "0",
-                "--webrtc-port",
-                "0",
-                "--announce-ip",
-                "127.0.0.1",
-                "--demo-bind",
-                "127.0.0.1:0",
-                "--log",
-                "info",
-            ])
-            .args(extra)
+            .args(args)
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
             .stdout(Stdio::piped())
@@ -53,13 +66,24 @@ impl Camgate {
             }
         });
         let (mut http, mut ws, mut demo_url) = (None, None, None);
-        while http.is_none() || ws.is_none() || demo_url.is_none() {
+        let (mut https, mut wss) = (None, None);
+        // The demo camera and TLS are optional; the UDP media line comes after every listener.
+        let mut media = false;
+        let mut startup_log = Vec::new();
+        while http.is_none() || ws.is_none() || !media {
             let line = rx
                 .recv_timeout(Duration::from_secs(20))
                 .expect("camgate logs its addresses");
             let plain = strip_ansi(&line);
+            startup_log.push(plain.clone());
             if let Some(rest) = plain.split("player page on http://").nth(1) {
                 http = rest
+                    .trim_end_matches('/')
+                    .split('/')
+                    .next()
+                    .and_then(|a| a.parse().ok());
+            } else if let Some(rest) = plain.split("player page on https://").nth(1) {
+                https = rest
                     .trim_end_matches('/')
                     .split('/')
                     .next()
@@ -69,6 +93,13 @@ impl Camgate {
                 .nth(1)
             {
                 ws = rest.trim().parse().ok();
+            } else if let Some(rest) = plain
+                .split("signaling (Flashphoner WebSocket) on wss://")
+                .nth(1)
+            {
+                wss = rest.trim().parse().ok();
+            } else if plain.contains("WebRTC media on udp") {
+                media = true;
             } else if let Some(rest) = plain.split("demo camera at ").nth(1) {
                 demo_url = Some(rest.trim().to_owned());
             }
@@ -77,36 +108,46 @@ impl Camgate {
             child,
             http: http.unwrap(),
             ws: ws.unwrap(),
-            demo_url: demo_url.unwrap(),
+            https,
+            wss,
+            demo_url: demo_url.unwrap_or_default(),
+            startup_log,
             log: rx,
         }
     }
 
     /// One HTTP/1.1 request; returns (status, body).
     pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let r = self.request_with(method, path, &[("Content-Type", "application/json")], body);
+        (r.status, r.body)
+    }
+
+    /// One HTTP/1.1 request with extra headers, on the plain HTTP port.
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> HttpResponse {
         let mut stream = TcpStream::connect(self.http).expect("connect to camgate");
         stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();
-        let body = body.unwrap_or("");
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            self.http,
-            body.len()
-        );
-        stream.write_all(req.as_bytes()).unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let status = response
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
+        exchange(&mut stream, self.http, method, path, headers, body)
+    }
+
+    /// One HTTPS request to the TLS port, accepting its (self-signed) certificate.
+    pub fn https_request_with(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> HttpResponse {
+        let addr = self.https.expect("camgate serves HTTPS");
+        let mut stream = tls_connect(addr);
+        exchange(&mut stream, addr, method, path, headers, body)
     }
 
     /// Log lines so far (drained).
@@ -120,6 +161,136 @@ impl Drop for Camgate {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header lines, names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == &name.to_ascii_lowercase())
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn exchange(
+    stream: &mut dyn ReadWrite,
+    host: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> HttpResponse {
+    let body = body.unwrap_or("");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
+    for (name, value) in headers {
+        req.push_str(&format!("{name}: {value}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(req.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    // A TLS peer may close without close_notify; what was read so far is the response.
+    let _ = stream.read_to_end(&mut raw);
+    let response = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+pub trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
+
+/// A TLS client connection that accepts any certificate: the server's is self-signed.
+pub fn tls_connect(addr: SocketAddr) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    use std::sync::Arc;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(addr).expect("connect to camgate over TLS");
+    tcp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+#[derive(Debug)]
+struct AcceptAnyCert(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Writes `text` to a fresh file under the system temp directory and returns its path.
+pub fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("camgate-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
 }
 
 pub fn strip_ansi(s: &str) -> String {

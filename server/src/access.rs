@@ -1,0 +1,254 @@
+//! Access control (off by default) and named streams: which camera a request may reach, and
+//! with which credentials.
+//!
+//! - `auth_token`: the REST, WHEP and metrics APIs need `Authorization: Bearer TOKEN`; a
+//!   signaling session must send it as `authToken` in its `connection` message.
+//! - `allowed_hosts`: camera URLs asked for by clients must point at one of these hosts.
+//!   Named streams are the operator's own and are always allowed.
+//! - `[streams.NAME]`: a client plays NAME; the server swaps in the configured URL.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use camgate_core::rtsp::RtspUrl;
+
+use crate::config::{Config, NamedStream};
+
+/// One `allowed_hosts` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostRule {
+    /// An IP block; a single address is a /32 (/128).
+    Net(IpAddr, u8),
+    /// A host name, matched case-insensitively; `*.example.com` matches its subdomains.
+    Name(String),
+}
+
+impl HostRule {
+    pub fn parse(entry: &str) -> Result<HostRule, String> {
+        let entry = entry.trim();
+        let bad = || format!("allowed_hosts: {entry:?} is not a host name, IP address or CIDR");
+        if let Some((ip, len)) = entry.split_once('/') {
+            let ip: IpAddr = ip.parse().map_err(|_| bad())?;
+            let len: u8 = len.parse().map_err(|_| bad())?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            if len > max {
+                return Err(bad());
+            }
+            return Ok(HostRule::Net(ip, len));
+        }
+        if let Ok(ip) = entry.trim_matches(['[', ']']).parse::<IpAddr>() {
+            return Ok(HostRule::Net(ip, if ip.is_ipv4() { 32 } else { 128 }));
+        }
+        let name = entry.trim_end_matches('.').to_ascii_lowercase();
+        let label_ok =
+            |l: &str| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        let rest = name.strip_prefix("*.").unwrap_or(&name);
+        if rest.split('.').all(label_ok) {
+            Ok(HostRule::Name(name))
+        } else {
+            Err(bad())
+        }
+    }
+
+    fn matches(&self, host: &str) -> bool {
+        match self {
+            HostRule::Net(net, len) => match host.parse::<IpAddr>() {
+                Ok(ip) => in_net(ip, *net, *len),
+                Err(_) => false,
+            },
+            HostRule::Name(name) => {
+                let host = host.trim_end_matches('.').to_ascii_lowercase();
+                match name.strip_prefix("*.") {
+                    Some(domain) => host
+                        .strip_suffix(domain)
+                        .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1),
+                    None => host == *name,
+                }
+            }
+        }
+    }
+}
+
+fn in_net(ip: IpAddr, net: IpAddr, len: u8) -> bool {
+    let (ip, net, bits) = match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) as u128, u32::from(b) as u128, 32),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128),
+        // An IPv4-mapped IPv6 camera address still matches an IPv4 rule.
+        (IpAddr::V6(a), IpAddr::V4(b)) => match a.to_ipv4_mapped() {
+            Some(a) => (u32::from(a) as u128, u32::from(b) as u128, 32),
+            None => return false,
+        },
+        (IpAddr::V4(_), IpAddr::V6(_)) => return false,
+    };
+    let shift = bits - u32::from(len);
+    shift >= bits || (ip >> shift) == (net >> shift)
+}
+
+/// What the web side needs to decide who may play what.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    pub token: Option<String>,
+    rules: Vec<HostRule>,
+    streams: BTreeMap<String, NamedStream>,
+}
+
+/// Why a requested stream is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The camera's host is not in `allowed_hosts`.
+    Restricted,
+}
+
+impl Access {
+    pub fn new(config: &Config) -> Access {
+        Access {
+            token: config.auth_token.clone().filter(|t| !t.is_empty()),
+            rules: config
+                .allowed_hosts
+                .iter()
+                .filter_map(|e| HostRule::parse(e).ok())
+                .collect(),
+            streams: config.streams.clone(),
+        }
+    }
+
+    /// Whether `presented` is the configured token (always true without one).
+    pub fn token_ok(&self, presented: Option<&str>) -> bool {
+        match &self.token {
+            None => true,
+            Some(token) => {
+                presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.as_bytes()))
+            }
+        }
+    }
+
+    /// Whether an `Authorization` header value carries the token.
+    pub fn bearer_ok(&self, header: Option<&[u8]>) -> bool {
+        if self.token.is_none() {
+            return true;
+        }
+        let value = header
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .unwrap_or("");
+        let presented = value
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
+        self.token_ok(presented)
+    }
+
+    /// The camera URL to hand to the gateway for what a client asked for: a configured
+    /// stream's URL for its name, else the request itself (checked against `allowed_hosts`).
+    pub fn resolve(&self, requested: &str) -> Result<String, Refusal> {
+        if let Some(s) = self.streams.get(requested) {
+            return Ok(s.uri.clone());
+        }
+        if self.rules.is_empty() {
+            return Ok(requested.to_owned());
+        }
+        match RtspUrl::parse(requested) {
+            Ok(url) if self.rules.iter().any(|r| r.matches(url.host())) => Ok(requested.to_owned()),
+            // A malformed URL is the gateway's to refuse with its own "Bad URI" reason.
+            Err(_) => Ok(requested.to_owned()),
+            Ok(_) => Err(Refusal::Restricted),
+        }
+    }
+
+    /// Whether `requested` is a configured stream name.
+    pub fn is_named(&self, requested: &str) -> bool {
+        self.streams.contains_key(requested)
+    }
+
+    /// The name under which a stream (masked URL, as the gateway reports it) is published.
+    pub fn name_of(&self, masked: &str) -> Option<&str> {
+        self.streams
+            .iter()
+            .find(|(_, s)| {
+                RtspUrl::parse(&s.uri)
+                    .map(|u| u.redacted() == masked)
+                    .unwrap_or(false)
+            })
+            .map(|(name, _)| name.as_str())
+    }
+
+    /// Streams to pull at start: (name, URL).
+    pub fn pulled_at_start(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.streams
+            .iter()
+            .filter(|(_, s)| s.pull_at_start)
+            .map(|(n, s)| (n.as_str(), s.uri.as_str()))
+    }
+}
+
+/// Compares without an early exit, so response timing doesn't leak the token's prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(hosts: &[&str]) -> Access {
+        let mut config = Config {
+            allowed_hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            ..Default::default()
+        };
+        config.streams.insert(
+            "lobby".into(),
+            NamedStream {
+                uri: "rtsp://admin:secret@10.9.9.9/live".into(),
+                pull_at_start: false,
+            },
+        );
+        Access::new(&config)
+    }
+
+    #[test]
+    fn hosts_ips_and_cidrs() {
+        let a = access(&["192.168.1.0/24", "cam.example.com", "*.cams.local", "::1"]);
+        assert!(a.resolve("rtsp://192.168.1.77/x").is_ok());
+        assert!(a.resolve("rtsp://u:p@192.168.2.77/x").is_err());
+        assert!(a.resolve("rtsp://CAM.example.com/x").is_ok());
+        assert!(a.resolve("rtsp://evil.com/x").is_err());
+        assert!(a.resolve("rtsp://a.cams.local/x").is_ok());
+        assert!(a.resolve("rtsp://cams.local/x").is_err());
+        assert!(a.resolve("rtsp://[::1]:8554/x").is_ok());
+        // Named streams bypass the list; malformed URLs go on to the gateway's "Bad URI".
+        assert_eq!(
+            a.resolve("lobby").unwrap(),
+            "rtsp://admin:secret@10.9.9.9/live"
+        );
+        assert!(a.resolve("rtsp://bad host/x").is_ok());
+        assert!(access(&[]).resolve("rtsp://anything/x").is_ok());
+        assert!(HostRule::parse("10.0.0.0/33").is_err());
+        assert!(HostRule::parse("not a host").is_err());
+        assert_eq!(
+            HostRule::parse("0.0.0.0/0").unwrap(),
+            HostRule::Net("0.0.0.0".parse().unwrap(), 0)
+        );
+        assert!(HostRule::parse("0.0.0.0/0").unwrap().matches("8.8.8.8"));
+    }
+
+    #[test]
+    fn names_map_back_from_masked_urls() {
+        let a = access(&[]);
+        assert_eq!(a.name_of("rtsp://admin:***@10.9.9.9/live"), Some("lobby"));
+        assert_eq!(a.name_of("rtsp://10.9.9.9/live"), None);
+    }
+
+    #[test]
+    fn bearer_tokens() {
+        let mut a = access(&[]);
+        assert!(a.bearer_ok(None));
+        a.token = Some("s3cret".into());
+        assert!(!a.bearer_ok(None));
+        assert!(!a.bearer_ok(Some(b"Bearer wrong")));
+        assert!(!a.bearer_ok(Some(b"Basic s3cret")));
+        assert!(a.bearer_ok(Some(b"Bearer s3cret")));
+        assert!(a.bearer_ok(Some(b"bearer  s3cret")));
+    }
+}

@@ -1,0 +1,154 @@
+//! `GET /metrics`: the gateway's state and running totals in the Prometheus text format
+//! (version 0.0.4), rendered by hand: a dozen lines don't need a crate.
+
+use std::fmt::Write;
+
+use camgate_core::hub::{GatewayStats, StreamInfo};
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub fn render(streams: &[StreamInfo], stats: &GatewayStats, web_sessions: usize) -> String {
+    let mut out = String::with_capacity(2048);
+    // By the word the REST API reports: PLAYING, PENDING, RECONNECTING.
+    let in_state = |word: &str| streams.iter().filter(|s| s.status() == word).count() as u64;
+    let viewers: usize = streams.iter().map(|s| s.viewers).sum();
+    let pinned = streams.iter().filter(|s| s.pinned).count();
+    family(
+        &mut out,
+        "camgate_streams",
+        "gauge",
+        "Camera streams by state.",
+    );
+    for word in ["PLAYING", "PENDING", "RECONNECTING"] {
+        let series = format!("camgate_streams{{state=\"{}\"}}", word.to_ascii_lowercase());
+        sample(&mut out, &series, in_state(word));
+    }
+    family(
+        &mut out,
+        "camgate_streams_pinned",
+        "gauge",
+        "Streams kept up without viewers (REST startup, pull_at_start).",
+    );
+    sample(&mut out, "camgate_streams_pinned", pinned as u64);
+    family(
+        &mut out,
+        "camgate_viewers",
+        "gauge",
+        "Viewers watching or about to.",
+    );
+    sample(&mut out, "camgate_viewers", viewers as u64);
+    family(
+        &mut out,
+        "camgate_signaling_sessions",
+        "gauge",
+        "Open signaling sessions (WebSocket and WHEP).",
+    );
+    sample(&mut out, "camgate_signaling_sessions", web_sessions as u64);
+    let counters: [(&str, &str, u64); 11] = [
+        (
+            "camgate_camera_bytes_in_total",
+            "Bytes read from camera connections.",
+            stats.camera_bytes_in,
+        ),
+        (
+            "camgate_camera_packets_in_total",
+            "RTP packets received from cameras.",
+            stats.camera_packets_in,
+        ),
+        (
+            "camgate_camera_packets_lost_total",
+            "Camera RTP packets missing from their sequence.",
+            stats.camera_packets_lost,
+        ),
+        (
+            "camgate_viewer_packets_out_total",
+            "RTP packets handed to viewers (one per viewer per packet).",
+            stats.viewer_packets_out,
+        ),
+        (
+            "camgate_datagrams_out_total",
+            "UDP datagrams sent to viewers (media, RTCP, STUN, DTLS).",
+            stats.datagrams_out,
+        ),
+        (
+            "camgate_datagram_bytes_out_total",
+            "Bytes of UDP datagrams sent to viewers.",
+            stats.datagram_bytes_out,
+        ),
+        (
+            "camgate_rtsp_connects_total",
+            "Camera connections opened.",
+            stats.rtsp_connects,
+        ),
+        (
+            "camgate_rtsp_reconnects_total",
+            "Camera reconnections after a drop.",
+            stats.rtsp_reconnects,
+        ),
+        (
+            "camgate_rtsp_errors_total",
+            "Camera connections that ended in an error.",
+            stats.rtsp_errors,
+        ),
+        (
+            "camgate_viewers_joined_total",
+            "Viewers that joined.",
+            stats.viewers_joined,
+        ),
+        (
+            "camgate_viewers_left_total",
+            "Viewers that left or failed.",
+            stats.viewers_left,
+        ),
+    ];
+    for (name, help, value) in counters {
+        family(&mut out, name, "counter", help);
+        sample(&mut out, name, value);
+    }
+    out
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn sample(out: &mut String, series: &str, value: u64) {
+    let _ = writeln!(out, "{series} {value}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use camgate_core::hub::StreamId;
+
+    #[test]
+    fn every_sample_follows_its_type_line() {
+        let streams = [StreamInfo {
+            id: StreamId(1),
+            url: "rtsp://cam/x".into(),
+            playing: true,
+            viewers: 2,
+            pinned: false,
+            reconnecting: false,
+            dropped_tracks: Vec::new(),
+        }];
+        let stats = GatewayStats {
+            camera_bytes_in: 1234,
+            ..Default::default()
+        };
+        let text = render(&streams, &stats, 3);
+        assert!(text.contains("camgate_streams{state=\"playing\"} 1\n"));
+        assert!(text.contains("camgate_viewers 2\n"));
+        assert!(text.contains("camgate_camera_bytes_in_total 1234\n"));
+        let mut typed = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                typed.insert(rest.split(' ').next().unwrap().to_owned());
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert!(typed.contains(name), "{line} has no TYPE line before it");
+            }
+        }
+    }
+}
