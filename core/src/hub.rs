@@ -30,6 +30,9 @@ use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent};
 use crate::signaling::{self, ClientMessage, StreamStatus};
 use crate::viewer::{VideoParams, Viewer};
 
+/// How long a viewer whose connection died may still say `stopStream` before it gets FAILED.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
 /// Bound of a stream's GOP cache; a camera with a longer GOP (in bytes) gets no instant start.
 const MAX_GOP_BYTES: usize = 4 << 20;
 
@@ -200,6 +203,8 @@ struct ViewerEntry {
     playing_sent: bool,
     /// The cached GOP was offered once the connection came up.
     primed: bool,
+    /// When the browser's WebRTC connection died; FAILED follows unless a `stopStream` does.
+    lost_at: Option<Instant>,
     /// Source addresses learned for this viewer on the shared UDP socket.
     addrs: Vec<SocketAddr>,
     scheduled: Option<Instant>,
@@ -399,6 +404,7 @@ impl Gateway {
             viewer: None,
             playing_sent: false,
             primed: false,
+            lost_at: None,
             addrs: Vec::new(),
             scheduled: None,
         };
@@ -955,16 +961,32 @@ impl Gateway {
         let Some(entry) = self.viewers.get_mut(v) else {
             return;
         };
+        if let Some(lost) = entry.lost_at {
+            if now >= lost + STOP_GRACE {
+                tracing::info!(
+                    session = entry.session.0,
+                    "viewer connection lost (ICE/DTLS)"
+                );
+                self.send_status(v, StreamStatus::Failed, Some("Failed by ICE timeout"));
+                self.remove_viewer(v, now);
+            }
+            return;
+        }
         let Some(viewer) = entry.viewer.as_mut() else {
             return;
         };
         if !viewer.is_alive() {
-            tracing::info!(
-                session = entry.session.0,
-                "viewer connection lost (ICE/DTLS)"
-            );
-            self.send_status(v, StreamStatus::Failed, Some("Failed by ICE timeout"));
-            self.remove_viewer(v, now);
+            // The Flashphoner SDK closes its peer connection the moment the user presses Stop,
+            // and the DTLS close can beat the `stopStream` message: stop sending at once, but
+            // report FAILED only if no `stopStream` follows shortly.
+            entry.viewer = None;
+            entry.lost_at = Some(now);
+            for addr in entry.addrs.drain(..) {
+                self.by_addr.remove(&addr);
+            }
+            let at = now + STOP_GRACE;
+            entry.scheduled = Some(at);
+            self.timers.push(Reverse((at, TimerKey::Viewer(v))));
             return;
         }
         // A PLI can't be forwarded to an RTSP camera; the next keyframe serves it.

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
@@ -82,6 +82,9 @@ fn profile_class(profile_level_id: u32) -> (u8, bool) {
     }
 }
 
+/// A browser silent this long (no STUN, DTLS or RTCP) is gone.
+pub const SILENCE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Lifecycle milestones the hub reports to the browser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ViewerState {
@@ -105,6 +108,10 @@ pub struct Viewer {
     last_seq: Option<(u16, u64)>,
     /// Skip everything up to the next keyframe (the camera's stream restarted).
     awaiting_keyframe: bool,
+    /// Last datagram from the browser. str0m's ICE-lite never reports a browser that went
+    /// silent as disconnected when its offer had no candidates (the SDK's never do), so
+    /// liveness is judged here: browsers send STUN consent checks and RTCP every few seconds.
+    last_heard: Instant,
     state: ViewerState,
 }
 
@@ -190,6 +197,7 @@ impl Viewer {
             audio_last_seq: None,
             last_seq: None,
             awaiting_keyframe: false,
+            last_heard: now,
             state: ViewerState::default(),
         };
         let mut sink = VecDeque::new();
@@ -299,6 +307,7 @@ impl Viewer {
         data: &[u8],
         out: &mut VecDeque<Transmit>,
     ) {
+        self.last_heard = now;
         let Ok(receive) = Receive::new(Protocol::Udp, source, destination, data) else {
             return; // not STUN, DTLS, RTP or RTCP: garbage on the shared port
         };
@@ -311,6 +320,13 @@ impl Viewer {
     }
 
     pub fn handle_timeout(&mut self, now: Instant, out: &mut VecDeque<Transmit>) {
+        if now.saturating_duration_since(self.last_heard) > SILENCE_TIMEOUT {
+            if !self.state.failed {
+                tracing::info!("viewer silent for {SILENCE_TIMEOUT:?}: gone");
+            }
+            self.state.failed = true;
+            return;
+        }
         self.guarded(|this| {
             if let Err(e) = this.rtc.handle_input(Input::Timeout(now)) {
                 tracing::debug!("viewer timeout error: {e}");

@@ -162,6 +162,8 @@ struct Browser {
     frames: Vec<(Instant, u32, Vec<u8>)>,
     /// Audio frames: (codec, payload)
     audio: Vec<(str0m::format::Codec, Vec<u8>)>,
+    /// Its datagrams no longer reach anyone (tab killed, network gone).
+    vanished: bool,
 }
 
 impl Browser {
@@ -233,6 +235,7 @@ impl Harness {
             ws: Vec::new(),
             frames: Vec::new(),
             audio: Vec::new(),
+            vanished: false,
         });
         self.gateway.handle_session_opened(session, self.now);
         self.signal(b, "connection", serde_json::json!({"appKey": "defaultApp"}));
@@ -308,11 +311,14 @@ impl Harness {
             while let Some(t) = self.gateway.poll_transmit() {
                 moved = true;
                 let now = self.now;
-                let browser = self
+                // A browser that vanished (moved to another address) never gets it.
+                let Some(browser) = self
                     .browsers
                     .iter_mut()
-                    .find(|b| b.addr == t.destination)
-                    .expect("datagram to a known browser");
+                    .find(|b| b.addr == t.destination && !b.vanished)
+                else {
+                    continue;
+                };
                 let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
                 browser.rtc.handle_input(Input::Receive(now, r)).unwrap();
             }
@@ -336,6 +342,7 @@ impl Harness {
             loop {
                 match b.rtc.poll_output().unwrap() {
                     Output::Timeout(_) => break,
+                    Output::Transmit(_) if b.vanished => {}
                     Output::Transmit(t) => {
                         sent.push((t.source, t.destination, t.contents.to_vec()))
                     }
@@ -633,6 +640,40 @@ fn a_camera_that_never_played_fails_its_viewers() {
         "Failed to connect to rtsp stream"
     );
     assert!(h.gateway.streams().is_empty());
+}
+
+#[test]
+fn stop_that_closes_the_peer_connection_first_still_ends_in_stopped() {
+    let mut h = Harness::new();
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..5);
+    // The SDK closes its RTCPeerConnection at once, then sends stopStream.
+    h.browsers[b].rtc.disconnect();
+    h.camera_frames(5..8);
+    h.signal(b, "stopStream", serde_json::json!({"mediaSessionId": "m0"}));
+    h.run_for(Duration::from_secs(3));
+    assert_eq!(h.browsers[b].statuses(), ["PENDING", "PLAYING", "STOPPED"]);
+}
+
+#[test]
+fn a_browser_that_vanishes_gets_failed() {
+    let mut h = Harness::new();
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..5);
+    // The browser stops answering (tab killed): no STUN, no DTLS, no stopStream.
+    h.browsers[b].vanished = true;
+    for frame in 5..25 {
+        h.camera_frames(frame..frame + 1);
+        h.run_for(Duration::from_secs(1));
+        if h.browsers[b].statuses().last().map(String::as_str) == Some("FAILED") {
+            break;
+        }
+    }
+    let last = h.browsers[b].ws.last().unwrap();
+    assert_eq!(last["data"][0]["status"], "FAILED", "{last}");
+    assert_eq!(h.gateway.viewer_count(), 0);
 }
 
 #[test]
