@@ -169,7 +169,7 @@ async function start(url = ui.url.value.trim()) {
     pc.ontrack = (event) => {
       media.addTrack(event.track);
       if (ui.video.srcObject !== media) ui.video.srcObject = media;
-      ui.video.play().catch(() => {}); // muted autoplay is allowed; ignore interruptions
+      ui.video.play().catch(() => {}); // ignore interruptions (a new stream replaced this one)
     };
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === 'failed' && state.stream === stream && stream.status !== 'STOPPING') {
@@ -288,6 +288,8 @@ function watchFirstFrame(stream) {
 ui.url.value = defaultStreamUrl();
 ui.form.addEventListener('submit', (event) => {
   event.preventDefault();
+  // Pressing Start is a user gesture, so the browser lets the page play sound from here on.
+  ui.video.muted = false;
   if (ui.url.value.trim() !== '') start();
 });
 ui.stop.addEventListener('click', () => stop());
