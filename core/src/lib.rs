@@ -12,3 +12,7 @@ pub mod rtp;
 pub mod rtsp;
 pub mod signaling;
 pub mod viewer;
+pub mod vp8;
+
+/// The WebRTC stack, re-exported so the I/O layer speaks its `Transmit` type.
+pub use str0m;

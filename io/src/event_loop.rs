@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use camgate_core::hub::{Gateway, GatewayOutput, SessionId, StreamId};
+use camgate_core::str0m::net::Transmit;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -129,6 +130,8 @@ pub struct EventLoop {
     udp_by_addr: HashMap<SocketAddr, usize>,
     rtsp_client_address: Option<IpAddr>,
     read_buf: Vec<u8>,
+    /// Datagrams taken from the gateway for one batched send; capacity is reused.
+    tx_buf: Vec<Transmit>,
 }
 
 impl EventLoop {
@@ -141,6 +144,7 @@ impl EventLoop {
             udp_by_addr: HashMap::new(),
             rtsp_client_address: config.rtsp_client_address,
             read_buf: vec![0; 64 * 1024],
+            tx_buf: Vec::with_capacity(1024),
         };
         for (kind, addr) in &config.listeners {
             let mut listener = TcpListener::bind(*addr)
@@ -301,19 +305,7 @@ impl EventLoop {
             Endpoint::Udp(udp) => {
                 // str0m matches datagrams against the candidate it announced.
                 let local = udp.announced;
-                loop {
-                    match udp.socket.recv_from(&mut self.read_buf) {
-                        Ok((n, source)) => {
-                            gateway.handle_udp(now, source, local, &self.read_buf[..n])
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => {
-                            // ICMP errors from a vanished viewer surface here; not fatal.
-                            tracing::debug!("udp receive error: {e}");
-                            break;
-                        }
-                    }
-                }
+                udp.recv_all(&mut |source, data| gateway.handle_udp(now, source, local, data));
                 self.flush_transmits(gateway);
             }
         }
@@ -400,17 +392,44 @@ impl EventLoop {
         }
     }
 
+    /// Sends everything the gateway queued, in `sendmmsg` batches per socket.
     fn flush_transmits(&mut self, gateway: &mut Gateway) {
+        self.tx_buf.clear();
         while let Some(t) = gateway.poll_transmit() {
+            self.tx_buf.push(t);
+        }
+        if self.tx_buf.is_empty() {
+            return;
+        }
+        let fallback = self.udp_by_addr.values().next().copied();
+        // Runs of datagrams leaving from the same socket go out together (with one socket,
+        // which is the usual case, that is all of them).
+        let mut start = 0;
+        while start < self.tx_buf.len() {
             let key = self
                 .udp_by_addr
-                .get(&t.source)
+                .get(&self.tx_buf[start].source)
                 .copied()
-                .or_else(|| self.udp_by_addr.values().next().copied());
-            if let Some(Endpoint::Udp(udp)) = key.and_then(|k| self.endpoints.get_mut(k)) {
-                udp.send(&t.contents, t.destination);
+                .or(fallback);
+            let mut end = start + 1;
+            while end < self.tx_buf.len()
+                && self
+                    .udp_by_addr
+                    .get(&self.tx_buf[end].source)
+                    .copied()
+                    .or(fallback)
+                    == key
+            {
+                end += 1;
             }
+            if let Some(Endpoint::Udp(udp)) = key.and_then(|k| self.endpoints.get_mut(k)) {
+                udp.send_all(&self.tx_buf[start..end], |t| {
+                    (t.destination, &t.contents[..])
+                });
+            }
+            start = end;
         }
+        self.tx_buf.clear();
     }
 
     fn connect_camera(&mut self, stream: StreamId, host: &str, port: u16) -> io::Result<()> {
