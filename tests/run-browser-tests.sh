@@ -6,12 +6,12 @@
 #   tests/run-browser-tests.sh                       # every tests/browser/*.test.mjs
 #   tests/run-browser-tests.sh player.test.mjs       # some of them (names relative to tests/browser)
 #
-# Env: CAMGATE_BIN (default target/release/camgate, built if missing), CAMGATE_EXTRA_ARGS,
+# Env: CAMGATE_BIN (default $CARGO_TARGET_DIR or target, /release/camgate; built if missing), CAMGATE_EXTRA_ARGS,
 # TEST_REPORTER (default spec). Needs root (or unprivileged user namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN=${CAMGATE_BIN:-$PWD/target/release/camgate}
+BIN=${CAMGATE_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/camgate}
 if [[ ! -x "$BIN" ]]; then
   echo "== $BIN missing: cargo build --release -p camgate"
   cargo build --release -p camgate
