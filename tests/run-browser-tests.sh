@@ -6,7 +6,8 @@
 #   tests/run-browser-tests.sh                       # every tests/browser/*.test.mjs
 #   tests/run-browser-tests.sh player.test.mjs       # some of them (names relative to tests/browser)
 #
-# Env: CAMGATE_BIN (default $CARGO_TARGET_DIR or target, /release/camgate; built if missing), CAMGATE_EXTRA_ARGS,
+# Env: CAMGATE_BIN (default ${CARGO_TARGET_DIR:-target}/release/camgate, built if missing),
+# CAMGATE_EXTRA_ARGS,
 # TEST_REPORTER (default spec). Needs root (or unprivileged user namespaces).
 set -euo pipefail
 cd "$(dirname "$0")/.."
