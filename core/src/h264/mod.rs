@@ -6,11 +6,16 @@ pub mod nal;
 pub mod packetize;
 pub mod params;
 pub mod relay;
+pub mod slice;
 
 pub use depacketize::{AccessUnit, Depacketizer};
 pub use packetize::Packetizer;
 pub use params::ParameterSets;
 pub use relay::{H264Relay, RelayPacket};
+pub use slice::SliceType;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod bframe_tests;

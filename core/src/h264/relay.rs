@@ -32,10 +32,11 @@ use crate::rtp::{RtpPacket, SeqStep, SeqTracker};
 
 use super::nal::{
     has_start_code, is_vcl, nal_type, split_annex_b, stap_a_is_clean, stap_a_units, AnnexBIter,
-    StapIter, NAL_FU_A, NAL_IDR, NAL_PPS, NAL_SPS, NAL_STAP_A,
+    StapIter, NAL_FU_A, NAL_IDR, NAL_PPS, NAL_SLICE, NAL_SPS, NAL_STAP_A,
 };
 use super::packetize::{fu_a_fragments, nal_pieces, packetize_nal, MIN_PAYLOAD};
 use super::params::{fmtp_param, parse_profile_level_id, ParameterSets};
+use super::slice::{slice_type, SliceType};
 
 /// One packet leaving the relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +139,8 @@ pub struct H264Relay {
     /// SPS/PPS being reassembled from FU-A (rare; capacity is kept across uses).
     fu_param: Vec<u8>,
     fu_param_active: bool,
+    /// A B-slice was seen (sticky; slice headers are no longer parsed once set).
+    b_frames: bool,
 }
 
 impl H264Relay {
@@ -164,6 +167,21 @@ impl H264Relay {
             held: Vec::with_capacity(HOLD_MAX),
             fu_param: Vec::new(),
             fu_param_active: false,
+            b_frames: false,
+        }
+    }
+
+    /// Whether the camera's stream uses B-slices (sticky once one is seen). Found by reading
+    /// `slice_type` from the first bytes of each slice start (single NAL, STAP-A entry, FU-A
+    /// start fragment); costs a few bit operations per slice, and nothing once set.
+    pub fn has_b_frames(&self) -> bool {
+        self.b_frames
+    }
+
+    /// Notes a B-slice; `after_header`: the slice's bytes after its NAL header (a prefix will do).
+    fn check_slice(&mut self, after_header: &[u8]) {
+        if !self.b_frames {
+            self.b_frames = slice_type(after_header) == Some(SliceType::B);
         }
     }
 
@@ -349,6 +367,9 @@ impl H264Relay {
             }
             if is_vcl(t) {
                 facts.vcl = true;
+                if t == NAL_SLICE || t == NAL_IDR {
+                    self.check_slice(&nal[1..]);
+                }
                 if t == NAL_IDR && !facts.idr_start {
                     facts.idr_start = true;
                     facts.sps_before_idr = facts.sps;
@@ -366,6 +387,9 @@ impl H264Relay {
         let t = nal_type(fu_header);
         let start = fu_header & 0x80 != 0;
         let end = fu_header & 0x40 != 0;
+        if start && (t == NAL_SLICE || t == NAL_IDR) {
+            self.check_slice(data);
+        }
         let mut facts = Facts {
             vcl: is_vcl(t),
             idr_start: start && t == NAL_IDR,
