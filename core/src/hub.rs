@@ -23,12 +23,13 @@ use str0m::net::Transmit;
 
 use crate::audio_relay::{AudioPacket, AudioRelay};
 use crate::gop::GopCache;
-use crate::h264::{H264Relay, RelayPacket};
+use crate::h264::RelayPacket;
 use crate::media::MediaKind;
 use crate::rtp::{RtpPacket, SeqStep, SeqTracker};
 use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent};
 use crate::signaling::{self, ClientMessage, StreamStatus};
-use crate::viewer::{VideoParams, Viewer};
+use crate::video_relay::VideoRelay;
+use crate::viewer::Viewer;
 
 /// How long a viewer whose connection died may still say `stopStream` before it gets FAILED.
 const STOP_GRACE: Duration = Duration::from_secs(2);
@@ -102,6 +103,9 @@ pub struct StreamInfo {
     pub reconnecting: bool,
     /// Tracks left out, with the reason (e.g. "audio PCMU: SETUP answered 461 ...").
     pub dropped_tracks: Vec<String>,
+    /// What plays: "video H264 42c01e; audio PCMU 8000 Hz (passed through)", plus warnings
+    /// such as B-frames. Also the `info` of the PLAYING status sent to browsers.
+    pub info: String,
 }
 
 impl StreamInfo {
@@ -167,7 +171,7 @@ struct Stream {
     client: RtspClient,
     /// Index of the H.264 track among the client's tracks, once playing.
     video_track: Option<usize>,
-    relay: Option<H264Relay>,
+    relay: Option<VideoRelay>,
     /// Index of the audio track among the client's tracks, and its relay, when it plays.
     audio_track: Option<usize>,
     audio: Option<AudioRelay>,
@@ -191,6 +195,8 @@ struct Stream {
     reconnect_at: Option<Instant>,
     /// Why tracks of the camera were left out (e.g. audio SETUP refused), for stream info.
     dropped_tracks: Vec<String>,
+    /// The camera's H.264 has B-frames (reported once).
+    b_frames: bool,
     scheduled: Option<Instant>,
 }
 
@@ -273,6 +279,7 @@ impl Gateway {
                 pinned: s.pinned,
                 reconnecting: s.reconnect_at.is_some(),
                 dropped_tracks: s.dropped_tracks.clone(),
+                info: s.info(),
             })
             .collect();
         list.sort_by_key(|s| s.id);
@@ -523,6 +530,7 @@ impl Gateway {
                 reconnect_attempts: 0,
                 reconnect_at: None,
                 dropped_tracks: Vec::new(),
+                b_frames: false,
                 scheduled: None,
             },
         );
@@ -578,6 +586,8 @@ impl Gateway {
             seq,
             audio_track,
             audio,
+            b_frames,
+            dropped_tracks,
             ..
         } = s;
         client.handle_input(now, data, &mut |m: MediaPacket<'_>| {
@@ -612,6 +622,10 @@ impl Gateway {
             }
             relay_out.clear();
             relay.push(&packet, relay_out);
+            if !*b_frames && relay.has_b_frames() {
+                *b_frames = true;
+                tracing::warn!(url = %redacted, "{B_FRAMES_WARNING}");
+            }
             for p in relay_out.iter() {
                 gop.push(p);
             }
@@ -638,11 +652,13 @@ impl Gateway {
                 if !entry.playing_sent && viewer.state().playing {
                     entry.playing_sent = true;
                     tracing::info!(url = %redacted, "viewer playing");
+                    let info =
+                        stream_info(Some(&*relay), audio.as_ref(), *b_frames, dropped_tracks);
                     let text = signaling::stream_status(
                         &entry.media_session_id,
                         redacted,
                         StreamStatus::Playing,
-                        None,
+                        Some(&info),
                     );
                     outputs.push_back(GatewayOutput::WsSend {
                         session: entry.session,
@@ -690,7 +706,8 @@ impl Gateway {
             match event {
                 RtspEvent::Playing { tracks } => {
                     let video = tracks.iter().position(|t| {
-                        t.kind == MediaKind::Video && t.encoding.eq_ignore_ascii_case("H264")
+                        t.kind == MediaKind::Video
+                            && VideoRelay::for_track(t, self.config.max_payload).is_some()
                     });
                     s.dropped_tracks = s
                         .client
@@ -706,7 +723,7 @@ impl Gateway {
                     let resumed = s.played;
                     tracing::info!(stream = id.0, url = %s.redacted, tracks = tracks.len(), resumed, "camera playing");
                     let Some(index) = video else {
-                        let info = "No common codecs: the camera sends no H.264 video";
+                        let info = "No common codecs: the camera sends neither H.264 nor VP8 video";
                         self.fail_stream(id, now, info);
                         return;
                     };
@@ -714,10 +731,7 @@ impl Gateway {
                     s.reconnect_attempts = 0;
                     s.video_track = Some(index);
                     if !resumed {
-                        s.relay = Some(H264Relay::new(
-                            tracks[index].fmtp.as_deref(),
-                            self.config.max_payload,
-                        ));
+                        s.relay = VideoRelay::for_track(&tracks[index], self.config.max_payload);
                     }
                     // Audio: the first audio track the camera set up, passed through or
                     // transcoded; one that can't be played is reported, the video plays on.
@@ -833,11 +847,8 @@ impl Gateway {
         };
         let pending = std::mem::take(&mut s.pending);
         let audio_out = s.audio.as_ref().map(AudioRelay::output);
-        let video = VideoParams {
-            profile_level_id: s
-                .relay
-                .as_ref()
-                .and_then(|r| r.profile_level_id().or_else(|| r.fmtp_profile_level_id())),
+        let Some(video) = s.relay.as_ref().map(VideoRelay::codec) else {
+            return;
         };
         for v in pending {
             let Some(entry) = self.viewers.get_mut(v) else {
@@ -1127,6 +1138,44 @@ impl Gateway {
         self.stats.datagrams_out += 1;
         self.stats.datagram_bytes_out += t.contents.len() as u64;
         Some(t)
+    }
+}
+
+/// What the stream info says about B-frames, and what to do about them.
+const B_FRAMES_WARNING: &str = "the camera's H.264 has B-frames, which browsers play jerkily over \
+WebRTC: set the camera's encoder to a profile or GOP setting without B-frames (e.g. baseline profile)";
+
+/// "video H264 42c01e; audio PCMU 8000 Hz (passed through)" plus warnings and dropped tracks.
+fn stream_info(
+    video: Option<&VideoRelay>,
+    audio: Option<&AudioRelay>,
+    b_frames: bool,
+    dropped: &[String],
+) -> String {
+    let mut parts = Vec::new();
+    if let Some(v) = video {
+        parts.push(format!("video {}", v.describe()));
+    }
+    if let Some(a) = audio {
+        parts.push(format!("audio {}", a.description()));
+    }
+    if b_frames {
+        parts.push(format!("warning: {B_FRAMES_WARNING}"));
+    }
+    for d in dropped {
+        parts.push(format!("left out: {d}"));
+    }
+    parts.join("; ")
+}
+
+impl Stream {
+    fn info(&self) -> String {
+        stream_info(
+            self.relay.as_ref(),
+            self.audio.as_ref(),
+            self.b_frames,
+            &self.dropped_tracks,
+        )
     }
 }
 

@@ -18,13 +18,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 use crate::audio_relay::{AudioOut, AudioPacket};
 use crate::h264::RelayPacket;
-
-/// What the browser must be able to decode, taken from the camera's SDP and stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VideoParams {
-    /// `profile_idc`, constraint flags, `level_idc` of the camera's SPS (or its SDP).
-    pub profile_level_id: Option<[u8; 3]>,
-}
+use crate::video_relay::VideoCodec;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ViewerError {
@@ -39,7 +33,7 @@ impl std::fmt::Display for ViewerError {
             Self::BadOffer(why) => write!(f, "Bad SDP offer: {why}"),
             Self::NoCommonCodec => write!(
                 f,
-                "No common codecs: the browser offers no H.264 (packetization-mode=1)"
+                "No common codecs: the browser offers none of the camera's video codec (H.264 packetization-mode=1 or VP8)"
             ),
         }
     }
@@ -130,7 +124,7 @@ impl Viewer {
     pub fn accept_offer(
         now: Instant,
         offer_sdp: &str,
-        video: VideoParams,
+        video: VideoCodec,
         audio: Option<AudioOut>,
         candidates: &[SocketAddr],
     ) -> Result<(Viewer, String), ViewerError> {
@@ -147,7 +141,7 @@ impl Viewer {
     fn negotiate(
         now: Instant,
         offer_sdp: &str,
-        video: VideoParams,
+        video: VideoCodec,
         audio: Option<AudioOut>,
         candidates: &[SocketAddr],
     ) -> Result<(Viewer, String), ViewerError> {
@@ -159,18 +153,26 @@ impl Viewer {
             .clear_codecs();
         let codecs = config.codec_config();
         let mut pt = 96u8;
-        let camera = video
-            .profile_level_id
-            .map(|p| u32::from_be_bytes([0, p[0], p[1], p[2]]));
-        // One payload type per profile class: str0m panics when two local H.264 configs claim
-        // the same offered payload type (e.g. 42c01e and 42e01f are both constrained baseline).
-        let camera_class = camera.map(profile_class);
-        let fallbacks = FALLBACK_PROFILES
-            .into_iter()
-            .filter(|p| Some(profile_class(*p)) != camera_class);
-        for profile in camera.into_iter().chain(fallbacks) {
-            codecs.add_h264(pt.into(), Some((pt + 1).into()), true, profile);
-            pt += 2;
+        let camera = match video {
+            VideoCodec::H264 { profile_level_id } => {
+                profile_level_id.map(|p| u32::from_be_bytes([0, p[0], p[1], p[2]]))
+            }
+            VideoCodec::Vp8 => None,
+        };
+        if video == VideoCodec::Vp8 {
+            codecs.enable_vp8(true);
+        } else {
+            // One payload type per profile class: str0m panics when two local H.264 configs
+            // claim the same offered payload type (42c01e and 42e01f are both constrained
+            // baseline).
+            let camera_class = camera.map(profile_class);
+            let fallbacks = FALLBACK_PROFILES
+                .into_iter()
+                .filter(|p| Some(profile_class(*p)) != camera_class);
+            for profile in camera.into_iter().chain(fallbacks) {
+                codecs.add_h264(pt.into(), Some((pt + 1).into()), true, profile);
+                pt += 2;
+            }
         }
         // Audio is accepted even when the camera has none: str0m puts the ICE candidates in the
         // first m-line, and a rejected audio line (port 0) would hide them from the browser.
@@ -203,9 +205,11 @@ impl Viewer {
         let mut sink = VecDeque::new();
         viewer.drain(&mut sink);
         let mid = first_mid(offer_sdp, "video").ok_or(ViewerError::NoCommonCodec)?;
-        let pt = viewer
-            .choose_video_pt(mid, camera)
-            .ok_or(ViewerError::NoCommonCodec)?;
+        let pt = match video {
+            VideoCodec::Vp8 => viewer.choose_pt(mid, Codec::Vp8),
+            VideoCodec::H264 { .. } => viewer.choose_video_pt(mid, camera),
+        }
+        .ok_or(ViewerError::NoCommonCodec)?;
         viewer.video = Some((mid, pt));
         // Audio is best effort: a browser without the codec still gets the video.
         if let (Some(out), Some(mid)) = (audio, first_mid(offer_sdp, "audio")) {
@@ -242,6 +246,11 @@ impl Viewer {
             AudioOut::Pcmu => Codec::PCMU,
             AudioOut::Pcma => Codec::PCMA,
         };
+        self.choose_pt(mid, wanted)
+    }
+
+    /// The first payload type of `codec` the browser offered for `mid`.
+    fn choose_pt(&self, mid: Mid, wanted: Codec) -> Option<Pt> {
         let media = self.rtc.media(mid)?;
         let config = self.rtc.codec_config();
         media.remote_pts().iter().copied().find(|pt| {

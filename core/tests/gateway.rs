@@ -61,6 +61,8 @@ struct FakeCamera {
     describe_status: Option<&'static str>,
     /// The SDP also offers a PCMU audio track.
     with_audio: bool,
+    /// The video is VP8 instead of H.264.
+    vp8: bool,
 }
 
 impl FakeCamera {
@@ -90,10 +92,16 @@ impl FakeCamera {
                 Some(status) => (status, String::new(), String::new()),
                 None => {
                     let sdp = format!(
-                        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=cam\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\n\
-                         a=rtpmap:96 H264/90000\r\n\
-                         a=fmtp:96 packetization-mode=1;profile-level-id=42c01e;sprop-parameter-sets={SPS_B64},{PPS_B64}\r\n\
-                         a=control:track1\r\n{}",
+                        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=cam\r\nt=0 0\r\n{}a=control:track1\r\n{}",
+                        if self.vp8 {
+                            "m=video 0 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n".to_owned()
+                        } else {
+                            format!(
+                                "m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+                                 a=fmtp:96 packetization-mode=1;profile-level-id=42c01e;\
+                                 sprop-parameter-sets={SPS_B64},{PPS_B64}\r\n"
+                            )
+                        },
                         if self.with_audio {
                             "m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=control:track2\r\n"
                         } else {
@@ -258,6 +266,7 @@ impl Harness {
         let mut rtc = Rtc::builder()
             .clear_codecs()
             .enable_h264(true)
+            .enable_vp8(true)
             .enable_opus(true, false)
             .enable_pcmu(true, false)
             .build(self.now);
@@ -666,6 +675,62 @@ fn g711_audio_passes_through_beside_the_video() {
     let expected: Vec<u8> = (0..160).map(|i| (i * 7) as u8).collect();
     assert_eq!(audio[0].1, expected, "PCMU payloads arrive untouched");
     assert!(h.browsers[b].frames.len() >= 15);
+}
+
+#[test]
+fn vp8_passes_through_and_browsers_start_on_a_keyframe() {
+    let mut h = Harness::new();
+    h.camera.vp8 = true;
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    for frame in 0..25u32 {
+        // VP8 payload descriptor (S=1, partition 0), then the frame: a keyframe every 10
+        // (P bit clear, start code 9d 01 2a, 640x360), inter frames otherwise.
+        let mut payload = vec![0x10];
+        if frame % 10 == 0 {
+            payload
+                .extend_from_slice(&[0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01]);
+        } else {
+            payload.extend_from_slice(&[0x11, 0x02, 0x00]);
+        }
+        payload.resize(700, 0x55);
+        h.camera.send_frame(frame * 3600, &[payload]);
+        h.run_for(Duration::from_millis(40));
+    }
+    let browser = &h.browsers[b];
+    assert!(
+        browser.frames.len() >= 20,
+        "{} VP8 frames",
+        browser.frames.len()
+    );
+    let playing = browser
+        .ws
+        .iter()
+        .find(|v| v["data"][0]["status"] == "PLAYING")
+        .unwrap();
+    assert_eq!(playing["data"][0]["info"], "video VP8 640x360");
+}
+
+#[test]
+fn the_playing_status_says_which_codecs_play() {
+    let mut h = Harness::new();
+    h.camera.with_audio = true;
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..3);
+    let playing = h.browsers[b]
+        .ws
+        .iter()
+        .find(|v| v["data"][0]["status"] == "PLAYING")
+        .unwrap();
+    assert_eq!(
+        playing["data"][0]["info"],
+        "video H264 42c01e; audio PCMU 8000 Hz (passed through)"
+    );
+    assert_eq!(
+        h.gateway.streams()[0].info,
+        "video H264 42c01e; audio PCMU 8000 Hz (passed through)"
+    );
 }
 
 #[test]
