@@ -132,6 +132,7 @@ mod tests {
             pinned: false,
             reconnecting: false,
             dropped_tracks: Vec::new(),
+            info: String::new(),
         }];
         let stats = GatewayStats {
             camera_bytes_in: 1234,
