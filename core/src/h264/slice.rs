@@ -2,9 +2,9 @@
 //! to notice cameras that send B-slices (browsers decode them, but they add reordering delay and
 //! some WebRTC stacks mishandle them), at a cost of a few bit operations per slice start.
 
-/// Slice header bytes looked at: the fields read come first, and even a 4K picture's
-/// `first_mb_in_slice` plus `slice_type` fit in well under this (ue(v) of 32 bits at most is
-/// 63 bits), emulation-prevention bytes included.
+/// Slice header bytes looked at. The two fields read come first; a ue(v) takes at most 65 bits,
+/// and real ones far fewer (`first_mb_in_slice` of a 4K picture is 31 bits, `slice_type` 7), so
+/// this covers both even with emulation-prevention bytes in between.
 const MAX_HEADER_BYTES: usize = 20;
 
 /// `slice_type` (0..=9; 5..=9 mean "all slices of the picture have this type").
