@@ -97,6 +97,12 @@ impl ParameterSets {
         if nal.len() < min_len || nal.len() > usize::from(u16::MAX) {
             return false;
         }
+        // Emulation prevention keeps 00 00 00/01/02 out of every NAL unit; a "parameter set"
+        // holding one is garbage, and re-splitting it at the start code would mangle the
+        // SPS/PPS sent before keyframes (found by fuzzing).
+        if nal.windows(3).any(|w| w[0] == 0 && w[1] == 0 && w[2] <= 2) {
+            return false;
+        }
         if slot.as_slice() != nal {
             slot.clear();
             slot.extend_from_slice(nal);
@@ -147,6 +153,18 @@ impl ParameterSets {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_parameter_set_holding_a_start_code_is_refused() {
+        let mut p = ParameterSets::new();
+        assert!(!p.learn(&[0x67, 0x42, 0xc0, 0x1e, 0x00, 0x00, 0x01, 0x65]));
+        assert!(!p.learn(&[0x68, 0x00, 0x00, 0x00]));
+        assert!(
+            p.learn(&[0x67, 0x42, 0xc0, 0x1e, 0x00, 0x00, 0x03, 0x01]),
+            "emulation prevention is fine"
+        );
+    }
+
     use super::*;
 
     // A Raspberry-Pi-style camera's fmtp (Baseline, level 3.0).

@@ -283,11 +283,17 @@ impl H264Relay {
         if facts.idr_start && !self.au_keyframe_done {
             self.au_keyframe_done = true;
             if self.params.is_complete() {
-                let sps = facts.sps_before_idr || self.held.iter().any(|h| h.facts.sps);
-                let pps = facts.pps_before_idr || self.held.iter().any(|h| h.facts.pps);
-                if sps && pps {
-                    mark_held = self.held.iter().position(|h| h.facts.param_start);
-                    mark_here = mark_held.is_none();
+                // A viewer starting at the mark must find SPS and PPS *from the mark on*: an SPS
+                // learned from an FU-A end fragment whose start already left (hold overflow,
+                // interrupted FU-A) counts only if it is wholly after the mark (found by fuzzing).
+                let mark = self.held.iter().position(|h| h.facts.param_start);
+                let tail = mark.map_or(&self.held[..0], |m| &self.held[m..]);
+                let sps = facts.sps_before_idr || tail.iter().any(|h| h.facts.sps);
+                let pps = facts.pps_before_idr || tail.iter().any(|h| h.facts.pps);
+                let own_complete = facts.sps_before_idr && facts.pps_before_idr;
+                if sps && pps && (mark.is_some() || own_complete) {
+                    mark_held = mark;
+                    mark_here = mark.is_none();
                 } else {
                     inject = true;
                 }
@@ -345,6 +351,9 @@ impl H264Relay {
             // packetization-mode 1 and not decodable by browsers.
             _ => return None,
         };
+        // Any other packet interrupts an SPS/PPS being reassembled from FU-A fragments: its
+        // remaining fragments must not complete it out of order.
+        self.fu_param_active = false;
         let mut facts = Facts::default();
         let mut any = false;
         for nal in units(p, shape) {
