@@ -105,6 +105,14 @@ impl AudioRelay {
         &self.description
     }
 
+    /// The camera RTP timestamp of the audio in an output packet stamped `out_ts` (lip sync).
+    pub fn input_time(&self, out_ts: u32) -> Option<u32> {
+        match &self.mode {
+            Mode::Passthrough => Some(out_ts),
+            Mode::Transcode { transcoder, .. } => transcoder.input_time(out_ts),
+        }
+    }
+
     /// One camera RTP packet in; 0..n packets for browsers out (appended to `out`).
     pub fn push(&mut self, packet: &RtpPacket<'_>, out: &mut Vec<AudioPacket>) {
         match self.source_seq.step(packet.sequence) {

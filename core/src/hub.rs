@@ -25,9 +25,10 @@ use crate::audio_relay::{AudioPacket, AudioRelay};
 use crate::gop::GopCache;
 use crate::h264::RelayPacket;
 use crate::media::MediaKind;
-use crate::rtp::{RtpPacket, SeqStep, SeqTracker};
+use crate::rtp::{parse_sender_report, RtpPacket, SeqStep, SeqTracker};
 use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent};
 use crate::signaling::{self, ClientMessage, StreamStatus};
+use crate::sync::{StreamClock, TrackClock};
 use crate::video_relay::VideoRelay;
 use crate::viewer::Viewer;
 
@@ -197,6 +198,10 @@ struct Stream {
     dropped_tracks: Vec<String>,
     /// The camera's H.264 has B-frames (reported once).
     b_frames: bool,
+    /// Lip sync: the camera's NTP clock, and each track's RTP-to-NTP mapping.
+    clock: StreamClock,
+    video_clock: TrackClock,
+    audio_clock: TrackClock,
     scheduled: Option<Instant>,
 }
 
@@ -239,6 +244,8 @@ pub struct Gateway {
     /// Reused between camera packets so relaying allocates nothing but each packet's `Arc`.
     relay_out: Vec<RelayPacket>,
     audio_out: Vec<AudioPacket>,
+    /// The capture instant of each packet in `relay_out` (computed once, used per viewer).
+    relay_walls: Vec<Instant>,
     stats: GatewayStats,
 }
 
@@ -258,6 +265,7 @@ impl Gateway {
             transmits: VecDeque::with_capacity(1024),
             relay_out: Vec::with_capacity(64),
             audio_out: Vec::with_capacity(8),
+            relay_walls: Vec::with_capacity(64),
             stats: GatewayStats::default(),
         }
     }
@@ -531,6 +539,9 @@ impl Gateway {
                 reconnect_at: None,
                 dropped_tracks: Vec::new(),
                 b_frames: false,
+                clock: StreamClock::default(),
+                video_clock: TrackClock::new(90_000),
+                audio_clock: TrackClock::new(8_000),
                 scheduled: None,
             },
         );
@@ -568,6 +579,7 @@ impl Gateway {
             transmits,
             relay_out,
             audio_out,
+            relay_walls,
             outputs,
             stats,
             ..
@@ -588,10 +600,21 @@ impl Gateway {
             audio,
             b_frames,
             dropped_tracks,
+            clock,
+            video_clock,
+            audio_clock,
             ..
         } = s;
         client.handle_input(now, data, &mut |m: MediaPacket<'_>| {
             if m.rtcp {
+                // The camera's sender reports tie each track's RTP clock to its NTP clock.
+                if let Some(sr) = parse_sender_report(m.data) {
+                    if Some(m.track) == *video_track {
+                        video_clock.sender_report(clock, now, sr.ntp_time, sr.rtp_time);
+                    } else if Some(m.track) == *audio_track {
+                        audio_clock.sender_report(clock, now, sr.ntp_time, sr.rtp_time);
+                    }
+                }
                 return;
             }
             if Some(m.track) == *audio_track {
@@ -605,7 +628,9 @@ impl Gateway {
                         continue;
                     };
                     for p in audio_out.iter() {
-                        viewer.send_audio(now, p, transmits);
+                        let input = audio.input_time(p.rtp_time).unwrap_or(packet.timestamp);
+                        let wall = audio_clock.wallclock(clock, input, now);
+                        viewer.send_audio(now, p, wall, transmits);
                     }
                 }
                 return;
@@ -626,8 +651,10 @@ impl Gateway {
                 *b_frames = true;
                 tracing::warn!(url = %redacted, "{B_FRAMES_WARNING}");
             }
+            relay_walls.clear();
             for p in relay_out.iter() {
                 gop.push(p);
+                relay_walls.push(video_clock.wallclock(clock, p.rtp_time, now));
             }
             for &v in watching.iter() {
                 let Some(entry) = viewers.get_mut(v) else {
@@ -642,10 +669,13 @@ impl Gateway {
                     // on media, not on the Connected event: str0m drops RTP written before
                     // its SRTP context is up, which happens just after that event.
                     entry.primed = true;
-                    gop.replay(|p, ts| viewer.send_video(now, p, ts, transmits));
+                    gop.replay(|p, ts| {
+                        let wall = video_clock.wallclock(clock, ts, now);
+                        viewer.send_video(now, p, ts, wall, transmits)
+                    });
                 } else {
-                    for p in relay_out.iter() {
-                        viewer.send_video(now, p, p.rtp_time, transmits);
+                    for (p, wall) in relay_out.iter().zip(relay_walls.iter()) {
+                        viewer.send_video(now, p, p.rtp_time, *wall, transmits);
                     }
                     stats.viewer_packets_out += relay_out.len() as u64;
                 }
@@ -730,6 +760,9 @@ impl Gateway {
                     s.played = true;
                     s.reconnect_attempts = 0;
                     s.video_track = Some(index);
+                    // A (re)started camera session brings its own clock mapping.
+                    s.clock = StreamClock::default();
+                    s.video_clock = TrackClock::new(tracks[index].clock_rate);
                     if !resumed {
                         s.relay = VideoRelay::for_track(&tracks[index], self.config.max_payload);
                     }
@@ -741,6 +774,9 @@ impl Gateway {
                         .enumerate()
                         .find(|(_, t)| t.kind == MediaKind::Audio);
                     s.audio_track = first_audio.map(|(a, _)| a);
+                    if let Some((_, track)) = first_audio {
+                        s.audio_clock = TrackClock::new(track.clock_rate);
+                    }
                     if let Some((_, track)) = first_audio.filter(|_| s.audio.is_none()) {
                         match AudioRelay::new(track) {
                             Ok(relay) => {

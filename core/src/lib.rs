@@ -11,6 +11,7 @@ pub mod media;
 pub mod rtp;
 pub mod rtsp;
 pub mod signaling;
+pub mod sync;
 pub mod video_relay;
 pub mod viewer;
 pub mod vp8;

@@ -344,8 +344,15 @@ impl Viewer {
         });
     }
 
-    /// Writes one audio packet. Audio starts with the first packet after the connection is up.
-    pub fn send_audio(&mut self, now: Instant, packet: &AudioPacket, out: &mut VecDeque<Transmit>) {
+    /// Writes one audio packet captured at `wallclock` (on the stream's shared timeline, for lip
+    /// sync). Audio starts with the first packet after the connection is up.
+    pub fn send_audio(
+        &mut self,
+        now: Instant,
+        packet: &AudioPacket,
+        wallclock: Instant,
+        out: &mut VecDeque<Transmit>,
+    ) {
         let Some((mid, pt)) = self.audio else { return };
         if !self.state.connected {
             return;
@@ -365,7 +372,7 @@ impl Viewer {
             pt,
             SeqNo::from(seq),
             packet.rtp_time,
-            now,
+            wallclock,
             packet.payload.clone(),
         );
         self.guarded(|this| {
@@ -380,12 +387,14 @@ impl Viewer {
     }
 
     /// Writes one relay packet with the RTP timestamp `rtp_time` (the camera's, or a replayed
-    /// one). Before the first keyframe nothing is sent: a decoder can't use it.
+    /// one) captured at `wallclock` (the stream's shared timeline, for lip sync). Before the
+    /// first keyframe nothing is sent: a decoder can't use it.
     pub fn send_video(
         &mut self,
         now: Instant,
         packet: &RelayPacket,
         rtp_time: u32,
+        wallclock: Instant,
         out: &mut VecDeque<Transmit>,
     ) {
         let Some((mid, pt)) = self.video else { return };
@@ -418,9 +427,15 @@ impl Viewer {
             }
         };
         self.last_seq = Some((packet.seq, seq));
-        let write = RtpWrite::new(pt, SeqNo::from(seq), rtp_time, now, packet.payload.clone())
-            .marker(packet.marker)
-            .nackable(true);
+        let write = RtpWrite::new(
+            pt,
+            SeqNo::from(seq),
+            rtp_time,
+            wallclock,
+            packet.payload.clone(),
+        )
+        .marker(packet.marker)
+        .nackable(true);
         if packet.keyframe_start {
             self.state.playing = true;
         }

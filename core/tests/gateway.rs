@@ -161,6 +161,24 @@ impl FakeCamera {
         self.to_gateway.extend_from_slice(&packet);
     }
 
+    /// Sends an RTCP sender report on `channel` (1: video, 3: audio) mapping `rtp` to `ntp`.
+    fn send_sender_report(&mut self, channel: u8, ntp_secs: f64, rtp: u32) {
+        let ntp = ((ntp_secs.floor() as u64) << 32) | ((ntp_secs.fract() * 4_294_967_296.0) as u64);
+        let mut sr = vec![0x80, 200, 0, 6];
+        sr.extend_from_slice(&(0x1234_5678u32 + u32::from(channel)).to_be_bytes());
+        sr.extend_from_slice(&ntp.to_be_bytes());
+        sr.extend_from_slice(
+            &rtp.wrapping_add(if channel == 1 { self.time_base } else { 0 })
+                .to_be_bytes(),
+        );
+        sr.extend_from_slice(&[0; 8]);
+        self.to_gateway.push(b'$');
+        self.to_gateway.push(channel);
+        self.to_gateway
+            .extend_from_slice(&(sr.len() as u16).to_be_bytes());
+        self.to_gateway.extend_from_slice(&sr);
+    }
+
     /// Sends one access unit as RTP over the interleaved channel 0, one NAL per packet.
     fn send_frame(&mut self, rtp_time: u32, nals: &[Vec<u8>]) {
         for (i, nal) in nals.iter().enumerate() {
@@ -190,6 +208,9 @@ fn nal(kind: u8, len: usize) -> Vec<u8> {
     v
 }
 
+/// (payload type, RTP time, sender report in force: (NTP time, RTP time)).
+type ReceivedRtp = (u8, u32, Option<(std::time::SystemTime, u32)>);
+
 /// A browser: a str0m peer in frame mode that depacketizes what camgate sends.
 struct Browser {
     session: SessionId,
@@ -203,6 +224,9 @@ struct Browser {
     audio: Vec<(str0m::format::Codec, Vec<u8>)>,
     /// Its datagrams no longer reach anyone (tab killed, network gone).
     vanished: bool,
+    /// RTP packets as a receiver sees them (RTP-mode browsers only): payload type, RTP time,
+    /// and the sender report in force (NTP time, RTP time).
+    rtp: Vec<ReceivedRtp>,
 }
 
 impl Browser {
@@ -261,9 +285,15 @@ impl Harness {
 
     /// A new browser session asks to play `url`; returns its index.
     fn play(&mut self, url: &str) -> usize {
+        self.play_with(url, false)
+    }
+
+    /// Like `play`; an `rtp_mode` browser records RTP packets instead of frames.
+    fn play_with(&mut self, url: &str, rtp_mode: bool) -> usize {
         let b = self.browsers.len();
         let addr: SocketAddr = format!("127.0.0.1:{}", 40000 + b).parse().unwrap();
         let mut rtc = Rtc::builder()
+            .set_rtp_mode(rtp_mode)
             .clear_codecs()
             .enable_h264(true)
             .enable_vp8(true)
@@ -281,6 +311,7 @@ impl Harness {
             frames: Vec::new(),
             audio: Vec::new(),
             vanished: false,
+            rtp: Vec::new(),
         });
         self.gateway.handle_session_opened(session, self.now);
         self.signal(b, "connection", serde_json::json!({"appKey": "defaultApp"}));
@@ -355,6 +386,7 @@ impl Harness {
                     self.media_allocs += allocs() - before;
                 }
             }
+            let mut browser_sent = Vec::new();
             while let Some(t) = {
                 let before = allocs();
                 let t = self.gateway.poll_transmit();
@@ -374,6 +406,11 @@ impl Harness {
                 };
                 let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
                 browser.rtc.handle_input(Input::Receive(now, r)).unwrap();
+                Self::drain_browser(browser, now, &mut browser_sent);
+            }
+            for s in browser_sent.drain(..) {
+                moved = true;
+                self.gateway.handle_udp(self.now, s.0, s.1, &s.2);
             }
             moved |= self.drain_browsers();
             if !moved {
@@ -391,7 +428,24 @@ impl Harness {
     /// Polls every browser; what they send goes to the gateway. True when anything moved.
     fn drain_browsers(&mut self) -> bool {
         let mut sent = Vec::new();
+        let now = self.now;
         for b in &mut self.browsers {
+            Self::drain_browser(b, now, &mut sent);
+        }
+        for s in &sent {
+            self.gateway.handle_udp(self.now, s.0, s.1, &s.2);
+        }
+        !sent.is_empty()
+    }
+
+    /// Polls one browser until it has nothing more (str0m wants a full drain after every
+    /// input); what it sends is appended to `sent`.
+    fn drain_browser(
+        b: &mut Browser,
+        now: Instant,
+        sent: &mut Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
+    ) {
+        {
             loop {
                 match b.rtc.poll_output().unwrap() {
                     Output::Timeout(_) => break,
@@ -399,21 +453,22 @@ impl Harness {
                     Output::Transmit(t) => {
                         sent.push((t.source, t.destination, t.contents.to_vec()))
                     }
+                    Output::Event(Event::RtpPacket(p)) => b.rtp.push((
+                        *p.header.payload_type,
+                        p.header.timestamp,
+                        p.last_sender_info
+                            .map(|i| (i.ntp_time, i.rtp_time.numer() as u32)),
+                    )),
                     Output::Event(Event::MediaData(m)) if m.params.spec().codec.is_audio() => {
                         b.audio.push((m.params.spec().codec, m.data.to_vec()))
                     }
                     Output::Event(Event::MediaData(m)) => {
-                        b.frames
-                            .push((self.now, m.time.numer() as u32, m.data.to_vec()))
+                        b.frames.push((now, m.time.numer() as u32, m.data.to_vec()))
                     }
                     Output::Event(_) => {}
                 }
             }
         }
-        for s in &sent {
-            self.gateway.handle_udp(self.now, s.0, s.1, &s.2);
-        }
-        !sent.is_empty()
     }
 
     fn run_for(&mut self, total: Duration) {
@@ -555,14 +610,6 @@ fn viewers_of_one_url_share_one_camera_connection_and_late_joiners_start_at_once
     // (keyframe 10 up to frame 13): long before the camera's next keyframe (frame 20), with
     // the old frames pulled to just before the newest so the browser shows the present.
     h.camera_frames(13..15);
-    eprintln!(
-        "DBG frames after live: {:?}",
-        h.browsers[second]
-            .frames
-            .iter()
-            .map(|f| (f.1, nal_types(&f.2)))
-            .collect::<Vec<_>>()
-    );
     let frames = &h.browsers[second].frames;
     assert!(frames.len() >= 5, "late joiner got {} frames", frames.len());
     assert_eq!(nal_types(&frames[0].2), [7, 8, 5]);
@@ -731,6 +778,65 @@ fn the_playing_status_says_which_codecs_play() {
         h.gateway.streams()[0].info,
         "video H264 42c01e; audio PCMU 8000 Hz (passed through)"
     );
+}
+
+#[test]
+fn audio_and_video_reach_the_browser_on_one_timeline_despite_late_audio() {
+    // The camera captures audio and video together (its sender reports say so), but its audio
+    // packets arrive 300 ms after the video of the same instant. The sender reports camgate
+    // sends must let the browser line them up again: within 50 ms.
+    let mut h = Harness::new();
+    h.camera.with_audio = true;
+    let b = h.play_with("rtsp://127.0.0.1:8554/cam", true);
+    h.run_for(Duration::from_millis(300));
+    let (video0, audio0) = (1_000_000u32, 50_000u32);
+    for frame in 0..150u32 {
+        // 40 ms of media per frame: video at 90 kHz, audio at 8 kHz, audio 300 ms late.
+        h.camera.send_frame(
+            video0 + frame * 3600,
+            &[nal(if frame % 25 == 0 { 5 } else { 1 }, 700)],
+        );
+        // The audio sent with video frame f was captured 8 frames (320 ms) earlier.
+        let audio_t = audio0.wrapping_add(frame * 320).wrapping_sub(8 * 320);
+        h.camera.send_audio(audio_t);
+        h.camera.send_audio(audio_t.wrapping_add(160));
+        if frame % 25 == 0 {
+            h.camera
+                .send_sender_report(1, 3000.0 + f64::from(frame) * 0.04, video0 + frame * 3600);
+            h.camera
+                .send_sender_report(3, 3000.0 + f64::from(frame) * 0.04 - 0.32, audio_t);
+        }
+        h.run_for(Duration::from_millis(40));
+    }
+    let rtp = &h.browsers[b].rtp;
+    let latest = |pt_audio: bool| {
+        rtp.iter()
+            .rev()
+            .find(|(pt, _, sr)| (*pt == 0) == pt_audio && sr.is_some())
+            .and_then(|(_, _, sr)| *sr)
+            .expect("a sender report from camgate")
+    };
+    let (video_ntp, video_rtp) = latest(false);
+    let (audio_ntp, audio_rtp) = latest(true);
+    // Where each track's report puts the camera instant "frame 100" (4.0 s into the stream).
+    let at = |ntp: std::time::SystemTime, rtp: u32, media_rtp: u32, rate: f64| {
+        let delta = f64::from(media_rtp.wrapping_sub(rtp) as i32) / rate;
+        ntp.duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            + delta
+    };
+    // The browser sees camgate's own RTP timestamps: the camera's (time_base added for video).
+    let v = at(
+        video_ntp,
+        video_rtp,
+        video0.wrapping_add(h.camera.time_base) + 100 * 3600,
+        90_000.0,
+    );
+    let a = at(audio_ntp, audio_rtp, audio0 + 100 * 320, 8_000.0);
+    let skew_ms = (a - v) * 1000.0;
+    println!("audio/video skew seen by the browser: {skew_ms:.1} ms");
+    assert!(skew_ms.abs() < 50.0, "audio/video skew {skew_ms:.1} ms");
 }
 
 #[test]

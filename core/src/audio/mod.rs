@@ -506,6 +506,25 @@ impl Transcoder {
     }
 
     /// Channels of the Opus output (1 or 2): signal `stereo=1` in the browser's SDP when 2.
+    /// The input (camera) RTP timestamp whose audio an output packet stamped `out_ts` carries,
+    /// so the output can be placed on the camera's wallclock (lip sync). None until the first
+    /// packet anchored the timeline; passthrough maps 1:1.
+    pub fn input_time(&self, out_ts: u32) -> Option<u32> {
+        match &self.mode {
+            Mode::Passthrough => Some(out_ts),
+            Mode::Transcode { pipeline: p, .. } => {
+                if !p.anchored {
+                    return None;
+                }
+                // The input at `in_anchor` comes out at `out_anchor + delay` (see `anchor`).
+                let offset =
+                    i64::from(out_ts.wrapping_sub(p.out_anchor.wrapping_add(p.delay)) as i32);
+                let input = offset * i64::from(p.clock_rate) / i64::from(OPUS_RATE);
+                Some(p.in_anchor.wrapping_add(input as i32 as u32))
+            }
+        }
+    }
+
     pub fn output_channels(&self) -> u16 {
         self.out_channels
     }
