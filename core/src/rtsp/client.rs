@@ -52,6 +52,17 @@ pub struct RtspConfig {
     /// dropped (see [`RtspClient::dropped_tracks`]) and the others play; only when no track
     /// could be set up does the stream fail.
     pub fail_on_track_error: bool,
+    /// How media travels: UDP first with TCP fallback (default), or one forced.
+    pub transport: RtspTransport,
+    /// UDP: no RTP on any track this long after PLAY → `Auto` falls back to TCP, `Udp` fails.
+    pub udp_no_data_timeout: Duration,
+    /// UDP: RTCP receiver report period, per track.
+    pub receiver_report_interval: Duration,
+    /// UDP: a packet held for a missing predecessor is released after this long (the gap
+    /// counts as loss).
+    pub reorder_window: Duration,
+    /// UDP: packets held per track while waiting for a missing one.
+    pub reorder_depth: usize,
 }
 
 impl Default for RtspConfig {
@@ -64,8 +75,54 @@ impl Default for RtspConfig {
             digest_cnonce: true,
             follow_redirects: false,
             fail_on_track_error: false,
+            transport: RtspTransport::Auto,
+            udp_no_data_timeout: Duration::from_secs(3),
+            receiver_report_interval: Duration::from_secs(5),
+            reorder_window: Duration::from_millis(100),
+            reorder_depth: 64,
         }
     }
+}
+
+/// How RTP reaches the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RtspTransport {
+    /// UDP first; TCP-interleaved when UDP is refused (461), no local port can be bound, or no
+    /// RTP arrives within [`RtspConfig::udp_no_data_timeout`] after PLAY.
+    #[default]
+    Auto,
+    /// TCP-interleaved only.
+    Tcp,
+    /// UDP only, never falls back.
+    Udp,
+}
+
+/// The client needs a local UDP port pair (even RTP port, odd RTCP port = RTP + 1) for the track
+/// it is about to SET UP. `track` is the index the track will have in
+/// [`RtspEvent::Playing`]'s tracks (= [`MediaPacket::track`], the `track` of
+/// [`RtspClient::handle_udp_input`]). A new request for the same index replaces the previous
+/// pair (the driver closes the old sockets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpPortRequest {
+    pub track: usize,
+}
+
+/// A datagram for the camera, to be sent from the track's RTP (`rtcp == false`) or RTCP socket
+/// to [`RtspClient::udp_destination`]'s matching port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpTransmit {
+    pub track: usize,
+    pub rtcp: bool,
+    pub data: Vec<u8>,
+}
+
+/// Where the camera expects a track's UDP traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpDestination {
+    /// `source=` of the SETUP answer; `None` = the RTSP server's host.
+    pub host: Option<String>,
+    pub rtp_port: u16,
+    pub rtcp_port: u16,
 }
 
 /// Why a stream could not be played. `Display` is what a viewer is shown; no variant ever holds
@@ -448,6 +505,56 @@ impl RtspClient {
         self.pending.clear();
         self.state = State::Closed;
         self.events.push_back(RtspEvent::Closed);
+    }
+
+    /// A local UDP port pair the driver must bind (see [`UdpPortRequest`]); answer with
+    /// [`RtspClient::handle_udp_ports`] or [`RtspClient::handle_udp_ports_failed`].
+    pub fn poll_udp_request(&mut self) -> Option<UdpPortRequest> {
+        None
+    }
+
+    /// The driver bound `rtp_port` (even) and `rtp_port + 1` for `track`: SETUP goes out with
+    /// `client_port=rtp_port-(rtp_port+1)`.
+    pub fn handle_udp_ports(&mut self, now: Instant, track: usize, rtp_port: u16) {
+        let _ = (now, track, rtp_port);
+    }
+
+    /// No port pair could be bound for `track`: `Auto` falls back to TCP, `Udp` fails.
+    pub fn handle_udp_ports_failed(&mut self, now: Instant, track: usize) {
+        let _ = (now, track);
+    }
+
+    /// A datagram that arrived on a track's UDP socket (RTP or RTCP socket) from `source`.
+    /// RTP goes through a reorder buffer; RTCP is passed on at once. Media reaches `on_media`
+    /// exactly like interleaved media.
+    pub fn handle_udp_input(
+        &mut self,
+        now: Instant,
+        track: usize,
+        rtcp: bool,
+        source: std::net::SocketAddr,
+        data: &[u8],
+        on_media: &mut dyn FnMut(MediaPacket<'_>),
+    ) {
+        let _ = (now, track, rtcp, source, data, on_media);
+    }
+
+    /// Datagrams to send to the camera: RTCP receiver reports and, right after PLAY, NAT/firewall
+    /// "punch" packets.
+    pub fn poll_udp_transmit(&mut self) -> Option<UdpTransmit> {
+        None
+    }
+
+    /// Where the camera expects a track's UDP traffic; `None` when the track is not on UDP or
+    /// the camera announced no `server_port`.
+    pub fn udp_destination(&self, track: usize) -> Option<UdpDestination> {
+        let _ = track;
+        None
+    }
+
+    /// The transport in use once playing (`Tcp` or `Udp`).
+    pub fn transport_in_use(&self) -> Option<RtspTransport> {
+        (self.state == State::Playing).then_some(RtspTransport::Tcp)
     }
 
     pub fn is_closed(&self) -> bool {

@@ -13,5 +13,8 @@ pub mod framing;
 pub mod sdp;
 pub mod url;
 
-pub use client::{MediaPacket, Redirect, RtspClient, RtspConfig, RtspError, RtspEvent};
+pub use client::{
+    MediaPacket, Redirect, RtspClient, RtspConfig, RtspError, RtspEvent, RtspTransport,
+    UdpDestination, UdpPortRequest, UdpTransmit,
+};
 pub use url::RtspUrl;
