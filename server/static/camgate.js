@@ -21,6 +21,7 @@ const ui = {
   status: $('status'),
   session: $('session-status'),
   stream: $('stream-status'),
+  streamInfo: $('stream-info'),
   firstFrame: $('first-frame'),
   video: $('video'),
 };
@@ -58,7 +59,10 @@ function render() {
   const status = stream ? stream.status : state.lastStatus;
   const info = stream ? stream.info : state.lastInfo;
   ui.session.textContent = `Session: ${state.session}`;
-  ui.stream.textContent = `Stream: ${status}${status === 'FAILED' && info ? `: ${info}` : ''}`;
+  const failed = status === 'FAILED';
+  ui.stream.textContent = `Stream: ${status}${failed && info ? `: ${info}` : ''}`;
+  // While playing, the server's info says which codecs play (and warns, e.g. about B-frames).
+  ui.streamInfo.textContent = !failed && status === 'PLAYING' ? info : '';
   ui.firstFrame.textContent = state.firstFrameMs != null && status === 'PLAYING'
     ? `first frame after ${state.firstFrameMs} ms` : '';
   ui.status.dataset.session = state.session;

@@ -1,10 +1,11 @@
-// camgate's player against cameras with other settings: credentials (Basic, Digest) and audio.
+// camgate's player against cameras with other settings: credentials (Basic, Digest), codecs.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 import { videoStats, waitForFrames } from './lib/browser.mjs';
-import { config } from './lib/config.mjs';
+import { startCamera } from './lib/procs.mjs';
+import { config, pageUrl } from './lib/config.mjs';
 import { useEnvironment } from './lib/env.mjs';
 import { openPlayer, waitForStatus } from './lib/player.mjs';
 
@@ -12,13 +13,11 @@ const USER = 'admin';
 const PASSWORD = 's3cr:t@pw'; // needs percent-encoding in a URL
 const basicPort = config.cameraPort + 1;
 const digestPort = config.cameraPort + 2;
-const audioPort = config.cameraPort + 3;
 
 const env = useEnvironment({
   cameras: [
     { name: 'basic', port: basicPort, extra: ['--user', USER, '--password', PASSWORD, '--auth', 'basic'] },
     { name: 'digest', port: digestPort, extra: ['--user', USER, '--password', PASSWORD, '--auth', 'digest'] },
-    { name: 'pcmu', port: audioPort, extra: ['--audio', 'pcmu'] },
   ],
 });
 
@@ -60,24 +59,66 @@ for (const [method, port] of [['Basic', basicPort], ['Digest', digestPort]]) {
   });
 }
 
-test('a camera with PCMU audio: video and sound reach the browser', { timeout: 60000 }, async () => {
-  const page = await openPlayer(env.browser, url(audioPort));
-  await env.run([page], async () => {
-    await page.click('#start');
-    await waitForStatus(page, 'PLAYING');
-    await waitForFrames(page, { which: 'camgate', minFrames: 5 });
-    await page.waitForTimeout(1500);
-    const stats = await videoStats(page, 'camgate');
-    console.log(`# PCMU camera: ${JSON.stringify(stats)}`);
-    const answerAudio = await page.evaluate(
-      () => (window.camgate.pc.remoteDescription?.sdp || '').split(/(?=^m=)/m).find((m) => m.startsWith('m=audio')),
-    );
-    assert.ok(stats.audio, `no inbound audio: ${JSON.stringify(stats)}\nanswer audio section:\n${answerAudio}`);
-    assert.ok(stats.audio.packetsReceived > 10, `audio packets: ${JSON.stringify(stats.audio)}`);
-    assert.equal(stats.audio.mimeType, 'audio/PCMU');
-    assert.ok(stats.audio.totalAudioEnergy > 0, `silence: ${JSON.stringify(stats.audio)}`);
-    await page.click('#stop');
-    await waitForStatus(page, 'STOPPED', 10000);
+// One camera per codec, started for its own test only (the machine may have 2 cores).
+// audio: what the browser must receive (AAC and Speex arrive transcoded to Opus).
+const CODECS = [
+  { name: 'vp8', extra: ['--video', 'vp8'], video: 'video/VP8' },
+  {
+    name: 'h264-bframes',
+    extra: ['--h264-profile', 'high', '--bframes', '2'],
+    video: 'video/H264',
+    info: /B-frames/,
+    // camgate logs the B-frames warning, but only after PLAYING (with its info) went out, and
+    // /api/streams has no info: the viewer never sees it. Drop `todo` once it does.
+    todo: 'B-frames warning not shown to the viewer yet',
+  },
+  { name: 'pcmu', extra: ['--audio', 'pcmu'], audio: 'audio/PCMU' },
+  { name: 'pcma', extra: ['--audio', 'pcma'], audio: 'audio/PCMA' },
+  { name: 'opus', extra: ['--audio', 'opus'], audio: 'audio/opus' },
+  { name: 'aac', extra: ['--audio', 'aac'], audio: 'audio/opus' },
+  { name: 'aac-latm', extra: ['--audio', 'aac-latm'], audio: 'audio/opus' },
+  { name: 'speex', extra: ['--audio', 'speex'], audio: 'audio/opus' },
+];
+
+CODECS.forEach((c, i) => {
+  const what = [c.extra.join(' '), c.audio && `(browser gets ${c.audio})`].filter(Boolean).join(' ');
+  test(`camera ${what}: plays in the browser`, { timeout: 60000, todo: c.todo }, async () => {
+    const port = config.cameraPort + 10 + i;
+    const camera = await startCamera(env.logDir, { name: c.name, port, extra: c.extra });
+    env.cameras[c.name] = camera; // its log is printed on failure
+    const page = await openPlayer(env.browser, url(port));
+    try {
+      await env.run([page], async () => {
+        await page.click('#start'); // unmutes the video: Chromium plays the audio out and measures it
+        const playing = await waitForStatus(page, 'PLAYING');
+        const first = await waitForFrames(page, { which: 'camgate', minFrames: 3 });
+        await page.waitForTimeout(1500);
+        const stats = await videoStats(page, 'camgate');
+        console.log(`# ${c.name}: info "${playing.info}"; ${JSON.stringify(stats)}`);
+        if (c.video) assert.equal(stats.video.mimeType, c.video);
+        assert.equal(stats.video.frameWidth, 640);
+        assert.equal(stats.video.frameHeight, 360);
+        assert.ok(stats.video.framesDecoded > first.video.framesDecoded, 'video stalled');
+        if (c.audio) {
+          const answerAudio = await page.evaluate(() => (window.camgate.pc.remoteDescription?.sdp || '')
+            .split(/(?=^m=)/m).find((m) => m.startsWith('m=audio')));
+          assert.ok(stats.audio, `no inbound audio; answer audio section:\n${answerAudio}`);
+          assert.equal(stats.audio.mimeType, c.audio);
+          assert.ok(stats.audio.packetsReceived > 10, `audio packets: ${JSON.stringify(stats.audio)}`);
+          assert.ok(stats.audio.totalAudioEnergy > 0, `silence: ${JSON.stringify(stats.audio)}`);
+        }
+        if (c.info) {
+          const api = await (await fetch(pageUrl('api/streams'))).text();
+          assert.ok(c.info.test(playing.info) || c.info.test(api),
+            `no ${c.info} in PLAYING info "${playing.info}" nor in /api/streams ${api}`);
+          assert.match(await page.locator('#stream-info').innerText(), /video H264/);
+        }
+        await page.click('#stop');
+        await waitForStatus(page, 'STOPPED', 10000);
+      });
+    } finally {
+      await page.context().close();
+      await camera.stop();
+    }
   });
-  await page.context().close();
 });
