@@ -50,6 +50,11 @@ pub struct GatewayConfig {
     pub max_payload: usize,
     /// Interval of the server `ping` on signaling sessions.
     pub ping_interval: Duration,
+    /// Limits: cameras pulled at once, viewers in all, viewers of one stream. Past them a
+    /// play is refused with FAILED and a reason.
+    pub max_streams: usize,
+    pub max_viewers: usize,
+    pub max_viewers_per_stream: usize,
 }
 
 impl Default for GatewayConfig {
@@ -60,6 +65,9 @@ impl Default for GatewayConfig {
             stream_linger: Duration::from_secs(5),
             max_payload: 1200,
             ping_interval: Duration::from_secs(15),
+            max_streams: 256,
+            max_viewers: 2000,
+            max_viewers_per_stream: 500,
         }
     }
 }
@@ -129,6 +137,20 @@ pub enum StartupError {
     BadUri(String),
     /// That exact URL is already being pulled.
     AlreadyPulled,
+    /// The server pulls its maximum number of cameras.
+    TooManyStreams(usize),
+}
+
+impl std::fmt::Display for StartupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::BadUri(why) => f.write_str(why),
+            Self::AlreadyPulled => f.write_str("this uri is already pulled"),
+            Self::TooManyStreams(n) => {
+                write!(f, "Too many streams: this server pulls at most {n} cameras")
+            }
+        }
+    }
 }
 
 /// Running totals since start, for logs and `/metrics`.
@@ -393,24 +415,41 @@ impl Gateway {
         name: String,
         sdp: String,
     ) {
+        let refuse = |this: &mut Self, info: &str| {
+            tracing::info!(session = session.0, "play refused: {info}");
+            let text =
+                signaling::stream_status(&media_session_id, "", StreamStatus::Failed, Some(info));
+            this.send(session, text);
+        };
+        if self.viewers.len() >= self.config.max_viewers {
+            let info = format!(
+                "Too many viewers: this server serves at most {}",
+                self.config.max_viewers
+            );
+            return refuse(self, &info);
+        }
         let stream_id = match self.by_url.get(&name) {
             Some(id) => *id,
+            None if self.streams.len() >= self.config.max_streams => {
+                let info = format!(
+                    "Too many streams: this server pulls at most {} cameras",
+                    self.config.max_streams
+                );
+                return refuse(self, &info);
+            }
             None => match RtspClient::new(&name, self.config.rtsp.clone(), now) {
                 Ok(client) => self.add_stream(name, client, now),
-                Err(e) => {
-                    let info = e.to_string();
-                    tracing::info!(session = session.0, "play refused: {info}");
-                    let text = signaling::stream_status(
-                        &media_session_id,
-                        "",
-                        StreamStatus::Failed,
-                        Some(&info),
-                    );
-                    self.send(session, text);
-                    return;
-                }
+                Err(e) => return refuse(self, &e.to_string()),
             },
         };
+        let s = &self.streams[&stream_id];
+        if s.viewers.len() + s.pending.len() >= self.config.max_viewers_per_stream {
+            let info = format!(
+                "Too many viewers of this stream: at most {} per stream",
+                self.config.max_viewers_per_stream
+            );
+            return refuse(self, &info);
+        }
         let entry = ViewerEntry {
             session,
             media_session_id,
@@ -473,6 +512,9 @@ impl Gateway {
             s.pinned = true;
             s.linger_until = None;
             return Ok(id);
+        }
+        if self.streams.len() >= self.config.max_streams {
+            return Err(StartupError::TooManyStreams(self.config.max_streams));
         }
         let client = RtspClient::new(url, self.config.rtsp.clone(), now)
             .map_err(|e| StartupError::BadUri(e.to_string()))?;

@@ -256,11 +256,15 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
+        Self::with_config(GatewayConfig::default())
+    }
+
+    fn with_config(config: GatewayConfig) -> Self {
         let now = Instant::now();
         let server_addr: SocketAddr = "127.0.0.1:20000".parse().unwrap();
         let gateway = Gateway::new(GatewayConfig {
             candidates: vec![server_addr],
-            ..Default::default()
+            ..config
         });
         Self {
             now,
@@ -837,6 +841,38 @@ fn audio_and_video_reach_the_browser_on_one_timeline_despite_late_audio() {
     let skew_ms = (a - v) * 1000.0;
     println!("audio/video skew seen by the browser: {skew_ms:.1} ms");
     assert!(skew_ms.abs() < 50.0, "audio/video skew {skew_ms:.1} ms");
+}
+
+#[test]
+fn limits_refuse_with_a_reason_and_keep_serving_the_others() {
+    let mut h = Harness::with_config(GatewayConfig {
+        max_streams: 1,
+        max_viewers_per_stream: 2,
+        max_viewers: 3,
+        ..Default::default()
+    });
+    let a = h.play("rtsp://127.0.0.1:8554/cam");
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    let third = h.play("rtsp://127.0.0.1:8554/cam");
+    let other = h.play("rtsp://127.0.0.1:8554/other");
+    h.run_for(Duration::from_millis(100));
+    let failed = |h: &Harness, b: usize| {
+        h.browsers[b]
+            .ws
+            .iter()
+            .find(|v| v["data"][0]["status"] == "FAILED")
+            .map(|v| v["data"][0]["info"].as_str().unwrap().to_owned())
+    };
+    assert!(failed(&h, third)
+        .unwrap()
+        .starts_with("Too many viewers of this stream"));
+    assert!(failed(&h, other).unwrap().starts_with("Too many streams"));
+    h.camera_frames(0..12);
+    for v in [a, b] {
+        assert!(failed(&h, v).is_none());
+        assert!(h.browsers[v].frames.len() >= 10, "viewer {v} kept playing");
+    }
 }
 
 #[test]

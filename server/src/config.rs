@@ -38,6 +38,12 @@ pub struct Config {
     pub max_ws_message: usize,
     /// Largest HTTP request body (bytes), e.g. a WHEP offer.
     pub max_http_body: usize,
+    /// Cameras pulled at once; past it a play gets FAILED "Too many streams", REST 503.
+    pub max_streams: usize,
+    /// Viewers in all; past it a play gets FAILED "Too many viewers".
+    pub max_viewers: usize,
+    /// Viewers of one stream; past it a play gets FAILED "Too many viewers of this stream".
+    pub max_viewers_per_stream: usize,
     /// UDP port shared by every WebRTC viewer.
     pub webrtc_port: u16,
     /// Addresses announced to browsers as ICE host candidates. Empty: every address of this
@@ -93,6 +99,9 @@ impl Default for Config {
             allowed_hosts: Vec::new(),
             max_ws_message: 256 * 1024,
             max_http_body: 64 * 1024,
+            max_streams: 256,
+            max_viewers: 2000,
+            max_viewers_per_stream: 500,
             webrtc_port: 20000,
             announce_ips: Vec::new(),
             rtsp_client_address: None,

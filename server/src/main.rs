@@ -138,6 +138,9 @@ fn run(config: &Config) -> Result<(), String> {
         rtsp: config.rtsp(),
         stream_linger: Duration::from_secs(config.stream_linger_secs),
         max_payload: config.max_rtp_payload,
+        max_streams: config.max_streams,
+        max_viewers: config.max_viewers,
+        max_viewers_per_stream: config.max_viewers_per_stream,
         ..Default::default()
     });
     let access = access::Access::new(config);

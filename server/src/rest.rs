@@ -48,6 +48,7 @@ pub fn handle(
                 }
                 Err(StartupError::AlreadyPulled) => error(409, "this uri is already pulled"),
                 Err(StartupError::BadUri(why)) => error(400, &why),
+                Err(e @ StartupError::TooManyStreams(_)) => error(503, &e.to_string()),
             },
         },
         ("GET" | "POST", "/rest-api/rtsp/find_all") => list(gateway, access, None),

@@ -135,6 +135,7 @@ impl Response {
             415 => "Unsupported Media Type",
             431 => "Request Header Fields Too Large",
             500 => "Internal Server Error",
+            503 => "Service Unavailable",
             502 => "Bad Gateway",
             504 => "Gateway Timeout",
             _ => "Error",
