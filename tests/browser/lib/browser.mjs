@@ -108,3 +108,32 @@ export async function waitForFrames(page, { which = 'last', minFrames = 1, timeo
     await sleep(100);
   }
 }
+
+// Like newPage, with browser context options (e.g. `{ ignoreHTTPSErrors: true }` for camgate's
+// self-signed certificate on https/wss).
+export async function newPageWith(browser, contextOptions = {}) {
+  const context = await browser.newContext(contextOptions);
+  await context.addInitScript(recordPeerConnections);
+  const page = await context.newPage();
+  page.consoleLines = [];
+  page.on('console', (msg) => page.consoleLines.push(`[${msg.type()}] ${msg.text()}`));
+  page.on('pageerror', (err) => page.consoleLines.push(`[pageerror] ${err.message}`));
+  page.setDefaultTimeout(20000);
+  return page;
+}
+
+// Polls getStats until audio packets arrive and `totalAudioEnergy` > 0 (sound, not silence);
+// returns the last stats. `minPackets` audio packets at least.
+export async function waitForAudio(page, { which = 'last', minPackets = 10, timeoutMs = 15000 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let stats = null;
+  for (;;) {
+    stats = await videoStats(page, which).catch((err) => ({ error: err.message }));
+    const a = stats?.audio;
+    if (a && a.packetsReceived >= minPackets && a.totalAudioEnergy > 0) return stats;
+    if (Date.now() > deadline) {
+      throw new Error(`no audible audio after ${timeoutMs} ms; last stats: ${JSON.stringify(stats)}`);
+    }
+    await sleep(100);
+  }
+}

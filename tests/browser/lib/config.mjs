@@ -18,6 +18,9 @@ export const config = {
   webrtcPort: port('CAMGATE_WEBRTC_PORT', 20000),
   demoPort: port('CAMGATE_DEMO_PORT', 8554),
   cameraPort: port('CAMERA_PORT', 8555),
+  // TLS listeners (self-signed certificate unless --tls-cert): https = the HTTP port's content.
+  httpsPort: port('CAMGATE_HTTPS_PORT', 8444),
+  wssPort: port('CAMGATE_WSS_PORT', 8443),
   camgateBin: process.env.CAMGATE_BIN || path.join(REPO_ROOT, 'target', 'release', 'camgate'),
   chromium: process.env.CHROMIUM || '/usr/bin/chromium',
   python: '/usr/bin/python3', // Debian's: it has python3-gi; a pyenv python on PATH does not
@@ -27,6 +30,8 @@ export const config = {
 export const pageUrl = (query = '') => `http://${config.host}:${config.httpPort}/${query}`;
 export const wsUrl = () => `ws://${config.host}:${config.wsPort}`;
 export const demoCameraUrl = () => `rtsp://${config.host}:${config.demoPort}/demo`;
+export const httpsPageUrl = (query = '') => `https://${config.host}:${config.httpsPort}/${query}`;
+export const wssUrl = () => `wss://${config.host}:${config.wssPort}`;
 export const cameraUrl = (mount = '/cam') => `rtsp://${config.host}:${config.cameraPort}${mount}`;
 
 // camgate's command line: the ONE place to adjust when its flags change.
@@ -36,6 +41,8 @@ export function camgateArgs() {
     '--bind', config.host,
     '--http-port', String(config.httpPort),
     '--ws-port', String(config.wsPort),
+    '--https-port', String(config.httpsPort),
+    '--wss-port', String(config.wssPort),
     '--webrtc-port', String(config.webrtcPort),
     '--announce-ip', config.host,
     '--demo-bind', `${config.host}:${config.demoPort}`,

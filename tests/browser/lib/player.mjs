@@ -2,7 +2,7 @@
 
 import assert from 'node:assert/strict';
 
-import { grantMedia, newPage } from './browser.mjs';
+import { grantMedia, newPage, newPageWith } from './browser.mjs';
 import { pageUrl } from './config.mjs';
 
 export async function openPlayer(browser, streamUrl) {
@@ -30,4 +30,14 @@ export async function waitForStatus(page, status, timeoutMs = 20000) {
   const got = await page.evaluate(() => window.camgate.status);
   assert.equal(got.stream, status, `stream status ${JSON.stringify(got)}; #status: ${await statusText(page)}`);
   return got;
+}
+
+// Opens camgate's player at a full page URL (e.g. https://...?url=...&ws=wss://...) in a context
+// with `contextOptions` (e.g. `{ ignoreHTTPSErrors: true }`), with media permission.
+export async function openPlayerAt(browser, fullPageUrl, contextOptions = {}) {
+  const page = await newPageWith(browser, contextOptions);
+  await page.goto(fullPageUrl);
+  await page.waitForFunction(() => window.camgate !== undefined);
+  await grantMedia(page);
+  return page;
 }
