@@ -80,6 +80,8 @@ pub trait WebApp {
     );
     /// The connection is gone (peer closed, error, or our close completed).
     fn closed(&mut self, conn: ConnId, now: Instant, gateway: &mut Gateway);
+    /// Called about once a second, for the web side's own timeouts (slow or idle clients).
+    fn tick(&mut self, _now: Instant, _io: &mut WebIo) {}
     /// The gateway has a signaling message for `session`: a WebSocket (`conn.session()`) or
     /// a session the web app opened itself (WHEP). The gateway is at hand so the app can
     /// answer at once (e.g. `pong` for a session that has no browser behind it).
@@ -189,6 +191,7 @@ impl EventLoop {
     ) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut web_io = WebIo::default();
+        let mut next_tick = Instant::now();
         while keep_running(gateway) {
             let now = Instant::now();
             let wait = gateway
@@ -208,6 +211,11 @@ impl EventLoop {
                 self.apply_web_io(&mut web_io, now, gateway, web);
             }
             gateway.handle_timeout(now);
+            if now >= next_tick {
+                next_tick = now + Duration::from_secs(1);
+                web.tick(now, &mut web_io);
+                self.apply_web_io(&mut web_io, now, gateway, web);
+            }
             self.apply_gateway_outputs(now, gateway, web, &mut web_io);
         }
         Ok(())

@@ -183,7 +183,13 @@ enum State {
 struct Conn {
     tls: Option<Box<rustls::ServerConnection>>,
     state: State,
+    /// When the connection opened: a request (or TLS handshake) still incomplete after
+    /// `REQUEST_TIMEOUT` is a slow or idle client holding a slot, and is closed.
+    opened: Instant,
 }
+
+/// Time a client gets to send a complete HTTP request (or WebSocket upgrade) after connecting.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 struct Whep {
     /// The public id in `/whep/session/{id}`: random, so sessions can't be guessed.
@@ -731,7 +737,7 @@ fn flush_tls(tls: &mut rustls::ServerConnection, conn: ConnId, io: &mut WebIo) {
 }
 
 impl WebApp for Web {
-    fn accepted(&mut self, conn: ConnId, kind: ListenerKind, peer: SocketAddr, _now: Instant) {
+    fn accepted(&mut self, conn: ConnId, kind: ListenerKind, peer: SocketAddr, now: Instant) {
         tracing::debug!(conn = conn.0, ?kind, %peer, "web client connected");
         let tls = if kind.is_tls() {
             let Some(config) = self.settings.tls.clone() else {
@@ -748,7 +754,27 @@ impl WebApp for Web {
             None
         };
         let state = State::Http { head: Vec::new() };
-        self.conns.insert(conn, Conn { tls, state });
+        self.conns.insert(
+            conn,
+            Conn {
+                tls,
+                state,
+                opened: now,
+            },
+        );
+    }
+
+    fn tick(&mut self, now: Instant, io: &mut WebIo) {
+        for (id, c) in &self.conns {
+            let waiting = matches!(c.state, State::Http { .. });
+            if waiting && now.saturating_duration_since(c.opened) > REQUEST_TIMEOUT {
+                tracing::info!(
+                    conn = id.0,
+                    "closing a client that sent no complete request in {REQUEST_TIMEOUT:?}"
+                );
+                io.close(*id);
+            }
+        }
     }
 
     fn received(
