@@ -1,0 +1,529 @@
+//! The synthetic camera: an RTSP server (TCP-interleaved for camgate, UDP for Janus) that
+//! streams H.264-shaped RTP (valid NAL headers, FU-A, SPS/PPS + IDR every GOP, random
+//! content with realistic frame sizes) and 20 ms PCMU packets, paced in real time.
+//!
+//! Every media packet's payload ends with `MAGIC` + a u64 packet id, and the instant it was
+//! sent is kept in [`SendLog`]: viewers in the same process measure relay latency and loss
+//! per packet, whatever sequence numbers and timestamps the gateway rewrites.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+pub const MAGIC: &[u8; 4] = b"CGBN";
+pub const TRAILER: usize = 12;
+const MAX_PAYLOAD: usize = 1200;
+const FPS: u32 = 30;
+const GOP: u32 = 30;
+const VIDEO_PT: u8 = 96;
+const VIDEO_SSRC: u32 = 0x5eed_0001;
+const AUDIO_SSRC: u32 = 0x5eed_0002;
+const LOG_SIZE: usize = 1 << 21;
+
+/// The demo clip's SPS (640x360) with profile-level-id rewritten to 42e01f, and its PPS.
+pub(crate) const SPS: &[u8] = &[
+    0x67, 0x42, 0xe0, 0x1f, 0xd9, 0x00, 0xa0, 0x2f, 0xf9, 0x70, 0x16, 0xa0, 0x21, 0xa0, 0xc8, 0x00,
+    0x00, 0x03, 0x00, 0x08, 0x00, 0x00, 0x03, 0x01, 0xe4, 0x78, 0xb1, 0x72, 0x40,
+];
+pub(crate) const PPS: &[u8] = &[0x68, 0xcb, 0x8c, 0xb2];
+
+/// Send instants (ns since `epoch`, +1 so 0 means unknown) of every packet id.
+pub struct SendLog {
+    pub epoch: Instant,
+    slots: Box<[AtomicU64]>,
+    next_id: AtomicU64,
+}
+
+impl SendLog {
+    fn new(epoch: Instant) -> Self {
+        SendLog {
+            epoch,
+            slots: (0..LOG_SIZE).map(|_| AtomicU64::new(0)).collect(),
+            next_id: AtomicU64::new(0),
+        }
+    }
+    pub fn ns(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+    fn record(&self, now: Instant) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.slots[id as usize % LOG_SIZE].store(self.ns(now) + 1, Ordering::Relaxed);
+        id
+    }
+    /// Send time (ns since epoch) of packet `id`, if known.
+    pub fn sent_ns(&self, id: u64) -> Option<u64> {
+        if id >= self.next_id.load(Ordering::Relaxed) {
+            return None;
+        }
+        match self.slots[id as usize % LOG_SIZE].load(Ordering::Relaxed) {
+            0 => None,
+            v => Some(v - 1),
+        }
+    }
+    /// How many packets were sent with a send time in [from, to) ns.
+    pub fn count_between(&self, from: u64, to: u64) -> u64 {
+        let n = self.next_id.load(Ordering::Relaxed);
+        let first = n.saturating_sub(LOG_SIZE as u64);
+        (first..n)
+            .filter(|&id| self.sent_ns(id).is_some_and(|t| t >= from && t < to))
+            .count() as u64
+    }
+}
+
+/// The packet id at the end of an RTP payload, if it carries one.
+pub fn packet_id(payload: &[u8]) -> Option<u64> {
+    let n = payload.len();
+    if n < TRAILER || &payload[n - TRAILER..n - 8] != MAGIC {
+        return None;
+    }
+    Some(u64::from_be_bytes(payload[n - 8..].try_into().ok()?))
+}
+
+enum Sink {
+    /// Interleaved channels (video, audio).
+    Tcp(Arc<Mutex<TcpStream>>, u8, Option<u8>),
+    Udp(UdpSocket, SocketAddr, Option<SocketAddr>),
+}
+
+struct Shared {
+    stop: AtomicBool,
+    sinks: Mutex<Vec<(u64, Sink)>>,
+    log: Arc<SendLog>,
+    bitrate: u32,
+}
+
+pub struct Camera {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Camera {
+    /// Starts the camera on 127.0.0.1 (ephemeral port) at `bitrate` bit/s of video.
+    pub fn start(bitrate: u32, log: Arc<SendLog>) -> io::Result<Camera> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            sinks: Mutex::new(Vec::new()),
+            log,
+            bitrate,
+        });
+        let s = shared.clone();
+        let accept = thread::spawn(move || {
+            let mut conns = Vec::new();
+            let mut next_session = 1u64;
+            while !s.stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let s2 = s.clone();
+                        let id = next_session;
+                        next_session += 1;
+                        conns.push(thread::spawn(move || {
+                            let _ = serve(stream, &s2, id);
+                            s2.sinks.lock().unwrap().retain(|(sid, _)| *sid != id);
+                        }));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(20)),
+                }
+            }
+            for c in conns {
+                let _ = c.join();
+            }
+        });
+        let s = shared.clone();
+        let pacer = thread::spawn(move || pace(&s));
+        Ok(Camera {
+            addr,
+            shared,
+            threads: vec![accept, pacer],
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("rtsp://{}/{}", self.addr, path)
+    }
+}
+
+impl Drop for Camera {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// xorshift64*: cheap deterministic noise for frame sizes and content.
+pub(crate) struct Rng(pub(crate) u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    pub(crate) fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            let v = self.next().to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+    }
+}
+
+/// Frame sizes: a 1 s GOP whose keyframe is 9x a P-frame on average, summing to the bitrate.
+pub(crate) fn frame_size(bitrate: u32, idr: bool, rng: &mut Rng) -> usize {
+    let gop_bytes = f64::from(bitrate) / 8.0 * f64::from(GOP) / f64::from(FPS);
+    let p = gop_bytes / (9.0 + f64::from(GOP - 1));
+    let size = if idr {
+        p * 9.0 * (0.9 + 0.2 * rng.unit())
+    } else {
+        p * (0.75 + 0.5 * rng.unit())
+    };
+    size as usize
+}
+
+struct Packetizer {
+    seq: u16,
+    pkt: Vec<u8>,
+}
+
+impl Packetizer {
+    fn header(&mut self, pt: u8, marker: bool, ts: u32, ssrc: u32) {
+        self.pkt.clear();
+        self.pkt.push(0x80);
+        self.pkt.push((u8::from(marker) << 7) | pt);
+        self.pkt.extend_from_slice(&self.seq.to_be_bytes());
+        self.pkt.extend_from_slice(&ts.to_be_bytes());
+        self.pkt.extend_from_slice(&ssrc.to_be_bytes());
+        self.seq = self.seq.wrapping_add(1);
+    }
+}
+
+fn send_all(shared: &Shared, pkt: &[u8], audio: bool) {
+    let mut sinks = shared.sinks.lock().unwrap();
+    let mut dead = Vec::new();
+    for (id, sink) in sinks.iter() {
+        let ok = match sink {
+            Sink::Tcp(s, v, a) => {
+                let ch = if audio { *a } else { Some(*v) };
+                match ch {
+                    Some(ch) => {
+                        let mut frame = Vec::with_capacity(4 + pkt.len());
+                        frame.push(b'$');
+                        frame.push(ch);
+                        frame.extend_from_slice(&(pkt.len() as u16).to_be_bytes());
+                        frame.extend_from_slice(pkt);
+                        s.lock().unwrap().write_all(&frame).is_ok()
+                    }
+                    None => true,
+                }
+            }
+            Sink::Udp(sock, v, a) => {
+                let to = if audio { *a } else { Some(*v) };
+                if let Some(to) = to {
+                    let _ = sock.send_to(pkt, to);
+                }
+                true
+            }
+        };
+        if !ok {
+            dead.push(*id);
+        }
+    }
+    sinks.retain(|(id, _)| !dead.contains(id));
+}
+
+/// Real-time pacing: one access unit every 1/30 s (sent as a burst, as cameras do) and one
+/// PCMU packet every 20 ms.
+fn pace(shared: &Shared) {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut video = Packetizer {
+        seq: 1000,
+        pkt: Vec::with_capacity(1500),
+    };
+    let mut audio = Packetizer {
+        seq: 5000,
+        pkt: Vec::with_capacity(200),
+    };
+    let start = Instant::now();
+    let (mut frame, mut apkt) = (0u64, 0u64);
+    let mut nal = Vec::new();
+    while !shared.stop.load(Ordering::Relaxed) {
+        let t_video = start + Duration::from_nanos(frame * 1_000_000_000 / u64::from(FPS));
+        let t_audio = start + Duration::from_millis(apkt * 20);
+        let next = t_video.min(t_audio);
+        let now = Instant::now();
+        if next > now {
+            thread::sleep(next - now);
+        }
+        if t_audio <= t_video {
+            let ts = (apkt * 160) as u32;
+            audio.header(0, apkt == 0, ts, AUDIO_SSRC);
+            let mut payload = [0xffu8; 160];
+            rng.fill(&mut payload[..148]);
+            let id = shared.log.record(Instant::now());
+            payload[148..152].copy_from_slice(MAGIC);
+            payload[152..].copy_from_slice(&id.to_be_bytes());
+            audio.pkt.extend_from_slice(&payload);
+            send_all(shared, &audio.pkt, true);
+            apkt += 1;
+            continue;
+        }
+        let idr = frame % u64::from(GOP) == 0;
+        let ts = (frame * 3000) as u32;
+        if idr {
+            for ps in [SPS, PPS] {
+                video.header(VIDEO_PT, false, ts, VIDEO_SSRC);
+                video.pkt.extend_from_slice(ps);
+                send_all(shared, &video.pkt, false);
+            }
+        }
+        let size = frame_size(shared.bitrate, idr, &mut rng).max(64);
+        nal.resize(size, 0);
+        rng.fill(&mut nal);
+        nal[0] = if idr { 0x65 } else { 0x41 };
+        nal[1] = if idr { 0x88 } else { 0x9a };
+        // FU-A with the id trailer as the last bytes of every fragment.
+        let body = &nal[1..];
+        let chunk = MAX_PAYLOAD - 2;
+        let n = body.len().div_ceil(chunk);
+        for (j, frag) in body.chunks(chunk).enumerate() {
+            let (s, e) = (j == 0, j + 1 == n);
+            video.header(VIDEO_PT, e, ts, VIDEO_SSRC);
+            video.pkt.push((nal[0] & 0xe0) | 28);
+            video
+                .pkt
+                .push((u8::from(s) << 7) | (u8::from(e) << 6) | (nal[0] & 0x1f));
+            video.pkt.extend_from_slice(frag);
+            if frag.len() > TRAILER + 1 {
+                let l = video.pkt.len();
+                let id = shared.log.record(Instant::now());
+                video.pkt[l - TRAILER..l - 8].copy_from_slice(MAGIC);
+                video.pkt[l - 8..].copy_from_slice(&id.to_be_bytes());
+            }
+            send_all(shared, &video.pkt, false);
+        }
+        frame += 1;
+    }
+}
+
+struct Request {
+    method: String,
+    uri: String,
+    headers: Vec<(String, String)>,
+}
+
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Pops one request (skipping interleaved RTCP from the client) from `buf`.
+fn pop_request(buf: &mut Vec<u8>) -> Option<Request> {
+    loop {
+        if buf.first() == Some(&b'$') {
+            if buf.len() < 4 {
+                return None;
+            }
+            let n = 4 + usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+            if buf.len() < n {
+                return None;
+            }
+            buf.drain(..n);
+            continue;
+        }
+        let blank = buf
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count();
+        if blank > 0 {
+            buf.drain(..blank);
+            continue;
+        }
+        let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        let mut body_len = 0;
+        let mut lines = head.split("\r\n");
+        let mut first = lines.next().unwrap_or("").split(' ');
+        let method = first.next().unwrap_or("").to_string();
+        let uri = first.next().unwrap_or("").to_string();
+        let mut headers = Vec::new();
+        for l in lines {
+            if let Some((k, v)) = l.split_once(':') {
+                if k.trim().eq_ignore_ascii_case("content-length") {
+                    body_len = v.trim().parse().unwrap_or(0);
+                }
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        if buf.len() < end + 4 + body_len {
+            return None;
+        }
+        buf.drain(..end + 4 + body_len);
+        return Some(Request {
+            method,
+            uri,
+            headers,
+        });
+    }
+}
+
+fn serve(stream: TcpStream, shared: &Shared, session: u64) -> io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+    stream.set_nodelay(true)?;
+    let peer = stream.peer_addr()?;
+    let writer = Arc::new(Mutex::new(stream.try_clone()?));
+    let mut reader = stream;
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 4096];
+    // Per track: TCP channel or UDP client port.
+    let mut tcp: [Option<u8>; 2] = [None, None];
+    let mut udp: [Option<SocketAddr>; 2] = [None, None];
+    let mut udp_sock: Option<UdpSocket> = None;
+    while !shared.stop.load(Ordering::Relaxed) {
+        match reader.read(&mut tmp) {
+            Ok(0) => return Ok(()),
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(e) => return Err(e),
+        }
+        while let Some(req) = pop_request(&mut buf) {
+            let cseq = req.header("CSeq").unwrap_or("0").to_string();
+            let mut extra = String::new();
+            let mut body = String::new();
+            let sess = format!("Session: {session};timeout=30\r\n");
+            match req.method.as_str() {
+                "OPTIONS" => extra.push_str(
+                    "Public: OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER\r\n",
+                ),
+                "DESCRIBE" => {
+                    let b64 = |d: &[u8]| base64(d);
+                    body = format!(
+                        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=bench\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                         m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+                         a=fmtp:96 packetization-mode=1;profile-level-id=42e01f;sprop-parameter-sets={},{}\r\n\
+                         a=control:track1\r\n\
+                         m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=control:track2\r\n",
+                        b64(SPS),
+                        b64(PPS)
+                    );
+                    let base = req.uri.trim_end_matches('/');
+                    extra = format!("Content-Type: application/sdp\r\nContent-Base: {base}/\r\n");
+                }
+                "SETUP" => {
+                    let track = usize::from(req.uri.ends_with("track2"));
+                    let t = req.header("Transport").unwrap_or("").to_string();
+                    if let Some(il) = t
+                        .split(';')
+                        .find_map(|p| p.trim().strip_prefix("interleaved="))
+                    {
+                        let ch: u8 = il.split('-').next().unwrap_or("0").parse().unwrap_or(0);
+                        tcp[track] = Some(ch);
+                        extra =
+                            format!("Transport: RTP/AVP/TCP;unicast;interleaved={il}\r\n{sess}");
+                    } else if let Some(cp) = t
+                        .split(';')
+                        .find_map(|p| p.trim().strip_prefix("client_port="))
+                    {
+                        let port: u16 = cp.split('-').next().unwrap_or("0").parse().unwrap_or(0);
+                        udp[track] = Some(SocketAddr::new(peer.ip(), port));
+                        if udp_sock.is_none() {
+                            udp_sock = Some(UdpSocket::bind("127.0.0.1:0")?);
+                        }
+                        let sp = udp_sock.as_ref().unwrap().local_addr()?.port();
+                        extra = format!(
+                            "Transport: RTP/AVP;unicast;client_port={cp};server_port={sp}-{};source=127.0.0.1\r\n{sess}",
+                            sp + 1
+                        );
+                    } else {
+                        reply(&writer, "461 Unsupported Transport", &cseq, "", "")?;
+                        continue;
+                    }
+                }
+                "PLAY" => {
+                    let sink = if let Some(v) = tcp[0] {
+                        Some(Sink::Tcp(writer.clone(), v, tcp[1]))
+                    } else if let (Some(v), Some(s)) = (udp[0], &udp_sock) {
+                        Some(Sink::Udp(s.try_clone()?, v, udp[1]))
+                    } else {
+                        None
+                    };
+                    extra = format!("{sess}Range: npt=0.000-\r\n");
+                    reply(&writer, "200 OK", &cseq, &extra, "")?;
+                    if let Some(sink) = sink {
+                        let mut sinks = shared.sinks.lock().unwrap();
+                        sinks.retain(|(id, _)| *id != session);
+                        sinks.push((session, sink));
+                    }
+                    continue;
+                }
+                "TEARDOWN" => {
+                    shared
+                        .sinks
+                        .lock()
+                        .unwrap()
+                        .retain(|(id, _)| *id != session);
+                    extra = sess;
+                }
+                _ => extra = sess,
+            }
+            reply(&writer, "200 OK", &cseq, &extra, &body)?;
+        }
+    }
+    Ok(())
+}
+
+fn reply(
+    w: &Mutex<TcpStream>,
+    status: &str,
+    cseq: &str,
+    extra: &str,
+    body: &str,
+) -> io::Result<()> {
+    let msg = format!(
+        "RTSP/1.0 {status}\r\nCSeq: {cseq}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    w.lock().unwrap().write_all(msg.as_bytes())
+}
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+pub fn new_log() -> Arc<SendLog> {
+    Arc::new(SendLog::new(Instant::now()))
+}

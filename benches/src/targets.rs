@@ -1,0 +1,498 @@
+//! The servers under test: camgate (Flashphoner WebSocket signaling) and Janus 1.1.2 (streaming
+//! plugin, HTTP API), each started as a child process, plus /proc readings.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::media::{Direction, MediaKind};
+use str0m::Candidate;
+use tungstenite::Message;
+
+use crate::viewers::{new_rtc, Ready};
+
+pub type Res<T> = Result<T, String>;
+
+fn err<E: std::fmt::Display>(ctx: &'static str) -> impl Fn(E) -> String {
+    move |e| format!("{ctx}: {e}")
+}
+
+pub struct Server {
+    pub child: Child,
+    pub kind: Kind,
+    _dir: Option<PathBuf>,
+}
+
+pub enum Kind {
+    Camgate { ws: SocketAddr, http: SocketAddr },
+    Janus { http: SocketAddr },
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+pub fn start_camgate(bin: &Path) -> Res<Server> {
+    let mut child = Command::new(bin)
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+            "--ws-port",
+            "0",
+            "--https-port",
+            "0",
+            "--wss-port",
+            "0",
+            "--no-tls",
+            "--webrtc-port",
+            "0",
+            "--announce-ip",
+            "127.0.0.1",
+            "--no-demo",
+            "--log",
+            "info,str0m=warn,dimpl=warn",
+        ])
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(err("spawn camgate"))?;
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // Keep draining so the child never blocks on a full pipe.
+            let _ = tx.send(line);
+        }
+    });
+    let (mut ws, mut media, mut http) = (None, false, None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ws.is_none() || !media || http.is_none() {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .map_err(|_| "camgate did not log its addresses".to_string())?;
+        if let Some(rest) = line
+            .split("signaling (Flashphoner WebSocket) on ws://")
+            .nth(1)
+        {
+            ws = rest.trim().parse().ok();
+        } else if let Some(rest) = line.split("player page on http://").nth(1) {
+            http = rest.trim().trim_end_matches('/').parse().ok();
+        } else if line.contains("WebRTC media on udp") {
+            media = true;
+        }
+    }
+    Ok(Server {
+        child,
+        kind: Kind::Camgate {
+            ws: ws.unwrap(),
+            http: http.unwrap(),
+        },
+        _dir: None,
+    })
+}
+
+fn bind_udp(ip: &str) -> Res<(std::net::UdpSocket, SocketAddr)> {
+    let sock = std::net::UdpSocket::bind((ip, 0)).map_err(err("udp bind"))?;
+    let _ = set_rcvbuf(&sock, 1 << 20);
+    let local = sock.local_addr().map_err(err("udp addr"))?;
+    Ok((sock, local))
+}
+
+fn set_rcvbuf(sock: &std::net::UdpSocket, bytes: i32) -> i32 {
+    extern "C" {
+        fn setsockopt(fd: i32, level: i32, name: i32, val: *const i32, len: u32) -> i32;
+    }
+    // SOL_SOCKET = 1, SO_RCVBUF = 8
+    unsafe { setsockopt(std::os::fd::AsRawFd::as_raw_fd(sock), 1, 8, &bytes, 4) }
+}
+
+/// One camgate viewer: `connection` → `getUserData`, `playStream` (offer) → `setRemoteSDP`.
+pub fn camgate_viewer(ws_addr: SocketAddr, url: &str, n: usize) -> Res<Ready> {
+    let (sock, local) = bind_udp("127.0.0.1")?;
+    let mut rtc = new_rtc(Instant::now());
+    rtc.add_local_candidate(Candidate::host(local, "udp").map_err(err("candidate"))?);
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    let (offer, pending) = api.apply().ok_or("no offer")?;
+    let stream = TcpStream::connect(ws_addr).map_err(err("ws connect"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .map_err(err("timeout"))?;
+    stream.set_nodelay(true).ok();
+    let (mut ws, _) =
+        tungstenite::client(format!("ws://{ws_addr}/"), stream).map_err(err("ws handshake"))?;
+    let send = |ws: &mut tungstenite::WebSocket<TcpStream>, v: Value| {
+        ws.send(Message::text(v.to_string()))
+            .map_err(err("ws send"))
+    };
+    send(
+        &mut ws,
+        json!({"message": "connection", "data": [{"appKey": "defaultApp", "mediaProviders": ["WebRTC"]}]}),
+    )?;
+    let read = |ws: &mut tungstenite::WebSocket<TcpStream>, want: &str| -> Res<Value> {
+        loop {
+            let m = ws.read().map_err(err("ws read"))?;
+            let Message::Text(t) = m else { continue };
+            let v: Value = serde_json::from_str(t.as_str()).map_err(err("json"))?;
+            if v["message"] == want {
+                return Ok(v);
+            }
+            if v["message"] == "notifyStreamStatusEvent" && v["data"][0]["status"] == "FAILED" {
+                return Err(format!("FAILED: {}", v["data"][0]["info"]));
+            }
+        }
+    };
+    read(&mut ws, "getUserData")?;
+    let play_sent = Instant::now();
+    send(
+        &mut ws,
+        json!({"message": "playStream", "data": [{"mediaSessionId": format!("bench-{n}"), "name": url,
+            "published": false, "hasVideo": true, "hasAudio": true, "status": "PENDING",
+            "sdp": offer.to_sdp_string()}]}),
+    )?;
+    let v = read(&mut ws, "setRemoteSDP")?;
+    let answer = SdpAnswer::from_sdp_string(v["data"][1].as_str().ok_or("no sdp")?)
+        .map_err(err("answer"))?;
+    rtc.sdp_api()
+        .accept_answer(pending, answer)
+        .map_err(err("accept answer"))?;
+    Ok(Ready {
+        rtc,
+        sock,
+        local,
+        ws: Some(ws),
+        play_sent,
+    })
+}
+
+// ------------------------------------------------------------------------------------------
+// Janus
+// ------------------------------------------------------------------------------------------
+
+pub const JANUS_PORT: u16 = 18088;
+
+pub fn start_janus(camera_url: &str, dir: &Path) -> Res<Server> {
+    std::fs::create_dir_all(dir).map_err(err("mkdir"))?;
+    let lib = "/usr/lib/x86_64-linux-gnu/janus";
+    let d = dir.display();
+    let files = [
+        (
+            "janus.jcfg",
+            format!(
+                r#"general: {{
+	configs_folder = "{d}"
+	plugins_folder = "{lib}/plugins"
+	transports_folder = "{lib}/transports"
+	events_folder = "{lib}/events"
+	loggers_folder = "{lib}/loggers"
+	debug_level = 3
+	session_timeout = 0
+}}
+media: {{
+	rtp_port_range = "40000-49999"
+}}
+nat: {{
+	nice_debug = false
+	ice_enforce_list = "d0"
+}}
+plugins: {{
+	disable = "libjanus_audiobridge.so,libjanus_duktape.so,libjanus_echotest.so,libjanus_lua.so,libjanus_nosip.so,libjanus_recordplay.so,libjanus_sip.so,libjanus_textroom.so,libjanus_videocall.so,libjanus_videoroom.so,libjanus_voicemail.so"
+}}
+transports: {{
+	disable = "libjanus_mqtt.so,libjanus_nanomsg.so,libjanus_pfunix.so,libjanus_rabbitmq.so,libjanus_websockets.so"
+}}
+loggers: {{
+	disable = "libjanus_jsonlog.so"
+}}
+events: {{
+	broadcast = false
+}}
+"#
+            ),
+        ),
+        (
+            "janus.transport.http.jcfg",
+            format!(
+                "general: {{\n json = \"compact\"\n base_path = \"/janus\"\n http = true\n port = {JANUS_PORT}\n ip = \"127.0.0.1\"\n https = false\n}}\nadmin: {{\n admin_http = false\n admin_https = false\n}}\n"
+            ),
+        ),
+        (
+            "janus.plugin.streaming.jcfg",
+            format!(
+                r#"general: {{
+	rtp_port_range = "20000-20999"
+	events = false
+}}
+cam1: {{
+	type = "rtsp"
+	id = 1
+	description = "bench camera"
+	url = "{camera_url}"
+	video = true
+	audio = true
+	rtsp_failcheck = true
+	rtsp_reconnect_delay = 5
+	rtsp_timeout = 10
+	rtsp_conn_timeout = 5
+}}
+"#
+            ),
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).map_err(err("write jcfg"))?;
+    }
+    let log = std::fs::File::create(dir.join("janus.log")).map_err(err("log"))?;
+    let child = Command::new("janus")
+        .arg("-F")
+        .arg(dir)
+        .arg("-C")
+        .arg(dir.join("janus.jcfg"))
+        .stdout(log.try_clone().map_err(err("log"))?)
+        .stderr(log)
+        .spawn()
+        .map_err(err("spawn janus"))?;
+    let http: SocketAddr = ([127, 0, 0, 1], JANUS_PORT).into();
+    let server = Server {
+        child,
+        kind: Kind::Janus { http },
+        _dir: Some(dir.to_path_buf()),
+    };
+    // Wait for the HTTP API, then for the mountpoint to have fresh media.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if Instant::now() > deadline {
+            return Err("janus mountpoint got no media in 30 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let Ok(s) = janus_post(
+            http,
+            "/janus",
+            json!({"janus": "create", "transaction": "w1"}),
+        ) else {
+            continue;
+        };
+        let Some(sid) = s["data"]["id"].as_u64() else {
+            continue;
+        };
+        let h = janus_post(
+            http,
+            &format!("/janus/{sid}"),
+            json!({"janus": "attach", "plugin": "janus.plugin.streaming", "transaction": "w2"}),
+        )?;
+        let hid = h["data"]["id"].as_u64().ok_or("attach")?;
+        let info = janus_post(
+            http,
+            &format!("/janus/{sid}/{hid}"),
+            json!({"janus": "message", "transaction": "w3", "body": {"request": "info", "id": 1}}),
+        )?;
+        let _ = janus_post(
+            http,
+            &format!("/janus/{sid}"),
+            json!({"janus": "destroy", "transaction": "w4"}),
+        );
+        let media = &info["plugindata"]["data"]["info"]["media"];
+        let fresh = media.as_array().is_some_and(|m| {
+            m.len() == 2
+                && m.iter()
+                    .all(|x| x["age_ms"].as_u64().is_some_and(|a| a < 1000))
+        });
+        if fresh {
+            return Ok(server);
+        }
+    }
+}
+
+fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Res<Value> {
+    let mut s = TcpStream::connect(addr).map_err(err("http connect"))?;
+    s.set_read_timeout(Some(Duration::from_secs(40))).ok();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).map_err(err("http write"))?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).map_err(err("http read"))?;
+    let text = String::from_utf8_lossy(&resp);
+    let (head, body) = text.split_once("\r\n\r\n").ok_or("http: no body")?;
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    serde_json::from_str(&body).map_err(|e| format!("http json: {e}: {body}"))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((len, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(len.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Pulls the camera without viewers (REST startup), as Janus's mountpoint does.
+pub fn camgate_startup(http_addr: SocketAddr, url: &str) -> Res<()> {
+    let v = http(
+        http_addr,
+        "POST",
+        "/rest-api/rtsp/startup",
+        Some(&json!({ "uri": url })),
+    )?;
+    if v["status"] == "PENDING" || v["status"] == "PLAYING" {
+        Ok(())
+    } else {
+        Err(format!("startup: {v}"))
+    }
+}
+
+fn janus_post(addr: SocketAddr, path: &str, body: Value) -> Res<Value> {
+    http(addr, "POST", path, Some(&body))
+}
+
+/// One Janus viewer: create, attach, `watch` → offer (long poll), answer with `start`.
+pub fn janus_viewer(addr: SocketAddr, n: usize) -> Res<Ready> {
+    let s = janus_post(
+        addr,
+        "/janus",
+        json!({"janus": "create", "transaction": format!("c{n}")}),
+    )?;
+    let sid = s["data"]["id"]
+        .as_u64()
+        .ok_or_else(|| format!("create: {s}"))?;
+    let h = janus_post(
+        addr,
+        &format!("/janus/{sid}"),
+        json!({"janus": "attach", "plugin": "janus.plugin.streaming", "transaction": format!("a{n}")}),
+    )?;
+    let hid = h["data"]["id"]
+        .as_u64()
+        .ok_or_else(|| format!("attach: {h}"))?;
+    let play_sent = Instant::now();
+    janus_post(
+        addr,
+        &format!("/janus/{sid}/{hid}"),
+        json!({"janus": "message", "transaction": format!("w{n}"), "body": {"request": "watch", "id": 1}}),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let offer = loop {
+        if Instant::now() > deadline {
+            return Err("janus: no offer".into());
+        }
+        let evs = http(addr, "GET", &format!("/janus/{sid}?maxev=5"), None)?;
+        let list = match evs {
+            Value::Array(a) => a,
+            v => vec![v],
+        };
+        if let Some(sdp) = list.iter().find_map(|e| e["jsep"]["sdp"].as_str()) {
+            if n == 0 && std::env::var_os("BENCH_DEBUG_SDP").is_some() {
+                eprintln!("OFFER:\n{sdp}");
+            }
+            break sdp.to_string();
+        }
+    };
+    // libnice ignores a remote candidate on 127.0.0.1 here: the viewers of Janus sit on the
+    // namespace's 127.0.0.2 (the ifb device), as Chromium's candidates would.
+    let (sock, local) = bind_udp("127.0.0.2")?;
+    let mut rtc = new_rtc(Instant::now());
+    rtc.add_local_candidate(Candidate::host(local, "udp").map_err(err("candidate"))?);
+    let offer = SdpOffer::from_sdp_string(&offer).map_err(err("offer"))?;
+    let answer = rtc
+        .sdp_api()
+        .accept_offer(offer)
+        .map_err(err("accept offer"))?;
+    if n == 0 && std::env::var_os("BENCH_DEBUG_SDP").is_some() {
+        eprintln!("ANSWER:\n{}", answer.to_sdp_string());
+    }
+    janus_post(
+        addr,
+        &format!("/janus/{sid}/{hid}"),
+        json!({"janus": "message", "transaction": format!("s{n}"), "body": {"request": "start"},
+               "jsep": {"type": "answer", "sdp": answer.to_sdp_string(), "trickle": false}}),
+    )?;
+    Ok(Ready {
+        rtc,
+        sock,
+        local,
+        ws: None,
+        play_sent,
+    })
+}
+
+// ------------------------------------------------------------------------------------------
+// /proc
+// ------------------------------------------------------------------------------------------
+
+pub fn clk_tck() -> u64 {
+    extern "C" {
+        fn sysconf(name: i32) -> i64;
+    }
+    // _SC_CLK_TCK = 2
+    let v = unsafe { sysconf(2) };
+    if v > 0 {
+        v as u64
+    } else {
+        100
+    }
+}
+
+/// utime + stime of a process.
+pub fn proc_cpu(pid: u32) -> Duration {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // fields after the comm: state(0) ... utime is field 14 overall → index 11 here.
+    let t = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = t(11) + t(12);
+    Duration::from_nanos(ticks * 1_000_000_000 / clk_tck())
+}
+
+pub fn proc_rss_kb(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// (busy, total) jiffies of the whole machine.
+pub fn machine_cpu() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let l = s.lines().next().unwrap_or("");
+    let v: Vec<u64> = l
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let total: u64 = v.iter().sum();
+    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
+    (total - idle, total)
+}

@@ -1,0 +1,361 @@
+//! WebRTC viewers: str0m peers in RTP mode, many per thread, one UDP socket each, driven by mio.
+//! They count packets, loss (by the camera's packet ids) and relay latency per packet.
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+use str0m::net::{Protocol, Receive};
+use str0m::{Event, IceConnectionState, Input, Output, Rtc};
+use tungstenite::{Message, WebSocket};
+
+use crate::camera::{packet_id, SendLog};
+
+/// Latency histogram: 10 µs buckets up to 2 s.
+pub const BUCKET_NS: u64 = 10_000;
+pub const BUCKETS: usize = 200_000;
+
+/// A viewer whose signaling is done: its str0m peer has the remote description.
+pub struct Ready {
+    pub rtc: Rtc,
+    pub sock: std::net::UdpSocket,
+    pub local: SocketAddr,
+    /// camgate's signaling socket, kept open (and answering pings) while playing.
+    pub ws: Option<WebSocket<TcpStream>>,
+    /// When `playStream` / `watch` was sent.
+    pub play_sent: Instant,
+}
+
+#[derive(Default)]
+pub struct Window {
+    /// ns since the send log's epoch; u64::MAX until set.
+    pub w0: AtomicU64,
+    pub w1: AtomicU64,
+}
+
+pub struct Shared {
+    pub stop: AtomicBool,
+    pub window: Window,
+    pub log: Arc<SendLog>,
+    /// Viewers that got a complete first keyframe.
+    pub started: AtomicU64,
+}
+
+impl Shared {
+    pub fn new(log: Arc<SendLog>) -> Arc<Shared> {
+        Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            window: Window {
+                w0: AtomicU64::new(u64::MAX),
+                w1: AtomicU64::new(u64::MAX),
+            },
+            log,
+            started: AtomicU64::new(0),
+        })
+    }
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ViewerStats {
+    pub rx_total: u64,
+    /// RTP packets that arrived inside the window (all kinds).
+    pub rx_window: u64,
+    /// Camera packets (with ids) sent inside the window and received (at any time).
+    pub ids_window: u64,
+    pub first_keyframe: Option<Duration>,
+    /// `playStream`/`watch` → DTLS connected, → first RTP packet.
+    pub connected_after: Option<Duration>,
+    pub first_rtp: Option<Duration>,
+    pub connected: bool,
+    pub failed: bool,
+    pub udp_rx: u64,
+    pub udp_tx: u64,
+    pub last_rx: Option<Instant>,
+}
+
+pub struct WorkerResult {
+    pub viewers: Vec<ViewerStats>,
+    pub hist: Vec<u32>,
+    /// CPU time of the worker thread.
+    pub cpu: Duration,
+}
+
+struct Client {
+    rtc: Rtc,
+    sock: UdpSocket,
+    local: SocketAddr,
+    ws: Option<WebSocket<TcpStream>>,
+    play_sent: Instant,
+    next_timeout: Instant,
+    kf_ts: Option<u32>,
+    stats: ViewerStats,
+}
+
+pub struct Worker {
+    tx: Sender<Ready>,
+    handle: JoinHandle<WorkerResult>,
+}
+
+impl Worker {
+    pub fn spawn(shared: Arc<Shared>) -> Worker {
+        let (tx, rx) = channel();
+        let handle = thread::spawn(move || run(rx, &shared));
+        Worker { tx, handle }
+    }
+    pub fn add(&self, r: Ready) {
+        let _ = self.tx.send(r);
+    }
+    pub fn join(self) -> WorkerResult {
+        drop(self.tx);
+        self.handle.join().expect("viewer worker")
+    }
+}
+
+fn thread_cpu() -> Duration {
+    let mut ts = [0i64; 2];
+    // CLOCK_THREAD_CPUTIME_ID = 3
+    extern "C" {
+        fn clock_gettime(clk: i32, ts: *mut i64) -> i32;
+    }
+    unsafe { clock_gettime(3, ts.as_mut_ptr()) };
+    Duration::new(ts[0] as u64, ts[1] as u32)
+}
+
+fn run(rx: Receiver<Ready>, shared: &Shared) -> WorkerResult {
+    let mut poll = Poll::new().expect("poll");
+    let mut events = Events::with_capacity(1024);
+    let mut clients: Vec<Client> = Vec::new();
+    let mut hist = vec![0u32; BUCKETS];
+    let mut buf = vec![0u8; 2048];
+    let cpu0 = thread_cpu();
+    loop {
+        while let Ok(r) = rx.try_recv() {
+            let i = clients.len();
+            r.sock.set_nonblocking(true).ok();
+            let mut sock = UdpSocket::from_std(r.sock);
+            poll.registry()
+                .register(&mut sock, Token(2 * i), Interest::READABLE)
+                .ok();
+            let mut ws = r.ws;
+            if let Some(ws) = ws.as_mut() {
+                ws.get_ref().set_nonblocking(true).ok();
+                let fd = std::os::fd::AsRawFd::as_raw_fd(ws.get_ref());
+                poll.registry()
+                    .register(
+                        &mut mio::unix::SourceFd(&fd),
+                        Token(2 * i + 1),
+                        Interest::READABLE,
+                    )
+                    .ok();
+            }
+            let mut c = Client {
+                rtc: r.rtc,
+                sock,
+                local: r.local,
+                ws,
+                play_sent: r.play_sent,
+                next_timeout: Instant::now(),
+                kf_ts: None,
+                stats: ViewerStats::default(),
+            };
+            c.rtc.handle_input(Input::Timeout(Instant::now())).ok();
+            drain(&mut c, shared, &mut hist);
+            clients.push(c);
+        }
+        if shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let now = Instant::now();
+        let cap = now + Duration::from_millis(5);
+        let next = clients
+            .iter()
+            .map(|c| c.next_timeout)
+            .min()
+            .unwrap_or(cap)
+            .min(cap);
+        let _ = poll.poll(&mut events, Some(next.saturating_duration_since(now)));
+        for ev in events.iter() {
+            let i = ev.token().0 / 2;
+            let Some(c) = clients.get_mut(i) else {
+                continue;
+            };
+            if ev.token().0 % 2 == 1 {
+                service_ws(c);
+                continue;
+            }
+            for _ in 0..10_000 {
+                match c.sock.recv_from(&mut buf) {
+                    Ok((n, src)) => {
+                        c.stats.udp_rx += 1;
+                        let now = Instant::now();
+                        if let Ok(r) = Receive::new(Protocol::Udp, src, c.local, &buf[..n]) {
+                            if c.rtc.handle_input(Input::Receive(now, r)).is_err() {
+                                c.stats.failed = true;
+                            }
+                        }
+                        drain(c, shared, &mut hist);
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        let now = Instant::now();
+        for c in clients.iter_mut() {
+            if c.next_timeout <= now && !c.stats.failed {
+                c.rtc.handle_input(Input::Timeout(now)).ok();
+                drain(c, shared, &mut hist);
+            }
+        }
+    }
+    let cpu = thread_cpu() - cpu0;
+    WorkerResult {
+        viewers: clients.into_iter().map(|c| c.stats).collect(),
+        hist,
+        cpu,
+    }
+}
+
+fn service_ws(c: &mut Client) {
+    let Some(ws) = c.ws.as_mut() else { return };
+    for _ in 0..100 {
+        match ws.read() {
+            Ok(Message::Text(t)) => {
+                if t.as_str().contains("\"ping\"") {
+                    let _ = ws.send(Message::text(r#"{"message":"pong","data":[null]}"#));
+                }
+            }
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => {
+                c.ws = None;
+                break;
+            }
+        }
+    }
+}
+
+fn drain(c: &mut Client, shared: &Shared, hist: &mut [u32]) {
+    if c.stats.failed {
+        return;
+    }
+    for _ in 0..100_000 {
+        match c.rtc.poll_output() {
+            Ok(Output::Timeout(t)) => {
+                c.next_timeout = t;
+                return;
+            }
+            Ok(Output::Transmit(t)) => {
+                c.stats.udp_tx += 1;
+                if let Err(e) = c.sock.send_to(&t.contents, t.destination) {
+                    if c.stats.udp_tx < 3 && std::env::var_os("BENCH_DEBUG").is_some() {
+                        eprintln!("    send to {}: {e}", t.destination);
+                    }
+                }
+            }
+            Ok(Output::Event(e)) => match e {
+                Event::Connected => {
+                    c.stats.connected = true;
+                    c.stats.connected_after = Some(c.play_sent.elapsed());
+                }
+                Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                    c.stats.failed = true
+                }
+                Event::RtpPacket(p) => account(c, shared, hist, &p),
+                _ => {}
+            },
+            Err(_) => {
+                c.stats.failed = true;
+                return;
+            }
+        }
+    }
+}
+
+fn account(c: &mut Client, shared: &Shared, hist: &mut [u32], p: &str0m::rtp::RtpPacket) {
+    let now = p.timestamp;
+    let log = &shared.log;
+    let now_ns = log.ns(now);
+    let w0 = shared.window.w0.load(Ordering::Relaxed);
+    let w1 = shared.window.w1.load(Ordering::Relaxed);
+    let s = &mut c.stats;
+    s.rx_total += 1;
+    if *p.header.payload_type != 0
+        && s.first_keyframe.is_none()
+        && s.rx_total < 400
+        && std::env::var_os("BENCH_DEBUG_PKTS").is_some()
+    {
+        let pl = &p.payload;
+        eprintln!(
+            "    pkt {} pt {} seq {} ts {} m {} nal {:02x} {:02x} len {} at {:?}",
+            s.rx_total,
+            *p.header.payload_type,
+            p.header.sequence_number,
+            p.header.timestamp,
+            p.header.marker,
+            pl.first().copied().unwrap_or(0),
+            pl.get(1).copied().unwrap_or(0),
+            pl.len(),
+            now.saturating_duration_since(c.play_sent)
+        );
+    }
+    if s.first_rtp.is_none() {
+        s.first_rtp = Some(now.saturating_duration_since(c.play_sent));
+    }
+    s.last_rx = Some(now);
+    if now_ns >= w0 && now_ns < w1 {
+        s.rx_window += 1;
+    }
+    if let Some(sent) = packet_id(&p.payload).and_then(|id| log.sent_ns(id)) {
+        if sent >= w0 && sent < w1 {
+            s.ids_window += 1;
+            let b = (now_ns.saturating_sub(sent) / BUCKET_NS) as usize;
+            hist[b.min(BUCKETS - 1)] += 1;
+        }
+    }
+    // Video (PCMU is PT 0): an IDR slice starts a keyframe, its marker packet completes it.
+    if *p.header.payload_type != 0 && s.first_keyframe.is_none() {
+        let pl = &p.payload;
+        let t = pl.first().map_or(0, |b| b & 0x1f);
+        let idr = t == 5 || (t == 28 && pl.get(1).is_some_and(|b| b & 0x1f == 5));
+        if idr {
+            c.kf_ts = Some(p.header.timestamp);
+        }
+        if p.header.marker && c.kf_ts == Some(p.header.timestamp) {
+            s.first_keyframe = Some(now.saturating_duration_since(c.play_sent));
+            shared.started.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A str0m peer as a browser would be: recvonly H.264 + PCMU, RTP mode, full ICE.
+pub fn new_rtc(now: Instant) -> Rtc {
+    Rtc::builder()
+        .clear_codecs()
+        .enable_h264(true)
+        .enable_pcmu(true, false)
+        .set_rtp_mode(true)
+        .build(now)
+}
+
+/// Percentile (0..=1) of a histogram, in µs.
+pub fn percentile(hist: &[u64], q: f64) -> Option<f64> {
+    let total: u64 = hist.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let target = ((total as f64) * q).ceil().max(1.0) as u64;
+    let mut acc = 0;
+    for (i, n) in hist.iter().enumerate() {
+        acc += n;
+        if acc >= target {
+            return Some((i as f64 + 0.5) * BUCKET_NS as f64 / 1000.0);
+        }
+    }
+    None
+}
