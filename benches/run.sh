@@ -5,6 +5,7 @@
 #
 #   benches/run.sh            # N = 1, 10, 50, 100, 200, 300 at 2 and 4 Mbit/s, camgate and Janus (~20 min)
 #   benches/run.sh --quick    # N = 1, 10 at 2 Mbit/s (smoke, ~2 min)
+#   benches/run.sh --rev HEAD # benchmark a clean checkout of a commit (git worktree), not the working tree
 # Extra arguments go to `camgate-bench suite` (--no-janus, --counts 1,10,50, --bitrates 2, --window 10, --out FILE).
 #
 # Everything runs inside a private network namespace (root needed for it; without root the
@@ -14,22 +15,38 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release -p camgate -p camgate-bench
+ROOT=$PWD
+BIN=$ROOT/target/release
+if [ "${1:-}" = "--rev" ]; then
+	REV=$2
+	shift 2
+	WT=$(mktemp -d /tmp/camgate-bench-rev.XXXXXX)
+	git worktree add --detach "$WT" "$REV" >/dev/null
+	trap 'git -C "$ROOT" worktree remove --force "$WT"' EXIT
+	(cd "$WT" && CARGO_TARGET_DIR="$ROOT/target/bench-rev" cargo build --release -p camgate -p camgate-bench)
+	BIN=$ROOT/target/bench-rev/release
+	export BENCH_REV_LABEL="$(git rev-parse --short "$REV") (clean worktree)"
+else
+	cargo build --release -p camgate -p camgate-bench
+fi
+set -- --camgate "$BIN/camgate" "$@"
+export BIN
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "not root: no network namespace, camgate only" >&2
-	exec timeout 3600 target/release/camgate-bench suite --no-janus "$@"
+	timeout 3600 "$BIN/camgate-bench" suite --no-janus "$@"
+	exit
 fi
 if ! command -v janus >/dev/null; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y janus >/dev/null 2>&1 || echo "janus could not be installed: camgate only" >&2
 fi
 
 # nice -10: the server and the load generator share this box with nothing else we control.
-exec timeout 3600 nice -n -10 unshare --net -- bash -c '
+timeout 3600 nice -n -10 unshare --net -- bash -c '
 	ip link set lo up
 	if ! { ip link add d0 type ifb && ip addr add 127.0.0.2/32 dev d0 && ip link set d0 up; }; then
 		echo "no ifb device: Janus would have no ICE candidate, camgate only" >&2
-		exec target/release/camgate-bench suite --no-janus "$@"
+		exec "$BIN/camgate-bench" suite --no-janus "$@"
 	fi
-	exec target/release/camgate-bench suite "$@"
+	exec "$BIN/camgate-bench" suite "$@"
 ' bench "$@"

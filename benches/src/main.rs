@@ -41,6 +41,8 @@ pub struct RunResult {
     ttfk_max_ms: Option<f64>,
     loadgen_cpu_pct: f64,
     machine_busy_pct: f64,
+    /// CPU of everything else on the box (other users' builds...), % of one core.
+    other_cpu_pct: f64,
     error: Option<String>,
 }
 
@@ -295,6 +297,8 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
     r.us_per_pkt = cpu.as_secs_f64() * 1e6 / r.delivered.max(1) as f64;
     r.loadgen_cpu_pct = 100.0 * me1.saturating_sub(me0).as_secs_f64() / secs;
     r.machine_busy_pct = 100.0 * (m1.0 - m0.0) as f64 / (m1.1 - m0.1).max(1) as f64;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    r.other_cpu_pct = (r.machine_busy_pct * cores - r.server_cpu_pct - r.loadgen_cpu_pct).max(0.0);
     r.rss_base_mb = rss_base as f64 / 1024.0;
     r.rss_mb = rss as f64 / 1024.0;
     r.rss_per_viewer_kb = (rss as f64 - rss_base as f64) / n.max(1) as f64;
@@ -356,7 +360,7 @@ fn write_report(o: &Opts, started: &str, micro: &[micro::MicroResult], results: 
     let _ = writeln!(
         s,
         "- camgate {} ({}), {}, str0m 0.25 on both ends",
-        sh("git describe --always --dirty"),
+        std::env::var("BENCH_REV_LABEL").unwrap_or_else(|_| sh("git describe --always --dirty")),
         o.camgate.display(),
         sh("rustc --version")
     );
@@ -400,17 +404,17 @@ fn write_report(o: &Opts, started: &str, micro: &[micro::MicroResult], results: 
         let _ = writeln!(s, "\n## {mbps} Mbit/s camera over the network stack\n");
         let _ = writeln!(
             s,
-            "| server | viewers | pkt/s per viewer | server CPU % | µs CPU per viewer-packet | loss % | viewers lost | RSS base → steady MB | RSS per viewer KB | latency p50 / p99 ms | first keyframe p50 / max ms | load generator CPU % | machine busy % |"
+            "| server | viewers | pkt/s per viewer | server CPU % | µs CPU per viewer-packet | loss % | viewers lost | RSS base → steady MB | RSS per viewer KB | latency p50 / p99 ms | first keyframe p50 / max ms | load generator CPU % | machine busy % | other processes CPU % |"
         );
         let _ = writeln!(
             s,
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for r in &rows {
             if let Some(e) = &r.error {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | failed: {} |||||||||||",
+                    "| {} | {} | failed: {} ||||||||||||",
                     r.target,
                     r.n,
                     e.replace('|', "/")
@@ -419,10 +423,10 @@ fn write_report(o: &Opts, started: &str, micro: &[micro::MicroResult], results: 
             }
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.0} | {:.1} | {:.2} | {:.2} | {} | {:.1} → {:.1} | {:.0} | {} / {} | {} / {} | {:.0} | {:.0} |",
+                "| {} | {} | {:.0} | {:.1} | {:.2} | {:.2} | {} | {:.1} → {:.1} | {:.0} | {} / {} | {} / {} | {:.0} | {:.0} | {:.0} |",
                 r.target, r.n, r.pkts_per_viewer_s, r.server_cpu_pct, r.us_per_pkt, r.loss_pct, r.viewers_lost,
                 r.rss_base_mb, r.rss_mb, r.rss_per_viewer_kb, f(r.p50_ms, 2), f(r.p99_ms, 2),
-                f(r.ttfk_p50_ms, 0), f(r.ttfk_max_ms, 0), r.loadgen_cpu_pct, r.machine_busy_pct
+                f(r.ttfk_p50_ms, 0), f(r.ttfk_max_ms, 0), r.loadgen_cpu_pct, r.machine_busy_pct, r.other_cpu_pct
             );
         }
         let pairs: Vec<(&RunResult, &RunResult)> = rows
