@@ -9,6 +9,7 @@ pub mod h264;
 pub mod hub;
 pub mod media;
 pub mod rtp;
+pub mod rtp_reorder;
 pub mod rtsp;
 pub mod signaling;
 pub mod sync;

@@ -14,6 +14,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::auth::{Authenticator, Challenge};
@@ -21,6 +22,7 @@ use super::framing::{Frame, Framer, Message, StartLine};
 use super::sdp;
 use super::url::RtspUrl;
 use crate::media::TrackInfo;
+use crate::rtp_reorder::RtpReorder;
 
 /// Session timeout assumed when SETUP's `Session` header announces none (RFC 2326 §12.37).
 /// gst-rtsp-server, for one, never announces it.
@@ -29,6 +31,9 @@ const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_REDIRECTS: u8 = 3;
 /// How many `stale=true` renewals one request may go through.
 const MAX_STALE_RETRIES: u8 = 3;
+/// Transport switches (`Auto`) per client: UDP → TCP → UDP at most, so a camera that refuses
+/// both, or a network that drops UDP, cannot loop us.
+const MAX_TRANSPORT_SWITCHES: u8 = 2;
 
 /// Timeouts and identity of the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,6 +224,11 @@ enum ReqKind {
         track: usize,
         channel: u8,
     },
+    /// Track index and the local RTP port we proposed.
+    SetupUdp {
+        track: usize,
+        rtp_port: u16,
+    },
     Play,
     /// Answer optional: some cameras never reply to keepalives (gortsplib).
     Keepalive,
@@ -229,7 +239,7 @@ impl ReqKind {
         match self {
             ReqKind::Options => "no response to OPTIONS",
             ReqKind::Describe => "no response to DESCRIBE",
-            ReqKind::Setup { .. } => "no response to SETUP",
+            ReqKind::Setup { .. } | ReqKind::SetupUdp { .. } => "no response to SETUP",
             ReqKind::Play => "no response to PLAY",
             ReqKind::Keepalive => "no response to keepalive",
         }
@@ -288,6 +298,54 @@ pub struct RtspClient {
     redirect: Option<Redirect>,
     /// Tests pin the Digest client nonce to check responses against precomputed values.
     fixed_cnonce: Option<String>,
+    /// Transport of the current session: `Tcp` or `Udp`.
+    current: RtspTransport,
+    /// `Auto` switches so far (see [`MAX_TRANSPORT_SWITCHES`]).
+    switches: u8,
+    /// No local UDP port could be bound (or the driver takes no port requests): TCP only.
+    udp_unavailable: bool,
+    /// Per selected SDP track: SETUP answered 461 over [UDP, TCP].
+    refused: Vec<[bool; 2]>,
+    /// Local RTP ports the driver bound, by `set_up` index; kept for the client's lifetime.
+    udp_ports: Vec<Option<u16>>,
+    udp_requests: VecDeque<UdpPortRequest>,
+    port_wait: Option<PortWait>,
+    /// By `set_up` index, while the session is on UDP.
+    udp_tracks: Vec<UdpTrack>,
+    udp_transmit: VecDeque<UdpTransmit>,
+    /// After PLAY on UDP, until the first RTP: no RTP by then → fallback (`Auto`) or failure.
+    udp_first_deadline: Option<Instant>,
+    last_udp_rx: Instant,
+    next_rr: Option<Instant>,
+    /// Our SSRC in receiver reports and punch packets.
+    local_ssrc: u32,
+}
+
+/// A port pair asked of the driver for the SETUP of `tracks[track]`, which becomes
+/// `set_up[index]`.
+#[derive(Debug, Clone, Copy)]
+struct PortWait {
+    track: usize,
+    index: usize,
+    /// The driver picked the request up (`poll_udp_request`).
+    taken: bool,
+    since: Instant,
+}
+
+/// A track set up over UDP.
+#[derive(Debug)]
+struct UdpTrack {
+    dest: UdpDestination,
+    /// Datagrams from other addresses are dropped; `None` when the server is known by name only.
+    source_ip: Option<IpAddr>,
+    /// From the Transport answer, then from the packets.
+    ssrc: Option<u32>,
+    reorder: RtpReorder,
+    /// Middle 32 bits of the last sender report's NTP time, and when it arrived.
+    last_sr: Option<(u32, Instant)>,
+    /// Counts at the previous receiver report, for the fraction lost.
+    expected_prior: u64,
+    lost_prior: u64,
 }
 
 impl fmt::Debug for RtspClient {
@@ -307,6 +365,7 @@ impl RtspClient {
     /// Parses the URL (`BadUri` at once) and starts the connect timer.
     pub fn new(url: &str, config: RtspConfig, now: Instant) -> Result<RtspClient, RtspError> {
         let url = RtspUrl::parse(url)?;
+        let config_transport = config.transport;
         Ok(RtspClient {
             aggregate_url: url.request_url().to_owned(),
             url,
@@ -332,6 +391,22 @@ impl RtspClient {
             redirects: 0,
             redirect: None,
             fixed_cnonce: None,
+            current: match config_transport {
+                RtspTransport::Tcp => RtspTransport::Tcp,
+                RtspTransport::Auto | RtspTransport::Udp => RtspTransport::Udp,
+            },
+            switches: 0,
+            udp_unavailable: false,
+            refused: Vec::new(),
+            udp_ports: Vec::new(),
+            udp_requests: VecDeque::new(),
+            port_wait: None,
+            udp_tracks: Vec::new(),
+            udp_transmit: VecDeque::new(),
+            udp_first_deadline: None,
+            last_udp_rx: now,
+            next_rr: None,
+            local_ssrc: random_u32(),
         })
     }
 
@@ -376,6 +451,7 @@ impl RtspClient {
         }
         // Any byte counts as liveness, so a camera that ignores keepalives but streams is fine.
         self.last_rx = now;
+        self.release_expired(now, on_media);
         // The framer is moved out so the frame callback may borrow the rest of `self`.
         let mut framer = std::mem::take(&mut self.framer);
         let res = framer.push(data, &mut |frame| {
@@ -446,14 +522,24 @@ impl RtspClient {
                 let playing = (self.state == State::Playing)
                     .then(|| {
                         [
-                            Some(self.last_rx + self.config.no_data_timeout),
+                            Some(self.liveness() + self.config.no_data_timeout),
                             self.next_keepalive,
+                            self.udp_first_deadline,
+                            self.next_rr,
                         ]
                     })
                     .into_iter()
                     .flatten()
                     .flatten();
-                requests.chain(playing).min()
+                // An untaken port request is checked at once (see `poll_udp_request`).
+                let ports = self.port_wait.map(|w| {
+                    if w.taken {
+                        w.since + self.config.response_timeout
+                    } else {
+                        w.since
+                    }
+                });
+                requests.chain(playing).chain(ports).min()
             }
         }
     }
@@ -481,12 +567,39 @@ impl RtspClient {
         // A keepalive nobody answered is forgotten, not fatal: data keeps the stream alive.
         self.pending
             .retain(|p| p.kind != ReqKind::Keepalive || now < p.deadline);
+        if let Some(w) = self.port_wait {
+            if !w.taken || now >= w.since + self.config.response_timeout {
+                let why = if w.taken {
+                    "no UDP port pair from the driver in time"
+                } else {
+                    "the driver takes no UDP port requests"
+                };
+                self.port_wait = None;
+                self.udp_requests.clear();
+                self.udp_unavailable = true;
+                self.udp_impossible(now, w.track, why);
+                return;
+            }
+        }
         if self.state != State::Playing {
             return;
         }
-        if now >= self.last_rx + self.config.no_data_timeout {
+        if self.udp_first_deadline.is_some_and(|t| now >= t) {
+            self.udp_first_deadline = None;
+            if !self.switch_transport(now, RtspTransport::Tcp, 0, "no RTP over UDP", true) {
+                self.fail(RtspError::Timeout("no data from camera"));
+            }
+            return;
+        }
+        if now >= self.liveness() + self.config.no_data_timeout {
             self.fail(RtspError::Timeout("no data from camera"));
             return;
+        }
+        if self.next_rr.is_some_and(|t| now >= t) {
+            self.next_rr = Some(now + self.config.receiver_report_interval);
+            for i in 0..self.udp_tracks.len() {
+                self.queue_rr(now, i);
+            }
         }
         if self.next_keepalive.is_some_and(|t| now >= t) {
             self.send_keepalive(now);
@@ -508,53 +621,144 @@ impl RtspClient {
     }
 
     /// A local UDP port pair the driver must bind (see [`UdpPortRequest`]); answer with
-    /// [`RtspClient::handle_udp_ports`] or [`RtspClient::handle_udp_ports_failed`].
+    /// [`RtspClient::handle_udp_ports`] or [`RtspClient::handle_udp_ports_failed`]. Drain it
+    /// with the other `poll_*` after every `handle_*` call: a request still not picked up at the
+    /// next call means the driver does no UDP, and `Auto` goes on over TCP at once.
     pub fn poll_udp_request(&mut self) -> Option<UdpPortRequest> {
-        None
+        let r = self.udp_requests.pop_front()?;
+        if let Some(w) = &mut self.port_wait {
+            if w.index == r.track {
+                w.taken = true;
+            }
+        }
+        Some(r)
     }
 
     /// The driver bound `rtp_port` (even) and `rtp_port + 1` for `track`: SETUP goes out with
     /// `client_port=rtp_port-(rtp_port+1)`.
     pub fn handle_udp_ports(&mut self, now: Instant, track: usize, rtp_port: u16) {
-        let _ = (now, track, rtp_port);
+        if rtp_port == 0 || rtp_port == u16::MAX {
+            self.handle_udp_ports_failed(now, track);
+            return;
+        }
+        if self.udp_ports.len() <= track {
+            self.udp_ports.resize(track + 1, None);
+        }
+        self.udp_ports[track] = Some(rtp_port);
+        let Some(w) = self.port_wait.filter(|w| w.index == track) else {
+            return;
+        };
+        self.port_wait = None;
+        if self.state == State::Setup {
+            self.send_udp_setup(now, w.track, rtp_port);
+        }
     }
 
     /// No port pair could be bound for `track`: `Auto` falls back to TCP, `Udp` fails.
     pub fn handle_udp_ports_failed(&mut self, now: Instant, track: usize) {
-        let _ = (now, track);
+        let Some(w) = self.port_wait.filter(|w| w.index == track) else {
+            return;
+        };
+        self.port_wait = None;
+        self.udp_requests.clear();
+        self.udp_unavailable = true;
+        self.udp_impossible(now, w.track, "no local UDP port could be bound");
     }
 
     /// A datagram that arrived on a track's UDP socket (RTP or RTCP socket) from `source`.
-    /// RTP goes through a reorder buffer; RTCP is passed on at once. Media reaches `on_media`
-    /// exactly like interleaved media.
+    /// RTP goes through a reorder buffer ([`RtspConfig::reorder_depth`] packets,
+    /// [`RtspConfig::reorder_window`]); RTCP is passed on at once. Media reaches `on_media`
+    /// exactly like interleaved media, once PLAY has been answered. Datagrams from anywhere but
+    /// the camera (its address when known as an IP, its announced ports when given), for tracks
+    /// not on UDP, or that are not RTP/RTCP version 2 are dropped. Packets held past the window
+    /// are released at the next `handle_udp_input` or `handle_input`.
     pub fn handle_udp_input(
         &mut self,
         now: Instant,
         track: usize,
         rtcp: bool,
-        source: std::net::SocketAddr,
+        source: SocketAddr,
         data: &[u8],
         on_media: &mut dyn FnMut(MediaPacket<'_>),
     ) {
-        let _ = (now, track, rtcp, source, data, on_media);
+        if self.state != State::Playing || self.current != RtspTransport::Udp {
+            return;
+        }
+        self.release_expired(now, on_media);
+        let Some(u) = self.udp_tracks.get_mut(track) else {
+            return;
+        };
+        if let Some(ip) = u.source_ip {
+            if source.ip().to_canonical() != ip {
+                return;
+            }
+        }
+        // Either port of the announced pair: some cameras send RTCP from the RTP port.
+        if u.dest.rtp_port != 0
+            && source.port() != u.dest.rtp_port
+            && source.port() != u.dest.rtcp_port
+        {
+            return;
+        }
+        if data.len() < 8 || data[0] >> 6 != 2 {
+            return;
+        }
+        // RTCP on the RTP port (RFC 5761 demultiplexing by payload type).
+        let rtcp = rtcp || (192..=223).contains(&data[1]);
+        if rtcp {
+            self.last_udp_rx = now;
+            // A sender report: remember it for LSR/DLSR.
+            if data[1] == 200 && data.len() >= 20 {
+                let lsr = u32::from_be_bytes([data[10], data[11], data[12], data[13]]);
+                u.last_sr = Some((lsr, now));
+            }
+            on_media(MediaPacket {
+                track,
+                rtcp: true,
+                data,
+            });
+            return;
+        }
+        if data.len() < 12 {
+            return;
+        }
+        self.last_udp_rx = now;
+        self.udp_first_deadline = None;
+        u.ssrc = Some(u32::from_be_bytes([data[8], data[9], data[10], data[11]]));
+        let seq = u16::from_be_bytes([data[2], data[3]]);
+        u.reorder.push(now, seq, data, &mut |_, d| {
+            on_media(MediaPacket {
+                track,
+                rtcp: false,
+                data: d,
+            })
+        });
     }
 
-    /// Datagrams to send to the camera: RTCP receiver reports and, right after PLAY, NAT/firewall
-    /// "punch" packets.
+    /// Datagrams to send to the camera, from the track's RTP or RTCP socket to
+    /// [`RtspClient::udp_destination`]: RTCP receiver reports every
+    /// [`RtspConfig::receiver_report_interval`] and, as PLAY goes out, one empty RTP packet and
+    /// one receiver report per track to open NAT/firewall pinholes. Only for tracks whose
+    /// destination is known.
     pub fn poll_udp_transmit(&mut self) -> Option<UdpTransmit> {
-        None
+        self.udp_transmit.pop_front()
     }
 
     /// Where the camera expects a track's UDP traffic; `None` when the track is not on UDP or
     /// the camera announced no `server_port`.
     pub fn udp_destination(&self, track: usize) -> Option<UdpDestination> {
-        let _ = track;
-        None
+        if self.current != RtspTransport::Udp {
+            return None;
+        }
+        self.udp_tracks
+            .get(track)
+            .filter(|u| u.dest.rtp_port != 0)
+            .map(|u| u.dest.clone())
     }
 
-    /// The transport in use once playing (`Tcp` or `Udp`).
+    /// The transport in use once playing (`Tcp` or `Udp`); `None` before PLAY is answered.
     pub fn transport_in_use(&self) -> Option<RtspTransport> {
-        (self.state == State::Playing).then_some(RtspTransport::Tcp)
+        (self.state == State::Playing).then_some(self.current)
     }
 
     pub fn is_closed(&self) -> bool {
@@ -682,14 +886,21 @@ impl RtspClient {
             }
             ReqKind::Describe if !ok => self.fail(status_error(status, reason)),
             ReqKind::Describe => self.on_describe(now, &m),
-            ReqKind::Setup { track, .. } if !ok => {
-                self.on_setup_refused(now, track, status, reason)
+            ReqKind::Setup { track, .. } | ReqKind::SetupUdp { track, .. } if !ok => {
+                self.on_setup_refused(now, p.kind, track, status, reason)
             }
             ReqKind::Setup { track, channel } => self.on_setup(now, &m, track, channel),
+            ReqKind::SetupUdp { track, rtp_port } => self.on_udp_setup(now, &m, track, rtp_port),
             ReqKind::Play if !ok => self.fail(status_error(status, reason)),
             ReqKind::Play => {
                 self.state = State::Playing;
                 self.next_keepalive = Some(now + self.keepalive_interval());
+                if self.current == RtspTransport::Udp {
+                    self.last_udp_rx = now;
+                    self.udp_first_deadline = Some(now + self.config.udp_no_data_timeout);
+                    self.next_rr = Some(now + self.config.receiver_report_interval);
+                }
+                tracing::info!(url = %self.url, transport = ?self.current, "rtsp playing");
                 self.events.push_back(RtspEvent::Playing {
                     tracks: self.set_up.clone(),
                 });
@@ -787,6 +998,7 @@ impl RtspClient {
         self.setup_error = None;
         self.channels.iter_mut().for_each(|c| *c = None);
         self.next_keepalive = None;
+        self.reset_udp();
         self.redirect = Some(target);
     }
 
@@ -834,6 +1046,25 @@ impl RtspClient {
     }
 
     fn send_setup(&mut self, now: Instant, track: usize) {
+        if track >= self.tracks.len() {
+            return;
+        }
+        if self.current == RtspTransport::Udp {
+            let index = self.set_up.len();
+            match self.udp_ports.get(index).copied().flatten() {
+                Some(port) => self.send_udp_setup(now, track, port),
+                None => {
+                    self.udp_requests.push_back(UdpPortRequest { track: index });
+                    self.port_wait = Some(PortWait {
+                        track,
+                        index,
+                        taken: false,
+                        since: now,
+                    });
+                }
+            }
+            return;
+        }
         let Some(t) = self.tracks.get(track) else {
             return;
         };
@@ -863,22 +1094,7 @@ impl RtspClient {
     }
 
     fn on_setup(&mut self, now: Instant, m: &Message, track: usize, proposed: u8) {
-        if let Some(s) = m.header("Session") {
-            let mut parts = s.split(';');
-            let id = parts.next().unwrap_or("").trim();
-            // Keep the first id: some cameras change it between SETUPs (retina UseFirst).
-            if self.session.is_none() && !id.is_empty() {
-                self.session = Some(id.to_owned());
-                // timeout=0 or junk falls back to the default rather than hammering the camera.
-                self.session_timeout = parts
-                    .filter_map(|p| p.trim().split_once('='))
-                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("timeout"))
-                    .and_then(|(_, v)| v.trim().parse::<u64>().ok())
-                    .filter(|&t| t > 0)
-                    .map(Duration::from_secs)
-                    .unwrap_or(DEFAULT_SESSION_TIMEOUT);
-            }
-        }
+        self.take_session(m);
         // Accept the camera's channels when it picks others than proposed; without an
         // `interleaved` parameter assume ours.
         let (rtp, rtcp) = m
@@ -896,9 +1112,54 @@ impl RtspClient {
         self.after_setup(now, track);
     }
 
+    fn take_session(&mut self, m: &Message) {
+        if let Some(s) = m.header("Session") {
+            let mut parts = s.split(';');
+            let id = parts.next().unwrap_or("").trim();
+            // Keep the first id: some cameras change it between SETUPs (retina UseFirst).
+            if self.session.is_none() && !id.is_empty() {
+                self.session = Some(id.to_owned());
+                // timeout=0 or junk falls back to the default rather than hammering the camera.
+                self.session_timeout = parts
+                    .filter_map(|p| p.trim().split_once('='))
+                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("timeout"))
+                    .and_then(|(_, v)| v.trim().parse::<u64>().ok())
+                    .filter(|&t| t > 0)
+                    .map(Duration::from_secs)
+                    .unwrap_or(DEFAULT_SESSION_TIMEOUT);
+            }
+        }
+    }
+
     /// SETUP answered with an error. A 4xx drops that track (cameras list audio they cannot
     /// send, or refuse TCP for it with 461); anything else, or `fail_on_track_error`, is fatal.
-    fn on_setup_refused(&mut self, now: Instant, track: usize, status: u16, reason: String) {
+    fn on_setup_refused(
+        &mut self,
+        now: Instant,
+        kind: ReqKind,
+        track: usize,
+        status: u16,
+        reason: String,
+    ) {
+        // 461 Unsupported Transport: in `Auto`, the other transport for this track, unless it
+        // was refused too.
+        if status == 461 && self.config.transport == RtspTransport::Auto {
+            let udp = matches!(kind, ReqKind::SetupUdp { .. });
+            if self.refused.len() <= track {
+                self.refused.resize(track + 1, [false; 2]);
+            }
+            self.refused[track][usize::from(!udp)] = true;
+            let other = if udp {
+                RtspTransport::Tcp
+            } else {
+                RtspTransport::Udp
+            };
+            if !self.refused[track][usize::from(udp)]
+                && self.switch_transport(now, other, track, "SETUP answered 461", false)
+            {
+                return;
+            }
+        }
         let err = status_error(status, reason.clone());
         if !(400..500).contains(&status) || self.config.fail_on_track_error {
             self.fail(err);
@@ -936,7 +1197,245 @@ impl RtspClient {
             // Range is mandatory for some servers (Parrot Streaming Server, per gortsplib).
             let extra = vec![("Range", "npt=0.000-".to_owned())];
             self.send(now, ReqKind::Play, "PLAY", uri, extra, false);
+            // Open NAT/firewall pinholes towards the camera before its media comes.
+            for i in 0..self.udp_tracks.len() {
+                if self.udp_tracks[i].dest.rtp_port != 0 {
+                    let mut rtp = vec![0x80, 0, 0, 0, 0, 0, 0, 0];
+                    rtp.extend_from_slice(&self.local_ssrc.to_be_bytes());
+                    self.udp_transmit.push_back(UdpTransmit {
+                        track: i,
+                        rtcp: false,
+                        data: rtp,
+                    });
+                }
+                self.queue_rr(now, i);
+            }
         }
+    }
+
+    fn send_udp_setup(&mut self, now: Instant, track: usize, rtp_port: u16) {
+        let Some(t) = self.tracks.get(track) else {
+            return;
+        };
+        let uri = t.control.clone();
+        let transport = format!(
+            "RTP/AVP;unicast;client_port={}-{}",
+            rtp_port,
+            rtp_port.saturating_add(1)
+        );
+        let extra = vec![("Transport", transport)];
+        self.send(
+            now,
+            ReqKind::SetupUdp { track, rtp_port },
+            "SETUP",
+            uri,
+            extra,
+            false,
+        );
+    }
+
+    fn on_udp_setup(&mut self, now: Instant, m: &Message, track: usize, rtp_port: u16) {
+        let transport = m.header("Transport").unwrap_or("");
+        // The camera answered with TCP (some Hikvision): start over with TCP (gortsplib).
+        if parse_interleaved(transport).is_some() {
+            self.take_session(m);
+            if !self.switch_transport(
+                now,
+                RtspTransport::Tcp,
+                track,
+                "UDP SETUP answered with TCP",
+                true,
+            ) {
+                self.fail(RtspError::Protocol(
+                    "UDP SETUP answered with a TCP transport".into(),
+                ));
+            }
+            return;
+        }
+        self.take_session(m);
+        let t = parse_udp_transport(transport);
+        if t.client_port.is_some_and(|c| c != rtp_port) {
+            tracing::debug!(url = %self.url, transport, "camera changed our client_port, ignored");
+        }
+        let host_ip = |h: &str| {
+            h.trim_matches(|c| c == '[' || c == ']')
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| ip.to_canonical())
+        };
+        let source_ip = match &t.source {
+            Some(s) => host_ip(s),
+            None => host_ip(self.url.host()),
+        };
+        let (rtp, rtcp) = t.server_port.unwrap_or((0, 0));
+        self.set_up.push(self.tracks[track].clone());
+        self.udp_tracks.push(UdpTrack {
+            dest: UdpDestination {
+                host: t.source,
+                rtp_port: rtp,
+                rtcp_port: rtcp,
+            },
+            source_ip,
+            ssrc: t.ssrc,
+            reorder: RtpReorder::new(self.config.reorder_depth, self.config.reorder_window),
+            last_sr: None,
+            expected_prior: 0,
+            lost_prior: 0,
+        });
+        debug_assert_eq!(self.udp_tracks.len(), self.set_up.len());
+        self.after_setup(now, track);
+    }
+
+    /// UDP cannot be used at all (no ports): TCP in `Auto`, failure in `Udp`.
+    fn udp_impossible(&mut self, now: Instant, track: usize, why: &'static str) {
+        // `switch_transport` refuses in `Udp` mode.
+        if !self.switch_transport(now, RtspTransport::Tcp, track, why, false) {
+            self.fail(RtspError::Protocol(why.into()));
+        }
+    }
+
+    /// `Auto` only: go on with `to`, SETting UP `tracks[track]` again on the same session, or,
+    /// when tracks are already set up with the other transport or `restart`, TEARDOWN and start
+    /// over at DESCRIBE on the same connection. `false` when no switch is allowed.
+    fn switch_transport(
+        &mut self,
+        now: Instant,
+        to: RtspTransport,
+        track: usize,
+        why: &str,
+        restart: bool,
+    ) -> bool {
+        if self.config.transport != RtspTransport::Auto
+            || self.current == to
+            || self.switches >= MAX_TRANSPORT_SWITCHES
+            || (to == RtspTransport::Udp && self.udp_unavailable)
+        {
+            return false;
+        }
+        self.switches += 1;
+        let restart = restart || !self.set_up.is_empty();
+        tracing::info!(
+            url = %self.url,
+            from = ?self.current,
+            to = ?to,
+            why,
+            restart,
+            "rtsp transport switch"
+        );
+        self.current = to;
+        if !restart {
+            self.port_wait = None;
+            self.udp_requests.clear();
+            self.send_setup(now, track);
+            return true;
+        }
+        if self.session.is_some() {
+            let uri = self.aggregate_url.clone();
+            self.send(now, ReqKind::Keepalive, "TEARDOWN", uri, Vec::new(), false);
+        }
+        // Pending answers of the old session (a keepalive, the TEARDOWN) are matched by CSeq
+        // and ignored.
+        self.pending.retain(|p| p.kind == ReqKind::Keepalive);
+        self.session = None;
+        self.session_timeout = DEFAULT_SESSION_TIMEOUT;
+        self.tracks.clear();
+        self.set_up.clear();
+        self.dropped.clear();
+        self.setup_error = None;
+        self.channels.iter_mut().for_each(|c| *c = None);
+        self.next_keepalive = None;
+        self.reset_udp();
+        self.state = State::Describe;
+        let uri = self.url.request_url().to_owned();
+        let extra = vec![("Accept", "application/sdp".to_owned())];
+        self.send(now, ReqKind::Describe, "DESCRIBE", uri, extra, false);
+        true
+    }
+
+    /// Forgets the UDP session state (not the bound ports).
+    fn reset_udp(&mut self) {
+        self.port_wait = None;
+        self.udp_requests.clear();
+        self.udp_tracks.clear();
+        self.udp_transmit.clear();
+        self.udp_first_deadline = None;
+        self.next_rr = None;
+    }
+
+    /// Playing: when media last came (UDP: datagrams only, as the RTSP connection may live on
+    /// while the media is gone).
+    fn liveness(&self) -> Instant {
+        if self.current == RtspTransport::Udp {
+            self.last_udp_rx
+        } else {
+            self.last_rx
+        }
+    }
+
+    /// Hands on UDP packets held past the reorder window.
+    fn release_expired(&mut self, now: Instant, on_media: &mut dyn FnMut(MediaPacket<'_>)) {
+        for (track, u) in self.udp_tracks.iter_mut().enumerate() {
+            u.reorder.handle_timeout(now, &mut |_, d| {
+                on_media(MediaPacket {
+                    track,
+                    rtcp: false,
+                    data: d,
+                })
+            });
+        }
+    }
+
+    /// An RTCP receiver report (RFC 3550 §6.4.2) for `set_up[track]`: one report block once the
+    /// track's SSRC is known, empty before.
+    fn queue_rr(&mut self, now: Instant, track: usize) {
+        let local_ssrc = self.local_ssrc;
+        let Some(u) = self.udp_tracks.get_mut(track) else {
+            return;
+        };
+        if u.dest.rtcp_port == 0 {
+            return;
+        }
+        let mut p = Vec::with_capacity(32);
+        match u.ssrc {
+            None => {
+                p.extend_from_slice(&[0x80, 201, 0, 1]);
+                p.extend_from_slice(&local_ssrc.to_be_bytes());
+            }
+            Some(ssrc) => {
+                let lost = u.reorder.lost();
+                let expected = u.reorder.delivered() + lost;
+                let expected_interval = expected - u.expected_prior;
+                let lost_interval = lost - u.lost_prior;
+                u.expected_prior = expected;
+                u.lost_prior = lost;
+                let fraction = (lost_interval << 8)
+                    .checked_div(expected_interval)
+                    .map_or(0, |f| f.min(255) as u8);
+                let cumulative = lost.min(0x7f_ffff) as u32;
+                let (lsr, dlsr) = match u.last_sr {
+                    Some((lsr, at)) => {
+                        let d = now.saturating_duration_since(at);
+                        let dlsr = (d.as_secs_f64() * 65536.0).min(f64::from(u32::MAX)) as u32;
+                        (lsr, dlsr)
+                    }
+                    None => (0, 0),
+                };
+                p.extend_from_slice(&[0x81, 201, 0, 7]);
+                p.extend_from_slice(&local_ssrc.to_be_bytes());
+                p.extend_from_slice(&ssrc.to_be_bytes());
+                p.push(fraction);
+                p.extend_from_slice(&cumulative.to_be_bytes()[1..]);
+                p.extend_from_slice(&u.reorder.extended_highest().unwrap_or(0).to_be_bytes());
+                p.extend_from_slice(&0u32.to_be_bytes()); // jitter: not measured
+                p.extend_from_slice(&lsr.to_be_bytes());
+                p.extend_from_slice(&dlsr.to_be_bytes());
+            }
+        }
+        self.udp_transmit.push_back(UdpTransmit {
+            track,
+            rtcp: true,
+            data: p,
+        });
     }
 
     /// Requests from the server (OPTIONS pings, ANNOUNCE, ...): answer, never fail on them.
@@ -983,6 +1482,58 @@ fn parse_interleaved(transport: &str) -> Option<(u8, Option<u8>)> {
             Some((a, a.checked_add(1)))
         }
     }
+}
+
+/// The UDP parameters of a SETUP answer's Transport header.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct UdpTransportAnswer {
+    server_port: Option<(u16, u16)>,
+    client_port: Option<u16>,
+    ssrc: Option<u32>,
+    source: Option<String>,
+}
+
+/// `server_port=a-b` (or a lone `a`: RTCP on a+1), `client_port`, `ssrc=` (hex, as RFC 2326
+/// says; some cameras pad or prefix it) and `source=`. Port 0 and junk count as absent.
+fn parse_udp_transport(transport: &str) -> UdpTransportAnswer {
+    let mut t = UdpTransportAnswer::default();
+    let pair = |v: &str| -> Option<(u16, u16)> {
+        let (a, b) = match v.split_once('-') {
+            Some((a, b)) => (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()),
+            None => (v.parse::<u16>().ok()?, None),
+        };
+        let b = b.or_else(|| a.checked_add(1))?;
+        (a != 0 && b != 0).then_some((a, b))
+    };
+    for p in transport.split(';') {
+        let Some((k, v)) = p.trim().split_once('=') else {
+            continue;
+        };
+        let v = v.trim().trim_matches('"');
+        match k.trim().to_ascii_lowercase().as_str() {
+            "server_port" => t.server_port = pair(v),
+            "client_port" => t.client_port = pair(v).map(|p| p.0),
+            "ssrc" => {
+                let h = v.trim_start_matches("0x").trim_start_matches("0X");
+                t.ssrc = u32::from_str_radix(h, 16)
+                    .ok()
+                    .or_else(|| h.parse::<u32>().ok());
+            }
+            "source" if !v.is_empty() => t.source = Some(v.to_owned()),
+            _ => {}
+        }
+    }
+    t
+}
+
+/// Our SSRC for receiver reports; predictable if the system RNG fails, which is harmless.
+fn random_u32() -> u32 {
+    use ring::rand::SecureRandom as _;
+    let mut b = [0u8; 4];
+    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
+        b = *b"cgrr";
+    }
+    u32::from_be_bytes(b)
 }
 
 /// Client nonce for Digest `qop=auth`. Randomness is not I/O; if the system RNG fails the

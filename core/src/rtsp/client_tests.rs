@@ -14,6 +14,14 @@ const GST_PLAY: &str = include_str!("testdata/gst_play.txt");
 const GST_RTP: &str = include_str!("testdata/gst_rtp_after_play.hex");
 const GST_URL: &str = "rtsp://127.0.0.1:18554/test";
 
+/// The TCP-interleaved tests predate UDP: they force TCP.
+fn tcp() -> RtspConfig {
+    RtspConfig {
+        transport: RtspTransport::Tcp,
+        ..RtspConfig::default()
+    }
+}
+
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
@@ -43,7 +51,7 @@ struct Harness {
 
 impl Harness {
     fn new(url: &str) -> Harness {
-        Harness::with_config(url, RtspConfig::default())
+        Harness::with_config(url, tcp())
     }
 
     fn with_config(url: &str, config: RtspConfig) -> Harness {
@@ -861,7 +869,7 @@ fn unquoted_param<'a>(h: &'a str, key: &str) -> &'a str {
 
 #[test]
 fn digest_sha256_preferred_over_md5_and_basic() {
-    let (h, auths) = axis_playing(RtspConfig::default());
+    let (h, auths) = axis_playing(tcp());
     let a = &auths[0];
     assert!(a.starts_with("Digest "), "{a}");
     assert_eq!(unquoted_param(a, "algorithm"), "SHA-256");
@@ -895,7 +903,7 @@ fn digest_sha256_preferred_over_md5_and_basic() {
 fn digest_cnonce_off_sends_rfc2069_digests() {
     let config = RtspConfig {
         digest_cnonce: false,
-        ..RtspConfig::default()
+        ..tcp()
     };
     let (_h, auths) = axis_playing(config);
     let a = &auths[0];
@@ -939,7 +947,7 @@ const STALE: &str = include_str!("testdata/auth_stale_nonce.txt");
 
 #[test]
 fn stale_nonce_is_renewed_without_failing_the_login() {
-    let (mut h, _) = axis_playing(RtspConfig::default());
+    let (mut h, _) = axis_playing(tcp());
     // Session timeout 60 s → keepalive at 30 s, GET_PARAMETER (listed in Public).
     h.input(h.at(25), b"$\x00\x00\x00");
     h.c.handle_timeout(h.at(30));
@@ -1021,7 +1029,7 @@ const REDIRECT: &str = include_str!("testdata/redirect_302.txt");
 fn follow() -> RtspConfig {
     RtspConfig {
         follow_redirects: true,
-        ..RtspConfig::default()
+        ..tcp()
     }
 }
 
@@ -1285,7 +1293,7 @@ fn refused_audio_setup_drops_the_track_and_plays_video() {
         ),
         ("404 Not Found", "SETUP answered 404 Not Found"),
     ] {
-        let mut h = audio_refused(status, RtspConfig::default());
+        let mut h = audio_refused(status, tcp());
         let m = h.sent_one();
         assert_eq!(method_uri(&m), ("PLAY", HIK_BASE));
         let msgs = script(AUDIO_REFUSED, &[("audio_status", status)]);
@@ -1323,7 +1331,7 @@ fn refused_audio_setup_drops_the_track_and_plays_video() {
 fn fail_on_track_error_makes_a_refused_track_fatal() {
     let config = RtspConfig {
         fail_on_track_error: true,
-        ..RtspConfig::default()
+        ..tcp()
     };
     let mut h = audio_refused("461 Unsupported Transport", config.clone());
     assert!(h.sent().is_empty(), "no PLAY");
@@ -1337,7 +1345,7 @@ fn fail_on_track_error_makes_a_refused_track_fatal() {
     let mut h = audio_refused("404 Not Found", config);
     assert_eq!(h.events(), vec![RtspEvent::Failed(RtspError::NotFound)]);
     // A 5xx is fatal whatever the setting.
-    let mut h = audio_refused("500 Internal Server Error", RtspConfig::default());
+    let mut h = audio_refused("500 Internal Server Error", tcp());
     assert!(matches!(
         h.events().as_slice(),
         [RtspEvent::Failed(RtspError::Status { code: 500, .. })]
