@@ -690,8 +690,26 @@ impl Gateway {
             relay_out.clear();
             relay.push(&packet, relay_out);
             if !*b_frames && relay.has_b_frames() {
+                // B-slices show up only after the keyframe, so viewers already got PLAYING:
+                // tell them again, with the warning in the info.
                 *b_frames = true;
                 tracing::warn!(url = %redacted, "{B_FRAMES_WARNING}");
+                let info = stream_info(Some(&*relay), audio.as_ref(), true, dropped_tracks);
+                for &v in watching.iter() {
+                    let Some(entry) = viewers.get(v).filter(|e| e.playing_sent) else {
+                        continue;
+                    };
+                    let text = signaling::stream_status(
+                        &entry.media_session_id,
+                        redacted,
+                        StreamStatus::Playing,
+                        Some(&info),
+                    );
+                    outputs.push_back(GatewayOutput::WsSend {
+                        session: entry.session,
+                        text,
+                    });
+                }
             }
             relay_walls.clear();
             for p in relay_out.iter() {

@@ -876,6 +876,33 @@ fn limits_refuse_with_a_reason_and_keep_serving_the_others() {
 }
 
 #[test]
+fn b_frames_are_detected_and_reported_to_the_viewer() {
+    let mut h = Harness::new();
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    for frame in 0..10u32 {
+        let nals = match frame {
+            0 => vec![nal(5, 2000)],
+            // first_mb_in_slice = 0 ("1"), slice_type = 1, a B-slice ("010"): 1010 0000.
+            f if f % 2 == 0 => vec![[vec![0x01, 0xA0], vec![0x55; 300]].concat()],
+            _ => vec![[vec![0x21, 0x88], vec![0x55; 300]].concat()], // P-slice (type 0)
+        };
+        h.camera.send_frame(frame * 3600, &nals);
+        h.run_for(Duration::from_millis(40));
+    }
+    let playing: Vec<&str> = h.browsers[b]
+        .ws
+        .iter()
+        .filter(|v| v["data"][0]["status"] == "PLAYING")
+        .map(|v| v["data"][0]["info"].as_str().unwrap())
+        .collect();
+    assert_eq!(playing.len(), 2, "{playing:?}");
+    assert!(!playing[0].contains("B-frames"));
+    assert!(playing[1].contains("B-frames"), "{}", playing[1]);
+    assert!(h.gateway.streams()[0].info.contains("B-frames"));
+}
+
+#[test]
 fn a_camera_that_never_played_fails_its_viewers() {
     let mut h = Harness::new();
     h.camera_down = true;

@@ -392,7 +392,8 @@ impl Web {
                     .map(|s| {
                         let uri = access.name_of(&s.url).unwrap_or(&s.url);
                         json!({"id": s.id.0, "uri": uri, "status": s.status(),
-                            "viewers": s.viewers, "pinned": s.pinned})
+                            "viewers": s.viewers, "pinned": s.pinned, "info": s.info,
+                            "dropped_tracks": s.dropped_tracks})
                     })
                     .collect();
                 Response::json(200, &Value::from(list))
