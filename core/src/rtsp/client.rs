@@ -11,6 +11,12 @@
 //! 4. After `Failed` or `Closed`, flush `poll_transmit` and close the socket.
 //! 5. With [`RtspConfig::follow_redirects`], also drain [`RtspClient::poll_redirect`]: on a
 //!    [`Redirect`], flush, close, connect to its host/port and call `handle_connected` again.
+//! 6. UDP ([`RtspConfig::transport`] `Auto` or `Udp`): drain [`RtspClient::poll_udp_request`]
+//!    with the other polls; bind an even/odd port pair per request and answer
+//!    [`RtspClient::handle_udp_ports`] (or `handle_udp_ports_failed`); feed datagrams to
+//!    [`RtspClient::handle_udp_input`]; send [`RtspClient::poll_udp_transmit`] to
+//!    [`RtspClient::udp_destination`]. After a switch to TCP, `udp_destination` is `None` and the
+//!    sockets may be closed. `RtspEvent::Playing` comes again after a transport switch.
 
 use std::collections::VecDeque;
 use std::fmt;
