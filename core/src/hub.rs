@@ -95,8 +95,33 @@ pub enum GatewayOutput {
     },
     /// Write bytes to the camera connection.
     RtspSend { stream: StreamId, data: Vec<u8> },
-    /// Flush what was written, then close the camera connection.
+    /// Flush what was written, then close the camera connection (and its UDP sockets).
     RtspClose { stream: StreamId },
+    /// Bind a UDP port pair (even RTP, odd RTCP) for a camera track, from the configured range
+    /// and on `rtsp_client_address` if set; answer with `handle_rtsp_udp_ports`.
+    RtspUdpOpen { stream: StreamId, track: usize },
+    /// Send a datagram from a camera track's RTP or RTCP socket to the camera (`host`: None
+    /// means the host the RTSP connection went to).
+    RtspUdpSend {
+        stream: StreamId,
+        track: usize,
+        rtcp: bool,
+        host: Option<String>,
+        port: u16,
+        data: Vec<u8>,
+    },
+}
+
+/// Bytes from a camera, on its RTSP connection or one of its UDP sockets.
+#[derive(Clone, Copy)]
+enum CameraInput<'a> {
+    Tcp(&'a [u8]),
+    Udp {
+        track: usize,
+        rtcp: bool,
+        source: SocketAddr,
+        data: &'a [u8],
+    },
 }
 
 /// A snapshot of one stream for logs and APIs; the URL has its password masked.
@@ -615,6 +640,51 @@ impl Gateway {
 
     /// Bytes from a camera connection: RTSP responses and interleaved RTP, split anywhere.
     pub fn handle_rtsp_data(&mut self, stream: StreamId, now: Instant, data: &[u8]) {
+        self.feed_camera(stream, now, CameraInput::Tcp(data));
+    }
+
+    /// A datagram on one of a camera's UDP sockets (RTP or RTCP of `track`).
+    pub fn handle_rtsp_udp(
+        &mut self,
+        stream: StreamId,
+        now: Instant,
+        track: usize,
+        rtcp: bool,
+        source: SocketAddr,
+        data: &[u8],
+    ) {
+        self.feed_camera(
+            stream,
+            now,
+            CameraInput::Udp {
+                track,
+                rtcp,
+                source,
+                data,
+            },
+        );
+    }
+
+    /// The loop bound a UDP port pair (`rtp_port`, `rtp_port + 1`) for a camera track, or
+    /// could not (`None`): the client sets the track up over UDP or falls back to TCP.
+    pub fn handle_rtsp_udp_ports(
+        &mut self,
+        stream: StreamId,
+        now: Instant,
+        track: usize,
+        rtp_port: Option<u16>,
+    ) {
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        match rtp_port {
+            Some(port) => s.client.handle_udp_ports(now, track, port),
+            None => s.client.handle_udp_ports_failed(now, track),
+        }
+        self.after_stream_input(stream, now);
+    }
+
+    fn feed_camera(&mut self, stream: StreamId, now: Instant, input: CameraInput<'_>) {
         let Gateway {
             streams,
             viewers,
@@ -626,7 +696,9 @@ impl Gateway {
             stats,
             ..
         } = self;
-        stats.camera_bytes_in += data.len() as u64;
+        stats.camera_bytes_in += match input {
+            CameraInput::Tcp(data) | CameraInput::Udp { data, .. } => data.len() as u64,
+        };
         let Some(s) = streams.get_mut(&stream) else {
             return;
         };
@@ -647,7 +719,7 @@ impl Gateway {
             audio_clock,
             ..
         } = s;
-        client.handle_input(now, data, &mut |m: MediaPacket<'_>| {
+        let mut on_media = |m: MediaPacket<'_>| {
             if m.rtcp {
                 // The camera's sender reports tie each track's RTP clock to its NTP clock.
                 if let Some(sr) = parse_sender_report(m.data) {
@@ -756,7 +828,16 @@ impl Gateway {
                     });
                 }
             }
-        });
+        };
+        match input {
+            CameraInput::Tcp(data) => client.handle_input(now, data, &mut on_media),
+            CameraInput::Udp {
+                track,
+                rtcp,
+                source,
+                data,
+            } => client.handle_udp_input(now, track, rtcp, source, data, &mut on_media),
+        }
         // Writing media moved every watching viewer's str0m timers (indexing, not cloning the
         // list: this runs for every camera read).
         let count = self.streams.get(&stream).map_or(0, |s| s.viewers.len());
@@ -776,6 +857,31 @@ impl Gateway {
             if let Some(data) = s.client.poll_transmit() {
                 self.outputs
                     .push_back(GatewayOutput::RtspSend { stream: id, data });
+                continue;
+            }
+            if let Some(request) = s.client.poll_udp_request() {
+                self.outputs.push_back(GatewayOutput::RtspUdpOpen {
+                    stream: id,
+                    track: request.track,
+                });
+                continue;
+            }
+            if let Some(t) = s.client.poll_udp_transmit() {
+                if let Some(dest) = s.client.udp_destination(t.track) {
+                    let port = if t.rtcp {
+                        dest.rtcp_port
+                    } else {
+                        dest.rtp_port
+                    };
+                    self.outputs.push_back(GatewayOutput::RtspUdpSend {
+                        stream: id,
+                        track: t.track,
+                        rtcp: t.rtcp,
+                        host: dest.host,
+                        port,
+                        data: t.data,
+                    });
+                }
                 continue;
             }
             if let Some(redirect) = s.client.poll_redirect() {

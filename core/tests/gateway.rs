@@ -377,6 +377,11 @@ impl Harness {
                     }
                     GatewayOutput::RtspSend { data, .. } => self.camera.receive(&data),
                     GatewayOutput::RtspClose { .. } => self.rtsp_closed = true,
+                    // No UDP here: the client's automatic transport falls back to TCP.
+                    GatewayOutput::RtspUdpOpen { stream, track } => self
+                        .gateway
+                        .handle_rtsp_udp_ports(stream, self.now, track, None),
+                    GatewayOutput::RtspUdpSend { .. } => panic!("no UDP transport in this harness"),
                 }
             }
             if !self.camera.to_gateway.is_empty() {

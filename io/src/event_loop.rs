@@ -15,6 +15,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::camera_udp::{CameraUdp, PortRange};
 use crate::tcp::{ReadOutcome, TcpConn};
 use crate::udp::UdpEndpoint;
 
@@ -111,6 +112,8 @@ pub struct EventLoopConfig {
     pub udp: Vec<(SocketAddr, SocketAddr)>,
     /// Local address camera connections are made from (`rtsp_client_address`), if set.
     pub rtsp_client_address: Option<IpAddr>,
+    /// Local UDP ports for cameras' RTP/RTCP over UDP (inclusive range).
+    pub rtsp_udp_ports: (u16, u16),
 }
 
 enum Endpoint {
@@ -122,12 +125,19 @@ enum Endpoint {
         connecting: bool,
     },
     Udp(UdpEndpoint),
+    CameraUdp(CameraUdp),
+    /// A camera connection being closed: flushes what is queued (a TEARDOWN), then goes.
+    Closing(TcpConn),
 }
 
 pub struct EventLoop {
     poll: Poll,
     endpoints: Slab<Endpoint>,
     cameras: HashMap<StreamId, usize>,
+    /// Per camera: the address its RTSP connection went to, and the keys of its UDP sockets.
+    camera_peers: HashMap<StreamId, SocketAddr>,
+    camera_udp: HashMap<StreamId, Vec<usize>>,
+    camera_ports: PortRange,
     /// UDP socket slab keys by local address, to send from the address str0m chose.
     udp_by_addr: HashMap<SocketAddr, usize>,
     rtsp_client_address: Option<IpAddr>,
@@ -143,6 +153,9 @@ impl EventLoop {
             poll,
             endpoints: Slab::new(),
             cameras: HashMap::new(),
+            camera_peers: HashMap::new(),
+            camera_udp: HashMap::new(),
+            camera_ports: PortRange::new(config.rtsp_udp_ports.0, config.rtsp_udp_ports.1),
             udp_by_addr: HashMap::new(),
             rtsp_client_address: config.rtsp_client_address,
             read_buf: vec![0; 64 * 1024],
@@ -310,6 +323,37 @@ impl EventLoop {
                     self.drop_camera(stream);
                 }
             }
+            Endpoint::Closing(conn) => {
+                let mut sink = |_: &[u8]| {};
+                let outcome = conn.read_available(&mut self.read_buf, &mut sink);
+                if conn.flush().is_err() || conn.pending() == 0 || outcome == ReadOutcome::Closed {
+                    if let Some(Endpoint::Closing(mut conn)) = self.endpoints.try_remove(key) {
+                        let _ = self.poll.registry().deregister(&mut conn.stream);
+                    }
+                }
+            }
+            Endpoint::CameraUdp(c) => {
+                let (stream, track, rtcp) = (c.stream, c.track, c.rtcp);
+                loop {
+                    match c.socket.recv_from(&mut self.read_buf) {
+                        Ok((n, source)) => gateway.handle_rtsp_udp(
+                            stream,
+                            now,
+                            track,
+                            rtcp,
+                            source,
+                            &self.read_buf[..n],
+                        ),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            // ICMP port unreachable from the camera's side: not fatal.
+                            tracing::debug!(stream = stream.0, "camera udp receive error: {e}");
+                            break;
+                        }
+                    }
+                }
+                self.flush_transmits(gateway);
+            }
             Endpoint::Udp(udp) => {
                 // str0m matches datagrams against the candidate it announced.
                 let local = udp.announced;
@@ -359,14 +403,43 @@ impl EventLoop {
                         }
                     }
                 }
+                GatewayOutput::RtspUdpOpen { stream, track } => {
+                    let port = self.open_camera_udp(stream, track);
+                    gateway.handle_rtsp_udp_ports(stream, now, track, port);
+                }
+                GatewayOutput::RtspUdpSend {
+                    stream,
+                    track,
+                    rtcp,
+                    host,
+                    port,
+                    data,
+                } => {
+                    self.send_camera_udp(stream, track, rtcp, host.as_deref(), port, &data);
+                }
                 GatewayOutput::RtspClose { stream } => {
-                    let Some(&key) = self.cameras.get(&stream) else {
+                    // Detached from the stream at once: a redirect or reconnect may open the
+                    // next connection for the same stream before this one has flushed.
+                    self.close_camera_udp(stream);
+                    self.camera_peers.remove(&stream);
+                    let Some(key) = self.cameras.remove(&stream) else {
                         continue;
                     };
-                    if let Some(Endpoint::Camera { conn, .. }) = self.endpoints.get_mut(key) {
-                        conn.closing = true;
-                        if conn.flush().is_err() || conn.pending() == 0 {
-                            self.drop_camera(stream);
+                    if let Some(Endpoint::Camera { mut conn, .. }) = self.endpoints.try_remove(key)
+                    {
+                        if conn.flush().is_ok() && conn.pending() > 0 {
+                            let new_key = self.endpoints.vacant_key();
+                            if new_key != key {
+                                let interest = Interest::READABLE | Interest::WRITABLE;
+                                let _ = self.poll.registry().reregister(
+                                    &mut conn.stream,
+                                    Token(new_key),
+                                    interest,
+                                );
+                            }
+                            self.endpoints.insert(Endpoint::Closing(conn));
+                        } else {
+                            let _ = self.poll.registry().deregister(&mut conn.stream);
                         }
                     }
                 }
@@ -466,10 +539,93 @@ impl EventLoop {
             connecting: true,
         });
         self.cameras.insert(stream, key);
+        self.camera_peers.insert(stream, addr);
         Ok(())
     }
 
+    /// Binds a track's RTP/RTCP pair on the local address of the camera's RTSP connection.
+    fn open_camera_udp(&mut self, stream: StreamId, track: usize) -> Option<u16> {
+        let local = self
+            .cameras
+            .get(&stream)
+            .and_then(|k| match self.endpoints.get(*k) {
+                Some(Endpoint::Camera { conn, .. }) => conn.stream.local_addr().ok(),
+                _ => None,
+            })
+            .map(|a| a.ip())
+            .or(self.rtsp_client_address)?;
+        let (rtp, rtcp, port) = match self.camera_ports.bind_pair(local) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(stream = stream.0, "camera UDP ports: {e}");
+                return None;
+            }
+        };
+        for (socket, is_rtcp) in [(rtp, false), (rtcp, true)] {
+            let key = self.endpoints.vacant_key();
+            let mut socket = socket;
+            if self
+                .poll
+                .registry()
+                .register(&mut socket, Token(key), Interest::READABLE)
+                .is_err()
+            {
+                return None;
+            }
+            self.endpoints.insert(Endpoint::CameraUdp(CameraUdp {
+                stream,
+                track,
+                rtcp: is_rtcp,
+                socket,
+            }));
+            self.camera_udp.entry(stream).or_default().push(key);
+        }
+        Some(port)
+    }
+
+    fn send_camera_udp(
+        &mut self,
+        stream: StreamId,
+        track: usize,
+        rtcp: bool,
+        host: Option<&str>,
+        port: u16,
+        data: &[u8],
+    ) {
+        let Some(peer) = self.camera_peers.get(&stream) else {
+            return;
+        };
+        // A `source=` host that is not an address is ignored: no name lookups on the loop.
+        let ip = host
+            .and_then(|h| h.parse::<IpAddr>().ok())
+            .unwrap_or(peer.ip());
+        let keys = self
+            .camera_udp
+            .get(&stream)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for key in keys {
+            if let Some(Endpoint::CameraUdp(c)) = self.endpoints.get(*key) {
+                if c.track == track && c.rtcp == rtcp {
+                    if let Err(e) = c.socket.send_to(data, SocketAddr::new(ip, port)) {
+                        tracing::debug!(stream = stream.0, "camera udp send: {e}");
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn close_camera_udp(&mut self, stream: StreamId) {
+        for key in self.camera_udp.remove(&stream).unwrap_or_default() {
+            if let Some(Endpoint::CameraUdp(mut c)) = self.endpoints.try_remove(key) {
+                let _ = self.poll.registry().deregister(&mut c.socket);
+            }
+        }
+    }
+
     fn drop_camera(&mut self, stream: StreamId) {
+        self.close_camera_udp(stream);
         if let Some(key) = self.cameras.remove(&stream) {
             if let Some(Endpoint::Camera { mut conn, .. }) = self.endpoints.try_remove(key) {
                 let _ = self.poll.registry().deregister(&mut conn.stream);

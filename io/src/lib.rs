@@ -7,6 +7,7 @@
 //!
 //! [`Gateway`]: camgate_core::hub::Gateway
 
+pub mod camera_udp;
 pub mod event_loop;
 pub mod tcp;
 pub mod udp;

@@ -51,6 +51,11 @@ pub struct Config {
     pub announce_ips: Vec<IpAddr>,
     /// Local address camera connections are made from (e.g. a VPN interface's). Unset: the OS picks.
     pub rtsp_client_address: Option<IpAddr>,
+    /// How cameras send RTP: "auto" (UDP, falling back to TCP on 461 or silence), "tcp", "udp".
+    pub rtsp_transport: TransportSetting,
+    /// Local UDP ports for cameras' RTP/RTCP (pairs: even RTP, odd RTCP).
+    pub rtsp_udp_port_min: u16,
+    pub rtsp_udp_port_max: u16,
     /// Seconds to wait for a camera's TCP connection.
     pub rtsp_connect_timeout_secs: u64,
     /// Seconds to wait for each RTSP response.
@@ -105,6 +110,9 @@ impl Default for Config {
             webrtc_port: 20000,
             announce_ips: Vec::new(),
             rtsp_client_address: None,
+            rtsp_transport: TransportSetting::Auto,
+            rtsp_udp_port_min: 30000,
+            rtsp_udp_port_max: 39999,
             rtsp_connect_timeout_secs: 10,
             rtsp_response_timeout_secs: 10,
             rtsp_no_data_timeout_secs: 10,
@@ -117,6 +125,16 @@ impl Default for Config {
             streams: BTreeMap::new(),
         }
     }
+}
+
+/// `rtsp_transport`: how cameras are asked to send RTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportSetting {
+    /// UDP first; TCP-interleaved when the camera refuses UDP (461) or no packet arrives in 3 s.
+    Auto,
+    Tcp,
+    Udp,
 }
 
 /// Command line: every flag overrides the config file.
@@ -163,6 +181,9 @@ pub struct Cli {
     pub announce_ips: Vec<IpAddr>,
     #[arg(long)]
     pub rtsp_client_address: Option<IpAddr>,
+    /// auto, tcp or udp.
+    #[arg(long)]
+    pub rtsp_transport: Option<TransportSetting>,
     #[arg(long)]
     pub stream_linger_secs: Option<u64>,
     /// Don't start the built-in demo camera.
@@ -219,6 +240,9 @@ impl Config {
         }
         if !cli.announce_ips.is_empty() {
             config.announce_ips = cli.announce_ips.clone();
+        }
+        if let Some(t) = cli.rtsp_transport {
+            config.rtsp_transport = t;
         }
         if cli.rtsp_client_address.is_some() {
             config.rtsp_client_address = cli.rtsp_client_address;
@@ -296,6 +320,11 @@ impl Config {
             connect_timeout: Duration::from_secs(self.rtsp_connect_timeout_secs),
             response_timeout: Duration::from_secs(self.rtsp_response_timeout_secs),
             no_data_timeout: Duration::from_secs(self.rtsp_no_data_timeout_secs),
+            transport: match self.rtsp_transport {
+                TransportSetting::Auto => camgate_core::rtsp::RtspTransport::Auto,
+                TransportSetting::Tcp => camgate_core::rtsp::RtspTransport::Tcp,
+                TransportSetting::Udp => camgate_core::rtsp::RtspTransport::Udp,
+            },
             ..Default::default()
         }
     }

@@ -114,6 +114,7 @@ fn run(config: &Config) -> Result<(), String> {
         listeners,
         udp: config.webrtc_sockets(),
         rtsp_client_address: config.rtsp_client_address,
+        rtsp_udp_ports: (config.rtsp_udp_port_min, config.rtsp_udp_port_max),
     };
     let mut event_loop = EventLoop::new(&loop_config).map_err(|e| e.to_string())?;
     let mut candidates = Vec::new();

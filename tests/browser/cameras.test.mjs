@@ -67,10 +67,8 @@ const CODECS = [
     name: 'h264-bframes',
     extra: ['--h264-profile', 'high', '--bframes', '2'],
     video: 'video/H264',
+    // B-slices show up after the keyframe: camgate sends PLAYING again with the warning.
     info: /B-frames/,
-    // camgate logs the B-frames warning, but only after PLAYING (with its info) went out, and
-    // /api/streams has no info: the viewer never sees it. Drop `todo` once it does.
-    todo: 'B-frames warning not shown to the viewer yet',
   },
   { name: 'pcmu', extra: ['--audio', 'pcmu'], audio: 'audio/PCMU' },
   { name: 'pcma', extra: ['--audio', 'pcma'], audio: 'audio/PCMA' },
