@@ -1,0 +1,270 @@
+// Headless Debian Firefox ESR (/usr/bin/firefox-esr) driven by puppeteer-core 24 over WebDriver
+// BiDi (never a downloaded browser; puppeteer-core 25 needs Node 22). The prefs are the ones a
+// loopback-only network namespace needs (see the shared browser-testing notes, "Firefox as a
+// second browser"):
+// - ICE: loopback candidates, real host addresses (no mDNS), and the page keeps a fake
+//   getUserMedia({audio: true}) capture running (a page that is not capturing gathers only
+//   default-route addresses, and the namespace has none);
+// - audio: the mock cubeb context (no sound device, else audio stays suspended);
+// - H.264 without OpenH264: the "hardware" path, which decodes with Debian's libavcodec.
+//
+//   const env = useFirefoxEnvironment({ cameras: [...] });   // camgate + cameras + Firefox
+//   const page = await openFirefoxPlayer(env.browser, url);   // camgate's player page
+//   await page.click('#start'); await waitForFirefoxStatus(page, 'PLAYING');
+//   const stats = await waitForFirefoxFrames(page, { minFrames: 5 });
+
+import fs from 'node:fs';
+import { after, before } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+import puppeteer from 'puppeteer-core';
+
+import { pageUrl } from './config.mjs';
+import { makeLogDir, startCamera, startCamgate } from './procs.mjs';
+
+export const FIREFOX = process.env.FIREFOX || '/usr/bin/firefox-esr';
+
+export const FIREFOX_PREFS = {
+  'media.peerconnection.ice.loopback': true,
+  'media.peerconnection.ice.obfuscate_host_addresses': false,
+  'media.peerconnection.ice.default_address_only': false,
+  'media.navigator.permission.disabled': true,
+  'media.navigator.streams.fake': true,
+  'media.navigator.permission.fake': true,
+  'media.cubeb.force_mock_context': true,
+  'media.webrtc.hw.h264.enabled': true,
+  'gfx.blacklist.webrtc.hw.acceleration.h264': 1,
+  'media.ffmpeg.enabled': true,
+  'media.autoplay.default': 0,
+  'media.autoplay.blocking_policy': 0,
+  'media.block-autoplay-until-in-foreground': false,
+  'network.captive-portal-service.enabled': false,
+  'network.connectivity-service.enabled': false,
+  'browser.safebrowsing.update.enabled': false,
+  'app.update.enabled': false,
+  'datareporting.policy.dataSubmissionEnabled': false,
+  'toolkit.telemetry.enabled': false,
+};
+
+export const firefoxAvailable = () => fs.existsSync(FIREFOX);
+
+export async function launchFirefox({ prefs = {} } = {}) {
+  const browser = await puppeteer.launch({
+    browser: 'firefox',
+    executablePath: FIREFOX,
+    headless: true,
+    extraPrefsFirefox: { ...FIREFOX_PREFS, ...prefs },
+    timeout: 30000,
+    protocolTimeout: 30000,
+  });
+  return { browser, close: () => browser.close().catch(() => {}) };
+}
+
+// Runs in every page before its own scripts: remembers each RTCPeerConnection (window.__pcs).
+function recordPeerConnections() {
+  const Native = window.RTCPeerConnection;
+  if (!Native || window.__pcs) return;
+  window.__pcs = [];
+  window.RTCPeerConnection = new Proxy(Native, {
+    construct(target, args, newTarget) {
+      const pc = Reflect.construct(target, args, newTarget);
+      window.__pcs.push(pc);
+      return pc;
+    },
+  });
+}
+
+// A page in a fresh browser context, with console capture (`page.consoleLines`) and
+// RTCPeerConnection recording. Close it with `page.closeContext()`.
+export async function newFirefoxPage(browser) {
+  const context = await browser.createBrowserContext();
+  const page = await context.newPage();
+  page.consoleLines = [];
+  page.on('console', (msg) => page.consoleLines.push(`[${msg.type()}] ${msg.text()}`));
+  page.on('pageerror', (err) => page.consoleLines.push(`[pageerror] ${err.message}`));
+  page.setDefaultTimeout(20000);
+  await page.evaluateOnNewDocument(recordPeerConnections);
+  page.closeContext = () => context.close().catch(() => {});
+  return page;
+}
+
+// Firefox gathers loopback candidates only while the page captures: keep a fake microphone open.
+export async function firefoxCapture(page) {
+  await page.evaluate(async () => {
+    window.__gum = await navigator.mediaDevices.getUserMedia({ audio: true });
+  });
+}
+
+// camgate's player page (`/?url=`) in Firefox, capturing.
+export async function openFirefoxPlayer(browser, streamUrl) {
+  const page = await newFirefoxPage(browser);
+  const query = streamUrl === undefined ? '' : `?url=${encodeURIComponent(streamUrl)}`;
+  await page.goto(pageUrl(query));
+  await page.waitForFunction(() => window.camgate !== undefined);
+  await firefoxCapture(page);
+  return page;
+}
+
+// Waits for the player's stream status; ends early on FAILED/STOPPED and returns the status
+// object either way ({session, stream, info}): the caller asserts.
+export async function waitForFirefoxStatus(page, status, timeoutMs = 20000) {
+  await page.waitForFunction(
+    (want) => {
+      const s = window.camgate.status.stream;
+      return s === want || s === 'FAILED' || s === 'STOPPED';
+    },
+    { timeout: timeoutMs, polling: 50 },
+    status,
+  );
+  return page.evaluate(() => window.camgate.status);
+}
+
+// getStats() in the page: `which` is 'camgate' (window.camgate.pc) or 'last' (newest recorded pc).
+export async function firefoxStats(page, which = 'last') {
+  return page.evaluate(async (which) => {
+    const pc = which === 'camgate'
+      ? window.camgate && window.camgate.pc
+      : (window.__pcs || []).filter((p) => p.connectionState !== 'closed').at(-1);
+    if (!pc) return null;
+    const report = await pc.getStats();
+    let video = null;
+    let audio = null;
+    const codecs = new Map();
+    report.forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') video = s;
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') audio = s;
+      if (s.type === 'codec') codecs.set(s.id, s);
+    });
+    return {
+      connectionState: pc.connectionState,
+      iceConnectionState: pc.iceConnectionState,
+      video: video && {
+        framesDecoded: video.framesDecoded || 0,
+        frameWidth: video.frameWidth || 0,
+        frameHeight: video.frameHeight || 0,
+        framesPerSecond: video.framesPerSecond || 0,
+        packetsReceived: video.packetsReceived || 0,
+        packetsLost: video.packetsLost || 0,
+        mimeType: codecs.get(video.codecId)?.mimeType || null,
+        sdpFmtpLine: codecs.get(video.codecId)?.sdpFmtpLine || null,
+      },
+      audio: audio && {
+        packetsReceived: audio.packetsReceived || 0,
+        totalAudioEnergy: audio.totalAudioEnergy || 0,
+        hasTotalAudioEnergy: 'totalAudioEnergy' in audio,
+        audioLevel: audio.audioLevel || 0,
+        mimeType: codecs.get(audio.codecId)?.mimeType || null,
+      },
+    };
+  }, which);
+}
+
+// Polls getStats until `minFrames` video frames are decoded; returns the last stats.
+export async function waitForFirefoxFrames(page, { which = 'camgate', minFrames = 1, timeoutMs = 20000 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let stats = null;
+  for (;;) {
+    stats = await firefoxStats(page, which).catch((err) => ({ error: err.message }));
+    if (stats?.video && stats.video.framesDecoded >= minFrames && stats.video.frameWidth > 0) return stats;
+    if (Date.now() > deadline) {
+      throw new Error(`Firefox: no ${minFrames} decoded frames after ${timeoutMs} ms; last stats: ${JSON.stringify(stats)}`);
+    }
+    await sleep(100);
+  }
+}
+
+// Polls getStats until audio packets arrive and `totalAudioEnergy` > 0; returns the last stats.
+export async function waitForFirefoxAudio(page, { which = 'camgate', minPackets = 10, timeoutMs = 15000 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let stats = null;
+  for (;;) {
+    stats = await firefoxStats(page, which).catch((err) => ({ error: err.message }));
+    const a = stats?.audio;
+    if (a && a.packetsReceived >= minPackets && a.totalAudioEnergy > 0) return stats;
+    if (Date.now() > deadline) {
+      throw new Error(`Firefox: no audible audio after ${timeoutMs} ms; last stats: ${JSON.stringify(stats)}`);
+    }
+    await sleep(100);
+  }
+}
+
+// The H.264 (or any video) rtpmap/fmtp lines of the local offer and the remote answer of a pc.
+export async function firefoxSdpVideoLines(page, which = 'camgate') {
+  return page.evaluate((which) => {
+    const pc = which === 'camgate'
+      ? window.camgate && window.camgate.pc
+      : (window.__pcs || []).at(-1);
+    // The pc is closed (and gone) once the player fails: read its signaling log too.
+    const frames = (window.camgate?.log || []).map((f) => { try { return JSON.parse(f.frame); } catch { return {}; } });
+    const logOffer = frames.filter((f) => f.message === 'playStream').map((f) => f.data?.[0]?.sdp).filter(Boolean).at(-1);
+    const logAnswer = frames.filter((f) => f.message === 'setRemoteSDP').map((f) => f.data?.[1]).filter(Boolean).at(-1);
+    const offer = pc?.localDescription?.sdp || logOffer || '';
+    const answer = pc?.remoteDescription?.sdp || logAnswer || '';
+    const video = (sdp) => (sdp.split(/(?=^m=)/m).find((m) => m.startsWith('m=video')) || '')
+      .split(/\r?\n/).filter((l) => /^(m=video|a=rtpmap|a=fmtp)/.test(l)).join('\n');
+    return { offer: video(offer), answer: video(answer) };
+  }, which);
+}
+
+// Per-file environment like lib/env.mjs's useEnvironment, with Firefox instead of Chromium.
+export function useFirefoxEnvironment({ cameras = [{ name: 'camera' }] } = {}) {
+  const env = {
+    logDir: makeLogDir('camgate-firefox-'),
+    camgate: null,
+    cameras: {},
+    browser: null,
+    closeBrowser: null,
+    get camera() { return env.cameras.camera; },
+    children() { return [env.camgate, ...Object.values(env.cameras)].filter(Boolean); },
+    async run(pages, fn) {
+      try {
+        return await fn();
+      } catch (err) {
+        await env.dumpLogs(pages);
+        throw err;
+      }
+    },
+    async dumpLogs(pages = []) {
+      const out = [`\n===== logs in ${env.logDir} =====`];
+      for (const child of env.children()) {
+        out.push(`--- ${child.name} (${child.logFile}, exit ${child.exitCode}) ---`, child.tail(60));
+      }
+      for (const [i, page] of pages.entries()) {
+        out.push(`--- page ${i} console ---`, (page.consoleLines || []).slice(-40).join('\n'));
+        const frames = await page
+          .evaluate(() => (window.camgate ? window.camgate.log.map((f) => `${f.dir} ${f.frame}`) : []))
+          .catch(() => []);
+        if (frames.length) {
+          const short = frames.map((f) => f.replace(/v=0[^"]*/g, '<sdp>'));
+          out.push(`--- page ${i} signaling ---`, short.slice(-30).join('\n'));
+        }
+      }
+      console.error(out.join('\n'));
+    },
+  };
+
+  before(async () => {
+    try {
+      const started = await Promise.allSettled([
+        startCamgate(env.logDir),
+        ...cameras.map((c) => startCamera(env.logDir, c)),
+      ]);
+      env.camgate = started[0].value || null;
+      cameras.forEach((c, i) => { env.cameras[c.name] = started[i + 1].value || null; });
+      const failed = started.find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
+      ({ browser: env.browser, close: env.closeBrowser } = await launchFirefox());
+    } catch (err) {
+      await env.dumpLogs();
+      throw err;
+    }
+  }, { timeout: 60000 });
+
+  after(async () => {
+    if (env.closeBrowser) await env.closeBrowser();
+    await Promise.all(env.children().map((c) => c.stop()));
+    console.log(`# logs kept in ${env.logDir}`);
+  }, { timeout: 30000 });
+
+  return env;
+}
