@@ -50,15 +50,16 @@ CASES.forEach((c, i) => {
           `stream status ${JSON.stringify(status)}\n--- offer video ---\n${sdp.offer}\n--- answer video ---\n${sdp.answer}`);
         if (c.profile) assert.match(status.info, new RegExp(`H264 ${c.profile}`), 'the camera must send this profile');
         const first = await waitForFirefoxFrames(page, { minFrames: 3 });
+        const t0 = Date.now();
         await new Promise((r) => setTimeout(r, 2000));
         const stats = c.audio ? await waitForFirefoxAudio(page) : await firefoxStats(page, 'camgate');
-        console.log(`# firefox ${c.name}: info "${status.info}"; ${JSON.stringify(stats)}`);
+        const fps = ((stats.video.framesDecoded - first.video.framesDecoded) * 1000) / (Date.now() - t0);
+        console.log(`# firefox ${c.name}: info "${status.info}"; measured ${fps.toFixed(1)} fps; ${JSON.stringify(stats)}`);
         console.log(`# firefox ${c.name} answer video:\n#   ${sdp.answer.split('\n').join('\n#   ')}`);
         assert.equal(stats.video.mimeType, c.video, JSON.stringify(stats));
         assert.equal(stats.video.frameWidth, 640);
         assert.equal(stats.video.frameHeight, 360);
-        assert.ok(stats.video.framesDecoded >= first.video.framesDecoded + 30,
-          `video stalled: ${first.video.framesDecoded} -> ${stats.video.framesDecoded}`);
+        assert.ok(fps > 15, `video too slow or stalled: ${fps.toFixed(1)} fps`);
         if (c.audio) {
           assert.equal(stats.audio.mimeType, c.audio);
           assert.ok(stats.audio.packetsReceived > 10, JSON.stringify(stats.audio));
