@@ -241,7 +241,31 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
         targets::machine_cpu(),
     );
     shared.window.w0.store(log.ns(t0), Ordering::Relaxed);
+    // BENCH_PERF=FILE: profile the server over the window (perf must be installed).
+    let perf = std::env::var("BENCH_PERF").ok().and_then(|out| {
+        Command::new("perf")
+            .args([
+                "record",
+                "-F",
+                "499",
+                "-g",
+                "-o",
+                &out,
+                "-p",
+                &pid.to_string(),
+                "--",
+                "sleep",
+            ])
+            .arg(o.window.as_secs().to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()
+    });
     std::thread::sleep(o.window);
+    if let Some(mut p) = perf {
+        let _ = p.wait();
+    }
     let t1 = Instant::now();
     shared.window.w1.store(log.ns(t1), Ordering::Relaxed);
     let (cpu1, me1, m1) = (
