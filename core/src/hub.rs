@@ -32,6 +32,11 @@ use crate::sync::{StreamClock, TrackClock};
 use crate::video_relay::VideoRelay;
 use crate::viewer::Viewer;
 
+/// Longest a timer entry sleeps. Entries of removed viewers and streams can't be taken out of
+/// the heap; capping every deadline (waking early is harmless) makes them fall due and go
+/// within a second instead of piling up with far-future deadlines.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
 /// How long a viewer whose connection died may still say `stopStream` before it gets FAILED.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
@@ -204,6 +209,18 @@ pub struct GatewayStats {
     pub viewers_left: u64,
 }
 
+/// Entry counts of the hub's tables, see [`Gateway::resident`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resident {
+    pub streams: usize,
+    pub viewers: usize,
+    pub sessions: usize,
+    pub learned_addresses: usize,
+    /// Pending timer entries (stale ones are dropped as they come due).
+    pub timers: usize,
+    pub queued: usize,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum TimerKey {
     Stream(StreamId),
@@ -343,6 +360,19 @@ impl Gateway {
 
     pub fn stats(&self) -> GatewayStats {
         self.stats
+    }
+
+    /// How many entries each of the hub's tables holds: after every viewer and camera is gone
+    /// they must all be back to zero (the leak check of the tests and the soak script).
+    pub fn resident(&self) -> Resident {
+        Resident {
+            streams: self.streams.len() + self.by_url.len(),
+            viewers: self.viewers.len(),
+            sessions: self.sessions.len(),
+            learned_addresses: self.by_addr.len(),
+            timers: self.timers.len(),
+            queued: self.outputs.len() + self.transmits.len(),
+        }
     }
 
     pub fn viewer_count(&self) -> usize {
@@ -829,7 +859,9 @@ impl Gateway {
                 }
             }
         };
-        match input {
+        // Last line of defence: a bug reached by one camera's bytes (in parsing, relaying or
+        // transcoding) fails that stream, not the server.
+        let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match input {
             CameraInput::Tcp(data) => client.handle_input(now, data, &mut on_media),
             CameraInput::Udp {
                 track,
@@ -837,13 +869,25 @@ impl Gateway {
                 source,
                 data,
             } => client.handle_udp_input(now, track, rtcp, source, data, &mut on_media),
+        }));
+        if fed.is_err() {
+            tracing::error!(
+                stream = stream.0,
+                "internal error while handling the camera's data; stream closed"
+            );
+            self.fail_stream(
+                stream,
+                now,
+                "Failed by error: internal error while handling the camera's data",
+            );
+            return;
         }
         // Writing media moved every watching viewer's str0m timers (indexing, not cloning the
         // list: this runs for every camera read).
         let count = self.streams.get(&stream).map_or(0, |s| s.viewers.len());
         for i in 0..count {
             let v = self.streams[&stream].viewers[i];
-            self.schedule_viewer(v);
+            self.schedule_viewer(v, now);
         }
         self.after_stream_input(stream, now);
     }
@@ -1068,7 +1112,7 @@ impl Gateway {
                         .expect("stream exists")
                         .viewers
                         .push(v);
-                    self.schedule_viewer(v);
+                    self.schedule_viewer(v, now);
                 }
                 Err(e) => {
                     tracing::info!(stream = id.0, "offer refused: {e}");
@@ -1204,19 +1248,20 @@ impl Gateway {
         }
         // A PLI can't be forwarded to an RTSP camera; the next keyframe serves it.
         viewer.take_keyframe_request();
-        self.schedule_viewer(v);
+        self.schedule_viewer(v, now);
     }
 
     // ---- time ------------------------------------------------------------------------------
 
-    fn schedule_stream(&mut self, id: StreamId, _now: Instant) {
+    fn schedule_stream(&mut self, id: StreamId, now: Instant) {
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
         let due = [s.client.poll_timeout(), s.linger_until, s.reconnect_at]
             .into_iter()
             .flatten()
-            .min();
+            .min()
+            .map(|t| t.min(now + MAX_SLEEP));
         if let Some(t) = due {
             if s.scheduled.is_none_or(|old| t < old) {
                 s.scheduled = Some(t);
@@ -1225,13 +1270,14 @@ impl Gateway {
         }
     }
 
-    fn schedule_viewer(&mut self, v: usize) {
+    fn schedule_viewer(&mut self, v: usize, now: Instant) {
         let Some(entry) = self.viewers.get_mut(v) else {
             return;
         };
         let Some(t) = entry.viewer.as_mut().and_then(|x| x.poll_timeout()) else {
             return;
         };
+        let t = t.min(now + MAX_SLEEP);
         if entry.scheduled.is_none_or(|old| t < old) {
             entry.scheduled = Some(t);
             self.timers.push(Reverse((t, TimerKey::Viewer(v))));

@@ -252,6 +252,8 @@ struct Harness {
     /// Connection attempts are refused while set.
     camera_down: bool,
     browsers: Vec<Browser>,
+    /// Browsers ever created, for unique session ids and addresses.
+    browsers_made: usize,
 }
 
 impl Harness {
@@ -277,6 +279,7 @@ impl Harness {
             datagrams: 0,
             camera_down: false,
             browsers: Vec::new(),
+            browsers_made: 0,
         }
     }
 
@@ -295,7 +298,9 @@ impl Harness {
     /// Like `play`; an `rtp_mode` browser records RTP packets instead of frames.
     fn play_with(&mut self, url: &str, rtp_mode: bool) -> usize {
         let b = self.browsers.len();
-        let addr: SocketAddr = format!("127.0.0.1:{}", 40000 + b).parse().unwrap();
+        self.browsers_made += 1;
+        let n = self.browsers_made;
+        let addr: SocketAddr = format!("127.0.0.1:{}", 40000 + n).parse().unwrap();
         let mut rtc = Rtc::builder()
             .set_rtp_mode(rtp_mode)
             .clear_codecs()
@@ -305,7 +310,7 @@ impl Harness {
             .enable_pcmu(true, false)
             .build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
-        let session = SessionId(7 + b as u64);
+        let session = SessionId(7 + n as u64);
         self.browsers.push(Browser {
             session,
             rtc,
@@ -905,6 +910,55 @@ fn b_frames_are_detected_and_reported_to_the_viewer() {
     assert!(!playing[0].contains("B-frames"));
     assert!(playing[1].contains("B-frames"), "{}", playing[1]);
     assert!(h.gateway.streams()[0].info.contains("B-frames"));
+}
+
+#[test]
+fn nothing_is_left_behind_after_many_viewer_and_camera_cycles() {
+    let mut h = Harness::new();
+    let mut frame = 0u32;
+    // 20 camera cycles (connect, play, last viewer leaves, linger, teardown), each with 5
+    // viewers joining and leaving in turn (100 viewer cycles), some closing their WebSocket
+    // instead of stopping. (The soak script does the same at scale against the binary.)
+    for cycle in 0..20 {
+        for v in 0..5 {
+            let b = h.play("rtsp://127.0.0.1:8554/cam");
+            h.run_for(Duration::from_millis(100));
+            h.camera_frames(frame..frame + 2);
+            frame += 2;
+            if (cycle + v) % 3 == 0 {
+                let session = h.browsers[b].session;
+                h.gateway.handle_session_closed(session, h.now);
+            } else {
+                h.signal(
+                    b,
+                    "stopStream",
+                    serde_json::json!({"mediaSessionId": format!("m{b}")}),
+                );
+            }
+            h.run_for(Duration::from_millis(20));
+        }
+        // The pages close: their WebSockets go.
+        for b in 0..h.browsers.len() {
+            let session = h.browsers[b].session;
+            h.gateway.handle_session_closed(session, h.now);
+        }
+        h.run_for(Duration::from_secs(6)); // the linger runs out: TEARDOWN and close
+        h.browsers.retain(|_| false); // gone pages; new ones get fresh ids (see `play_with`)
+    }
+    assert_eq!(h.gateway.stats().viewers_joined, 100);
+    assert_eq!(h.gateway.stats().rtsp_connects, 20);
+    let left = h.gateway.resident();
+    assert_eq!(
+        (
+            left.streams,
+            left.viewers,
+            left.learned_addresses,
+            left.queued
+        ),
+        (0, 0, 0, 0),
+        "{left:?}"
+    );
+    assert!(left.timers <= 2, "stale timers pile up: {left:?}");
 }
 
 #[test]
