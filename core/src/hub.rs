@@ -29,7 +29,7 @@ use crate::rtp::{parse_sender_report, RtpPacket, SeqStep, SeqTracker};
 use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent};
 use crate::signaling::{self, ClientMessage, StreamStatus};
 use crate::sync::{StreamClock, TrackClock};
-use crate::video_relay::VideoRelay;
+use crate::video_relay::{VideoCodec, VideoRelay};
 use crate::viewer::Viewer;
 
 /// Longest a timer entry sleeps. Entries of removed viewers and streams can't be taken out of
@@ -844,8 +844,16 @@ impl Gateway {
                 if !entry.playing_sent && viewer.state().playing {
                     entry.playing_sent = true;
                     tracing::info!(url = %redacted, "viewer playing");
-                    let info =
+                    let mut info =
                         stream_info(Some(&*relay), audio.as_ref(), *b_frames, dropped_tracks);
+                    let camera_profile = match relay.codec() {
+                        VideoCodec::H264 { profile_level_id } => profile_level_id,
+                        VideoCodec::Vp8 => None,
+                    };
+                    if let Some(note) = viewer.profile_note(camera_profile) {
+                        info.push_str("; ");
+                        info.push_str(&note);
+                    }
                     let text = signaling::stream_status(
                         &entry.media_session_id,
                         redacted,

@@ -95,6 +95,8 @@ pub struct ViewerState {
 pub struct Viewer {
     rtc: Rtc,
     video: Option<(Mid, Pt)>,
+    /// The H.264 profile-level-id negotiated for `video` (what the browser was told).
+    negotiated_profile: Option<u32>,
     audio: Option<(Mid, Pt)>,
     /// Like `last_seq`, for the audio stream.
     audio_last_seq: Option<(u16, u64)>,
@@ -195,6 +197,7 @@ impl Viewer {
         let mut viewer = Viewer {
             rtc,
             video: None,
+            negotiated_profile: None,
             audio: None,
             audio_last_seq: None,
             last_seq: None,
@@ -211,6 +214,11 @@ impl Viewer {
         }
         .ok_or(ViewerError::NoCommonCodec)?;
         viewer.video = Some((mid, pt));
+        viewer.negotiated_profile = viewer
+            .rtc
+            .codec_config()
+            .find(|p| p.pt() == pt)
+            .and_then(|p| p.spec().format.profile_level_id);
         // Audio is best effort: a browser without the codec still gets the video.
         if let (Some(out), Some(mid)) = (audio, first_mid(offer_sdp, "audio")) {
             viewer.audio = viewer.choose_audio_pt(mid, out).map(|pt| (mid, pt));
@@ -235,8 +243,11 @@ impl Viewer {
             (Some(a), Some(b)) if a >> 16 == b >> 16 => 1,
             _ => 0,
         };
+        // On a tie, constrained baseline: the one profile every WebRTC browser decodes
+        // (Safari and hardware decoders included).
+        let universal = |plid: Option<u32>| plid.is_some_and(|p| profile_class(p) == (0x42, true));
         candidates
-            .max_by_key(|(_, plid)| score(*plid))
+            .max_by_key(|(_, plid)| (score(*plid), universal(*plid)))
             .map(|(pt, _)| pt)
     }
 
@@ -257,6 +268,17 @@ impl Viewer {
             config
                 .find(|p| p.pt() == *pt)
                 .is_some_and(|p| p.spec().codec == wanted)
+        })
+    }
+
+    /// When the browser was given another H.264 profile than the camera sends (e.g. Firefox
+    /// offers only constrained baseline): what to tell the viewer. The stream goes out
+    /// unchanged; browsers that decode with FFmpeg/libavcodec play any profile.
+    pub fn profile_note(&self, camera: Option<[u8; 3]>) -> Option<String> {
+        let camera = camera.map(|p| u32::from_be_bytes([0, p[0], p[1], p[2]]))?;
+        let negotiated = self.negotiated_profile?;
+        (profile_class(negotiated) != profile_class(camera)).then(|| {
+            format!("browser negotiated H264 {negotiated:06x}, the camera's {camera:06x} is sent unchanged")
         })
     }
 

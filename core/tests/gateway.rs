@@ -63,6 +63,8 @@ struct FakeCamera {
     with_audio: bool,
     /// The video is VP8 instead of H.264.
     vp8: bool,
+    /// Another SPS in the SDP (another H.264 profile).
+    sps_b64: Option<&'static str>,
 }
 
 impl FakeCamera {
@@ -99,7 +101,8 @@ impl FakeCamera {
                             format!(
                                 "m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
                                  a=fmtp:96 packetization-mode=1;profile-level-id=42c01e;\
-                                 sprop-parameter-sets={SPS_B64},{PPS_B64}\r\n"
+                                 sprop-parameter-sets={},{PPS_B64}\r\n",
+                                self.sps_b64.unwrap_or(SPS_B64)
                             )
                         },
                         if self.with_audio {
@@ -254,6 +257,8 @@ struct Harness {
     browsers: Vec<Browser>,
     /// Browsers ever created, for unique session ids and addresses.
     browsers_made: usize,
+    /// The H.264 profiles new browsers offer (None: str0m's usual set).
+    browser_h264_profiles: Option<&'static [u32]>,
 }
 
 impl Harness {
@@ -280,6 +285,7 @@ impl Harness {
             camera_down: false,
             browsers: Vec::new(),
             browsers_made: 0,
+            browser_h264_profiles: None,
         }
     }
 
@@ -301,14 +307,24 @@ impl Harness {
         self.browsers_made += 1;
         let n = self.browsers_made;
         let addr: SocketAddr = format!("127.0.0.1:{}", 40000 + n).parse().unwrap();
-        let mut rtc = Rtc::builder()
+        let mut config = Rtc::builder()
             .set_rtp_mode(rtp_mode)
             .clear_codecs()
-            .enable_h264(true)
             .enable_vp8(true)
             .enable_opus(true, false)
-            .enable_pcmu(true, false)
-            .build(self.now);
+            .enable_pcmu(true, false);
+        match self.browser_h264_profiles {
+            // Like Firefox: constrained baseline and baseline only.
+            Some(profiles) => {
+                for (i, p) in profiles.iter().enumerate() {
+                    config
+                        .codec_config()
+                        .add_h264((120 + i as u8).into(), None, true, *p);
+                }
+            }
+            None => config = config.enable_h264(true),
+        }
+        let mut rtc = config.build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let session = SessionId(7 + n as u64);
         self.browsers.push(Browser {
@@ -959,6 +975,28 @@ fn nothing_is_left_behind_after_many_viewer_and_camera_cycles() {
         "{left:?}"
     );
     assert!(left.timers <= 2, "stale timers pile up: {left:?}");
+}
+
+#[test]
+fn a_main_profile_camera_plays_in_a_browser_that_offers_only_baseline() {
+    let mut h = Harness::new();
+    h.camera.sps_b64 = Some("Z01AHtkDxWhAAAADAEAAAA8jxgyS"); // 67 4d 40 1e: Main, level 3.0
+    h.browser_h264_profiles = Some(&[0x42e01f, 0x42001f]);
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..12);
+    assert!(h.browsers[b].frames.len() >= 10, "the stream plays");
+    let playing = h.browsers[b]
+        .ws
+        .iter()
+        .find(|v| v["data"][0]["status"] == "PLAYING")
+        .unwrap();
+    let info = playing["data"][0]["info"].as_str().unwrap();
+    assert!(info.starts_with("video H264 4d401e"), "{info}");
+    assert!(
+        info.contains("browser negotiated H264 42e01f, the camera's 4d401e is sent unchanged"),
+        "{info}"
+    );
 }
 
 #[test]
