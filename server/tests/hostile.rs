@@ -38,7 +38,7 @@ fn a_flood_of_idle_connections_does_not_stop_the_api() {
     let (status, _) = cg.request("GET", "/api/streams", None);
     assert_eq!(status, 200);
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(5),
         "answered in {:?}",
         started.elapsed()
     );
