@@ -1001,6 +1001,11 @@ impl Gateway {
                                 tracing::info!(stream = id.0, url = %s.redacted, "audio: {}", relay.description());
                                 s.audio = Some(relay);
                             }
+                            Err(e) if self.config.rtsp.fail_on_track_error => {
+                                let info = format!("Audio track can't be played: {e}");
+                                self.fail_stream(id, now, &info);
+                                return;
+                            }
                             Err(e) => {
                                 tracing::warn!(stream = id.0, url = %s.redacted, "audio left out: {e}");
                                 s.audio_track = None;

@@ -63,6 +63,8 @@ struct FakeCamera {
     with_audio: bool,
     /// The video is VP8 instead of H.264.
     vp8: bool,
+    /// Answer the next DESCRIBE with a redirect to this URL.
+    redirect_to: Option<String>,
     /// Another SPS in the SDP (another H.264 profile).
     sps_b64: Option<&'static str>,
 }
@@ -91,6 +93,14 @@ impl FakeCamera {
                 String::new(),
             ),
             "DESCRIBE" => match self.describe_status {
+                _ if self.redirect_to.is_some() => {
+                    let to = self.redirect_to.take().unwrap_or_default();
+                    (
+                        "302 Moved Temporarily",
+                        format!("Location: {to}\r\n"),
+                        String::new(),
+                    )
+                }
                 Some(status) => (status, String::new(), String::new()),
                 None => {
                     let sdp = format!(
@@ -257,8 +267,12 @@ struct Harness {
     browsers: Vec<Browser>,
     /// Browsers ever created, for unique session ids and addresses.
     browsers_made: usize,
+    /// The camera ports connections went to, in order.
+    ports: Vec<u16>,
     /// The H.264 profiles new browsers offer (None: str0m's usual set).
     browser_h264_profiles: Option<&'static [u32]>,
+    /// New browsers offer H.264 in packetization-mode 0 only (and no VP8).
+    browser_mode0: bool,
 }
 
 impl Harness {
@@ -285,7 +299,9 @@ impl Harness {
             camera_down: false,
             browsers: Vec::new(),
             browsers_made: 0,
+            ports: Vec::new(),
             browser_h264_profiles: None,
+            browser_mode0: false,
         }
     }
 
@@ -301,6 +317,14 @@ impl Harness {
         self.play_with(url, false)
     }
 
+    /// A browser whose only H.264 is packetization-mode 0.
+    fn play_mode0(&mut self, url: &str) -> usize {
+        self.browser_mode0 = true;
+        let b = self.play(url);
+        self.browser_mode0 = false;
+        b
+    }
+
     /// Like `play`; an `rtp_mode` browser records RTP packets instead of frames.
     fn play_with(&mut self, url: &str, rtp_mode: bool) -> usize {
         let b = self.browsers.len();
@@ -313,16 +337,23 @@ impl Harness {
             .enable_vp8(true)
             .enable_opus(true, false)
             .enable_pcmu(true, false);
-        match self.browser_h264_profiles {
-            // Like Firefox: constrained baseline and baseline only.
-            Some(profiles) => {
-                for (i, p) in profiles.iter().enumerate() {
-                    config
-                        .codec_config()
-                        .add_h264((120 + i as u8).into(), None, true, *p);
+        if self.browser_mode0 {
+            config = config.enable_vp8(false);
+            config
+                .codec_config()
+                .add_h264(120.into(), None, false, 0x42e01f);
+        } else {
+            match self.browser_h264_profiles {
+                // Like Firefox: constrained baseline and baseline only.
+                Some(profiles) => {
+                    for (i, p) in profiles.iter().enumerate() {
+                        config
+                            .codec_config()
+                            .add_h264((120 + i as u8).into(), None, true, *p);
+                    }
                 }
+                None => config = config.enable_h264(true),
             }
-            None => config = config.enable_h264(true),
         }
         let mut rtc = config.build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
@@ -380,7 +411,8 @@ impl Harness {
                     }
                     GatewayOutput::WsClose { .. } => {}
                     GatewayOutput::RtspConnect { stream, host, port } => {
-                        assert_eq!((host.as_str(), port), ("127.0.0.1", 8554));
+                        assert_eq!(host.as_str(), "127.0.0.1");
+                        self.ports.push(port);
                         if self.camera_down {
                             self.gateway.handle_rtsp_lost(stream, self.now);
                             continue;
@@ -997,6 +1029,61 @@ fn a_main_profile_camera_plays_in_a_browser_that_offers_only_baseline() {
         info.contains("browser negotiated H264 42e01f, the camera's 4d401e is sent unchanged"),
         "{info}"
     );
+}
+
+#[test]
+fn a_redirecting_camera_is_followed_to_the_server_it_names() {
+    let mut h = Harness::with_config(GatewayConfig {
+        rtsp: camgate_core::rtsp::RtspConfig {
+            follow_redirects: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    h.camera.redirect_to = Some("rtsp://127.0.0.1:8555/elsewhere".into());
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..12);
+    assert_eq!(
+        h.ports,
+        [8554, 8555],
+        "a new connection to the redirect's target"
+    );
+    let describes: Vec<&String> = h
+        .camera
+        .requests
+        .iter()
+        .filter(|r| r.starts_with("DESCRIBE"))
+        .collect();
+    assert!(
+        describes[1].starts_with("DESCRIBE rtsp://127.0.0.1:8555/elsewhere"),
+        "{}",
+        describes[1]
+    );
+    assert!(h.browsers[b].frames.len() >= 10);
+}
+
+#[test]
+fn packetization_mode_0_only_offers_are_refused_with_a_reason() {
+    let mut h = Harness::new();
+    let b = h.play_mode0("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    let failed = h.browsers[b]
+        .ws
+        .iter()
+        .find(|v| v["data"][0]["status"] == "FAILED")
+        .expect("FAILED");
+    assert!(
+        failed["data"][0]["info"]
+            .as_str()
+            .unwrap()
+            .starts_with("No common codecs"),
+        "{failed}"
+    );
+    assert!(!h.browsers[b]
+        .ws
+        .iter()
+        .any(|v| v["message"] == "setRemoteSDP"));
 }
 
 #[test]

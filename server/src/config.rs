@@ -53,6 +53,11 @@ pub struct Config {
     pub rtsp_client_address: Option<IpAddr>,
     /// How cameras send RTP: "auto" (UDP, falling back to TCP on 461 or silence), "tcp", "udp".
     pub rtsp_transport: TransportSetting,
+    /// Follow a camera's 3xx redirect (at most 3 in a row).
+    pub rtsp_follow_redirects: bool,
+    /// A track that can't play (SETUP refused, undecodable audio) fails the whole stream
+    /// instead of being left out.
+    pub fail_on_track_error: bool,
     /// Local UDP ports for cameras' RTP/RTCP (pairs: even RTP, odd RTCP).
     pub rtsp_udp_port_min: u16,
     pub rtsp_udp_port_max: u16,
@@ -111,6 +116,8 @@ impl Default for Config {
             announce_ips: Vec::new(),
             rtsp_client_address: None,
             rtsp_transport: TransportSetting::Auto,
+            rtsp_follow_redirects: true,
+            fail_on_track_error: false,
             rtsp_udp_port_min: 30000,
             rtsp_udp_port_max: 39999,
             rtsp_connect_timeout_secs: 10,
@@ -325,6 +332,8 @@ impl Config {
                 TransportSetting::Tcp => camgate_core::rtsp::RtspTransport::Tcp,
                 TransportSetting::Udp => camgate_core::rtsp::RtspTransport::Udp,
             },
+            follow_redirects: self.rtsp_follow_redirects,
+            fail_on_track_error: self.fail_on_track_error,
             ..Default::default()
         }
     }
