@@ -96,6 +96,11 @@ impl AudioRelay {
         })
     }
 
+    /// Whether packets are decoded and re-encoded (rather than passed through).
+    pub fn is_transcoding(&self) -> bool {
+        matches!(self.mode, Mode::Transcode { .. })
+    }
+
     pub fn output(&self) -> AudioOut {
         self.out
     }

@@ -60,6 +60,9 @@ pub struct GatewayConfig {
     pub max_streams: usize,
     pub max_viewers: usize,
     pub max_viewers_per_stream: usize,
+    /// A clock for measuring how long transcoding takes (for metrics). The core never reads
+    /// the time itself; the server passes `Instant::now`, tests pass nothing or a fake.
+    pub stopwatch: Option<fn() -> Instant>,
 }
 
 impl Default for GatewayConfig {
@@ -73,6 +76,7 @@ impl Default for GatewayConfig {
             max_streams: 256,
             max_viewers: 2000,
             max_viewers_per_stream: 500,
+            stopwatch: None,
         }
     }
 }
@@ -207,6 +211,10 @@ pub struct GatewayStats {
     /// Viewers that joined, and that left (or failed).
     pub viewers_joined: u64,
     pub viewers_left: u64,
+    /// Camera audio packets that went through a transcoder, and the time spent there
+    /// (measured only with `GatewayConfig::stopwatch`).
+    pub audio_packets_transcoded: u64,
+    pub transcode_nanos: u64,
 }
 
 /// Entry counts of the hub's tables, see [`Gateway::resident`].
@@ -726,6 +734,7 @@ impl Gateway {
             stats,
             ..
         } = self;
+        let stopwatch = self.config.stopwatch;
         stats.camera_bytes_in += match input {
             CameraInput::Tcp(data) | CameraInput::Udp { data, .. } => data.len() as u64,
         };
@@ -766,7 +775,17 @@ impl Gateway {
                     return;
                 };
                 audio_out.clear();
-                audio.push(&packet, audio_out);
+                if audio.is_transcoding() {
+                    let started = stopwatch.map(|clock| clock());
+                    audio.push(&packet, audio_out);
+                    stats.audio_packets_transcoded += 1;
+                    if let (Some(clock), Some(started)) = (stopwatch, started) {
+                        stats.transcode_nanos +=
+                            clock().saturating_duration_since(started).as_nanos() as u64;
+                    }
+                } else {
+                    audio.push(&packet, audio_out);
+                }
                 for &v in watching.iter() {
                     let Some(viewer) = viewers.get_mut(v).and_then(|e| e.viewer.as_mut()) else {
                         continue;

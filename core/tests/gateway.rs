@@ -61,6 +61,8 @@ struct FakeCamera {
     describe_status: Option<&'static str>,
     /// The SDP also offers a PCMU audio track.
     with_audio: bool,
+    /// Another audio media section instead of PCMU's (rtpmap, fmtp, control included).
+    audio_sdp: Option<String>,
     /// The video is VP8 instead of H.264.
     vp8: bool,
     /// Answer the next DESCRIBE with a redirect to this URL.
@@ -115,10 +117,12 @@ impl FakeCamera {
                                 self.sps_b64.unwrap_or(SPS_B64)
                             )
                         },
-                        if self.with_audio {
-                            "m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=control:track2\r\n"
-                        } else {
-                            ""
+                        match (&self.audio_sdp, self.with_audio) {
+                            (Some(sdp), _) => sdp.as_str(),
+                            (None, true) => {
+                                "m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=control:track2\r\n"
+                            }
+                            (None, false) => "",
                         }
                     );
                     (
@@ -172,6 +176,15 @@ impl FakeCamera {
         self.to_gateway
             .extend_from_slice(&(packet.len() as u16).to_be_bytes());
         self.to_gateway.extend_from_slice(&packet);
+    }
+
+    /// Sends a recorded RTP packet as is on the interleaved channel 2 (the audio track).
+    fn send_audio_packet(&mut self, packet: &[u8]) {
+        self.to_gateway.push(b'$');
+        self.to_gateway.push(2);
+        self.to_gateway
+            .extend_from_slice(&(packet.len() as u16).to_be_bytes());
+        self.to_gateway.extend_from_slice(packet);
     }
 
     /// Sends an RTCP sender report on `channel` (1: video, 3: audio) mapping `rtp` to `ntp`.
@@ -1084,6 +1097,70 @@ fn packetization_mode_0_only_offers_are_refused_with_a_reason() {
         .ws
         .iter()
         .any(|v| v["message"] == "setRemoteSDP"));
+}
+
+/// A fake clock for the transcoding stopwatch: every reading is 1 ms after the previous one.
+fn ticking_clock() -> Instant {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    static TICKS: AtomicU64 = AtomicU64::new(0);
+    let base = *BASE.get_or_init(Instant::now);
+    base + Duration::from_millis(TICKS.fetch_add(1, Ordering::Relaxed))
+}
+
+#[test]
+fn aac_from_the_camera_reaches_the_browser_as_opus_and_its_cost_is_counted() {
+    // A real AAC capture (GStreamer voaacenc + rtpmp4gpay, 1 s of a 1 kHz tone at 16 kHz).
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/audio");
+    let meta = std::fs::read_to_string(dir.join("aac_hbr_16000_mono.meta")).unwrap();
+    let fmtp = meta.lines().find_map(|l| l.strip_prefix("fmtp=")).unwrap();
+    let rtp = std::fs::read(dir.join("aac_hbr_16000_mono.rtp")).unwrap();
+    let mut packets = Vec::new();
+    let mut rest = &rtp[..];
+    while rest.len() >= 2 {
+        let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        packets.push(rest[2..2 + n].to_vec());
+        rest = &rest[2 + n..];
+    }
+    let mut h = Harness::with_config(GatewayConfig {
+        stopwatch: Some(ticking_clock),
+        ..Default::default()
+    });
+    h.camera.audio_sdp = Some(format!(
+        "m=audio 0 RTP/AVP 96\r\na=rtpmap:96 MPEG4-GENERIC/16000/1\r\na=fmtp:96 {fmtp}\r\na=control:track2\r\n"
+    ));
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    for (i, packet) in packets.iter().enumerate() {
+        h.camera.send_audio_packet(packet);
+        if i % 2 == 0 {
+            h.camera_frames(i as u32 / 2..i as u32 / 2 + 1);
+        }
+    }
+    h.run_for(Duration::from_millis(200));
+    let opus = h.browsers[b]
+        .audio
+        .iter()
+        .filter(|(c, _)| *c == str0m::format::Codec::Opus)
+        .count();
+    assert!(opus >= 40, "{opus} Opus packets for 1 s of AAC");
+    let stats = h.gateway.stats();
+    assert_eq!(stats.audio_packets_transcoded, packets.len() as u64);
+    assert_eq!(
+        stats.transcode_nanos,
+        packets.len() as u64 * 1_000_000,
+        "one fake millisecond per packet"
+    );
+    let playing = h.browsers[b]
+        .ws
+        .iter()
+        .find(|v| v["data"][0]["status"] == "PLAYING")
+        .unwrap();
+    assert!(playing["data"][0]["info"]
+        .as_str()
+        .unwrap()
+        .contains("MPEG4-GENERIC 16000 Hz → opus 48000 Hz"));
 }
 
 #[test]

@@ -142,6 +142,7 @@ fn run(config: &Config) -> Result<(), String> {
         max_streams: config.max_streams,
         max_viewers: config.max_viewers,
         max_viewers_per_stream: config.max_viewers_per_stream,
+        stopwatch: Some(std::time::Instant::now),
         ..Default::default()
     });
     let access = access::Access::new(config);

@@ -44,7 +44,7 @@ pub fn render(streams: &[StreamInfo], stats: &GatewayStats, web_sessions: usize)
         "Open signaling sessions (WebSocket and WHEP).",
     );
     sample(&mut out, "camgate_signaling_sessions", web_sessions as u64);
-    let counters: [(&str, &str, u64); 11] = [
+    let counters: [(&str, &str, u64); 12] = [
         (
             "camgate_camera_bytes_in_total",
             "Bytes read from camera connections.",
@@ -100,11 +100,27 @@ pub fn render(streams: &[StreamInfo], stats: &GatewayStats, web_sessions: usize)
             "Viewers that left or failed.",
             stats.viewers_left,
         ),
+        (
+            "camgate_audio_packets_transcoded_total",
+            "Camera audio packets decoded and re-encoded to Opus (AAC, Speex, odd G.711).",
+            stats.audio_packets_transcoded,
+        ),
     ];
     for (name, help, value) in counters {
         family(&mut out, name, "counter", help);
         sample(&mut out, name, value);
     }
+    family(
+        &mut out,
+        "camgate_transcode_seconds_total",
+        "counter",
+        "Time spent decoding camera audio and encoding it to Opus.",
+    );
+    let _ = writeln!(
+        out,
+        "camgate_transcode_seconds_total {:.6}",
+        stats.transcode_nanos as f64 / 1e9
+    );
     out
 }
 
