@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use camgate_core::hub::{Gateway, GatewayConfig, GatewayOutput, SessionId, StreamId};
+use camgate_core::rtsp::client::{RtspConfig, RtspTransport};
 use serde_json::{json, Value};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind};
@@ -46,6 +47,9 @@ impl Cam {
             let head = String::from_utf8_lossy(&self.inbox[..end + 4]).into_owned();
             self.inbox.drain(..end + 4);
             let method = head.split(' ').next().unwrap_or("").to_string();
+            if std::env::var_os("BENCH_DEBUG").is_some() {
+                eprintln!("cam got: {}", head.lines().next().unwrap_or(""));
+            }
             let cseq = head
                 .lines()
                 .find_map(|l| l.strip_prefix("CSeq:").map(|v| v.trim().to_owned()))
@@ -59,6 +63,14 @@ impl Cam {
                      a=control:track1\r\nm=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=control:track2\r\n"
                         .into(),
                 ),
+                "SETUP" if !head.contains("interleaved=") => {
+                    // Interleaved only: camgate's `auto` transport falls back to TCP on 461.
+                    self.out.extend_from_slice(
+                        format!("RTSP/1.0 461 Unsupported Transport\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n")
+                            .as_bytes(),
+                    );
+                    continue;
+                }
                 "SETUP" => {
                     let t = head
                         .lines()
@@ -268,6 +280,11 @@ fn run_one(n: usize, frames: u64) -> MicroResult {
         now,
         gw: Gateway::new(GatewayConfig {
             candidates: vec!["127.0.0.1:20000".parse().unwrap()],
+            // In memory the camera speaks TCP-interleaved only (no UDP sockets here).
+            rtsp: RtspConfig {
+                transport: RtspTransport::Tcp,
+                ..Default::default()
+            },
             ..Default::default()
         }),
         cam: Cam {
