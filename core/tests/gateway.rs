@@ -865,7 +865,9 @@ fn audio_and_video_reach_the_browser_on_one_timeline_despite_late_audio() {
     let b = h.play_with("rtsp://127.0.0.1:8554/cam", true);
     h.run_for(Duration::from_millis(300));
     let (video0, audio0) = (1_000_000u32, 50_000u32);
-    for frame in 0..150u32 {
+    // Three minutes of camera time (4500 frames at 25 fps), sender reports every second.
+    const FRAMES: u32 = 4500;
+    for frame in 0..FRAMES {
         // 40 ms of media per frame: video at 90 kHz, audio at 8 kHz, audio 300 ms late.
         h.camera.send_frame(
             video0 + frame * 3600,
@@ -893,7 +895,8 @@ fn audio_and_video_reach_the_browser_on_one_timeline_despite_late_audio() {
     };
     let (video_ntp, video_rtp) = latest(false);
     let (audio_ntp, audio_rtp) = latest(true);
-    // Where each track's report puts the camera instant "frame 100" (4.0 s into the stream).
+    // Where each track's latest report puts the camera instant "frame FRAMES - 100" (near the
+    // end of the three minutes).
     let at = |ntp: std::time::SystemTime, rtp: u32, media_rtp: u32, rate: f64| {
         let delta = f64::from(media_rtp.wrapping_sub(rtp) as i32) / rate;
         ntp.duration_since(std::time::UNIX_EPOCH)
@@ -905,10 +908,10 @@ fn audio_and_video_reach_the_browser_on_one_timeline_despite_late_audio() {
     let v = at(
         video_ntp,
         video_rtp,
-        video0.wrapping_add(h.camera.time_base) + 100 * 3600,
+        video0.wrapping_add(h.camera.time_base) + (FRAMES - 100) * 3600,
         90_000.0,
     );
-    let a = at(audio_ntp, audio_rtp, audio0 + 100 * 320, 8_000.0);
+    let a = at(audio_ntp, audio_rtp, audio0 + (FRAMES - 100) * 320, 8_000.0);
     let skew_ms = (a - v) * 1000.0;
     println!("audio/video skew seen by the browser: {skew_ms:.1} ms");
     assert!(skew_ms.abs() < 50.0, "audio/video skew {skew_ms:.1} ms");
