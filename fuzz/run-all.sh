@@ -16,7 +16,8 @@ secs=${1:-60}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(rtsp_framing rtsp_client camera_sdp rtp_parse h264_relay h264_depacketize signaling rtsp_url)
+  targets=(rtsp_framing rtsp_client camera_sdp rtp_parse h264_relay h264_depacketize signaling rtsp_url
+    vp8_relay audio_transcode rtcp rtp_reorder h264_slice camera_udp)
 fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -35,6 +36,8 @@ cargo fuzz build "${sanitizer[@]}" || exit 1
 status=0
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" "artifacts/$t"
+  # A target added after seed-corpus.sh ran starts from its committed seeds.
+  cp -n "seeds/$t"/* "corpus/$t/" 2>/dev/null
   log="artifacts/$t.log"
   jobs=()
   if [ "${FUZZ_KEEP_GOING:-0}" = 1 ]; then

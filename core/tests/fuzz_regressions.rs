@@ -71,6 +71,12 @@ replay_tests!(
     h264_depacketize,
     signaling,
     rtsp_url,
+    vp8_relay,
+    audio_transcode,
+    rtcp,
+    rtp_reorder,
+    h264_slice,
+    camera_udp,
 );
 
 #[test]
@@ -82,7 +88,7 @@ fn every_target_is_replayed() {
             "{name} has no fuzz binary"
         );
     }
-    assert_eq!(harness::TARGETS.len(), 8);
+    assert_eq!(harness::TARGETS.len(), 14);
 }
 
 /// `h264_relay` input: header byte, then `(flags, len, payload)` records (see

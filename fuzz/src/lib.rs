@@ -10,11 +10,21 @@
 
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+
+use camgate_core::audio::{AudioInput, OpusPacket, Transcoder, OPUS_FRAME};
+use camgate_core::audio_relay::{AudioOut, AudioPacket, AudioRelay};
+use camgate_core::h264::slice::{slice_type, SliceType};
 use camgate_core::h264::{Depacketizer, H264Relay, RelayPacket};
-use camgate_core::rtp::{parse_sender_report, RtpPacket};
+use camgate_core::media::{MediaKind, TrackInfo};
+use camgate_core::rtp::{parse_sender_report, RtpPacket, SenderReport};
+use camgate_core::rtp_reorder::{Pushed, RtpReorder};
 use camgate_core::rtsp::framing::{Frame, Framer, MAX_BODY_BYTES, MAX_HEADER_BYTES};
-use camgate_core::rtsp::{sdp, RtspClient, RtspConfig, RtspError, RtspEvent, RtspUrl};
+use camgate_core::rtsp::{
+    sdp, RtspClient, RtspConfig, RtspError, RtspEvent, RtspTransport, RtspUrl,
+};
 use camgate_core::signaling::ClientMessage;
+use camgate_core::vp8::{keyframe_size, Vp8Descriptor, Vp8Relay};
 
 /// A harness: panics on a bug.
 pub type Harness = fn(&[u8]);
@@ -29,6 +39,12 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("h264_depacketize", h264_depacketize),
     ("signaling", signaling),
     ("rtsp_url", rtsp_url),
+    ("vp8_relay", vp8_relay),
+    ("audio_transcode", audio_transcode),
+    ("rtcp", rtcp),
+    ("rtp_reorder", rtp_reorder),
+    ("h264_slice", h264_slice),
+    ("camera_udp", camera_udp),
 ];
 
 /// Deterministic xorshift, seeded from input bytes, for choices that must not disturb the
@@ -562,4 +578,692 @@ pub fn rtsp_url(data: &[u8]) {
     assert_eq!(again.port(), u.port());
     assert_eq!(again.request_url(), u.request_url());
     assert_eq!(again.redacted(), red);
+}
+
+// ---------------------------------------------------------------------------------------------
+// vp8_relay
+
+/// `Vp8Relay::push` on a packet stream (see [`packet_stream`]; the header's max payload only
+/// decides what counts as oversized), and `Vp8Descriptor::parse` on every payload. Each output
+/// packet must be the payload just pushed, unchanged and non-empty, with its marker and
+/// timestamp; `keyframe_start` only on a frame start carrying a keyframe header; output sequence
+/// numbers strictly move forward (by less than half the sequence space).
+pub fn vp8_relay(data: &[u8]) {
+    let _ = Vp8Descriptor::parse(data);
+    let Some((header, packets)) = packet_stream(data) else {
+        return;
+    };
+    let mut relay = Vp8Relay::new(header.max_payload);
+    let mut out = Vec::new();
+    let mut last_seq: Option<u16> = None;
+    let mut forwarded = 0u64;
+    let mut keyframes = 0u64;
+    for p in &packets {
+        let desc = Vp8Descriptor::parse(p.payload);
+        if let Some(d) = desc {
+            assert!(
+                d.len < p.payload.len(),
+                "descriptor covers the whole payload"
+            );
+            assert!(d.partition <= 7);
+            assert!(d.key_idx.is_none_or(|k| k <= 31));
+            assert!(d.tid.is_none_or(|(t, _)| t <= 3));
+        }
+        out.clear();
+        relay.push(&p.rtp(), &mut out);
+        assert!(out.len() <= 1, "{} packets out of one", out.len());
+        let Some(o) = out.first() else { continue };
+        forwarded += 1;
+        assert!(!o.payload.is_empty(), "empty payload forwarded");
+        assert_eq!(&o.payload[..], p.payload, "payload changed");
+        assert_eq!((o.marker, o.rtp_time), (p.marker, p.timestamp));
+        let d = desc.expect("forwarded a payload whose descriptor does not parse");
+        if o.keyframe_start {
+            keyframes += 1;
+            assert!(d.starts_frame(), "keyframe_start not on a frame start");
+            assert!(keyframe_size(&p.payload[d.len..]).is_some());
+        }
+        if let Some(l) = last_seq {
+            let step = o.seq.wrapping_sub(l);
+            assert!(
+                (1..0x8000).contains(&step),
+                "output sequence {l} -> {}",
+                o.seq
+            );
+        }
+        last_seq = Some(o.seq);
+    }
+    assert_eq!(relay.keyframes(), keyframes);
+    assert!(relay.oversized() <= forwarded);
+    let _ = (relay.last_keyframe_size(), relay.malformed());
+}
+
+// ---------------------------------------------------------------------------------------------
+// audio_transcode
+
+/// The camera audio tracks of the `audio_transcode` target: (encoding, clock rate, channels,
+/// fmtp, nominal frame duration in clock units), as real cameras announce them (the fmtp lines
+/// are those of `core/tests/data/audio/*.meta`).
+pub const AUDIO_TRACKS: &[(&str, u32, u16, &str, u32)] = &[
+    ("MPEG4-GENERIC", 16000, 1, "streamtype=5;profile-level-id=2;mode=AAC-hbr;config=1408;sizelength=13;indexlength=3;indexdeltalength=3", 1024),
+    ("MPEG4-GENERIC", 48000, 2, "streamtype=5;profile-level-id=2;mode=AAC-hbr;config=1190;sizelength=13;indexlength=3;indexdeltalength=3", 1024),
+    ("MP4A-LATM", 44100, 1, "cpresent=0;config=40002410", 1024),
+    ("MP4A-LATM", 16000, 1, "cpresent=0;config=40002810", 1024),
+    ("SPEEX", 8000, 1, "", 160),
+    ("SPEEX", 16000, 1, "", 320),
+    ("PCMU", 8000, 1, "", 160),
+    ("PCMA", 8000, 1, "", 160),
+    ("PCMA", 16000, 2, "", 320),
+    ("OPUS", 48000, 2, "", 960),
+];
+
+/// The audio track for selector byte `sel` (see [`audio_transcode`]).
+pub fn audio_track(sel: u8) -> (TrackInfo, u32) {
+    let (enc, rate, ch, fmtp, frame) = AUDIO_TRACKS[usize::from(sel & 0x0F) % AUDIO_TRACKS.len()];
+    let track = TrackInfo {
+        kind: MediaKind::Audio,
+        encoding: enc.into(),
+        payload_type: 96,
+        clock_rate: rate,
+        channels: Some(ch),
+        fmtp: (!fmtp.is_empty()).then(|| fmtp.into()),
+        control: "rtsp://127.0.0.1/x/trackID=2".into(),
+    };
+    (track, frame)
+}
+
+/// One packet of an audio stream.
+pub struct AudioRecord<'a> {
+    pub sequence: u16,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload: &'a [u8],
+}
+
+/// Decodes `(dt_hi, dt_lo, len_hi, len_lo, payload[len])*`: `dt` is the signed timestamp step
+/// (i16; `0x7FFF` means "one nominal frame", so recorded streams and fuzzed ones look alike);
+/// the length has 11 bits; the top 3 bits of `len_hi` are the sequence step (0: +1, 1: +0
+/// duplicate, 2: +3 loss, 3: -1 late, 4: +5000 restart, else +1); bit 3 is the marker.
+pub fn audio_records(mut rest: &[u8], frame: u32) -> Vec<AudioRecord<'_>> {
+    let (mut seq, mut ts) = (0xFFF8u16, 0xFFFF_F000u32);
+    let mut out = Vec::new();
+    while let [dh, dl, lh, ll, tail @ ..] = rest {
+        let n = (usize::from(lh & 0x07) << 8 | usize::from(*ll)).min(tail.len());
+        let (payload, tail) = tail.split_at(n);
+        rest = tail;
+        let dt = i16::from_be_bytes([*dh, *dl]);
+        ts = if dt == i16::MAX {
+            ts.wrapping_add(frame)
+        } else {
+            ts.wrapping_add(i32::from(dt) as u32)
+        };
+        seq = seq.wrapping_add(match lh >> 5 {
+            1 => 0,
+            2 => 3,
+            3 => u16::MAX,
+            4 => 5000,
+            _ => 1,
+        });
+        out.push(AudioRecord {
+            sequence: seq,
+            timestamp: ts,
+            marker: lh & 0x08 != 0,
+            payload,
+        });
+    }
+    out
+}
+
+/// Output timestamps of one stream: strictly increasing (wrapping) except across a re-anchor.
+#[derive(Default)]
+struct Timeline {
+    last: Option<u32>,
+}
+
+impl Timeline {
+    fn see(&mut self, t: u32, what: &str) {
+        if let Some(l) = self.last {
+            let d = t.wrapping_sub(l);
+            assert!((1..0x8000_0000).contains(&d), "{what}: rtp_time {l} -> {t}");
+        }
+        self.last = Some(t);
+    }
+}
+
+/// A camera audio track chosen by the first byte (bits 0-3: [`AUDIO_TRACKS`] index; bit 4: through
+/// `AudioRelay` instead of a bare `Transcoder`), then the rest as RTP payloads (see
+/// [`audio_records`]). Checks: no panic; every Opus payload non-empty, 960 samples when
+/// transcoded; output `rtp_time` strictly increasing (wrapping) while the transcoder does not
+/// re-anchor; relay output sequence numbers +1 per packet (plus gaps when passed through) and
+/// passed-through payloads unchanged.
+pub fn audio_transcode(data: &[u8]) {
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let (track, frame) = audio_track(sel);
+    let records = audio_records(rest, frame);
+    if sel & 0x10 != 0 {
+        audio_relay(&track, &records);
+        return;
+    }
+    let input = AudioInput::from_track(&track).expect("fixed track is valid");
+    let passthrough = track.encoding == "OPUS";
+    let mut t = Transcoder::new(input).expect("fixed track is supported");
+    let mut out: Vec<OpusPacket> = Vec::new();
+    let mut timeline = Timeline::default();
+    for r in &records {
+        out.clear();
+        let reanchors = t.stats().reanchors;
+        t.push(r.timestamp, r.payload, &mut out);
+        let reanchored = t.stats().reanchors != reanchors;
+        if reanchored {
+            // Outputs before and after the re-anchor may be in this one push.
+            timeline.last = out.last().map(|o| o.rtp_time);
+        }
+        for o in &out {
+            assert!(!o.payload.is_empty(), "empty Opus payload");
+            if passthrough {
+                assert_eq!(o.payload, r.payload);
+            } else {
+                assert_eq!(o.samples, OPUS_FRAME);
+                if !reanchored {
+                    timeline.see(o.rtp_time, "transcoder");
+                }
+                let _ = t.input_time(o.rtp_time);
+            }
+        }
+    }
+    let s = t.stats();
+    assert_eq!(s.packets_in, records.len() as u64);
+    assert!(t.output_channels() == 1 || t.output_channels() == 2);
+}
+
+fn audio_relay(track: &TrackInfo, records: &[AudioRecord<'_>]) {
+    let mut relay = AudioRelay::new(track).expect("fixed track is supported");
+    let passthrough = relay.output() != AudioOut::Opus || track.encoding == "OPUS";
+    let _ = relay.description();
+    let mut out: Vec<AudioPacket> = Vec::new();
+    let mut last_seq: Option<u16> = None;
+    for r in records {
+        let pkt = RtpPacket {
+            payload_type: track.payload_type,
+            marker: r.marker,
+            sequence: r.sequence,
+            timestamp: r.timestamp,
+            ssrc: 0x0A0B_0C0D,
+            payload: r.payload,
+        };
+        out.clear();
+        relay.push(&pkt, &mut out);
+        if passthrough {
+            assert!(out.len() <= 1);
+        }
+        for o in &out {
+            assert!(!o.payload.is_empty(), "empty audio payload");
+            if passthrough {
+                assert_eq!(&o.payload[..], r.payload, "passed-through payload changed");
+                assert_eq!(o.rtp_time, r.timestamp);
+            }
+            if let Some(l) = last_seq {
+                let step = o.seq.wrapping_sub(l);
+                if passthrough {
+                    assert!(
+                        (1..0x8000).contains(&step),
+                        "relay sequence {l} -> {}",
+                        o.seq
+                    );
+                } else {
+                    assert_eq!(step, 1, "relay sequence {l} -> {}", o.seq);
+                }
+            }
+            last_seq = Some(o.seq);
+            let _ = relay.input_time(o.rtp_time);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// rtcp
+
+/// The first sender report of a compound RTCP packet, written from RFC 3550 6.1/6.4.1 for
+/// comparison: packets are walked by their length fields (version 2 each, whole), an SR is
+/// taken if it has room for the sender info.
+fn reference_sender_report(buf: &[u8]) -> Option<SenderReport> {
+    let mut i = 0;
+    while buf.len() - i >= 4 {
+        let h = &buf[i..];
+        if h[0] & 0xC0 != 0x80 {
+            return None;
+        }
+        let len = 4 * (1 + usize::from(u16::from_be_bytes([h[2], h[3]])));
+        if len > h.len() {
+            return None;
+        }
+        if h[1] == 200 && len >= 28 {
+            let w = |k: usize| u32::from_be_bytes([h[k], h[k + 1], h[k + 2], h[k + 3]]);
+            return Some(SenderReport {
+                ssrc: w(4),
+                ntp_time: u64::from(w(8)) << 32 | u64::from(w(12)),
+                rtp_time: w(16),
+            });
+        }
+        i += len;
+    }
+    None
+}
+
+/// `parse_sender_report` on the input as a (compound) RTCP packet, compared with a reference
+/// walk; then metamorphic checks: anything appended after a found SR changes nothing, and an
+/// RR (or a too-short SR) put in front changes nothing.
+pub fn rtcp(data: &[u8]) {
+    let sr = parse_sender_report(data);
+    assert_eq!(sr, reference_sender_report(data));
+    if let Some(sr) = sr {
+        let mut longer = data.to_vec();
+        longer.extend_from_slice(&[0x81, 200, 0, 6, 1, 2, 3, 4, 5, 6, 7, 8]);
+        longer.extend_from_slice(data);
+        assert_eq!(
+            parse_sender_report(&longer),
+            Some(sr),
+            "appended bytes change the SR"
+        );
+    }
+    // RR with one (truncated-away) block count 0, and an SR whose length leaves no sender info.
+    let mut front = vec![0x80, 201, 0, 1, 0xDE, 0xAD, 0xBE, 0xEF];
+    front.extend_from_slice(&[0x80, 200, 0, 2, 1, 1, 1, 1, 2, 2, 2, 2]);
+    front.extend_from_slice(data);
+    assert_eq!(
+        parse_sender_report(&front),
+        sr,
+        "a leading RR changes the result"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// rtp_reorder
+
+/// Depths of the `rtp_reorder` target (header bits 0-2).
+const REORDER_DEPTHS: [usize; 8] = [0, 1, 2, 4, 8, 16, 64, 3000];
+/// Windows of the `rtp_reorder` target in ms (header bits 3-4).
+const REORDER_WINDOWS_MS: [u64; 4] = [0, 10, 100, 1000];
+
+/// `RtpReorder` with a depth and window from the header byte, fed `(op, x, y)` records: op bits
+/// 0-1 select 0: push `last + (x as i8)`, 1: push seq `x<<8|y`, 2: `handle_timeout` only, 3: push
+/// `last + 1` (or `clear()` when x = 0); op bits 2-7 advance the clock by 4 ms each. The payload
+/// is the sequence number followed by `y`.
+///
+/// Checks: released packets carry their own sequence number and strictly increase in extended
+/// sequence (a `Reset` or `clear` starts a new run) matching `extended_highest`; never more than
+/// the depth held; `poll_timeout` is after `now` once `handle_timeout(now)` ran; counters add up.
+pub fn rtp_reorder(data: &[u8]) {
+    let Some((&h, mut rest)) = data.split_first() else {
+        return;
+    };
+    let depth = REORDER_DEPTHS[usize::from(h & 7)].max(1);
+    let window = Duration::from_millis(REORDER_WINDOWS_MS[usize::from(h >> 3 & 3)]);
+    let mut r = RtpReorder::new(REORDER_DEPTHS[usize::from(h & 7)], window);
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut last = 0u16;
+    // Released in the current run: last sequence number and its extended form.
+    let mut run: Option<ReorderRun> = None;
+    let mut released = 0u64;
+    let mut pushed = 0u64;
+    while let [op, x, y, tail @ ..] = rest {
+        rest = tail;
+        now += Duration::from_millis(u64::from(op >> 2) * 4);
+        let seq = match op & 3 {
+            0 => last.wrapping_add(i16::from(*x as i8) as u16),
+            1 => u16::from_be_bytes([*x, *y]),
+            2 => {
+                let mut got = Vec::new();
+                r.handle_timeout(now, &mut |s, d| got.push((s, d.to_vec())));
+                released += got.len() as u64;
+                check_run(&mut run, &got, r.extended_highest());
+                if let Some(t) = r.poll_timeout() {
+                    assert!(t > now, "poll_timeout {:?} not after now", t - t0);
+                }
+                continue;
+            }
+            _ if *x == 0 => {
+                r.clear();
+                assert_eq!(r.held(), 0);
+                assert_eq!(r.poll_timeout(), None);
+                run = None;
+                continue;
+            }
+            _ => last.wrapping_add(1),
+        };
+        last = seq;
+        let mut payload = seq.to_be_bytes().to_vec();
+        payload.push(*y);
+        let mut got = Vec::new();
+        let res = r.push(now, seq, &payload, &mut |s, d| got.push((s, d.to_vec())));
+        pushed += 1;
+        released += got.len() as u64;
+        match res {
+            Pushed::Reset => {
+                let (first, newest) = got.split_at(got.len() - 1);
+                check_run(&mut run, first, None);
+                assert_eq!(newest[0].0, seq, "Reset does not deliver the packet");
+                run = None;
+                check_run(&mut run, newest, r.extended_highest());
+            }
+            Pushed::Delivered => {
+                assert!(
+                    got.iter().any(|(s, _)| *s == seq),
+                    "Delivered but not released"
+                );
+                check_run(&mut run, &got, r.extended_highest());
+            }
+            Pushed::Held | Pushed::Dropped => {
+                assert!(got.iter().all(|(s, _)| *s != seq));
+                check_run(&mut run, &got, r.extended_highest());
+            }
+        }
+        assert!(r.held() <= depth, "{} held with depth {depth}", r.held());
+        assert_eq!(r.held() == 0, r.poll_timeout().is_none());
+    }
+    assert_eq!(r.delivered(), released);
+    assert!(r.dropped() <= pushed);
+    assert!(released + r.dropped() + r.held() as u64 <= pushed);
+}
+
+/// The released packets of one run (between `Reset`s and `clear`s): the last sequence number,
+/// its extended form counted here, and how far `extended_highest` is from it (constant in a run).
+#[derive(Clone, Copy)]
+struct ReorderRun {
+    last: u16,
+    ext: u32,
+    offset: Option<u32>,
+}
+
+/// `extended`: `extended_highest` after `got` was released (`None`: not known, more followed).
+fn check_run(run: &mut Option<ReorderRun>, got: &[(u16, Vec<u8>)], extended: Option<u32>) {
+    for (s, d) in got {
+        assert_eq!(
+            d[..2],
+            s.to_be_bytes(),
+            "packet {s} released with another's data"
+        );
+        *run = Some(match *run {
+            None => ReorderRun {
+                last: *s,
+                ext: u32::from(*s),
+                offset: None,
+            },
+            Some(run) => {
+                let step = s.wrapping_sub(run.last);
+                assert!(
+                    (1..0x8000).contains(&step),
+                    "released {} then {s}: not in sequence order",
+                    run.last
+                );
+                ReorderRun {
+                    last: *s,
+                    ext: run.ext.wrapping_add(u32::from(step)),
+                    ..run
+                }
+            }
+        });
+    }
+    if let (false, Some(run), Some(e)) = (got.is_empty(), run.as_mut(), extended) {
+        assert_eq!(e as u16, run.last, "extended highest sequence");
+        let offset = e.wrapping_sub(run.ext);
+        assert_eq!(
+            *run.offset.get_or_insert(offset),
+            offset,
+            "extended sequence went wrong"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// h264_slice
+
+/// `slice_type` written naively: strip emulation prevention from the first 20 bytes, then read
+/// two ue(v) (None past the data or beyond 32 bits).
+fn reference_slice_type(data: &[u8]) -> Option<SliceType> {
+    let mut rbsp = Vec::new();
+    let mut zeros = 0;
+    for &b in &data[..data.len().min(20)] {
+        if zeros >= 2 && b == 3 {
+            zeros = 0;
+            continue;
+        }
+        rbsp.push(b);
+        zeros = if b == 0 { zeros + 1 } else { 0 };
+    }
+    let mut pos = 0usize;
+    let mut bit = || {
+        let b = rbsp.get(pos / 8)? >> (7 - pos % 8) & 1;
+        pos += 1;
+        Some(b)
+    };
+    let mut ue = || -> Option<u32> {
+        let mut n = 0;
+        while bit()? == 0 {
+            n += 1;
+            if n > 32 {
+                return None;
+            }
+        }
+        let mut v = 0u64;
+        for _ in 0..n {
+            v = v << 1 | u64::from(bit()?);
+        }
+        u32::try_from((1u64 << n) - 1 + v).ok()
+    };
+    let _first_mb = ue()?;
+    match ue()? {
+        c @ 0..=9 => Some(
+            [
+                SliceType::P,
+                SliceType::B,
+                SliceType::I,
+                SliceType::Sp,
+                SliceType::Si,
+            ][c as usize % 5],
+        ),
+        _ => None,
+    }
+}
+
+/// `h264::slice::slice_type` on the input, compared with a naive implementation; only a prefix
+/// may matter (appending bytes to a 20-byte prefix changes nothing).
+pub fn h264_slice(data: &[u8]) {
+    let t = slice_type(data);
+    assert_eq!(
+        t,
+        reference_slice_type(data),
+        "slice_type differs from the reference"
+    );
+    if data.len() >= 20 {
+        assert_eq!(slice_type(&data[..20]), t);
+    }
+    for code in [0u32, 4, 5, 9, 10, u32::MAX] {
+        assert_eq!(SliceType::from_code(code).is_some(), code <= 9);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// camera_udp
+
+/// The camera of the `camera_udp` target (an IP: its datagrams are checked against it).
+pub const UDP_CAMERA: &str = "192.168.1.64";
+const UDP_SDP: &str = "v=0\r\no=- 1 1 IN IP4 192.168.1.64\r\ns=Media Presentation\r\nt=0 0\r\n\
+a=control:rtsp://192.168.1.64:554/ch1/\r\nm=video 0 RTP/AVP 96\r\nc=IN IP4 0.0.0.0\r\n\
+a=control:rtsp://192.168.1.64:554/ch1/trackID=1\r\na=rtpmap:96 H264/90000\r\n\
+a=fmtp:96 profile-level-id=420029; packetization-mode=1; sprop-parameter-sets=Z01AKI2NQDwBE/LCAAAOEAACvyAI,aO44gA==\r\n\
+m=audio 0 RTP/AVP 8\r\nc=IN IP4 0.0.0.0\r\na=control:rtsp://192.168.1.64:554/ch1/trackID=2\r\na=rtpmap:8 PCMA/8000\r\n";
+
+/// The camera's answer to one request of the client (Hikvision-style, see
+/// `core/src/rtsp/testdata/udp_hikvision.txt`). `server_ports`: announce `server_port` (then
+/// only those ports are accepted); `source`: announce `source=` on the audio track.
+fn udp_camera_answer(req: &[u8], server_ports: bool, source: bool) -> Option<Vec<u8>> {
+    let text = String::from_utf8_lossy(req);
+    let method = text.split(' ').next()?;
+    let cseq = text
+        .lines()
+        .find_map(|l| l.strip_prefix("CSeq: "))?
+        .trim()
+        .to_owned();
+    let client_port = text
+        .lines()
+        .find_map(|l| l.split("client_port=").nth(1))
+        .map(|p| p.split(';').next().unwrap_or("").trim().to_owned());
+    let mut head = format!("RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\n");
+    let mut body = String::new();
+    match method {
+        "OPTIONS" => head += "Public: OPTIONS, DESCRIBE, PLAY, SETUP, TEARDOWN, GET_PARAMETER\r\n",
+        "DESCRIBE" => {
+            head += "Content-Type: application/sdp\r\nContent-Base: rtsp://192.168.1.64:554/ch1/\r\n";
+            body = UDP_SDP.to_owned();
+        }
+        "SETUP" => {
+            let audio = text.starts_with("SETUP rtsp://192.168.1.64:554/ch1/trackID=2");
+            let (sp, ssrc) = if audio { ("8220-8221", "1F0E0D0C") } else { ("8218-8219", "5e2a4b3c") };
+            head += "Session: 1273222592;timeout=60\r\n";
+            head += &format!("Transport: RTP/AVP;unicast;client_port={}", client_port?);
+            if source && audio {
+                head += ";source=192.168.1.64";
+            }
+            if server_ports {
+                head += &format!(";server_port={sp}");
+            }
+            head += &format!(";ssrc={ssrc};mode=\"play\"\r\n");
+        }
+        "PLAY" => head += "Session: 1273222592\r\nRTP-Info: url=rtsp://192.168.1.64:554/ch1/trackID=1;seq=100;rtptime=2385553848\r\n",
+        _ => head += "Session: 1273222592\r\n",
+    }
+    head += &format!("Content-Length: {}\r\n\r\n{body}", body.len());
+    Some(head.into_bytes())
+}
+
+/// Sources datagrams come from in the `camera_udp` target (flags bits 3-4).
+fn udp_source(i: u8, port: u16) -> SocketAddr {
+    match i & 3 {
+        0 => SocketAddr::from(([192, 168, 1, 64], port)),
+        1 => SocketAddr::from(([192, 168, 1, 64], port.wrapping_add(1))),
+        2 => SocketAddr::from(([192, 168, 1, 99], port)),
+        _ => format!("[::ffff:192.168.1.64]:{port}")
+            .parse()
+            .expect("valid address"),
+    }
+}
+
+/// An `RtspClient` forced to UDP (`RtspTransport::Udp`), driven to Playing by a scripted camera
+/// with two tracks (H.264 and PCMA); the header byte chooses whether the camera announces its
+/// `server_port`s (bit 0) and a `source=` (bit 1). Then `(flags, len, datagram)` records go to
+/// `handle_udp_input`: flags bit 0 = RTCP socket, bits 1-2 = track (2 and 3 do not exist), bits
+/// 3-4 = source (camera RTP port, the port after it, another host, IPv4-mapped IPv6), bits 5-7
+/// = clock step (7: up to the next deadline). Checks: no panic; media only for existing tracks
+/// and only datagrams that were sent, RTP strictly in order per track between restarts; the
+/// client's own datagrams are RTP/RTCP version 2 for existing tracks; `poll_timeout` after now.
+pub fn camera_udp(data: &[u8]) {
+    let Some((&h, mut rest)) = data.split_first() else {
+        return;
+    };
+    let t0 = Instant::now();
+    let mut now = t0;
+    let config = RtspConfig {
+        transport: RtspTransport::Udp,
+        ..RtspConfig::default()
+    };
+    let mut c = RtspClient::new("rtsp://192.168.1.64:554/ch1", config, now).expect("valid URL");
+    c.handle_connected(now);
+    let mut playing = false;
+    let mut terminal = 0;
+    let drain = |c: &mut RtspClient, playing: &mut bool, terminal: &mut usize, now: Instant| {
+        for _ in 0..16 {
+            let mut any = false;
+            while let Some(r) = c.poll_udp_request() {
+                any = true;
+                c.handle_udp_ports(now, r.track, 50000 + 2 * r.track as u16);
+            }
+            while let Some(tx) = c.poll_transmit() {
+                any = true;
+                if let Some(a) = udp_camera_answer(&tx, h & 1 == 0, h & 2 != 0) {
+                    c.handle_input(now, &a, &mut |_| panic!("interleaved media over UDP"));
+                }
+            }
+            while let Some(tx) = c.poll_udp_transmit() {
+                assert!(tx.track < 2, "datagram for track {}", tx.track);
+                assert!(
+                    tx.data.len() >= 8 && tx.data[0] >> 6 == 2,
+                    "bad datagram {:02x?}",
+                    tx.data
+                );
+            }
+            while let Some(e) = c.poll_event() {
+                assert_eq!(*terminal, 0, "event {e:?} after a terminal event");
+                match e {
+                    RtspEvent::Playing { tracks } => {
+                        assert!(!*playing, "Playing twice");
+                        assert_eq!(tracks.len(), 2);
+                        *playing = true;
+                    }
+                    RtspEvent::Failed(_) | RtspEvent::Closed => *terminal += 1,
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+    };
+    drain(&mut c, &mut playing, &mut terminal, now);
+    assert!(playing, "the scripted camera did not get to Playing");
+    assert_eq!(c.transport_in_use(), Some(RtspTransport::Udp));
+    let ports: Vec<u16> = (0..2)
+        .map(|t| c.udp_destination(t).map_or(9000, |d| d.rtp_port))
+        .collect();
+    let mut sent: Vec<&[u8]> = Vec::new();
+    let mut last_seq: [Option<u16>; 2] = [None, None];
+    while let [flags, len, tail @ ..] = rest {
+        let n = usize::from(*len).min(tail.len());
+        let (dgram, tail) = tail.split_at(n);
+        rest = tail;
+        match flags >> 5 {
+            7 => {
+                if let Some(t) = c.poll_timeout() {
+                    now = now.max(t);
+                }
+            }
+            s => now += Duration::from_millis(u64::from(s) * 20),
+        }
+        let track = usize::from(flags >> 1 & 3);
+        let rtcp = flags & 1 != 0;
+        let src = udp_source(flags >> 3, ports.get(track).copied().unwrap_or(9000));
+        sent.push(dgram);
+        let mut media = Vec::new();
+        c.handle_udp_input(now, track, rtcp, src, dgram, &mut |m| {
+            media.push((m.track, m.rtcp, m.data.to_vec()))
+        });
+        for (t, is_rtcp, d) in media {
+            assert!(t < 2, "media for track {t}");
+            assert!(sent.contains(&&d[..]), "media that was never received");
+            if !is_rtcp {
+                assert!(d.len() >= 12);
+                let s = u16::from_be_bytes([d[2], d[3]]);
+                if let Some(l) = last_seq[t] {
+                    let step = s.wrapping_sub(l);
+                    // Forward, or a restart; never a duplicate or a packet < 100 behind (late).
+                    assert!(
+                        step != 0 && step <= u16::MAX - 99,
+                        "track {t}: RTP {l} then {s}"
+                    );
+                }
+                last_seq[t] = Some(s);
+            }
+        }
+        c.handle_timeout(now);
+        drain(&mut c, &mut playing, &mut terminal, now);
+        if let Some(t) = c.poll_timeout() {
+            assert!(t > now, "poll_timeout {:?} not after now", t - t0);
+        }
+    }
+    c.teardown(now);
+    drain(&mut c, &mut playing, &mut terminal, now);
+    assert!(c.is_closed());
+    assert_eq!(terminal, 1, "exactly one Failed/Closed event");
 }
