@@ -52,6 +52,18 @@ pub struct AudioRelay {
     source_seq: SeqTracker,
     out_seq: u16,
     description: String,
+    /// The camera's track, kept to start the Opus fallback when a browser needs it.
+    input: AudioInput,
+    /// G.711 passed through, and also transcoded to Opus for browsers that lack the law.
+    fallback: Option<Fallback>,
+}
+
+/// The Opus version of a passed-through G.711 track, made only while a viewer needs it.
+struct Fallback {
+    transcoder: Box<Transcoder>,
+    encoded: Vec<OpusPacket>,
+    ready: Vec<AudioPacket>,
+    seq: u16,
 }
 
 impl AudioRelay {
@@ -59,6 +71,7 @@ impl AudioRelay {
     /// can't be played (e.g. HE-AAC), for the stream info.
     pub fn new(track: &TrackInfo) -> Result<AudioRelay, AudioError> {
         let input = AudioInput::from_track(track)?;
+        let kept = input.clone();
         let channels = input.channels;
         let source = format!(
             "{} {} Hz{}",
@@ -93,7 +106,43 @@ impl AudioRelay {
             source_seq: SeqTracker::new(),
             out_seq: 0,
             description,
+            input: kept,
+            fallback: None,
         })
+    }
+
+    /// Also makes an Opus version of a passed-through G.711 track, for browsers that offered
+    /// no PCMU/PCMA. Does nothing when the output is Opus already.
+    pub fn enable_opus_fallback(&mut self) -> Result<(), AudioError> {
+        if self.out == AudioOut::Opus || self.fallback.is_some() {
+            return Ok(());
+        }
+        let transcoder = Box::new(Transcoder::new(self.input.clone())?);
+        self.fallback = Some(Fallback {
+            transcoder,
+            encoded: Vec::new(),
+            ready: Vec::new(),
+            seq: 0,
+        });
+        self.description
+            .push_str(", and → opus 48000 Hz for browsers without it");
+        Ok(())
+    }
+
+    pub fn has_opus_fallback(&self) -> bool {
+        self.fallback.is_some()
+    }
+
+    /// Moves the Opus fallback packets made by the last `push` into `out`.
+    pub fn take_fallback(&mut self, out: &mut Vec<AudioPacket>) {
+        if let Some(f) = &mut self.fallback {
+            out.append(&mut f.ready);
+        }
+    }
+
+    /// Like `input_time`, for the Opus fallback's packets.
+    pub fn fallback_input_time(&self, out_ts: u32) -> Option<u32> {
+        self.fallback.as_ref()?.transcoder.input_time(out_ts)
     }
 
     /// Whether packets are decoded and re-encoded (rather than passed through).
@@ -138,6 +187,19 @@ impl AudioRelay {
                     rtp_time: packet.timestamp,
                     seq: self.out_seq,
                 });
+                if let Some(f) = &mut self.fallback {
+                    f.encoded.clear();
+                    f.transcoder
+                        .push(packet.timestamp, packet.payload, &mut f.encoded);
+                    for opus in f.encoded.drain(..) {
+                        f.seq = f.seq.wrapping_add(1);
+                        f.ready.push(AudioPacket {
+                            payload: Arc::from(opus.payload),
+                            rtp_time: opus.rtp_time,
+                            seq: f.seq,
+                        });
+                    }
+                }
             }
             Mode::Transcode {
                 transcoder,

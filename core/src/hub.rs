@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use slab::Slab;
 use str0m::net::Transmit;
 
-use crate::audio_relay::{AudioPacket, AudioRelay};
+use crate::audio_relay::{AudioOut, AudioPacket, AudioRelay};
 use crate::gop::GopCache;
 use crate::h264::RelayPacket;
 use crate::media::MediaKind;
@@ -316,6 +316,8 @@ pub struct Gateway {
     /// Reused between camera packets so relaying allocates nothing but each packet's `Arc`.
     relay_out: Vec<RelayPacket>,
     audio_out: Vec<AudioPacket>,
+    /// The Opus fallback of passed-through G.711, for browsers without that law.
+    audio_fallback: Vec<AudioPacket>,
     /// The capture instant of each packet in `relay_out` (computed once, used per viewer).
     relay_walls: Vec<Instant>,
     stats: GatewayStats,
@@ -337,6 +339,7 @@ impl Gateway {
             transmits: VecDeque::with_capacity(1024),
             relay_out: Vec::with_capacity(64),
             audio_out: Vec::with_capacity(8),
+            audio_fallback: Vec::with_capacity(8),
             relay_walls: Vec::with_capacity(64),
             stats: GatewayStats::default(),
         }
@@ -729,6 +732,7 @@ impl Gateway {
             transmits,
             relay_out,
             audio_out,
+            audio_fallback,
             relay_walls,
             outputs,
             stats,
@@ -775,7 +779,8 @@ impl Gateway {
                     return;
                 };
                 audio_out.clear();
-                if audio.is_transcoding() {
+                audio_fallback.clear();
+                if audio.is_transcoding() || audio.has_opus_fallback() {
                     let started = stopwatch.map(|clock| clock());
                     audio.push(&packet, audio_out);
                     stats.audio_packets_transcoded += 1;
@@ -786,14 +791,26 @@ impl Gateway {
                 } else {
                     audio.push(&packet, audio_out);
                 }
+                audio.take_fallback(audio_fallback);
                 for &v in watching.iter() {
                     let Some(viewer) = viewers.get_mut(v).and_then(|e| e.viewer.as_mut()) else {
                         continue;
                     };
-                    for p in audio_out.iter() {
-                        let input = audio.input_time(p.rtp_time).unwrap_or(packet.timestamp);
-                        let wall = audio_clock.wallclock(clock, input, now);
-                        viewer.send_audio(now, p, wall, transmits);
+                    if viewer.audio_codec() == Some(audio.output()) {
+                        for p in audio_out.iter() {
+                            let input = audio.input_time(p.rtp_time).unwrap_or(packet.timestamp);
+                            let wall = audio_clock.wallclock(clock, input, now);
+                            viewer.send_audio(now, p, wall, transmits);
+                        }
+                    } else {
+                        // A browser without the camera's G.711 law: the Opus fallback.
+                        for p in audio_fallback.iter() {
+                            let input = audio
+                                .fallback_input_time(p.rtp_time)
+                                .unwrap_or(packet.timestamp);
+                            let wall = audio_clock.wallclock(clock, input, now);
+                            viewer.send_audio(now, p, wall, transmits);
+                        }
                     }
                 }
                 return;
@@ -1135,15 +1152,24 @@ impl Gateway {
             let offer = entry.offer.take().unwrap_or_default();
             match Viewer::accept_offer(now, &offer, video, audio_out, &self.config.candidates) {
                 Ok((viewer, answer)) => {
+                    let needs_opus = viewer.audio_codec() == Some(AudioOut::Opus)
+                        && audio_out.is_some_and(|out| out != AudioOut::Opus);
                     entry.viewer = Some(viewer);
                     let text = signaling::set_remote_sdp(&entry.media_session_id, &answer);
                     let session = entry.session;
                     self.send(session, text);
-                    self.streams
-                        .get_mut(&id)
-                        .expect("stream exists")
-                        .viewers
-                        .push(v);
+                    let stream = self.streams.get_mut(&id).expect("stream exists");
+                    stream.viewers.push(v);
+                    if needs_opus {
+                        if let Some(audio) = stream.audio.as_mut() {
+                            match audio.enable_opus_fallback() {
+                                Ok(()) => {
+                                    tracing::info!(stream = id.0, "audio: {}", audio.description())
+                                }
+                                Err(e) => tracing::warn!(stream = id.0, "no Opus fallback: {e}"),
+                            }
+                        }
+                    }
                     self.schedule_viewer(v, now);
                 }
                 Err(e) => {

@@ -100,6 +100,8 @@ pub struct Viewer {
     audio: Option<(Mid, Pt)>,
     /// Like `last_seq`, for the audio stream.
     audio_last_seq: Option<(u16, u64)>,
+    /// The codec the browser gets its audio in.
+    audio_codec: Option<AudioOut>,
     /// Relay sequence number of the last packet written, and its extended output counterpart.
     last_seq: Option<(u16, u64)>,
     /// Skip everything up to the next keyframe (the camera's stream restarted).
@@ -200,6 +202,7 @@ impl Viewer {
             negotiated_profile: None,
             audio: None,
             audio_last_seq: None,
+            audio_codec: None,
             last_seq: None,
             awaiting_keyframe: false,
             last_heard: now,
@@ -220,8 +223,20 @@ impl Viewer {
             .find(|p| p.pt() == pt)
             .and_then(|p| p.spec().format.profile_level_id);
         // Audio is best effort: a browser without the codec still gets the video.
+        // G.711 the browser didn't offer comes as Opus instead (the stream transcodes it).
         if let (Some(out), Some(mid)) = (audio, first_mid(offer_sdp, "audio")) {
-            viewer.audio = viewer.choose_audio_pt(mid, out).map(|pt| (mid, pt));
+            let choice = viewer
+                .choose_audio_pt(mid, out)
+                .map(|pt| (pt, out))
+                .or_else(|| {
+                    viewer
+                        .choose_audio_pt(mid, AudioOut::Opus)
+                        .map(|pt| (pt, AudioOut::Opus))
+                });
+            if let Some((pt, codec)) = choice {
+                viewer.audio = Some((mid, pt));
+                viewer.audio_codec = Some(codec);
+            }
         }
         Ok((viewer, answer.to_sdp_string()))
     }
@@ -280,6 +295,11 @@ impl Viewer {
         (profile_class(negotiated) != profile_class(camera)).then(|| {
             format!("browser negotiated H264 {negotiated:06x}, the camera's {camera:06x} is sent unchanged")
         })
+    }
+
+    /// The audio codec negotiated with the browser (None: it gets no audio).
+    pub fn audio_codec(&self) -> Option<AudioOut> {
+        self.audio_codec
     }
 
     /// Whether the browser takes the stream's audio (it offered the codec).

@@ -286,6 +286,8 @@ struct Harness {
     browser_h264_profiles: Option<&'static [u32]>,
     /// New browsers offer H.264 in packetization-mode 0 only (and no VP8).
     browser_mode0: bool,
+    /// New browsers offer Opus but no G.711.
+    browser_no_g711: bool,
 }
 
 impl Harness {
@@ -315,6 +317,7 @@ impl Harness {
             ports: Vec::new(),
             browser_h264_profiles: None,
             browser_mode0: false,
+            browser_no_g711: false,
         }
     }
 
@@ -349,7 +352,7 @@ impl Harness {
             .clear_codecs()
             .enable_vp8(true)
             .enable_opus(true, false)
-            .enable_pcmu(true, false);
+            .enable_pcmu(!self.browser_no_g711, false);
         if self.browser_mode0 {
             config = config.enable_vp8(false);
             config
@@ -1164,6 +1167,40 @@ fn aac_from_the_camera_reaches_the_browser_as_opus_and_its_cost_is_counted() {
         .as_str()
         .unwrap()
         .contains("MPEG4-GENERIC 16000 Hz → opus 48000 Hz"));
+}
+
+#[test]
+fn g711_becomes_opus_for_a_browser_without_it_while_others_get_it_untouched() {
+    let mut h = Harness::new();
+    h.camera.with_audio = true;
+    let with_g711 = h.play("rtsp://127.0.0.1:8554/cam");
+    h.browser_no_g711 = true;
+    let without = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    for frame in 0..25u32 {
+        h.camera.send_audio(frame * 320);
+        h.camera.send_audio(frame * 320 + 160);
+        h.camera_frames(frame..frame + 1);
+    }
+    let only = |b: usize, codec: str0m::format::Codec| {
+        !h.browsers[b].audio.is_empty() && h.browsers[b].audio.iter().all(|(c, _)| *c == codec)
+    };
+    assert!(
+        only(with_g711, str0m::format::Codec::PCMU),
+        "PCMU passed through"
+    );
+    assert!(
+        only(without, str0m::format::Codec::Opus),
+        "Opus for the browser without G.711"
+    );
+    assert!(
+        h.browsers[without].audio.len() >= 20,
+        "{} Opus packets",
+        h.browsers[without].audio.len()
+    );
+    assert!(h.gateway.streams()[0]
+        .info
+        .contains("→ opus 48000 Hz for browsers without it"));
 }
 
 #[test]
