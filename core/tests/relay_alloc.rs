@@ -2,40 +2,11 @@
 //! once the caller's output vector has capacity. Lives in its own test binary because it needs a
 //! counting global allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use camgate_core::h264::{H264Relay, RelayPacket};
 use camgate_core::rtp::RtpPacket;
 
-struct Counting;
-
-thread_local! {
-    // Per thread, so the test harness's own threads don't disturb the count. `const` init needs no
-    // lazy registration, so using it inside the allocator cannot recurse.
-    static ALLOCS: Cell<usize> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocs() -> usize {
-    ALLOCS.with(Cell::get)
-}
+mod counting_alloc;
+use counting_alloc::allocs;
 
 const FMTP: &str =
     "packetization-mode=1;sprop-parameter-sets=Z0LAHtkDxWhAAAADAEAAAA8jxgyS,aM4yyA==";
