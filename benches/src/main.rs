@@ -397,7 +397,7 @@ fn write_report(o: &Opts, started: &str, micro: &[micro::MicroResult], results: 
     let _ = writeln!(
         s,
         "- Camera: synthetic RTSP (in the bench process), H.264 30 fps, 1 s GOP, keyframe ≈ 9× a P-frame, FU-A at 1200 B, \
-         SPS/PPS before every IDR, plus PCMU 8 kHz in 20 ms packets. camgate pulls it over TCP-interleaved RTSP, Janus over UDP (it has no TCP mode).\n\
+         SPS/PPS before every IDR, plus PCMU 8 kHz in 20 ms packets. camgate pulls it with its default `rtsp_transport = auto` (UDP first), Janus over UDP (it has no TCP mode); both pull it before the first viewer (camgate by REST `startup`, Janus at mountpoint creation).\n\
          - Viewers: str0m 0.25 peers (real ICE, DTLS, SRTP), {} threads, one UDP socket each, in the same process as the camera; \
          everything on loopback inside a private network namespace. Steady window {} s, taken 2 s after every viewer had its first keyframe.\n",
         o.threads,
@@ -490,7 +490,7 @@ fn write_report(o: &Opts, started: &str, micro: &[micro::MicroResult], results: 
          viewer arrival − camera send of the same packet (ids carried in the payload), so it includes the viewer's own \
          receive queueing when the box is saturated; *first keyframe* = `playStream` (camgate) / `watch` (Janus) sent → \
          the last packet of the first complete IDR received; *RSS per viewer* = (steady RSS − RSS before any viewer) / N \
-         (camgate opens the camera on the first viewer, so N=1 includes the stream's own state). A load-generator CPU % near \
+         (both servers already pull the camera then; N=1 still carries one-off allocations such as allocator arenas). A load-generator CPU % near \
          200 or a machine busy % near 100 means the box, not the server, is the limit.\n"
     );
     if let Ok(a) = std::fs::read_to_string("benches/ANALYSIS.md") {
