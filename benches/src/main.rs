@@ -414,6 +414,15 @@ fn write_report(o: &Opts, started: &str, micro: &[micro::MicroResult], results: 
         "| viewers | datagrams out | ns per viewer-packet |\n|---:|---:|---:|"
     );
     for m in micro {
+        if m.datagrams == 0 {
+            // The in-memory camera/viewers no longer match the gateway (e.g. a new RTSP step).
+            let _ = writeln!(
+                s,
+                "| {} | 0 | failed: no datagrams left the gateway |",
+                m.viewers
+            );
+            continue;
+        }
         let _ = writeln!(
             s,
             "| {} | {} | {:.0} |",
