@@ -937,7 +937,12 @@ pub fn rtp_reorder(data: &[u8]) {
         last = seq;
         let mut payload = seq.to_be_bytes().to_vec();
         payload.push(*y);
+        // Release what timed out first, so that `got` holds only what this push released.
         let mut got = Vec::new();
+        r.handle_timeout(now, &mut |s, d| got.push((s, d.to_vec())));
+        released += got.len() as u64;
+        check_run(&mut run, &got, r.extended_highest());
+        got.clear();
         let res = r.push(now, seq, &payload, &mut |s, d| got.push((s, d.to_vec())));
         pushed += 1;
         released += got.len() as u64;
