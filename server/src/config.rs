@@ -55,6 +55,8 @@ pub struct Config {
     pub rtsp_transport: TransportSetting,
     /// Follow a camera's 3xx redirect (at most 3 in a row).
     pub rtsp_follow_redirects: bool,
+    /// Send cnonce/nc/qop in Digest answers; false for cameras that reject them (RFC 2069 style).
+    pub rtsp_digest_cnonce: bool,
     /// A track that can't play (SETUP refused, undecodable audio) fails the whole stream
     /// instead of being left out.
     pub fail_on_track_error: bool,
@@ -117,6 +119,7 @@ impl Default for Config {
             rtsp_client_address: None,
             rtsp_transport: TransportSetting::Auto,
             rtsp_follow_redirects: true,
+            rtsp_digest_cnonce: true,
             fail_on_track_error: false,
             rtsp_udp_port_min: 30000,
             rtsp_udp_port_max: 39999,
@@ -333,6 +336,7 @@ impl Config {
                 TransportSetting::Udp => camgate_core::rtsp::RtspTransport::Udp,
             },
             follow_redirects: self.rtsp_follow_redirects,
+            digest_cnonce: self.rtsp_digest_cnonce,
             fail_on_track_error: self.fail_on_track_error,
             ..Default::default()
         }

@@ -82,7 +82,7 @@ fn list(gateway: &Gateway, access: &Access, uri: Option<&str>) -> (u16, Value) {
         .streams()
         .into_iter()
         .filter(|s| uri.is_none_or(|u| masked_eq(&s.url, u)))
-        .map(|s| json!({"uri": shown(access, &s.url), "status": s.status()}))
+        .map(|s| json!({"uri": shown(access, &s.url), "status": s.status(), "info": s.info}))
         .collect();
     if items.is_empty() {
         error(404, "no streams")

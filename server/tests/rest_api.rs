@@ -70,6 +70,8 @@ fn startup_find_all_terminate_with_every_status_code() {
         let list = json(&body);
         assert_eq!(list[0]["uri"], uri.as_str());
         if list[0]["status"] == "PLAYING" {
+            // The codecs in use are part of the REST status.
+            assert_eq!(list[0]["info"], "video H264 42c01e", "{body}");
             break;
         }
         assert!(Instant::now() < deadline, "never PLAYING: {body}");
