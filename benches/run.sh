@@ -3,8 +3,8 @@
 # network benchmark (synthetic RTSP camera → camgate / Janus 1.1.2 → N str0m WebRTC viewers),
 # and writes docs/PERFORMANCE.md.
 #
-#   benches/run.sh            # N = 1, 10, 50, 100, 200, 300 at 2 and 4 Mbit/s, camgate and Janus (~20 min)
-#   benches/run.sh --quick    # N = 1, 10 at 2 Mbit/s (smoke, ~2 min)
+#   benches/run.sh            # N = 1, 10, 50, 100, 200, 300 at 2 and 4 Mbit/s, camgate and Janus (~15 min on 2 cores)
+#   benches/run.sh --quick    # N = 1, 10 at 2 Mbit/s (smoke, ~2 min + build)
 #   benches/run.sh --rev HEAD # benchmark a clean checkout of a commit (git worktree), not the working tree
 # Extra arguments go to `camgate-bench suite` (--no-janus, --counts 1,10,50, --bitrates 2, --window 10, --out FILE).
 #
