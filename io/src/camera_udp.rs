@@ -8,6 +8,9 @@ use std::net::{IpAddr, SocketAddr};
 use camgate_core::hub::StreamId;
 use mio::net::UdpSocket;
 
+/// Receive buffer asked for a camera's RTP socket.
+const RECV_BUFFER: usize = 4 << 20;
+
 /// One camera track's RTP or RTCP socket.
 pub struct CameraUdp {
     pub stream: StreamId,
@@ -47,6 +50,9 @@ impl PortRange {
             let Ok(rtp) = UdpSocket::bind(SocketAddr::new(ip, port)) else {
                 continue;
             };
+            // A keyframe arrives as a burst of ~100 datagrams at 4 Mbit/s; the default buffer
+            // (~200 KB) dropped some in the benchmark. Best effort: capped by rmem_max.
+            let _ = socket2::SockRef::from(&rtp).set_recv_buffer_size(RECV_BUFFER);
             let Ok(rtcp) = UdpSocket::bind(SocketAddr::new(ip, port + 1)) else {
                 continue;
             };
