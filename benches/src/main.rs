@@ -8,6 +8,7 @@
 mod camera;
 mod micro;
 mod targets;
+mod transcode;
 mod viewers;
 
 use std::fmt::Write as _;
@@ -106,9 +107,14 @@ fn main() {
                 println!("{r:?}");
             }
         }
+        "transcode" => {
+            for r in transcode::run(if o.quick { 10 } else { 60 }) {
+                println!("{r:?}");
+            }
+        }
         "suite" => suite(&o),
         _ => {
-            eprintln!("usage: camgate-bench suite|micro [options]");
+            eprintln!("usage: camgate-bench suite|micro|transcode [options]");
             std::process::exit(2);
         }
     }
@@ -145,6 +151,9 @@ fn suite(o: &Opts) {
         vec![1, 10, 50, 100, 200]
     };
     let micro = micro::run(&micro_counts, if o.quick { 90 } else { 300 });
+    eprintln!("audio transcoding…");
+    let transcoding = transcode::run(if o.quick { 10 } else { 60 });
+    let micro = (micro, transcoding);
     let mut results: Vec<RunResult> = Vec::new();
     write_report(o, &started, &micro, &results);
     for &mbps in &bitrates {
@@ -363,7 +372,12 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
-fn write_report(o: &Opts, started: &str, micro: &[micro::MicroResult], results: &[RunResult]) {
+fn write_report(
+    o: &Opts,
+    started: &str,
+    (micro, transcoding): &(Vec<micro::MicroResult>, Vec<transcode::TranscodeResult>),
+    results: &[RunResult],
+) {
     let mut s = String::new();
     let cpu_model = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2");
     let _ = writeln!(s, "# camgate performance\n");
@@ -403,6 +417,25 @@ fn write_report(o: &Opts, started: &str, micro: &[micro::MicroResult], results: 
         o.threads,
         o.window.as_secs()
     );
+    let _ = writeln!(s, "## Audio transcoding per stream\n");
+    let _ = writeln!(
+        s,
+        "Real captures (test tones encoded by GStreamer, `core/tests/data/audio/`) looped with continuing timestamps \
+         through camgate's audio relay (decode, resample, Opus encode); one thread, wall clock.\n"
+    );
+    let _ = writeln!(s, "| capture | path | audio s | ms of one core per s of audio | % of one core |\n|---|---|---:|---:|---:|");
+    for t in transcoding {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.0} | {:.2} | {:.2} |",
+            t.capture,
+            t.description,
+            t.audio_secs,
+            t.ms_per_audio_sec,
+            t.ms_per_audio_sec / 10.0
+        );
+    }
+    let _ = writeln!(s);
     let _ = writeln!(s, "## Relay path in-process (no sockets)\n");
     let _ = writeln!(
         s,
