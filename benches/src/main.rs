@@ -7,6 +7,7 @@
 
 mod camera;
 mod micro;
+mod soak;
 mod targets;
 mod transcode;
 mod viewers;
@@ -107,6 +108,24 @@ fn main() {
                 println!("{r:?}");
             }
         }
+        "soak" => {
+            let (viewers, cameras) = if o.quick { (100, 10) } else { (1000, 100) };
+            match soak::run(&o.camgate, viewers, cameras) {
+                Ok(r) => {
+                    println!("| viewer join/leave cycles | camera connect/terminate cycles | RSS before MB | RSS after MB | growth MB | steady viewers still playing | seconds |");
+                    println!("|---:|---:|---:|---:|---:|---|---:|");
+                    println!("{}", r.row());
+                    let ok = r.viewer_cycles_failed == 0
+                        && r.camera_cycles_failed == 0
+                        && r.steady_still_playing == r.steady_viewers;
+                    std::process::exit(if ok { 0 } else { 1 });
+                }
+                Err(e) => {
+                    eprintln!("soak: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
         "transcode" => {
             for r in transcode::run(if o.quick { 10 } else { 60 }) {
                 println!("{r:?}");
@@ -114,7 +133,7 @@ fn main() {
         }
         "suite" => suite(&o),
         _ => {
-            eprintln!("usage: camgate-bench suite|micro|transcode [options]");
+            eprintln!("usage: camgate-bench suite|micro|transcode|soak [options]");
             std::process::exit(2);
         }
     }

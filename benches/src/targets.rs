@@ -325,7 +325,7 @@ cam1: {{
     }
 }
 
-fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Res<Value> {
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Res<Value> {
     let mut s = TcpStream::connect(addr).map_err(err("http connect"))?;
     s.set_read_timeout(Some(Duration::from_secs(40))).ok();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
