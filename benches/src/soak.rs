@@ -1,8 +1,9 @@
 //! The soak run (issue 7): camgate under churn, bounded, on loopback. Steady viewers keep
 //! playing one camera while
 //! - viewers of it join and leave (signaling, str0m offer, answer, close), `viewer_cycles` times;
-//! - other cameras are pulled and terminated over REST, `camera_cycles` times;
-//! then camgate's RSS after the churn is compared with before, and the steady viewers must
+//! - other cameras are pulled and terminated over REST, `camera_cycles` times.
+//!
+//! Then camgate's RSS after the churn is compared with before, and the steady viewers must
 //! still be receiving packets.
 
 use std::sync::atomic::Ordering;
