@@ -46,3 +46,75 @@ fn without_it_the_system_picks_the_address() {
     let (_conn, peer) = camera.accept().unwrap();
     assert_eq!(peer.ip().to_string(), "127.0.0.1");
 }
+
+/// The camera's RTP/RTCP UDP sockets bind to the same local address: a scripted camera answers
+/// up to SETUP, and `ss` shows camgate's client port on 127.0.0.2.
+#[test]
+fn camera_udp_sockets_bind_to_the_configured_address_too() {
+    use std::io::{BufRead, BufReader, Write};
+    let camera = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = camera.local_addr().unwrap().port();
+    let cg = Camgate::start(&[
+        "--rtsp-client-address",
+        "127.0.0.2",
+        "--rtsp-transport",
+        "udp",
+    ]);
+    let body = format!(r#"{{"uri":"rtsp://127.0.0.1:{port}/cam"}}"#);
+    assert_eq!(
+        cg.request("POST", "/rest-api/rtsp/startup", Some(&body)).0,
+        200
+    );
+    let (conn, _) = camera.accept().unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut writer = conn;
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=cam\r\nt=0 0\r\nm=video 0 RTP/AVP 96\r\n\
+               a=rtpmap:96 H264/90000\r\na=control:track1\r\n";
+    let mut client_port = None;
+    // OPTIONS, DESCRIBE, SETUP: read each request's head and answer it.
+    for _ in 0..3 {
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                break;
+            }
+            head.push(line);
+        }
+        let cseq = head
+            .iter()
+            .find_map(|l| l.strip_prefix("CSeq:"))
+            .map(str::trim)
+            .unwrap_or("0")
+            .to_owned();
+        let answer = match head.first().map(String::as_str).unwrap_or("") {
+            l if l.starts_with("DESCRIBE") => format!(
+                "RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\nContent-Base: rtsp://127.0.0.1:{port}/cam/\r\n\
+                 Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            ),
+            l if l.starts_with("SETUP") => {
+                let transport = head.iter().find(|l| l.starts_with("Transport:")).unwrap();
+                let ports = transport.split("client_port=").nth(1).unwrap();
+                client_port = ports
+                    .split('-')
+                    .next()
+                    .and_then(|p| p.trim().parse::<u16>().ok());
+                format!("RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\nSession: 1\r\n\r\n")
+            }
+            _ => format!("RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\n\r\n"),
+        };
+        writer.write_all(answer.as_bytes()).unwrap();
+    }
+    let client_port = client_port.expect("a UDP SETUP with client_port");
+    let ss = std::process::Command::new("ss")
+        .args(["-uln"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&ss.stdout);
+    assert!(
+        listing.contains(&format!("127.0.0.2:{client_port}")),
+        "RTP port {client_port} not bound on 127.0.0.2:\n{listing}"
+    );
+}
