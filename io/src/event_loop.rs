@@ -130,10 +130,18 @@ enum Endpoint {
     Closing(TcpConn),
 }
 
+/// The token of the waker that lookup threads ring (never a slab key).
+const WAKER: Token = Token(usize::MAX);
+
 pub struct EventLoop {
     poll: Poll,
     endpoints: Slab<Endpoint>,
     cameras: HashMap<StreamId, usize>,
+    /// Cameras whose host name is being looked up, and the lookups' answers.
+    resolving: std::collections::HashSet<StreamId>,
+    resolved_tx: std::sync::mpsc::Sender<(StreamId, io::Result<SocketAddr>)>,
+    resolved_rx: std::sync::mpsc::Receiver<(StreamId, io::Result<SocketAddr>)>,
+    waker: std::sync::Arc<mio::Waker>,
     /// Per camera: the address its RTSP connection went to, and the keys of its UDP sockets.
     camera_peers: HashMap<StreamId, SocketAddr>,
     camera_udp: HashMap<StreamId, Vec<usize>>,
@@ -149,10 +157,16 @@ pub struct EventLoop {
 impl EventLoop {
     pub fn new(config: &EventLoopConfig) -> io::Result<Self> {
         let poll = Poll::new()?;
+        let waker = std::sync::Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
+        let (resolved_tx, resolved_rx) = std::sync::mpsc::channel();
         let mut this = Self {
             poll,
             endpoints: Slab::new(),
             cameras: HashMap::new(),
+            resolving: std::collections::HashSet::new(),
+            resolved_tx,
+            resolved_rx,
+            waker,
             camera_peers: HashMap::new(),
             camera_udp: HashMap::new(),
             camera_ports: PortRange::new(config.rtsp_udp_ports.0, config.rtsp_udp_ports.1),
@@ -220,6 +234,10 @@ impl EventLoop {
             }
             let now = Instant::now();
             for event in events.iter() {
+                if event.token() == WAKER {
+                    self.finish_lookups(now, gateway);
+                    continue;
+                }
                 self.handle_event(event.token().0, now, gateway, web, &mut web_io);
                 self.apply_web_io(&mut web_io, now, gateway, web);
             }
@@ -418,6 +436,7 @@ impl EventLoop {
                     self.send_camera_udp(stream, track, rtcp, host.as_deref(), port, &data);
                 }
                 GatewayOutput::RtspClose { stream } => {
+                    self.resolving.remove(&stream);
                     // Detached from the stream at once: a redirect or reconnect may open the
                     // next connection for the same stream before this one has flushed.
                     self.close_camera_udp(stream);
@@ -513,12 +532,49 @@ impl EventLoop {
         self.tx_buf.clear();
     }
 
+    /// Connects to a camera. An IP address connects at once; a host name is looked up on a
+    /// short-lived thread (lookups block, sometimes for seconds) and the connection is made
+    /// when the answer wakes the loop, so one slow DNS server stalls no other stream.
     fn connect_camera(&mut self, stream: StreamId, host: &str, port: u16) -> io::Result<()> {
-        // Name resolution blocks; camera URLs are nearly always IP addresses. TODO: resolve off-loop.
-        let addr = (host, port)
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host has no address"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return self.connect_camera_addr(stream, SocketAddr::new(ip, port));
+        }
+        self.resolving.insert(stream);
+        let (tx, waker, host) = (
+            self.resolved_tx.clone(),
+            self.waker.clone(),
+            host.to_owned(),
+        );
+        std::thread::Builder::new()
+            .name("camgate-dns".into())
+            .spawn(move || {
+                let addr = (host.as_str(), port).to_socket_addrs().and_then(|mut a| {
+                    a.next().ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::NotFound, "host has no address")
+                    })
+                });
+                let _ = tx.send((stream, addr));
+                let _ = waker.wake();
+            })?;
+        Ok(())
+    }
+
+    /// Lookups that finished: connect, or report the camera unreachable.
+    fn finish_lookups(&mut self, now: Instant, gateway: &mut Gateway) {
+        while let Ok((stream, addr)) = self.resolved_rx.try_recv() {
+            if !self.resolving.remove(&stream) {
+                continue; // the stream went away while its name was looked up
+            }
+            let connected = addr.and_then(|addr| self.connect_camera_addr(stream, addr));
+            if let Err(e) = connected {
+                tracing::info!(stream = stream.0, "camera connect failed: {e}");
+                gateway.handle_rtsp_lost(stream, now);
+            }
+        }
+    }
+
+    fn connect_camera_addr(&mut self, stream: StreamId, addr: SocketAddr) -> io::Result<()> {
         let mut socket = match self.rtsp_client_address {
             Some(local) => {
                 let std_stream = connect_from(local, addr)?;

@@ -118,3 +118,35 @@ fn camera_udp_sockets_bind_to_the_configured_address_too() {
         "RTP port {client_port} not bound on 127.0.0.2:\n{listing}"
     );
 }
+
+/// Host names are looked up off the event loop: `localhost` resolves and connects, and a name
+/// that doesn't resolve fails its stream while the server keeps answering.
+#[test]
+fn camera_host_names_resolve_without_blocking_the_server() {
+    let camera = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = camera.local_addr().unwrap().port();
+    let cg = Camgate::start(&["--rtsp-transport", "tcp"]);
+    let bad = r#"{"uri":"rtsp://camgate-test-no-such-host.invalid/cam"}"#;
+    assert_eq!(
+        cg.request("POST", "/rest-api/rtsp/startup", Some(bad)).0,
+        200
+    );
+    let body = format!(r#"{{"uri":"rtsp://localhost:{port}/cam"}}"#);
+    assert_eq!(
+        cg.request("POST", "/rest-api/rtsp/startup", Some(&body)).0,
+        200
+    );
+    let (_conn, peer) = camera.accept().unwrap();
+    assert!(peer.ip().is_loopback());
+    // The unresolvable camera fails (within the connect timeout) and leaves the list.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, list) = cg.request("GET", "/api/streams", None);
+        assert_eq!(status, 200);
+        if !list.contains("no-such-host") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{list}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
