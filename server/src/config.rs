@@ -57,6 +57,9 @@ pub struct Config {
     pub rtsp_follow_redirects: bool,
     /// Send cnonce/nc/qop in Digest answers; false for cameras that reject them (RFC 2069 style).
     pub rtsp_digest_cnonce: bool,
+    /// RTP over UDP: packets a reorder buffer holds at most, and how long it waits for a gap.
+    pub rtsp_reorder_depth: usize,
+    pub rtsp_reorder_window_ms: u64,
     /// A track that can't play (SETUP refused, undecodable audio) fails the whole stream
     /// instead of being left out.
     pub fail_on_track_error: bool,
@@ -120,6 +123,8 @@ impl Default for Config {
             rtsp_transport: TransportSetting::Auto,
             rtsp_follow_redirects: true,
             rtsp_digest_cnonce: true,
+            rtsp_reorder_depth: 64,
+            rtsp_reorder_window_ms: 100,
             fail_on_track_error: false,
             rtsp_udp_port_min: 30000,
             rtsp_udp_port_max: 39999,
@@ -337,6 +342,8 @@ impl Config {
             },
             follow_redirects: self.rtsp_follow_redirects,
             digest_cnonce: self.rtsp_digest_cnonce,
+            reorder_depth: self.rtsp_reorder_depth.clamp(1, 4096),
+            reorder_window: Duration::from_millis(self.rtsp_reorder_window_ms.min(2000)),
             fail_on_track_error: self.fail_on_track_error,
             ..Default::default()
         }

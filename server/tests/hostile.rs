@@ -44,3 +44,56 @@ fn a_flood_of_idle_connections_does_not_stop_the_api() {
     );
     drop(idle);
 }
+
+/// Hundreds of signaling sessions at once: every one is served (`getUserData`), and the HTTP
+/// side keeps answering meanwhile.
+#[test]
+fn a_flood_of_websocket_sessions_is_served_and_does_not_stall_the_rest() {
+    let cg = Camgate::start(&[]);
+    let mut sessions = Vec::new();
+    for i in 0..200 {
+        let mut ws = TcpStream::connect(cg.ws).unwrap();
+        ws.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let upgrade = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZSA{:03}==\r\n\r\n",
+            i % 1000
+        );
+        ws.write_all(upgrade.as_bytes()).unwrap();
+        sessions.push(ws);
+    }
+    // Each upgrade is answered 101; then a masked text frame `connection` gets `getUserData`.
+    let connection = br#"{"message":"connection","data":[{"appKey":"defaultApp"}]}"#;
+    let mut frame = vec![0x81, 0x80 | connection.len() as u8, 1, 2, 3, 4];
+    frame.extend(
+        connection
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]),
+    );
+    let started = Instant::now();
+    for ws in &mut sessions {
+        let mut head = [0u8; 12];
+        ws.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 101");
+        ws.write_all(&frame).unwrap();
+    }
+    let (status, _) = cg.request("GET", "/api/streams", None);
+    assert_eq!(status, 200);
+    let mut served = 0;
+    for ws in &mut sessions {
+        let mut buf = vec![0u8; 4096];
+        let mut got = Vec::new();
+        while !String::from_utf8_lossy(&got).contains("getUserData") {
+            match ws.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        if String::from_utf8_lossy(&got).contains("getUserData") {
+            served += 1;
+        }
+    }
+    assert_eq!(served, 200, "every session got getUserData");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
