@@ -97,3 +97,30 @@ fn a_flood_of_websocket_sessions_is_served_and_does_not_stall_the_rest() {
     assert_eq!(served, 200, "every session got getUserData");
     assert!(started.elapsed() < Duration::from_secs(20));
 }
+
+/// Raw bytes on the web port: garbage gets 400, an endless header block 431, a huge body 413,
+/// and the server answers the next client as usual.
+#[test]
+fn garbage_and_oversized_http_requests_get_an_error_and_nothing_else() {
+    let cg = Camgate::start(&[]);
+    let raw = |bytes: &[u8]| {
+        let mut s = TcpStream::connect(cg.http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(bytes);
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    assert!(raw(b"\x00\xff\x13garbage\r\n\r\n").starts_with("HTTP/1.1 400"));
+    // A few long header lines that never end the head: past 16 KiB it is refused.
+    let mut endless = b"GET / HTTP/1.1\r\n".to_vec();
+    for _ in 0..20 {
+        endless.extend_from_slice(b"X-Filler: ");
+        endless.extend_from_slice(&[b'a'; 1000]);
+        endless.extend_from_slice(b"\r\n");
+    }
+    assert!(raw(&endless).starts_with("HTTP/1.1 431"));
+    let huge = b"POST /rest-api/rtsp/startup HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n{";
+    assert!(raw(huge).starts_with("HTTP/1.1 413"));
+    assert_eq!(cg.request("GET", "/api/streams", None).0, 200);
+}
