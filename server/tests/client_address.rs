@@ -9,21 +9,28 @@ use std::time::Duration;
 
 use common::Camgate;
 
-#[test]
-fn camera_connections_come_from_the_configured_address() {
+/// Starts camgate with `args` and has it pull a camera that is only a listener on loopback:
+/// the test plays the camera's side on the accepted connection.
+fn pull_from_listener(args: &[&str]) -> (Camgate, TcpListener, u16) {
     let camera = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = camera.local_addr().unwrap().port();
-    let cg = Camgate::start(&[
-        "--rtsp-client-address",
-        "127.0.0.2",
-        "--rtsp-transport",
-        "tcp",
-    ]);
+    let cg = Camgate::start(args);
     let body = format!(r#"{{"uri":"rtsp://127.0.0.1:{port}/cam"}}"#);
     assert_eq!(
         cg.request("POST", "/rest-api/rtsp/startup", Some(&body)).0,
         200
     );
+    (cg, camera, port)
+}
+
+#[test]
+fn camera_connections_come_from_the_configured_address() {
+    let (_cg, camera, _) = pull_from_listener(&[
+        "--rtsp-client-address",
+        "127.0.0.2",
+        "--rtsp-transport",
+        "tcp",
+    ]);
     camera.set_nonblocking(false).unwrap();
     let (conn, peer) = camera.accept().unwrap();
     assert_eq!(peer.ip().to_string(), "127.0.0.2");
@@ -35,14 +42,7 @@ fn camera_connections_come_from_the_configured_address() {
 
 #[test]
 fn without_it_the_system_picks_the_address() {
-    let camera = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = camera.local_addr().unwrap().port();
-    let cg = Camgate::start(&["--rtsp-transport", "tcp"]);
-    let body = format!(r#"{{"uri":"rtsp://127.0.0.1:{port}/cam"}}"#);
-    assert_eq!(
-        cg.request("POST", "/rest-api/rtsp/startup", Some(&body)).0,
-        200
-    );
+    let (_cg, camera, _) = pull_from_listener(&["--rtsp-transport", "tcp"]);
     let (_conn, peer) = camera.accept().unwrap();
     assert_eq!(peer.ip().to_string(), "127.0.0.1");
 }
@@ -52,19 +52,12 @@ fn without_it_the_system_picks_the_address() {
 #[test]
 fn camera_udp_sockets_bind_to_the_configured_address_too() {
     use std::io::{BufRead, BufReader, Write};
-    let camera = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = camera.local_addr().unwrap().port();
-    let cg = Camgate::start(&[
+    let (_cg, camera, port) = pull_from_listener(&[
         "--rtsp-client-address",
         "127.0.0.2",
         "--rtsp-transport",
         "udp",
     ]);
-    let body = format!(r#"{{"uri":"rtsp://127.0.0.1:{port}/cam"}}"#);
-    assert_eq!(
-        cg.request("POST", "/rest-api/rtsp/startup", Some(&body)).0,
-        200
-    );
     let (conn, _) = camera.accept().unwrap();
     conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut reader = BufReader::new(conn.try_clone().unwrap());
