@@ -10,9 +10,11 @@ import { after, before } from 'node:test';
 import { launchBrowser } from './browser.mjs';
 import { makeLogDir, startCamera, startCamgate } from './procs.mjs';
 
-export function useEnvironment({ cameras = [{ name: 'camera' }] } = {}) {
+// `launch` starts the browser (Chromium by default; lib/firefox.mjs passes Firefox), and
+// `logPrefix` names the log directory.
+export function useEnvironment({ cameras = [{ name: 'camera' }], launch = launchBrowser, logPrefix } = {}) {
   const env = {
-    logDir: makeLogDir(),
+    logDir: logPrefix ? makeLogDir(logPrefix) : makeLogDir(),
     camgate: null,
     cameras: {}, // by name
     browser: null,
@@ -58,7 +60,7 @@ export function useEnvironment({ cameras = [{ name: 'camera' }] } = {}) {
       cameras.forEach((c, i) => { env.cameras[c.name] = started[i + 1].value || null; });
       const failed = started.find((r) => r.status === 'rejected');
       if (failed) throw failed.reason;
-      ({ browser: env.browser, close: env.closeBrowser } = await launchBrowser());
+      ({ browser: env.browser, close: env.closeBrowser } = await launch());
     } catch (err) {
       await env.dumpLogs();
       throw err;

@@ -14,13 +14,12 @@
 //   const stats = await waitForFirefoxFrames(page, { minFrames: 5 });
 
 import fs from 'node:fs';
-import { after, before } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import puppeteer from 'puppeteer-core';
 
 import { pageUrl } from './config.mjs';
-import { makeLogDir, startCamera, startCamgate } from './procs.mjs';
+import { useEnvironment } from './env.mjs';
 
 export const FIREFOX = process.env.FIREFOX || '/usr/bin/firefox-esr';
 
@@ -206,65 +205,7 @@ export async function firefoxSdpVideoLines(page, which = 'camgate') {
   }, which);
 }
 
-// Per-file environment like lib/env.mjs's useEnvironment, with Firefox instead of Chromium.
+// Per-file environment (lib/env.mjs) with Firefox instead of Chromium.
 export function useFirefoxEnvironment({ cameras = [{ name: 'camera' }] } = {}) {
-  const env = {
-    logDir: makeLogDir('camgate-firefox-'),
-    camgate: null,
-    cameras: {},
-    browser: null,
-    closeBrowser: null,
-    get camera() { return env.cameras.camera; },
-    children() { return [env.camgate, ...Object.values(env.cameras)].filter(Boolean); },
-    async run(pages, fn) {
-      try {
-        return await fn();
-      } catch (err) {
-        await env.dumpLogs(pages);
-        throw err;
-      }
-    },
-    async dumpLogs(pages = []) {
-      const out = [`\n===== logs in ${env.logDir} =====`];
-      for (const child of env.children()) {
-        out.push(`--- ${child.name} (${child.logFile}, exit ${child.exitCode}) ---`, child.tail(60));
-      }
-      for (const [i, page] of pages.entries()) {
-        out.push(`--- page ${i} console ---`, (page.consoleLines || []).slice(-40).join('\n'));
-        const frames = await page
-          .evaluate(() => (window.camgate ? window.camgate.log.map((f) => `${f.dir} ${f.frame}`) : []))
-          .catch(() => []);
-        if (frames.length) {
-          const short = frames.map((f) => f.replace(/v=0[^"]*/g, '<sdp>'));
-          out.push(`--- page ${i} signaling ---`, short.slice(-30).join('\n'));
-        }
-      }
-      console.error(out.join('\n'));
-    },
-  };
-
-  before(async () => {
-    try {
-      const started = await Promise.allSettled([
-        startCamgate(env.logDir),
-        ...cameras.map((c) => startCamera(env.logDir, c)),
-      ]);
-      env.camgate = started[0].value || null;
-      cameras.forEach((c, i) => { env.cameras[c.name] = started[i + 1].value || null; });
-      const failed = started.find((r) => r.status === 'rejected');
-      if (failed) throw failed.reason;
-      ({ browser: env.browser, close: env.closeBrowser } = await launchFirefox());
-    } catch (err) {
-      await env.dumpLogs();
-      throw err;
-    }
-  }, { timeout: 60000 });
-
-  after(async () => {
-    if (env.closeBrowser) await env.closeBrowser();
-    await Promise.all(env.children().map((c) => c.stop()));
-    console.log(`# logs kept in ${env.logDir}`);
-  }, { timeout: 30000 });
-
-  return env;
+  return useEnvironment({ cameras, launch: () => launchFirefox(), logPrefix: 'camgate-firefox-' });
 }
