@@ -58,7 +58,7 @@ export async function grantMedia(page) {
 }
 
 // getStats() of a peer connection in the page: `which` is 'camgate' (window.camgate.pc) or
-// 'last' (the newest recorded RTCPeerConnection).
+// 'last' (the newest recorded RTCPeerConnection). Works with Playwright and Puppeteer pages.
 export async function videoStats(page, which = 'last') {
   return page.evaluate(async (which) => {
     const pc = which === 'camgate'
@@ -85,10 +85,13 @@ export async function videoStats(page, which = 'last') {
         packetsReceived: video.packetsReceived || 0,
         packetsLost: video.packetsLost || 0,
         mimeType: codecs.get(video.codecId)?.mimeType || null,
+        sdpFmtpLine: codecs.get(video.codecId)?.sdpFmtpLine || null,
       },
       audio: audio && {
         packetsReceived: audio.packetsReceived || 0,
         totalAudioEnergy: audio.totalAudioEnergy || 0,
+        hasTotalAudioEnergy: 'totalAudioEnergy' in audio,
+        audioLevel: audio.audioLevel || 0,
         mimeType: codecs.get(audio.codecId)?.mimeType || null,
       },
     };

@@ -18,6 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import puppeteer from 'puppeteer-core';
 
+import { videoStats } from './browser.mjs';
 import { pageUrl } from './config.mjs';
 import { useEnvironment } from './env.mjs';
 
@@ -118,45 +119,8 @@ export async function waitForFirefoxStatus(page, status, timeoutMs = 20000) {
   return page.evaluate(() => window.camgate.status);
 }
 
-// getStats() in the page: `which` is 'camgate' (window.camgate.pc) or 'last' (newest recorded pc).
-export async function firefoxStats(page, which = 'last') {
-  return page.evaluate(async (which) => {
-    const pc = which === 'camgate'
-      ? window.camgate && window.camgate.pc
-      : (window.__pcs || []).filter((p) => p.connectionState !== 'closed').at(-1);
-    if (!pc) return null;
-    const report = await pc.getStats();
-    let video = null;
-    let audio = null;
-    const codecs = new Map();
-    report.forEach((s) => {
-      if (s.type === 'inbound-rtp' && s.kind === 'video') video = s;
-      if (s.type === 'inbound-rtp' && s.kind === 'audio') audio = s;
-      if (s.type === 'codec') codecs.set(s.id, s);
-    });
-    return {
-      connectionState: pc.connectionState,
-      iceConnectionState: pc.iceConnectionState,
-      video: video && {
-        framesDecoded: video.framesDecoded || 0,
-        frameWidth: video.frameWidth || 0,
-        frameHeight: video.frameHeight || 0,
-        framesPerSecond: video.framesPerSecond || 0,
-        packetsReceived: video.packetsReceived || 0,
-        packetsLost: video.packetsLost || 0,
-        mimeType: codecs.get(video.codecId)?.mimeType || null,
-        sdpFmtpLine: codecs.get(video.codecId)?.sdpFmtpLine || null,
-      },
-      audio: audio && {
-        packetsReceived: audio.packetsReceived || 0,
-        totalAudioEnergy: audio.totalAudioEnergy || 0,
-        hasTotalAudioEnergy: 'totalAudioEnergy' in audio,
-        audioLevel: audio.audioLevel || 0,
-        mimeType: codecs.get(audio.codecId)?.mimeType || null,
-      },
-    };
-  }, which);
-}
+// getStats() in the page: the same reader as Chromium's (page.evaluate has one shape in both).
+export const firefoxStats = videoStats;
 
 // Polls getStats until `minFrames` video frames are decoded; returns the last stats.
 export async function waitForFirefoxFrames(page, { which = 'camgate', minFrames = 1, timeoutMs = 20000 } = {}) {
