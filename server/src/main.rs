@@ -3,14 +3,6 @@
 //! This binary wires the pieces: configuration, the built-in demo camera, the mio event loop
 //! (`camgate-io`) driving the sans-IO gateway (`camgate-core`), and the web side (`web`).
 
-mod access;
-mod config;
-mod demo;
-mod metrics;
-mod rest;
-mod tls;
-mod web;
-
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -20,7 +12,8 @@ use camgate_core::hub::{Gateway, GatewayConfig};
 use camgate_io::{EventLoop, EventLoopConfig, ListenerKind};
 use clap::Parser;
 
-use crate::config::{Cli, Config};
+use camgate::config::{Cli, Config};
+use camgate::{access, demo, tls, web};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
