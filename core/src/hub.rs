@@ -25,8 +25,9 @@ use crate::audio_relay::{AudioOut, AudioPacket, AudioRelay};
 use crate::gop::GopCache;
 use crate::h264::RelayPacket;
 use crate::media::MediaKind;
+use crate::placement::{Placement, PUBLISH_INTERVAL};
 use crate::rtp::{parse_sender_report, RtpPacket, SeqStep, SeqTracker};
-use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent};
+use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent, RtspUrl};
 use crate::signaling::{self, ClientMessage, StreamStatus};
 use crate::sync::{StreamClock, TrackClock};
 use crate::video_relay::{VideoCodec, VideoRelay};
@@ -39,6 +40,9 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 
 /// How long a viewer whose connection died may still say `stopStream` before it gets FAILED.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Sessions of other workers attached here have ids with this bit (see `Forward::Attach`).
+const REMOTE_SESSION_BIT: u64 = 1 << 61;
 
 /// Bound of a stream's GOP cache; a camera with a longer GOP (in bytes) gets no instant start.
 const MAX_GOP_BYTES: usize = 4 << 20;
@@ -63,6 +67,9 @@ pub struct GatewayConfig {
     /// A clock for measuring how long transcoding takes (for metrics). The core never reads
     /// the time itself; the server passes `Instant::now`, tests pass nothing or a fake.
     pub stopwatch: Option<fn() -> Instant>,
+    /// With several workers: this gateway's handle on the table of which worker pulls which
+    /// camera. `None`: one worker, every camera is pulled here.
+    pub placement: Option<Placement>,
 }
 
 impl Default for GatewayConfig {
@@ -77,6 +84,7 @@ impl Default for GatewayConfig {
             max_viewers: 2000,
             max_viewers_per_stream: 500,
             stopwatch: None,
+            placement: None,
         }
     }
 }
@@ -118,6 +126,40 @@ pub enum GatewayOutput {
         host: Option<String>,
         port: u16,
         data: Vec<u8>,
+    },
+    /// Hand `forward` to worker `worker`'s gateway (`handle_forward`), with several workers.
+    Forward { worker: usize, forward: Forward },
+}
+
+/// What one worker's gateway tells another's. A viewer is served by the worker that pulls
+/// its camera; its signaling session stays on the worker that holds the WebSocket (the
+/// origin), and is attached to the serving worker as a remote session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forward {
+    /// To the serving worker: open the origin's (established) session here.
+    Attach {
+        session: SessionId,
+    },
+    /// To the serving worker: a signaling message of that session (`playStream`, `stopStream`).
+    Message {
+        session: SessionId,
+        text: String,
+    },
+    /// To the serving worker: the session is gone; release its viewers silently.
+    Closed {
+        session: SessionId,
+    },
+    /// To the origin: a signaling message for the browser.
+    Send {
+        session: SessionId,
+        text: String,
+    },
+    /// To the serving worker: REST `startup` / `terminate` of this exact URL.
+    Startup {
+        url: String,
+    },
+    Terminate {
+        url: String,
     },
 }
 
@@ -217,6 +259,25 @@ pub struct GatewayStats {
     pub transcode_nanos: u64,
 }
 
+impl GatewayStats {
+    /// Adds another worker's totals to these.
+    pub fn add(&mut self, o: &GatewayStats) {
+        self.camera_bytes_in += o.camera_bytes_in;
+        self.camera_packets_in += o.camera_packets_in;
+        self.camera_packets_lost += o.camera_packets_lost;
+        self.viewer_packets_out += o.viewer_packets_out;
+        self.datagrams_out += o.datagrams_out;
+        self.datagram_bytes_out += o.datagram_bytes_out;
+        self.rtsp_errors += o.rtsp_errors;
+        self.rtsp_connects += o.rtsp_connects;
+        self.rtsp_reconnects += o.rtsp_reconnects;
+        self.viewers_joined += o.viewers_joined;
+        self.viewers_left += o.viewers_left;
+        self.audio_packets_transcoded += o.audio_packets_transcoded;
+        self.transcode_nanos += o.transcode_nanos;
+    }
+}
+
 /// Entry counts of the hub's tables, see [`Gateway::resident`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Resident {
@@ -298,6 +359,13 @@ struct Session {
     established: bool,
     viewers: Vec<usize>,
     last_heard: Option<Instant>,
+    /// A session of another worker attached here: (that worker, its id there). Its messages
+    /// go back there; it is not pinged (the origin does that).
+    origin: Option<(usize, SessionId)>,
+    /// Viewers of this session served by other workers: (mediaSessionId, worker).
+    remote_viewers: Vec<(String, usize)>,
+    /// Workers this session is attached to.
+    attached: Vec<usize>,
 }
 
 pub struct Gateway {
@@ -321,13 +389,20 @@ pub struct Gateway {
     /// The capture instant of each packet in `relay_out` (computed once, used per viewer).
     relay_walls: Vec<Instant>,
     stats: GatewayStats,
+    /// Remote sessions: (origin worker, id there) → local id.
+    remote_ids: HashMap<(usize, SessionId), SessionId>,
+    next_remote_id: u64,
+    /// When the stream list is next published for the other workers.
+    next_publish: Option<Instant>,
 }
 
 impl Gateway {
     pub fn new(config: GatewayConfig) -> Self {
+        // Stream ids are unique across workers (the APIs show them side by side).
+        let here = config.placement.as_ref().map_or(0, |p| p.here() as u64);
         Self {
             config,
-            next_stream_id: 1,
+            next_stream_id: (here << 40) + 1,
             streams: HashMap::new(),
             by_url: HashMap::new(),
             viewers: Slab::new(),
@@ -342,6 +417,9 @@ impl Gateway {
             audio_fallback: Vec::with_capacity(8),
             relay_walls: Vec::with_capacity(64),
             stats: GatewayStats::default(),
+            remote_ids: HashMap::new(),
+            next_remote_id: 0,
+            next_publish: None,
         }
     }
 
@@ -349,8 +427,18 @@ impl Gateway {
         &self.config
     }
 
-    /// Streams being pulled, with masked URLs.
+    /// Streams being pulled (by every worker), with masked URLs.
     pub fn streams(&self) -> Vec<StreamInfo> {
+        let mut list = self.local_streams();
+        if let Some(p) = &self.config.placement {
+            list.extend(p.others().0);
+            list.sort_by_key(|s| s.id);
+        }
+        list
+    }
+
+    /// Streams pulled by this worker.
+    fn local_streams(&self) -> Vec<StreamInfo> {
         let mut list: Vec<_> = self
             .streams
             .iter()
@@ -369,7 +457,17 @@ impl Gateway {
         list
     }
 
+    /// Totals of every worker.
     pub fn stats(&self) -> GatewayStats {
+        let mut stats = self.stats;
+        if let Some(p) = &self.config.placement {
+            stats.add(&p.others().1);
+        }
+        stats
+    }
+
+    /// Totals of this worker alone.
+    pub fn local_stats(&self) -> GatewayStats {
         self.stats
     }
 
@@ -419,9 +517,14 @@ impl Gateway {
                 return;
             }
         };
+        if self.route_elsewhere(session, &message, text) {
+            return;
+        }
         match message {
             ClientMessage::Connection { .. } => {
-                s.established = true;
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.established = true;
+                }
                 tracing::info!(session = session.0, "signaling session established");
                 self.send(session, signaling::get_user_data(&session.0.to_string()));
             }
@@ -440,11 +543,119 @@ impl Gateway {
         }
     }
 
+    /// With several workers: sends a `playStream` for a camera another worker pulls (or will
+    /// pull) there, and a `stopStream` to where its viewer is. True when the message went.
+    fn route_elsewhere(&mut self, session: SessionId, message: &ClientMessage, text: &str) -> bool {
+        let Some(placement) = &self.config.placement else {
+            return false;
+        };
+        let Some(s) = self.sessions.get_mut(&session) else {
+            return false;
+        };
+        if s.origin.is_some() {
+            return false; // forwarded here to be served here
+        }
+        let worker = match message {
+            ClientMessage::PlayStream {
+                media_session_id,
+                name,
+                ..
+            } => {
+                // A bad URL or a refusal is answered here, by `play`.
+                let Ok(url) = RtspUrl::parse(name) else {
+                    return false;
+                };
+                let Ok(worker) = placement.place(name, &url.redacted(), self.config.max_streams)
+                else {
+                    return false;
+                };
+                if worker == placement.here() {
+                    return false;
+                }
+                s.remote_viewers.push((media_session_id.clone(), worker));
+                worker
+            }
+            ClientMessage::StopStream { media_session_id } => {
+                let Some(i) = s
+                    .remote_viewers
+                    .iter()
+                    .position(|(m, _)| m == media_session_id)
+                else {
+                    return false;
+                };
+                s.remote_viewers.swap_remove(i).1
+            }
+            _ => return false,
+        };
+        if !s.attached.contains(&worker) {
+            s.attached.push(worker);
+            self.outputs.push_back(GatewayOutput::Forward {
+                worker,
+                forward: Forward::Attach { session },
+            });
+        }
+        self.outputs.push_back(GatewayOutput::Forward {
+            worker,
+            forward: Forward::Message {
+                session,
+                text: text.to_owned(),
+            },
+        });
+        true
+    }
+
+    /// What another worker's gateway sent this one (see `Forward`).
+    pub fn handle_forward(&mut self, from: usize, forward: Forward, now: Instant) {
+        match forward {
+            Forward::Attach { session } => {
+                let id = SessionId(REMOTE_SESSION_BIT | self.next_remote_id);
+                self.next_remote_id += 1;
+                self.remote_ids.insert((from, session), id);
+                self.sessions.insert(
+                    id,
+                    Session {
+                        established: true,
+                        origin: Some((from, session)),
+                        ..Default::default()
+                    },
+                );
+            }
+            Forward::Message { session, text } => {
+                if let Some(id) = self.remote_ids.get(&(from, session)).copied() {
+                    self.handle_session_message(id, now, &text);
+                }
+            }
+            Forward::Closed { session } => {
+                if let Some(id) = self.remote_ids.get(&(from, session)).copied() {
+                    self.handle_session_closed(id, now);
+                }
+            }
+            Forward::Send { session, text } => self.send(session, text),
+            Forward::Startup { url } => {
+                if let Err(e) = self.startup_here(&url, now) {
+                    tracing::info!("forwarded startup failed: {e}");
+                }
+            }
+            Forward::Terminate { url } => {
+                self.terminate_here(&url, now);
+            }
+        }
+    }
+
     /// The WebSocket is gone: release everything it held, silently.
     pub fn handle_session_closed(&mut self, session: SessionId, now: Instant) {
         let Some(s) = self.sessions.remove(&session) else {
             return;
         };
+        if let Some(origin) = s.origin {
+            self.remote_ids.remove(&origin);
+        }
+        for worker in &s.attached {
+            self.outputs.push_back(GatewayOutput::Forward {
+                worker: *worker,
+                forward: Forward::Closed { session },
+            });
+        }
         tracing::info!(
             session = session.0,
             viewers = s.viewers.len(),
@@ -487,13 +698,24 @@ impl Gateway {
                 signaling::stream_status(&media_session_id, "", StreamStatus::Failed, Some(info));
             this.send(session, text);
         };
-        if self.viewers.len() >= self.config.max_viewers {
+        let admitted = match &self.config.placement {
+            Some(p) => p.add_viewer(self.config.max_viewers),
+            None => self.viewers.len() < self.config.max_viewers,
+        };
+        if !admitted {
             let info = format!(
                 "Too many viewers: this server serves at most {}",
                 self.config.max_viewers
             );
             return refuse(self, &info);
         }
+        // Counted in the shared viewer total above: refusals from here on give the slot back.
+        let refuse = |this: &mut Self, info: &str| {
+            if let Some(p) = &this.config.placement {
+                p.remove_viewer();
+            }
+            refuse(this, info)
+        };
         let stream_id = match self.by_url.get(&name) {
             Some(id) => *id,
             None if self.streams.len() >= self.config.max_streams => {
@@ -566,6 +788,27 @@ impl Gateway {
     /// Starts pulling `url` with no viewer (REST `/rtsp/startup`); the connection stays up
     /// until `terminate`, and viewers who join find it running.
     pub fn startup(&mut self, url: &str, now: Instant) -> Result<StreamId, StartupError> {
+        let Some(placement) = self.config.placement.clone() else {
+            return self.startup_here(url, now);
+        };
+        let parsed = RtspUrl::parse(url).map_err(|e| StartupError::BadUri(e.to_string()))?;
+        match placement.place_pinned(url, &parsed.redacted(), self.config.max_streams) {
+            Err(_) => Err(StartupError::TooManyStreams(self.config.max_streams)),
+            Ok(None) => Err(StartupError::AlreadyPulled),
+            Ok(Some(w)) if w == placement.here() => self.startup_here(url, now),
+            Ok(Some(worker)) => {
+                self.outputs.push_back(GatewayOutput::Forward {
+                    worker,
+                    forward: Forward::Startup {
+                        url: url.to_owned(),
+                    },
+                });
+                Ok(StreamId(0))
+            }
+        }
+    }
+
+    fn startup_here(&mut self, url: &str, now: Instant) -> Result<StreamId, StartupError> {
         if let Some(id) = self.by_url.get(url).copied() {
             let s = self
                 .streams
@@ -592,6 +835,24 @@ impl Gateway {
     /// Stops pulling the stream with this URL (exact, or as masked in `streams()`); its
     /// viewers get FAILED "Stopped by rest /terminate". False when there is no such stream.
     pub fn terminate(&mut self, url: &str, now: Instant) -> bool {
+        let Some(placement) = self.config.placement.clone() else {
+            return self.terminate_here(url, now);
+        };
+        let Some((worker, exact)) = placement.find(url) else {
+            return false;
+        };
+        placement.unpin(&exact);
+        if worker == placement.here() {
+            return self.terminate_here(&exact, now);
+        }
+        self.outputs.push_back(GatewayOutput::Forward {
+            worker,
+            forward: Forward::Terminate { url: exact },
+        });
+        true
+    }
+
+    fn terminate_here(&mut self, url: &str, now: Instant) -> bool {
         let found = self.by_url.get(url).copied().or_else(|| {
             self.streams
                 .iter()
@@ -625,6 +886,9 @@ impl Gateway {
         let redacted = client.url().redacted();
         let (host, port) = (client.url().host().to_owned(), client.url().port());
         tracing::info!(stream = id.0, url = %redacted, "connecting to camera");
+        if let Some(p) = &self.config.placement {
+            p.opened(&url, &redacted);
+        }
         self.by_url.insert(url.clone(), id);
         self.streams.insert(
             id,
@@ -1200,6 +1464,9 @@ impl Gateway {
         if let Some(s) = self.streams.remove(&id) {
             tracing::info!(stream = id.0, url = %s.redacted, "camera connection closed");
             self.by_url.remove(&s.url);
+            if let Some(p) = &self.config.placement {
+                p.closed(&s.url);
+            }
             self.outputs
                 .push_back(GatewayOutput::RtspClose { stream: id });
         }
@@ -1213,6 +1480,9 @@ impl Gateway {
         }
         let mut entry = self.viewers.remove(v);
         self.stats.viewers_left += 1;
+        if let Some(p) = &self.config.placement {
+            p.remove_viewer();
+        }
         if let Some(viewer) = entry.viewer.as_mut() {
             viewer.close();
         }
@@ -1344,10 +1614,20 @@ impl Gateway {
 
     /// The earliest instant at which `handle_timeout` has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((t, _))| *t)
+        let timer = self.timers.peek().map(|Reverse((t, _))| *t);
+        match (timer, self.next_publish) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(p) = &self.config.placement {
+            if self.next_publish.is_none_or(|t| t <= now) {
+                self.next_publish = Some(now + PUBLISH_INTERVAL);
+                p.publish(self.local_streams(), self.stats);
+            }
+        }
         while let Some(Reverse((t, key))) = self.timers.peek().copied() {
             if t > now {
                 break;
@@ -1405,6 +1685,9 @@ impl Gateway {
         let interval = self.config.ping_interval;
         let mut dead = Vec::new();
         for (id, s) in &self.sessions {
+            if s.origin.is_some() {
+                continue; // pinged by its own worker, which tells when it is gone
+            }
             // Three missed pings: the browser is gone without closing its socket.
             if s.last_heard
                 .is_some_and(|h| now.saturating_duration_since(h) > interval * 3)
@@ -1435,7 +1718,25 @@ impl Gateway {
     // ---- output ----------------------------------------------------------------------------
 
     pub fn poll_output(&mut self) -> Option<GatewayOutput> {
-        self.outputs.pop_front()
+        loop {
+            let output = self.outputs.pop_front()?;
+            match output {
+                // A remote session's messages go back to the worker holding its WebSocket
+                // (and nowhere once it is gone).
+                GatewayOutput::WsSend { session, text } if session.0 & REMOTE_SESSION_BIT != 0 => {
+                    let Some((worker, session)) =
+                        self.sessions.get(&session).and_then(|s| s.origin)
+                    else {
+                        continue;
+                    };
+                    return Some(GatewayOutput::Forward {
+                        worker,
+                        forward: Forward::Send { session, text },
+                    });
+                }
+                output => return Some(output),
+            }
+        }
     }
 
     /// The next datagram for the shared WebRTC socket.

@@ -8,6 +8,7 @@ pub mod gop;
 pub mod h264;
 pub mod hub;
 pub mod media;
+pub mod placement;
 pub mod rtp;
 pub mod rtp_reorder;
 pub mod rtsp;

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use camgate_core::hub::{Gateway, GatewayConfig, GatewayOutput, SessionId, StreamId};
+use camgate_core::placement::Placement;
 use serde_json::Value;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind};
@@ -239,7 +240,14 @@ impl Browser {
 
 struct Harness {
     now: Instant,
+    /// Worker 0's gateway: every browser's signaling session lives here.
     gateway: Gateway,
+    /// The gateways of workers 1.. (multi-worker tests); worker w's WebRTC port is 20000 + w.
+    others: Vec<Gateway>,
+    /// The worker whose gateway pulls the camera.
+    camera_worker: usize,
+    /// Forwards from one worker to another: (from, to) and how many.
+    forwards: Vec<(usize, usize)>,
     camera: FakeCamera,
     stream: Option<StreamId>,
     connects: usize,
@@ -277,6 +285,9 @@ impl Harness {
         Self {
             now,
             gateway,
+            others: Vec::new(),
+            camera_worker: 0,
+            forwards: Vec::new(),
             camera: FakeCamera::default(),
             stream: None,
             connects: 0,
@@ -291,6 +302,31 @@ impl Harness {
             browser_mode0: false,
             browser_no_g711: false,
         }
+    }
+
+    /// `n` workers sharing a placement table, as the server runs them with `workers = n`.
+    fn with_workers(n: usize) -> (Self, Vec<Placement>) {
+        let placements = Placement::new_set(n);
+        let config = |w: usize| GatewayConfig {
+            candidates: vec![SocketAddr::from(([127, 0, 0, 1], 20000 + w as u16))],
+            placement: Some(placements[w].clone()),
+            ..GatewayConfig::default()
+        };
+        let mut h = Self::with_config(config(0));
+        h.others = (1..n).map(|w| Gateway::new(config(w))).collect();
+        (h, placements)
+    }
+
+    fn gw(&mut self, worker: usize) -> &mut Gateway {
+        match worker {
+            0 => &mut self.gateway,
+            w => &mut self.others[w - 1],
+        }
+    }
+
+    /// The worker whose WebRTC socket has this address.
+    fn worker_at(addr: SocketAddr) -> usize {
+        (addr.port() - 20000) as usize
     }
 
     fn signal(&mut self, b: usize, message: &str, data: Value) {
@@ -379,69 +415,86 @@ impl Harness {
     fn step(&mut self, dt: Duration) {
         for _ in 0..50 {
             let mut moved = false;
-            while let Some(out) = self.gateway.poll_output() {
-                moved = true;
-                match out {
-                    GatewayOutput::WsSend { session, text } => {
-                        let v: Value = serde_json::from_str(&text).unwrap();
-                        let browser = self.browser_by_session(session);
-                        if v["message"] == "setRemoteSDP" {
-                            let answer =
-                                SdpAnswer::from_sdp_string(v["data"][1].as_str().unwrap()).unwrap();
-                            let pending = browser.pending.take().unwrap();
-                            browser
-                                .rtc
-                                .sdp_api()
-                                .accept_answer(pending, answer)
-                                .unwrap();
+            for w in 0..=self.others.len() {
+                while let Some(out) = self.gw(w).poll_output() {
+                    moved = true;
+                    match out {
+                        GatewayOutput::Forward { worker, forward } => {
+                            self.forwards.push((w, worker));
+                            let now = self.now;
+                            self.gw(worker).handle_forward(w, forward, now);
                         }
-                        browser.ws.push(v);
-                    }
-                    GatewayOutput::WsClose { .. } => {}
-                    GatewayOutput::RtspConnect { stream, host, port } => {
-                        assert_eq!(host.as_str(), "127.0.0.1");
-                        self.ports.push(port);
-                        if self.camera_down {
-                            self.gateway.handle_rtsp_lost(stream, self.now);
-                            continue;
+                        GatewayOutput::WsSend { session, text } => {
+                            let v: Value = serde_json::from_str(&text).unwrap();
+                            let browser = self.browser_by_session(session);
+                            if v["message"] == "setRemoteSDP" {
+                                let answer =
+                                    SdpAnswer::from_sdp_string(v["data"][1].as_str().unwrap())
+                                        .unwrap();
+                                let pending = browser.pending.take().unwrap();
+                                browser
+                                    .rtc
+                                    .sdp_api()
+                                    .accept_answer(pending, answer)
+                                    .unwrap();
+                            }
+                            browser.ws.push(v);
                         }
-                        // A fresh TCP connection: the camera starts a new session, with
-                        // new sequence numbers and timestamps as after a reboot.
-                        self.camera.inbox.clear();
-                        self.camera.playing = false;
-                        self.camera.seq = self.camera.seq.wrapping_add(10_000);
-                        self.camera.time_base = self.camera.time_base.wrapping_add(7_777_777);
-                        self.rtsp_closed = false;
-                        self.stream = Some(stream);
-                        self.connects += 1;
-                        self.gateway.handle_rtsp_connected(stream, self.now);
+                        GatewayOutput::WsClose { .. } => {}
+                        GatewayOutput::RtspConnect { stream, host, port } => {
+                            assert_eq!(host.as_str(), "127.0.0.1");
+                            self.ports.push(port);
+                            let now = self.now;
+                            if self.camera_down {
+                                self.gw(w).handle_rtsp_lost(stream, now);
+                                continue;
+                            }
+                            // A fresh TCP connection: the camera starts a new session, with
+                            // new sequence numbers and timestamps as after a reboot.
+                            self.camera.inbox.clear();
+                            self.camera.playing = false;
+                            self.camera.seq = self.camera.seq.wrapping_add(10_000);
+                            self.camera.time_base = self.camera.time_base.wrapping_add(7_777_777);
+                            self.rtsp_closed = false;
+                            self.stream = Some(stream);
+                            self.connects += 1;
+                            self.camera_worker = w;
+                            self.gw(w).handle_rtsp_connected(stream, now);
+                        }
+                        GatewayOutput::RtspSend { data, .. } => self.camera.receive(&data),
+                        GatewayOutput::RtspClose { .. } => self.rtsp_closed = true,
+                        // No UDP here: the client's automatic transport falls back to TCP.
+                        GatewayOutput::RtspUdpOpen { stream, track } => {
+                            let now = self.now;
+                            self.gw(w).handle_rtsp_udp_ports(stream, now, track, None)
+                        }
+                        GatewayOutput::RtspUdpSend { .. } => {
+                            panic!("no UDP transport in this harness")
+                        }
                     }
-                    GatewayOutput::RtspSend { data, .. } => self.camera.receive(&data),
-                    GatewayOutput::RtspClose { .. } => self.rtsp_closed = true,
-                    // No UDP here: the client's automatic transport falls back to TCP.
-                    GatewayOutput::RtspUdpOpen { stream, track } => self
-                        .gateway
-                        .handle_rtsp_udp_ports(stream, self.now, track, None),
-                    GatewayOutput::RtspUdpSend { .. } => panic!("no UDP transport in this harness"),
                 }
             }
             if !self.camera.to_gateway.is_empty() {
                 moved = true;
                 let data = std::mem::take(&mut self.camera.to_gateway);
                 // Deliver in awkward pieces: TCP may split anywhere.
+                let (stream, now, w) = (self.stream.unwrap(), self.now, self.camera_worker);
                 for chunk in data.chunks(7) {
                     let before = allocs();
-                    self.gateway
-                        .handle_rtsp_data(self.stream.unwrap(), self.now, chunk);
+                    self.gw(w).handle_rtsp_data(stream, now, chunk);
                     self.media_allocs += allocs() - before;
                 }
             }
             let mut browser_sent = Vec::new();
-            while let Some(t) = {
+            let mut worker = 0;
+            while let Some(t) = loop {
                 let before = allocs();
-                let t = self.gateway.poll_transmit();
+                let t = self.gw(worker).poll_transmit();
                 self.media_allocs += allocs() - before;
-                t
+                if t.is_some() || worker == self.others.len() {
+                    break t;
+                }
+                worker += 1;
             } {
                 self.datagrams += 1;
                 moved = true;
@@ -460,7 +513,9 @@ impl Harness {
             }
             for s in browser_sent.drain(..) {
                 moved = true;
-                self.gateway.handle_udp(self.now, s.0, s.1, &s.2);
+                let now = self.now;
+                self.gw(Self::worker_at(s.1))
+                    .handle_udp(now, s.0, s.1, &s.2);
             }
             moved |= self.drain_browsers();
             if !moved {
@@ -468,7 +523,10 @@ impl Harness {
             }
         }
         self.now += dt;
-        self.gateway.handle_timeout(self.now);
+        for w in 0..=self.others.len() {
+            let now = self.now;
+            self.gw(w).handle_timeout(now);
+        }
         for b in &mut self.browsers {
             b.rtc.handle_input(Input::Timeout(self.now)).unwrap();
         }
@@ -482,8 +540,10 @@ impl Harness {
         for b in &mut self.browsers {
             Self::drain_browser(b, now, &mut sent);
         }
+        let now = self.now;
         for s in &sent {
-            self.gateway.handle_udp(self.now, s.0, s.1, &s.2);
+            self.gw(Self::worker_at(s.1))
+                .handle_udp(now, s.0, s.1, &s.2);
         }
         !sent.is_empty()
     }
@@ -1326,4 +1386,110 @@ fn credentials_never_leave_in_status_messages() {
     h.run_for(Duration::from_millis(200));
     let all: String = h.browsers[b].ws.iter().map(|v| v.to_string()).collect();
     assert!(!all.contains("s3cret"), "{all}");
+}
+
+#[test]
+fn with_two_workers_the_worker_pulling_a_camera_serves_its_viewers_for_the_other() {
+    let (mut h, placements) = Harness::with_workers(2);
+    // Worker 0 (where every signaling session lives) already pulls a camera, so the next
+    // camera goes to worker 1.
+    let busy = "rtsp://127.0.0.1:8554/elsewhere";
+    assert_eq!(placements[0].place(busy, busy, 10), Ok(0));
+    let url = "rtsp://127.0.0.1:8554/cam";
+    let first = h.play(url);
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..13);
+    assert_eq!(h.camera_worker, 1, "the camera is pulled by worker 1");
+    assert!(h.forwards.contains(&(0, 1)) && h.forwards.contains(&(1, 0)));
+
+    let second = h.play(url);
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(13..25);
+    assert_eq!(h.connects, 1, "one RTSP connection for both viewers");
+    for b in [first, second] {
+        assert_eq!(h.browsers[b].statuses(), ["PENDING", "PLAYING"]);
+        assert!(h.browsers[b].frames.len() >= 12, "browser {b}");
+    }
+    assert_eq!(nal_types(&h.browsers[second].frames[0].2), [7, 8, 5]);
+    // Worker 0 relays nothing itself, but its APIs see worker 1's stream and totals.
+    assert_eq!(h.gateway.local_stats().viewer_packets_out, 0);
+    assert!(h.gateway.stats().viewer_packets_out > 0);
+    let shown = h.gateway.streams();
+    let cam = shown
+        .iter()
+        .find(|s| s.url == url)
+        .expect("listed on worker 0");
+    assert_eq!((cam.viewers, cam.status()), (2, "PLAYING"));
+    assert_eq!(h.others[0].viewer_count(), 2);
+    assert_eq!(h.gateway.viewer_count(), 0);
+
+    // stopStream reaches the viewer on worker 1; a closed WebSocket releases the other.
+    h.signal(
+        first,
+        "stopStream",
+        serde_json::json!({"mediaSessionId": "m0"}),
+    );
+    h.run_for(Duration::from_millis(100));
+    assert_eq!(h.browsers[first].statuses().last().unwrap(), "STOPPED");
+    assert_eq!(h.others[0].viewer_count(), 1);
+    let session = h.browsers[second].session;
+    h.gateway.handle_session_closed(session, h.now);
+    h.run_for(Duration::from_millis(100));
+    assert_eq!(h.others[0].viewer_count(), 0);
+    let session = h.browsers[first].session;
+    h.gateway.handle_session_closed(session, h.now);
+    // After the linger the camera connection closes and worker 1 gives the URL up.
+    h.run_for(Duration::from_secs(6));
+    assert!(h.rtsp_closed);
+    assert_eq!(placements[0].find(url), None);
+    let left = h.others[0].resident();
+    assert_eq!(
+        (left.streams, left.viewers, left.sessions),
+        (0, 0, 0),
+        "{left:?}"
+    );
+}
+
+#[test]
+fn with_two_workers_rest_and_limits_act_on_the_whole_server() {
+    let (mut h, placements) = Harness::with_workers(2);
+    h.gateway = Gateway::new(GatewayConfig {
+        candidates: vec![SocketAddr::from(([127, 0, 0, 1], 20000))],
+        placement: Some(placements[0].clone()),
+        max_viewers: 1,
+        ..GatewayConfig::default()
+    });
+    let busy = "rtsp://127.0.0.1:8554/elsewhere";
+    placements[0].place(busy, busy, 10).unwrap();
+    // REST startup on worker 0 is carried out by worker 1, and a second one is refused.
+    let url = "rtsp://127.0.0.1:8554/cam";
+    let now = h.now;
+    h.gateway.startup(url, now).unwrap();
+    assert_eq!(
+        h.gateway.startup(url, now),
+        Err(camgate_core::hub::StartupError::AlreadyPulled)
+    );
+    h.run_for(Duration::from_millis(300));
+    assert_eq!((h.connects, h.camera_worker), (1, 1));
+    assert!(h.gateway.streams().iter().any(|s| s.url == url && s.pinned));
+
+    // The viewer limit counts viewers of all workers.
+    let viewer = h.play(url);
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..11);
+    assert!(h.browsers[viewer].frames.len() >= 10);
+    let refused = h.play(busy);
+    h.run_for(Duration::from_millis(100));
+    assert_eq!(h.browsers[refused].statuses(), ["FAILED"]);
+    assert!(h.browsers[refused].ws.iter().any(|v| v["data"][0]["info"]
+        .as_str()
+        .is_some_and(|i| i.starts_with("Too many viewers"))));
+
+    // terminate on worker 0 stops worker 1's stream and its viewer.
+    assert!(h.gateway.terminate(url, now));
+    h.run_for(Duration::from_millis(300));
+    assert_eq!(h.browsers[viewer].statuses().last().unwrap(), "FAILED");
+    assert!(h.rtsp_closed);
+    assert_eq!(h.others[0].viewer_count(), 0);
+    assert!(!h.gateway.terminate(url, now), "gone everywhere");
 }

@@ -18,6 +18,7 @@ use slab::Slab;
 use crate::camera_udp::{CameraUdp, PortRange};
 use crate::tcp::{ReadOutcome, TcpConn};
 use crate::udp::UdpEndpoint;
+use crate::workers::WorkerLink;
 
 /// A web client connection, numbered by the loop (the slab key of its socket).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -104,6 +105,18 @@ pub trait WebApp {
     );
 }
 
+/// The web side of a worker without listeners (every worker but the first): it never gets a
+/// connection; signaling for its viewers goes through the first worker's web app.
+pub struct NoWeb;
+
+impl WebApp for NoWeb {
+    fn accepted(&mut self, _: ConnId, _: ListenerKind, _: SocketAddr, _: Instant) {}
+    fn received(&mut self, _: ConnId, _: &[u8], _: Instant, _: &mut Gateway, _: &mut WebIo) {}
+    fn closed(&mut self, _: ConnId, _: Instant, _: &mut Gateway) {}
+    fn send_text(&mut self, _: SessionId, _: &str, _: Instant, _: &mut Gateway, _: &mut WebIo) {}
+    fn close_session(&mut self, _: SessionId, _: Instant, _: &mut Gateway, _: &mut WebIo) {}
+}
+
 #[derive(Debug, Clone)]
 pub struct EventLoopConfig {
     pub listeners: Vec<(ListenerKind, SocketAddr)>,
@@ -152,6 +165,8 @@ pub struct EventLoop {
     read_buf: Vec<u8>,
     /// Datagrams taken from the gateway for one batched send; capacity is reused.
     tx_buf: Vec<Transmit>,
+    /// The other workers, when there are several.
+    link: Option<WorkerLink>,
 }
 
 impl EventLoop {
@@ -174,6 +189,7 @@ impl EventLoop {
             rtsp_client_address: config.rtsp_client_address,
             read_buf: vec![0; 64 * 1024],
             tx_buf: Vec::with_capacity(1024),
+            link: None,
         };
         for (kind, addr) in &config.listeners {
             let mut listener = TcpListener::bind(*addr)
@@ -195,6 +211,16 @@ impl EventLoop {
             this.endpoints.insert(Endpoint::Udp(udp));
         }
         Ok(this)
+    }
+
+    /// What other workers ring to wake this loop (see `WorkerLink::link_all`).
+    pub fn waker(&self) -> std::sync::Arc<mio::Waker> {
+        self.waker.clone()
+    }
+
+    /// Connects this loop to the other workers' loops.
+    pub fn set_link(&mut self, link: WorkerLink) {
+        self.link = Some(link);
     }
 
     /// Addresses actually bound (ports resolved when 0 was asked for).
@@ -236,6 +262,10 @@ impl EventLoop {
             for event in events.iter() {
                 if event.token() == WAKER {
                     self.finish_lookups(now, gateway);
+                    while let Some((from, forward)) = self.link.as_ref().and_then(|l| l.try_recv())
+                    {
+                        gateway.handle_forward(from, forward, now);
+                    }
                     continue;
                 }
                 self.handle_event(event.token().0, now, gateway, web, &mut web_io);
@@ -421,6 +451,14 @@ impl EventLoop {
                         }
                     }
                 }
+                GatewayOutput::Forward { worker, forward } => match &self.link {
+                    Some(link) if worker != link.here() => {
+                        if !link.send(worker, forward) {
+                            tracing::warn!(worker, "worker gone: message dropped");
+                        }
+                    }
+                    _ => gateway.handle_forward(worker, forward, now),
+                },
                 GatewayOutput::RtspUdpOpen { stream, track } => {
                     let port = self.open_camera_udp(stream, track);
                     gateway.handle_rtsp_udp_ports(stream, now, track, port);

@@ -11,5 +11,7 @@ pub mod camera_udp;
 pub mod event_loop;
 pub mod tcp;
 pub mod udp;
+pub mod workers;
 
-pub use event_loop::{ConnId, EventLoop, EventLoopConfig, ListenerKind, WebApp, WebIo};
+pub use event_loop::{ConnId, EventLoop, EventLoopConfig, ListenerKind, NoWeb, WebApp, WebIo};
+pub use workers::WorkerLink;

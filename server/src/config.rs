@@ -44,8 +44,10 @@ pub struct Config {
     pub max_viewers: usize,
     /// Viewers of one stream; past it a play gets FAILED "Too many viewers of this stream".
     pub max_viewers_per_stream: usize,
-    /// UDP port shared by every WebRTC viewer.
+    /// UDP port shared by every WebRTC viewer (of the first worker; worker i uses this + i).
     pub webrtc_port: u16,
+    /// Event loops (worker threads); 0: one per CPU core.
+    pub workers: usize,
     /// Addresses announced to browsers as ICE host candidates. Empty: every address of this
     /// machine (IPv4), loopback included.
     pub announce_ips: Vec<IpAddr>,
@@ -118,6 +120,7 @@ impl Default for Config {
             max_viewers: 2000,
             max_viewers_per_stream: 500,
             webrtc_port: 20000,
+            workers: 0,
             announce_ips: Vec::new(),
             rtsp_client_address: None,
             rtsp_transport: TransportSetting::Auto,
@@ -174,6 +177,9 @@ pub struct Cli {
     pub http_port: Option<u16>,
     #[arg(long)]
     pub webrtc_port: Option<u16>,
+    /// Event loops (worker threads); 0: one per CPU core.
+    #[arg(long)]
+    pub workers: Option<usize>,
     #[arg(long)]
     pub wss_port: Option<u16>,
     #[arg(long)]
@@ -231,6 +237,9 @@ impl Config {
         }
         if let Some(v) = cli.webrtc_port {
             config.webrtc_port = v;
+        }
+        if let Some(v) = cli.workers {
+            config.workers = v;
         }
         if let Some(v) = cli.wss_port {
             config.wss_port = v;
@@ -349,10 +358,28 @@ impl Config {
         }
     }
 
+    /// How many event loops run: `workers`, or one per core when it is 0 (at most 64).
+    pub fn worker_count(&self) -> usize {
+        let n = match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        n.clamp(1, MAX_WORKERS)
+    }
+
     /// The WebRTC sockets to bind and the address each is announced as.
     /// With announced addresses, one socket on the bind address serves them all.
     pub fn webrtc_sockets(&self) -> Vec<(SocketAddr, SocketAddr)> {
-        let port = self.webrtc_port;
+        self.webrtc_sockets_of(0)
+    }
+
+    /// The WebRTC sockets of worker `worker`: on port `webrtc_port + worker` (0 stays 0:
+    /// any free port).
+    pub fn webrtc_sockets_of(&self, worker: usize) -> Vec<(SocketAddr, SocketAddr)> {
+        let port = match self.webrtc_port {
+            0 => 0,
+            p => p.saturating_add(worker as u16),
+        };
         if !self.announce_ips.is_empty() {
             return self
                 .announce_ips
@@ -389,6 +416,9 @@ impl Config {
             .collect()
     }
 }
+
+/// Most event loops camgate runs, whatever `workers` says.
+pub const MAX_WORKERS: usize = 64;
 
 #[cfg(test)]
 mod tests {

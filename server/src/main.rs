@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use camgate_core::hub::{Gateway, GatewayConfig};
-use camgate_io::{EventLoop, EventLoopConfig, ListenerKind};
+use camgate_core::placement::Placement;
+use camgate_io::{EventLoop, EventLoopConfig, ListenerKind, NoWeb, WorkerLink};
 use clap::Parser;
 
 use camgate::config::{Cli, Config};
@@ -103,31 +104,51 @@ fn run(config: &Config) -> Result<(), String> {
         None
     };
 
-    let loop_config = EventLoopConfig {
-        listeners,
-        udp: config.webrtc_sockets(),
-        rtsp_client_address: config.rtsp_client_address,
-        rtsp_udp_ports: (config.rtsp_udp_port_min, config.rtsp_udp_port_max),
-    };
-    let mut event_loop = EventLoop::new(&loop_config).map_err(|e| e.to_string())?;
+    let workers = config.worker_count();
+    let mut loops = Vec::with_capacity(workers);
+    for worker in 0..workers {
+        // The first worker holds the web listeners (signaling is light); every worker has
+        // its own WebRTC socket, so media never crosses threads.
+        let loop_config = EventLoopConfig {
+            listeners: if worker == 0 {
+                listeners.clone()
+            } else {
+                Vec::new()
+            },
+            udp: config.webrtc_sockets_of(worker),
+            rtsp_client_address: config.rtsp_client_address,
+            rtsp_udp_ports: (config.rtsp_udp_port_min, config.rtsp_udp_port_max),
+        };
+        loops.push(EventLoop::new(&loop_config).map_err(|e| e.to_string())?);
+    }
     let mut candidates = Vec::new();
-    for (kind, addr) in event_loop.local_addrs() {
-        match kind {
-            Some(ListenerKind::WebSocket) => {
-                tracing::info!("signaling (Flashphoner WebSocket) on ws://{addr}")
-            }
-            Some(ListenerKind::Http) => tracing::info!("player page on http://{addr}/"),
-            Some(ListenerKind::WssTls) => {
-                tracing::info!("signaling (Flashphoner WebSocket) on wss://{addr}")
-            }
-            Some(ListenerKind::HttpsTls) => tracing::info!("player page on https://{addr}/"),
-            None => {
-                tracing::info!("WebRTC media on udp {addr}");
-                candidates.push(addr);
+    for (worker, event_loop) in loops.iter().enumerate() {
+        let mut mine = Vec::new();
+        for (kind, addr) in event_loop.local_addrs() {
+            match kind {
+                Some(ListenerKind::WebSocket) => {
+                    tracing::info!("signaling (Flashphoner WebSocket) on ws://{addr}")
+                }
+                Some(ListenerKind::Http) => tracing::info!("player page on http://{addr}/"),
+                Some(ListenerKind::WssTls) => {
+                    tracing::info!("signaling (Flashphoner WebSocket) on wss://{addr}")
+                }
+                Some(ListenerKind::HttpsTls) => tracing::info!("player page on https://{addr}/"),
+                None => {
+                    tracing::info!(worker, "WebRTC media on udp {addr}");
+                    mine.push(addr);
+                }
             }
         }
+        candidates.push(mine);
     }
-    let mut gateway = Gateway::new(GatewayConfig {
+    tracing::info!(
+        workers,
+        "{workers} event loop(s); each camera is pulled by one of them"
+    );
+    let placements = (workers > 1).then(|| Placement::new_set(workers));
+    let links = WorkerLink::link_all(loops.iter().map(|l| l.waker()).collect());
+    let gateway_config = |worker: usize, candidates: Vec<SocketAddr>| GatewayConfig {
         candidates,
         rtsp: config.rtsp(),
         stream_linger: Duration::from_secs(config.stream_linger_secs),
@@ -136,8 +157,37 @@ fn run(config: &Config) -> Result<(), String> {
         max_viewers: config.max_viewers,
         max_viewers_per_stream: config.max_viewers_per_stream,
         stopwatch: Some(std::time::Instant::now),
+        placement: placements.as_ref().map(|p| p[worker].clone()),
         ..Default::default()
-    });
+    };
+    let mut threads = Vec::new();
+    let mut first = None;
+    for (((worker, mut event_loop), link), candidates) in
+        loops.into_iter().enumerate().zip(links).zip(candidates)
+    {
+        if workers > 1 {
+            event_loop.set_link(link);
+        }
+        let gateway_config = gateway_config(worker, candidates);
+        if worker == 0 {
+            first = Some((event_loop, gateway_config));
+            continue;
+        }
+        let thread = std::thread::Builder::new()
+            .name(format!("camgate-worker-{worker}"))
+            .spawn(move || {
+                let mut gateway = Gateway::new(gateway_config);
+                if let Err(e) = event_loop.run(&mut gateway, &mut NoWeb, &mut |_| true) {
+                    // A worker's streams can't move elsewhere: stop rather than serve half.
+                    tracing::error!(worker, "event loop: {e}");
+                    std::process::exit(1);
+                }
+            })
+            .map_err(|e| format!("cannot start worker {worker}: {e}"))?;
+        threads.push(thread);
+    }
+    let (mut event_loop, gateway_config) = first.expect("at least one worker");
+    let mut gateway = Gateway::new(gateway_config);
     let access = access::Access::new(config);
     if access.token.is_some() {
         tracing::info!("access control: APIs and signaling need the auth_token");

@@ -1,0 +1,288 @@
+//! Which worker pulls which camera, when camgate runs one gateway per core.
+//!
+//! Every worker has its own event loop and `Gateway`. A camera URL is pulled by exactly one
+//! of them (one RTSP connection per URL, as with one worker), and a viewer of that URL is
+//! served by that worker, whichever worker its signaling session lives on: the session's
+//! gateway forwards the `playStream` there (see `hub::Forward`).
+//!
+//! The table below is shared by all workers behind a mutex. It is touched when a viewer
+//! starts or stops, when a camera connection opens or closes, and a few times a second to
+//! publish each worker's stream list for the APIs: never per packet.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::hub::{GatewayStats, StreamId, StreamInfo};
+
+/// How often each worker publishes its streams and counters for the others' APIs.
+pub const PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// One worker's handle on the shared table.
+#[derive(Clone)]
+pub struct Placement {
+    here: usize,
+    table: Arc<Mutex<Table>>,
+}
+
+struct Table {
+    workers: usize,
+    /// Camera URL (the sharing key, credentials included) → where it is pulled.
+    streams: HashMap<String, Placed>,
+    /// Viewers on all workers, for the server-wide `max_viewers`.
+    viewers: usize,
+    /// What each worker published last.
+    published: Vec<Published>,
+}
+
+struct Placed {
+    worker: usize,
+    /// Started by REST `startup`: shown as pinned until the owner publishes it.
+    pinned: bool,
+    /// The URL with its password masked, for APIs before the owner has published.
+    redacted: String,
+}
+
+#[derive(Default, Clone)]
+struct Published {
+    streams: Vec<StreamInfo>,
+    stats: GatewayStats,
+}
+
+impl std::fmt::Debug for Placement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Placement")
+            .field("here", &self.here)
+            .finish()
+    }
+}
+
+/// Why `place` refused a new camera.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyStreams;
+
+impl Placement {
+    /// Handles for `workers` workers sharing one table, the i-th for worker i.
+    pub fn new_set(workers: usize) -> Vec<Placement> {
+        let workers = workers.max(1);
+        let table = Arc::new(Mutex::new(Table {
+            workers,
+            streams: HashMap::new(),
+            viewers: 0,
+            published: vec![Published::default(); workers],
+        }));
+        (0..workers)
+            .map(|here| Placement {
+                here,
+                table: table.clone(),
+            })
+            .collect()
+    }
+
+    /// This worker's number.
+    pub fn here(&self) -> usize {
+        self.here
+    }
+
+    pub fn workers(&self) -> usize {
+        self.lock().workers
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        // A worker that panicked while holding the lock left consistent data (every update
+        // is a single insert/remove/add), so the table stays usable.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The worker that pulls `url`. A URL nobody pulls yet goes to the worker with the fewest
+    /// cameras, unless `max_streams` cameras are pulled already.
+    pub fn place(
+        &self,
+        url: &str,
+        redacted: &str,
+        max_streams: usize,
+    ) -> Result<usize, TooManyStreams> {
+        let mut t = self.lock();
+        if let Some(p) = t.streams.get(url) {
+            return Ok(p.worker);
+        }
+        if t.streams.len() >= max_streams {
+            return Err(TooManyStreams);
+        }
+        let mut load = vec![0usize; t.workers];
+        for p in t.streams.values() {
+            load[p.worker] += 1;
+        }
+        // Fewest cameras; among equals this worker (no hop), then the lowest number.
+        let worker = (0..t.workers)
+            .min_by_key(|w| (load[*w], *w != self.here, *w))
+            .unwrap_or(self.here);
+        t.streams.insert(
+            url.to_owned(),
+            Placed {
+                worker,
+                pinned: false,
+                redacted: redacted.to_owned(),
+            },
+        );
+        Ok(worker)
+    }
+
+    /// Like `place`, for REST `startup`: `Ok(None)` when the URL is already pinned.
+    pub fn place_pinned(
+        &self,
+        url: &str,
+        redacted: &str,
+        max_streams: usize,
+    ) -> Result<Option<usize>, TooManyStreams> {
+        let worker = self.place(url, redacted, max_streams)?;
+        let mut t = self.lock();
+        let p = t.streams.get_mut(url).expect("just placed");
+        if p.pinned {
+            return Ok(None);
+        }
+        p.pinned = true;
+        Ok(Some(worker))
+    }
+
+    /// The worker pulling the stream with this URL (exact, or as masked), and its exact URL.
+    pub fn find(&self, url: &str) -> Option<(usize, String)> {
+        let t = self.lock();
+        if let Some(p) = t.streams.get(url) {
+            return Some((p.worker, url.to_owned()));
+        }
+        t.streams
+            .iter()
+            .find(|(_, p)| p.redacted == url)
+            .map(|(k, p)| (p.worker, k.clone()))
+    }
+
+    /// This worker opened a camera connection for `url` (keeps the entry if a race let two
+    /// workers open one; the later one simply serves its own viewers).
+    pub fn opened(&self, url: &str, redacted: &str) {
+        let here = self.here;
+        self.lock()
+            .streams
+            .entry(url.to_owned())
+            .or_insert_with(|| Placed {
+                worker: here,
+                pinned: false,
+                redacted: redacted.to_owned(),
+            });
+    }
+
+    /// This worker closed its camera connection for `url`.
+    pub fn closed(&self, url: &str) {
+        let mut t = self.lock();
+        if t.streams.get(url).is_some_and(|p| p.worker == self.here) {
+            t.streams.remove(url);
+        }
+    }
+
+    /// No longer pinned (REST `terminate`).
+    pub fn unpin(&self, url: &str) {
+        if let Some(p) = self.lock().streams.get_mut(url) {
+            p.pinned = false;
+        }
+    }
+
+    /// Counts a viewer in, unless `max` are there already.
+    pub fn add_viewer(&self, max: usize) -> bool {
+        let mut t = self.lock();
+        if t.viewers >= max {
+            return false;
+        }
+        t.viewers += 1;
+        true
+    }
+
+    pub fn remove_viewer(&self) {
+        let mut t = self.lock();
+        t.viewers = t.viewers.saturating_sub(1);
+    }
+
+    /// This worker's streams and counters, for the others' APIs.
+    pub fn publish(&self, streams: Vec<StreamInfo>, stats: GatewayStats) {
+        let here = self.here;
+        self.lock().published[here] = Published { streams, stats };
+    }
+
+    /// Streams and counters of the other workers: what they published, plus streams placed
+    /// on them that they have not published yet (shown as pending).
+    pub fn others(&self) -> (Vec<StreamInfo>, GatewayStats) {
+        let t = self.lock();
+        let mut streams = Vec::new();
+        let mut stats = GatewayStats::default();
+        for (w, p) in t.published.iter().enumerate() {
+            if w == self.here {
+                continue;
+            }
+            streams.extend(p.streams.iter().cloned());
+            stats.add(&p.stats);
+        }
+        for p in t.streams.values() {
+            if p.worker != self.here && !streams.iter().any(|s| s.url == p.redacted) {
+                streams.push(StreamInfo {
+                    id: StreamId(0),
+                    url: p.redacted.clone(),
+                    playing: false,
+                    viewers: 0,
+                    pinned: p.pinned,
+                    reconnecting: false,
+                    dropped_tracks: Vec::new(),
+                    info: String::new(),
+                });
+            }
+        }
+        (streams, stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_cameras_go_to_the_least_loaded_worker_and_stay_there() {
+        let set = Placement::new_set(3);
+        assert_eq!(set[1].place("rtsp://a/1", "rtsp://a/1", 10), Ok(1));
+        assert_eq!(set[1].place("rtsp://a/2", "rtsp://a/2", 10), Ok(0));
+        assert_eq!(set[0].place("rtsp://a/3", "rtsp://a/3", 10), Ok(2));
+        // Known URLs stay where they are, whoever asks.
+        assert_eq!(set[2].place("rtsp://a/1", "rtsp://a/1", 10), Ok(1));
+        assert_eq!(set[0].place("rtsp://a/4", "x", 3), Err(TooManyStreams));
+        // Only the owner's close removes the entry.
+        set[0].closed("rtsp://a/1");
+        assert_eq!(set[0].find("rtsp://a/1"), Some((1, "rtsp://a/1".into())));
+        set[1].closed("rtsp://a/1");
+        assert_eq!(set[0].find("rtsp://a/1"), None);
+    }
+
+    #[test]
+    fn pinning_twice_is_refused_and_masked_urls_are_found() {
+        let set = Placement::new_set(2);
+        let url = "rtsp://u:pw@cam/x";
+        assert_eq!(
+            set[0].place_pinned(url, "rtsp://u:***@cam/x", 5),
+            Ok(Some(0))
+        );
+        assert_eq!(set[1].place_pinned(url, "rtsp://u:***@cam/x", 5), Ok(None));
+        assert_eq!(set[1].find("rtsp://u:***@cam/x"), Some((0, url.into())));
+        let (others, _) = set[1].others();
+        assert_eq!(others.len(), 1);
+        assert!(others[0].pinned && others[0].url == "rtsp://u:***@cam/x");
+        assert!(
+            set[0].others().0.is_empty(),
+            "its own streams are not 'others'"
+        );
+    }
+
+    #[test]
+    fn the_viewer_limit_counts_all_workers() {
+        let set = Placement::new_set(2);
+        assert!(set[0].add_viewer(2));
+        assert!(set[1].add_viewer(2));
+        assert!(!set[0].add_viewer(2));
+        set[1].remove_viewer();
+        assert!(set[0].add_viewer(2));
+    }
+}
