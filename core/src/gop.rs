@@ -59,6 +59,28 @@ impl GopCache {
         self.valid && !self.packets.is_empty()
     }
 
+    /// Relay sequence number of the first cached packet, and timestamp of the last.
+    pub fn first_seq_and_last_ts(&self) -> Option<(u16, u32)> {
+        Some((self.packets.first()?.seq, self.packets.last()?.rtp_time))
+    }
+
+    /// Payload bytes cached.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Access units (frames) cached: `replay` spaces them one RTP tick apart.
+    pub fn access_units(&self) -> u32 {
+        if self.packets.is_empty() {
+            return 0;
+        }
+        1 + self
+            .packets
+            .windows(2)
+            .filter(|w| w[0].rtp_time != w[1].rtp_time)
+            .count() as u32
+    }
+
     pub fn len(&self) -> usize {
         self.packets.len()
     }
@@ -72,17 +94,13 @@ impl GopCache {
         let Some(last) = self.packets.last() else {
             return;
         };
-        let access_units = 1 + self
-            .packets
-            .windows(2)
-            .filter(|w| w[0].rtp_time != w[1].rtp_time)
-            .count();
+        let access_units = self.access_units();
         let mut index = 0u32;
         for (i, packet) in self.packets.iter().enumerate() {
             if i > 0 && self.packets[i - 1].rtp_time != packet.rtp_time {
                 index += 1;
             }
-            let behind = access_units as u32 - 1 - index;
+            let behind = access_units - 1 - index;
             send(packet, last.rtp_time.wrapping_sub(behind));
         }
     }

@@ -44,6 +44,9 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 /// Sessions of other workers attached here have ids with this bit (see `Forward::Attach`).
 const REMOTE_SESSION_BIT: u64 = 1 << 61;
 
+/// Largest cached GOP sent again to answer a browser's keyframe request (a burst to one viewer).
+const MAX_REPLAY_BYTES: usize = 1 << 20;
+
 /// Bound of a stream's GOP cache; a camera with a longer GOP (in bytes) gets no instant start.
 const MAX_GOP_BYTES: usize = 4 << 20;
 
@@ -257,6 +260,8 @@ pub struct GatewayStats {
     /// (measured only with `GatewayConfig::stopwatch`).
     pub audio_packets_transcoded: u64,
     pub transcode_nanos: u64,
+    /// Browsers' keyframe requests (PLI/FIR) answered by sending the cached GOP again.
+    pub keyframe_requests_answered: u64,
 }
 
 impl GatewayStats {
@@ -275,6 +280,7 @@ impl GatewayStats {
         self.viewers_left += o.viewers_left;
         self.audio_packets_transcoded += o.audio_packets_transcoded;
         self.transcode_nanos += o.transcode_nanos;
+        self.keyframe_requests_answered += o.keyframe_requests_answered;
     }
 }
 
@@ -1574,8 +1580,25 @@ impl Gateway {
             self.timers.push(Reverse((at, TimerKey::Viewer(v))));
             return;
         }
-        // A PLI can't be forwarded to an RTSP camera; the next keyframe serves it.
-        viewer.take_keyframe_request();
+        // A PLI can't be forwarded to an RTSP camera: the cached GOP answers it (a GOP too big
+        // to burst waits for the camera's next keyframe instead).
+        if viewer.take_keyframe_request() && entry.primed {
+            if let Some(s) = self.streams.get(&entry.stream) {
+                let (clock, video_clock) = (&s.clock, &s.video_clock);
+                if s.gop.is_ready()
+                    && s.gop.bytes() <= MAX_REPLAY_BYTES
+                    && viewer.replay_gop(
+                        now,
+                        &s.gop,
+                        |ts| video_clock.wallclock(clock, ts, now),
+                        &mut self.transmits,
+                    )
+                {
+                    self.stats.keyframe_requests_answered += 1;
+                    tracing::debug!(viewer = v, "keyframe request answered from the GOP cache");
+                }
+            }
+        }
         self.schedule_viewer(v, now);
     }
 

@@ -17,6 +17,7 @@ use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 use crate::audio_relay::{AudioOut, AudioPacket};
+use crate::gop::GopCache;
 use crate::h264::RelayPacket;
 use crate::video_relay::VideoCodec;
 
@@ -79,6 +80,9 @@ fn profile_class(profile_level_id: u32) -> (u8, bool) {
 /// A browser silent this long (no STUN, DTLS or RTCP) is gone.
 pub const SILENCE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Shortest time between two answers to a browser's keyframe requests from the GOP cache.
+pub const MIN_REPLAY_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Lifecycle milestones the hub reports to the browser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ViewerState {
@@ -106,6 +110,10 @@ pub struct Viewer {
     last_seq: Option<(u16, u64)>,
     /// Skip everything up to the next keyframe (the camera's stream restarted).
     awaiting_keyframe: bool,
+    /// RTP timestamp of the last video packet written.
+    last_video_ts: Option<u32>,
+    /// When a keyframe request was last answered from the GOP cache.
+    last_replay: Option<Instant>,
     /// Last datagram from the browser. str0m's ICE-lite never reports a browser that went
     /// silent as disconnected when its offer had no candidates (the SDK's never do), so
     /// liveness is judged here: browsers send STUN consent checks and RTCP every few seconds.
@@ -205,6 +213,8 @@ impl Viewer {
             audio_codec: None,
             last_seq: None,
             awaiting_keyframe: false,
+            last_video_ts: None,
+            last_replay: None,
             last_heard: now,
             state: ViewerState::default(),
         };
@@ -325,6 +335,48 @@ impl Viewer {
     /// Clears the keyframe request flag; returns whether one was pending.
     pub fn take_keyframe_request(&mut self) -> bool {
         std::mem::take(&mut self.state.keyframe_requested)
+    }
+
+    /// Answers the browser's keyframe request (PLI/FIR) from the GOP cache: a camera behind
+    /// RTSP can't be asked for a keyframe, and waiting for its next one freezes the picture
+    /// for up to a GOP. The cached packets go out again as new packets: fresh sequence numbers
+    /// after the last sent, and timestamps one tick apart just after the last sent frame, so
+    /// the decoder takes them as the newest frames and the live ones that follow still come
+    /// later. At most once per `MIN_REPLAY_INTERVAL` (browsers repeat PLIs until a keyframe
+    /// arrives). Returns whether the GOP was sent.
+    pub fn replay_gop(
+        &mut self,
+        now: Instant,
+        gop: &GopCache,
+        wallclock: impl Fn(u32) -> Instant,
+        out: &mut VecDeque<Transmit>,
+    ) -> bool {
+        let (Some((_, ext)), Some(last_ts)) = (self.last_seq, self.last_video_ts) else {
+            return false;
+        };
+        let Some((first_seq, gop_last_ts)) = gop.first_seq_and_last_ts() else {
+            return false;
+        };
+        if self.awaiting_keyframe
+            || !self.state.connected
+            || self
+                .last_replay
+                .is_some_and(|t| now.saturating_duration_since(t) < MIN_REPLAY_INTERVAL)
+        {
+            return false;
+        }
+        self.last_replay = Some(now);
+        // `replay` gives the last frame `gop_last_ts`; it must come `access_units` ticks after
+        // the last frame sent.
+        let shift = last_ts
+            .wrapping_add(gop.access_units())
+            .wrapping_sub(gop_last_ts);
+        self.last_seq = Some((first_seq.wrapping_sub(1), ext));
+        gop.replay(|p, ts| {
+            let wall = wallclock(ts);
+            self.send_video(now, p, ts.wrapping_add(shift), wall, out)
+        });
+        true
     }
 
     /// Whether a datagram from `source` belongs to this viewer (STUN username or known address).
@@ -469,6 +521,7 @@ impl Viewer {
             }
         };
         self.last_seq = Some((packet.seq, seq));
+        self.last_video_ts = Some(rtp_time);
         let write = RtpWrite::new(
             pt,
             SeqNo::from(seq),

@@ -226,6 +226,7 @@ struct Browser {
     /// RTP packets as a receiver sees them (RTP-mode browsers only): payload type, RTP time,
     /// and the sender report in force (NTP time, RTP time).
     rtp: Vec<ReceivedRtp>,
+    video_mid: Option<str0m::media::Mid>,
 }
 
 impl Browser {
@@ -392,13 +393,15 @@ impl Harness {
             audio: Vec::new(),
             vanished: false,
             rtp: Vec::new(),
+            video_mid: None,
         });
         self.gateway.handle_session_opened(session, self.now);
         self.signal(b, "connection", serde_json::json!({"appKey": "defaultApp"}));
         let mut api = self.browsers[b].rtc.sdp_api();
         api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-        api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let video_mid = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
         let (offer, pending) = api.apply().unwrap();
+        self.browsers[b].video_mid = Some(video_mid);
         self.browsers[b].pending = Some(pending);
         self.signal(b, "playStream", serde_json::json!({"mediaSessionId": format!("m{b}"), "name": url, "sdp": offer.to_sdp_string()}));
         b
@@ -1492,4 +1495,58 @@ fn with_two_workers_rest_and_limits_act_on_the_whole_server() {
     assert!(h.rtsp_closed);
     assert_eq!(h.others[0].viewer_count(), 0);
     assert!(!h.gateway.terminate(url, now), "gone everywhere");
+}
+
+#[test]
+fn a_browsers_keyframe_request_is_answered_from_the_gop_cache() {
+    let mut h = Harness::new();
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..14); // keyframes at 0 and 10: the GOP now holds frames 10..=13
+    let before = h.browsers[b].frames.len();
+    let last_ts = h.browsers[b].frames.last().unwrap().1;
+
+    // The browser lost a frame it can't get back and asks for a keyframe (PLI).
+    let mid = h.browsers[b].video_mid.unwrap();
+    h.browsers[b]
+        .rtc
+        .writer(mid)
+        .unwrap()
+        .request_keyframe(None, str0m::media::KeyframeRequestKind::Pli)
+        .unwrap();
+    h.run_for(Duration::from_millis(50));
+    let replayed: Vec<_> = h.browsers[b].frames[before..].to_vec();
+    assert_eq!(h.gateway.stats().keyframe_requests_answered, 1);
+    assert_eq!(
+        replayed.len(),
+        4,
+        "frames 10..=13 again, long before the camera's keyframe 20"
+    );
+    assert_eq!(nal_types(&replayed[0].2), [7, 8, 5]);
+    let times: Vec<u32> = replayed.iter().map(|f| f.1.wrapping_sub(last_ts)).collect();
+    assert_eq!(
+        times,
+        [1, 2, 3, 4],
+        "just after the last frame sent, one tick apart"
+    );
+
+    // Live frames follow the replay in order; a second request within a second is not
+    // answered (browsers repeat PLIs until a keyframe arrives).
+    h.browsers[b]
+        .rtc
+        .writer(mid)
+        .unwrap()
+        .request_keyframe(None, str0m::media::KeyframeRequestKind::Pli)
+        .unwrap();
+    h.camera_frames(14..16);
+    assert_eq!(h.gateway.stats().keyframe_requests_answered, 1);
+    let live: Vec<u32> = h.browsers[b].frames[before + 4..]
+        .iter()
+        .map(|f| f.1.wrapping_sub(last_ts))
+        .collect();
+    assert_eq!(
+        live,
+        [3600, 7200],
+        "the camera's next frames, after the replay"
+    );
 }

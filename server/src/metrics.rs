@@ -44,7 +44,7 @@ pub fn render(streams: &[StreamInfo], stats: &GatewayStats, web_sessions: usize)
         "Open signaling sessions (WebSocket and WHEP).",
     );
     sample(&mut out, "camgate_signaling_sessions", web_sessions as u64);
-    let counters: [(&str, &str, u64); 12] = [
+    let counters: [(&str, &str, u64); 13] = [
         (
             "camgate_camera_bytes_in_total",
             "Bytes read from camera connections.",
@@ -64,6 +64,11 @@ pub fn render(streams: &[StreamInfo], stats: &GatewayStats, web_sessions: usize)
             "camgate_viewer_packets_out_total",
             "RTP packets handed to viewers (one per viewer per packet).",
             stats.viewer_packets_out,
+        ),
+        (
+            "camgate_keyframe_requests_answered_total",
+            "Browsers' keyframe requests (PLI/FIR) answered from the GOP cache.",
+            stats.keyframe_requests_answered,
         ),
         (
             "camgate_datagrams_out_total",
