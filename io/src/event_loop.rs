@@ -67,6 +67,15 @@ impl WebIo {
     pub fn close(&mut self, conn: ConnId) {
         self.closes.push(conn);
     }
+
+    /// Takes the writes and closes asked for so far, for a driver other than the loop (the
+    /// fuzz harnesses). Like the loop, apply the writes before the closes.
+    pub fn take(&mut self) -> (Vec<(ConnId, Vec<u8>)>, Vec<ConnId>) {
+        (
+            std::mem::take(&mut self.writes),
+            std::mem::take(&mut self.closes),
+        )
+    }
 }
 
 /// The server's web side: HTTP and WebSocket framing over the loop's connections.

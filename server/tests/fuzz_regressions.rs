@@ -1,0 +1,126 @@
+//! Replays the web side's fuzz corpora through its harnesses in a plain `cargo test`: no
+//! nightly, no cargo-fuzz. See docs/FUZZING.md.
+//!
+//! For each target of `fuzz/src/server.rs` (included below, the very code the fuzz binaries
+//! `http_request`, `websocket` and `rest_body` run), every file in `fuzz/seeds/<target>/`
+//! (committed), `fuzz/corpus/<target>/` and `fuzz/artifacts/<target>/` (both local, left by
+//! fuzzing runs) is fed to the harness. A crash file that cargo-fuzz leaves in
+//! `fuzz/artifacts/` therefore fails this test until it is fixed.
+
+#[path = "../../fuzz/src/server.rs"]
+#[allow(dead_code)]
+mod harness;
+
+use std::path::{Path, PathBuf};
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+}
+
+/// Input files of one target, sorted; missing directories count as empty.
+fn inputs(target: &str) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in ["seeds", "corpus", "artifacts"] {
+        let Ok(entries) = std::fs::read_dir(fuzz_dir().join(dir).join(target)) else {
+            continue;
+        };
+        files.extend(
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_file() && p.file_name().is_none_or(|n| n != ".keep")),
+        );
+    }
+    files.sort();
+    files
+}
+
+fn replay(target: &str) -> usize {
+    let (_, run) = harness::TARGETS
+        .iter()
+        .find(|(name, _)| *name == target)
+        .expect("known target");
+    let files = inputs(target);
+    for f in &files {
+        let data = std::fs::read(f).unwrap();
+        let res = std::panic::catch_unwind(|| run(&data));
+        assert!(
+            res.is_ok(),
+            "{target}: {} fails (see the panic above)",
+            f.display()
+        );
+    }
+    files.len()
+}
+
+macro_rules! replay_tests {
+    ($($target:ident),* $(,)?) => {$(
+        #[test]
+        fn $target() {
+            let n = replay(stringify!($target));
+            assert!(n > 0, "no seeds for {}: fuzz/seeds/{} is empty", stringify!($target), stringify!($target));
+        }
+    )*};
+}
+
+replay_tests!(http_request, websocket, rest_body);
+
+#[test]
+fn every_target_is_replayed() {
+    let fuzz_bins = std::fs::read_to_string(fuzz_dir().join("Cargo.toml")).unwrap();
+    for (name, _) in harness::TARGETS {
+        assert!(
+            fuzz_bins.contains(&format!("name = \"{name}\"")),
+            "{name} has no fuzz binary"
+        );
+    }
+    assert_eq!(harness::TARGETS.len(), 3);
+}
+
+/// The rig really drives the web side: a browser's session gets `getUserData` and, for a play
+/// of a camera URL with a password, statuses with the password masked; REST answers arrive.
+#[test]
+fn rig_drives_the_web_side() {
+    use camgate_io::ListenerKind;
+    use harness::{Rig, UPGRADE};
+    let mut rig = Rig::new(&harness::config(false, false), 1);
+    let conn = rig.accept(ListenerKind::WebSocket);
+    rig.feed(conn, UPGRADE.as_bytes());
+    assert!(rig.is_upgraded(conn));
+    let frame = |text: &str| {
+        let key = [1u8, 2, 3, 4];
+        let mut f = vec![0x81, 0xFE];
+        f.extend_from_slice(&(text.len() as u16).to_be_bytes());
+        f.extend_from_slice(&key);
+        f.extend(text.bytes().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        f
+    };
+    rig.feed(
+        conn,
+        &frame(r#"{"message":"connection","data":[{"appKey":"defaultApp"}]}"#),
+    );
+    let play = format!(
+        r#"{{"message":"playStream","data":[{{"mediaSessionId":"m1","name":"rtsp://admin:secretpw@127.0.0.1/x","sdp":"{}"}}]}}"#,
+        harness::OFFER_SDP
+    );
+    rig.feed(conn, &frame(&play));
+    let texts = rig.texts(conn).join("\n");
+    assert!(texts.contains("getUserData"), "{texts}");
+    assert!(
+        texts.contains("admin:***@") || !texts.contains("rtsp://"),
+        "{texts}"
+    );
+    rig.check_no_secret(b"");
+
+    let c = rig.accept(ListenerKind::Http);
+    let body = r#"{"uri":"rtsp://admin:secretpw@127.0.0.1/y"}"#;
+    let req = format!(
+        "POST /rest-api/rtsp/startup HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    rig.feed(c, req.as_bytes());
+    let r = rig.response(c).expect("answered");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    rig.check_no_secret(b"");
+    rig.drop_all();
+}
