@@ -172,6 +172,10 @@ pub struct EventLoop {
     udp_by_addr: HashMap<SocketAddr, usize>,
     rtsp_client_address: Option<IpAddr>,
     read_buf: Vec<u8>,
+    /// Listeners whose `accept` failed for want of a descriptor (EMFILE, ENFILE) or memory.
+    /// Edge-triggered polling would not report their queued connections again, and a full
+    /// listen queue takes no new one to report, so they are retried on every loop turn.
+    accept_retry: Vec<usize>,
     /// Datagrams taken from the gateway for one batched send; capacity is reused.
     tx_buf: Vec<Transmit>,
     /// The other workers, when there are several.
@@ -196,6 +200,7 @@ impl EventLoop {
             camera_ports: PortRange::new(config.rtsp_udp_ports.0, config.rtsp_udp_ports.1),
             udp_by_addr: HashMap::new(),
             rtsp_client_address: config.rtsp_client_address,
+            accept_retry: Vec::new(),
             read_buf: vec![0; 64 * 1024],
             tx_buf: Vec::with_capacity(1024),
             link: None,
@@ -280,6 +285,12 @@ impl EventLoop {
                 self.handle_event(event.token().0, now, gateway, web, &mut web_io);
                 self.apply_web_io(&mut web_io, now, gateway, web);
             }
+            if !self.accept_retry.is_empty() {
+                for key in self.accept_retry.clone() {
+                    self.handle_event(key, now, gateway, web, &mut web_io);
+                    self.apply_web_io(&mut web_io, now, gateway, web);
+                }
+            }
             gateway.handle_timeout(now);
             if now >= next_tick {
                 next_tick = now + Duration::from_secs(1);
@@ -309,9 +320,27 @@ impl EventLoop {
                 loop {
                     match listener.accept() {
                         Ok(pair) => accepted.push(pair),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            if self.accept_retry.contains(&key) {
+                                self.accept_retry.retain(|&k| k != key);
+                                tracing::info!(?kind, "accepting connections again");
+                            }
+                            break;
+                        }
+                        // The peer gave up before we took it: the next one may be fine.
+                        Err(e)
+                            if e.kind() == io::ErrorKind::ConnectionAborted
+                                || e.kind() == io::ErrorKind::Interrupted => {}
                         Err(e) => {
-                            tracing::warn!("accept failed: {e}");
+                            if !self.accept_retry.contains(&key) {
+                                self.accept_retry.push(key);
+                                tracing::warn!(
+                                    ?kind,
+                                    "accept failed: {e} (open files limit {}); new connections \
+                                     wait in the listen queue, retried every loop turn",
+                                    open_files_limit()
+                                );
+                            }
                             break;
                         }
                     }
@@ -762,4 +791,18 @@ fn connect_from(local: IpAddr, remote: SocketAddr) -> io::Result<std::net::TcpSt
         Err(e) => return Err(e),
     }
     Ok(socket.into())
+}
+
+/// The process's open files limit (`ulimit -n`), for the log, "?" when unknown.
+fn open_files_limit() -> String {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+        limit.rlim_cur.to_string()
+    } else {
+        "?".to_owned()
+    }
 }

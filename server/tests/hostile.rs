@@ -124,3 +124,85 @@ fn garbage_and_oversized_http_requests_get_an_error_and_nothing_else() {
     assert!(raw(huge).starts_with("HTTP/1.1 413"));
     assert_eq!(cg.request("GET", "/api/streams", None).0, 200);
 }
+
+/// Past the open files limit `accept` fails (EMFILE) and new connections wait in the listen
+/// queue. Once the flood is gone, camgate must take them and serve new clients again. Polling is
+/// edge-triggered: a listener is reported once per new connection, and a full listen queue takes
+/// no new connection to report, so an accept that is not retried stops the listener for good.
+#[test]
+fn after_running_out_of_file_descriptors_it_accepts_again() {
+    let cg = Camgate::start_with_open_files_limit(&[], 64);
+    // Idle connections until the listen queue (128) is full behind the descriptors camgate
+    // could take: the kernel then drops SYNs and a connect times out.
+    let mut flood = Vec::new();
+    let mut queue_full = false;
+    for _ in 0..1000 {
+        match TcpStream::connect_timeout(&cg.http, Duration::from_millis(300)) {
+            Ok(s) => flood.push(s),
+            Err(_) => {
+                queue_full = true;
+                break;
+            }
+        }
+    }
+    assert!(
+        queue_full,
+        "{} connections and the queue is not full",
+        flood.len()
+    );
+    assert!(flood.len() > 128, "only {} connections", flood.len());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut log = Vec::new();
+    while !log
+        .iter()
+        .any(|l: &String| l.contains("open files limit 64"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no warning naming the limit: {log:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        log.extend(cg.logs());
+    }
+    let flooded = flood.len();
+    drop(flood);
+
+    // A new client is served at once (well before the 10 s slow-client timeout could free
+    // descriptors), on the listener that ran out and on the others.
+    let started = Instant::now();
+    for addr in [cg.http, cg.ws] {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{addr} accepts no connection after the flood: {e}"));
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"GET /api/streams HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        assert!(
+            answer.starts_with(b"HTTP/1.1 "),
+            "{addr}: {:?}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    assert_eq!(cg.request("GET", "/api/streams", None).0, 200);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(5),
+        "served again after {waited:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !log
+        .iter()
+        .any(|l| l.contains("accepting connections again"))
+    {
+        assert!(Instant::now() < deadline, "no 'accepting again': {log:?}");
+        std::thread::sleep(Duration::from_millis(50));
+        log.extend(cg.logs());
+    }
+    let warnings = log.iter().filter(|l| l.contains("accept failed")).count();
+    assert_eq!(
+        warnings, 1,
+        "one warning per exhaustion, not one per connection: {log:?}"
+    );
+    println!("{flooded} connections at a limit of 64 files; served again after {waited:?}");
+}

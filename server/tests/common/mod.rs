@@ -25,6 +25,22 @@ pub struct Camgate {
 impl Camgate {
     /// Starts camgate on loopback with every port ephemeral, plus `extra` flags.
     pub fn start(extra: &[&str]) -> Camgate {
+        Camgate::start_via(Command::new(env!("CARGO_BIN_EXE_camgate")), extra)
+    }
+
+    /// Like `start`, with the process's open files limit (`ulimit -n`) set to `limit` by
+    /// util-linux `prlimit`, which execs camgate (the child process is camgate itself).
+    pub fn start_with_open_files_limit(extra: &[&str], limit: u64) -> Camgate {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={limit}:{limit}"))
+            .arg("--")
+            .arg(env!("CARGO_BIN_EXE_camgate"));
+        Camgate::start_via(command, extra)
+    }
+
+    /// `start` through `command`: camgate, or a wrapper that execs it.
+    fn start_via(command: Command, extra: &[&str]) -> Camgate {
         let defaults = [
             ("--bind", "127.0.0.1"),
             ("--http-port", "0"),
@@ -43,12 +59,16 @@ impl Camgate {
             .flat_map(|(flag, value)| [*flag, *value])
             .collect();
         args.extend_from_slice(extra);
-        Camgate::start_raw(&args)
+        Camgate::spawn(command, &args)
     }
 
     /// Starts camgate with exactly these arguments and waits for the addresses it logs.
     pub fn start_raw(args: &[&str]) -> Camgate {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_camgate"))
+        Camgate::spawn(Command::new(env!("CARGO_BIN_EXE_camgate")), args)
+    }
+
+    fn spawn(mut command: Command, args: &[&str]) -> Camgate {
+        let mut child = command
             .args(args)
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
