@@ -79,6 +79,7 @@ export async function videoStats(page, which = 'last') {
       iceConnectionState: pc.iceConnectionState,
       video: video && {
         framesDecoded: video.framesDecoded || 0,
+        timestamp: video.timestamp, // ms, the browser's clock when the stats were taken
         frameWidth: video.frameWidth || 0,
         frameHeight: video.frameHeight || 0,
         framesPerSecond: video.framesPerSecond || 0,
