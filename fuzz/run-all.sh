@@ -7,7 +7,8 @@
 # FUZZ_JOBS (parallel fuzzing processes per target, default 1), FUZZ_ASAN=1 (build with
 # AddressSanitizer through RUSTC_BOOTSTRAP=1; the default is --sanitizer none, which works on
 # stable and still catches panics, hangs and out-of-memory). Crashes land in
-# fuzz/artifacts/<target>/ and are replayed by `cargo test -p camgate-core --test fuzz_regressions`.
+# fuzz/artifacts/<target>/ and are replayed by `cargo test -p camgate-core --test fuzz_regressions`
+# (the web side's http_request, websocket and rest_body: `cargo test -p camgate --test fuzz_regressions`).
 # A summary line per target (executions, exec/s, corpus size, crash files) goes to
 # fuzz/run-all.summary.
 set -uo pipefail
@@ -17,7 +18,7 @@ shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(rtsp_framing rtsp_client camera_sdp rtp_parse h264_relay h264_depacketize signaling rtsp_url
-    vp8_relay audio_transcode rtcp rtp_reorder h264_slice camera_udp)
+    vp8_relay audio_transcode rtcp rtp_reorder h264_slice camera_udp http_request websocket rest_body)
 fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

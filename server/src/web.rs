@@ -186,6 +186,11 @@ struct Conn {
     /// When the connection opened: a request (or TLS handshake) still incomplete after
     /// `REQUEST_TIMEOUT` is a slow or idle client holding a slot, and is closed.
     opened: Instant,
+    /// We asked the loop to close it. The loop may still be flushing (and reading) for a
+    /// while before `closed`; nothing more goes out meanwhile: no signaling (the gateway's
+    /// pings and statuses for a WebSocket dropped on a protocol error went out after the
+    /// close, found by the `websocket` fuzz target), no answer to late bytes.
+    closing: bool,
 }
 
 /// Time a client gets to send a complete HTTP request (or WebSocket upgrade) after connecting.
@@ -252,6 +257,7 @@ impl Web {
                 if let State::Http { .. } = c.state {
                     c.state = State::Done;
                 }
+                c.closing = true;
             }
             io.close(conn);
         }
@@ -761,14 +767,16 @@ impl WebApp for Web {
                 tls,
                 state,
                 opened: now,
+                closing: false,
             },
         );
     }
 
     fn tick(&mut self, now: Instant, io: &mut WebIo) {
-        for (id, c) in &self.conns {
-            let waiting = matches!(c.state, State::Http { .. });
+        for (id, c) in &mut self.conns {
+            let waiting = matches!(c.state, State::Http { .. }) && !c.closing;
             if waiting && now.saturating_duration_since(c.opened) > REQUEST_TIMEOUT {
+                c.closing = true;
                 tracing::info!(
                     conn = id.0,
                     "closing a client that sent no complete request in {REQUEST_TIMEOUT:?}"
@@ -791,6 +799,9 @@ impl WebApp for Web {
             io.close(conn);
             return;
         };
+        if c.closing {
+            return; // late bytes from a client we are closing
+        }
         match c.tls.as_mut() {
             None => self.on_plain(conn, data, now, gateway, &mut out),
             Some(tls) => {
@@ -862,7 +873,12 @@ impl WebApp for Web {
             self.whep_message(session, text, now, gateway, &mut out);
         } else {
             let conn = ConnId(session.0 as usize);
-            let Some(State::Ws(wsc)) = self.conns.get_mut(&conn).map(|c| &mut c.state) else {
+            let Some(State::Ws(wsc)) = self
+                .conns
+                .get_mut(&conn)
+                .filter(|c| !c.closing)
+                .map(|c| &mut c.state)
+            else {
                 return;
             };
             let renamed = outbound(wsc, text);

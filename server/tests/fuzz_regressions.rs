@@ -124,3 +124,64 @@ fn rig_drives_the_web_side() {
     rig.check_no_secret(b"");
     rig.drop_all();
 }
+
+fn hex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// A masked client text frame.
+fn client_text(text: &str) -> Vec<u8> {
+    let key = [0x37u8, 0xFA, 0x21, 0x3D];
+    let mut f = vec![0x81, 0xFE];
+    f.extend_from_slice(&(text.len() as u16).to_be_bytes());
+    f.extend_from_slice(&key);
+    f.extend(text.bytes().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    f
+}
+
+/// Found by `websocket` (fuzz/run-all.sh, after 12,905 executions): a session with `auth_token`
+/// plays `lobby`, then sends a frame with a reserved opcode. The app asks the loop to close the
+/// connection, but the WebSocket stays open inside it, so the gateway's next `ping` (15 s
+/// later) was still written to the connection being closed. Fixed by `Conn::closing` in
+/// web.rs: nothing goes out, and late bytes are ignored, once a close is asked for.
+#[test]
+fn ws_no_signaling_after_close_on_protocol_error_fuzzed() {
+    let input = hex(
+        "9f0604000074306b860300066d31060100ffffffffffffffffffffffffffffffffffffffffffffffffffffff\
+         ffffffffffffffffffffff030000000a0d0a0d000000000c017b22bf6573736167656574697a6174696fbfbf\
+         bfbfbfbfbfbfbfbfbfbfbfbfbfbfbfbfbfbfbfbfbfbfbfbfbfbfbfbfbfbfbfbfbfbf657a6174796f7a617479\
+         6f79657a6174796f796d6561ffffffffffffffffffffffffffffff7fff73746174757379657a617465737361\
+         67656574697a6174696f74697a6174796f79657a6174796f7a6174796f79657a617479796f796d656165",
+    );
+    harness::websocket(&input);
+}
+
+/// The same from a plain session: connection, then an unmasked frame (a protocol error: the
+/// app closes), then the gateway's ping is due while the loop still flushes.
+#[test]
+fn ws_no_signaling_after_close_on_protocol_error() {
+    use camgate_io::ListenerKind;
+    let mut rig = harness::Rig::new(&harness::config(false, false), 0);
+    rig.slow_flush = true;
+    let conn = rig.accept(ListenerKind::WebSocket);
+    rig.feed(conn, harness::UPGRADE.as_bytes());
+    rig.feed(
+        conn,
+        &client_text(r#"{"message":"connection","data":[{"appKey":"defaultApp"}]}"#),
+    );
+    assert!(rig.texts(conn).iter().any(|t| t.contains("getUserData")));
+    // Unmasked: servers must fail the connection (RFC 6455 5.1).
+    rig.feed(conn, b"\x81\x02hi");
+    assert!(
+        rig.is_closed(conn),
+        "an unmasked frame left the session open"
+    );
+    // The rig may keep the connection flushing; the pings that fall due must not go out.
+    for _ in 0..4 {
+        rig.advance(std::time::Duration::from_secs(10));
+    }
+    rig.drop_all();
+}
