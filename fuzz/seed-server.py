@@ -133,6 +133,8 @@ write(W, "fragments", bytes([0]) + rec(0x09, b'{"message":"connec') + rec(0x08, 
 write(W, "unmasked", bytes([0]) + tmpl(0) + rec(0x11, js(PONG)))
 write(W, "binary-and-pings", bytes([8]) + rec(0x02, bytes(range(64))) + rec(0x84, b"")
       + rec(0x05, b"p") + rec(0x80 | 0x06, b"\x04"))
+write(W, "play-without-data", bytes([0]) + tmpl(0) + rec(TEXT, b'{"message":"playStream","data":[]}')
+      + rec(TEXT, b'{"message":"playStream"}'))
 write(W, "bad-json", bytes([0]) + rec(0x01, b'{"message":"playStream","data":[{"name":'))
 write(W, "escaped-name", bytes([0]) + tmpl(0) + tmpl(0x82, b"rtsp://u:p\"w@h/\\x"))
 

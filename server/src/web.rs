@@ -669,7 +669,12 @@ fn inbound(wsc: &mut WsConn, access: &Access, conn: ConnId, text: &str) -> Inbou
     if message != "playStream" {
         return Inbound::Forward(text.to_owned());
     }
-    let first = &mut value["data"][0];
+    // `get_mut`, not `value["data"][0]`: serde_json's `IndexMut` panics on a missing index, and
+    // `{"message":"playStream","data":[]}` took the whole server down (found reviewing the
+    // `websocket` fuzz target; test `ws_play_stream_without_data`).
+    let Some(first) = value.get_mut("data").and_then(|d| d.get_mut(0)) else {
+        return Inbound::Forward(text.to_owned()); // malformed: the gateway says why
+    };
     let (Some(name), Some(msid)) = (first["name"].as_str(), first["mediaSessionId"].as_str())
     else {
         return Inbound::Forward(text.to_owned()); // malformed: the gateway says why
@@ -701,7 +706,7 @@ fn outbound(wsc: &mut WsConn, text: &str) -> Option<String> {
         return None;
     }
     let mut value: Value = serde_json::from_str(text).ok()?;
-    let first = &mut value["data"][0];
+    let first = value.get_mut("data")?.get_mut(0)?; // no `IndexMut`: it panics (see `inbound`)
     let msid = first["mediaSessionId"].as_str()?;
     let name = wsc.names.get(msid)?.clone();
     let status = first["status"].as_str().unwrap_or("");
