@@ -178,6 +178,8 @@ pub struct EventLoop {
     accept_retry: Vec<usize>,
     /// Datagrams taken from the gateway for one batched send; capacity is reused.
     tx_buf: Vec<Transmit>,
+    /// Indices into `tx_buf` grouped by destination, for GSO runs; capacity is reused.
+    tx_order: Vec<u32>,
     /// The other workers, when there are several.
     link: Option<WorkerLink>,
 }
@@ -203,6 +205,7 @@ impl EventLoop {
             accept_retry: Vec::new(),
             read_buf: vec![0; 64 * 1024],
             tx_buf: Vec::with_capacity(1024),
+            tx_order: Vec::with_capacity(1024),
             link: None,
         };
         for (kind, addr) in &config.listeners {
@@ -599,7 +602,16 @@ impl EventLoop {
                 end += 1;
             }
             if let Some(Endpoint::Udp(udp)) = key.and_then(|k| self.endpoints.get_mut(k)) {
-                udp.send_all(&self.tx_buf[start..end], |t| {
+                // The gateway emits one datagram per viewer per camera packet; grouped by
+                // viewer (each viewer's own order kept), a frame's packets to one viewer
+                // become one GSO message.
+                let tx = &self.tx_buf;
+                self.tx_order.clear();
+                self.tx_order.extend(start as u32..end as u32);
+                self.tx_order
+                    .sort_unstable_by_key(|&i| (tx[i as usize].destination, i));
+                udp.send_all(&self.tx_order, |&i| {
+                    let t = &tx[i as usize];
                     (t.destination, &t.contents[..])
                 });
             }

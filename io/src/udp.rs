@@ -13,8 +13,26 @@ use std::os::fd::AsRawFd;
 use mio::net::UdpSocket;
 use socket2::{SockAddr, SockAddrStorage};
 
-/// Datagrams per `sendmmsg`/`recvmmsg` call.
+/// Messages per `sendmmsg` call, datagrams per `recvmmsg` call.
 pub const BATCH: usize = 32;
+/// Datagrams one `sendmmsg` call carries at most (GSO messages hold several).
+const MAX_ITEMS: usize = BATCH * 8;
+/// Segments in one GSO message: the kernel takes up to 64, and a 2 Mbit/s keyframe to one
+/// viewer is about 50 packets.
+const MAX_SEGMENTS: usize = 64;
+/// Bytes in one GSO message: a UDP datagram's limit, less room for headers.
+const MAX_GSO_BYTES: usize = 65_000;
+/// `UDP_SEGMENT` (linux/udp.h), which the libc crate leaves out for glibc targets.
+const UDP_SEGMENT: libc::c_int = 103;
+/// u64 words of a control buffer: CMSG_SPACE(2) is 24 bytes on 64-bit Linux, 16 on 32-bit.
+const CONTROL_WORDS: usize = 4;
+
+/// Why a `sendmmsg` sent nothing: the error, the items of its first message and all its items.
+struct SendFailure {
+    error: io::Error,
+    first_items: usize,
+    items: usize,
+}
 /// Largest datagram we receive (WebRTC stays under ~1300 bytes).
 const RECV_SIZE: usize = 2048;
 /// Socket buffers sized for bursts: a keyframe fanned out to many viewers is thousands of
@@ -31,6 +49,10 @@ pub struct UdpEndpoint {
     /// Datagrams and `sendmmsg` calls, for the batching ratio.
     pub sent: u64,
     pub send_calls: u64,
+    /// Messages that carried several datagrams (UDP GSO).
+    pub gso_messages: u64,
+    /// Runs to one destination go out as GSO messages (off after the kernel refused one).
+    gso: bool,
     recv_bufs: Vec<u8>,
 }
 
@@ -55,77 +77,144 @@ impl UdpEndpoint {
             dropped: 0,
             sent: 0,
             send_calls: 0,
+            gso_messages: 0,
+            gso: true,
             recv_bufs: vec![0; BATCH * RECV_SIZE],
         })
     }
 
-    /// Sends every datagram of `batch`, `BATCH` per system call; `parts` gives each item's
-    /// destination and bytes (so callers keep their own datagram type and allocate nothing).
-    pub fn send_all<T>(&mut self, batch: &[T], parts: impl Fn(&T) -> (SocketAddr, &[u8])) {
+    /// Sends every datagram of `batch`, up to `BATCH` messages per system call; `parts` gives
+    /// each item's destination and bytes (so callers keep their own datagram type and allocate
+    /// nothing). Consecutive datagrams to the same destination with the same size (the last
+    /// may be shorter) leave as one GSO message: one trip through the kernel's socket and IP
+    /// layers for a whole video frame to one viewer. Callers group datagrams by destination
+    /// (keeping each destination's order) to make such runs.
+    pub fn send_all<'d, T>(
+        &mut self,
+        batch: &'d [T],
+        parts: impl Fn(&'d T) -> (SocketAddr, &'d [u8]),
+    ) {
         let mut rest = batch;
         while !rest.is_empty() {
-            let chunk = &rest[..rest.len().min(BATCH)];
-            match self.send_chunk(chunk, &parts) {
+            match self.send_chunk(rest, &parts) {
                 Ok(n) => rest = &rest[n.max(1)..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // The socket buffer is full: drop this chunk, never wait.
-                    self.dropped += chunk.len() as u64;
-                    rest = &rest[chunk.len()..];
+                Err(failed) if failed.error.kind() == io::ErrorKind::WouldBlock => {
+                    // The socket buffer is full: drop what this call carried, never wait.
+                    self.dropped += failed.items as u64;
+                    rest = &rest[failed.items..];
                 }
-                Err(e) => {
-                    // The first datagram failed (e.g. unreachable destination): skip it alone.
-                    tracing::debug!(destination = %parts(&chunk[0]).0, "udp send failed: {e}");
-                    self.dropped += 1;
-                    rest = &rest[1..];
+                Err(failed) if self.gso && failed.first_items > 1 => {
+                    // EIO/EINVAL: the kernel or device can't segment (no UDP GSO, no checksum
+                    // offload). Plain datagrams from now on; this message is tried again.
+                    tracing::info!(
+                        "UDP GSO unavailable ({}): sending plain datagrams",
+                        failed.error
+                    );
+                    self.gso = false;
+                }
+                Err(failed) => {
+                    // The first message failed (e.g. unreachable destination): skip it alone.
+                    tracing::debug!(destination = %parts(&rest[0]).0, "udp send failed: {}", failed.error);
+                    self.dropped += failed.first_items as u64;
+                    rest = &rest[failed.first_items..];
                 }
             }
         }
     }
 
-    /// One `sendmmsg` for at most `BATCH` datagrams; returns how many left.
-    fn send_chunk<T>(
+    /// One `sendmmsg` of at most `BATCH` messages (GSO runs or single datagrams) from the
+    /// front of `items`; returns how many items left.
+    fn send_chunk<'d, T>(
         &mut self,
-        chunk: &[T],
-        parts: &impl Fn(&T) -> (SocketAddr, &[u8]),
-    ) -> io::Result<usize> {
-        debug_assert!(chunk.len() <= BATCH);
+        items: &'d [T],
+        parts: &impl Fn(&'d T) -> (SocketAddr, &'d [u8]),
+    ) -> Result<usize, SendFailure> {
         // Everything lives on the stack: no allocation per call.
         let mut addrs: [MaybeUninit<SockAddr>; BATCH] = [const { MaybeUninit::uninit() }; BATCH];
-        let mut iovecs: [MaybeUninit<libc::iovec>; BATCH] =
-            [const { MaybeUninit::uninit() }; BATCH];
+        let mut iovecs: [MaybeUninit<libc::iovec>; MAX_ITEMS] =
+            [const { MaybeUninit::uninit() }; MAX_ITEMS];
         let mut msgs: [MaybeUninit<libc::mmsghdr>; BATCH] =
             [const { MaybeUninit::uninit() }; BATCH];
-        for (i, item) in chunk.iter().enumerate() {
-            let (dest, data) = parts(item);
-            let addr = addrs[i].write(SockAddr::from(dest));
-            let iov = iovecs[i].write(libc::iovec {
-                iov_base: data.as_ptr() as *mut libc::c_void,
-                iov_len: data.len(),
-            });
+        // One UDP_SEGMENT control message per GSO message (u64s for cmsghdr alignment).
+        let mut controls = [[0u64; CONTROL_WORDS]; BATCH];
+        let mut counts = [0usize; BATCH];
+        let (mut n_msgs, mut n_items) = (0, 0);
+        while n_items < items.len() && n_msgs < BATCH && n_items < MAX_ITEMS {
+            let (dest, first) = parts(&items[n_items]);
+            let size = first.len();
+            let iov_start = n_items;
+            let mut segments = 0;
+            let mut bytes = 0;
+            while n_items < items.len() && n_items < MAX_ITEMS {
+                let (d, data) = parts(&items[n_items]);
+                if segments > 0
+                    && (!self.gso
+                        || d != dest
+                        || data.len() > size
+                        || segments == MAX_SEGMENTS
+                        || bytes + data.len() > MAX_GSO_BYTES)
+                {
+                    break;
+                }
+                iovecs[n_items].write(libc::iovec {
+                    iov_base: data.as_ptr() as *mut libc::c_void,
+                    iov_len: data.len(),
+                });
+                segments += 1;
+                bytes += data.len();
+                n_items += 1;
+                if data.len() < size {
+                    break; // only the last segment may be shorter
+                }
+            }
+            let addr = addrs[n_msgs].write(SockAddr::from(dest));
             // SAFETY: mmsghdr is plain old data; zero is a valid "no control, no flags" value.
             let mut hdr: libc::mmsghdr = unsafe { std::mem::zeroed() };
             hdr.msg_hdr.msg_name = addr.as_ptr() as *mut libc::c_void;
             hdr.msg_hdr.msg_namelen = addr.len();
-            hdr.msg_hdr.msg_iov = iov as *mut libc::iovec;
-            hdr.msg_hdr.msg_iovlen = 1;
-            msgs[i].write(hdr);
+            hdr.msg_hdr.msg_iov = iovecs[iov_start].as_mut_ptr();
+            hdr.msg_hdr.msg_iovlen = segments;
+            if segments > 1 {
+                let control = controls[n_msgs].as_mut_ptr() as *mut libc::cmsghdr;
+                // SAFETY: `controls[n_msgs]` is zeroed, aligned for cmsghdr and CONTROL_WORDS
+                // long, which holds CMSG_SPACE(2) bytes.
+                unsafe {
+                    (*control).cmsg_level = libc::SOL_UDP;
+                    (*control).cmsg_type = UDP_SEGMENT;
+                    (*control).cmsg_len = libc::CMSG_LEN(2) as _;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(control) as *mut u16, size as u16);
+                }
+                hdr.msg_hdr.msg_control = control as *mut libc::c_void;
+                // SAFETY: pure arithmetic.
+                hdr.msg_hdr.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as _;
+            }
+            msgs[n_msgs].write(hdr);
+            counts[n_msgs] = segments;
+            n_msgs += 1;
         }
-        // SAFETY: the first `chunk.len()` entries of `msgs` were initialised above and point
-        // at `addrs`/`iovecs` entries and caller buffers that outlive this call.
+        // SAFETY: the first `n_msgs` entries of `msgs` were initialised above and point at
+        // `addrs`, `iovecs` and `controls` entries and caller buffers that outlive this call.
         let n = unsafe {
             libc::sendmmsg(
                 self.socket.as_raw_fd(),
                 msgs.as_mut_ptr() as *mut libc::mmsghdr,
-                chunk.len() as libc::c_uint,
+                n_msgs as libc::c_uint,
                 0,
             )
         };
         self.send_calls += 1;
         if n < 0 {
-            return Err(io::Error::last_os_error());
+            return Err(SendFailure {
+                error: io::Error::last_os_error(),
+                first_items: counts[0],
+                items: n_items,
+            });
         }
-        self.sent += n as u64;
-        Ok(n as usize)
+        let n = n as usize;
+        let sent: usize = counts[..n].iter().sum();
+        self.sent += sent as u64;
+        self.gso_messages += counts[..n].iter().filter(|c| **c > 1).count() as u64;
+        Ok(sent)
     }
 
     /// Receives up to `BATCH` datagrams per system call until the socket is empty, handing
@@ -224,6 +313,43 @@ mod tests {
             });
         }
         assert_eq!(got, payloads);
+    }
+
+    #[test]
+    fn runs_to_one_destination_leave_as_gso_messages_and_arrive_as_datagrams() {
+        let bind = || {
+            let any = "127.0.0.1:0".parse().unwrap();
+            UdpEndpoint::bind(any, any).unwrap()
+        };
+        let (mut a, mut b, mut c) = (bind(), bind(), bind());
+        // A frame to b (7 × 1200 bytes and a short last one), one datagram to c, then two
+        // runs to b that must not merge: a longer datagram ends a run.
+        let mut batch: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+        for i in 0..7u8 {
+            batch.push((b.local, vec![i; 1200]));
+        }
+        batch.push((b.local, vec![7; 300]));
+        batch.push((c.local, vec![8; 1200]));
+        batch.push((b.local, vec![9; 500]));
+        batch.push((b.local, vec![10; 900]));
+        a.send_all(&batch, |(d, p)| (*d, p.as_slice()));
+        assert_eq!((a.sent, a.send_calls, a.dropped), (11, 1, 0));
+        assert!(a.gso, "loopback takes UDP GSO (Linux 4.18 and later)");
+        assert_eq!(a.gso_messages, 1, "the frame to b went as one message");
+        let mut got_b = Vec::new();
+        let mut got_c = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while (got_b.len() < 10 || got_c.is_empty()) && std::time::Instant::now() < deadline {
+            b.recv_all(&mut |_, data| got_b.push(data.to_vec()));
+            c.recv_all(&mut |_, data| got_c.push(data.to_vec()));
+        }
+        let want_b: Vec<Vec<u8>> = batch
+            .iter()
+            .filter(|(d, _)| *d == b.local)
+            .map(|(_, p)| p.clone())
+            .collect();
+        assert_eq!(got_b, want_b, "each datagram whole and in order");
+        assert_eq!(got_c, [vec![8; 1200]]);
     }
 
     #[test]
