@@ -444,6 +444,9 @@ impl Web {
                 // Trickle ICE (PATCH) is optional in WHEP; our answer has every candidate.
                 Response::error(405, "method not allowed").header("Allow", "POST, DELETE")
             }
+            // API errors are JSON (docs/API.md), a wrong method too: `POST /api/streams` and
+            // `POST /metrics` got text/plain (found by the `rest_body` fuzz target).
+            _ if is_api => Response::error(405, "method not allowed"),
             ("GET", _) => Response::new(404, "text/plain", "not found"),
             _ => Response::new(405, "text/plain", "method not allowed"),
         };
