@@ -71,6 +71,12 @@ pub fn start_camgate(bin: &Path) -> Res<Server> {
             "--log",
             "info,str0m=warn,dimpl=warn",
         ])
+        // For A/B runs of one binary, e.g. BENCH_CAMGATE_ARGS=--no-udp-gso.
+        .args(
+            std::env::var("BENCH_CAMGATE_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
         .env("NO_COLOR", "1")
         .env_remove("RUST_LOG")
         .stdout(Stdio::piped())

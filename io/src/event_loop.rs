@@ -136,6 +136,8 @@ pub struct EventLoopConfig {
     pub rtsp_client_address: Option<IpAddr>,
     /// Local UDP ports for cameras' RTP/RTCP over UDP (inclusive range).
     pub rtsp_udp_ports: (u16, u16),
+    /// Runs of datagrams to one viewer leave as UDP GSO messages.
+    pub udp_gso: bool,
 }
 
 enum Endpoint {
@@ -218,7 +220,7 @@ impl EventLoop {
             this.endpoints.insert(Endpoint::Listener(*kind, listener));
         }
         for (addr, announced) in &config.udp {
-            let mut udp = UdpEndpoint::bind(*addr, *announced)
+            let mut udp = UdpEndpoint::bind(*addr, *announced, config.udp_gso)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {addr}: {e}")))?;
             let key = this.endpoints.vacant_key();
             this.poll

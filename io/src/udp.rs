@@ -57,7 +57,8 @@ pub struct UdpEndpoint {
 }
 
 impl UdpEndpoint {
-    pub fn bind(addr: SocketAddr, announced: SocketAddr) -> io::Result<Self> {
+    /// `gso`: send runs to one destination as UDP GSO messages.
+    pub fn bind(addr: SocketAddr, announced: SocketAddr, gso: bool) -> io::Result<Self> {
         let socket = UdpSocket::bind(addr)?;
         let sock = socket2::SockRef::from(&socket);
         // Best effort: the kernel caps these at net.core.{w,r}mem_max.
@@ -78,7 +79,7 @@ impl UdpEndpoint {
             sent: 0,
             send_calls: 0,
             gso_messages: 0,
-            gso: true,
+            gso,
             recv_bufs: vec![0; BATCH * RECV_SIZE],
         })
     }
@@ -288,11 +289,13 @@ mod tests {
         let mut a = UdpEndpoint::bind(
             "127.0.0.1:0".parse().unwrap(),
             "127.0.0.1:0".parse().unwrap(),
+            true,
         )
         .unwrap();
         let mut b = UdpEndpoint::bind(
             "127.0.0.1:0".parse().unwrap(),
             "127.0.0.1:0".parse().unwrap(),
+            true,
         )
         .unwrap();
         let payloads: Vec<Vec<u8>> = (0..70u8).map(|i| vec![i; 100 + i as usize]).collect();
@@ -319,7 +322,7 @@ mod tests {
     fn runs_to_one_destination_leave_as_gso_messages_and_arrive_as_datagrams() {
         let bind = || {
             let any = "127.0.0.1:0".parse().unwrap();
-            UdpEndpoint::bind(any, any).unwrap()
+            UdpEndpoint::bind(any, any, true).unwrap()
         };
         let (mut a, mut b, mut c) = (bind(), bind(), bind());
         // A frame to b (7 × 1200 bytes and a short last one), one datagram to c, then two
@@ -357,11 +360,13 @@ mod tests {
         let mut a = UdpEndpoint::bind(
             "127.0.0.1:0".parse().unwrap(),
             "127.0.0.1:0".parse().unwrap(),
+            true,
         )
         .unwrap();
         let b = UdpEndpoint::bind(
             "127.0.0.1:0".parse().unwrap(),
             "127.0.0.1:0".parse().unwrap(),
+            true,
         )
         .unwrap();
         // An IPv6 destination on an IPv4 socket fails at once (EAFNOSUPPORT/EINVAL).

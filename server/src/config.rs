@@ -48,6 +48,8 @@ pub struct Config {
     pub webrtc_port: u16,
     /// Event loops (worker threads); 0: one per CPU core.
     pub workers: usize,
+    /// Send a frame's packets to one viewer as one UDP GSO message (plain datagrams if false).
+    pub udp_gso: bool,
     /// Addresses announced to browsers as ICE host candidates. Empty: every address of this
     /// machine (IPv4), loopback included.
     pub announce_ips: Vec<IpAddr>,
@@ -121,6 +123,7 @@ impl Default for Config {
             max_viewers_per_stream: 500,
             webrtc_port: 20000,
             workers: 0,
+            udp_gso: true,
             announce_ips: Vec::new(),
             rtsp_client_address: None,
             rtsp_transport: TransportSetting::Auto,
@@ -180,6 +183,9 @@ pub struct Cli {
     /// Event loops (worker threads); 0: one per CPU core.
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Send plain datagrams instead of UDP GSO messages.
+    #[arg(long)]
+    pub no_udp_gso: bool,
     #[arg(long)]
     pub wss_port: Option<u16>,
     #[arg(long)]
@@ -240,6 +246,9 @@ impl Config {
         }
         if let Some(v) = cli.workers {
             config.workers = v;
+        }
+        if cli.no_udp_gso {
+            config.udp_gso = false;
         }
         if let Some(v) = cli.wss_port {
             config.wss_port = v;

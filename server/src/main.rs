@@ -118,6 +118,7 @@ fn run(config: &Config) -> Result<(), String> {
             udp: config.webrtc_sockets_of(worker),
             rtsp_client_address: config.rtsp_client_address,
             rtsp_udp_ports: (config.rtsp_udp_port_min, config.rtsp_udp_port_max),
+            udp_gso: config.udp_gso,
         };
         loops.push(EventLoop::new(&loop_config).map_err(|e| e.to_string())?);
     }
