@@ -13,6 +13,7 @@ pub mod rtp;
 pub mod rtp_reorder;
 pub mod rtsp;
 pub mod signaling;
+pub mod stun;
 pub mod sync;
 pub mod video_relay;
 pub mod viewer;
