@@ -22,6 +22,7 @@ use slab::Slab;
 use str0m::net::Transmit;
 
 use crate::audio_relay::{AudioOut, AudioPacket, AudioRelay};
+use crate::bandwidth::{BitrateMeter, LinkMonitor};
 use crate::gop::GopCache;
 use crate::h264::RelayPacket;
 use crate::media::MediaKind;
@@ -262,6 +263,11 @@ pub struct GatewayStats {
     pub transcode_nanos: u64,
     /// Browsers' keyframe requests (PLI/FIR) answered by sending the cached GOP again.
     pub keyframe_requests_answered: u64,
+    /// `notEnoughBandwidth` stream events sent: a viewer's link carried less than its
+    /// stream's bitrate for `bandwidth::EVENT_AFTER`.
+    pub not_enough_bandwidth: u64,
+    /// Times a congested viewer was made to skip to the next keyframe.
+    pub congestion_skips: u64,
 }
 
 impl GatewayStats {
@@ -281,6 +287,8 @@ impl GatewayStats {
         self.audio_packets_transcoded += o.audio_packets_transcoded;
         self.transcode_nanos += o.transcode_nanos;
         self.keyframe_requests_answered += o.keyframe_requests_answered;
+        self.not_enough_bandwidth += o.not_enough_bandwidth;
+        self.congestion_skips += o.congestion_skips;
     }
 }
 
@@ -317,6 +325,8 @@ struct Stream {
     audio: Option<AudioRelay>,
     /// The current GOP, replayed to viewers who join mid-GOP.
     gop: GopCache,
+    /// Video payload bitrate, measured once for all viewers (see `bandwidth`).
+    bitrate: BitrateMeter,
     /// The camera's video sequence numbers, for loss accounting.
     seq: SeqTracker,
     /// Viewers that have an answer and receive media.
@@ -358,6 +368,8 @@ struct ViewerEntry {
     /// Source addresses learned for this viewer on the shared UDP socket.
     addrs: Vec<SocketAddr>,
     scheduled: Option<Instant>,
+    /// Whether the browser's link carries the stream, from its receiver reports.
+    link: LinkMonitor,
 }
 
 #[derive(Default)]
@@ -755,6 +767,7 @@ impl Gateway {
             lost_at: None,
             addrs: Vec::new(),
             scheduled: None,
+            link: LinkMonitor::new(),
         };
         let viewer = self.viewers.insert(entry);
         self.stats.viewers_joined += 1;
@@ -907,6 +920,7 @@ impl Gateway {
                 audio_track: None,
                 audio: None,
                 gop: GopCache::new(MAX_GOP_BYTES),
+                bitrate: BitrateMeter::new(),
                 seq: SeqTracker::new(),
                 viewers: Vec::new(),
                 pending: Vec::new(),
@@ -1022,6 +1036,7 @@ impl Gateway {
             viewers: watching,
             redacted,
             gop,
+            bitrate,
             seq,
             audio_track,
             audio,
@@ -1121,6 +1136,7 @@ impl Gateway {
             }
             relay_walls.clear();
             for p in relay_out.iter() {
+                bitrate.add(now, p.payload.len());
                 gop.push(p);
                 relay_walls.push(video_clock.wallclock(clock, p.rtp_time, now));
             }
@@ -1580,10 +1596,34 @@ impl Gateway {
             self.timers.push(Reverse((at, TimerKey::Viewer(v))));
             return;
         }
+        // The browser's receiver reports: does its link carry the stream? A congested viewer
+        // skips to the next keyframe rather than queue what its link can't carry.
+        let mut event = None;
+        if let Some(report) = viewer.take_link_report() {
+            let stream_bps = self
+                .streams
+                .get_mut(&entry.stream)
+                .and_then(|s| s.bitrate.bps(now));
+            let verdict = entry.link.on_report(report, stream_bps);
+            viewer.set_rate_limit(now, verdict.limit);
+            if let Some(backlog) = verdict.skip {
+                tracing::debug!(
+                    viewer = v,
+                    backlog,
+                    limit = verdict.limit,
+                    "link congested: skipping to the next keyframe"
+                );
+                viewer.skip_backlog(backlog);
+            }
+            event = verdict.event;
+        }
+        self.stats.congestion_skips += viewer.take_skips();
         // A PLI can't be forwarded to an RTSP camera: the cached GOP answers it (a GOP too big
-        // to burst waits for the camera's next keyframe instead).
+        // to burst waits for the camera's next keyframe instead, and so does a congested viewer).
         if viewer.take_keyframe_request() && entry.primed {
-            if let Some(s) = self.streams.get(&entry.stream) {
+            if entry.link.congested() {
+                viewer.wait_for_keyframe();
+            } else if let Some(s) = self.streams.get(&entry.stream) {
                 let (clock, video_clock) = (&s.clock, &s.video_clock);
                 if s.gop.is_ready()
                     && s.gop.bytes() <= MAX_REPLAY_BYTES
@@ -1598,6 +1638,25 @@ impl Gateway {
                     tracing::debug!(viewer = v, "keyframe request answered from the GOP cache");
                 }
             }
+        }
+        if let Some((remote, network)) = event {
+            let name = self
+                .streams
+                .get(&entry.stream)
+                .map_or("", |s| s.redacted.as_str());
+            tracing::info!(
+                session = entry.session.0,
+                url = %name,
+                "not enough bandwidth: the link carries {} kbit/s of the stream's {} kbit/s; \
+                 skipping to keyframes",
+                network / 1000,
+                remote / 1000
+            );
+            let text =
+                signaling::not_enough_bandwidth(&entry.media_session_id, name, remote, network);
+            let session = entry.session;
+            self.stats.not_enough_bandwidth += 1;
+            self.send(session, text);
         }
         self.schedule_viewer(v, now);
     }

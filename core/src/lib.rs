@@ -4,6 +4,7 @@
 
 pub mod audio;
 pub mod audio_relay;
+pub mod bandwidth;
 pub mod gop;
 pub mod h264;
 pub mod hub;

@@ -143,6 +143,26 @@ pub fn stream_status(
     envelope("notifyStreamStatusEvent", json!([obj]))
 }
 
+/// The `notEnoughBandwidth` stream event: the viewer's link carries `network_bps` of the
+/// stream's `remote_bps` (bit/s). The SDK reads `type` and splits `payload.info` on "/" into
+/// `getRemoteBitrate()` and `getNetworkBandwidth()`. `name` must have its password masked.
+pub fn not_enough_bandwidth(
+    media_session_id: &str,
+    name: &str,
+    remote_bps: u64,
+    network_bps: u64,
+) -> String {
+    envelope(
+        "notifyStreamEvent",
+        json!([{
+            "mediaSessionId": media_session_id,
+            "streamName": name,
+            "type": "notEnoughBandwidth",
+            "payload": { "info": format!("{remote_bps}/{network_bps}") },
+        }]),
+    )
+}
+
 pub fn ping() -> String {
     envelope("ping", json!([null]))
 }
@@ -220,6 +240,7 @@ mod tests {
                 Some("401 Unauthorized"),
             ),
             ping(),
+            not_enough_bandwidth("a1", "rtsp://cam/x", 2_000_000, 300_000),
         ] {
             let v: Value = serde_json::from_str(&text).unwrap();
             assert!(v["data"].is_array(), "{text}");
@@ -232,5 +253,11 @@ mod tests {
                 .unwrap();
         assert_eq!(v["data"][0]["status"], "FAILED");
         assert_eq!(v["data"][0]["info"], "why");
+        let v: Value =
+            serde_json::from_str(&not_enough_bandwidth("a1", "n", 2_000_000, 300_000)).unwrap();
+        assert_eq!(v["message"], "notifyStreamEvent");
+        assert_eq!(v["data"][0]["mediaSessionId"], "a1");
+        assert_eq!(v["data"][0]["type"], "notEnoughBandwidth");
+        assert_eq!(v["data"][0]["payload"]["info"], "2000000/300000");
     }
 }

@@ -17,6 +17,7 @@ use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
 use crate::audio_relay::{AudioOut, AudioPacket};
+use crate::bandwidth::{LinkReport, STATS_INTERVAL};
 use crate::gop::GopCache;
 use crate::h264::RelayPacket;
 use crate::video_relay::VideoCodec;
@@ -119,6 +120,47 @@ pub struct Viewer {
     /// liveness is judged here: browsers send STUN consent checks and RTCP every few seconds.
     last_heard: Instant,
     state: ViewerState,
+    /// Video payload bytes written, for the link judgement.
+    video_bytes: u64,
+    /// The browser's latest receiver report not yet taken by the hub, and the last one seen
+    /// (received sequence, lost) so that each report is taken once.
+    link_report: Option<LinkReport>,
+    last_rr: Option<(u64, u64)>,
+    /// While the browser's link is congested: the rate it is held to (see `bandwidth`).
+    budget: Option<Budget>,
+    /// The last video packet written ended a frame: the next one may be skipped.
+    at_frame_start: bool,
+    /// Skips to the next keyframe made for the budget, not yet counted by the hub.
+    skips: u64,
+}
+
+/// The video a congested viewer may be sent: whole frames while the credit lasts, then
+/// nothing until a keyframe once it has recovered. The link's queue stays short, and what
+/// the browser shows is late by at most about `MAX_DEBT`.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    /// Bytes per second.
+    rate: f64,
+    /// Bytes that may still be sent (negative: owed).
+    credit: f64,
+    at: Instant,
+}
+
+/// Credit saved up while skipping: a keyframe can go out in one burst.
+const MAX_CREDIT: Duration = Duration::from_secs(1);
+/// Owed this much (in time at the rate), a viewer skips to the next keyframe.
+const MAX_DEBT: Duration = Duration::from_millis(500);
+
+impl Budget {
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.credit = (self.credit + self.rate * elapsed).min(self.rate * MAX_CREDIT.as_secs_f64());
+    }
+
+    fn over(&self) -> bool {
+        self.credit < -self.rate * MAX_DEBT.as_secs_f64()
+    }
 }
 
 impl std::fmt::Debug for Viewer {
@@ -159,9 +201,13 @@ impl Viewer {
     ) -> Result<(Viewer, String), ViewerError> {
         let offer = SdpOffer::from_sdp_string(offer_sdp)
             .map_err(|e| ViewerError::BadOffer(e.to_string()))?;
+        // Statistics carry the browser's receiver reports, from which the hub judges whether
+        // the link carries the stream (see `bandwidth`). No `enable_bwe`: its pacer would hold
+        // media back.
         let mut config = Rtc::builder()
             .set_ice_lite(true)
             .set_rtp_mode(true)
+            .set_stats_interval(Some(STATS_INTERVAL))
             .clear_codecs();
         let codecs = config.codec_config();
         let mut pt = 96u8;
@@ -217,6 +263,12 @@ impl Viewer {
             last_replay: None,
             last_heard: now,
             state: ViewerState::default(),
+            video_bytes: 0,
+            link_report: None,
+            last_rr: None,
+            budget: None,
+            at_frame_start: true,
+            skips: 0,
         };
         let mut sink = VecDeque::new();
         viewer.drain(&mut sink);
@@ -330,6 +382,49 @@ impl Viewer {
 
     pub fn state(&self) -> ViewerState {
         self.state
+    }
+
+    /// Holds the video to `bps` bit/s of payload (None: no limit): whole frames go out while
+    /// the rate allows, then the viewer skips to the next keyframe.
+    pub fn set_rate_limit(&mut self, now: Instant, bps: Option<u64>) {
+        match (bps, self.budget.as_mut()) {
+            (None, _) => self.budget = None,
+            (Some(bps), Some(b)) => {
+                b.refill(now);
+                b.rate = bps as f64 / 8.0;
+            }
+            (Some(bps), None) => {
+                self.budget = Some(Budget {
+                    rate: bps as f64 / 8.0,
+                    credit: 0.0,
+                    at: now,
+                })
+            }
+        }
+    }
+
+    /// The link is congested: skip to the next keyframe and send nothing more until `bytes`
+    /// (what sits in the link's queue) have had time to go through at the rate limit (call
+    /// `set_rate_limit` first).
+    pub fn skip_backlog(&mut self, bytes: u64) {
+        if let Some(b) = self.budget.as_mut() {
+            b.credit = b.credit.min(-(bytes as f64));
+        }
+        if self.last_seq.is_some() && !self.awaiting_keyframe {
+            self.awaiting_keyframe = true;
+            self.skips += 1;
+        }
+    }
+
+    /// Skips to a keyframe made for congestion since the last call.
+    pub fn take_skips(&mut self) -> u64 {
+        std::mem::take(&mut self.skips)
+    }
+
+    /// The browser's newest receiver report on the video, with what had been sent by then
+    /// (once per report).
+    pub fn take_link_report(&mut self) -> Option<LinkReport> {
+        self.link_report.take()
     }
 
     /// Clears the keyframe request flag; returns whether one was pending.
@@ -495,8 +590,18 @@ impl Viewer {
         if !self.state.connected || (self.last_seq.is_none() && !packet.keyframe_start) {
             return;
         }
+        if let Some(b) = self.budget.as_mut() {
+            b.refill(now);
+            // Owing too much at a frame boundary: skip to the next keyframe.
+            if !self.awaiting_keyframe && self.at_frame_start && b.over() {
+                self.awaiting_keyframe = true;
+                self.skips += 1;
+            }
+        }
         if self.awaiting_keyframe {
-            if !packet.keyframe_start {
+            // A congested viewer resumes only once it has paid off its debt.
+            let broke = self.budget.is_some_and(|b| b.credit < 0.0);
+            if !packet.keyframe_start || broke {
                 // Skipped packets are not losses: the browser must not NACK them.
                 if let Some((_, ext)) = self.last_seq {
                     self.last_seq = Some((packet.seq.wrapping_sub(1), ext));
@@ -522,6 +627,11 @@ impl Viewer {
         };
         self.last_seq = Some((packet.seq, seq));
         self.last_video_ts = Some(rtp_time);
+        self.video_bytes += packet.payload.len() as u64;
+        self.at_frame_start = packet.marker;
+        if let Some(b) = self.budget.as_mut() {
+            b.credit -= packet.payload.len() as f64;
+        }
         let write = RtpWrite::new(
             pt,
             SeqNo::from(seq),
@@ -573,6 +683,26 @@ impl Viewer {
                         self.state.failed = true
                     }
                     Event::KeyframeRequest(_) => self.state.keyframe_requested = true,
+                    Event::MediaEgressStats(stats) => {
+                        let (Some((mid, _)), Some(remote), Some((_, sent_seq))) =
+                            (self.video, stats.remote.as_ref(), self.last_seq)
+                        else {
+                            continue;
+                        };
+                        let rr = (*remote.maximum_sequence_number, remote.packets_lost);
+                        if stats.mid != mid || self.last_rr == Some(rr) {
+                            continue;
+                        }
+                        self.last_rr = Some(rr);
+                        self.link_report = Some(LinkReport {
+                            at: stats.timestamp,
+                            received_seq: rr.0,
+                            lost: rr.1,
+                            loss: stats.loss,
+                            sent_seq,
+                            sent_bytes: self.video_bytes,
+                        });
+                    }
                     _ => {}
                 },
                 Err(e) => {

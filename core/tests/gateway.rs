@@ -227,6 +227,33 @@ struct Browser {
     /// and the sender report in force (NTP time, RTP time).
     rtp: Vec<ReceivedRtp>,
     video_mid: Option<str0m::media::Mid>,
+    /// A bottleneck on the way to it (None: delivered at once).
+    link: Option<Link>,
+}
+
+/// A link of `rate` bit/s with a drop-tail queue of `limit` bytes, like `netem rate`:
+/// datagrams to the browser wait their turn and leave at the link's pace.
+struct Link {
+    rate: u64,
+    limit: usize,
+    queue: std::collections::VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
+    queued: usize,
+    /// Bytes the link may still send now (refilled as the clock runs, at most one datagram).
+    credit: f64,
+    dropped: usize,
+}
+
+impl Link {
+    fn new(rate: u64, limit: usize) -> Self {
+        Link {
+            rate,
+            limit,
+            queue: Default::default(),
+            queued: 0,
+            credit: 0.0,
+            dropped: 0,
+        }
+    }
 }
 
 impl Browser {
@@ -394,6 +421,7 @@ impl Harness {
             vanished: false,
             rtp: Vec::new(),
             video_mid: None,
+            link: None,
         });
         self.gateway.handle_session_opened(session, self.now);
         self.signal(b, "connection", serde_json::json!({"appKey": "defaultApp"}));
@@ -510,9 +538,36 @@ impl Harness {
                 else {
                     continue;
                 };
+                if let Some(link) = browser.link.as_mut() {
+                    if link.queued + t.contents.len() > link.limit {
+                        link.dropped += 1;
+                    } else {
+                        link.queued += t.contents.len();
+                        link.queue
+                            .push_back((t.source, t.destination, t.contents.to_vec()));
+                    }
+                    continue;
+                }
                 let r = Receive::new(Protocol::Udp, t.source, t.destination, &t.contents).unwrap();
                 browser.rtc.handle_input(Input::Receive(now, r)).unwrap();
                 Self::drain_browser(browser, now, &mut browser_sent);
+            }
+            // Datagrams a bottleneck lets through now.
+            for browser in self.browsers.iter_mut() {
+                while let Some((source, destination, data)) = browser.link.as_mut().and_then(|l| {
+                    let len = l.queue.front()?.2.len();
+                    (len as f64 <= l.credit).then(|| {
+                        l.credit -= len as f64;
+                        l.queued -= len;
+                        l.queue.pop_front().unwrap()
+                    })
+                }) {
+                    moved = true;
+                    let now = self.now;
+                    let r = Receive::new(Protocol::Udp, source, destination, &data).unwrap();
+                    browser.rtc.handle_input(Input::Receive(now, r)).unwrap();
+                    Self::drain_browser(browser, now, &mut browser_sent);
+                }
             }
             for s in browser_sent.drain(..) {
                 moved = true;
@@ -526,6 +581,10 @@ impl Harness {
             }
         }
         self.now += dt;
+        for link in self.browsers.iter_mut().filter_map(|b| b.link.as_mut()) {
+            let refill = link.rate as f64 / 8.0 * dt.as_secs_f64();
+            link.credit = (link.credit + refill).min(refill.max(1500.0));
+        }
         for w in 0..=self.others.len() {
             let now = self.now;
             self.gw(w).handle_timeout(now);
@@ -1549,4 +1608,128 @@ fn a_browsers_keyframe_request_is_answered_from_the_gop_cache() {
         [3600, 7200],
         "the camera's next frames, after the replay"
     );
+}
+
+#[test]
+fn a_browser_whose_link_cannot_carry_the_stream_is_told_and_skips_to_keyframes() {
+    let mut h = Harness::new();
+    let healthy = h.play("rtsp://127.0.0.1:8554/cam");
+    let slow = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    // 25 fps, an IDR (4000 bytes) every 10th frame, 600-byte P-frames: 188 kbit/s of payload.
+    let mut sent_at = std::collections::HashMap::new();
+    let mut frame = 0u32;
+    let mut camera = |h: &mut Harness, secs: u64| {
+        for _ in 0..secs * 25 {
+            let nals = if frame.is_multiple_of(10) {
+                vec![nal(5, 4000)]
+            } else {
+                vec![nal(1, 600)]
+            };
+            sent_at.insert((frame * 3600).wrapping_add(h.camera.time_base), h.now);
+            h.camera.send_frame(frame * 3600, &nals);
+            h.run_for(Duration::from_millis(40));
+            frame += 1;
+        }
+    };
+    camera(&mut h, 2);
+    assert!(h.browsers[slow].frames.len() >= 45);
+    // The slow browser's link drops to 100 kbit/s, with a 30 kB queue (2.4 s) in front.
+    h.browsers[slow].link = Some(Link::new(100_000, 30_000));
+    let frames_before = h.browsers[slow].frames.len();
+    let has_event = |h: &Harness| {
+        h.browsers[slow]
+            .ws
+            .iter()
+            .any(|v| v["message"] == "notifyStreamEvent")
+    };
+    let mut seconds = 0;
+    while !has_event(&h) && seconds < 10 {
+        camera(&mut h, 1);
+        seconds += 1;
+    }
+    println!("notEnoughBandwidth within {seconds} s of the link dropping");
+    // Not on one bad report: a few seconds (RTCP receiver reports come about once a second).
+    assert!((3..=7).contains(&seconds), "{seconds}");
+    camera(&mut h, 16 - seconds);
+
+    let ws = &h.browsers[slow].ws;
+    let stream_events: Vec<&Value> = ws
+        .iter()
+        .filter(|v| v["message"] == "notifyStreamEvent")
+        .collect();
+    assert_eq!(
+        stream_events.len(),
+        1,
+        "one event, not one per report: {stream_events:?}"
+    );
+    let event = &stream_events[0]["data"][0];
+    assert_eq!(event["mediaSessionId"], "m1");
+    assert_eq!(event["type"], "notEnoughBandwidth");
+    let info = event["payload"]["info"].as_str().unwrap();
+    let (remote, network) = info.split_once('/').unwrap();
+    let (remote, network): (u64, u64) = (remote.parse().unwrap(), network.parse().unwrap());
+    println!("notEnoughBandwidth info {info}");
+    assert!(
+        (150_000..=230_000).contains(&remote),
+        "stream bitrate {remote}"
+    );
+    assert!(
+        (40_000..=110_000).contains(&network),
+        "network bandwidth {network}"
+    );
+    let stats = h.gateway.stats();
+    assert_eq!(stats.not_enough_bandwidth, 1, "{stats:?}");
+    assert!(stats.congestion_skips >= 1, "{stats:?}");
+
+    // The slow browser's video skipped ahead, and every skip landed on a keyframe with its
+    // SPS and PPS in front.
+    let frames = &h.browsers[slow].frames[frames_before..];
+    let mut skips = 0;
+    for w in frames.windows(2) {
+        if w[1].1.wrapping_sub(w[0].1) != 3600 {
+            skips += 1;
+            assert_eq!(
+                nal_types(&w[1].2),
+                [7, 8, 5],
+                "resumed at frame {}",
+                w[1].1.wrapping_sub(h.camera.time_base) / 3600
+            );
+        }
+    }
+    assert!(skips >= 1, "the slow browser never skipped");
+    // Instead of falling ever further behind (the link's queue alone holds 2.4 s), what it
+    // shows in the last seconds is late by less than a second.
+    let lag = |f: &(Instant, u32, Vec<u8>)| f.0.saturating_duration_since(sent_at[&f.1]);
+    let last = frames.last().unwrap();
+    let recent: Vec<&(Instant, u32, Vec<u8>)> = frames
+        .iter()
+        .filter(|f| h.now.saturating_duration_since(f.0) < Duration::from_secs(6))
+        .collect();
+    assert!(
+        recent.len() >= 20,
+        "the slow browser still plays: {} frames",
+        recent.len()
+    );
+    let worst = recent.iter().map(|f| lag(f)).max().unwrap();
+    println!("worst lag in the last 6 s: {worst:?}");
+    assert!(worst < Duration::from_secs(1), "{worst:?}");
+    println!(
+        "slow browser: {} frames in 16 s, {skips} skips, last frame {} ms behind; link dropped {} datagrams",
+        frames.len(),
+        lag(last).as_millis(),
+        h.browsers[slow].link.as_ref().unwrap().dropped
+    );
+
+    // The healthy browser in the same run: no event, no skip, no lag.
+    assert!(!h.browsers[healthy]
+        .ws
+        .iter()
+        .any(|v| v["message"] == "notifyStreamEvent"));
+    let frames = &h.browsers[healthy].frames;
+    assert!(frames.len() >= 17 * 25, "{}", frames.len());
+    assert!(frames
+        .windows(2)
+        .all(|w| w[1].1.wrapping_sub(w[0].1) == 3600));
+    assert!(lag(frames.last().unwrap()) < Duration::from_millis(100));
 }

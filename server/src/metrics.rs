@@ -44,7 +44,7 @@ pub fn render(streams: &[StreamInfo], stats: &GatewayStats, web_sessions: usize)
         "Open signaling sessions (WebSocket and WHEP).",
     );
     sample(&mut out, "camgate_signaling_sessions", web_sessions as u64);
-    let counters: [(&str, &str, u64); 13] = [
+    let counters: [(&str, &str, u64); 15] = [
         (
             "camgate_camera_bytes_in_total",
             "Bytes read from camera connections.",
@@ -69,6 +69,16 @@ pub fn render(streams: &[StreamInfo], stats: &GatewayStats, web_sessions: usize)
             "camgate_keyframe_requests_answered_total",
             "Browsers' keyframe requests (PLI/FIR) answered from the GOP cache.",
             stats.keyframe_requests_answered,
+        ),
+        (
+            "camgate_not_enough_bandwidth_total",
+            "notEnoughBandwidth events sent: a viewer's link carried less than its stream's bitrate for 3 s.",
+            stats.not_enough_bandwidth,
+        ),
+        (
+            "camgate_congestion_skips_total",
+            "Times a congested viewer skipped to the next keyframe instead of queueing video.",
+            stats.congestion_skips,
         ),
         (
             "camgate_datagrams_out_total",
