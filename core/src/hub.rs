@@ -30,6 +30,7 @@ use crate::placement::{Placement, PUBLISH_INTERVAL};
 use crate::rtp::{parse_sender_report, RtpPacket, SeqStep, SeqTracker};
 use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent, RtspUrl};
 use crate::signaling::{self, ClientMessage, StreamStatus};
+use crate::stun;
 use crate::sync::{StreamClock, TrackClock};
 use crate::video_relay::{VideoCodec, VideoRelay};
 use crate::viewer::Viewer;
@@ -395,6 +396,9 @@ pub struct Gateway {
     sessions: HashMap<SessionId, Session>,
     /// Learned source address → viewer: the fast path of the shared UDP socket.
     by_addr: HashMap<SocketAddr, usize>,
+    /// camgate's ICE ufrag of each viewer → viewer: how a browser's first datagram from a new
+    /// address (always a STUN check naming it) finds its viewer in one lookup.
+    by_ufrag: HashMap<String, usize>,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     next_ping: Option<Instant>,
     outputs: VecDeque<GatewayOutput>,
@@ -426,6 +430,7 @@ impl Gateway {
             viewers: Slab::new(),
             sessions: HashMap::new(),
             by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
             timers: BinaryHeap::new(),
             next_ping: None,
             outputs: VecDeque::new(),
@@ -496,7 +501,7 @@ impl Gateway {
             streams: self.streams.len() + self.by_url.len(),
             viewers: self.viewers.len(),
             sessions: self.sessions.len(),
-            learned_addresses: self.by_addr.len(),
+            learned_addresses: self.by_addr.len() + self.by_ufrag.len(),
             timers: self.timers.len(),
             queued: self.outputs.len() + self.transmits.len(),
         }
@@ -1440,6 +1445,7 @@ impl Gateway {
                 Ok((viewer, answer)) => {
                     let needs_opus = viewer.audio_codec() == Some(AudioOut::Opus)
                         && audio_out.is_some_and(|out| out != AudioOut::Opus);
+                    self.by_ufrag.insert(viewer.ice_ufrag().to_owned(), v);
                     entry.viewer = Some(viewer);
                     let text = signaling::set_remote_sdp(&entry.media_session_id, &answer);
                     let session = entry.session;
@@ -1508,6 +1514,8 @@ impl Gateway {
         if let Some(viewer) = entry.viewer.as_mut() {
             viewer.close();
         }
+        // By value: the `Viewer` (and its ufrag) may be gone already (connection lost).
+        self.by_ufrag.retain(|_, x| *x != v);
         for addr in &entry.addrs {
             self.by_addr.remove(addr);
         }
@@ -1544,15 +1552,20 @@ impl Gateway {
             .filter(|v| self.viewers.contains(*v));
         let v = match known {
             Some(v) => v,
-            // Unknown source: ask each viewer (only STUN from a new candidate lands here).
+            // Unknown source: only a STUN check naming one of our viewers opens an address
+            // (ICE always starts that way); anything else is dropped without a scan.
             None => {
-                let found = self.viewers.iter().find_map(|(v, e)| {
-                    e.viewer
-                        .as_ref()
-                        .filter(|x| x.accepts(now, source, destination, data))
-                        .map(|_| v)
-                });
-                let Some(v) = found else { return };
+                let Some(&v) = stun::local_ufrag(data).and_then(|u| self.by_ufrag.get(u)) else {
+                    return;
+                };
+                let accepted = self
+                    .viewers
+                    .get(v)
+                    .and_then(|e| e.viewer.as_ref())
+                    .is_some_and(|x| x.accepts(now, source, destination, data));
+                if !accepted {
+                    return;
+                }
                 self.by_addr.insert(source, v);
                 self.viewers[v].addrs.push(source);
                 v

@@ -81,6 +81,14 @@ fn profile_class(profile_level_id: u32) -> (u8, bool) {
 /// A browser silent this long (no STUN, DTLS or RTCP) is gone.
 pub const SILENCE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Packets of history str0m keeps per viewer to answer NACKs: 300 video packets are about
+/// 1.3 s at 2 Mbit/s and 0.6 s at 4 Mbit/s, several round trips on any path a live viewer can
+/// use (a NACK comes about one RTT after the loss). The buffer holds a copy of each payload, so
+/// it is most of a viewer's memory: str0m's default of 1000 cost about 0.9 MB per viewer.
+const VIDEO_SEND_BUFFER: usize = 300;
+/// Audio: 50 packets per second, so 1 s.
+const AUDIO_SEND_BUFFER: usize = 50;
+
 /// Shortest time between two answers to a browser's keyframe requests from the GOP cache.
 pub const MIN_REPLAY_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -120,6 +128,8 @@ pub struct Viewer {
     /// liveness is judged here: browsers send STUN consent checks and RTCP every few seconds.
     last_heard: Instant,
     state: ViewerState,
+    /// camgate's ICE username fragment in this viewer's answer.
+    ice_ufrag: String,
     /// Video payload bytes written, for the link judgement.
     video_bytes: u64,
     /// The browser's latest receiver report not yet taken by the hub, and the last one seen
@@ -208,6 +218,8 @@ impl Viewer {
             .set_ice_lite(true)
             .set_rtp_mode(true)
             .set_stats_interval(Some(STATS_INTERVAL))
+            .set_send_buffer_video(VIDEO_SEND_BUFFER)
+            .set_send_buffer_audio(AUDIO_SEND_BUFFER)
             .clear_codecs();
         let codecs = config.codec_config();
         let mut pt = 96u8;
@@ -263,6 +275,7 @@ impl Viewer {
             last_replay: None,
             last_heard: now,
             state: ViewerState::default(),
+            ice_ufrag: String::new(),
             video_bytes: 0,
             link_report: None,
             last_rr: None,
@@ -270,6 +283,7 @@ impl Viewer {
             at_frame_start: true,
             skips: 0,
         };
+        viewer.ice_ufrag = viewer.rtc.direct_api().local_ice_credentials().ufrag;
         let mut sink = VecDeque::new();
         viewer.drain(&mut sink);
         let mid = first_mid(offer_sdp, "video").ok_or(ViewerError::NoCommonCodec)?;
@@ -475,6 +489,11 @@ impl Viewer {
     }
 
     /// Whether a datagram from `source` belongs to this viewer (STUN username or known address).
+    /// camgate's ICE ufrag for this viewer: browsers' connectivity checks name it.
+    pub fn ice_ufrag(&self) -> &str {
+        &self.ice_ufrag
+    }
+
     pub fn accepts(
         &self,
         now: Instant,

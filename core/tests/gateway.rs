@@ -1733,3 +1733,36 @@ fn a_browser_whose_link_cannot_carry_the_stream_is_told_and_skips_to_keyframes()
         .all(|w| w[1].1.wrapping_sub(w[0].1) == 3600));
     assert!(lag(frames.last().unwrap()) < Duration::from_millis(100));
 }
+
+#[test]
+fn datagrams_from_unknown_addresses_are_dropped_unless_a_viewers_ice_check() {
+    let mut h = Harness::new();
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..5);
+    let learned = h.gateway.resident().learned_addresses;
+    let frames = h.browsers[b].frames.len();
+    let server: SocketAddr = "127.0.0.1:20000".parse().unwrap();
+    // Garbage, an RTP-looking packet, and STUN checks naming no viewer, from 500 addresses:
+    // none may be learned (each is one map lookup at most, whatever the number of viewers).
+    let mut stun_unknown = vec![0x00, 0x01, 0x00, 0x0c, 0x21, 0x12, 0xa4, 0x42];
+    stun_unknown.extend_from_slice(&[9; 12]);
+    stun_unknown.extend_from_slice(&[0x00, 0x06, 0x00, 0x07]);
+    stun_unknown.extend_from_slice(b"nobody:x\0");
+    stun_unknown.truncate(20 + 12);
+    for i in 0..500u16 {
+        let source = SocketAddr::from(([127, 0, 0, 9], 1000 + i));
+        let now = h.now;
+        for data in [
+            &b"\x00garbage"[..],
+            &[0x80, 0x60, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1],
+            &stun_unknown,
+        ] {
+            h.gateway.handle_udp(now, source, server, data);
+        }
+    }
+    assert_eq!(h.gateway.resident().learned_addresses, learned);
+    // The viewer plays on.
+    h.camera_frames(5..10);
+    assert!(h.browsers[b].frames.len() >= frames + 5);
+}
