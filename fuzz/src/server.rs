@@ -619,8 +619,11 @@ pub fn http_request(data: &[u8]) {
             fed += s.len();
         }
         let answered = rig.is_closed(conn) || rig.response(conn).is_some();
+        // Empty lines before a request are dropped, not kept (the 10 s timeout closes such a
+        // client).
+        let blank = s.iter().all(|b| matches!(b, b'\r' | b'\n'));
         assert!(
-            answered || rig.is_upgraded(conn) || rig.camera_pending,
+            answered || blank || rig.is_upgraded(conn) || rig.camera_pending,
             "{fed} bytes of one request held without an answer"
         );
     }

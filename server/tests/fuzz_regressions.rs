@@ -230,3 +230,44 @@ fn rest_api_wrong_method_is_json_fuzzed() {
 fn rest_api_wrong_method_is_json() {
     harness::rest_body(&[0, 0x04, 0, 0, 0, 0x08, 0, 0, 0, 0x54, 0, 0, 0]);
 }
+
+/// A client trickling its request one byte per read. The web side parsed the whole buffer on
+/// every read: O(n²) for the event loop (which also relays every viewer's media), about 1 s
+/// of CPU (release) for a 16 KiB head sent byte by byte and far more for a 64 KiB body behind
+/// a 15 KiB head. Seen as `http_request`'s low exec/s (544/s; a 1-byte input with the flood
+/// bit took 1.1 s), not as a crash: each input stayed under libFuzzer's 10 s timeout. Now a
+/// partial head is parsed again only when a line ends, and a body only once it is all there.
+#[test]
+fn trickled_request_costs_linear_time() {
+    use camgate_io::ListenerKind;
+    use std::time::{Duration, Instant};
+    let start = Instant::now();
+    let mut rig = harness::Rig::new(&harness::config(false, false), 0);
+    let c = rig.accept(ListenerKind::Http);
+    let mut n = 0;
+    while !rig.is_closed(c) {
+        rig.feed(c, b"a");
+        n += 1;
+        assert!(n < 20_000, "no answer to an endless request line");
+    }
+    assert_eq!(rig.response(c).map(|r| r.status), Some(431));
+
+    let c = rig.accept(ListenerKind::Http);
+    let head = format!(
+        "POST /rest-api/rtsp/find_all HTTP/1.1\r\nContent-Length: 65536\r\nX-Pad: {}\r\n\r\n",
+        "x".repeat(15_000)
+    );
+    for b in head.as_bytes().chunks(1) {
+        rig.feed(c, b);
+    }
+    for _ in 0..65_536 {
+        rig.feed(c, b"{");
+    }
+    assert_eq!(rig.response(c).map(|r| r.status), Some(404)); // no streams
+    rig.drop_all();
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "trickled requests took {took:?}"
+    );
+}
