@@ -403,6 +403,11 @@ pub struct Gateway {
     next_ping: Option<Instant>,
     outputs: VecDeque<GatewayOutput>,
     transmits: VecDeque<Transmit>,
+    /// Viewers written to since their last flush; flushed when datagrams are taken, so a
+    /// batch of camera packets costs each viewer one str0m tick (see `Viewer::flush`).
+    unflushed: Vec<usize>,
+    /// When the gateway was last given time: the instant of the deferred flushes.
+    last_now: Option<Instant>,
     /// Reused between camera packets so relaying allocates nothing but each packet's `Arc`.
     relay_out: Vec<RelayPacket>,
     audio_out: Vec<AudioPacket>,
@@ -435,6 +440,8 @@ impl Gateway {
             next_ping: None,
             outputs: VecDeque::new(),
             transmits: VecDeque::with_capacity(1024),
+            unflushed: Vec::with_capacity(1024),
+            last_now: None,
             relay_out: Vec::with_capacity(64),
             audio_out: Vec::with_capacity(8),
             audio_fallback: Vec::with_capacity(8),
@@ -1015,10 +1022,11 @@ impl Gateway {
     }
 
     fn feed_camera(&mut self, stream: StreamId, now: Instant, input: CameraInput<'_>) {
+        self.advance(now);
         let Gateway {
             streams,
             viewers,
-            transmits,
+            unflushed,
             relay_out,
             audio_out,
             audio_fallback,
@@ -1090,7 +1098,7 @@ impl Gateway {
                         for p in audio_out.iter() {
                             let input = audio.input_time(p.rtp_time).unwrap_or(packet.timestamp);
                             let wall = audio_clock.wallclock(clock, input, now);
-                            viewer.send_audio(now, p, wall, transmits);
+                            viewer.send_audio(p, wall);
                         }
                     } else {
                         // A browser without the camera's G.711 law: the Opus fallback.
@@ -1099,8 +1107,11 @@ impl Gateway {
                                 .fallback_input_time(p.rtp_time)
                                 .unwrap_or(packet.timestamp);
                             let wall = audio_clock.wallclock(clock, input, now);
-                            viewer.send_audio(now, p, wall, transmits);
+                            viewer.send_audio(p, wall);
                         }
+                    }
+                    if viewer.wants_flush() {
+                        unflushed.push(v);
                     }
                 }
                 return;
@@ -1160,13 +1171,16 @@ impl Gateway {
                     entry.primed = true;
                     gop.replay(|p, ts| {
                         let wall = video_clock.wallclock(clock, ts, now);
-                        viewer.send_video(now, p, ts, wall, transmits)
+                        viewer.send_video(now, p, ts, wall)
                     });
                 } else {
                     for (p, wall) in relay_out.iter().zip(relay_walls.iter()) {
-                        viewer.send_video(now, p, p.rtp_time, *wall, transmits);
+                        viewer.send_video(now, p, p.rtp_time, *wall);
                     }
                     stats.viewer_packets_out += relay_out.len() as u64;
+                }
+                if viewer.wants_flush() {
+                    unflushed.push(v);
                 }
                 if !entry.playing_sent && viewer.state().playing {
                     entry.playing_sent = true;
@@ -1545,6 +1559,7 @@ impl Gateway {
         destination: SocketAddr,
         data: &[u8],
     ) {
+        self.advance(now);
         let known = self
             .by_addr
             .get(&source)
@@ -1717,6 +1732,7 @@ impl Gateway {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
         if let Some(p) = &self.config.placement {
             if self.next_publish.is_none_or(|t| t <= now) {
                 self.next_publish = Some(now + PUBLISH_INTERVAL);
@@ -1812,6 +1828,23 @@ impl Gateway {
 
     // ---- output ----------------------------------------------------------------------------
 
+    /// The latest time given to the gateway (never backwards: str0m wants time to move on).
+    fn advance(&mut self, now: Instant) {
+        if self.last_now.is_none_or(|t| t < now) {
+            self.last_now = Some(now);
+        }
+    }
+
+    /// Sends what was written to viewers since their last flush.
+    fn flush_viewers(&mut self) {
+        let Some(now) = self.last_now else { return };
+        for v in self.unflushed.drain(..) {
+            if let Some(viewer) = self.viewers.get_mut(v).and_then(|e| e.viewer.as_mut()) {
+                viewer.flush(now, &mut self.transmits);
+            }
+        }
+    }
+
     pub fn poll_output(&mut self) -> Option<GatewayOutput> {
         loop {
             let output = self.outputs.pop_front()?;
@@ -1836,6 +1869,9 @@ impl Gateway {
 
     /// The next datagram for the shared WebRTC socket.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if !self.unflushed.is_empty() {
+            self.flush_viewers();
+        }
         let t = self.transmits.pop_front()?;
         self.stats.datagrams_out += 1;
         self.stats.datagram_bytes_out += t.contents.len() as u64;

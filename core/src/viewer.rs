@@ -130,6 +130,9 @@ pub struct Viewer {
     state: ViewerState,
     /// camgate's ICE username fragment in this viewer's answer.
     ice_ufrag: String,
+    /// Packets were written since the last flush, and the hub has been told (`wants_flush`).
+    unflushed: bool,
+    flush_queued: bool,
     /// Video payload bytes written, for the link judgement.
     video_bytes: u64,
     /// The browser's latest receiver report not yet taken by the hub, and the last one seen
@@ -276,6 +279,8 @@ impl Viewer {
             last_heard: now,
             state: ViewerState::default(),
             ice_ufrag: String::new(),
+            unflushed: false,
+            flush_queued: false,
             video_bytes: 0,
             link_report: None,
             last_rr: None,
@@ -483,17 +488,18 @@ impl Viewer {
         self.last_seq = Some((first_seq.wrapping_sub(1), ext));
         gop.replay(|p, ts| {
             let wall = wallclock(ts);
-            self.send_video(now, p, ts.wrapping_add(shift), wall, out)
+            self.send_video(now, p, ts.wrapping_add(shift), wall)
         });
+        self.flush(now, out);
         true
     }
 
-    /// Whether a datagram from `source` belongs to this viewer (STUN username or known address).
     /// camgate's ICE ufrag for this viewer: browsers' connectivity checks name it.
     pub fn ice_ufrag(&self) -> &str {
         &self.ice_ufrag
     }
 
+    /// Whether a datagram from `source` belongs to this viewer (STUN username or known address).
     pub fn accepts(
         &self,
         now: Instant,
@@ -554,13 +560,7 @@ impl Viewer {
 
     /// Writes one audio packet captured at `wallclock` (on the stream's shared timeline, for lip
     /// sync). Audio starts with the first packet after the connection is up.
-    pub fn send_audio(
-        &mut self,
-        now: Instant,
-        packet: &AudioPacket,
-        wallclock: Instant,
-        out: &mut VecDeque<Transmit>,
-    ) {
+    pub fn send_audio(&mut self, packet: &AudioPacket, wallclock: Instant) {
         let Some((mid, pt)) = self.audio else { return };
         if !self.state.connected {
             return;
@@ -589,6 +589,29 @@ impl Viewer {
                 return;
             };
             tx.write_rtp(write);
+            this.unflushed = true;
+        });
+    }
+
+    /// True once after packets were written: the hub then lists this viewer for `flush`.
+    pub fn wants_flush(&mut self) -> bool {
+        if self.unflushed && !self.flush_queued {
+            self.flush_queued = true;
+            return true;
+        }
+        false
+    }
+
+    /// Sends what `send_video`/`send_audio` wrote since the last flush. Written packets wait
+    /// in str0m's queue until a timeout tick; ticking once per batch of camera packets rather
+    /// than once per packet saves str0m's per-tick work (timers, statistics, DTLS and ICE
+    /// polling) for all but one packet of each batch.
+    pub fn flush(&mut self, now: Instant, out: &mut VecDeque<Transmit>) {
+        self.flush_queued = false;
+        if !std::mem::take(&mut self.unflushed) {
+            return;
+        }
+        self.guarded(|this| {
             let _ = this.rtc.handle_input(Input::Timeout(now));
             this.drain(out);
         });
@@ -603,7 +626,6 @@ impl Viewer {
         packet: &RelayPacket,
         rtp_time: u32,
         wallclock: Instant,
-        out: &mut VecDeque<Transmit>,
     ) {
         let Some((mid, pt)) = self.video else { return };
         if !self.state.connected || (self.last_seq.is_none() && !packet.keyframe_start) {
@@ -668,10 +690,9 @@ impl Viewer {
             let Some(tx) = api.stream_tx_by_mid(mid, None) else {
                 return;
             };
+            // str0m queues the packet; `flush` makes it leave.
             tx.write_rtp(write);
-            // str0m queues the packet; a timeout tick makes it leave now rather than at the next tick.
-            let _ = this.rtc.handle_input(Input::Timeout(now));
-            this.drain(out);
+            this.unflushed = true;
         });
     }
 
