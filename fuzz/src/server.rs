@@ -708,6 +708,8 @@ struct ClientFrame {
     declared: u64,
     opcode: u8,
     fin: bool,
+    /// The payload, unmasked (as far as it was sent).
+    payload: Vec<u8>,
 }
 
 /// Reads one record: `op` (bits 0-2: opcode continuation, text, binary, close, ping, pong,
@@ -788,6 +790,7 @@ fn client_frame(r: &mut &[u8], rng: &mut Rng) -> Option<(ClientFrame, bool)> {
         declared,
         opcode,
         fin,
+        payload: payload.to_vec(),
     };
     Some((frame, op & 0x80 != 0))
 }
@@ -814,7 +817,15 @@ pub fn websocket(data: &[u8]) {
     let mut in_step = true;
     // Bytes of the fragmented message in progress, by the rig's count.
     let mut message: Option<u64> = None;
+    // Payloads of data frames, in order (a message's fragments are contiguous here), and
+    // whether a length lie let the server parse bytes the rig did not mean as frames.
+    let mut data_payloads = Vec::new();
+    let mut desynced = false;
     while let Some((frame, drive)) = client_frame(&mut r, &mut rng) {
+        if frame.opcode <= 2 {
+            data_payloads.extend_from_slice(&frame.payload);
+        }
+        desynced |= !frame.whole;
         if rig.is_dropped(conn) {
             break;
         }
@@ -868,6 +879,18 @@ pub fn websocket(data: &[u8]) {
     }
     rig.advance(Duration::from_millis(rng.below(max_step)));
     rig.check_no_secret(data);
+    // With `auth_token`, a session that never sent the token gets nothing but the gateway's
+    // pings: no getUserData, no stream status, no SDP.
+    let has = |s: &[u8]| data_payloads.windows(s.len()).any(|w| w == s);
+    if flags & 1 != 0 && !desynced && !has(TOKEN.as_bytes()) && !has(b"\\u") {
+        for text in rig.texts(conn) {
+            let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+            assert_eq!(
+                v["message"], "ping",
+                "a session without the auth token got {text}"
+            );
+        }
+    }
     rig.drop_all();
 }
 
