@@ -231,12 +231,16 @@ impl LinkMonitor {
             return verdict;
         };
         let mut verdict = verdict;
-        self.judge_span(base, report, stream_bps, &mut verdict);
+        let short = self.judge_span(base, report, stream_bps, &mut verdict);
         // The event: the link has been short for a while, and a later report has not shown
-        // it recovered (a viewer held to a rate below the stream's stays short).
+        // it recovered (a viewer held to a rate below the stream's stays short). It goes out
+        // only on a report that itself found the link short: a held viewer whose link got
+        // better stays short while its limit climbs back, and must not be told again then with
+        // an old estimate (seen in Chromium: a second event 30 s later, on a restored link).
         if let (Some(since), Some(estimate)) = (self.short_since, self.estimate) {
             self.short_reports += 1;
-            if report.at.saturating_duration_since(since) >= EVENT_AFTER
+            if short
+                && report.at.saturating_duration_since(since) >= EVENT_AFTER
                 && self.short_reports >= 2
                 && self
                     .last_event
@@ -250,14 +254,14 @@ impl LinkMonitor {
     }
 
     /// Judges the span from `base` to `report`: congested (limit, maybe skip), fine (probe
-    /// upwards, maybe recovered), or nothing to tell.
+    /// upwards, maybe recovered), or nothing to tell. True when it found the link short.
     fn judge_span(
         &mut self,
         base: LinkReport,
         report: LinkReport,
         stream_bps: u64,
         verdict: &mut LinkVerdict,
-    ) {
+    ) -> bool {
         let span = report.at.saturating_duration_since(base.at).as_secs_f64();
         let sent = report.sent_seq.saturating_sub(base.sent_seq);
         let sent_bytes = report.sent_bytes.saturating_sub(base.sent_bytes);
@@ -270,7 +274,7 @@ impl LinkMonitor {
         // Skipping, idle (a camera outage) or too few packets: a report's age would dominate.
         let expected = self.limit.unwrap_or(stream_bps) as f64;
         if sent < MIN_PACKETS || sent_bps < BUSY_SHARE * expected {
-            return;
+            return false;
         }
         let packet_bytes = sent_bytes as f64 / sent as f64;
         let network_bps = (delivered as f64 * packet_bytes * 8.0 / span) as u64;
@@ -291,6 +295,7 @@ impl LinkMonitor {
             }
             self.limit = Some((network_bps as f64 * LIMIT_SHARE) as u64);
             self.short_since.get_or_insert(base.at);
+            return true;
         } else if !saturated {
             let recovered = match self.limit {
                 Some(_) if queue > PROBE_QUEUE => false,
@@ -308,6 +313,7 @@ impl LinkMonitor {
                 self.short_reports = 0;
             }
         }
+        false
     }
 }
 
