@@ -77,6 +77,7 @@ replay_tests!(
     rtp_reorder,
     h264_slice,
     camera_udp,
+    stun_username,
 );
 
 #[test]
@@ -88,7 +89,7 @@ fn every_target_is_replayed() {
             "{name} has no fuzz binary"
         );
     }
-    assert_eq!(harness::TARGETS.len(), 14);
+    assert_eq!(harness::TARGETS.len(), 15);
 }
 
 /// `h264_relay` input: header byte, then `(flags, len, payload)` records (see

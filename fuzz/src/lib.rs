@@ -45,6 +45,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("rtp_reorder", rtp_reorder),
     ("h264_slice", h264_slice),
     ("camera_udp", camera_udp),
+    ("stun_username", stun_username),
 ];
 
 /// Deterministic xorshift, seeded from input bytes, for choices that must not disturb the
@@ -1271,4 +1272,22 @@ pub fn camera_udp(data: &[u8]) {
     drain(&mut c, &mut playing, &mut terminal, now);
     assert!(c.is_closed());
     assert_eq!(terminal, 1, "exactly one Failed/Closed event");
+}
+
+/// `stun::local_ufrag`: which viewer a datagram from a new address asks for.
+pub fn stun_username(data: &[u8]) {
+    let Some(ufrag) = camgate_core::stun::local_ufrag(data) else {
+        return;
+    };
+    // Only a Binding request with the magic cookie names a ufrag, and the name is the part
+    // of a USERNAME attribute's value before its first colon.
+    assert!(data.len() >= 20 && data[..2] == [0, 1] && data[4..8] == [0x21, 0x12, 0xA4, 0x42]);
+    assert!(!ufrag.contains(':'));
+    let needle = format!("{ufrag}:");
+    assert!(
+        data[20..]
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes()),
+        "the ufrag is not in the message"
+    );
 }
