@@ -10,46 +10,13 @@
 #[allow(dead_code)]
 mod harness;
 
-use std::path::{Path, PathBuf};
+#[path = "../../fuzz/src/replay.rs"]
+mod replay;
 
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
-}
-
-/// Input files of one target, sorted; missing directories count as empty.
-fn inputs(target: &str) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for dir in ["seeds", "corpus", "artifacts"] {
-        let Ok(entries) = std::fs::read_dir(fuzz_dir().join(dir).join(target)) else {
-            continue;
-        };
-        files.extend(
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.is_file() && p.file_name().is_none_or(|n| n != ".keep")),
-        );
-    }
-    files.sort();
-    files
-}
+use replay::fuzz_dir;
 
 fn replay(target: &str) -> usize {
-    let (_, run) = harness::TARGETS
-        .iter()
-        .find(|(name, _)| *name == target)
-        .expect("known target");
-    let files = inputs(target);
-    for f in &files {
-        let data = std::fs::read(f).unwrap();
-        let res = std::panic::catch_unwind(|| run(&data));
-        assert!(
-            res.is_ok(),
-            "{target}: {} fails (see the panic above)",
-            f.display()
-        );
-    }
-    files.len()
+    replay::replay(target, harness::TARGETS)
 }
 
 macro_rules! replay_tests {

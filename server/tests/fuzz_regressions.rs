@@ -11,49 +11,13 @@
 #[allow(dead_code)]
 mod harness;
 
-use std::path::{Path, PathBuf};
+#[path = "../../fuzz/src/replay.rs"]
+mod replay;
 
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
-}
-
-/// Input files of one target, sorted; missing directories count as empty.
-fn inputs(target: &str) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    for dir in ["seeds", "corpus", "artifacts"] {
-        let Ok(entries) = std::fs::read_dir(fuzz_dir().join(dir).join(target)) else {
-            continue;
-        };
-        files.extend(
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.is_file() && p.file_name().is_none_or(|n| n != ".keep")),
-        );
-    }
-    files.sort();
-    files
-}
+use replay::fuzz_dir;
 
 fn replay(target: &str) -> usize {
-    let (_, run) = harness::TARGETS
-        .iter()
-        .find(|(name, _)| *name == target)
-        .expect("known target");
-    let files = inputs(target);
-    for f in &files {
-        // A running fuzzer replaces corpus files as it reduces them.
-        let Ok(data) = std::fs::read(f) else {
-            continue;
-        };
-        let res = std::panic::catch_unwind(|| run(&data));
-        assert!(
-            res.is_ok(),
-            "{target}: {} fails (see the panic above)",
-            f.display()
-        );
-    }
-    files.len()
+    replay::replay(target, harness::TARGETS)
 }
 
 macro_rules! replay_tests {
@@ -237,11 +201,12 @@ fn rest_api_wrong_method_is_json() {
 /// a 15 KiB head. Seen as `http_request`'s low exec/s (544/s; a 1-byte input with the flood
 /// bit took 1.1 s), not as a crash: each input stayed under libFuzzer's 10 s timeout. Now a
 /// partial head is parsed again only when a line ends, and a body only once it is all there.
+/// This test checks the answers; the cost (13.1 s before the fix, 0.1 s after, debug build)
+/// is printed, not asserted: timings belong in benches, not in pass/fail tests.
 #[test]
-fn trickled_request_costs_linear_time() {
+fn trickled_requests_are_answered() {
     use camgate_io::ListenerKind;
-    use std::time::{Duration, Instant};
-    let start = Instant::now();
+    let start = std::time::Instant::now();
     let mut rig = harness::Rig::new(&harness::config(false, false), 0);
     let c = rig.accept(ListenerKind::Http);
     let mut n = 0;
@@ -265,9 +230,5 @@ fn trickled_request_costs_linear_time() {
     }
     assert_eq!(rig.response(c).map(|r| r.status), Some(404)); // no streams
     rig.drop_all();
-    let took = start.elapsed();
-    assert!(
-        took < Duration::from_secs(5),
-        "trickled requests took {took:?}"
-    );
+    eprintln!("trickled requests took {:?}", start.elapsed());
 }
