@@ -435,6 +435,17 @@ impl Harness {
         b
     }
 
+    /// Browser `b` asks for a keyframe (PLI), as after a loss it could not repair.
+    fn request_keyframe(&mut self, b: usize) {
+        let mid = self.browsers[b].video_mid.unwrap();
+        self.browsers[b]
+            .rtc
+            .writer(mid)
+            .unwrap()
+            .request_keyframe(None, str0m::media::KeyframeRequestKind::Pli)
+            .unwrap();
+    }
+
     fn browser_by_session(&mut self, session: SessionId) -> &mut Browser {
         self.browsers
             .iter_mut()
@@ -1566,13 +1577,7 @@ fn a_browsers_keyframe_request_is_answered_from_the_gop_cache() {
     let last_ts = h.browsers[b].frames.last().unwrap().1;
 
     // The browser lost a frame it can't get back and asks for a keyframe (PLI).
-    let mid = h.browsers[b].video_mid.unwrap();
-    h.browsers[b]
-        .rtc
-        .writer(mid)
-        .unwrap()
-        .request_keyframe(None, str0m::media::KeyframeRequestKind::Pli)
-        .unwrap();
+    h.request_keyframe(b);
     h.run_for(Duration::from_millis(50));
     let replayed: Vec<_> = h.browsers[b].frames[before..].to_vec();
     assert_eq!(h.gateway.stats().keyframe_requests_answered, 1);
@@ -1591,12 +1596,7 @@ fn a_browsers_keyframe_request_is_answered_from_the_gop_cache() {
 
     // Live frames follow the replay in order; a second request within a second is not
     // answered (browsers repeat PLIs until a keyframe arrives).
-    h.browsers[b]
-        .rtc
-        .writer(mid)
-        .unwrap()
-        .request_keyframe(None, str0m::media::KeyframeRequestKind::Pli)
-        .unwrap();
+    h.request_keyframe(b);
     h.camera_frames(14..16);
     assert_eq!(h.gateway.stats().keyframe_requests_answered, 1);
     let live: Vec<u32> = h.browsers[b].frames[before + 4..]
