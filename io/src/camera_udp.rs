@@ -52,7 +52,7 @@ impl PortRange {
             };
             // A keyframe arrives as a burst of ~100 datagrams at 4 Mbit/s; the default buffer
             // (~200 KB) dropped some in the benchmark. Best effort: capped by rmem_max.
-            let _ = socket2::SockRef::from(&rtp).set_recv_buffer_size(RECV_BUFFER);
+            crate::socket_buffers::grow(&rtp, 0, RECV_BUFFER);
             let Ok(rtcp) = UdpSocket::bind(SocketAddr::new(ip, port + 1)) else {
                 continue;
             };

@@ -9,6 +9,7 @@
 
 pub mod camera_udp;
 pub mod event_loop;
+pub mod socket_buffers;
 pub mod tcp;
 pub mod udp;
 pub mod workers;

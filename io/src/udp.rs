@@ -13,6 +13,8 @@ use std::os::fd::AsRawFd;
 use mio::net::UdpSocket;
 use socket2::{SockAddr, SockAddrStorage};
 
+use crate::socket_buffers;
+
 /// Messages per `sendmmsg` call, datagrams per `recvmmsg` call.
 pub const BATCH: usize = 32;
 /// Datagrams one `sendmmsg` call carries at most (GSO messages hold several).
@@ -60,11 +62,20 @@ impl UdpEndpoint {
     /// `gso`: send runs to one destination as UDP GSO messages.
     pub fn bind(addr: SocketAddr, announced: SocketAddr, gso: bool) -> io::Result<Self> {
         let socket = UdpSocket::bind(addr)?;
-        let sock = socket2::SockRef::from(&socket);
-        // Best effort: the kernel caps these at net.core.{w,r}mem_max.
-        let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
-        let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+        let granted = socket_buffers::grow(&socket, SOCKET_BUFFER, SOCKET_BUFFER);
         let local = socket.local_addr()?;
+        // The kernel reports twice what it granted.
+        let (send_kib, recv_kib) = (granted.send / 2048, granted.recv / 2048);
+        if granted.send / 2 < SOCKET_BUFFER {
+            tracing::warn!(
+                "UDP {local}: send buffer {send_kib} KiB, receive {recv_kib} KiB, below the {} KiB \
+                 asked (bursts to many viewers may drop): raise net.core.wmem_max and \
+                 net.core.rmem_max, or run with CAP_NET_ADMIN",
+                SOCKET_BUFFER / 1024
+            );
+        } else {
+            tracing::debug!("UDP {local}: send buffer {send_kib} KiB, receive {recv_kib} KiB");
+        }
         // Port 0 asks the OS for one; the announced address must carry the real port.
         let announced = if announced.port() == 0 {
             SocketAddr::new(announced.ip(), local.port())
