@@ -299,7 +299,9 @@ impl EventLoop {
             gateway.handle_timeout(now);
             if now >= next_tick {
                 next_tick = now + Duration::from_secs(1);
-                web.tick(now, &mut web_io);
+                if !contained(|| web.tick(now, &mut web_io)) {
+                    tracing::error!("web side panicked in its timer tick");
+                }
                 self.apply_web_io(&mut web_io, now, gateway, web);
             }
             self.apply_gateway_outputs(now, gateway, web, &mut web_io);
@@ -367,9 +369,22 @@ impl EventLoop {
             }
             Endpoint::Web(conn) => {
                 let id = ConnId(key);
+                let mut panicked = false;
                 let outcome = conn.read_available(&mut self.read_buf, &mut |data| {
-                    web.received(id, data, now, gateway, io)
+                    // Last line of defence: a bug reached by one client's bytes ends that
+                    // client's connection, not the server (the other clients and every
+                    // viewer's media share this thread).
+                    panicked = panicked || !contained(|| web.received(id, data, now, gateway, io));
                 });
+                if panicked {
+                    tracing::error!(
+                        conn = key,
+                        "web side panicked on this client's input: connection dropped"
+                    );
+                    io.writes.retain(|(c, _)| *c != id);
+                    self.drop_web(key, now, gateway, web);
+                    return;
+                }
                 let flushed = conn.flush();
                 if outcome == ReadOutcome::Closed
                     || flushed.is_err()
@@ -470,11 +485,15 @@ impl EventLoop {
                 // Sessions are the web app's to map onto connections: not every session is a
                 // WebSocket (WHEP sessions live beyond their HTTP request).
                 GatewayOutput::WsSend { session, text } => {
-                    web.send_text(session, &text, now, gateway, io);
+                    if !contained(|| web.send_text(session, &text, now, gateway, io)) {
+                        tracing::error!(session = session.0, "web side panicked sending a message");
+                    }
                     self.apply_web_io(io, now, gateway, web);
                 }
                 GatewayOutput::WsClose { session } => {
-                    web.close_session(session, now, gateway, io);
+                    if !contained(|| web.close_session(session, now, gateway, io)) {
+                        tracing::error!(session = session.0, "web side panicked closing a session");
+                    }
                     self.apply_web_io(io, now, gateway, web);
                 }
                 GatewayOutput::RtspConnect { stream, host, port } => {
@@ -782,9 +801,16 @@ impl EventLoop {
     fn drop_web(&mut self, key: usize, now: Instant, gateway: &mut Gateway, web: &mut dyn WebApp) {
         if let Some(Endpoint::Web(mut conn)) = self.endpoints.try_remove(key) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
-            web.closed(ConnId(key), now, gateway);
+            if !contained(|| web.closed(ConnId(key), now, gateway)) {
+                tracing::error!(conn = key, "web side panicked closing a connection");
+            }
         }
     }
+}
+
+/// Runs `f`, containing a panic; false if it panicked (already reported by the panic hook).
+fn contained(f: impl FnOnce()) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_ok()
 }
 
 /// A non-blocking connect from a chosen local address (`rtsp_client_address`, e.g. a VPN's).
