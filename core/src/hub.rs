@@ -1138,16 +1138,7 @@ impl Gateway {
                     let Some(entry) = viewers.get(v).filter(|e| e.playing_sent) else {
                         continue;
                     };
-                    let text = signaling::stream_status(
-                        &entry.media_session_id,
-                        redacted,
-                        StreamStatus::Playing,
-                        Some(&info),
-                    );
-                    outputs.push_back(GatewayOutput::WsSend {
-                        session: entry.session,
-                        text,
-                    });
+                    outputs.push_back(playing_status(entry, redacted, &info));
                 }
             }
             relay_walls.clear();
@@ -1195,16 +1186,7 @@ impl Gateway {
                         info.push_str("; ");
                         info.push_str(&note);
                     }
-                    let text = signaling::stream_status(
-                        &entry.media_session_id,
-                        redacted,
-                        StreamStatus::Playing,
-                        Some(&info),
-                    );
-                    outputs.push_back(GatewayOutput::WsSend {
-                        session: entry.session,
-                        text,
-                    });
+                    outputs.push_back(playing_status(entry, redacted, &info));
                 }
             }
         };
@@ -1876,6 +1858,19 @@ impl Gateway {
         self.stats.datagrams_out += 1;
         self.stats.datagram_bytes_out += t.contents.len() as u64;
         Some(t)
+    }
+}
+
+/// The PLAYING status (with the stream info) for a viewer.
+fn playing_status(entry: &ViewerEntry, redacted: &str, info: &str) -> GatewayOutput {
+    GatewayOutput::WsSend {
+        session: entry.session,
+        text: signaling::stream_status(
+            &entry.media_session_id,
+            redacted,
+            StreamStatus::Playing,
+            Some(info),
+        ),
     }
 }
 

@@ -83,10 +83,6 @@ impl Placement {
         self.here
     }
 
-    pub fn workers(&self) -> usize {
-        self.lock().workers
-    }
-
     fn lock(&self) -> MutexGuard<'_, Table> {
         // A worker that panicked while holding the lock left consistent data (every update
         // is a single insert/remove/add), so the table stays usable.
