@@ -9,6 +9,12 @@ source scripts/deps.sh
 
 section() { printf '\n========== %s ==========\n' "$*"; }
 
+section "Disk"
+# A CI run once died of a full disk: show what there was, and keep cargo's footprint small
+# (no incremental caches: every run here builds from scratch anyway).
+df -h . /tmp 2>/dev/null || true
+export CARGO_INCREMENTAL=0
+
 section "System packages"
 node_debs=()
 # Node.js may come from elsewhere (e.g. NodeSource, which bundles npm): check the commands.
