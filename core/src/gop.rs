@@ -85,6 +85,11 @@ impl GopCache {
         self.packets.len()
     }
 
+    /// The cached packets as relayed (for a mirror on another worker to cache them too).
+    pub fn packets(&self) -> &[RelayPacket] {
+        &self.packets
+    }
+
     pub fn is_empty(&self) -> bool {
         self.packets.is_empty()
     }

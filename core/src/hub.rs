@@ -26,7 +26,8 @@ use crate::bandwidth::{BitrateMeter, LinkMonitor};
 use crate::gop::GopCache;
 use crate::h264::RelayPacket;
 use crate::media::MediaKind;
-use crate::placement::{Placement, PUBLISH_INTERVAL};
+use crate::mirror::{Described, MirrorClock, MirrorItem};
+use crate::placement::{Placement, ViewerRefused, PUBLISH_INTERVAL};
 use crate::rtp::{parse_sender_report, RtpPacket, SeqStep, SeqTracker};
 use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent, RtspUrl};
 use crate::signaling::{self, ClientMessage, StreamStatus};
@@ -75,6 +76,10 @@ pub struct GatewayConfig {
     /// With several workers: this gateway's handle on the table of which worker pulls which
     /// camera. `None`: one worker, every camera is pulled here.
     pub placement: Option<Placement>,
+    /// With several workers: how many more viewers a camera's worker may serve than the
+    /// least-loaded worker before new viewers of that camera go to the least-loaded one (which
+    /// serves them from a mirror of the camera's packets, see `mirror`).
+    pub viewer_spread_margin: usize,
 }
 
 impl Default for GatewayConfig {
@@ -90,6 +95,7 @@ impl Default for GatewayConfig {
             max_viewers_per_stream: 500,
             stopwatch: None,
             placement: None,
+            viewer_spread_margin: 4,
         }
     }
 }
@@ -134,6 +140,8 @@ pub enum GatewayOutput {
     },
     /// Hand `forward` to worker `worker`'s gateway (`handle_forward`), with several workers.
     Forward { worker: usize, forward: Forward },
+    /// Wake worker `worker`'s loop: its media lane from here has packets (`handle_mirrored`).
+    WakeWorker { worker: usize },
 }
 
 /// What one worker's gateway tells another's. A viewer is served by the worker that pulls
@@ -166,6 +174,29 @@ pub enum Forward {
     Terminate {
         url: String,
     },
+    /// To a camera's worker: mirror the camera to stream `mirror` of the sender (see
+    /// `mirror`); pull the camera first if it isn't pulled.
+    Subscribe {
+        url: String,
+        mirror: StreamId,
+    },
+    /// To a camera's worker: that mirror has no viewers left.
+    Unsubscribe {
+        url: String,
+        mirror: StreamId,
+    },
+    /// To a camera's worker: a mirror's viewer needs the Opus fallback of G.711 audio.
+    OpusFallback {
+        url: String,
+    },
+}
+
+/// Where a signaling message is handled.
+enum Routed {
+    /// Sent to another worker, or answered already.
+    Done,
+    /// Here; `counted`: a `playStream` already counts as a viewer of this worker.
+    Here { counted: bool },
 }
 
 /// Bytes from a camera, on its RTSP connection or one of its UDP sockets.
@@ -196,6 +227,9 @@ pub struct StreamInfo {
     /// What plays: "video H264 42c01e; audio PCMU 8000 Hz (passed through)", plus warnings
     /// such as B-frames. Also the `info` of the PLAYING status sent to browsers.
     pub info: String,
+    /// A mirror's share of the viewers of the camera stream with this `id` on another worker;
+    /// `Gateway::streams` adds it to that entry and lists no mirror on its own.
+    pub mirror: bool,
 }
 
 impl StreamInfo {
@@ -312,12 +346,34 @@ enum TimerKey {
     Ping,
 }
 
+/// Where a stream's media comes from.
+enum Source {
+    /// This worker pulls the camera (boxed: a mirror needs none of its state).
+    Camera(Box<RtspClient>),
+    /// Worker `origin` pulls it and hands this worker its relayed packets (see `mirror`).
+    Mirror(MirrorSource),
+}
+
+struct MirrorSource {
+    origin: usize,
+    /// What plays, from the origin's `Ready`; viewers wait for it.
+    described: Option<Described>,
+    /// The camera stream's id on the origin (for the APIs).
+    origin_stream: Option<StreamId>,
+    /// Dates packets of a GOP replay.
+    clock: Option<MirrorClock>,
+    /// The Opus fallback of G.711 was asked for.
+    fallback_asked: bool,
+}
+
 struct Stream {
     /// The URL exactly as viewers asked for it: the sharing key (credentials included).
     url: String,
     /// The URL with its password masked, for logs and status messages.
     redacted: String,
-    client: RtspClient,
+    source: Source,
+    /// Mirrors of this camera on other workers: (worker, mirror stream there).
+    mirrors: Vec<(usize, StreamId)>,
     /// Index of the H.264 track among the client's tracks, once playing.
     video_track: Option<usize>,
     relay: Option<VideoRelay>,
@@ -413,8 +469,13 @@ pub struct Gateway {
     audio_out: Vec<AudioPacket>,
     /// The Opus fallback of passed-through G.711, for browsers without that law.
     audio_fallback: Vec<AudioPacket>,
-    /// The capture instant of each packet in `relay_out` (computed once, used per viewer).
+    /// The capture instant of each packet in `relay_out`, `audio_out` and `audio_fallback`
+    /// (computed once, used per viewer and mirror).
     relay_walls: Vec<Instant>,
+    audio_walls: Vec<Instant>,
+    fallback_walls: Vec<Instant>,
+    /// Reused buffer of what came in on the media lanes (see `handle_mirrored`).
+    mirror_in: Vec<MirrorItem>,
     stats: GatewayStats,
     /// Remote sessions: (origin worker, id there) → local id.
     remote_ids: HashMap<(usize, SessionId), SessionId>,
@@ -446,6 +507,9 @@ impl Gateway {
             audio_out: Vec::with_capacity(8),
             audio_fallback: Vec::with_capacity(8),
             relay_walls: Vec::with_capacity(64),
+            audio_walls: Vec::with_capacity(8),
+            fallback_walls: Vec::with_capacity(8),
+            mirror_in: Vec::new(),
             stats: GatewayStats::default(),
             remote_ids: HashMap::new(),
             next_remote_id: 0,
@@ -462,25 +526,39 @@ impl Gateway {
         let mut list = self.local_streams();
         if let Some(p) = &self.config.placement {
             list.extend(p.others().0);
-            list.sort_by_key(|s| s.id);
         }
+        // Mirrors' viewers count for their camera's entry.
+        let (mirrors, mut list): (Vec<_>, Vec<_>) = list.into_iter().partition(|s| s.mirror);
+        for m in mirrors {
+            if let Some(s) = list.iter_mut().find(|s| s.id == m.id) {
+                s.viewers += m.viewers;
+            }
+        }
+        list.sort_by_key(|s| s.id);
         list
     }
 
-    /// Streams pulled by this worker.
+    /// Streams pulled by this worker, and its mirrors' viewer counts.
     fn local_streams(&self) -> Vec<StreamInfo> {
         let mut list: Vec<_> = self
             .streams
             .iter()
-            .map(|(id, s)| StreamInfo {
-                id: *id,
-                url: s.redacted.clone(),
-                playing: s.video_track.is_some() && s.reconnect_at.is_none(),
-                viewers: s.viewers.len() + s.pending.len(),
-                pinned: s.pinned,
-                reconnecting: s.reconnect_at.is_some(),
-                dropped_tracks: s.dropped_tracks.clone(),
-                info: s.info(),
+            .filter_map(|(id, s)| {
+                let (id, mirror) = match &s.source {
+                    Source::Camera(_) => (*id, false),
+                    Source::Mirror(m) => (m.origin_stream?, true),
+                };
+                Some(StreamInfo {
+                    id,
+                    url: s.redacted.clone(),
+                    playing: s.video_track.is_some() && s.reconnect_at.is_none(),
+                    viewers: s.viewers.len() + s.pending.len(),
+                    pinned: s.pinned,
+                    reconnecting: s.reconnect_at.is_some(),
+                    dropped_tracks: s.dropped_tracks.clone(),
+                    info: s.info(),
+                    mirror,
+                })
             })
             .collect();
         list.sort_by_key(|s| s.id);
@@ -547,9 +625,10 @@ impl Gateway {
                 return;
             }
         };
-        if self.route_elsewhere(session, &message, text) {
-            return;
-        }
+        let counted = match self.route_elsewhere(session, &message, text) {
+            Routed::Done => return,
+            Routed::Here { counted } => counted,
+        };
         match message {
             ClientMessage::Connection { .. } => {
                 if let Some(s) = self.sessions.get_mut(&session) {
@@ -562,7 +641,7 @@ impl Gateway {
                 media_session_id,
                 name,
                 sdp,
-            } => self.play(session, now, media_session_id, name, sdp),
+            } => self.play(session, now, media_session_id, name, sdp, counted),
             ClientMessage::StopStream { media_session_id } => {
                 self.stop(session, now, &media_session_id)
             }
@@ -573,17 +652,24 @@ impl Gateway {
         }
     }
 
-    /// With several workers: sends a `playStream` for a camera another worker pulls (or will
-    /// pull) there, and a `stopStream` to where its viewer is. True when the message went.
-    fn route_elsewhere(&mut self, session: SessionId, message: &ClientMessage, text: &str) -> bool {
+    /// With several workers: decides which worker serves a `playStream` (see
+    /// `Placement::place_viewer`) and sends it there, or refuses it at once; sends a
+    /// `stopStream` to where its viewer is.
+    fn route_elsewhere(
+        &mut self,
+        session: SessionId,
+        message: &ClientMessage,
+        text: &str,
+    ) -> Routed {
         let Some(placement) = &self.config.placement else {
-            return false;
+            return Routed::Here { counted: false };
         };
         let Some(s) = self.sessions.get_mut(&session) else {
-            return false;
+            return Routed::Done;
         };
         if s.origin.is_some() {
-            return false; // forwarded here to be served here
+            // Forwarded here to be served here, and counted for this worker when routed.
+            return Routed::Here { counted: true };
         }
         let worker = match message {
             ClientMessage::PlayStream {
@@ -591,16 +677,25 @@ impl Gateway {
                 name,
                 ..
             } => {
-                // A bad URL or a refusal is answered here, by `play`.
+                // A bad URL is answered by `play`.
                 let Ok(url) = RtspUrl::parse(name) else {
-                    return false;
+                    return Routed::Here { counted: false };
                 };
-                let Ok(worker) = placement.place(name, &url.redacted(), self.config.max_streams)
-                else {
-                    return false;
+                let limits = (self.config.max_streams, self.config.max_viewers);
+                let margin = self.config.viewer_spread_margin;
+                let worker = match placement.place_viewer(name, &url.redacted(), limits, margin) {
+                    Ok(worker) => worker,
+                    Err(refused) => {
+                        let info = match refused {
+                            ViewerRefused::TooManyViewers => self.too_many_viewers(),
+                            ViewerRefused::TooManyStreams => self.too_many_streams(),
+                        };
+                        self.refuse_play(session, media_session_id, &info);
+                        return Routed::Done;
+                    }
                 };
                 if worker == placement.here() {
-                    return false;
+                    return Routed::Here { counted: true };
                 }
                 s.remote_viewers.push((media_session_id.clone(), worker));
                 worker
@@ -611,11 +706,11 @@ impl Gateway {
                     .iter()
                     .position(|(m, _)| m == media_session_id)
                 else {
-                    return false;
+                    return Routed::Here { counted: false };
                 };
                 s.remote_viewers.swap_remove(i).1
             }
-            _ => return false,
+            _ => return Routed::Here { counted: false },
         };
         if !s.attached.contains(&worker) {
             s.attached.push(worker);
@@ -631,7 +726,28 @@ impl Gateway {
                 text: text.to_owned(),
             },
         });
-        true
+        Routed::Done
+    }
+
+    fn too_many_viewers(&self) -> String {
+        format!(
+            "Too many viewers: this server serves at most {}",
+            self.config.max_viewers
+        )
+    }
+
+    fn too_many_streams(&self) -> String {
+        format!(
+            "Too many streams: this server pulls at most {} cameras",
+            self.config.max_streams
+        )
+    }
+
+    /// FAILED for a `playStream` that gets no viewer.
+    fn refuse_play(&mut self, session: SessionId, media_session_id: &str, info: &str) {
+        tracing::info!(session = session.0, "play refused: {info}");
+        let text = signaling::stream_status(media_session_id, "", StreamStatus::Failed, Some(info));
+        self.send(session, text);
     }
 
     /// What another worker's gateway sent this one (see `Forward`).
@@ -668,6 +784,24 @@ impl Gateway {
             }
             Forward::Terminate { url } => {
                 self.terminate_here(&url, now);
+            }
+            Forward::Subscribe { url, mirror } => self.subscribe(from, url, mirror, now),
+            Forward::Unsubscribe { url, mirror } => {
+                let Some(id) = self.by_url.get(&url).copied() else {
+                    return;
+                };
+                let s = self
+                    .streams
+                    .get_mut(&id)
+                    .expect("by_url points at live streams");
+                s.mirrors.retain(|m| *m != (from, mirror));
+                tracing::debug!(stream = id.0, worker = from, "mirror gone");
+                self.linger_if_unwatched(id, now);
+            }
+            Forward::OpusFallback { url } => {
+                if let Some(id) = self.by_url.get(&url).copied() {
+                    self.enable_opus_fallback(id);
+                }
             }
         }
     }
@@ -721,43 +855,40 @@ impl Gateway {
         media_session_id: String,
         name: String,
         sdp: String,
+        counted: bool,
     ) {
-        let refuse = |this: &mut Self, info: &str| {
-            tracing::info!(session = session.0, "play refused: {info}");
-            let text =
-                signaling::stream_status(&media_session_id, "", StreamStatus::Failed, Some(info));
-            this.send(session, text);
-        };
-        let admitted = match &self.config.placement {
-            Some(p) => p.add_viewer(self.config.max_viewers),
-            None => self.viewers.len() < self.config.max_viewers,
-        };
+        let admitted = counted
+            || match &self.config.placement {
+                Some(p) => p.add_viewer(self.config.max_viewers),
+                None => self.viewers.len() < self.config.max_viewers,
+            };
         if !admitted {
-            let info = format!(
-                "Too many viewers: this server serves at most {}",
-                self.config.max_viewers
-            );
-            return refuse(self, &info);
+            let info = self.too_many_viewers();
+            return self.refuse_play(session, &media_session_id, &info);
         }
-        // Counted in the shared viewer total above: refusals from here on give the slot back.
+        // Counted as a viewer of this worker by now: refusals from here on give the slot back.
         let refuse = |this: &mut Self, info: &str| {
             if let Some(p) = &this.config.placement {
                 p.remove_viewer();
             }
-            refuse(this, info)
+            this.refuse_play(session, &media_session_id, info)
         };
         let stream_id = match self.by_url.get(&name) {
             Some(id) => *id,
-            None if self.streams.len() >= self.config.max_streams => {
-                let info = format!(
-                    "Too many streams: this server pulls at most {} cameras",
-                    self.config.max_streams
-                );
-                return refuse(self, &info);
-            }
-            None => match RtspClient::new(&name, self.config.rtsp.clone(), now) {
-                Ok(client) => self.add_stream(name, client, now),
-                Err(e) => return refuse(self, &e.to_string()),
+            None => match self.mirror_origin(&name) {
+                // Another worker pulls it: serve this viewer from a mirror of it.
+                Some(origin) => match RtspUrl::parse(&name) {
+                    Ok(url) => self.add_mirror(name, url.redacted(), origin),
+                    Err(e) => return refuse(self, &e.to_string()),
+                },
+                None if self.camera_count() >= self.config.max_streams => {
+                    let info = self.too_many_streams();
+                    return refuse(self, &info);
+                }
+                None => match RtspClient::new(&name, self.config.rtsp.clone(), now) {
+                    Ok(client) => self.add_stream(name, client, now),
+                    Err(e) => return refuse(self, &e.to_string()),
+                },
             },
         };
         let s = &self.streams[&stream_id];
@@ -794,9 +925,24 @@ impl Gateway {
         stream.pending.push(viewer);
         tracing::info!(session = session.0, stream = stream_id.0, url = %stream.redacted, "viewer joined");
         self.send_status(viewer, StreamStatus::Pending, None);
-        if self.streams[&stream_id].relay.is_some() {
+        if self.streams[&stream_id].video_codec().is_some() {
             self.answer_pending(stream_id, now);
         }
+    }
+
+    /// The other worker that pulls `url`, if one does (exact URL: a masked password must not
+    /// reach a stream pulled with the real one).
+    fn mirror_origin(&self, url: &str) -> Option<usize> {
+        let p = self.config.placement.as_ref()?;
+        p.worker_of(url).filter(|w| *w != p.here())
+    }
+
+    /// Cameras pulled by this worker (mirrors don't count).
+    fn camera_count(&self) -> usize {
+        self.streams
+            .values()
+            .filter(|s| matches!(s.source, Source::Camera(_)))
+            .count()
     }
 
     fn stop(&mut self, session: SessionId, now: Instant, media_session_id: &str) {
@@ -892,14 +1038,22 @@ impl Gateway {
         });
         let Some(id) = found else { return false };
         let s = &self.streams[&id];
+        if !matches!(s.source, Source::Camera(_)) {
+            return false; // a mirror: its camera's worker terminates it
+        }
         tracing::info!(stream = id.0, url = %s.redacted, "terminated by REST");
+        let info = "Stopped by rest /terminate";
+        self.fail_mirrors(id, info);
+        let s = &self.streams[&id];
         let all: Vec<usize> = s.viewers.iter().chain(s.pending.iter()).copied().collect();
         for v in all {
-            self.send_status(v, StreamStatus::Failed, Some("Stopped by rest /terminate"));
+            self.send_status(v, StreamStatus::Failed, Some(info));
             self.remove_viewer(v, now);
         }
         let s = self.streams.get_mut(&id).expect("still there");
-        s.client.teardown(now);
+        if let Source::Camera(client) = &mut s.source {
+            client.teardown(now);
+        }
         self.after_stream_input(id, now);
         // A client with no session to tear down closes at once; otherwise `Closed` follows.
         if let Some(s) = self.streams.get_mut(&id) {
@@ -923,31 +1077,7 @@ impl Gateway {
         self.by_url.insert(url.clone(), id);
         self.streams.insert(
             id,
-            Stream {
-                url,
-                redacted,
-                client,
-                video_track: None,
-                relay: None,
-                audio_track: None,
-                audio: None,
-                gop: GopCache::new(MAX_GOP_BYTES),
-                bitrate: BitrateMeter::new(),
-                seq: SeqTracker::new(),
-                viewers: Vec::new(),
-                pending: Vec::new(),
-                linger_until: None,
-                pinned: false,
-                played: false,
-                reconnect_attempts: 0,
-                reconnect_at: None,
-                dropped_tracks: Vec::new(),
-                b_frames: false,
-                clock: StreamClock::default(),
-                video_clock: TrackClock::new(90_000),
-                audio_clock: TrackClock::new(8_000),
-                scheduled: None,
-            },
+            Stream::new(url, redacted, Source::Camera(Box::new(client))),
         );
         self.stats.rtsp_connects += 1;
         self.outputs.push_back(GatewayOutput::RtspConnect {
@@ -959,19 +1089,43 @@ impl Gateway {
         id
     }
 
+    /// A mirror of the camera `url` pulled by worker `origin`, which is asked to feed it.
+    fn add_mirror(&mut self, url: String, redacted: String, origin: usize) -> StreamId {
+        let id = StreamId(self.next_stream_id);
+        self.next_stream_id += 1;
+        tracing::info!(stream = id.0, url = %redacted, origin, "mirroring the camera of worker {origin}");
+        self.outputs.push_back(GatewayOutput::Forward {
+            worker: origin,
+            forward: Forward::Subscribe {
+                url: url.clone(),
+                mirror: id,
+            },
+        });
+        self.by_url.insert(url.clone(), id);
+        let source = Source::Mirror(MirrorSource {
+            origin,
+            described: None,
+            origin_stream: None,
+            clock: None,
+            fallback_asked: false,
+        });
+        self.streams.insert(id, Stream::new(url, redacted, source));
+        id
+    }
+
     pub fn handle_rtsp_connected(&mut self, stream: StreamId, now: Instant) {
-        let Some(s) = self.streams.get_mut(&stream) else {
+        let Some(client) = self.streams.get_mut(&stream).and_then(Stream::client) else {
             return;
         };
-        s.client.handle_connected(now);
+        client.handle_connected(now);
         self.after_stream_input(stream, now);
     }
 
     pub fn handle_rtsp_lost(&mut self, stream: StreamId, now: Instant) {
-        let Some(s) = self.streams.get_mut(&stream) else {
+        let Some(client) = self.streams.get_mut(&stream).and_then(Stream::client) else {
             return;
         };
-        s.client.handle_connection_lost(now);
+        client.handle_connection_lost(now);
         self.after_stream_input(stream, now);
     }
 
@@ -1011,12 +1165,12 @@ impl Gateway {
         track: usize,
         rtp_port: Option<u16>,
     ) {
-        let Some(s) = self.streams.get_mut(&stream) else {
+        let Some(client) = self.streams.get_mut(&stream).and_then(Stream::client) else {
             return;
         };
         match rtp_port {
-            Some(port) => s.client.handle_udp_ports(now, track, port),
-            None => s.client.handle_udp_ports_failed(now, track),
+            Some(port) => client.handle_udp_ports(now, track, port),
+            None => client.handle_udp_ports_failed(now, track),
         }
         self.after_stream_input(stream, now);
     }
@@ -1024,6 +1178,7 @@ impl Gateway {
     fn feed_camera(&mut self, stream: StreamId, now: Instant, input: CameraInput<'_>) {
         self.advance(now);
         let Gateway {
+            config,
             streams,
             viewers,
             unflushed,
@@ -1031,11 +1186,14 @@ impl Gateway {
             audio_out,
             audio_fallback,
             relay_walls,
+            audio_walls,
+            fallback_walls,
             outputs,
             stats,
             ..
         } = self;
-        let stopwatch = self.config.stopwatch;
+        let stopwatch = config.stopwatch;
+        let placement = config.placement.as_ref();
         stats.camera_bytes_in += match input {
             CameraInput::Tcp(data) | CameraInput::Udp { data, .. } => data.len() as u64,
         };
@@ -1043,10 +1201,11 @@ impl Gateway {
             return;
         };
         let Stream {
-            client,
+            source,
             relay,
             video_track,
             viewers: watching,
+            mirrors,
             redacted,
             gop,
             bitrate,
@@ -1060,6 +1219,17 @@ impl Gateway {
             audio_clock,
             ..
         } = s;
+        let Source::Camera(client) = source else {
+            return;
+        };
+        let mut fan_out = FanOut {
+            viewers,
+            unflushed,
+            outputs,
+            stats,
+            now,
+        };
+        let mut described_changed = false;
         let mut on_media = |m: MediaPacket<'_>| {
             if m.rtcp {
                 // The camera's sender reports tie each track's RTP clock to its NTP clock.
@@ -1081,38 +1251,46 @@ impl Gateway {
                 if audio.is_transcoding() || audio.has_opus_fallback() {
                     let started = stopwatch.map(|clock| clock());
                     audio.push(&packet, audio_out);
-                    stats.audio_packets_transcoded += 1;
+                    fan_out.stats.audio_packets_transcoded += 1;
                     if let (Some(clock), Some(started)) = (stopwatch, started) {
-                        stats.transcode_nanos +=
+                        fan_out.stats.transcode_nanos +=
                             clock().saturating_duration_since(started).as_nanos() as u64;
                     }
                 } else {
                     audio.push(&packet, audio_out);
                 }
                 audio.take_fallback(audio_fallback);
-                for &v in watching.iter() {
-                    let Some(viewer) = viewers.get_mut(v).and_then(|e| e.viewer.as_mut()) else {
-                        continue;
+                audio_walls.clear();
+                for p in audio_out.iter() {
+                    let input = audio.input_time(p.rtp_time).unwrap_or(packet.timestamp);
+                    audio_walls.push(audio_clock.wallclock(clock, input, now));
+                }
+                fallback_walls.clear();
+                for p in audio_fallback.iter() {
+                    let input = audio
+                        .fallback_input_time(p.rtp_time)
+                        .unwrap_or(packet.timestamp);
+                    fallback_walls.push(audio_clock.wallclock(clock, input, now));
+                }
+                fan_out.audio(
+                    watching,
+                    audio.output(),
+                    (audio_out, audio_walls),
+                    (audio_fallback, fallback_walls),
+                );
+                for &(worker, mirror) in mirrors.iter() {
+                    let item = |fallback| {
+                        move |(p, wall): (&AudioPacket, &Instant)| MirrorItem::Audio {
+                            mirror,
+                            packet: p.clone(),
+                            wall: *wall,
+                            fallback,
+                        }
                     };
-                    if viewer.audio_codec() == Some(audio.output()) {
-                        for p in audio_out.iter() {
-                            let input = audio.input_time(p.rtp_time).unwrap_or(packet.timestamp);
-                            let wall = audio_clock.wallclock(clock, input, now);
-                            viewer.send_audio(p, wall);
-                        }
-                    } else {
-                        // A browser without the camera's G.711 law: the Opus fallback.
-                        for p in audio_fallback.iter() {
-                            let input = audio
-                                .fallback_input_time(p.rtp_time)
-                                .unwrap_or(packet.timestamp);
-                            let wall = audio_clock.wallclock(clock, input, now);
-                            viewer.send_audio(p, wall);
-                        }
-                    }
-                    if viewer.wants_flush() {
-                        unflushed.push(v);
-                    }
+                    let main = audio_out.iter().zip(audio_walls.iter()).map(item(false));
+                    let fallback = audio_fallback.iter().zip(fallback_walls.iter());
+                    let items = main.chain(fallback.map(item(true)));
+                    push_lane(placement, fan_out.outputs, worker, items);
                 }
                 return;
             }
@@ -1122,9 +1300,9 @@ impl Gateway {
             let (Some(relay), Ok(packet)) = (relay.as_mut(), RtpPacket::parse(m.data)) else {
                 return;
             };
-            stats.camera_packets_in += 1;
+            fan_out.stats.camera_packets_in += 1;
             if let SeqStep::Gap(missing) = seq.step(packet.sequence) {
-                stats.camera_packets_lost += u64::from(missing);
+                fan_out.stats.camera_packets_lost += u64::from(missing);
             }
             relay_out.clear();
             relay.push(&packet, relay_out);
@@ -1132,14 +1310,10 @@ impl Gateway {
                 // B-slices show up only after the keyframe, so viewers already got PLAYING:
                 // tell them again, with the warning in the info.
                 *b_frames = true;
+                described_changed = true;
                 tracing::warn!(url = %redacted, "{B_FRAMES_WARNING}");
                 let info = stream_info(Some(&*relay), audio.as_ref(), true, dropped_tracks);
-                for &v in watching.iter() {
-                    let Some(entry) = viewers.get(v).filter(|e| e.playing_sent) else {
-                        continue;
-                    };
-                    outputs.push_back(playing_status(entry, redacted, &info));
-                }
+                fan_out.playing_again(watching, redacted, &info);
             }
             relay_walls.clear();
             for p in relay_out.iter() {
@@ -1147,47 +1321,29 @@ impl Gateway {
                 gop.push(p);
                 relay_walls.push(video_clock.wallclock(clock, p.rtp_time, now));
             }
-            for &v in watching.iter() {
-                let Some(entry) = viewers.get_mut(v) else {
-                    continue;
-                };
-                let Some(viewer) = entry.viewer.as_mut() else {
-                    continue;
-                };
-                if viewer.state().connected && !entry.primed {
-                    // Newly connected: start from the cached GOP (which already holds this
-                    // packet) instead of waiting for the camera's next keyframe. Done here,
-                    // on media, not on the Connected event: str0m drops RTP written before
-                    // its SRTP context is up, which happens just after that event.
-                    entry.primed = true;
-                    gop.replay(|p, ts| {
-                        let wall = video_clock.wallclock(clock, ts, now);
-                        viewer.send_video(now, p, ts, wall)
-                    });
-                } else {
-                    for (p, wall) in relay_out.iter().zip(relay_walls.iter()) {
-                        viewer.send_video(now, p, p.rtp_time, *wall);
-                    }
-                    stats.viewer_packets_out += relay_out.len() as u64;
-                }
-                if viewer.wants_flush() {
-                    unflushed.push(v);
-                }
-                if !entry.playing_sent && viewer.state().playing {
-                    entry.playing_sent = true;
-                    tracing::info!(url = %redacted, "viewer playing");
-                    let mut info =
-                        stream_info(Some(&*relay), audio.as_ref(), *b_frames, dropped_tracks);
-                    let camera_profile = match relay.codec() {
-                        VideoCodec::H264 { profile_level_id } => profile_level_id,
-                        VideoCodec::Vp8 => None,
-                    };
-                    if let Some(note) = viewer.profile_note(camera_profile) {
-                        info.push_str("; ");
-                        info.push_str(&note);
-                    }
-                    outputs.push_back(playing_status(entry, redacted, &info));
-                }
+            let relay = &*relay;
+            fan_out.video(
+                watching,
+                gop,
+                (relay_out, relay_walls),
+                |ts| video_clock.wallclock(clock, ts, now),
+                PlayingInfo {
+                    redacted,
+                    codec: relay.codec(),
+                    info: || stream_info(Some(relay), audio.as_ref(), *b_frames, dropped_tracks),
+                },
+            );
+            for &(worker, mirror) in mirrors.iter() {
+                let items =
+                    relay_out
+                        .iter()
+                        .zip(relay_walls.iter())
+                        .map(|(p, wall)| MirrorItem::Video {
+                            mirror,
+                            packet: p.clone(),
+                            wall: *wall,
+                        });
+                push_lane(placement, fan_out.outputs, worker, items);
             }
         };
         // Last line of defence: a bug reached by one camera's bytes (in parsing, relaying or
@@ -1213,14 +1369,282 @@ impl Gateway {
             );
             return;
         }
-        // Writing media moved every watching viewer's str0m timers (indexing, not cloning the
-        // list: this runs for every camera read).
+        if described_changed {
+            self.describe_to_mirrors(stream);
+        }
+        self.schedule_watchers(stream, now);
+        self.after_stream_input(stream, now);
+    }
+
+    /// Writing media moved every watching viewer's str0m timers (indexing, not cloning the
+    /// list: this runs for every camera read).
+    fn schedule_watchers(&mut self, stream: StreamId, now: Instant) {
         let count = self.streams.get(&stream).map_or(0, |s| s.viewers.len());
         for i in 0..count {
             let v = self.streams[&stream].viewers[i];
             self.schedule_viewer(v, now);
         }
-        self.after_stream_input(stream, now);
+    }
+
+    // ---- mirrors (see `mirror`) --------------------------------------------------------------
+
+    /// Hands `items` to worker `worker`'s mirrors, waking its loop if its lane was empty.
+    fn push_mirror(&mut self, worker: usize, items: impl IntoIterator<Item = MirrorItem>) {
+        push_lane(
+            self.config.placement.as_ref(),
+            &mut self.outputs,
+            worker,
+            items,
+        );
+    }
+
+    /// A mirror on worker `from` wants this camera's media; the camera is pulled if it isn't.
+    fn subscribe(&mut self, from: usize, url: String, mirror: StreamId, now: Instant) {
+        let id = match self.by_url.get(&url).copied() {
+            Some(id) => id,
+            None => {
+                let client = if self.camera_count() >= self.config.max_streams {
+                    Err(self.too_many_streams())
+                } else {
+                    RtspClient::new(&url, self.config.rtsp.clone(), now).map_err(|e| e.to_string())
+                };
+                match client {
+                    Ok(client) => self.add_stream(url, client, now),
+                    Err(info) => {
+                        return self.push_mirror(from, [MirrorItem::Failed { mirror, info }])
+                    }
+                }
+            }
+        };
+        let s = self
+            .streams
+            .get_mut(&id)
+            .expect("by_url points at live streams");
+        if !matches!(s.source, Source::Camera(_)) {
+            // This worker itself mirrors that URL: the camera moved between workers just now.
+            let info = "Failed by error: the stream moved between workers; play again".to_owned();
+            return self.push_mirror(from, [MirrorItem::Failed { mirror, info }]);
+        }
+        s.mirrors.push((from, mirror));
+        s.linger_until = None;
+        tracing::info!(stream = id.0, url = %s.redacted, worker = from, "viewers on worker {from} mirror this camera");
+        let Some(described) = s.described() else {
+            return; // `Ready` follows when the camera plays
+        };
+        // What plays, then the current GOP so the mirror's first viewers start at once.
+        let ready = MirrorItem::Ready {
+            mirror,
+            origin: id,
+            described: Box::new(described),
+        };
+        let (clock, video_clock) = (&s.clock, &s.video_clock);
+        let gop = s.gop.packets().iter().map(|p| MirrorItem::Video {
+            mirror,
+            packet: p.clone(),
+            wall: video_clock.wallclock(clock, p.rtp_time, now),
+        });
+        push_lane(
+            self.config.placement.as_ref(),
+            &mut self.outputs,
+            from,
+            std::iter::once(ready).chain(gop),
+        );
+    }
+
+    /// Tells every mirror of a camera what plays (once it plays, and when that changes).
+    fn describe_to_mirrors(&mut self, id: StreamId) {
+        let Some(s) = self.streams.get(&id) else {
+            return;
+        };
+        let Some(described) = s.described() else {
+            return;
+        };
+        for (worker, mirror) in s.mirrors.clone() {
+            let described = Box::new(described.clone());
+            self.push_mirror(
+                worker,
+                [MirrorItem::Ready {
+                    mirror,
+                    origin: id,
+                    described,
+                }],
+            );
+        }
+    }
+
+    /// The camera failed or was terminated: its mirrors fail their viewers with `info`.
+    fn fail_mirrors(&mut self, id: StreamId, info: &str) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        for (worker, mirror) in std::mem::take(&mut s.mirrors) {
+            let info = info.to_owned();
+            self.push_mirror(worker, [MirrorItem::Failed { mirror, info }]);
+        }
+    }
+
+    /// Media and news from the cameras other workers pull, for this worker's mirrors. The
+    /// event loop calls this when woken.
+    pub fn handle_mirrored(&mut self, now: Instant) {
+        let Some(placement) = self.config.placement.clone() else {
+            return;
+        };
+        self.advance(now);
+        let mut items = std::mem::take(&mut self.mirror_in);
+        let mut touched = None;
+        for lane in placement.lanes_in() {
+            lane.take(&mut items);
+            for item in items.drain(..) {
+                if let Some(mirror) = self.handle_mirror_item(item, now) {
+                    // Items come in runs per stream: schedule each run's viewers once.
+                    if touched.is_some_and(|t| t != mirror) {
+                        self.schedule_watchers(touched.take().expect("checked"), now);
+                    }
+                    touched = Some(mirror);
+                }
+            }
+        }
+        if let Some(mirror) = touched {
+            self.schedule_watchers(mirror, now);
+        }
+        self.mirror_in = items;
+    }
+
+    /// One item from a camera's worker; the mirror stream if media was written to viewers.
+    fn handle_mirror_item(&mut self, item: MirrorItem, now: Instant) -> Option<StreamId> {
+        match item {
+            MirrorItem::Video {
+                mirror,
+                packet,
+                wall,
+            } => {
+                let s = self.streams.get_mut(&mirror)?;
+                let Source::Mirror(m) = &mut s.source else {
+                    return None;
+                };
+                let clock = MirrorClock::new(packet.rtp_time, wall);
+                m.clock = Some(clock);
+                let described = m.described.as_ref()?;
+                s.bitrate.add(now, packet.payload.len());
+                s.gop.push(&packet);
+                let mut fan_out = FanOut {
+                    viewers: &mut self.viewers,
+                    unflushed: &mut self.unflushed,
+                    outputs: &mut self.outputs,
+                    stats: &mut self.stats,
+                    now,
+                };
+                fan_out.video(
+                    &s.viewers,
+                    &s.gop,
+                    (std::slice::from_ref(&packet), std::slice::from_ref(&wall)),
+                    |ts| clock.wallclock(ts),
+                    PlayingInfo {
+                        redacted: &s.redacted,
+                        codec: described.video,
+                        info: || described.info.clone(),
+                    },
+                );
+                Some(mirror)
+            }
+            MirrorItem::Audio {
+                mirror,
+                packet,
+                wall,
+                fallback,
+            } => {
+                let s = self.streams.get_mut(&mirror)?;
+                let Source::Mirror(m) = &s.source else {
+                    return None;
+                };
+                let output = m.described.as_ref()?.audio?;
+                let one = (std::slice::from_ref(&packet), std::slice::from_ref(&wall));
+                let none: (&[AudioPacket], &[Instant]) = (&[], &[]);
+                let (main, fallback) = if fallback { (none, one) } else { (one, none) };
+                let mut fan_out = FanOut {
+                    viewers: &mut self.viewers,
+                    unflushed: &mut self.unflushed,
+                    outputs: &mut self.outputs,
+                    stats: &mut self.stats,
+                    now,
+                };
+                fan_out.audio(&s.viewers, output, main, fallback);
+                Some(mirror)
+            }
+            MirrorItem::Ready {
+                mirror,
+                origin,
+                described,
+            } => {
+                let s = self.streams.get_mut(&mirror)?;
+                let Source::Mirror(m) = &mut s.source else {
+                    return None;
+                };
+                m.origin_stream = Some(origin);
+                let before = m.described.replace(*described);
+                match before {
+                    None => self.answer_pending(mirror, now),
+                    Some(before) => {
+                        let info = s.info();
+                        if before.info != info {
+                            let mut fan_out = FanOut {
+                                viewers: &mut self.viewers,
+                                unflushed: &mut self.unflushed,
+                                outputs: &mut self.outputs,
+                                stats: &mut self.stats,
+                                now,
+                            };
+                            fan_out.playing_again(&s.viewers, &s.redacted, &info);
+                        }
+                    }
+                }
+                None
+            }
+            MirrorItem::Resync { mirror } => {
+                if let Some(s) = self.streams.get_mut(&mirror) {
+                    s.gop.clear();
+                    self.resync_viewers(mirror);
+                }
+                None
+            }
+            MirrorItem::Failed { mirror, info } => {
+                self.fail_stream(mirror, now, &info);
+                None
+            }
+        }
+    }
+
+    /// A viewer needs the Opus fallback of the camera's G.711 (see `AudioRelay`).
+    fn enable_opus_fallback(&mut self, id: StreamId) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        match &mut s.source {
+            Source::Camera(_) => {
+                let Some(audio) = s.audio.as_mut() else {
+                    return;
+                };
+                if audio.has_opus_fallback() {
+                    return;
+                }
+                match audio.enable_opus_fallback() {
+                    Ok(()) => tracing::info!(stream = id.0, "audio: {}", audio.description()),
+                    Err(e) => tracing::warn!(stream = id.0, "no Opus fallback: {e}"),
+                }
+                self.describe_to_mirrors(id);
+            }
+            Source::Mirror(m) => {
+                // The camera's worker transcodes, once for all workers.
+                if !m.fallback_asked {
+                    m.fallback_asked = true;
+                    let forward = Forward::OpusFallback { url: s.url.clone() };
+                    self.outputs.push_back(GatewayOutput::Forward {
+                        worker: m.origin,
+                        forward,
+                    });
+                }
+            }
+        }
     }
 
     /// Drains a camera client after any input: its bytes to send and its events.
@@ -1229,20 +1653,23 @@ impl Gateway {
             let Some(s) = self.streams.get_mut(&id) else {
                 return;
             };
-            if let Some(data) = s.client.poll_transmit() {
+            let Source::Camera(client) = &mut s.source else {
+                return;
+            };
+            if let Some(data) = client.poll_transmit() {
                 self.outputs
                     .push_back(GatewayOutput::RtspSend { stream: id, data });
                 continue;
             }
-            if let Some(request) = s.client.poll_udp_request() {
+            if let Some(request) = client.poll_udp_request() {
                 self.outputs.push_back(GatewayOutput::RtspUdpOpen {
                     stream: id,
                     track: request.track,
                 });
                 continue;
             }
-            if let Some(t) = s.client.poll_udp_transmit() {
-                if let Some(dest) = s.client.udp_destination(t.track) {
+            if let Some(t) = client.poll_udp_transmit() {
+                if let Some(dest) = client.udp_destination(t.track) {
                     let port = if t.rtcp {
                         dest.rtcp_port
                     } else {
@@ -1259,7 +1686,7 @@ impl Gateway {
                 }
                 continue;
             }
-            if let Some(redirect) = s.client.poll_redirect() {
+            if let Some(redirect) = client.poll_redirect() {
                 // The client wants another server: a new TCP connection, same stream.
                 tracing::info!(stream = id.0, host = %redirect.host, port = redirect.port, "camera redirects");
                 self.outputs
@@ -1271,7 +1698,7 @@ impl Gateway {
                 });
                 continue;
             }
-            let Some(event) = s.client.poll_event() else {
+            let Some(event) = client.poll_event() else {
                 break;
             };
             match event {
@@ -1280,8 +1707,7 @@ impl Gateway {
                         t.kind == MediaKind::Video
                             && VideoRelay::for_track(t, self.config.max_payload).is_some()
                     });
-                    s.dropped_tracks = s
-                        .client
+                    s.dropped_tracks = client
                         .dropped_tracks()
                         .iter()
                         .map(|(t, why)| {
@@ -1341,13 +1767,17 @@ impl Gateway {
                         // Same relays: their output sequences continue, so viewers keep their
                         // WebRTC sessions and resume on the camera's next keyframe.
                         self.resync_viewers(id);
+                        for (worker, mirror) in self.streams[&id].mirrors.clone() {
+                            self.push_mirror(worker, [MirrorItem::Resync { mirror }]);
+                        }
                     } else {
                         self.answer_pending(id, now);
+                        self.describe_to_mirrors(id);
                     }
                 }
                 RtspEvent::Failed(e) => {
                     let info = failure_info(&e);
-                    if s.played && (s.pinned || !s.viewers.is_empty() || !s.pending.is_empty()) {
+                    if s.played && (s.pinned || !s.unwatched()) {
                         self.schedule_reconnect(id, now, &info);
                     } else {
                         self.fail_stream(id, now, &info);
@@ -1387,14 +1817,14 @@ impl Gateway {
             return;
         };
         s.reconnect_at = None;
-        if !s.pinned && s.viewers.is_empty() && s.pending.is_empty() {
+        if !s.pinned && s.unwatched() {
             self.close_stream(id); // everyone left while the camera was down
             return;
         }
         match RtspClient::new(&s.url, self.config.rtsp.clone(), now) {
             Ok(client) => {
-                s.client = client;
-                let (host, port) = (s.client.url().host().to_owned(), s.client.url().port());
+                let (host, port) = (client.url().host().to_owned(), client.url().port());
+                s.source = Source::Camera(Box::new(client));
                 tracing::info!(stream = id.0, url = %s.redacted, "reconnecting to camera");
                 self.stats.rtsp_reconnects += 1;
                 self.stats.rtsp_connects += 1;
@@ -1427,11 +1857,10 @@ impl Gateway {
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
-        let pending = std::mem::take(&mut s.pending);
-        let audio_out = s.audio.as_ref().map(AudioRelay::output);
-        let Some(video) = s.relay.as_ref().map(VideoRelay::codec) else {
+        let (audio_out, Some(video)) = (s.audio_output(), s.video_codec()) else {
             return;
         };
+        let pending = std::mem::take(&mut s.pending);
         for v in pending {
             let Some(entry) = self.viewers.get_mut(v) else {
                 continue;
@@ -1449,14 +1878,7 @@ impl Gateway {
                     let stream = self.streams.get_mut(&id).expect("stream exists");
                     stream.viewers.push(v);
                     if needs_opus {
-                        if let Some(audio) = stream.audio.as_mut() {
-                            match audio.enable_opus_fallback() {
-                                Ok(()) => {
-                                    tracing::info!(stream = id.0, "audio: {}", audio.description())
-                                }
-                                Err(e) => tracing::warn!(stream = id.0, "no Opus fallback: {e}"),
-                            }
-                        }
+                        self.enable_opus_fallback(id);
                     }
                     self.schedule_viewer(v, now);
                 }
@@ -1475,7 +1897,11 @@ impl Gateway {
             return;
         };
         tracing::warn!(stream = id.0, url = %s.redacted, "camera failed: {info}");
-        self.stats.rtsp_errors += 1;
+        if matches!(s.source, Source::Camera(_)) {
+            self.stats.rtsp_errors += 1;
+        }
+        self.fail_mirrors(id, info);
+        let s = &self.streams[&id];
         let all: Vec<usize> = s.viewers.iter().chain(s.pending.iter()).copied().collect();
         for v in all {
             self.send_status(v, StreamStatus::Failed, Some(info));
@@ -1485,15 +1911,58 @@ impl Gateway {
     }
 
     fn close_stream(&mut self, id: StreamId) {
-        if let Some(s) = self.streams.remove(&id) {
-            tracing::info!(stream = id.0, url = %s.redacted, "camera connection closed");
+        let Some(s) = self.streams.remove(&id) else {
+            return;
+        };
+        if self.by_url.get(&s.url) == Some(&id) {
             self.by_url.remove(&s.url);
-            if let Some(p) = &self.config.placement {
-                p.closed(&s.url);
-            }
-            self.outputs
-                .push_back(GatewayOutput::RtspClose { stream: id });
         }
+        match s.source {
+            Source::Camera(_) => {
+                tracing::info!(stream = id.0, url = %s.redacted, "camera connection closed");
+                if let Some(p) = &self.config.placement {
+                    p.closed(&s.url);
+                }
+                for (worker, mirror) in s.mirrors {
+                    let info = "Failed by error: the camera connection closed".to_owned();
+                    self.push_mirror(worker, [MirrorItem::Failed { mirror, info }]);
+                }
+                self.outputs
+                    .push_back(GatewayOutput::RtspClose { stream: id });
+            }
+            Source::Mirror(m) => {
+                tracing::info!(stream = id.0, url = %s.redacted, "mirror closed");
+                let forward = Forward::Unsubscribe {
+                    url: s.url,
+                    mirror: id,
+                };
+                self.outputs.push_back(GatewayOutput::Forward {
+                    worker: m.origin,
+                    forward,
+                });
+            }
+        }
+    }
+
+    /// A camera nobody watches (no viewers, no mirrors) and nobody pinned closes after
+    /// `stream_linger`; a mirror without viewers closes at once.
+    fn linger_if_unwatched(&mut self, id: StreamId, now: Instant) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if !s.unwatched() || s.pinned {
+            return;
+        }
+        if matches!(s.source, Source::Mirror(_)) {
+            return self.close_stream(id);
+        }
+        s.linger_until = Some(now + self.config.stream_linger);
+        tracing::info!(
+            stream = id.0,
+            "last viewer left; closing in {:?}",
+            self.config.stream_linger
+        );
+        self.schedule_stream(id, now);
     }
 
     // ---- viewers ---------------------------------------------------------------------------
@@ -1521,15 +1990,7 @@ impl Gateway {
         if let Some(s) = self.streams.get_mut(&entry.stream) {
             s.viewers.retain(|x| *x != v);
             s.pending.retain(|x| *x != v);
-            if s.viewers.is_empty() && s.pending.is_empty() && !s.pinned {
-                s.linger_until = Some(now + self.config.stream_linger);
-                tracing::info!(
-                    stream = entry.stream.0,
-                    "last viewer left; closing in {:?}",
-                    self.config.stream_linger
-                );
-                self.schedule_stream(entry.stream, now);
-            }
+            self.linger_if_unwatched(entry.stream, now);
         }
     }
 
@@ -1677,7 +2138,11 @@ impl Gateway {
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
-        let due = [s.client.poll_timeout(), s.linger_until, s.reconnect_at]
+        let client = match &s.source {
+            Source::Camera(client) => client.poll_timeout(),
+            Source::Mirror(_) => None,
+        };
+        let due = [client, s.linger_until, s.reconnect_at]
             .into_iter()
             .flatten()
             .min()
@@ -1739,20 +2204,21 @@ impl Gateway {
                         self.reconnect(id, now);
                         continue;
                     }
-                    if s.linger_until.is_some_and(|l| l <= now)
-                        && s.viewers.is_empty()
-                        && s.pending.is_empty()
-                    {
+                    let unwatched = s.unwatched();
+                    let Source::Camera(client) = &mut s.source else {
+                        continue;
+                    };
+                    if s.linger_until.is_some_and(|l| l <= now) && unwatched {
                         s.linger_until = None;
                         tracing::info!(stream = id.0, url = %s.redacted, "no viewers left: tearing down");
-                        if s.client.is_closed() {
+                        if client.is_closed() {
                             // Down and waiting to reconnect: nothing to tear down.
                             self.close_stream(id);
                             continue;
                         }
-                        s.client.teardown(now);
+                        client.teardown(now);
                     } else {
-                        s.client.handle_timeout(now);
+                        client.handle_timeout(now);
                     }
                     self.after_stream_input(id, now);
                 }
@@ -1902,13 +2368,215 @@ fn stream_info(
 }
 
 impl Stream {
+    fn new(url: String, redacted: String, source: Source) -> Self {
+        Stream {
+            url,
+            redacted,
+            source,
+            mirrors: Vec::new(),
+            video_track: None,
+            relay: None,
+            audio_track: None,
+            audio: None,
+            gop: GopCache::new(MAX_GOP_BYTES),
+            bitrate: BitrateMeter::new(),
+            seq: SeqTracker::new(),
+            viewers: Vec::new(),
+            pending: Vec::new(),
+            linger_until: None,
+            pinned: false,
+            played: false,
+            reconnect_attempts: 0,
+            reconnect_at: None,
+            dropped_tracks: Vec::new(),
+            b_frames: false,
+            clock: StreamClock::default(),
+            video_clock: TrackClock::new(90_000),
+            audio_clock: TrackClock::new(8_000),
+            scheduled: None,
+        }
+    }
+
+    /// The camera client, when this worker pulls the camera.
+    fn client(&mut self) -> Option<&mut RtspClient> {
+        match &mut self.source {
+            Source::Camera(client) => Some(client.as_mut()),
+            Source::Mirror(_) => None,
+        }
+    }
+
+    /// No viewers, none waiting, no mirrors.
+    fn unwatched(&self) -> bool {
+        self.viewers.is_empty() && self.pending.is_empty() && self.mirrors.is_empty()
+    }
+
+    /// The video codec viewers get, once known.
+    fn video_codec(&self) -> Option<VideoCodec> {
+        match &self.source {
+            Source::Camera(_) => self.relay.as_ref().map(VideoRelay::codec),
+            Source::Mirror(m) => m.described.as_ref().map(|d| d.video),
+        }
+    }
+
+    /// The audio viewers get, if any.
+    fn audio_output(&self) -> Option<AudioOut> {
+        match &self.source {
+            Source::Camera(_) => self.audio.as_ref().map(AudioRelay::output),
+            Source::Mirror(m) => m.described.as_ref().and_then(|d| d.audio),
+        }
+    }
+
+    /// What a camera stream plays, for its mirrors; `None` until it plays.
+    fn described(&self) -> Option<Described> {
+        let Source::Camera(_) = self.source else {
+            return None;
+        };
+        Some(Described {
+            video: self.video_codec()?,
+            audio: self.audio_output(),
+            info: self.info(),
+        })
+    }
+
     fn info(&self) -> String {
-        stream_info(
-            self.relay.as_ref(),
-            self.audio.as_ref(),
-            self.b_frames,
-            &self.dropped_tracks,
-        )
+        match &self.source {
+            Source::Camera(_) => stream_info(
+                self.relay.as_ref(),
+                self.audio.as_ref(),
+                self.b_frames,
+                &self.dropped_tracks,
+            ),
+            Source::Mirror(m) => m
+                .described
+                .as_ref()
+                .map(|d| d.info.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Hands `items` to worker `worker`'s mirrors, with a wake-up for its loop if its lane from
+/// here was empty. A free function: the camera path calls it with the gateway split up.
+fn push_lane(
+    placement: Option<&Placement>,
+    outputs: &mut VecDeque<GatewayOutput>,
+    worker: usize,
+    items: impl IntoIterator<Item = MirrorItem>,
+) {
+    let Some(p) = placement else {
+        return;
+    };
+    if p.lane_to(worker).push(items) {
+        outputs.push_back(GatewayOutput::WakeWorker { worker });
+    }
+}
+
+/// What writes media to a stream's viewers: the parts of the gateway it needs, so the camera
+/// path (with the stream borrowed) and the mirror path share it.
+struct FanOut<'a> {
+    viewers: &'a mut Slab<ViewerEntry>,
+    unflushed: &'a mut Vec<usize>,
+    outputs: &'a mut VecDeque<GatewayOutput>,
+    stats: &'a mut GatewayStats,
+    now: Instant,
+}
+
+/// What a viewer's PLAYING status says: `info` is computed only when one is sent.
+struct PlayingInfo<'a, F: Fn() -> String> {
+    redacted: &'a str,
+    codec: VideoCodec,
+    info: F,
+}
+
+impl FanOut<'_> {
+    /// Writes a batch of relayed video (`packets` with their capture instants) to every
+    /// viewer in `watching`. A newly connected viewer starts from the cached GOP instead
+    /// (which already holds the batch). Done here, on media, not on the Connected event:
+    /// str0m drops RTP written before its SRTP context is up, which happens just after that
+    /// event. `gop_wall` dates the GOP's replayed timestamps.
+    fn video<F: Fn() -> String>(
+        &mut self,
+        watching: &[usize],
+        gop: &GopCache,
+        (packets, walls): (&[RelayPacket], &[Instant]),
+        gop_wall: impl Fn(u32) -> Instant,
+        playing: PlayingInfo<'_, F>,
+    ) {
+        let now = self.now;
+        for &v in watching {
+            let Some(entry) = self.viewers.get_mut(v) else {
+                continue;
+            };
+            let Some(viewer) = entry.viewer.as_mut() else {
+                continue;
+            };
+            if viewer.state().connected && !entry.primed {
+                entry.primed = true;
+                gop.replay(|p, ts| viewer.send_video(now, p, ts, gop_wall(ts)));
+            } else {
+                for (p, wall) in packets.iter().zip(walls) {
+                    viewer.send_video(now, p, p.rtp_time, *wall);
+                }
+                self.stats.viewer_packets_out += packets.len() as u64;
+            }
+            if viewer.wants_flush() {
+                self.unflushed.push(v);
+            }
+            if !entry.playing_sent && viewer.state().playing {
+                entry.playing_sent = true;
+                tracing::info!(url = %playing.redacted, "viewer playing");
+                let mut info = (playing.info)();
+                let camera_profile = match playing.codec {
+                    VideoCodec::H264 { profile_level_id } => profile_level_id,
+                    VideoCodec::Vp8 => None,
+                };
+                if let Some(note) = viewer.profile_note(camera_profile) {
+                    info.push_str("; ");
+                    info.push_str(&note);
+                }
+                self.outputs
+                    .push_back(playing_status(entry, playing.redacted, &info));
+            }
+        }
+    }
+
+    /// Writes a batch of audio to every viewer in `watching`: `main` (in `output`) to those
+    /// that take it, `fallback` (Opus for a browser without the camera's G.711 law) to the
+    /// others.
+    fn audio(
+        &mut self,
+        watching: &[usize],
+        output: AudioOut,
+        main: (&[AudioPacket], &[Instant]),
+        fallback: (&[AudioPacket], &[Instant]),
+    ) {
+        for &v in watching {
+            let Some(viewer) = self.viewers.get_mut(v).and_then(|e| e.viewer.as_mut()) else {
+                continue;
+            };
+            let (packets, walls) = if viewer.audio_codec() == Some(output) {
+                main
+            } else {
+                fallback
+            };
+            for (p, wall) in packets.iter().zip(walls) {
+                viewer.send_audio(p, *wall);
+            }
+            if viewer.wants_flush() {
+                self.unflushed.push(v);
+            }
+        }
+    }
+
+    /// PLAYING again, with new stream info, to the viewers that have had it.
+    fn playing_again(&mut self, watching: &[usize], redacted: &str, info: &str) {
+        for &v in watching {
+            let Some(entry) = self.viewers.get(v).filter(|e| e.playing_sent) else {
+                continue;
+            };
+            self.outputs
+                .push_back(playing_status(entry, redacted, info));
+        }
     }
 }
 

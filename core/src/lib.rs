@@ -9,6 +9,7 @@ pub mod gop;
 pub mod h264;
 pub mod hub;
 pub mod media;
+pub mod mirror;
 pub mod placement;
 pub mod rtp;
 pub mod rtp_reorder;

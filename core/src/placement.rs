@@ -5,14 +5,20 @@
 //! served by that worker, whichever worker its signaling session lives on: the session's
 //! gateway forwards the `playStream` there (see `hub::Forward`).
 //!
+//! A viewer is served by the camera's worker unless that worker serves clearly more viewers
+//! than another: then by the least-loaded worker, from a mirror of the camera's packets (see
+//! `mirror`), so the viewers of one busy camera spread over every core.
+//!
 //! The table below is shared by all workers behind a mutex. It is touched when a viewer
 //! starts or stops, when a camera connection opens or closes, and a few times a second to
-//! publish each worker's stream list for the APIs: never per packet.
+//! publish each worker's stream list for the APIs: never per packet. The media lanes between
+//! workers sit beside it, each behind its own mutex.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::hub::{GatewayStats, StreamId, StreamInfo};
+use crate::mirror::MediaLane;
 
 /// How often each worker publishes its streams and counters for the others' APIs.
 pub const PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
@@ -22,14 +28,18 @@ pub const PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_mill
 pub struct Placement {
     here: usize,
     table: Arc<Mutex<Table>>,
+    /// Media lane from worker `a` to worker `b` at `a * workers + b`.
+    lanes: Arc<[MediaLane]>,
+    workers: usize,
 }
 
 struct Table {
     workers: usize,
     /// Camera URL (the sharing key, credentials included) → where it is pulled.
     streams: HashMap<String, Placed>,
-    /// Viewers on all workers, for the server-wide `max_viewers`.
-    viewers: usize,
+    /// Viewers served by each worker: their sum is held to the server-wide `max_viewers`, and
+    /// the spread decides where a new viewer goes.
+    served: Vec<usize>,
     /// What each worker published last.
     published: Vec<Published>,
 }
@@ -60,6 +70,13 @@ impl std::fmt::Debug for Placement {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooManyStreams;
 
+/// Why `place_viewer` refused a viewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewerRefused {
+    TooManyStreams,
+    TooManyViewers,
+}
+
 impl Placement {
     /// Handles for `workers` workers sharing one table, the i-th for worker i.
     pub fn new_set(workers: usize) -> Vec<Placement> {
@@ -67,13 +84,18 @@ impl Placement {
         let table = Arc::new(Mutex::new(Table {
             workers,
             streams: HashMap::new(),
-            viewers: 0,
+            served: vec![0; workers],
             published: vec![Published::default(); workers],
         }));
+        let lanes: Arc<[MediaLane]> = (0..workers * workers)
+            .map(|_| MediaLane::default())
+            .collect();
         (0..workers)
             .map(|here| Placement {
                 here,
                 table: table.clone(),
+                lanes: lanes.clone(),
+                workers,
             })
             .collect()
     }
@@ -81,6 +103,18 @@ impl Placement {
     /// This worker's number.
     pub fn here(&self) -> usize {
         self.here
+    }
+
+    /// The lane this worker hands `to` its mirrored media on.
+    pub fn lane_to(&self, to: usize) -> &MediaLane {
+        &self.lanes[self.here * self.workers + to]
+    }
+
+    /// The lanes other workers hand this one mirrored media on.
+    pub fn lanes_in(&self) -> impl Iterator<Item = &MediaLane> {
+        (0..self.workers)
+            .filter(move |from| *from != self.here)
+            .map(move |from| &self.lanes[from * self.workers + self.here])
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
@@ -97,29 +131,36 @@ impl Placement {
         redacted: &str,
         max_streams: usize,
     ) -> Result<usize, TooManyStreams> {
+        place_in(&mut self.lock(), self.here, url, redacted, max_streams)
+    }
+
+    /// Admits a viewer of `url` and picks the worker that serves it: the camera's (placed as
+    /// by `place`), unless that worker serves more than `spread_after` viewers above the
+    /// least-loaded worker, which then serves it from a mirror. The viewer counts for that
+    /// worker from now on (`remove_viewer` there gives it back).
+    pub fn place_viewer(
+        &self,
+        url: &str,
+        redacted: &str,
+        (max_streams, max_viewers): (usize, usize),
+        spread_after: usize,
+    ) -> Result<usize, ViewerRefused> {
         let mut t = self.lock();
-        if let Some(p) = t.streams.get(url) {
-            return Ok(p.worker);
+        if t.served.iter().sum::<usize>() >= max_viewers {
+            return Err(ViewerRefused::TooManyViewers);
         }
-        if t.streams.len() >= max_streams {
-            return Err(TooManyStreams);
-        }
-        let mut load = vec![0usize; t.workers];
-        for p in t.streams.values() {
-            load[p.worker] += 1;
-        }
-        // Fewest cameras; among equals this worker (no hop), then the lowest number.
-        let worker = (0..t.workers)
-            .min_by_key(|w| (load[*w], *w != self.here, *w))
-            .unwrap_or(self.here);
-        t.streams.insert(
-            url.to_owned(),
-            Placed {
-                worker,
-                pinned: false,
-                redacted: redacted.to_owned(),
-            },
-        );
+        let origin = place_in(&mut t, self.here, url, redacted, max_streams)
+            .map_err(|_| ViewerRefused::TooManyStreams)?;
+        // Fewest viewers; among equals the camera's worker, then this one (fewer hops).
+        let least = (0..t.workers)
+            .min_by_key(|w| (t.served[*w], *w != origin, *w != self.here, *w))
+            .unwrap_or(origin);
+        let worker = if t.served[origin] > t.served[least] + spread_after {
+            least
+        } else {
+            origin
+        };
+        t.served[worker] += 1;
         Ok(worker)
     }
 
@@ -138,6 +179,11 @@ impl Placement {
         }
         p.pinned = true;
         Ok(Some(worker))
+    }
+
+    /// The worker pulling exactly this URL.
+    pub fn worker_of(&self, url: &str) -> Option<usize> {
+        self.lock().streams.get(url).map(|p| p.worker)
     }
 
     /// The worker pulling the stream with this URL (exact, or as masked), and its exact URL.
@@ -181,19 +227,22 @@ impl Placement {
         }
     }
 
-    /// Counts a viewer in, unless `max` are there already.
+    /// Counts a viewer in on this worker, unless `max` are served in all already.
     pub fn add_viewer(&self, max: usize) -> bool {
+        let here = self.here;
         let mut t = self.lock();
-        if t.viewers >= max {
+        if t.served.iter().sum::<usize>() >= max {
             return false;
         }
-        t.viewers += 1;
+        t.served[here] += 1;
         true
     }
 
+    /// A viewer of this worker is gone (or was refused after `place_viewer` counted it).
     pub fn remove_viewer(&self) {
+        let here = self.here;
         let mut t = self.lock();
-        t.viewers = t.viewers.saturating_sub(1);
+        t.served[here] = t.served[here].saturating_sub(1);
     }
 
     /// This worker's streams and counters, for the others' APIs.
@@ -226,11 +275,45 @@ impl Placement {
                     reconnecting: false,
                     dropped_tracks: Vec::new(),
                     info: String::new(),
+                    mirror: false,
                 });
             }
         }
         (streams, stats)
     }
+}
+
+/// `Placement::place` with the table locked.
+fn place_in(
+    t: &mut Table,
+    here: usize,
+    url: &str,
+    redacted: &str,
+    max_streams: usize,
+) -> Result<usize, TooManyStreams> {
+    if let Some(p) = t.streams.get(url) {
+        return Ok(p.worker);
+    }
+    if t.streams.len() >= max_streams {
+        return Err(TooManyStreams);
+    }
+    let mut load = vec![0usize; t.workers];
+    for p in t.streams.values() {
+        load[p.worker] += 1;
+    }
+    // Fewest cameras; among equals this worker (no hop), then the lowest number.
+    let worker = (0..t.workers)
+        .min_by_key(|w| (load[*w], *w != here, *w))
+        .unwrap_or(here);
+    t.streams.insert(
+        url.to_owned(),
+        Placed {
+            worker,
+            pinned: false,
+            redacted: redacted.to_owned(),
+        },
+    );
+    Ok(worker)
 }
 
 #[cfg(test)]
@@ -280,5 +363,35 @@ mod tests {
         assert!(!set[0].add_viewer(2));
         set[1].remove_viewer();
         assert!(set[0].add_viewer(2));
+        assert_eq!(
+            set[1].place_viewer("rtsp://a/1", "rtsp://a/1", (10, 2), 0),
+            Err(ViewerRefused::TooManyViewers)
+        );
+    }
+
+    #[test]
+    fn viewers_of_a_busy_camera_spread_to_the_least_loaded_worker() {
+        let set = Placement::new_set(3);
+        let url = "rtsp://cam/busy";
+        let limits = (10, 100);
+        // Within the margin (2) the camera's worker serves; past it the least-loaded does.
+        let served: Vec<usize> = (0..9)
+            .map(|_| set[1].place_viewer(url, url, limits, 2).unwrap())
+            .collect();
+        assert_eq!(served, [1, 1, 1, 0, 2, 1, 0, 2, 1]);
+        assert_eq!(
+            set[0].find(url),
+            Some((1, url.into())),
+            "pulled by worker 1"
+        );
+        // Viewers leaving worker 1 bring new viewers back to it.
+        set[1].remove_viewer();
+        set[1].remove_viewer();
+        set[1].remove_viewer();
+        assert_eq!(set[0].place_viewer(url, url, limits, 2), Ok(1));
+        assert_eq!(
+            set[0].place_viewer("rtsp://cam/other", "x", (1, 100), 2),
+            Err(ViewerRefused::TooManyStreams)
+        );
     }
 }

@@ -282,6 +282,8 @@ struct Harness {
     rtsp_closed: bool,
     /// Heap allocations made inside the gateway's media calls (camera data in, datagrams out).
     media_allocs: usize,
+    /// Times a gateway woke another's loop for mirrored media.
+    wakes: usize,
     datagrams: usize,
     /// Connection attempts are refused while set.
     camera_down: bool,
@@ -321,6 +323,7 @@ impl Harness {
             connects: 0,
             rtsp_closed: false,
             media_allocs: 0,
+            wakes: 0,
             datagrams: 0,
             camera_down: false,
             browsers: Vec::new(),
@@ -334,10 +337,16 @@ impl Harness {
 
     /// `n` workers sharing a placement table, as the server runs them with `workers = n`.
     fn with_workers(n: usize) -> (Self, Vec<Placement>) {
+        Self::with_workers_margin(n, GatewayConfig::default().viewer_spread_margin)
+    }
+
+    /// `n` workers that spread a camera's viewers past `margin` (see `viewer_spread_margin`).
+    fn with_workers_margin(n: usize, margin: usize) -> (Self, Vec<Placement>) {
         let placements = Placement::new_set(n);
         let config = |w: usize| GatewayConfig {
             candidates: vec![SocketAddr::from(([127, 0, 0, 1], 20000 + w as u16))],
             placement: Some(placements[w].clone()),
+            viewer_spread_margin: margin,
             ..GatewayConfig::default()
         };
         let mut h = Self::with_config(config(0));
@@ -512,6 +521,14 @@ impl Harness {
                         }
                         GatewayOutput::RtspUdpSend { .. } => {
                             panic!("no UDP transport in this harness")
+                        }
+                        GatewayOutput::WakeWorker { worker } => {
+                            // The woken loop takes what its lanes hold (media of a mirror).
+                            self.wakes += 1;
+                            let now = self.now;
+                            let before = allocs();
+                            self.gw(worker).handle_mirrored(now);
+                            self.media_allocs += allocs() - before;
                         }
                     }
                 }
@@ -1565,6 +1582,153 @@ fn with_two_workers_rest_and_limits_act_on_the_whole_server() {
     assert!(h.rtsp_closed);
     assert_eq!(h.others[0].viewer_count(), 0);
     assert!(!h.gateway.terminate(url, now), "gone everywhere");
+}
+
+#[test]
+fn viewers_of_one_busy_camera_spread_over_both_workers_through_a_mirror() {
+    let (mut h, placements) = Harness::with_workers_margin(2, 0);
+    let url = "rtsp://127.0.0.1:8554/cam";
+    // Margin 0: viewers alternate between the camera's worker (0) and a mirror on worker 1.
+    let mut browsers = vec![h.play(url)];
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..13); // mid-GOP: frames 10..=12 cached
+    for _ in 0..3 {
+        browsers.push(h.play(url));
+        h.run_for(Duration::from_millis(200));
+    }
+    h.camera_frames(13..30);
+    assert_eq!((h.connects, h.camera_worker), (1, 0), "one RTSP connection");
+    assert_eq!(
+        (h.gateway.viewer_count(), h.others[0].viewer_count()),
+        (2, 2)
+    );
+    for &b in &browsers {
+        assert_eq!(
+            h.browsers[b].statuses(),
+            ["PENDING", "PLAYING"],
+            "browser {b}"
+        );
+        assert!(h.browsers[b].frames.len() >= 17, "browser {b}");
+        // Joined mid-GOP, yet starts with a keyframe: the mirror caches the GOP too.
+        assert_eq!(
+            nal_types(&h.browsers[b].frames[0].2),
+            [7, 8, 5],
+            "browser {b}"
+        );
+    }
+    // The mirror's viewers got the camera's frames in order, with the camera's timestamps.
+    let times = |b: usize| -> Vec<u32> { h.browsers[b].frames.iter().map(|f| f.1).collect() };
+    let (on_origin, on_mirror) = (times(browsers[2]), times(browsers[1]));
+    assert!(on_mirror.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(on_mirror.last(), on_origin.last());
+    // Worker 1 pulls nothing and encrypts for its own viewers; the APIs show one stream.
+    let mirror = h.others[0].local_stats();
+    assert_eq!(mirror.camera_packets_in, 0);
+    assert!(mirror.viewer_packets_out > 0);
+    assert!(h.wakes > 0);
+    for w in 0..2 {
+        let shown = h.gw(w).streams();
+        assert_eq!(shown.len(), 1, "worker {w}: {shown:?}");
+        assert_eq!((shown[0].viewers, shown[0].status()), (4, "PLAYING"));
+    }
+
+    // Steady state (once every buffer has grown): the mirror path allocates nothing per
+    // packet either.
+    h.camera_frames(30..300);
+    let (allocs0, datagrams0) = (h.media_allocs, h.datagrams);
+    for frame in 301..401 {
+        h.camera.send_frame(frame * 3600, &[nal(1, 900)]);
+        h.step(Duration::from_millis(40));
+    }
+    let (allocations, datagrams) = (h.media_allocs - allocs0, h.datagrams - datagrams0);
+    assert!(
+        datagrams >= 400,
+        "{datagrams} datagrams for 100 packets to 4 viewers"
+    );
+    assert!(
+        allocations <= 100 + datagrams,
+        "{allocations} allocations for 100 camera packets and {datagrams} datagrams"
+    );
+
+    // The mirror's viewers leave: it closes and unsubscribes; the camera stays for the rest.
+    for &b in &[browsers[1], browsers[3]] {
+        let session = h.browsers[b].session;
+        h.gateway.handle_session_closed(session, h.now);
+    }
+    h.run_for(Duration::from_millis(100));
+    assert_eq!(h.others[0].resident().streams, 0, "mirror closed");
+    let before = h.browsers[browsers[0]].frames.len();
+    h.camera_frames(401..406);
+    assert!(h.browsers[browsers[0]].frames.len() >= before + 5);
+    // The next viewer goes to the emptier worker 1 again, through a new mirror.
+    let late = h.play(url);
+    h.run_for(Duration::from_millis(200));
+    h.camera_frames(406..410);
+    assert_eq!(h.others[0].viewer_count(), 1);
+    assert_eq!(nal_types(&h.browsers[late].frames[0].2), [7, 8, 5]);
+    for b in [browsers[0], browsers[2], late] {
+        let session = h.browsers[b].session;
+        h.gateway.handle_session_closed(session, h.now);
+    }
+    h.run_for(Duration::from_secs(6));
+    assert!(h.rtsp_closed);
+    assert_eq!(placements[1].find(url), None);
+    for w in 0..2 {
+        let left = h.gw(w).resident();
+        assert_eq!((left.streams, left.viewers), (0, 0), "worker {w}: {left:?}");
+    }
+}
+
+#[test]
+fn a_mirrors_viewers_fail_with_the_camera_and_wait_through_its_reconnects() {
+    let (mut h, _) = Harness::with_workers_margin(2, 0);
+    let url = "rtsp://127.0.0.1:8554/cam";
+    let on_origin = h.play(url);
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..5);
+    let mirrored = h.play(url);
+    h.run_for(Duration::from_millis(200));
+    h.camera_frames(5..12);
+    assert_eq!(h.others[0].viewer_count(), 1, "served by the mirror");
+    let before = h.browsers[mirrored].frames.len();
+    assert!(before >= 7);
+
+    // The camera reboots: the mirror's viewer stays, and resumes on the new session's
+    // keyframe (P-frames of the new session before it are held back).
+    h.camera_down = true;
+    let now = h.now;
+    h.gateway.handle_rtsp_lost(h.stream.unwrap(), now);
+    h.run_for(Duration::from_millis(1500));
+    h.camera_down = false;
+    h.run_for(Duration::from_secs(3));
+    assert!(h.connects >= 2);
+    h.camera_frames(5..22);
+    let after = &h.browsers[mirrored].frames[before..];
+    assert!(
+        after.len() >= 10,
+        "{} frames after the reconnect",
+        after.len()
+    );
+    assert_eq!(nal_types(&after[0].2), [7, 8, 5]);
+    assert_eq!(h.browsers[mirrored].statuses(), ["PENDING", "PLAYING"]);
+
+    // REST terminate: both viewers get FAILED with the reason; the mirror closes.
+    let now = h.now;
+    assert!(h.gateway.terminate(url, now));
+    h.run_for(Duration::from_millis(300));
+    for b in [on_origin, mirrored] {
+        let last = h.browsers[b]
+            .ws
+            .iter()
+            .rev()
+            .find(|v| v["message"] == "notifyStreamStatusEvent")
+            .cloned()
+            .unwrap();
+        assert_eq!(last["data"][0]["status"], "FAILED", "browser {b}");
+        assert_eq!(last["data"][0]["info"], "Stopped by rest /terminate");
+    }
+    assert_eq!(h.others[0].resident().streams, 0);
+    assert_eq!(h.others[0].viewer_count(), 0);
 }
 
 #[test]

@@ -285,6 +285,7 @@ impl EventLoop {
                     {
                         gateway.handle_forward(from, forward, now);
                     }
+                    gateway.handle_mirrored(now);
                     continue;
                 }
                 self.handle_event(event.token().0, now, gateway, web, &mut web_io);
@@ -521,6 +522,11 @@ impl EventLoop {
                     }
                     _ => gateway.handle_forward(worker, forward, now),
                 },
+                GatewayOutput::WakeWorker { worker } => {
+                    if let Some(link) = &self.link {
+                        link.wake(worker);
+                    }
+                }
                 GatewayOutput::RtspUdpOpen { stream, track } => {
                     let port = self.open_camera_udp(stream, track);
                     gateway.handle_rtsp_udp_ports(stream, now, track, port);

@@ -2,8 +2,9 @@
 //!
 //! A gateway hands another worker's gateway a `Forward` (a viewer's `playStream` for a camera
 //! that worker pulls, the statuses going back, REST startup/terminate). The message goes
-//! through that worker's channel, and its loop is woken through its mio `Waker`: signaling
-//! rate only, no media ever crosses threads.
+//! through that worker's channel, and its loop is woken through its mio `Waker`. Media of a
+//! camera mirrored to another worker goes through the media lanes of `camgate_core::mirror`
+//! instead; this link only wakes the mirror's loop.
 
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
@@ -50,6 +51,15 @@ impl WorkerLink {
             return false;
         }
         waker.wake().is_ok()
+    }
+
+    /// Wakes `worker`'s loop (its media lane from here has packets).
+    pub fn wake(&self, worker: usize) {
+        if let Some((_, waker)) = self.peers.get(worker) {
+            if let Err(e) = waker.wake() {
+                tracing::warn!(worker, "can't wake worker: {e}");
+            }
+        }
     }
 
     /// The next message for this worker: (from which worker, what).

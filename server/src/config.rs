@@ -48,6 +48,9 @@ pub struct Config {
     pub webrtc_port: u16,
     /// Event loops (worker threads); 0: one per CPU core.
     pub workers: usize,
+    /// How many more viewers a camera's worker may serve than the least-loaded worker before
+    /// new viewers of that camera are served by the least-loaded worker (from a mirror).
+    pub viewer_spread_margin: usize,
     /// Send a frame's packets to one viewer as one UDP GSO message (plain datagrams if false).
     pub udp_gso: bool,
     /// Addresses announced to browsers as ICE host candidates. Empty: every address of this
@@ -123,6 +126,7 @@ impl Default for Config {
             max_viewers_per_stream: 500,
             webrtc_port: 20000,
             workers: 0,
+            viewer_spread_margin: 4,
             udp_gso: true,
             announce_ips: Vec::new(),
             rtsp_client_address: None,

@@ -159,6 +159,7 @@ fn run(config: &Config) -> Result<(), String> {
         max_viewers_per_stream: config.max_viewers_per_stream,
         stopwatch: Some(std::time::Instant::now),
         placement: placements.as_ref().map(|p| p[worker].clone()),
+        viewer_spread_margin: config.viewer_spread_margin,
         ..Default::default()
     };
     let mut threads = Vec::new();

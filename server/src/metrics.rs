@@ -164,6 +164,7 @@ mod tests {
             reconnecting: false,
             dropped_tracks: Vec::new(),
             info: String::new(),
+            mirror: false,
         }];
         let stats = GatewayStats {
             camera_bytes_in: 1234,
