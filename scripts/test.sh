@@ -20,9 +20,10 @@ node_debs=()
 # Node.js may come from elsewhere (e.g. NodeSource, which bundles npm): check the commands.
 command -v node >/dev/null 2>&1 || node_debs+=(nodejs)
 command -v npm >/dev/null 2>&1 || node_debs+=(npm)
+# gstreamer1.0-x: the camera's timeoverlay (pango), not pulled in otherwise on a fresh machine.
 install_debs "${RUST_BUILD_DEBS[@]}" "${node_debs[@]}" chromium firefox-esr iproute2 python3-gi \
   gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools gstreamer1.0-plugins-base \
-  gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad vlc-bin vlc-plugin-base
+  gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-x vlc-bin vlc-plugin-base
 ensure_rust
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if ((node_major < 20)); then

@@ -187,6 +187,10 @@ pub struct Cli {
     /// Event loops (worker threads); 0: one per CPU core.
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Viewers a camera's worker may serve above the least-loaded worker before new viewers of
+    /// it go there (from a mirror); 0: spread as evenly as possible.
+    #[arg(long)]
+    pub viewer_spread_margin: Option<usize>,
     /// Send plain datagrams instead of UDP GSO messages.
     #[arg(long)]
     pub no_udp_gso: bool,
@@ -250,6 +254,9 @@ impl Config {
         }
         if let Some(v) = cli.workers {
             config.workers = v;
+        }
+        if let Some(v) = cli.viewer_spread_margin {
+            config.viewer_spread_margin = v;
         }
         if cli.no_udp_gso {
             config.udp_gso = false;
