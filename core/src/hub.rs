@@ -27,7 +27,7 @@ use crate::gop::GopCache;
 use crate::h264::RelayPacket;
 use crate::media::MediaKind;
 use crate::mirror::{Described, MirrorClock, MirrorItem};
-use crate::placement::{Placement, ViewerRefused, PUBLISH_INTERVAL};
+use crate::placement::{Placement, ViewerLimits, ViewerRefused, PUBLISH_INTERVAL};
 use crate::rtp::{parse_sender_report, RtpPacket, SeqStep, SeqTracker};
 use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent, RtspUrl};
 use crate::signaling::{self, ClientMessage, StreamStatus};
@@ -681,14 +681,19 @@ impl Gateway {
                 let Ok(url) = RtspUrl::parse(name) else {
                     return Routed::Here { counted: false };
                 };
-                let limits = (self.config.max_streams, self.config.max_viewers);
+                let limits = ViewerLimits {
+                    max_streams: self.config.max_streams,
+                    max_viewers: self.config.max_viewers,
+                    max_viewers_per_stream: self.config.max_viewers_per_stream,
+                };
                 let margin = self.config.viewer_spread_margin;
-                let worker = match placement.place_viewer(name, &url.redacted(), limits, margin) {
+                let worker = match placement.place_viewer(name, &url.redacted(), &limits, margin) {
                     Ok(worker) => worker,
                     Err(refused) => {
                         let info = match refused {
                             ViewerRefused::TooManyViewers => self.too_many_viewers(),
                             ViewerRefused::TooManyStreams => self.too_many_streams(),
+                            ViewerRefused::TooManyViewersOfStream => self.too_many_of_stream(),
                         };
                         self.refuse_play(session, media_session_id, &info);
                         return Routed::Done;
@@ -733,6 +738,13 @@ impl Gateway {
         format!(
             "Too many viewers: this server serves at most {}",
             self.config.max_viewers
+        )
+    }
+
+    fn too_many_of_stream(&self) -> String {
+        format!(
+            "Too many viewers of this stream: at most {} per stream",
+            self.config.max_viewers_per_stream
         )
     }
 
@@ -859,7 +871,7 @@ impl Gateway {
     ) {
         let admitted = counted
             || match &self.config.placement {
-                Some(p) => p.add_viewer(self.config.max_viewers),
+                Some(p) => p.add_viewer(&name, self.config.max_viewers),
                 None => self.viewers.len() < self.config.max_viewers,
             };
         if !admitted {
@@ -869,7 +881,7 @@ impl Gateway {
         // Counted as a viewer of this worker by now: refusals from here on give the slot back.
         let refuse = |this: &mut Self, info: &str| {
             if let Some(p) = &this.config.placement {
-                p.remove_viewer();
+                p.remove_viewer(&name);
             }
             this.refuse_play(session, &media_session_id, info)
         };
@@ -878,7 +890,7 @@ impl Gateway {
             None => match self.mirror_origin(&name) {
                 // Another worker pulls it: serve this viewer from a mirror of it.
                 Some(origin) => match RtspUrl::parse(&name) {
-                    Ok(url) => self.add_mirror(name, url.redacted(), origin),
+                    Ok(url) => self.add_mirror(name.clone(), url.redacted(), origin),
                     Err(e) => return refuse(self, &e.to_string()),
                 },
                 None if self.camera_count() >= self.config.max_streams => {
@@ -886,17 +898,14 @@ impl Gateway {
                     return refuse(self, &info);
                 }
                 None => match RtspClient::new(&name, self.config.rtsp.clone(), now) {
-                    Ok(client) => self.add_stream(name, client, now),
+                    Ok(client) => self.add_stream(name.clone(), client, now),
                     Err(e) => return refuse(self, &e.to_string()),
                 },
             },
         };
         let s = &self.streams[&stream_id];
         if s.viewers.len() + s.pending.len() >= self.config.max_viewers_per_stream {
-            let info = format!(
-                "Too many viewers of this stream: at most {} per stream",
-                self.config.max_viewers_per_stream
-            );
+            let info = self.too_many_of_stream();
             return refuse(self, &info);
         }
         let entry = ViewerEntry {
@@ -1974,7 +1983,12 @@ impl Gateway {
         let mut entry = self.viewers.remove(v);
         self.stats.viewers_left += 1;
         if let Some(p) = &self.config.placement {
-            p.remove_viewer();
+            // Always counted out of its worker; out of its camera too while that is placed.
+            let url = self
+                .streams
+                .get(&entry.stream)
+                .map_or("", |s| s.url.as_str());
+            p.remove_viewer(url);
         }
         if let Some(viewer) = entry.viewer.as_mut() {
             viewer.close();

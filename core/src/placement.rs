@@ -46,6 +46,8 @@ struct Table {
 
 struct Placed {
     worker: usize,
+    /// Viewers of this camera on all workers (mirrors included), for `max_viewers_per_stream`.
+    viewers: usize,
     /// Started by REST `startup`: shown as pinned until the owner publishes it.
     pinned: bool,
     /// The URL with its password masked, for APIs before the owner has published.
@@ -75,6 +77,7 @@ pub struct TooManyStreams;
 pub enum ViewerRefused {
     TooManyStreams,
     TooManyViewers,
+    TooManyViewersOfStream,
 }
 
 impl Placement {
@@ -137,20 +140,27 @@ impl Placement {
     /// Admits a viewer of `url` and picks the worker that serves it: the camera's (placed as
     /// by `place`), unless that worker serves more than `spread_after` viewers above the
     /// least-loaded worker, which then serves it from a mirror. The viewer counts for that
-    /// worker from now on (`remove_viewer` there gives it back).
+    /// worker and that camera from now on (`remove_viewer` there gives it back).
     pub fn place_viewer(
         &self,
         url: &str,
         redacted: &str,
-        (max_streams, max_viewers): (usize, usize),
+        limits: &ViewerLimits,
         spread_after: usize,
     ) -> Result<usize, ViewerRefused> {
         let mut t = self.lock();
-        if t.served.iter().sum::<usize>() >= max_viewers {
+        if t.served.iter().sum::<usize>() >= limits.max_viewers {
             return Err(ViewerRefused::TooManyViewers);
         }
-        let origin = place_in(&mut t, self.here, url, redacted, max_streams)
+        if t.streams
+            .get(url)
+            .is_some_and(|p| p.viewers >= limits.max_viewers_per_stream)
+        {
+            return Err(ViewerRefused::TooManyViewersOfStream);
+        }
+        let origin = place_in(&mut t, self.here, url, redacted, limits.max_streams)
             .map_err(|_| ViewerRefused::TooManyStreams)?;
+        t.streams.get_mut(url).expect("just placed").viewers += 1;
         // Fewest viewers; among equals the camera's worker, then this one (fewer hops).
         let least = (0..t.workers)
             .min_by_key(|w| (t.served[*w], *w != origin, *w != self.here, *w))
@@ -207,6 +217,7 @@ impl Placement {
             .entry(url.to_owned())
             .or_insert_with(|| Placed {
                 worker: here,
+                viewers: 0,
                 pinned: false,
                 redacted: redacted.to_owned(),
             });
@@ -227,22 +238,28 @@ impl Placement {
         }
     }
 
-    /// Counts a viewer in on this worker, unless `max` are served in all already.
-    pub fn add_viewer(&self, max: usize) -> bool {
+    /// Counts a viewer of `url` in on this worker, unless `max` are served in all already.
+    pub fn add_viewer(&self, url: &str, max: usize) -> bool {
         let here = self.here;
         let mut t = self.lock();
         if t.served.iter().sum::<usize>() >= max {
             return false;
         }
         t.served[here] += 1;
+        if let Some(p) = t.streams.get_mut(url) {
+            p.viewers += 1;
+        }
         true
     }
 
-    /// A viewer of this worker is gone (or was refused after `place_viewer` counted it).
-    pub fn remove_viewer(&self) {
+    /// A viewer of `url` on this worker is gone (or was refused after it was counted).
+    pub fn remove_viewer(&self, url: &str) {
         let here = self.here;
         let mut t = self.lock();
         t.served[here] = t.served[here].saturating_sub(1);
+        if let Some(p) = t.streams.get_mut(url) {
+            p.viewers = p.viewers.saturating_sub(1);
+        }
     }
 
     /// This worker's streams and counters, for the others' APIs.
@@ -283,6 +300,14 @@ impl Placement {
     }
 }
 
+/// The limits `Placement::place_viewer` applies (see `GatewayConfig`).
+#[derive(Debug, Clone, Copy)]
+pub struct ViewerLimits {
+    pub max_streams: usize,
+    pub max_viewers: usize,
+    pub max_viewers_per_stream: usize,
+}
+
 /// `Placement::place` with the table locked.
 fn place_in(
     t: &mut Table,
@@ -309,6 +334,7 @@ fn place_in(
         url.to_owned(),
         Placed {
             worker,
+            viewers: 0,
             pinned: false,
             redacted: redacted.to_owned(),
         },
@@ -358,13 +384,19 @@ mod tests {
     #[test]
     fn the_viewer_limit_counts_all_workers() {
         let set = Placement::new_set(2);
-        assert!(set[0].add_viewer(2));
-        assert!(set[1].add_viewer(2));
-        assert!(!set[0].add_viewer(2));
-        set[1].remove_viewer();
-        assert!(set[0].add_viewer(2));
+        let url = "rtsp://a/1";
+        assert!(set[0].add_viewer(url, 2));
+        assert!(set[1].add_viewer(url, 2));
+        assert!(!set[0].add_viewer(url, 2));
+        set[1].remove_viewer(url);
+        assert!(set[0].add_viewer(url, 2));
+        let limits = ViewerLimits {
+            max_streams: 10,
+            max_viewers: 2,
+            max_viewers_per_stream: 10,
+        };
         assert_eq!(
-            set[1].place_viewer("rtsp://a/1", "rtsp://a/1", (10, 2), 0),
+            set[1].place_viewer(url, url, &limits, 0),
             Err(ViewerRefused::TooManyViewers)
         );
     }
@@ -373,10 +405,14 @@ mod tests {
     fn viewers_of_a_busy_camera_spread_to_the_least_loaded_worker() {
         let set = Placement::new_set(3);
         let url = "rtsp://cam/busy";
-        let limits = (10, 100);
+        let limits = ViewerLimits {
+            max_streams: 1,
+            max_viewers: 100,
+            max_viewers_per_stream: 10,
+        };
         // Within the margin (2) the camera's worker serves; past it the least-loaded does.
         let served: Vec<usize> = (0..9)
-            .map(|_| set[1].place_viewer(url, url, limits, 2).unwrap())
+            .map(|_| set[1].place_viewer(url, url, &limits, 2).unwrap())
             .collect();
         assert_eq!(served, [1, 1, 1, 0, 2, 1, 0, 2, 1]);
         assert_eq!(
@@ -385,13 +421,21 @@ mod tests {
             "pulled by worker 1"
         );
         // Viewers leaving worker 1 bring new viewers back to it.
-        set[1].remove_viewer();
-        set[1].remove_viewer();
-        set[1].remove_viewer();
-        assert_eq!(set[0].place_viewer(url, url, limits, 2), Ok(1));
+        set[1].remove_viewer(url);
+        set[1].remove_viewer(url);
+        set[1].remove_viewer(url);
+        assert_eq!(set[0].place_viewer(url, url, &limits, 2), Ok(1));
         assert_eq!(
-            set[0].place_viewer("rtsp://cam/other", "x", (1, 100), 2),
+            set[0].place_viewer("rtsp://cam/other", "x", &limits, 2),
             Err(ViewerRefused::TooManyStreams)
+        );
+        // The per-stream limit (10) counts the camera's viewers on every worker: 7 now.
+        let more: Vec<_> = (0..4)
+            .map(|_| set[2].place_viewer(url, url, &limits, 2))
+            .collect();
+        assert_eq!(
+            more,
+            [Ok(1), Ok(1), Ok(2), Err(ViewerRefused::TooManyViewersOfStream)]
         );
     }
 }
