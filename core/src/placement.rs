@@ -435,7 +435,12 @@ mod tests {
             .collect();
         assert_eq!(
             more,
-            [Ok(1), Ok(1), Ok(2), Err(ViewerRefused::TooManyViewersOfStream)]
+            [
+                Ok(1),
+                Ok(1),
+                Ok(2),
+                Err(ViewerRefused::TooManyViewersOfStream)
+            ]
         );
     }
 }
