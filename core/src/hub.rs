@@ -893,13 +893,9 @@ impl Gateway {
                     Ok(url) => self.add_mirror(name.clone(), url.redacted(), origin),
                     Err(e) => return refuse(self, &e.to_string()),
                 },
-                None if self.camera_count() >= self.config.max_streams => {
-                    let info = self.too_many_streams();
-                    return refuse(self, &info);
-                }
-                None => match RtspClient::new(&name, self.config.rtsp.clone(), now) {
-                    Ok(client) => self.add_stream(name.clone(), client, now),
-                    Err(e) => return refuse(self, &e.to_string()),
+                None => match self.pull(&name, now) {
+                    Ok(id) => id,
+                    Err(info) => return refuse(self, &info),
                 },
             },
         };
@@ -944,6 +940,16 @@ impl Gateway {
     fn mirror_origin(&self, url: &str) -> Option<usize> {
         let p = self.config.placement.as_ref()?;
         p.worker_of(url).filter(|w| *w != p.here())
+    }
+
+    /// Starts pulling the camera `url` here, within `max_streams`; the refusal's text if not.
+    fn pull(&mut self, url: &str, now: Instant) -> Result<StreamId, String> {
+        if self.camera_count() >= self.config.max_streams {
+            return Err(self.too_many_streams());
+        }
+        let client =
+            RtspClient::new(url, self.config.rtsp.clone(), now).map_err(|e| e.to_string())?;
+        Ok(self.add_stream(url.to_owned(), client, now))
     }
 
     /// Cameras pulled by this worker (mirrors don't count).
@@ -1008,7 +1014,7 @@ impl Gateway {
             s.linger_until = None;
             return Ok(id);
         }
-        if self.streams.len() >= self.config.max_streams {
+        if self.camera_count() >= self.config.max_streams {
             return Err(StartupError::TooManyStreams(self.config.max_streams));
         }
         let client = RtspClient::new(url, self.config.rtsp.clone(), now)
@@ -1411,19 +1417,10 @@ impl Gateway {
     fn subscribe(&mut self, from: usize, url: String, mirror: StreamId, now: Instant) {
         let id = match self.by_url.get(&url).copied() {
             Some(id) => id,
-            None => {
-                let client = if self.camera_count() >= self.config.max_streams {
-                    Err(self.too_many_streams())
-                } else {
-                    RtspClient::new(&url, self.config.rtsp.clone(), now).map_err(|e| e.to_string())
-                };
-                match client {
-                    Ok(client) => self.add_stream(url, client, now),
-                    Err(info) => {
-                        return self.push_mirror(from, [MirrorItem::Failed { mirror, info }])
-                    }
-                }
-            }
+            None => match self.pull(&url, now) {
+                Ok(id) => id,
+                Err(info) => return self.push_mirror(from, [MirrorItem::Failed { mirror, info }]),
+            },
         };
         let s = self
             .streams
@@ -1446,11 +1443,11 @@ impl Gateway {
             origin: id,
             described: Box::new(described),
         };
-        let (clock, video_clock) = (&s.clock, &s.video_clock);
+        let s = &*s;
         let gop = s.gop.packets().iter().map(|p| MirrorItem::Video {
             mirror,
             packet: p.clone(),
-            wall: video_clock.wallclock(clock, p.rtp_time, now),
+            wall: s.video_wallclock(p.rtp_time, now),
         });
         push_lane(
             self.config.placement.as_ref(),
@@ -1521,13 +1518,28 @@ impl Gateway {
 
     /// One item from a camera's worker; the mirror stream if media was written to viewers.
     fn handle_mirror_item(&mut self, item: MirrorItem, now: Instant) -> Option<StreamId> {
+        let Gateway {
+            streams,
+            viewers,
+            unflushed,
+            outputs,
+            stats,
+            ..
+        } = self;
+        let mut fan_out = FanOut {
+            viewers,
+            unflushed,
+            outputs,
+            stats,
+            now,
+        };
         match item {
             MirrorItem::Video {
                 mirror,
                 packet,
                 wall,
             } => {
-                let s = self.streams.get_mut(&mirror)?;
+                let s = streams.get_mut(&mirror)?;
                 let Source::Mirror(m) = &mut s.source else {
                     return None;
                 };
@@ -1536,13 +1548,6 @@ impl Gateway {
                 let described = m.described.as_ref()?;
                 s.bitrate.add(now, packet.payload.len());
                 s.gop.push(&packet);
-                let mut fan_out = FanOut {
-                    viewers: &mut self.viewers,
-                    unflushed: &mut self.unflushed,
-                    outputs: &mut self.outputs,
-                    stats: &mut self.stats,
-                    now,
-                };
                 fan_out.video(
                     &s.viewers,
                     &s.gop,
@@ -1562,7 +1567,7 @@ impl Gateway {
                 wall,
                 fallback,
             } => {
-                let s = self.streams.get_mut(&mirror)?;
+                let s = streams.get_mut(&mirror)?;
                 let Source::Mirror(m) = &s.source else {
                     return None;
                 };
@@ -1570,13 +1575,6 @@ impl Gateway {
                 let one = (std::slice::from_ref(&packet), std::slice::from_ref(&wall));
                 let none: (&[AudioPacket], &[Instant]) = (&[], &[]);
                 let (main, fallback) = if fallback { (none, one) } else { (one, none) };
-                let mut fan_out = FanOut {
-                    viewers: &mut self.viewers,
-                    unflushed: &mut self.unflushed,
-                    outputs: &mut self.outputs,
-                    stats: &mut self.stats,
-                    now,
-                };
                 fan_out.audio(&s.viewers, output, main, fallback);
                 Some(mirror)
             }
@@ -1585,32 +1583,22 @@ impl Gateway {
                 origin,
                 described,
             } => {
-                let s = self.streams.get_mut(&mirror)?;
+                let s = streams.get_mut(&mirror)?;
                 let Source::Mirror(m) = &mut s.source else {
                     return None;
                 };
                 m.origin_stream = Some(origin);
-                let before = m.described.replace(*described);
-                match before {
+                match m.described.replace(*described) {
                     None => self.answer_pending(mirror, now),
-                    Some(before) => {
-                        let info = s.info();
-                        if before.info != info {
-                            let mut fan_out = FanOut {
-                                viewers: &mut self.viewers,
-                                unflushed: &mut self.unflushed,
-                                outputs: &mut self.outputs,
-                                stats: &mut self.stats,
-                                now,
-                            };
-                            fan_out.playing_again(&s.viewers, &s.redacted, &info);
-                        }
+                    Some(before) if before.info != s.info() => {
+                        fan_out.playing_again(&s.viewers, &s.redacted, &s.info())
                     }
+                    Some(_) => {}
                 }
                 None
             }
             MirrorItem::Resync { mirror } => {
-                if let Some(s) = self.streams.get_mut(&mirror) {
+                if let Some(s) = streams.get_mut(&mirror) {
                     s.gop.clear();
                     self.resync_viewers(mirror);
                 }
@@ -2109,13 +2097,12 @@ impl Gateway {
             if entry.link.congested() {
                 viewer.wait_for_keyframe();
             } else if let Some(s) = self.streams.get(&entry.stream) {
-                let (clock, video_clock) = (&s.clock, &s.video_clock);
                 if s.gop.is_ready()
                     && s.gop.bytes() <= MAX_REPLAY_BYTES
                     && viewer.replay_gop(
                         now,
                         &s.gop,
-                        |ts| video_clock.wallclock(clock, ts, now),
+                        |ts| s.video_wallclock(ts, now),
                         &mut self.transmits,
                     )
                 {
@@ -2437,6 +2424,15 @@ impl Stream {
         match &self.source {
             Source::Camera(_) => self.audio.as_ref().map(AudioRelay::output),
             Source::Mirror(m) => m.described.as_ref().and_then(|d| d.audio),
+        }
+    }
+
+    /// The capture instant of video RTP time `ts`: from the camera's clock mapping here, from
+    /// the newest mirrored packet in a mirror.
+    fn video_wallclock(&self, ts: u32, now: Instant) -> Instant {
+        match &self.source {
+            Source::Camera(_) => self.video_clock.wallclock(&self.clock, ts, now),
+            Source::Mirror(m) => m.clock.map_or(now, |c| c.wallclock(ts)),
         }
     }
 
