@@ -83,8 +83,9 @@ pub const SILENCE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Packets of history str0m keeps per viewer to answer NACKs: 300 video packets are about
 /// 1.3 s at 2 Mbit/s and 0.6 s at 4 Mbit/s, several round trips on any path a live viewer can
-/// use (a NACK comes about one RTT after the loss). The buffer holds a copy of each payload, so
-/// it is most of a viewer's memory: str0m's default of 1000 cost about 0.9 MB per viewer.
+/// use (a NACK comes about one RTT after the loss). Each entry is a record of about 430 bytes
+/// (the payload is the shared `Arc`), so the history is the largest part of a viewer's memory:
+/// str0m's default of 1000 cost about 0.3 MB more per viewer than 300 (see benches/ANALYSIS.md).
 const VIDEO_SEND_BUFFER: usize = 300;
 /// Audio: 50 packets per second, so 1 s.
 const AUDIO_SEND_BUFFER: usize = 50;
