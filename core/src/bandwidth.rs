@@ -231,7 +231,15 @@ impl LinkMonitor {
             return verdict;
         };
         let mut verdict = verdict;
-        let short = self.judge_span(base, report, stream_bps, &mut verdict);
+        // The smallest backlog (packets sent, not yet received) any report of the span showed.
+        let least_backlog = self
+            .history
+            .iter()
+            .filter(|r| r.at >= base.at)
+            .map(|r| r.sent_seq.saturating_sub(r.received_seq))
+            .min()
+            .unwrap_or(0);
+        let short = self.judge_span((base, report), least_backlog, stream_bps, &mut verdict);
         // The event: the link has been short for a while, and a later report has not shown
         // it recovered (a viewer held to a rate below the stream's stays short). It goes out
         // only on a report that itself found the link short: a held viewer whose link got
@@ -257,8 +265,8 @@ impl LinkMonitor {
     /// upwards, maybe recovered), or nothing to tell. True when it found the link short.
     fn judge_span(
         &mut self,
-        base: LinkReport,
-        report: LinkReport,
+        (base, report): (LinkReport, LinkReport),
+        least_backlog: u64,
         stream_bps: u64,
         verdict: &mut LinkVerdict,
     ) -> bool {
@@ -288,12 +296,24 @@ impl LinkMonitor {
         let saturated = (delivered as f64) < DELIVERED_SHARE * sent as f64
             || report.loss.is_some_and(|l| l >= LOSS)
             || queue > QUEUE;
+        // A held viewer's limit goes down only for a queue that lasted the whole span, or for
+        // loss: a backlog that comes and goes is a keyframe burst in flight, not a smaller link
+        // (lowering the limit on it made the limit ratchet down report after report).
+        let lost = report.lost.saturating_sub(base.lost);
+        let lower = self.limit.is_none_or(|limit| {
+            let lasting = least_backlog as f64 * packet_bytes * 8.0 / limit.max(1) as f64;
+            lasting > PROBE_QUEUE.as_secs_f64()
+                || report.loss.is_some_and(|l| l >= LOSS)
+                || lost as f64 >= (1.0 - DELIVERED_SHARE) * sent as f64
+        });
         if saturated && network_bps < stream_bps {
-            self.estimate = Some(network_bps);
             if self.short_since.is_none() || queue > QUEUE {
                 verdict.skip = Some(backlog);
             }
-            self.limit = Some((network_bps as f64 * LIMIT_SHARE) as u64);
+            if lower {
+                self.estimate = Some(network_bps);
+                self.limit = Some((network_bps as f64 * LIMIT_SHARE) as u64);
+            }
             self.short_since.get_or_insert(base.at);
             return true;
         } else if !saturated {
@@ -404,6 +424,50 @@ mod tests {
             m.on_report(report(t0, 12.0, 300, 295, 0), stream).limit,
             None
         );
+    }
+
+    #[test]
+    fn a_held_viewers_limit_does_not_ratchet_down_on_keyframe_bursts_in_flight() {
+        let t0 = Instant::now();
+        let mut m = LinkMonitor::new();
+        let stream = Some(200_000);
+        // Congested: 10 of 25 packets a second get through, so it is held to 85 % of 80 kbit/s.
+        for s in 0..6u64 {
+            m.on_report(report(t0, s as f64, 25 * s, 10 * s, 0), stream);
+        }
+        let held = m.limit.unwrap();
+        assert!((60_000..=75_000).contains(&held), "{held}");
+        // The queue drains while nothing is sent.
+        for s in 6..9u64 {
+            m.on_report(report(t0, s as f64, 150, 150, 0), stream);
+        }
+        // Now it is sent 8 packets a second (64 kbit/s, within the limit) and the link carries
+        // them all; every third report is read just after a keyframe burst of 12 packets was
+        // written, which is still in flight.
+        let mut sent = 150;
+        for s in 9..30u64 {
+            let burst = s % 3 == 0;
+            sent += if burst { 12 } else { 8 };
+            let in_flight = if burst { 12 } else { 1 };
+            let v = m.on_report(report(t0, s as f64, sent, sent - in_flight, 0), stream);
+            let limit = v.limit.unwrap_or(u64::MAX);
+            assert!(
+                limit >= held,
+                "at {s}: the limit fell from {held} to {limit}"
+            );
+        }
+        // Its limit has climbed meanwhile (the link carried all). The link then shrinks to 4
+        // packets a second while it is sent 12: the queue lasts, so the limit follows.
+        let (mut received, mut lowered) = (sent - 1, None);
+        for s in 30..40u64 {
+            sent += 12;
+            received += 4;
+            lowered = m
+                .on_report(report(t0, s as f64, sent, received, 0), stream)
+                .limit;
+        }
+        let lowered = lowered.unwrap();
+        assert!((20_000..=35_000).contains(&lowered), "{lowered}");
     }
 
     #[test]
