@@ -55,6 +55,9 @@ const LOSS: f32 = 0.10;
 /// `STATS_INTERVAL` plus a round trip old, so a healthy link shows some of this too.)
 const QUEUE: Duration = Duration::from_secs(1);
 
+/// Longest a skip waits for the link's queue to drain (see `judge_span`).
+const MAX_DRAIN: Duration = Duration::from_secs(2);
+
 /// A held-back viewer is allowed more only while the path holds less than this.
 const PROBE_QUEUE: Duration = Duration::from_millis(300);
 
@@ -307,12 +310,20 @@ impl LinkMonitor {
                 || lost as f64 >= (1.0 - DELIVERED_SHARE) * sent as f64
         });
         if saturated && network_bps < stream_bps {
-            if self.short_since.is_none() || queue > QUEUE {
-                verdict.skip = Some(backlog);
-            }
             if lower {
                 self.estimate = Some(network_bps);
                 self.limit = Some((network_bps as f64 * LIMIT_SHARE) as u64);
+            }
+            if self.short_since.is_none() || queue > QUEUE {
+                // Drain at most `MAX_DRAIN` at the limit: the backlog counts every packet sent
+                // since the browser's report, and when the link is first found short that is
+                // seconds of the full stream, most of it dropped on the way rather than queued
+                // (seen in Chromium behind a 2 s queue: 4-5 s sending nothing). A longer queue
+                // shows again in the next report and is drained then.
+                let cap = self.limit.map_or(backlog, |l| {
+                    (l as f64 / 8.0 * MAX_DRAIN.as_secs_f64()) as u64
+                });
+                verdict.skip = Some(backlog.min(cap));
             }
             self.short_since.get_or_insert(base.at);
             return true;
