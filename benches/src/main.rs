@@ -34,13 +34,23 @@ pub struct RunResult {
     pkts_per_viewer_s: f64,
     server_cpu_pct: f64,
     us_per_pkt: f64,
+    /// The part of `us_per_pkt` the server spent in the kernel (its `stime`).
+    us_per_pkt_kernel: f64,
+    /// The machine's softirq time per delivered packet: on loopback, the receive half of each datagram's trip,
+    /// charged to whichever process was sending (mostly the server). A real NIC does not charge it to the server.
+    us_per_pkt_softirq: f64,
     rss_base_mb: f64,
     rss_mb: f64,
     rss_per_viewer_kb: f64,
     p50_ms: Option<f64>,
     p99_ms: Option<f64>,
+    /// Camera send → the server's send (kernel receive stamp at the viewer's socket).
+    relay_p50_ms: Option<f64>,
+    relay_p99_ms: Option<f64>,
     ttfk_p50_ms: Option<f64>,
     ttfk_max_ms: Option<f64>,
+    /// The server's context switches per second (its threads going to sleep and being woken).
+    server_switches_per_s: f64,
     loadgen_cpu_pct: f64,
     machine_busy_pct: f64,
     /// CPU of everything else on the box (other users' builds...), % of one core.
@@ -263,6 +273,7 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
     }
     std::thread::sleep(Duration::from_secs(2));
     let t0 = Instant::now();
+    let switches0 = targets::proc_ctxt_switches(pid);
     let (cpu0, me0, m0) = (
         targets::proc_cpu(pid),
         targets::proc_cpu(std::process::id()),
@@ -296,6 +307,7 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
     }
     let t1 = Instant::now();
     shared.window.w1.store(log.ns(t1), Ordering::Relaxed);
+    let switches1 = targets::proc_ctxt_switches(pid);
     let (cpu1, me1, m1) = (
         targets::proc_cpu(pid),
         targets::proc_cpu(std::process::id()),
@@ -307,6 +319,7 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
     shared.stop.store(true, Ordering::Relaxed);
     let mut stats = Vec::new();
     let mut hist = vec![0u64; BUCKETS];
+    let mut relay_hist = vec![0u64; BUCKETS];
     for w in workers {
         let res = w.join();
         if std::env::var_os("BENCH_DEBUG").is_some() {
@@ -314,6 +327,9 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
         }
         stats.extend(res.viewers);
         for (a, b) in hist.iter_mut().zip(res.hist) {
+            *a += u64::from(b);
+        }
+        for (a, b) in relay_hist.iter_mut().zip(res.relay_hist) {
             *a += u64::from(b);
         }
     }
@@ -344,11 +360,17 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
             .count();
     r.delivered = stats.iter().map(|s| s.rx_window).sum();
     r.pkts_per_viewer_s = r.delivered as f64 / secs / n.max(1) as f64;
-    let cpu = cpu1.saturating_sub(cpu0);
-    r.server_cpu_pct = 100.0 * cpu.as_secs_f64() / secs;
-    r.us_per_pkt = cpu.as_secs_f64() * 1e6 / r.delivered.max(1) as f64;
-    r.loadgen_cpu_pct = 100.0 * me1.saturating_sub(me0).as_secs_f64() / secs;
-    r.machine_busy_pct = 100.0 * (m1.0 - m0.0) as f64 / (m1.1 - m0.1).max(1) as f64;
+    let cpu = cpu1.since(&cpu0);
+    let per_pkt_us = |d: Duration| d.as_secs_f64() * 1e6 / r.delivered.max(1) as f64;
+    r.server_cpu_pct = 100.0 * cpu.total().as_secs_f64() / secs;
+    r.us_per_pkt = per_pkt_us(cpu.total());
+    r.us_per_pkt_kernel = per_pkt_us(cpu.system);
+    r.us_per_pkt_softirq = per_pkt_us(Duration::from_nanos(
+        (m1.softirq - m0.softirq) * 1_000_000_000 / targets::clk_tck(),
+    ));
+    r.server_switches_per_s = switches1.saturating_sub(switches0) as f64 / secs;
+    r.loadgen_cpu_pct = 100.0 * me1.since(&me0).total().as_secs_f64() / secs;
+    r.machine_busy_pct = 100.0 * (m1.busy - m0.busy) as f64 / (m1.total - m0.total).max(1) as f64;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     r.other_cpu_pct = (r.machine_busy_pct * cores - r.server_cpu_pct - r.loadgen_cpu_pct).max(0.0);
     r.rss_base_mb = rss_base as f64 / 1024.0;
@@ -356,6 +378,8 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
     r.rss_per_viewer_kb = (rss as f64 - rss_base as f64) / n.max(1) as f64;
     r.p50_ms = percentile(&hist, 0.5).map(|u| u / 1000.0);
     r.p99_ms = percentile(&hist, 0.99).map(|u| u / 1000.0);
+    r.relay_p50_ms = percentile(&relay_hist, 0.5).map(|u| u / 1000.0);
+    r.relay_p99_ms = percentile(&relay_hist, 0.99).map(|u| u / 1000.0);
     let mut kf: Vec<f64> = stats
         .iter()
         .filter_map(|s| s.first_keyframe.map(|d| d.as_secs_f64() * 1000.0))
@@ -489,17 +513,17 @@ fn write_report(
         let _ = writeln!(s, "\n## {mbps} Mbit/s camera over the network stack\n");
         let _ = writeln!(
             s,
-            "| server | viewers | pkt/s per viewer | server CPU % | µs CPU per viewer-packet | loss % | viewers lost | RSS base → steady MB | RSS per viewer KB | latency p50 / p99 ms | first keyframe p50 / max ms | load generator CPU % | machine busy % | other processes CPU % |"
+            "| server | viewers | pkt/s per viewer | server CPU % | µs CPU per viewer-packet | of it kernel / softirq µs | loss % | viewers lost | RSS base → steady MB | RSS per viewer KB | relay latency p50 / p99 ms | viewer latency p50 / p99 ms | first keyframe p50 / max ms | load generator CPU % | machine busy % | other processes CPU % |"
         );
         let _ = writeln!(
             s,
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
         for r in &rows {
             if let Some(e) = &r.error {
                 let _ = writeln!(
                     s,
-                    "| {} | {} | failed: {} ||||||||||||",
+                    "| {} | {} | failed: {} ||||||||||||||",
                     r.target,
                     r.n,
                     e.replace('|', "/")
@@ -508,9 +532,11 @@ fn write_report(
             }
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.0} | {:.1} | {:.2} | {:.2} | {} | {:.1} → {:.1} | {:.0} | {} / {} | {} / {} | {:.0} | {:.0} | {:.0} |",
-                r.target, r.n, r.pkts_per_viewer_s, r.server_cpu_pct, r.us_per_pkt, r.loss_pct, r.viewers_lost,
-                r.rss_base_mb, r.rss_mb, r.rss_per_viewer_kb, f(r.p50_ms, 2), f(r.p99_ms, 2),
+                "| {} | {} | {:.0} | {:.1} | {:.2} | {:.2} / {:.2} | {:.2} | {} | {:.1} → {:.1} | {:.0} | {} / {} | {} / {} | {} / {} | {:.0} | {:.0} | {:.0} |",
+                r.target, r.n, r.pkts_per_viewer_s, r.server_cpu_pct, r.us_per_pkt, r.us_per_pkt_kernel,
+                r.us_per_pkt_softirq, r.loss_pct, r.viewers_lost,
+                r.rss_base_mb, r.rss_mb, r.rss_per_viewer_kb, f(r.relay_p50_ms, 2), f(r.relay_p99_ms, 2),
+                f(r.p50_ms, 2), f(r.p99_ms, 2),
                 f(r.ttfk_p50_ms, 0), f(r.ttfk_max_ms, 0), r.loadgen_cpu_pct, r.machine_busy_pct, r.other_cpu_pct
             );
         }
@@ -525,7 +551,7 @@ fn write_report(
             .collect();
         if !pairs.is_empty() {
             let _ = writeln!(s, "\ncamgate / Janus (below 1 means camgate uses less):\n");
-            let _ = writeln!(s, "| viewers | CPU per viewer-packet | RSS per viewer | latency p50 | latency p99 | first keyframe p50 |\n|---:|---:|---:|---:|---:|---:|");
+            let _ = writeln!(s, "| viewers | CPU per viewer-packet | RSS per viewer | relay latency p50 | relay latency p99 | first keyframe p50 |\n|---:|---:|---:|---:|---:|---:|");
             for (c, j) in pairs {
                 let _ = writeln!(
                     s,
@@ -533,8 +559,14 @@ fn write_report(
                     c.n,
                     ratio(c.us_per_pkt, j.us_per_pkt),
                     ratio(c.rss_per_viewer_kb, j.rss_per_viewer_kb),
-                    ratio(c.p50_ms.unwrap_or(f64::NAN), j.p50_ms.unwrap_or(0.0)),
-                    ratio(c.p99_ms.unwrap_or(f64::NAN), j.p99_ms.unwrap_or(0.0)),
+                    ratio(
+                        c.relay_p50_ms.unwrap_or(f64::NAN),
+                        j.relay_p50_ms.unwrap_or(0.0)
+                    ),
+                    ratio(
+                        c.relay_p99_ms.unwrap_or(f64::NAN),
+                        j.relay_p99_ms.unwrap_or(0.0)
+                    ),
                     ratio(
                         c.ttfk_p50_ms.unwrap_or(f64::NAN),
                         j.ttfk_p50_ms.unwrap_or(0.0)
@@ -546,10 +578,15 @@ fn write_report(
     let _ = writeln!(
         s,
         "\nColumns: *µs CPU per viewer-packet* = the server process's utime+stime over the window divided by the RTP packets \
-         all viewers received in it; *loss* = camera packets sent in the window that a viewer never got (by packet id); \
-         *viewers lost* = viewers that failed to set up, never got a keyframe or got under half the packets; *latency* = \
-         viewer arrival − camera send of the same packet (ids carried in the payload), so it includes the viewer's own \
-         receive queueing when the box is saturated; *first keyframe* = `playStream` (camgate) / `watch` (Janus) sent → \
+         all viewers received in it; *of it kernel* = the part of that in the kernel (`stime`); *softirq* = the whole \
+         machine's softirq time over the window per delivered packet: on loopback, delivering a datagram into the \
+         receiver's socket runs as softirq in whichever process sent it (mostly the server, and it is inside its \
+         `stime`), work a real NIC would not charge to the server; *loss* = camera packets sent in the window that a viewer never got (by packet id); \
+         *viewers lost* = viewers that failed to set up, never got a keyframe or got under half the packets; *relay latency* = \
+         the kernel's receive stamp of the datagram at the viewer's socket (`SO_TIMESTAMPNS`, taken when the server's \
+         send hands it to loopback) − camera send of the same packet (ids carried in the payload): the server's own \
+         delay, including its queueing; *viewer latency* = the viewer's read − camera send, which adds the load \
+         generator's own queueing when it is busy; *first keyframe* = `playStream` (camgate) / `watch` (Janus) sent → \
          the last packet of the first complete IDR received; *RSS per viewer* = (steady RSS − RSS before any viewer) / N \
          (both servers already pull the camera then; N=1 still carries one-off allocations such as allocator arenas). A load-generator CPU % near \
          200 or a machine busy % near 100 means the box, not the server, is the limit.\n"

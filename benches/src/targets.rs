@@ -474,14 +474,54 @@ pub fn clk_tck() -> u64 {
 }
 
 /// utime + stime of a process.
-pub fn proc_cpu(pid: u32) -> Duration {
+/// CPU time a process spent in user space and in the kernel (its `stime` includes softirq work, such as loopback
+/// delivery into the receiver's socket, that ran while it was on the CPU).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcCpu {
+    pub user: Duration,
+    pub system: Duration,
+}
+
+impl ProcCpu {
+    pub fn total(&self) -> Duration {
+        self.user + self.system
+    }
+    pub fn since(&self, earlier: &ProcCpu) -> ProcCpu {
+        ProcCpu {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+}
+
+pub fn proc_cpu(pid: u32) -> ProcCpu {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = s.rsplit_once(')').map(|x| x.1).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
-    // fields after the comm: state(0) ... utime is field 14 overall → index 11 here.
+    // fields after the comm: state(0) ... utime is field 14 overall → index 11 here, stime index 12.
     let t = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    let ticks = t(11) + t(12);
-    Duration::from_nanos(ticks * 1_000_000_000 / clk_tck())
+    let d = |ticks: u64| Duration::from_nanos(ticks * 1_000_000_000 / clk_tck());
+    ProcCpu {
+        user: d(t(11)),
+        system: d(t(12)),
+    }
+}
+
+/// Context switches of all the process's threads (voluntary: mostly a loop going to sleep in `epoll_wait`).
+pub fn proc_ctxt_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .map(|t| {
+            let s = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            s.lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
 }
 
 pub fn proc_rss_kb(pid: u32) -> u64 {
@@ -492,8 +532,16 @@ pub fn proc_rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// (busy, total) jiffies of the whole machine.
-pub fn machine_cpu() -> (u64, u64) {
+/// Jiffies of the whole machine, from the first line of `/proc/stat`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MachineCpu {
+    pub busy: u64,
+    pub total: u64,
+    /// Time in softirq: on loopback, mostly delivering datagrams into the receivers' sockets.
+    pub softirq: u64,
+}
+
+pub fn machine_cpu() -> MachineCpu {
     let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let l = s.lines().next().unwrap_or("");
     let v: Vec<u64> = l
@@ -501,7 +549,12 @@ pub fn machine_cpu() -> (u64, u64) {
         .skip(1)
         .filter_map(|x| x.parse().ok())
         .collect();
+    let at = |i: usize| v.get(i).copied().unwrap_or(0);
     let total: u64 = v.iter().sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    (total - idle, total)
+    // user nice system idle iowait irq softirq ...
+    MachineCpu {
+        busy: total - at(3) - at(4),
+        total,
+        softirq: at(6),
+    }
 }

@@ -1,13 +1,16 @@
 //! WebRTC viewers: str0m peers in RTP mode, many per thread, one UDP socket each, driven by mio.
-//! They count packets, loss (by the camera's packet ids) and relay latency per packet.
+//! They count packets, loss (by the camera's packet ids) and latency per packet, twice: to the kernel's
+//! receive timestamp of the datagram (when the server's send put it into the viewer's socket: the server's own
+//! relay latency) and to when the viewer read it (which adds the load generator's own queueing).
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
@@ -81,7 +84,10 @@ pub struct ViewerStats {
 
 pub struct WorkerResult {
     pub viewers: Vec<ViewerStats>,
+    /// Camera send → viewer read.
     pub hist: Vec<u32>,
+    /// Camera send → kernel receive timestamp (the server's send).
+    pub relay_hist: Vec<u32>,
     /// CPU time of the worker thread.
     pub cpu: Duration,
 }
@@ -94,7 +100,15 @@ struct Client {
     play_sent: Instant,
     next_timeout: Instant,
     kf_ts: Option<u32>,
+    /// Kernel receive time of the datagram being handled, for the packets it yields.
+    rx_kernel: Option<Instant>,
     stats: ViewerStats,
+}
+
+/// Histograms of one viewer thread.
+struct Hists {
+    read: Vec<u32>,
+    relay: Vec<u32>,
 }
 
 pub struct Worker {
@@ -131,13 +145,17 @@ fn run(rx: Receiver<Ready>, shared: &Shared) -> WorkerResult {
     let mut poll = Poll::new().expect("poll");
     let mut events = Events::with_capacity(1024);
     let mut clients: Vec<Client> = Vec::new();
-    let mut hist = vec![0u32; BUCKETS];
+    let mut hist = Hists {
+        read: vec![0u32; BUCKETS],
+        relay: vec![0u32; BUCKETS],
+    };
     let mut buf = vec![0u8; 2048];
     let cpu0 = thread_cpu();
     loop {
         while let Ok(r) = rx.try_recv() {
             let i = clients.len();
             r.sock.set_nonblocking(true).ok();
+            enable_rx_timestamps(&r.sock);
             let mut sock = UdpSocket::from_std(r.sock);
             poll.registry()
                 .register(&mut sock, Token(2 * i), Interest::READABLE)
@@ -162,6 +180,7 @@ fn run(rx: Receiver<Ready>, shared: &Shared) -> WorkerResult {
                 play_sent: r.play_sent,
                 next_timeout: Instant::now(),
                 kf_ts: None,
+                rx_kernel: None,
                 stats: ViewerStats::default(),
             };
             c.rtc.handle_input(Input::Timeout(Instant::now())).ok();
@@ -190,16 +209,18 @@ fn run(rx: Receiver<Ready>, shared: &Shared) -> WorkerResult {
                 continue;
             }
             for _ in 0..10_000 {
-                match c.sock.recv_from(&mut buf) {
-                    Ok((n, src)) => {
+                match recv_stamped(&c.sock, &mut buf) {
+                    Ok((n, src, stamp)) => {
                         c.stats.udp_rx += 1;
                         let now = Instant::now();
+                        c.rx_kernel = stamp.map(|t| kernel_instant(t, now));
                         if let Ok(r) = Receive::new(Protocol::Udp, src, c.local, &buf[..n]) {
                             if c.rtc.handle_input(Input::Receive(now, r)).is_err() {
                                 c.stats.failed = true;
                             }
                         }
                         drain(c, shared, &mut hist);
+                        c.rx_kernel = None;
                     }
                     Err(_) => break,
                 }
@@ -216,7 +237,8 @@ fn run(rx: Receiver<Ready>, shared: &Shared) -> WorkerResult {
     let cpu = thread_cpu() - cpu0;
     WorkerResult {
         viewers: clients.into_iter().map(|c| c.stats).collect(),
-        hist,
+        hist: hist.read,
+        relay_hist: hist.relay,
         cpu,
     }
 }
@@ -240,7 +262,7 @@ fn service_ws(c: &mut Client) {
     }
 }
 
-fn drain(c: &mut Client, shared: &Shared, hist: &mut [u32]) {
+fn drain(c: &mut Client, shared: &Shared, hist: &mut Hists) {
     if c.stats.failed {
         return;
     }
@@ -277,7 +299,7 @@ fn drain(c: &mut Client, shared: &Shared, hist: &mut [u32]) {
     }
 }
 
-fn account(c: &mut Client, shared: &Shared, hist: &mut [u32], p: &str0m::rtp::RtpPacket) {
+fn account(c: &mut Client, shared: &Shared, hist: &mut Hists, p: &str0m::rtp::RtpPacket) {
     let now = p.timestamp;
     let log = &shared.log;
     let now_ns = log.ns(now);
@@ -314,8 +336,11 @@ fn account(c: &mut Client, shared: &Shared, hist: &mut [u32], p: &str0m::rtp::Rt
     if let Some(sent) = packet_id(&p.payload).and_then(|id| log.sent_ns(id)) {
         if sent >= w0 && sent < w1 {
             s.ids_window += 1;
-            let b = (now_ns.saturating_sub(sent) / BUCKET_NS) as usize;
-            hist[b.min(BUCKETS - 1)] += 1;
+            let bucket = |ns: u64| ((ns / BUCKET_NS) as usize).min(BUCKETS - 1);
+            hist.read[bucket(now_ns.saturating_sub(sent))] += 1;
+            if let Some(k) = c.rx_kernel {
+                hist.relay[bucket(log.ns(k).saturating_sub(sent))] += 1;
+            }
         }
     }
     // Video (PCMU is PT 0): an IDR slice starts a keyframe, its marker packet completes it.
@@ -331,6 +356,84 @@ fn account(c: &mut Client, shared: &Shared, hist: &mut [u32], p: &str0m::rtp::Rt
             shared.started.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// Ask the kernel to stamp each datagram with its receive time (`SO_TIMESTAMPNS`, wall clock). On loopback the
+/// stamp is taken when the sender's `sendmsg` hands the datagram to the loopback device, so it marks the moment the
+/// server sent it, whatever the viewer thread was busy with.
+fn enable_rx_timestamps(sock: &std::net::UdpSocket) {
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket and a c_int option value of the right size.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// `recv_from` that also returns the datagram's kernel receive stamp (wall clock), when there is one.
+fn recv_stamped(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+) -> io::Result<(usize, SocketAddr, Option<SystemTime>)> {
+    // SAFETY: every pointer handed to recvmsg points into locals that outlive the call, with their true sizes;
+    // the control messages are read only within the length the kernel reported.
+    unsafe {
+        let mut addr: libc::sockaddr_storage = std::mem::zeroed();
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let mut control = [0u64; 16];
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT);
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let src = match addr.ss_family as libc::c_int {
+            libc::AF_INET => {
+                let a = &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>();
+                SocketAddr::from((
+                    u32::from_be(a.sin_addr.s_addr).to_be_bytes(),
+                    u16::from_be(a.sin_port),
+                ))
+            }
+            libc::AF_INET6 => {
+                let a = &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
+                SocketAddr::from((a.sin6_addr.s6_addr, u16::from_be(a.sin6_port)))
+            }
+            _ => return Err(io::Error::other("unknown address family")),
+        };
+        let mut stamp = None;
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
+                stamp = Some(
+                    SystemTime::UNIX_EPOCH + Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32),
+                );
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+        Ok((n as usize, src, stamp))
+    }
+}
+
+/// A wall-clock kernel stamp as an `Instant`: `now` minus how long ago the stamp was.
+fn kernel_instant(stamp: SystemTime, now: Instant) -> Instant {
+    let age = SystemTime::now().duration_since(stamp).unwrap_or_default();
+    now.checked_sub(age).unwrap_or(now)
 }
 
 /// A str0m peer as a browser would be: recvonly H.264 + PCMU, RTP mode, full ICE.
