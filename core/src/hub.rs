@@ -303,6 +303,9 @@ pub struct GatewayStats {
     pub not_enough_bandwidth: u64,
     /// Times a congested viewer was made to skip to the next keyframe.
     pub congestion_skips: u64,
+    /// Times a viewer's WebRTC stack was ticked (str0m's timers, statistics, ICE and DTLS
+    /// polled): once per batch of camera packets written to it, and at its own deadlines.
+    pub viewer_ticks: u64,
 }
 
 impl GatewayStats {
@@ -324,6 +327,7 @@ impl GatewayStats {
         self.keyframe_requests_answered += o.keyframe_requests_answered;
         self.not_enough_bandwidth += o.not_enough_bandwidth;
         self.congestion_skips += o.congestion_skips;
+        self.viewer_ticks += o.viewer_ticks;
     }
 }
 
@@ -1397,6 +1401,10 @@ impl Gateway {
         let count = self.streams.get(&stream).map_or(0, |s| s.viewers.len());
         for i in 0..count {
             let v = self.streams[&stream].viewers[i];
+            let flushing = self.viewers.get(v).and_then(|e| e.viewer.as_ref());
+            if flushing.is_some_and(|viewer| viewer.awaiting_flush()) {
+                continue; // `flush_viewers` sets its timer after the tick it is due anyway
+            }
             self.schedule_viewer(v, now);
         }
     }
@@ -2233,6 +2241,7 @@ impl Gateway {
                     entry.scheduled = None;
                     if let Some(viewer) = entry.viewer.as_mut() {
                         viewer.handle_timeout(now, &mut self.transmits);
+                        self.stats.viewer_ticks += 1;
                     }
                     self.after_viewer_input(v, now);
                 }
@@ -2287,11 +2296,18 @@ impl Gateway {
     /// Sends what was written to viewers since their last flush.
     fn flush_viewers(&mut self) {
         let Some(now) = self.last_now else { return };
-        for v in self.unflushed.drain(..) {
+        let mut unflushed = std::mem::take(&mut self.unflushed);
+        for &v in &unflushed {
             if let Some(viewer) = self.viewers.get_mut(v).and_then(|e| e.viewer.as_mut()) {
-                viewer.flush(now, &mut self.transmits);
+                if viewer.flush(now, &mut self.transmits) {
+                    self.stats.viewer_ticks += 1;
+                }
+                // The flush's drain left str0m's next deadline: no second pass to find it.
+                self.schedule_viewer(v, now);
             }
         }
+        unflushed.clear();
+        self.unflushed = unflushed;
     }
 
     pub fn poll_output(&mut self) -> Option<GatewayOutput> {

@@ -137,6 +137,9 @@ pub struct Viewer {
     /// Packets were written since the last flush, and the hub has been told (`wants_flush`).
     unflushed: bool,
     flush_queued: bool,
+    /// str0m's next deadline as the last drain left it; `None` once str0m was touched since.
+    /// Saves a `poll_output` pass (all of str0m's timer arithmetic) per viewer per batch.
+    next_timeout: Option<Instant>,
     /// Video payload bytes written, for the link judgement.
     video_bytes: u64,
     /// The browser's latest receiver report not yet taken by the hub, and the last one seen
@@ -285,6 +288,7 @@ impl Viewer {
             ice_ufrag: String::new(),
             unflushed: false,
             flush_queued: false,
+            next_timeout: None,
             video_bytes: 0,
             link_report: None,
             last_rr: None,
@@ -533,6 +537,7 @@ impl Viewer {
 
     /// Runs one mutation of the `Rtc`; a panic inside str0m ends this viewer, not the server.
     fn guarded(&mut self, f: impl FnOnce(&mut Self)) {
+        self.next_timeout = None;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
         if result.is_err() {
             tracing::error!("viewer's WebRTC stack panicked; dropping the viewer");
@@ -611,6 +616,12 @@ impl Viewer {
         });
     }
 
+    /// Packets were written and the hub listed this viewer for `flush`, which will set its
+    /// timer: scheduling it before then would only tick str0m twice.
+    pub fn awaiting_flush(&self) -> bool {
+        self.flush_queued
+    }
+
     /// True once after packets were written: the hub then lists this viewer for `flush`.
     pub fn wants_flush(&mut self) -> bool {
         if self.unflushed && !self.flush_queued {
@@ -624,15 +635,17 @@ impl Viewer {
     /// in str0m's queue until a timeout tick; ticking once per batch of camera packets rather
     /// than once per packet saves str0m's per-tick work (timers, statistics, DTLS and ICE
     /// polling) for all but one packet of each batch.
-    pub fn flush(&mut self, now: Instant, out: &mut VecDeque<Transmit>) {
+    /// True if it ticked str0m (something was written since the last flush).
+    pub fn flush(&mut self, now: Instant, out: &mut VecDeque<Transmit>) -> bool {
         self.flush_queued = false;
         if !std::mem::take(&mut self.unflushed) {
-            return;
+            return false;
         }
         self.guarded(|this| {
             let _ = this.rtc.handle_input(Input::Timeout(now));
             this.drain(out);
         });
+        true
     }
 
     /// Writes one relay packet with the RTP timestamp `rtp_time` (the camera's, or a replayed
@@ -716,14 +729,21 @@ impl Viewer {
     }
 
     pub fn poll_timeout(&mut self) -> Option<Instant> {
+        if self.next_timeout.is_some() {
+            return self.next_timeout;
+        }
         // Draining is cheap when idle and leaves `Timeout` as the next output.
         match self.rtc.poll_output() {
-            Ok(Output::Timeout(t)) => Some(t),
+            Ok(Output::Timeout(t)) => {
+                self.next_timeout = Some(t);
+                Some(t)
+            }
             _ => None,
         }
     }
 
     pub fn close(&mut self) {
+        self.next_timeout = None;
         self.rtc.disconnect();
     }
 
@@ -734,7 +754,10 @@ impl Viewer {
     fn drain(&mut self, out: &mut VecDeque<Transmit>) {
         loop {
             match self.rtc.poll_output() {
-                Ok(Output::Timeout(_)) => break,
+                Ok(Output::Timeout(t)) => {
+                    self.next_timeout = Some(t);
+                    break;
+                }
                 Ok(Output::Transmit(t)) => out.push_back(t),
                 Ok(Output::Event(e)) => match e {
                     Event::Connected => self.state.connected = true,

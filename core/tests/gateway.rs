@@ -1382,6 +1382,35 @@ fn relaying_allocates_one_arc_per_camera_packet_and_one_buffer_per_datagram() {
 }
 
 #[test]
+fn each_viewer_is_ticked_once_per_batch_of_camera_packets() {
+    let mut h = Harness::new();
+    let viewers: Vec<usize> = (0..3)
+        .map(|_| h.play("rtsp://127.0.0.1:8554/cam"))
+        .collect();
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..40);
+    for &b in &viewers {
+        assert!(h.browsers[b].frames.len() >= 30);
+    }
+    let ticks0 = h.gateway.stats().viewer_ticks;
+    // 100 frames, each a batch: one read of the camera's connection, then the datagrams taken.
+    for frame in 41..141 {
+        h.camera.send_frame(frame * 3600, &[nal(1, 900)]);
+        h.step(Duration::from_millis(40));
+    }
+    let ticks = h.gateway.stats().viewer_ticks - ticks0;
+    // One tick per viewer per frame (a flush), plus str0m's own deadlines over 4 s (reports,
+    // statistics, ICE consent): a tick more per viewer per frame (one to write, one at the
+    // deadline the write left) would be 600.
+    println!("{ticks} str0m ticks for 100 frames to 3 viewers");
+    assert!(
+        ticks >= 300,
+        "{ticks} ticks: every frame must tick its viewers"
+    );
+    assert!(ticks < 400, "{ticks} ticks for 100 frames to 3 viewers");
+}
+
+#[test]
 fn stop_that_closes_the_peer_connection_first_still_ends_in_stopped() {
     let mut h = Harness::new();
     let b = h.play("rtsp://127.0.0.1:8554/cam");

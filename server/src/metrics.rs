@@ -44,7 +44,7 @@ pub fn render(streams: &[StreamInfo], stats: &GatewayStats, web_sessions: usize)
         "Open signaling sessions (WebSocket and WHEP).",
     );
     sample(&mut out, "camgate_signaling_sessions", web_sessions as u64);
-    let counters: [(&str, &str, u64); 15] = [
+    let counters: [(&str, &str, u64); 16] = [
         (
             "camgate_camera_bytes_in_total",
             "Bytes read from camera connections.",
@@ -79,6 +79,11 @@ pub fn render(streams: &[StreamInfo], stats: &GatewayStats, web_sessions: usize)
             "camgate_congestion_skips_total",
             "Times a congested viewer skipped to the next keyframe instead of queueing video.",
             stats.congestion_skips,
+        ),
+        (
+            "camgate_viewer_ticks_total",
+            "Times a viewer's WebRTC stack was ticked: once per batch of camera packets written to it, and at its own timers.",
+            stats.viewer_ticks,
         ),
         (
             "camgate_datagrams_out_total",
