@@ -466,6 +466,8 @@ pub struct Gateway {
     /// Viewers written to since their last flush; flushed when datagrams are taken, so a
     /// batch of camera packets costs each viewer one str0m tick (see `Viewer::flush`).
     unflushed: Vec<usize>,
+    /// How far `flush_next_viewers` got through `unflushed`.
+    unflushed_next: usize,
     /// When the gateway was last given time: the instant of the deferred flushes.
     last_now: Option<Instant>,
     /// Reused between camera packets so relaying allocates nothing but each packet's `Arc`.
@@ -506,6 +508,7 @@ impl Gateway {
             outputs: VecDeque::new(),
             transmits: VecDeque::with_capacity(1024),
             unflushed: Vec::with_capacity(1024),
+            unflushed_next: 0,
             last_now: None,
             relay_out: Vec::with_capacity(64),
             audio_out: Vec::with_capacity(8),
@@ -2293,11 +2296,15 @@ impl Gateway {
         }
     }
 
-    /// Sends what was written to viewers since their last flush.
-    fn flush_viewers(&mut self) {
+    /// Flushes the viewers written to since their last flush, in order, until one of them has
+    /// datagrams queued: encrypting for the next viewers waits until the loop took (and sent)
+    /// those. The first viewers' packets leave before the last viewers' are encrypted, and the
+    /// SRTP buffers in flight are a few viewers' worth rather than the whole batch's.
+    fn flush_next_viewers(&mut self) {
         let Some(now) = self.last_now else { return };
-        let mut unflushed = std::mem::take(&mut self.unflushed);
-        for &v in &unflushed {
+        while self.transmits.is_empty() && self.unflushed_next < self.unflushed.len() {
+            let v = self.unflushed[self.unflushed_next];
+            self.unflushed_next += 1;
             if let Some(viewer) = self.viewers.get_mut(v).and_then(|e| e.viewer.as_mut()) {
                 if viewer.flush(now, &mut self.transmits) {
                     self.stats.viewer_ticks += 1;
@@ -2306,8 +2313,10 @@ impl Gateway {
                 self.schedule_viewer(v, now);
             }
         }
-        unflushed.clear();
-        self.unflushed = unflushed;
+        if self.unflushed_next == self.unflushed.len() {
+            self.unflushed.clear();
+            self.unflushed_next = 0;
+        }
     }
 
     pub fn poll_output(&mut self) -> Option<GatewayOutput> {
@@ -2332,10 +2341,17 @@ impl Gateway {
         }
     }
 
+    /// True while datagrams already encrypted wait in the queue: the next `poll_transmit` will not
+    /// start on another viewer. The loop sends in chunks that end where this turns false, so a
+    /// viewer's run of datagrams (one GSO message) is not split between chunks.
+    pub fn transmit_queued(&self) -> bool {
+        !self.transmits.is_empty()
+    }
+
     /// The next datagram for the shared WebRTC socket.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        if !self.unflushed.is_empty() {
-            self.flush_viewers();
+        if self.transmits.is_empty() {
+            self.flush_next_viewers();
         }
         let t = self.transmits.pop_front()?;
         self.stats.datagrams_out += 1;

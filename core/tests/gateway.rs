@@ -1411,6 +1411,56 @@ fn each_viewer_is_ticked_once_per_batch_of_camera_packets() {
 }
 
 #[test]
+fn datagrams_are_encrypted_viewer_by_viewer_as_the_loop_takes_them() {
+    let mut h = Harness::new();
+    let viewers: Vec<usize> = (0..3)
+        .map(|_| h.play("rtsp://127.0.0.1:8554/cam"))
+        .collect();
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..20);
+    for &b in &viewers {
+        assert!(h.browsers[b].frames.len() >= 15);
+    }
+    // A keyframe (several packets) reaches the gateway; nothing is taken yet.
+    h.camera.send_frame(20 * 3600, &[nal(5, 4000)]);
+    let data = std::mem::take(&mut h.camera.to_gateway);
+    let (stream, now) = (h.stream.unwrap(), h.now);
+    h.gateway.handle_rtsp_data(stream, now, &data);
+    let ticks0 = h.gateway.stats().viewer_ticks;
+    // The loop takes datagrams until none is queued: one viewer's run, and only that viewer
+    // was ticked (encrypted for); the other two wait for the next take.
+    let mut first_run = Vec::new();
+    loop {
+        let t = h
+            .gateway
+            .poll_transmit()
+            .expect("the first viewer's datagrams");
+        first_run.push(t.destination);
+        if !h.gateway.transmit_queued() {
+            break;
+        }
+    }
+    assert_eq!(h.gateway.stats().viewer_ticks - ticks0, 1);
+    assert!(
+        first_run.len() >= 3,
+        "a 4000-byte keyframe is several packets"
+    );
+    assert!(
+        first_run.iter().all(|&d| d == first_run[0]),
+        "{first_run:?}"
+    );
+    // The rest follow, viewer after viewer, each run to one address.
+    let mut runs = vec![first_run[0]];
+    while let Some(t) = h.gateway.poll_transmit() {
+        if runs.last() != Some(&t.destination) {
+            runs.push(t.destination);
+        }
+    }
+    assert_eq!(h.gateway.stats().viewer_ticks - ticks0, 3);
+    assert_eq!(runs.len(), 3, "one run per viewer: {runs:?}");
+}
+
+#[test]
 fn stop_that_closes_the_peer_connection_first_still_ends_in_stopped() {
     let mut h = Harness::new();
     let b = h.play("rtsp://127.0.0.1:8554/cam");

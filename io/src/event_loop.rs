@@ -154,6 +154,10 @@ enum Endpoint {
     Closing(TcpConn),
 }
 
+/// Datagrams taken from the gateway before they are sent: a few `sendmmsg` calls' worth, and
+/// enough viewers (a P-frame is about 7 packets each) that each call carries many.
+const TX_CHUNK: usize = 256;
+
 /// The token of the waker that lookup threads ring (never a slab key).
 const WAKER: Token = Token(usize::MAX);
 
@@ -599,14 +603,26 @@ impl EventLoop {
     }
 
     /// Sends everything the gateway queued, in `sendmmsg` batches per socket.
+    /// Sends every datagram the gateway has, in chunks of about `TX_CHUNK`: the gateway encrypts
+    /// viewer by viewer as datagrams are taken, so the first viewers' packets leave while the
+    /// rest are still to be encrypted.
     fn flush_transmits(&mut self, gateway: &mut Gateway) {
-        self.tx_buf.clear();
-        while let Some(t) = gateway.poll_transmit() {
-            self.tx_buf.push(t);
+        loop {
+            self.tx_buf.clear();
+            while self.tx_buf.len() < TX_CHUNK || gateway.transmit_queued() {
+                let Some(t) = gateway.poll_transmit() else {
+                    break;
+                };
+                self.tx_buf.push(t);
+            }
+            if self.tx_buf.is_empty() {
+                return;
+            }
+            self.send_tx_buf();
         }
-        if self.tx_buf.is_empty() {
-            return;
-        }
+    }
+
+    fn send_tx_buf(&mut self) {
         let fallback = self.udp_by_addr.values().next().copied();
         // Runs of datagrams leaving from the same socket go out together (with one socket,
         // which is the usual case, that is all of them).
