@@ -30,6 +30,9 @@ use tungstenite::Message;
 use crate::access::{Access, Refusal};
 use crate::{metrics, rest};
 
+/// Bytes tungstenite reads at a time into each WebSocket's buffer (allocated per connection).
+const WS_READ_BUFFER: usize = 4096;
+
 /// Largest HTTP request head we accept; bigger ones are answered 431 and closed.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// WHEP sessions are numbered from here so they never collide with WebSocket connection ids
@@ -360,7 +363,11 @@ impl Web {
             );
             out.write(conn, response.into_bytes());
             let max = self.settings.max_ws_message;
+            // tungstenite allocates its read buffer up front, 128 KiB by default: that was a
+            // fifth of a viewer's memory. Signaling messages are a few KiB (an SDP offer is
+            // the largest); a longer one takes a few more reads from memory.
             let config = WebSocketConfig::default()
+                .read_buffer_size(WS_READ_BUFFER)
                 .max_message_size(Some(max))
                 .max_frame_size(Some(max));
             let ws = WebSocket::from_raw_socket(MemStream::default(), Role::Server, Some(config));

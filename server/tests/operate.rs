@@ -96,6 +96,19 @@ fn wait_status(ws: &mut Ws, status: &str) -> Value {
     }
 }
 
+/// A message longer than the WebSocket read buffer (4 KiB) arrives whole: a browser's SDP offer
+/// with many codecs and candidates is 5-10 KiB.
+#[test]
+fn a_signaling_message_longer_than_the_read_buffer_is_read_whole() {
+    let cg = Camgate::start(&[]);
+    let mut ws = ws_connect(cg.ws, false);
+    let mut msg = connection(None);
+    msg["data"][0]["custom"] = serde_json::json!({ "note": "x".repeat(20_000) });
+    send(&mut ws, msg);
+    let reply = next_text(&mut ws).expect("an answer, not a close");
+    assert_eq!(reply["message"], "getUserData", "{reply}");
+}
+
 #[test]
 fn https_rest_and_wss_signaling_with_the_self_signed_certificate() {
     let cg = Camgate::start(&[]);
