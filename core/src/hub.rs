@@ -1204,6 +1204,7 @@ impl Gateway {
             streams,
             viewers,
             unflushed,
+            transmits,
             relay_out,
             audio_out,
             audio_fallback,
@@ -1247,6 +1248,7 @@ impl Gateway {
         let mut fan_out = FanOut {
             viewers,
             unflushed,
+            transmits,
             outputs,
             stats,
             now,
@@ -1533,6 +1535,7 @@ impl Gateway {
             streams,
             viewers,
             unflushed,
+            transmits,
             outputs,
             stats,
             ..
@@ -1540,6 +1543,7 @@ impl Gateway {
         let mut fan_out = FanOut {
             viewers,
             unflushed,
+            transmits,
             outputs,
             stats,
             now,
@@ -2518,6 +2522,8 @@ fn push_lane(
 struct FanOut<'a> {
     viewers: &'a mut Slab<ViewerEntry>,
     unflushed: &'a mut Vec<usize>,
+    /// Where a GOP replay's slices go (see `Viewer::send_replayed`).
+    transmits: &'a mut VecDeque<Transmit>,
     outputs: &'a mut VecDeque<GatewayOutput>,
     stats: &'a mut GatewayStats,
     now: Instant,
@@ -2554,7 +2560,10 @@ impl FanOut<'_> {
             };
             if viewer.state().connected && !entry.primed {
                 entry.primed = true;
-                gop.replay(|p, ts| viewer.send_video(now, p, ts, gop_wall(ts)));
+                let mut written = 0;
+                gop.replay(|p, ts| {
+                    viewer.send_replayed(now, p, ts, gop_wall(ts), &mut written, self.transmits)
+                });
             } else {
                 for (p, wall) in packets.iter().zip(walls) {
                     viewer.send_video(now, p, p.rtp_time, *wall);

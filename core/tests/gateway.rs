@@ -1461,6 +1461,46 @@ fn datagrams_are_encrypted_viewer_by_viewer_as_the_loop_takes_them() {
 }
 
 #[test]
+fn a_late_joiners_gop_is_sent_in_slices_while_it_is_written() {
+    let mut h = Harness::new();
+    let first = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    // A GOP of about 120 packets: a 60 KB keyframe (FU-A in about 50) and P-frames.
+    h.camera.send_frame(0, &[nal(5, 60_000)]);
+    h.run_for(Duration::from_millis(40));
+    for frame in 1..8 {
+        h.camera.send_frame(frame * 3600, &[nal(1, 10_000)]);
+        h.run_for(Duration::from_millis(40));
+    }
+    assert!(h.browsers[first].frames.len() >= 8);
+    let late = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300)); // connected, no media yet
+                                           // The next frame starts the late joiner on the cached GOP. Its replay is written to str0m
+                                           // a slice at a time, each slice encrypted at once, so datagrams are queued before the loop
+                                           // takes any (live packets wait for the loop's take, see the previous test).
+    h.camera.send_frame(8 * 3600, &[nal(1, 1000)]);
+    let data = std::mem::take(&mut h.camera.to_gateway);
+    let (stream, now) = (h.stream.unwrap(), h.now);
+    h.gateway.handle_rtsp_data(stream, now, &data);
+    assert!(
+        h.gateway.transmit_queued(),
+        "replay slices are encrypted as they are written"
+    );
+    h.run_for(Duration::from_millis(100));
+    let frames = &h.browsers[late].frames;
+    assert!(
+        frames.len() >= 9,
+        "the late joiner decoded {} frames",
+        frames.len()
+    );
+    assert_eq!(
+        nal_types(&frames[0].2)[..3],
+        [7, 8, 5],
+        "it starts on SPS, PPS, IDR"
+    );
+}
+
+#[test]
 fn stop_that_closes_the_peer_connection_first_still_ends_in_stopped() {
     let mut h = Harness::new();
     let b = h.play("rtsp://127.0.0.1:8554/cam");
