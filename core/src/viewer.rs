@@ -81,19 +81,24 @@ fn profile_class(profile_level_id: u32) -> (u8, bool) {
 /// A browser silent this long (no STUN, DTLS or RTCP) is gone.
 pub const SILENCE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Packets of history str0m keeps per viewer to answer NACKs: 300 video packets are about
-/// 1.3 s at 2 Mbit/s and 0.6 s at 4 Mbit/s, several round trips on any path a live viewer can
-/// use (a NACK comes about one RTT after the loss). Each entry is a record of about 430 bytes
-/// (the payload is the shared `Arc`), so the history is the largest part of a viewer's memory:
-/// str0m's default of 1000 cost about 0.3 MB more per viewer than 300 (see benches/ANALYSIS.md).
+/// At most this many packets of history per viewer to answer NACKs (`RTX_MAX_AGE` usually
+/// keeps it smaller): 300 video packets are 0.6 s at 4 Mbit/s. Each entry is a record of about
+/// 430 bytes (the payload is the shared `Arc`), so the history is the largest part of a
+/// viewer's memory: str0m's default of 1000 cost about 0.3 MB more per viewer than 300 (see
+/// benches/ANALYSIS.md).
 const VIDEO_SEND_BUFFER: usize = 300;
 /// Packets of a GOP replay written to str0m between two flushes: a 2 Mbit/s keyframe is about
 /// 50 packets, so its queue stays at its steady size.
 const REPLAY_SLICE: usize = 48;
 /// Audio: 50 packets per second, so 1 s.
 const AUDIO_SEND_BUFFER: usize = 50;
-/// str0m's defaults for its resend cache, kept when `drop_resends` empties it.
-const RTX_MAX_AGE: Duration = Duration::from_secs(3);
+/// How old a packet str0m still resends on a NACK. The history grows only to what this span
+/// holds (str0m's default of 3 s filled all 300 entries at any bitrate above 0.7 Mbit/s):
+/// about 120 packets at 2 Mbit/s, 55 KB per viewer instead of 127 KB. Half a second is a NACK
+/// round trip on any path a live viewer can use, and more than a browser's jitter buffer
+/// waits for a resend (Janus keeps 200 ms by default, more on long round trips).
+const RTX_MAX_AGE: Duration = Duration::from_millis(500);
+/// str0m's default: queued resends are dropped when they exceed 15 % of what was sent.
 const RTX_RATIO_CAP: Option<f32> = Some(0.15);
 
 /// Shortest time between two answers to a browser's keyframe requests from the GOP cache.
@@ -309,6 +314,7 @@ impl Viewer {
         }
         .ok_or(ViewerError::NoCommonCodec)?;
         viewer.video = Some((mid, pt));
+        viewer.set_video_rtx_cache();
         viewer.negotiated_profile = viewer
             .rtc
             .codec_config()
@@ -452,6 +458,11 @@ impl Viewer {
     /// that link again (seen with real Chromium behind a 256 kbit/s bottleneck: up to 95 % of
     /// what it received for seconds after the skip were resends).
     fn drop_resends(&mut self) {
+        self.set_video_rtx_cache();
+    }
+
+    /// (Re)makes str0m's resend history for the video, empty, with camgate's limits.
+    fn set_video_rtx_cache(&mut self) {
         let Some((mid, _)) = self.video else { return };
         self.guarded(|this| {
             if let Some(tx) = this.rtc.direct_api().stream_tx_by_mid(mid, None) {
