@@ -229,6 +229,13 @@ struct Browser {
     video_mid: Option<str0m::media::Mid>,
     /// A bottleneck on the way to it (None: delivered at once).
     link: Option<Link>,
+    /// The next this many video datagrams to it (over 1000 bytes: a frame's fragments) are lost.
+    lose_video: usize,
+    /// Video datagrams (over 1000 bytes) that reached it.
+    video_in: usize,
+    /// What it sends reaches the gateway this much later (held in `uplink` until then).
+    uplink_delay: Duration,
+    uplink: std::collections::VecDeque<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
 }
 
 /// A link of `rate` bit/s with a drop-tail queue of `limit` bytes, like `netem rate`:
@@ -428,6 +435,10 @@ impl Harness {
             frames: Vec::new(),
             audio: Vec::new(),
             vanished: false,
+            lose_video: 0,
+            video_in: 0,
+            uplink_delay: Duration::ZERO,
+            uplink: Default::default(),
             rtp: Vec::new(),
             video_mid: None,
             link: None,
@@ -566,6 +577,13 @@ impl Harness {
                 else {
                     continue;
                 };
+                if t.contents.len() > 1000 {
+                    if browser.lose_video > 0 {
+                        browser.lose_video -= 1;
+                        continue;
+                    }
+                    browser.video_in += 1;
+                }
                 if let Some(link) = browser.link.as_mut() {
                     if link.queued + t.contents.len() > link.limit {
                         link.dropped += 1;
@@ -604,6 +622,7 @@ impl Harness {
                     .handle_udp(now, s.0, s.1, &s.2);
             }
             moved |= self.drain_browsers();
+            moved |= self.deliver_uplinks();
             if !moved {
                 break;
             }
@@ -621,6 +640,23 @@ impl Harness {
             b.rtc.handle_input(Input::Timeout(self.now)).unwrap();
         }
         self.drain_browsers();
+    }
+
+    /// Datagrams from browsers with a slow uplink whose time has come. True when any moved.
+    fn deliver_uplinks(&mut self) -> bool {
+        let now = self.now;
+        let mut due = Vec::new();
+        for b in &mut self.browsers {
+            while b.uplink.front().is_some_and(|d| d.0 <= now) {
+                let (_, source, destination, data) = b.uplink.pop_front().unwrap();
+                due.push((source, destination, data));
+            }
+        }
+        for (source, destination, data) in &due {
+            self.gw(Self::worker_at(*destination))
+                .handle_udp(now, *source, *destination, data);
+        }
+        !due.is_empty()
     }
 
     /// Polls every browser; what they send goes to the gateway. True when anything moved.
@@ -650,6 +686,12 @@ impl Harness {
                 match b.rtc.poll_output().unwrap() {
                     Output::Timeout(_) => break,
                     Output::Transmit(_) if b.vanished => {}
+                    Output::Transmit(t) if !b.uplink_delay.is_zero() => b.uplink.push_back((
+                        now + b.uplink_delay,
+                        t.source,
+                        t.destination,
+                        t.contents.to_vec(),
+                    )),
                     Output::Transmit(t) => {
                         sent.push((t.source, t.destination, t.contents.to_vec()))
                     }
@@ -1497,6 +1539,50 @@ fn a_late_joiners_gop_is_sent_in_slices_while_it_is_written() {
         nal_types(&frames[0].2)[..3],
         [7, 8, 5],
         "it starts on SPS, PPS, IDR"
+    );
+}
+
+#[test]
+fn a_lost_packet_is_resent_on_nack_unless_the_nack_comes_after_half_a_second() {
+    let mut h = Harness::new();
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..20);
+    // Six frames of 5000 bytes, each four fragments over 1000 bytes and a shorter last one (the
+    // browser loses one fragment of the first), then 40 small ones. Returns the frames it
+    // decoded and the fragments over 1000 bytes that reached it (24 if the lost one came again).
+    let frames_of = |h: &mut Harness, first: u32| {
+        let (frames, datagrams) = (h.browsers[b].frames.len(), h.browsers[b].video_in);
+        h.browsers[b].lose_video = 1;
+        for frame in first..first + 6 {
+            h.camera.send_frame(frame * 3600, &[nal(1, 5000)]);
+            h.run_for(Duration::from_millis(40));
+        }
+        // The camera goes on with small frames (str0m ages its resend history out as it sends).
+        for frame in first + 6..first + 46 {
+            h.camera.send_frame(frame * 3600, &[nal(1, 600)]);
+            h.run_for(Duration::from_millis(40));
+        }
+        assert_eq!(h.browsers[b].lose_video, 0, "a packet was lost");
+        (
+            h.browsers[b].frames.len() - frames,
+            h.browsers[b].video_in - datagrams,
+        )
+    };
+    // A browser nearby NACKs the gap within tens of milliseconds: the packet comes again and
+    // every frame is whole.
+    assert_eq!(
+        frames_of(&mut h, 20),
+        (46, 24),
+        "the lost packet was resent"
+    );
+    // Its NACKs now take 700 ms to arrive: the packet is older than the resend history keeps
+    // (`RTX_MAX_AGE`), so it is not sent again (and the frame is lost).
+    h.browsers[b].uplink_delay = Duration::from_millis(700);
+    assert_eq!(
+        frames_of(&mut h, 66),
+        (45, 23),
+        "a packet 700 ms old is not resent"
     );
 }
 
