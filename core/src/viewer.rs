@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::change::SdpOffer;
+use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{Mid, Pt};
 use str0m::net::{Protocol, Receive, Transmit};
@@ -209,15 +210,18 @@ impl Viewer {
         video: VideoCodec,
         audio: Option<AudioOut>,
         candidates: &[SocketAddr],
+        dtls_cert: Option<&DtlsCert>,
     ) -> Result<(Viewer, String), ViewerError> {
         // str0m treats inconsistencies as bugs and panics; a browser's offer must never take
         // the server down with it, so a panic here only refuses this viewer.
-        std::panic::catch_unwind(|| Self::negotiate(now, offer_sdp, video, audio, candidates))
-            .unwrap_or_else(|_| {
-                Err(ViewerError::BadOffer(
-                    "internal error while negotiating".into(),
-                ))
-            })
+        std::panic::catch_unwind(|| {
+            Self::negotiate(now, offer_sdp, video, audio, candidates, dtls_cert)
+        })
+        .unwrap_or_else(|_| {
+            Err(ViewerError::BadOffer(
+                "internal error while negotiating".into(),
+            ))
+        })
     }
 
     fn negotiate(
@@ -226,6 +230,7 @@ impl Viewer {
         video: VideoCodec,
         audio: Option<AudioOut>,
         candidates: &[SocketAddr],
+        dtls_cert: Option<&DtlsCert>,
     ) -> Result<(Viewer, String), ViewerError> {
         let offer = SdpOffer::from_sdp_string(offer_sdp)
             .map_err(|e| ViewerError::BadOffer(e.to_string()))?;
@@ -239,6 +244,9 @@ impl Viewer {
             .set_send_buffer_video(VIDEO_SEND_BUFFER)
             .set_send_buffer_audio(AUDIO_SEND_BUFFER)
             .clear_codecs();
+        if let Some(cert) = dtls_cert {
+            config = config.set_dtls_cert(cert.clone());
+        }
         let codecs = config.codec_config();
         let mut pt = 96u8;
         let camera = match video {

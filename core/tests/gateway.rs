@@ -1587,6 +1587,37 @@ fn a_lost_packet_is_resent_on_nack_unless_the_nack_comes_after_half_a_second() {
 }
 
 #[test]
+fn viewers_share_one_dtls_certificate() {
+    let mut h = Harness::new();
+    let viewers: Vec<usize> = (0..3)
+        .map(|_| h.play("rtsp://127.0.0.1:8554/cam"))
+        .collect();
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..12);
+    let fingerprints: Vec<String> = viewers
+        .iter()
+        .map(|&b| {
+            let answer = h.browsers[b]
+                .ws
+                .iter()
+                .find(|v| v["message"] == "setRemoteSDP")
+                .and_then(|v| v["data"][1].as_str())
+                .expect("an answer");
+            let line = answer.lines().find(|l| l.starts_with("a=fingerprint:"));
+            line.expect("a fingerprint").to_owned()
+        })
+        .collect();
+    assert!(
+        fingerprints.iter().all(|f| f == &fingerprints[0]),
+        "{fingerprints:?}"
+    );
+    // And the shared certificate works for each: every viewer decodes the stream.
+    for &b in &viewers {
+        assert!(h.browsers[b].frames.len() >= 10);
+    }
+}
+
+#[test]
 fn stop_that_closes_the_peer_connection_first_still_ends_in_stopped() {
     let mut h = Harness::new();
     let b = h.play("rtsp://127.0.0.1:8554/cam");
