@@ -42,6 +42,8 @@ struct FakeCamera {
     redirect_to: Option<String>,
     /// Another SPS in the SDP (another H.264 profile).
     sps_b64: Option<&'static str>,
+    /// Sends its first keyframe before answering PLAY (v4l2rtspserver, Reolink).
+    keyframe_before_play_answer: bool,
 }
 
 impl FakeCamera {
@@ -121,6 +123,9 @@ impl FakeCamera {
             }
             "PLAY" => {
                 self.playing = true;
+                if self.keyframe_before_play_answer {
+                    self.send_frame(0, &[nal(5, 4000)]);
+                }
                 ("200 OK", "Session: 1234\r\nRTP-Info: url=rtsp://127.0.0.1:8554/cam/track1;seq=1;rtptime=0\r\n".into(), String::new())
             }
             "TEARDOWN" => {
@@ -1615,6 +1620,25 @@ fn viewers_share_one_dtls_certificate() {
     for &b in &viewers {
         assert!(h.browsers[b].frames.len() >= 10);
     }
+}
+
+#[test]
+fn a_keyframe_the_camera_sends_before_answering_play_starts_the_viewer() {
+    let mut h = Harness::new();
+    h.camera.keyframe_before_play_answer = true;
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    // Only P-frames after the answer: the viewer can start only from the early keyframe.
+    for frame in 1..10 {
+        h.camera.send_frame(frame * 3600, &[nal(1, 600)]);
+        h.run_for(Duration::from_millis(40));
+    }
+    let frames = &h.browsers[b].frames;
+    assert!(frames.len() >= 9, "decoded {} frames", frames.len());
+    assert!(
+        nal_types(&frames[0].2).contains(&5),
+        "it started on the early IDR"
+    );
 }
 
 #[test]

@@ -322,6 +322,12 @@ pub struct RtspClient {
     /// After PLAY on UDP, until the first RTP: no RTP by then → fallback (`Auto`) or failure.
     udp_first_deadline: Option<Instant>,
     last_udp_rx: Instant,
+    /// Media that came before the driver saw `RtspEvent::Playing` (sent before the PLAY answer,
+    /// or after it in the same read), delivered at the start of the next input.
+    early: EarlyMedia,
+    /// Media goes straight to `on_media`: set at the first input after PLAY was answered, when
+    /// the driver has had the `Playing` event and knows the tracks.
+    media_open: bool,
     next_rr: Option<Instant>,
     /// Our SSRC in receiver reports and punch packets.
     local_ssrc: u32,
@@ -411,6 +417,8 @@ impl RtspClient {
             udp_transmit: VecDeque::new(),
             udp_first_deadline: None,
             last_udp_rx: now,
+            early: EarlyMedia::default(),
+            media_open: false,
             next_rr: None,
             local_ssrc: random_u32(),
         })
@@ -438,6 +446,8 @@ impl RtspClient {
         }
         self.last_rx = now;
         self.state = State::Options;
+        self.early = EarlyMedia::default();
+        self.media_open = false;
         let uri = self.url.request_url().to_owned();
         self.send(now, ReqKind::Options, "OPTIONS", uri, Vec::new(), false);
     }
@@ -457,6 +467,7 @@ impl RtspClient {
         }
         // Any byte counts as liveness, so a camera that ignores keepalives but streams is fine.
         self.last_rx = now;
+        self.open_media(now, on_media);
         self.release_expired(now, on_media);
         // The framer is moved out so the frame callback may borrow the rest of `self`.
         let mut framer = std::mem::take(&mut self.framer);
@@ -464,16 +475,20 @@ impl RtspClient {
             match frame {
                 Frame::Message(m) => self.on_message(now, m),
                 Frame::Interleaved { channel, data } => {
-                    // v4l2rtspserver and Reolink send RTP/RTCP before answering PLAY: drop it.
-                    // Frames on channels we never set up are ignored too (gortsplib does the
+                    // Frames on channels we never set up are ignored (gortsplib does the
                     // same; some cameras stream tracks nobody asked for).
-                    if self.state == State::Playing {
-                        if let Some(Some((track, rtcp))) = self.channels.get(usize::from(channel)) {
-                            on_media(MediaPacket {
-                                track: *track,
-                                rtcp: *rtcp,
-                                data,
-                            });
+                    if let Some(&Some((track, rtcp))) = self.channels.get(usize::from(channel)) {
+                        match self.state {
+                            State::Playing if self.media_open => {
+                                on_media(MediaPacket { track, rtcp, data })
+                            }
+                            // gst-rtsp-server sends the first RTP (the first keyframe) in the
+                            // PLAY answer's read, v4l2rtspserver and Reolink even before the
+                            // answer: kept until the driver knows the tracks.
+                            State::Play | State::Playing => {
+                                self.early.hold(track, rtcp, None, data)
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -687,9 +702,58 @@ impl RtspClient {
         data: &[u8],
         on_media: &mut dyn FnMut(MediaPacket<'_>),
     ) {
-        if self.state != State::Playing || self.current != RtspTransport::Udp {
+        if self.current != RtspTransport::Udp {
             return;
         }
+        self.open_media(now, on_media);
+        match self.state {
+            State::Playing if self.media_open => {
+                self.receive_udp(now, track, rtcp, source, data, on_media)
+            }
+            // A camera that streams before answering PLAY (see `handle_input`).
+            State::Play | State::Playing => self.early.hold(track, rtcp, Some(source), data),
+            _ => {}
+        }
+    }
+
+    /// At the first input after PLAY was answered (the driver has seen `Playing` since), hands
+    /// on the media held until then and lets media through from now on.
+    fn open_media(&mut self, now: Instant, on_media: &mut dyn FnMut(MediaPacket<'_>)) {
+        if self.media_open || self.state != State::Playing {
+            return;
+        }
+        self.media_open = true;
+        let early = std::mem::take(&mut self.early);
+        if early.packets.is_empty() {
+            return;
+        }
+        tracing::debug!(
+            url = %self.url,
+            packets = early.packets.len(),
+            dropped = early.dropped,
+            "media that came with or before the PLAY answer, delivered now"
+        );
+        for p in &early.packets {
+            match p.source {
+                Some(source) => self.receive_udp(now, p.track, p.rtcp, source, &p.data, on_media),
+                None => on_media(MediaPacket {
+                    track: p.track,
+                    rtcp: p.rtcp,
+                    data: &p.data,
+                }),
+            }
+        }
+    }
+
+    fn receive_udp(
+        &mut self,
+        now: Instant,
+        track: usize,
+        rtcp: bool,
+        source: SocketAddr,
+        data: &[u8],
+        on_media: &mut dyn FnMut(MediaPacket<'_>),
+    ) {
         self.release_expired(now, on_media);
         let Some(u) = self.udp_tracks.get_mut(track) else {
             return;
@@ -775,6 +839,7 @@ impl RtspClient {
         if self.state == State::Closed {
             return;
         }
+        self.early = EarlyMedia::default();
         tracing::debug!(url = %self.url, error = %err, "rtsp stream failed");
         self.state = State::Closed;
         self.pending.clear();
@@ -1551,6 +1616,44 @@ fn cnonce() -> String {
         b = *b"camgate!";
     }
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Media a camera sent between PLAY and its answer, bounded: copies, made only while a stream
+/// starts.
+#[derive(Default)]
+struct EarlyMedia {
+    packets: Vec<EarlyPacket>,
+    bytes: usize,
+    /// Packets past the bounds, dropped.
+    dropped: usize,
+}
+
+struct EarlyPacket {
+    track: usize,
+    rtcp: bool,
+    /// The sender, for UDP (checked on release like any datagram); `None` when interleaved.
+    source: Option<SocketAddr>,
+    data: Vec<u8>,
+}
+
+impl EarlyMedia {
+    /// About a second of a 4 Mbit/s camera: more than any camera sends before its answer.
+    const MAX_PACKETS: usize = 512;
+    const MAX_BYTES: usize = 1 << 20;
+
+    fn hold(&mut self, track: usize, rtcp: bool, source: Option<SocketAddr>, data: &[u8]) {
+        if self.packets.len() >= Self::MAX_PACKETS || self.bytes + data.len() > Self::MAX_BYTES {
+            self.dropped += 1;
+            return;
+        }
+        self.bytes += data.len();
+        self.packets.push(EarlyPacket {
+            track,
+            rtcp,
+            source,
+            data: data.to_vec(),
+        });
+    }
 }
 
 #[cfg(test)]

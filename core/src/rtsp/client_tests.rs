@@ -76,6 +76,12 @@ impl Harness {
         });
     }
 
+    /// The driver's next read, after it has taken the `Playing` event: media that came with or
+    /// before the PLAY answer is handed out then.
+    fn next_input(&mut self, at: Instant) {
+        self.input(at, b"");
+    }
+
     /// All requests queued since the last call, parsed back.
     fn sent(&mut self) -> Vec<Message> {
         let mut out = Vec::new();
@@ -195,7 +201,7 @@ fn gst_playing() -> Harness {
 fn recorded_gstreamer_exchange() {
     let mut h = gst_playing();
     let now = h.at(0);
-    // RTP sent before the PLAY answer is discarded (v4l2rtspserver/Reolink quirk).
+    // RTP sent before the PLAY answer (v4l2rtspserver/Reolink quirk) waits for the answer.
     let frames = hex_frames(GST_RTP);
     h.input(now, &frames[0]);
     assert!(h.media.is_empty());
@@ -206,6 +212,9 @@ fn recorded_gstreamer_exchange() {
     }
     read.extend_from_slice(b"$\x05\x00\x02zz"); // unknown channel: ignored
     h.input(now, &read);
+    // Held until the driver has taken `Playing` and knows the tracks (gst-rtsp-server's first
+    // RTP, the first keyframe, comes in the PLAY answer's read).
+    assert!(h.media.is_empty());
     match h.events().as_slice() {
         [RtspEvent::Playing { tracks }] => {
             assert_eq!(tracks.len(), 1);
@@ -223,8 +232,12 @@ fn recorded_gstreamer_exchange() {
         }
         e => panic!("{e:?}"),
     }
-    assert_eq!(h.media.len(), 3);
-    for (got, f) in h.media.iter().zip(&frames) {
+    h.next_input(now);
+    // The early frame first, then the read's frames (a repeat of it among them: the relay
+    // drops duplicates by sequence number).
+    assert_eq!(h.media.len(), 4);
+    assert_eq!(h.media[0].2, frames[0][4..]);
+    for (got, f) in h.media[1..].iter().zip(&frames) {
         assert_eq!((got.0, got.1), (0, false));
         assert_eq!(got.2, f[4..]);
         assert_eq!(got.2[1] & 0x7f, 96, "RTP payload type");
@@ -711,6 +724,7 @@ fn replay_split_at_every_byte() {
         h.c.handle_connected(h.at(0));
         h.input(h.at(0), &stream_bytes[..i]);
         h.input(h.at(0), &stream_bytes[i..]);
+        h.next_input(h.at(0));
         assert_eq!(h.sent().len(), 4, "split at {i}");
         assert!(
             matches!(h.events().as_slice(), [RtspEvent::Playing { .. }]),
@@ -1300,6 +1314,7 @@ fn refused_audio_setup_drops_the_track_and_plays_video() {
         let mut read = msgs[4].clone();
         read.extend_from_slice(b"$\x00\x00\x02v1$\x01\x00\x02r1$\x02\x00\x02a1");
         h.input(h.at(0), &read);
+        h.next_input(h.at(0));
         match h.events().as_slice() {
             [RtspEvent::Playing { tracks }] => {
                 assert_eq!(tracks.len(), 1);
@@ -1372,6 +1387,7 @@ fn refused_first_track_plays_the_second_and_none_left_fails() {
         b"RTSP/1.0 200 OK\r\nCSeq: 4\r\nSession: s1\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n",
     );
     h.input(h.at(0), b"RTSP/1.0 200 OK\r\nCSeq: 5\r\n\r\n$\x00\x00\x01a");
+    h.next_input(h.at(0));
     match h.events().as_slice() {
         [RtspEvent::Playing { tracks }] => {
             assert_eq!(tracks.len(), 1);
@@ -1494,14 +1510,15 @@ fn cheap_camera_quirks_in_one_exchange() {
     for m in &msgs[..4] {
         h.input(h.at(0), m);
     }
-    // Reolink sends RTCP sender reports and v4l2rtspserver RTP before the PLAY answer:
-    // discarded, not an error.
+    // Reolink sends RTCP sender reports and v4l2rtspserver RTP before the PLAY answer: kept,
+    // and delivered once it comes (often the stream's first keyframe).
     h.input(h.at(0), b"$\x01\x00\x04SR!!$\x00\x00\x03rtp");
     assert!(h.media.is_empty());
     let mut read = msgs[4].clone();
     // RTCP on the odd channel before any RTP, then audio RTP on the proposed channel 2.
     read.extend_from_slice(b"$\x01\x00\x02sr$\x00\x00\x02v1$\x03\x00\x02ar$\x02\x00\x02a1");
     h.input(h.at(0), &read);
+    h.next_input(h.at(0));
     check_cheap_exchange(&mut h);
     let got: Vec<_> = h
         .media
@@ -1511,6 +1528,8 @@ fn cheap_camera_quirks_in_one_exchange() {
     assert_eq!(
         got,
         vec![
+            (0, true, b"SR!!".to_vec()),
+            (0, false, b"rtp".to_vec()),
             (0, true, b"sr".to_vec()),
             (0, false, b"v1".to_vec()),
             (1, true, b"ar".to_vec()),
@@ -2010,6 +2029,56 @@ fn udp_happy_path_with_punch_reorder_and_receiver_reports() {
         h.events(),
         [RtspEvent::Failed(RtspError::Timeout("no data from camera"))]
     );
+}
+
+#[test]
+fn udp_media_sent_before_the_play_answer_is_delivered_after_it() {
+    let (mut h, msgs) = hik_udp_until_play(RtspTransport::Udp);
+    let now = h.at(0);
+    let cam_v = "192.168.1.64:8218";
+    let ssrc = 0x11223344;
+    // The camera streams as soon as it takes PLAY; its answer comes after the first packets
+    // (the stream's first keyframe, which the viewers would otherwise wait a GOP for).
+    for s in [100u16, 101, 102] {
+        h.udp(now, 0, false, cam_v, &rtp(s, ssrc));
+    }
+    // A stranger's datagram is held too, and checked like any other on release.
+    h.udp(now, 0, false, "192.168.1.99:8218", &rtp(500, ssrc));
+    assert!(h.media.is_empty(), "nothing before the answer");
+    h.input(now, &msgs[4]);
+    assert_eq!(h.events().len(), 1);
+    // The next datagram comes after the driver took `Playing`: the held ones go first.
+    assert!(h.media.is_empty());
+    h.udp(now, 0, false, cam_v, &rtp(103, ssrc));
+    assert_eq!(h.media_seqs(), [(0, 100), (0, 101), (0, 102), (0, 103)]);
+}
+
+#[test]
+fn media_held_before_the_play_answer_is_bounded_and_gone_with_a_refused_play() {
+    let (mut h, msgs) = hik_udp_until_play(RtspTransport::Udp);
+    let now = h.at(0);
+    let big = {
+        let mut p = rtp(0, 0x11223344);
+        p.resize(1400, 0);
+        p
+    };
+    // 2000 datagrams of 1400 bytes before the answer: the first 512 are kept.
+    for s in 0..2000u16 {
+        let mut p = big.clone();
+        p[2..4].copy_from_slice(&s.to_be_bytes());
+        h.udp(now, 0, false, "192.168.1.64:8218", &p);
+    }
+    h.input(now, &msgs[4]);
+    h.next_input(now);
+    let seqs = h.media_seqs();
+    assert_eq!(seqs.len(), 512);
+    assert_eq!(seqs.first(), Some(&(0, 0)));
+    // A PLAY refused after early media: nothing is delivered, the stream fails.
+    let (mut h, _) = hik_udp_until_play(RtspTransport::Udp);
+    h.udp(now, 0, false, "192.168.1.64:8218", &rtp(1, 0x11223344));
+    h.input(now, &answer(5, "454 Session Not Found", ""));
+    assert!(h.media.is_empty());
+    assert!(h.c.is_closed());
 }
 
 #[test]
