@@ -36,12 +36,17 @@ VIDEO_SRC = (
     "! video/x-raw,width={width},height={height},framerate={fps}/1 "
     "! timeoverlay "
 )
+# With speed-preset=ultrafast x264 turns CABAC and 8x8 transforms off, then writes the lowest
+# profile the stream fits: without these, --h264-profile main or high (no B-frames) would still
+# send a constrained-baseline SPS (42c01e) and only the caps would say main/high.
+H264_FEATURES = {"main": "cabac=true ", "high": "cabac=true dct8x8=true "}
+
 VIDEO = {
     # 1 s GOP, SPS/PPS in band with every IDR. --h264-profile / --bframes change the stream.
     "h264": (
         VIDEO_SRC
         + "! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} bframes={bframes} "
-        "b-adapt=false "
+        "b-adapt=false {h264_features}"
         "! video/x-h264,profile={h264_profile} "
         "! rtph264pay name={pay} pt=96 config-interval=1"
     ),
@@ -127,6 +132,7 @@ def launch_line(args):
                 fps=args.fps,
                 bframes=args.bframes,
                 h264_profile=args.h264_profile,
+                h264_features=H264_FEATURES.get(args.h264_profile, ""),
                 pay="pay0",
             )
         )

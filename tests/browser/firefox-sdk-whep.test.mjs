@@ -19,7 +19,8 @@ import {
   waitForFirefoxAudio,
   waitForFirefoxFrames,
 } from './lib/firefox.mjs';
-import { PROFILE_LEVEL_IDS, startProfileCamera } from './lib/profiles.mjs';
+import { startCamera } from './lib/procs.mjs';
+import { PROFILE_LEVEL_IDS } from './lib/profiles.mjs';
 import { serveStatic } from './lib/static-server.mjs';
 
 const skip = firefoxAvailable() ? false : 'no /usr/bin/firefox-esr (apt-get install firefox-esr)';
@@ -33,7 +34,7 @@ before(async () => { if (!skip) web = await serveStatic(SDK_ROOT); });
 after(async () => { await web?.close(); });
 
 async function withCamera(name, port, extra, fn) {
-  const camera = await startProfileCamera(env.logDir, { name, port, extra });
+  const camera = await startCamera(env.logDir, { name, port, extra });
   env.cameras[name] = camera; // its log is printed on failure
   try {
     return await fn(url(port));

@@ -18,7 +18,8 @@ import {
   waitForFirefoxFrames,
   waitForFirefoxStatus,
 } from './lib/firefox.mjs';
-import { PROFILE_LEVEL_IDS, startProfileCamera } from './lib/profiles.mjs';
+import { startCamera } from './lib/procs.mjs';
+import { PROFILE_LEVEL_IDS } from './lib/profiles.mjs';
 
 const skip = firefoxAvailable() ? false : 'no /usr/bin/firefox-esr (apt-get install firefox-esr)';
 const env = skip ? null : useFirefoxEnvironment({ cameras: [] });
@@ -38,7 +39,7 @@ const CASES = [
 CASES.forEach((c, i) => {
   test(`Firefox: camera ${c.extra.join(' ')} plays through the player page`, { timeout: 60000, skip, todo: c.todo }, async () => {
     const port = config.cameraPort + 40 + i;
-    const camera = await startProfileCamera(env.logDir, { name: c.name, port, extra: c.extra });
+    const camera = await startCamera(env.logDir, { name: c.name, port, extra: c.extra });
     env.cameras[c.name] = camera; // its log is printed on failure
     const page = await openFirefoxPlayer(env.browser, url(port));
     try {

@@ -10,7 +10,8 @@ import { videoStats, waitForAudio, waitForFrames } from './lib/browser.mjs';
 import { config } from './lib/config.mjs';
 import { useEnvironment } from './lib/env.mjs';
 import { openPlayer, waitForStatus } from './lib/player.mjs';
-import { PROFILE_LEVEL_IDS, startProfileCamera } from './lib/profiles.mjs';
+import { startCamera } from './lib/procs.mjs';
+import { PROFILE_LEVEL_IDS } from './lib/profiles.mjs';
 
 const env = useEnvironment({ cameras: [] });
 
@@ -32,7 +33,7 @@ const videoLines = (page) => page.evaluate(() => {
 CASES.forEach((c, i) => {
   test(`Chromium: camera ${c.extra.join(' ')} (${c.profile}) plays through the player page`, { timeout: 60000 }, async () => {
     const port = config.cameraPort + 50 + i;
-    const camera = await startProfileCamera(env.logDir, { name: c.name, port, extra: c.extra });
+    const camera = await startCamera(env.logDir, { name: c.name, port, extra: c.extra });
     env.cameras[c.name] = camera; // its log is printed on failure
     const page = await openPlayer(env.browser, url(port));
     try {
