@@ -725,6 +725,21 @@ impl Harness {
         }
     }
 
+    /// A harness with `viewers` browsers playing the camera through `frames` of its frames
+    /// (each decoded at least three quarters of them), and the browsers' indices.
+    fn playing(viewers: usize, frames: u32) -> (Harness, Vec<usize>) {
+        let mut h = Harness::new();
+        let browsers: Vec<usize> = (0..viewers)
+            .map(|_| h.play("rtsp://127.0.0.1:8554/cam"))
+            .collect();
+        h.run_for(Duration::from_millis(300));
+        h.camera_frames(0..frames);
+        for &b in &browsers {
+            assert!(h.browsers[b].frames.len() >= frames as usize * 3 / 4);
+        }
+        (h, browsers)
+    }
+
     /// The camera sends frames 0..n at 25 fps (an IDR every 10th), while the clock runs.
     fn camera_frames(&mut self, frames: std::ops::Range<u32>) {
         for frame in frames {
@@ -1392,15 +1407,7 @@ fn a_camera_that_never_played_fails_its_viewers() {
 
 #[test]
 fn relaying_allocates_one_arc_per_camera_packet_and_one_buffer_per_datagram() {
-    let mut h = Harness::new();
-    let viewers: Vec<usize> = (0..3)
-        .map(|_| h.play("rtsp://127.0.0.1:8554/cam"))
-        .collect();
-    h.run_for(Duration::from_millis(300));
-    h.camera_frames(0..40); // warm up: buffers reach their steady capacity
-    for &b in &viewers {
-        assert!(h.browsers[b].frames.len() >= 30);
-    }
+    let (mut h, _) = Harness::playing(3, 40); // buffers reach their steady capacity
     let (allocs0, datagrams0, packets0) = (
         h.media_allocs,
         h.datagrams,
@@ -1430,15 +1437,7 @@ fn relaying_allocates_one_arc_per_camera_packet_and_one_buffer_per_datagram() {
 
 #[test]
 fn each_viewer_is_ticked_once_per_batch_of_camera_packets() {
-    let mut h = Harness::new();
-    let viewers: Vec<usize> = (0..3)
-        .map(|_| h.play("rtsp://127.0.0.1:8554/cam"))
-        .collect();
-    h.run_for(Duration::from_millis(300));
-    h.camera_frames(0..40);
-    for &b in &viewers {
-        assert!(h.browsers[b].frames.len() >= 30);
-    }
+    let (mut h, _) = Harness::playing(3, 40);
     let ticks0 = h.gateway.stats().viewer_ticks;
     // 100 frames, each a batch: one read of the camera's connection, then the datagrams taken.
     for frame in 41..141 {
@@ -1459,15 +1458,7 @@ fn each_viewer_is_ticked_once_per_batch_of_camera_packets() {
 
 #[test]
 fn datagrams_are_encrypted_viewer_by_viewer_as_the_loop_takes_them() {
-    let mut h = Harness::new();
-    let viewers: Vec<usize> = (0..3)
-        .map(|_| h.play("rtsp://127.0.0.1:8554/cam"))
-        .collect();
-    h.run_for(Duration::from_millis(300));
-    h.camera_frames(0..20);
-    for &b in &viewers {
-        assert!(h.browsers[b].frames.len() >= 15);
-    }
+    let (mut h, _) = Harness::playing(3, 20);
     // A keyframe (several packets) reaches the gateway; nothing is taken yet.
     h.camera.send_frame(20 * 3600, &[nal(5, 4000)]);
     let data = std::mem::take(&mut h.camera.to_gateway);
@@ -1593,12 +1584,8 @@ fn a_lost_packet_is_resent_on_nack_unless_the_nack_comes_after_half_a_second() {
 
 #[test]
 fn viewers_share_one_dtls_certificate() {
-    let mut h = Harness::new();
-    let viewers: Vec<usize> = (0..3)
-        .map(|_| h.play("rtsp://127.0.0.1:8554/cam"))
-        .collect();
-    h.run_for(Duration::from_millis(300));
-    h.camera_frames(0..12);
+    // Every viewer decodes with the shared certificate (`playing` checks it).
+    let (h, viewers) = Harness::playing(3, 12);
     let fingerprints: Vec<String> = viewers
         .iter()
         .map(|&b| {
