@@ -602,7 +602,6 @@ impl EventLoop {
         }
     }
 
-    /// Sends everything the gateway queued, in `sendmmsg` batches per socket.
     /// Sends every datagram the gateway has, in chunks of about `TX_CHUNK`: the gateway encrypts
     /// viewer by viewer as datagrams are taken, so the first viewers' packets leave while the
     /// rest are still to be encrypted.
@@ -622,6 +621,7 @@ impl EventLoop {
         }
     }
 
+    /// Sends the datagrams in `tx_buf`, in `sendmmsg` batches per socket.
     fn send_tx_buf(&mut self) {
         let fallback = self.udp_by_addr.values().next().copied();
         // Runs of datagrams leaving from the same socket go out together (with one socket,
