@@ -43,6 +43,8 @@ exec "${netns[@]}" bash -c '
   set -euo pipefail
   ip link set lo up
   cd tests/browser
-  exec node --test --test-concurrency=1 --test-timeout=90000 \
+  # --test-timeout bounds each test file (node runs each in its own process): the longest,
+  # the SDK sound tests over every audio codec, take about 2.5 minutes.
+  exec node --test --test-concurrency=1 --test-timeout=300000 \
     --test-reporter="${TEST_REPORTER:-spec}" "$@"
 ' bash "${files[@]}"

@@ -193,6 +193,46 @@ impl Budget {
     }
 }
 
+/// Puts every m-line of an answer in one MediaStream: one `a=msid` stream id for all of them.
+///
+/// str0m gives each answered m-line a random stream id of its own, so the browser made one
+/// MediaStream for the audio and another for the video. The Flashphoner Web SDK sets
+/// `video.srcObject = event.streams[0]` on every `ontrack`: the last track's stream wins, and
+/// the audio track was never attached to an element (video played, silent).
+pub fn one_media_stream(answer: &str) -> String {
+    let Some(stream) = answer.lines().find_map(|l| {
+        let id = l.strip_prefix("a=msid:")?.split_whitespace().next()?;
+        (id != "-").then_some(id)
+    }) else {
+        return answer.to_owned();
+    };
+    let mut out = String::with_capacity(answer.len());
+    for line in answer.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\r', '\n']);
+        let eol = &line[body.len()..];
+        if let Some(rest) = body.strip_prefix("a=msid:") {
+            // a=msid:<stream> <track>
+            let track = rest.split_once(' ').map_or("", |(_, t)| t);
+            out.push_str(&format!("a=msid:{stream} {track}"));
+        } else if let Some((head, rest)) = body
+            .split_once(" msid:")
+            .filter(|(h, _)| h.starts_with("a=ssrc:"))
+        {
+            // a=ssrc:<ssrc> msid:<stream> <track>
+            let track = rest.split_once(' ').map_or("", |(_, t)| t);
+            out.push_str(&format!("{head} msid:{stream} {track}"));
+        } else if let Some(rest) = body.strip_prefix("a=msid-semantic:") {
+            // a=msid-semantic: WMS <stream> <stream>…
+            let semantic = rest.split_whitespace().next().unwrap_or("WMS");
+            out.push_str(&format!("a=msid-semantic: {semantic} {stream}"));
+        } else {
+            out.push_str(body);
+        }
+        out.push_str(eol);
+    }
+    out
+}
+
 impl std::fmt::Debug for Viewer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Viewer")
@@ -345,7 +385,7 @@ impl Viewer {
                 viewer.audio_codec = Some(codec);
             }
         }
-        Ok((viewer, answer.to_sdp_string()))
+        Ok((viewer, one_media_stream(&answer.to_sdp_string())))
     }
 
     /// Picks the negotiated H.264 payload type closest to the camera's profile: the exact

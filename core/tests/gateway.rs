@@ -294,6 +294,12 @@ struct Harness {
     rtsp_closed: bool,
     /// Heap allocations made inside the gateway's media calls (camera data in, datagrams out).
     media_allocs: usize,
+    /// The part of `media_allocs` made while taking camera (or mirrored) data in.
+    ingest_allocs: usize,
+    /// The part of `media_allocs` made while polling datagrams out.
+    transmit_allocs: usize,
+    /// Datagrams over 500 bytes: media, not RTCP (the tests' packets are 900 bytes).
+    media_datagrams: usize,
     /// Times a gateway woke another's loop for mirrored media.
     wakes: usize,
     datagrams: usize,
@@ -335,6 +341,9 @@ impl Harness {
             connects: 0,
             rtsp_closed: false,
             media_allocs: 0,
+            ingest_allocs: 0,
+            transmit_allocs: 0,
+            media_datagrams: 0,
             wakes: 0,
             datagrams: 0,
             camera_down: false,
@@ -545,6 +554,7 @@ impl Harness {
                             let before = allocs();
                             self.gw(worker).handle_mirrored(now);
                             self.media_allocs += allocs() - before;
+                            self.ingest_allocs += allocs() - before;
                         }
                     }
                 }
@@ -558,6 +568,7 @@ impl Harness {
                     let before = allocs();
                     self.gw(w).handle_rtsp_data(stream, now, chunk);
                     self.media_allocs += allocs() - before;
+                    self.ingest_allocs += allocs() - before;
                 }
             }
             let mut browser_sent = Vec::new();
@@ -566,6 +577,10 @@ impl Harness {
                 let before = allocs();
                 let t = self.gw(worker).poll_transmit();
                 self.media_allocs += allocs() - before;
+                self.transmit_allocs += allocs() - before;
+                if t.as_ref().is_some_and(|t| t.contents.len() > 500) {
+                    self.media_datagrams += 1;
+                }
                 if t.is_some() || worker == self.others.len() {
                     break t;
                 }
@@ -738,6 +753,13 @@ impl Harness {
             assert!(h.browsers[b].frames.len() >= frames as usize * 3 / 4);
         }
         (h, browsers)
+    }
+
+    /// Frame `n` of a steady stream: one in-MTU packet (no re-fragmentation), an IDR every 25th.
+    fn steady_frame(&mut self, n: u32) {
+        let kind = if n.is_multiple_of(25) { 5 } else { 1 };
+        self.camera.send_frame(n * 3600, &[nal(kind, 900)]);
+        self.step(Duration::from_millis(40));
     }
 
     /// The camera sends frames 0..n at 25 fps (an IDR every 10th), while the clock runs.
@@ -1040,6 +1062,49 @@ fn the_playing_status_says_which_codecs_play() {
         h.gateway.streams()[0].info,
         "video H264 42c01e; audio PCMU 8000 Hz (passed through)"
     );
+}
+
+#[test]
+fn the_answer_puts_audio_and_video_in_one_media_stream() {
+    // The Flashphoner SDK plays only `event.streams[0]` of the last `ontrack`: audio and video
+    // must share one MediaStream, i.e. one `a=msid` stream id, or the page plays no sound.
+    let mut h = Harness::new();
+    h.camera.with_audio = true;
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    let answer = h.browsers[b]
+        .ws
+        .iter()
+        .find(|v| v["message"] == "setRemoteSDP")
+        .and_then(|v| v["data"][1].as_str())
+        .expect("an answer")
+        .to_owned();
+    let sections: Vec<&str> = answer.split("\r\nm=").skip(1).collect();
+    assert_eq!(sections.len(), 2, "{answer}");
+    let streams: Vec<&str> = sections
+        .iter()
+        .map(|m| {
+            let line = m.lines().find(|l| l.starts_with("a=msid:")).expect(m);
+            line["a=msid:".len()..].split(' ').next().unwrap()
+        })
+        .collect();
+    assert_eq!(streams[0], streams[1], "{answer}");
+    assert_ne!(streams[0], "-");
+    let semantic = answer
+        .lines()
+        .find(|l| l.starts_with("a=msid-semantic:"))
+        .unwrap_or_default();
+    assert!(
+        semantic.is_empty() || semantic.ends_with(&format!("WMS {}", streams[0])),
+        "{semantic}"
+    );
+    // The browser side (str0m) takes the rewritten answer and receives both.
+    for frame in 0..10u32 {
+        h.camera.send_audio(frame * 320);
+        h.camera_frames(frame..frame + 1);
+    }
+    assert!(h.browsers[b].frames.len() >= 5);
+    assert!(h.browsers[b].audio.len() >= 5);
 }
 
 #[test]
@@ -1407,31 +1472,40 @@ fn a_camera_that_never_played_fails_its_viewers() {
 
 #[test]
 fn relaying_allocates_one_arc_per_camera_packet_and_one_buffer_per_datagram() {
-    let (mut h, _) = Harness::playing(3, 40); // buffers reach their steady capacity
-    let (allocs0, datagrams0, packets0) = (
-        h.media_allocs,
+    let (mut h, _) = Harness::playing(3, 40);
+    // Steady state; a first round lets every buffer (GOP cache, str0m's queues) reach its
+    // capacity.
+    for n in 41..141 {
+        h.steady_frame(n);
+    }
+    let (ingest0, transmit0, datagrams0, media0, packets0) = (
+        h.ingest_allocs,
+        h.transmit_allocs,
         h.datagrams,
+        h.media_datagrams,
         h.gateway.stats().camera_packets_in,
     );
-    // Steady state: P-frames, one in-MTU packet each (no re-fragmentation needed).
-    for frame in 41..141 {
-        h.camera.send_frame(frame * 3600, &[nal(1, 900)]);
-        h.step(Duration::from_millis(40));
+    for n in 141..241 {
+        h.steady_frame(n);
     }
-    let allocations = h.media_allocs - allocs0;
+    let ingest = h.ingest_allocs - ingest0;
+    let transmit = h.transmit_allocs - transmit0;
     let datagrams = h.datagrams - datagrams0;
+    let media = h.media_datagrams - media0;
     let packets = (h.gateway.stats().camera_packets_in - packets0) as usize;
-    assert_eq!(packets, 100);
-    assert!(
-        datagrams >= 27,
-        "{datagrams} datagrams for 9 packets to 3 viewers"
+    println!(
+        "{packets} camera packets: {ingest} allocations in; {datagrams} datagrams ({media} media), {transmit} allocations out"
     );
-    // Our code: one shared Arc per camera packet. str0m: one SRTP buffer per datagram (media,
-    // and the RTCP it sends meanwhile). Nothing per viewer-packet on top.
-    println!("{allocations} allocations for {packets} camera packets and {datagrams} datagrams");
+    assert_eq!(packets, 100);
+    // Every viewer gets every packet, once.
+    assert_eq!(media, 3 * packets);
+    // In: exactly one allocation per camera packet, its payload, shared by every viewer.
+    assert_eq!(ingest, packets);
+    // Out: str0m's one SRTP buffer per datagram at most (some RTCP is built in its timers),
+    // nothing per viewer-packet from camgate on top.
     assert!(
-        allocations <= packets + datagrams,
-        "{allocations} allocations for {packets} camera packets and {datagrams} datagrams"
+        transmit <= datagrams,
+        "{transmit} allocations for {datagrams} datagrams"
     );
 }
 
@@ -1880,21 +1954,35 @@ fn viewers_of_one_busy_camera_spread_over_both_workers_through_a_mirror() {
     }
 
     // Steady state (once every buffer has grown): the mirror path allocates nothing per
-    // packet either.
-    h.camera_frames(30..300);
-    let (allocs0, datagrams0) = (h.media_allocs, h.datagrams);
-    for frame in 301..401 {
-        h.camera.send_frame(frame * 3600, &[nal(1, 900)]);
-        h.step(Duration::from_millis(40));
+    // packet either: one payload per camera packet in, shared by both workers' viewers.
+    h.camera_frames(30..200);
+    for n in 201..301 {
+        h.steady_frame(n); // the GOP caches grow to this stream's GOP
     }
-    let (allocations, datagrams) = (h.media_allocs - allocs0, h.datagrams - datagrams0);
-    assert!(
-        datagrams >= 400,
-        "{datagrams} datagrams for 100 packets to 4 viewers"
+    let (ingest0, transmit0, datagrams0, media0) = (
+        h.ingest_allocs,
+        h.transmit_allocs,
+        h.datagrams,
+        h.media_datagrams,
+    );
+    for n in 301..401 {
+        h.steady_frame(n);
+    }
+    let ingest = h.ingest_allocs - ingest0;
+    let transmit = h.transmit_allocs - transmit0;
+    let datagrams = h.datagrams - datagrams0;
+    assert_eq!(
+        h.media_datagrams - media0,
+        4 * 100,
+        "every viewer gets every packet"
+    );
+    assert_eq!(
+        ingest, 100,
+        "allocations taking 100 packets in, mirrors included"
     );
     assert!(
-        allocations <= 100 + datagrams,
-        "{allocations} allocations for 100 camera packets and {datagrams} datagrams"
+        transmit <= datagrams,
+        "{transmit} allocations for {datagrams} datagrams"
     );
 
     // The mirror's viewers leave: it closes and unsubscribes; the camera stays for the rest.

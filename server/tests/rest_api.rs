@@ -98,19 +98,31 @@ fn startup_find_all_terminate_with_every_status_code() {
 #[test]
 fn passwords_are_masked_in_rest_answers() {
     let cg = Camgate::start(&[]);
-    // A camera that doesn't exist: the stream stays PENDING until the connect fails.
-    let start = r#"{"uri":"rtsp://admin:hunter2@127.0.0.1:9/cam"}"#;
+    // A camera that accepts the connection and never answers: the stream stays PENDING (listed)
+    // for as long as the test looks at it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || silent.accept().map(|(conn, _)| conn));
+    let start = format!(r#"{{"uri":"rtsp://admin:hunter2@127.0.0.1:{port}/cam"}}"#);
     assert_eq!(
-        cg.request("POST", "/rest-api/rtsp/startup", Some(start)).0,
+        cg.request("POST", "/rest-api/rtsp/startup", Some(&start)).0,
         200
     );
     let (status, body) = cg.request("GET", "/rest-api/rtsp/find_all", None);
-    if status == 200 {
-        assert!(!body.contains("hunter2"), "{body}");
-        assert!(body.contains("admin:***@"), "{body}");
-    }
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("hunter2"), "{body}");
+    assert!(body.contains("admin:***@"), "{body}");
+    // The camera connection is made (so it has been logged) before the log is read.
+    let _conn = held
+        .join()
+        .unwrap()
+        .expect("camgate connects to the camera");
     std::thread::sleep(Duration::from_millis(300));
     let logs = cg.logs().join("\n");
+    assert!(
+        logs.contains(&format!("admin:***@127.0.0.1:{port}")),
+        "the stream is not in the log at all, so the check below would prove nothing:\n{logs}"
+    );
     assert!(!logs.contains("hunter2"), "{logs}");
 }
 

@@ -91,6 +91,9 @@ export async function videoStats(page, which = 'last') {
       audio: audio && {
         packetsReceived: audio.packetsReceived || 0,
         totalAudioEnergy: audio.totalAudioEnergy || 0,
+        // Samples played out: 0 while the track is attached to no playing element, whatever
+        // arrived (how a silent Flashphoner Player shows).
+        totalSamplesReceived: audio.totalSamplesReceived || 0,
         hasTotalAudioEnergy: 'totalAudioEnergy' in audio,
         audioLevel: audio.audioLevel || 0,
         mimeType: codecs.get(audio.codecId)?.mimeType || null,
@@ -126,18 +129,32 @@ export async function newPageWith(browser, contextOptions = {}) {
   return page;
 }
 
-// Polls getStats until audio packets arrive and `totalAudioEnergy` > 0 (sound, not silence);
-// returns the last stats. `minPackets` audio packets at least.
-export async function waitForAudio(page, { which = 'last', minPackets = 10, timeoutMs = 15000 } = {}) {
+// Sound, the way a listener meets it: waits until audio packets arrive and the browser plays
+// them out with energy (`totalAudioEnergy` > 0, `totalSamplesReceived` > 0), then checks that
+// both still grow over `growMs` (sound goes on, not one burst). Returns the last stats, with
+// `audio.samplesPerSecond` measured over that span. Packets alone prove nothing: a track that
+// no element plays receives packets and plays no sample. Works on Playwright and Puppeteer
+// pages (Chromium and Firefox).
+export async function waitForAudio(page, { which = 'last', minPackets = 10, timeoutMs = 15000, growMs = 1000 } = {}) {
   const deadline = Date.now() + timeoutMs;
   let stats = null;
   for (;;) {
     stats = await videoStats(page, which).catch((err) => ({ error: err.message }));
     const a = stats?.audio;
-    if (a && a.packetsReceived >= minPackets && a.totalAudioEnergy > 0) return stats;
+    if (a && a.packetsReceived >= minPackets && a.totalAudioEnergy > 0 && a.totalSamplesReceived > 0) break;
     if (Date.now() > deadline) {
       throw new Error(`no audible audio after ${timeoutMs} ms; last stats: ${JSON.stringify(stats)}`);
     }
     await sleep(100);
   }
+  const first = stats.audio;
+  const t0 = Date.now();
+  await sleep(growMs);
+  const later = await videoStats(page, which);
+  const a = later?.audio;
+  if (!a || a.totalSamplesReceived <= first.totalSamplesReceived || a.totalAudioEnergy <= first.totalAudioEnergy) {
+    throw new Error(`audio stopped playing: ${JSON.stringify(first)} then, ${growMs} ms later, ${JSON.stringify(a)}`);
+  }
+  a.samplesPerSecond = Math.round(((a.totalSamplesReceived - first.totalSamplesReceived) * 1000) / (Date.now() - t0));
+  return later;
 }

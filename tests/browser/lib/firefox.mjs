@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import puppeteer from 'puppeteer-core';
 
-import { videoStats } from './browser.mjs';
+import { videoStats, waitForAudio } from './browser.mjs';
 import { pageUrl } from './config.mjs';
 import { useEnvironment } from './env.mjs';
 
@@ -136,20 +136,9 @@ export async function waitForFirefoxFrames(page, { which = 'camgate', minFrames 
   }
 }
 
-// Polls getStats until audio packets arrive and `totalAudioEnergy` > 0; returns the last stats.
-export async function waitForFirefoxAudio(page, { which = 'camgate', minPackets = 10, timeoutMs = 15000 } = {}) {
-  const deadline = Date.now() + timeoutMs;
-  let stats = null;
-  for (;;) {
-    stats = await firefoxStats(page, which).catch((err) => ({ error: err.message }));
-    const a = stats?.audio;
-    if (a && a.packetsReceived >= minPackets && a.totalAudioEnergy > 0) return stats;
-    if (Date.now() > deadline) {
-      throw new Error(`Firefox: no audible audio after ${timeoutMs} ms; last stats: ${JSON.stringify(stats)}`);
-    }
-    await sleep(100);
-  }
-}
+// Audible audio, as in Chromium (lib/browser.mjs `waitForAudio`: energy and played samples
+// that keep growing).
+export const waitForFirefoxAudio = (page, { which = 'camgate', ...rest } = {}) => waitForAudio(page, { which, ...rest });
 
 // The H.264 (or any video) rtpmap/fmtp lines of the local offer and the remote answer of a pc.
 export async function firefoxSdpVideoLines(page, which = 'camgate') {
