@@ -46,12 +46,37 @@ fn main() -> ExitCode {
     }
 }
 
+/// Starts the demo camera, or warns and returns None: the demo is a convenience, so another
+/// RTSP server on its port (MediaMTX, go2rtc and many NVRs default to 8554) must not stop camgate.
+fn start_demo(bind: SocketAddr) -> Option<demo::DemoSource> {
+    match demo::DemoSource::start(bind, demo::DEFAULT_PATH) {
+        Ok(source) => {
+            tracing::info!("demo camera at {}", source.url());
+            Some(source)
+        }
+        Err(e) => {
+            let why = if e.kind() == std::io::ErrorKind::AddrInUse {
+                format!(
+                    "port {} on {} is taken by another program",
+                    bind.port(),
+                    bind.ip()
+                )
+            } else {
+                format!("cannot listen on {bind}: {e}")
+            };
+            tracing::warn!(
+                "demo camera off: {why}; camgate runs without it. Move it with --demo-bind \
+                 ADDR:PORT (demo_bind in the config file), or turn it off with --no-demo \
+                 (demo = false)"
+            );
+            None
+        }
+    }
+}
+
 fn run(config: &Config) -> Result<(), String> {
     let demo = if config.demo {
-        let source = demo::DemoSource::start(config.demo_bind, demo::DEFAULT_PATH)
-            .map_err(|e| format!("demo camera on {}: {e}", config.demo_bind))?;
-        tracing::info!("demo camera at {}", source.url());
-        Some(source)
+        start_demo(config.demo_bind)
     } else {
         None
     };

@@ -39,8 +39,9 @@ function defaultStreamUrl() {
   const fromQuery = params.get('url');
   if (fromQuery) return fromQuery;
   const fromServer = document.getElementById('player').dataset.defaultUrl || '';
-  // Served without camgate's substitution (file:// or a plain static server): use the demo camera.
-  return fromServer && !fromServer.includes('{{') ? fromServer : DEMO_URL;
+  // Served without camgate's substitution (file:// or a plain static server): guess the demo
+  // camera. From camgate, empty means no demo runs (--no-demo, or its port was taken): no guess.
+  return fromServer.includes('{{') ? DEMO_URL : fromServer;
 }
 
 const state = {

@@ -204,6 +204,45 @@ tls = false
     assert_eq!(cg.request("GET", "/", None).0, 200);
 }
 
+/// Another RTSP server on the demo camera's port (MediaMTX, go2rtc and many NVRs default to
+/// 8554) must not stop camgate: it serves without the demo, warns once naming the port and the
+/// setting that moves it, and neither the page nor the APIs offer the demo URL.
+#[test]
+fn a_taken_demo_port_turns_the_demo_off_and_camgate_keeps_serving() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let bind = format!("127.0.0.1:{port}");
+    let mut cg = Camgate::start(&["--demo-bind", &bind]);
+    assert_eq!(
+        cg.demo_url, "",
+        "no demo camera runs: {:#?}",
+        cg.startup_log
+    );
+
+    let (status, page) = cg.request("GET", "/", None);
+    assert_eq!(status, 200);
+    assert!(page.contains(r#"data-default-url="""#), "{page}");
+    assert!(!page.contains(&format!(":{port}/")), "{page}");
+    let (status, streams) = cg.request("GET", "/api/streams", None);
+    assert_eq!((status, streams.as_str()), (200, "[]"));
+    let (status, _) = cg.request("GET", "/rest-api/rtsp/find_all", None);
+    assert_eq!(status, 404, "no stream, the demo included");
+
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(cg.is_running());
+    let mut log = cg.startup_log.clone();
+    log.extend(cg.logs());
+    let about_demo: Vec<_> = log.iter().filter(|l| l.contains("demo")).collect();
+    assert_eq!(about_demo.len(), 1, "one line about the demo: {log:#?}");
+    let warning = about_demo[0];
+    assert!(warning.contains(" WARN "), "{warning}");
+    assert!(warning.contains(&format!("port {port} ")), "{warning}");
+    assert!(warning.contains("is taken"), "{warning}");
+    assert!(warning.contains("--demo-bind"), "{warning}");
+    assert!(warning.contains("demo_bind"), "{warning}");
+    drop(taken);
+}
+
 #[test]
 fn metrics_are_prometheus_text() {
     let cg = Camgate::start(&[]);

@@ -174,6 +174,11 @@ impl Camgate {
     pub fn logs(&self) -> Vec<String> {
         self.log.try_iter().map(|l| strip_ansi(&l)).collect()
     }
+
+    /// The process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
 }
 
 impl Drop for Camgate {
