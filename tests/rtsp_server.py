@@ -14,6 +14,7 @@ More cameras:
     --video h264 --h264-profile high --bframes 2     B-frames, High profile
     --video h265 | vp8 | none
     --audio pcmu | pcma | opus | aac | aac-latm | speex
+    --aac-encoder avenc_aac | voaacenc | fdkaacenc     which AAC encoder (exits if it is missing)
     --user admin --password secret [--auth digest]   401 without credentials
     --protocols tcp                                  interleaved only
 """
@@ -77,11 +78,21 @@ AUDIO = {
 }
 
 
-def aac_encoder():
-    for name in ("avenc_aac", "voaacenc", "fdkaacenc"):
-        if Gst.ElementFactory.find(name):
-            return name
-    sys.exit("no AAC encoder: install gstreamer1.0-libav or gstreamer1.0-plugins-bad")
+# AAC encoders differ in what they write: libavcodec's (avenc_aac, gstreamer1.0-libav) ends its
+# AudioSpecificConfig with the backward-compatible SBR signalling (sync extension 0x2b7), VisualOn's
+# (voaacenc, gstreamer1.0-plugins-bad) writes plain AAC-LC. Tests name the one they mean.
+AAC_ENCODERS = {
+    "avenc_aac": "gstreamer1.0-libav",
+    "voaacenc": "gstreamer1.0-plugins-bad",
+    "fdkaacenc": "gstreamer1.0-plugins-bad built with fdk-aac (not in Debian)",
+}
+
+
+def aac_encoder(name):
+    """The encoder asked for, or exit: never another one, so a test means the same on every machine."""
+    if not Gst.ElementFactory.find(name):
+        sys.exit(f"AAC encoder {name} is not installed (package {AAC_ENCODERS[name]})")
+    return name
 
 
 PROTOCOLS = {
@@ -97,6 +108,12 @@ def parse_args(argv):
     p.add_argument("--path", default="/cam", help="mount point, e.g. /cam")
     p.add_argument("--video", choices=list(VIDEO), default="h264")
     p.add_argument("--audio", choices=list(AUDIO), default="none")
+    p.add_argument(
+        "--aac-encoder",
+        choices=list(AAC_ENCODERS),
+        default="avenc_aac",
+        help="encoder for --audio aac / aac-latm (default avenc_aac); exits if it is not installed",
+    )
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=360)
     p.add_argument("--fps", type=int, default=30)
@@ -137,7 +154,7 @@ def launch_line(args):
             )
         )
     if AUDIO[args.audio]:
-        aacenc = aac_encoder() if "{aacenc}" in AUDIO[args.audio] else ""
+        aacenc = aac_encoder(args.aac_encoder) if "{aacenc}" in AUDIO[args.audio] else ""
         parts.append(AUDIO[args.audio].format(aacenc=aacenc, pay=f"pay{len(parts)}"))
     if not parts:
         sys.exit("nothing to serve: --video none and --audio none")

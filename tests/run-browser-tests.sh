@@ -38,6 +38,8 @@ else
 fi
 
 echo "== browser tests in a loopback-only network namespace: ${files[*]}"
+# --test-timeout also bounds each test FILE as a whole (node runs a file as one test): 300 s, so a
+# file of a dozen camera tests (each with its own 60 s limit) does not hit it on a loaded 2-core box.
 # shellcheck disable=SC2016 # expanded by the inner bash
 exec "${netns[@]}" bash -c '
   set -euo pipefail

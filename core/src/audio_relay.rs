@@ -68,7 +68,7 @@ struct Fallback {
 
 impl AudioRelay {
     /// Chooses passthrough or transcoding for the camera's track; an error says why the track
-    /// can't be played (e.g. HE-AAC), for the stream info.
+    /// can't be played (e.g. AAC Main, 5.1), for the stream info.
     pub fn new(track: &TrackInfo) -> Result<AudioRelay, AudioError> {
         let input = AudioInput::from_track(track)?;
         let kept = input.clone();
@@ -90,13 +90,17 @@ impl AudioRelay {
             Some(out) => (Mode::Passthrough, out, format!("{source} (passed through)")),
             None => {
                 let transcoder = Box::new(Transcoder::new(input)?);
+                let note = transcoder
+                    .note()
+                    .map(|n| format!(", {n}"))
+                    .unwrap_or_default();
                 (
                     Mode::Transcode {
                         transcoder,
                         encoded: Vec::with_capacity(8),
                     },
                     AudioOut::Opus,
-                    format!("{source} → opus 48000 Hz"),
+                    format!("{source}{note} → opus 48000 Hz"),
                 )
             }
         };
@@ -154,7 +158,8 @@ impl AudioRelay {
         self.out
     }
 
-    /// "AAC 44100 Hz stereo → opus 48000 Hz", for logs and stream info.
+    /// "MPEG4-GENERIC 44100 Hz stereo → opus 48000 Hz", for logs and stream info; HE-AAC adds
+    /// what is decoded ("…, HE-AAC (SBR), decoding its AAC-LC core at 24000 Hz mono → …").
     pub fn description(&self) -> &str {
         &self.description
     }

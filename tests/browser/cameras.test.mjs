@@ -59,6 +59,15 @@ for (const [method, port] of [['Basic', basicPort], ['Digest', digestPort]]) {
   });
 }
 
+// The audio inbound-rtp's totalSamplesReceived: grows only while an element plays the track out.
+const samplesPlayed = (page) =>
+  page.evaluate(async () => {
+    for (const s of (await window.camgate.pc.getStats()).values()) {
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') return s.totalSamplesReceived || 0;
+    }
+    return 0;
+  });
+
 // One camera per codec, started for its own test only (the machine may have 2 cores).
 // audio: what the browser must receive (AAC and Speex arrive transcoded to Opus).
 const CODECS = [
@@ -73,8 +82,11 @@ const CODECS = [
   { name: 'pcmu', extra: ['--audio', 'pcmu'], audio: 'audio/PCMU' },
   { name: 'pcma', extra: ['--audio', 'pcma'], audio: 'audio/PCMA' },
   { name: 'opus', extra: ['--audio', 'opus'], audio: 'audio/opus' },
-  { name: 'aac', extra: ['--audio', 'aac'], audio: 'audio/opus' },
-  { name: 'aac-latm', extra: ['--audio', 'aac-latm'], audio: 'audio/opus' },
+  // Each AAC camera names its encoder: libavcodec's (avenc_aac) ends its AudioSpecificConfig with
+  // the sync extension 0x2b7, VisualOn's (voaacenc) does not. Here one of each (a camera test costs
+  // about 8 s); codecs.test.mjs plays all four encoder x payload format pairs.
+  { name: 'aac-voaacenc', extra: ['--audio', 'aac', '--aac-encoder', 'voaacenc'], audio: 'audio/opus', info: /MPEG4-GENERIC 16000 Hz → opus/ },
+  { name: 'aac-latm-avenc', extra: ['--audio', 'aac-latm', '--aac-encoder', 'avenc_aac'], audio: 'audio/opus', info: /MP4A-LATM 16000 Hz → opus/ },
   { name: 'speex', extra: ['--audio', 'speex'], audio: 'audio/opus' },
 ];
 
@@ -90,6 +102,7 @@ CODECS.forEach((c, i) => {
         await page.click('#start'); // unmutes the video: Chromium plays the audio out and measures it
         const playing = await waitForStatus(page, 'PLAYING');
         const first = await waitForFrames(page, { which: 'camgate', minFrames: 3 });
+        const before = c.audio ? await samplesPlayed(page) : 0;
         await page.waitForTimeout(1500);
         const stats = await videoStats(page, 'camgate');
         console.log(`# ${c.name}: info "${playing.info}"; ${JSON.stringify(stats)}`);
@@ -104,6 +117,9 @@ CODECS.forEach((c, i) => {
           assert.equal(stats.audio.mimeType, c.audio);
           assert.ok(stats.audio.packetsReceived > 10, `audio packets: ${JSON.stringify(stats.audio)}`);
           assert.ok(stats.audio.totalAudioEnergy > 0, `silence: ${JSON.stringify(stats.audio)}`);
+          // Played out, not just received: the samples an element plays grew over the 1.5 s.
+          const after = await samplesPlayed(page);
+          assert.ok(after > before, `no samples played: totalSamplesReceived ${before} then ${after}`);
         }
         if (c.info) {
           const api = await (await fetch(pageUrl('api/streams'))).text();

@@ -19,8 +19,12 @@ const env = useEnvironment({ cameras: [] });
 
 // name, camera options (tests/rtsp_server.py), expected codecs in the browser.
 const PAIRS = [
-  { name: 'h264-aac', video: 'h264', audio: 'aac', videoMime: 'video/H264', audioMime: 'audio/opus' },
-  { name: 'h264-aac-latm', video: 'h264', audio: 'aac-latm', videoMime: 'video/H264', audioMime: 'audio/opus' },
+  // AAC from both encoders the camera can use, named (libavcodec's avenc_aac writes the sync
+  // extension 0x2b7 after AAC-LC, VisualOn's voaacenc does not), in both payload formats.
+  { name: 'h264-aac-avenc', video: 'h264', audio: 'aac', extra: ['--aac-encoder', 'avenc_aac'], videoMime: 'video/H264', audioMime: 'audio/opus' },
+  { name: 'h264-aac-voaacenc', video: 'h264', audio: 'aac', extra: ['--aac-encoder', 'voaacenc'], videoMime: 'video/H264', audioMime: 'audio/opus' },
+  { name: 'h264-aac-latm-avenc', video: 'h264', audio: 'aac-latm', extra: ['--aac-encoder', 'avenc_aac'], videoMime: 'video/H264', audioMime: 'audio/opus' },
+  { name: 'h264-aac-latm-voaacenc', video: 'h264', audio: 'aac-latm', extra: ['--aac-encoder', 'voaacenc'], videoMime: 'video/H264', audioMime: 'audio/opus' },
   { name: 'h264-pcmu', video: 'h264', audio: 'pcmu', videoMime: 'video/H264', audioMime: 'audio/PCMU' },
   { name: 'h264-pcma', video: 'h264', audio: 'pcma', videoMime: 'video/H264', audioMime: 'audio/PCMA' },
   { name: 'vp8-speex', video: 'vp8', audio: 'speex', videoMime: 'video/VP8', audioMime: 'audio/opus' },
@@ -47,6 +51,15 @@ const answerSection = (page, kind) =>
     kind,
   );
 
+// The audio inbound-rtp's totalSamplesReceived: grows only while an element plays the track out.
+const samplesPlayed = (page) =>
+  page.evaluate(async () => {
+    for (const s of (await window.camgate.pc.getStats()).values()) {
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') return s.totalSamplesReceived || 0;
+    }
+    return 0;
+  });
+
 PAIRS.forEach((pair, i) => {
   const label = `${pair.video}${pair.extra ? ' ' + pair.extra.join(' ') : ''} + ${pair.audio || 'no audio'} → ${pair.videoMime}${pair.audioMime ? ' + ' + pair.audioMime : ''}`;
   test(label, { timeout: 60000, todo: TODO[pair.name] }, async () => {
@@ -65,12 +78,14 @@ PAIRS.forEach((pair, i) => {
         assert.equal(await page.locator('#video').evaluate((v) => v.muted), false, 'Start unmutes the player');
 
         let final = stats;
+        let played = 0;
         if (pair.audioMime) {
           final = await waitForAudio(page, { which: 'camgate', minPackets: 20 }).catch(async (err) => {
             err.message += `\nPLAYING info: ${playing.info}\nanswer audio section:\n${await answerSection(page, 'audio')}`;
             throw err;
           });
           assert.equal(final.audio.mimeType, pair.audioMime, JSON.stringify(final));
+          played = await samplesPlayed(page);
         } else {
           await page.waitForTimeout(1000);
           final = await videoStats(page, 'camgate');
@@ -86,6 +101,8 @@ PAIRS.forEach((pair, i) => {
         if (pair.audioMime) {
           assert.ok(later.audio.packetsReceived > final.audio.packetsReceived, `audio stalled: ${JSON.stringify([final, later])}`);
           assert.ok(later.audio.totalAudioEnergy > final.audio.totalAudioEnergy, `silence: ${JSON.stringify([final, later])}`);
+          const playedLater = await samplesPlayed(page);
+          assert.ok(playedLater > played, `no samples played out: totalSamplesReceived ${played} then ${playedLater}`);
         }
         final = later;
 

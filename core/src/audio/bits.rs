@@ -1,19 +1,36 @@
 //! A most-significant-bit-first reader for the bit-packed AAC headers (AU headers, AudioSpecificConfig,
 //! StreamMuxConfig). Every read is checked: running off the end yields `None`, never a panic.
 
+#[derive(Clone, Copy)]
 pub(crate) struct BitReader<'a> {
     data: &'a [u8],
     /// Position in bits from the start of `data`.
     pos: usize,
+    /// Bits at and past this position are out of reach (the end of `data`, or of a length-prefixed field).
+    end: usize,
 }
 
 impl<'a> BitReader<'a> {
     pub(crate) fn new(data: &'a [u8]) -> BitReader<'a> {
-        BitReader { data, pos: 0 }
+        BitReader {
+            data,
+            pos: 0,
+            end: data.len() * 8,
+        }
+    }
+
+    /// A reader of the next `bits` bits only (a field whose length was given before it), or `None` when fewer
+    /// are left. Reading it does not move `self`.
+    pub(crate) fn limited(&self, bits: usize) -> Option<BitReader<'a>> {
+        (bits <= self.bits_left()).then_some(BitReader {
+            data: self.data,
+            pos: self.pos,
+            end: self.pos + bits,
+        })
     }
 
     pub(crate) fn bits_left(&self) -> usize {
-        (self.data.len() * 8).saturating_sub(self.pos)
+        self.end.saturating_sub(self.pos)
     }
 
     pub(crate) fn position(&self) -> usize {
@@ -49,10 +66,7 @@ impl<'a> BitReader<'a> {
 
     /// Peeks `n` bits without consuming them.
     pub(crate) fn peek(&self, n: u32) -> Option<u32> {
-        let mut copy = BitReader {
-            data: self.data,
-            pos: self.pos,
-        };
+        let mut copy = *self;
         copy.read(n)
     }
 }
@@ -97,6 +111,17 @@ mod tests {
         assert_eq!(r.read(6), Some(0b01_0011));
         assert_eq!(r.bits_left(), 0);
         assert_eq!(r.read(1), None);
+    }
+
+    #[test]
+    fn limited_reader_stops_at_its_length() {
+        let r = BitReader::new(&[0xFF, 0xFF]);
+        let mut l = r.limited(5).unwrap();
+        assert_eq!(l.read(6), None);
+        assert_eq!(l.read(5), Some(0x1F));
+        assert_eq!(l.bits_left(), 0);
+        assert!(r.limited(17).is_none());
+        assert_eq!(r.bits_left(), 16);
     }
 
     #[test]

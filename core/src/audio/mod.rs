@@ -397,6 +397,8 @@ pub struct Transcoder {
     scratch: Vec<f32>,
     stats: AudioStats,
     out_channels: u16,
+    /// What is decoded when it is not the whole stream (HE-AAC's core), for the stream info.
+    note: Option<String>,
 }
 
 impl fmt::Debug for Transcoder {
@@ -415,6 +417,7 @@ impl Transcoder {
         if clock_rate == 0 {
             return Err(AudioError::InvalidConfig("clock rate 0".into()));
         }
+        let mut note = None;
         let (decoder, decoded_rate, channels) = match &input.codec {
             AudioCodec::Opus => {
                 return Ok(Transcoder {
@@ -422,6 +425,7 @@ impl Transcoder {
                     scratch: Vec::new(),
                     stats: AudioStats::default(),
                     out_channels: input.channels.clamp(1, 2),
+                    note: None,
                 })
             }
             AudioCodec::Pcmu | AudioCodec::Pcma => {
@@ -470,6 +474,7 @@ impl Transcoder {
                     }
                 };
                 let dec = Box::new(AacDecoder::new(cfg)?);
+                note = cfg.note();
                 (Decoder::Aac { depack, dec }, cfg.sample_rate, cfg.channels)
             }
         };
@@ -502,7 +507,14 @@ impl Transcoder {
             scratch: Vec::new(),
             stats: AudioStats::default(),
             out_channels: channels,
+            note,
         })
+    }
+
+    /// What is decoded when it is not the whole stream, e.g. "HE-AAC (SBR), decoding its AAC-LC core at 24000 Hz
+    /// mono"; `None` when the whole stream is.
+    pub fn note(&self) -> Option<&str> {
+        self.note.as_deref()
     }
 
     /// Channels of the Opus output (1 or 2): signal `stereo=1` in the browser's SDP when 2.

@@ -7,7 +7,8 @@
 # send them. `NAME.meta` holds what the camera's SDP would say: encoding name, clock rate, channels and the fmtp
 # line, copied from the payloader's output caps.
 #
-# Needs: gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad (voaacenc).
+# Needs: gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad (voaacenc)
+# gstreamer1.0-libav (avenc_aac).
 # Usage: sh core/tests/data/audio/generate.sh   (from anywhere; writes next to this script)
 set -eu
 cd "$(dirname "$0")"
@@ -48,6 +49,10 @@ capture aac_hbr_48000_stereo "voaacenc bitrate=64000 ! rtpmp4gpay pt=96" "audio/
 capture latm_44100_mono "voaacenc bitrate=32000 ! rtpmp4apay pt=97" "audio/x-raw,rate=44100,channels=1"
 capture latm_48000_stereo "voaacenc bitrate=64000 ! rtpmp4apay pt=97" "audio/x-raw,rate=48000,channels=2" "$STEREO"
 capture latm_16000_mono_frag "voaacenc bitrate=32000 ! rtpmp4apay pt=97 mtu=80" "audio/x-raw,rate=16000,channels=1"
+# libavcodec's AAC encoder (gstreamer1.0-libav): its AudioSpecificConfig ends in the backward-compatible sync
+# extension (0x2b7, AOT 5, no SBR), which rtpmp4apay copies into the StreamMuxConfig before frameLengthType.
+capture aac_hbr_avenc_16000_mono "avenc_aac bitrate=32000 ! rtpmp4gpay pt=96" "audio/x-raw,rate=16000,channels=1"
+capture latm_avenc_16000_mono "avenc_aac bitrate=32000 ! rtpmp4apay pt=97" "audio/x-raw,rate=16000,channels=1"
 capture speex_nb "speexenc ! rtpspeexpay pt=98" "audio/x-raw,rate=8000,channels=1"
 capture speex_wb "speexenc ! rtpspeexpay pt=98" "audio/x-raw,rate=16000,channels=1"
 capture speex_nb_2frames "speexenc nframes=2 ! rtpspeexpay pt=98" "audio/x-raw,rate=8000,channels=1"
