@@ -171,6 +171,8 @@ pub enum Forward {
     /// To the serving worker: REST `startup` / `terminate` of this exact URL.
     Startup {
         url: String,
+        /// The placement entry it was placed as (see `Placement::claim`).
+        ticket: u64,
     },
     Terminate {
         url: String,
@@ -802,8 +804,8 @@ impl Gateway {
                 }
             }
             Forward::Send { session, text } => self.send(session, text),
-            Forward::Startup { url } => {
-                if let Err(e) = self.startup_here(&url, now) {
+            Forward::Startup { url, ticket } => {
+                if let Err(e) = self.startup_here(&url, Some(ticket), now) {
                     tracing::info!("forwarded startup failed: {e}");
                 }
             }
@@ -962,7 +964,11 @@ impl Gateway {
         }
         let client =
             RtspClient::new(url, self.config.rtsp.clone(), now).map_err(|e| e.to_string())?;
-        Ok(self.add_stream(url.to_owned(), client, now))
+        let id = self.add_stream(url.to_owned(), client, now);
+        if let Some(p) = &self.config.placement {
+            p.opened(url, &self.streams[&id].redacted, id);
+        }
+        Ok(id)
     }
 
     /// Cameras pulled by this worker (mirrors don't count).
@@ -994,18 +1000,21 @@ impl Gateway {
     /// until `terminate`, and viewers who join find it running.
     pub fn startup(&mut self, url: &str, now: Instant) -> Result<StreamId, StartupError> {
         let Some(placement) = self.config.placement.clone() else {
-            return self.startup_here(url, now);
+            return self.startup_here(url, None, now);
         };
         let parsed = RtspUrl::parse(url).map_err(|e| StartupError::BadUri(e.to_string()))?;
         match placement.place_pinned(url, &parsed.redacted(), self.config.max_streams) {
             Err(_) => Err(StartupError::TooManyStreams(self.config.max_streams)),
             Ok(None) => Err(StartupError::AlreadyPulled),
-            Ok(Some(w)) if w == placement.here() => self.startup_here(url, now),
-            Ok(Some(worker)) => {
+            Ok(Some((w, ticket))) if w == placement.here() => {
+                self.startup_here(url, Some(ticket), now)
+            }
+            Ok(Some((worker, ticket))) => {
                 self.outputs.push_back(GatewayOutput::Forward {
                     worker,
                     forward: Forward::Startup {
                         url: url.to_owned(),
+                        ticket,
                     },
                 });
                 Ok(StreamId(0))
@@ -1013,8 +1022,24 @@ impl Gateway {
         }
     }
 
-    fn startup_here(&mut self, url: &str, now: Instant) -> Result<StreamId, StartupError> {
+    /// `startup` on the worker it was placed on; `ticket` is its placement entry's.
+    fn startup_here(
+        &mut self,
+        url: &str,
+        ticket: Option<u64>,
+        now: Instant,
+    ) -> Result<StreamId, StartupError> {
+        // A `terminate` that overtook a forwarded startup took its entry out of the table:
+        // then the stream must not come back, not even for a moment.
+        let claim = |this: &Self, id: StreamId| match (&this.config.placement, ticket) {
+            (Some(p), Some(ticket)) => p.claim(url, ticket, id),
+            _ => true,
+        };
         if let Some(id) = self.by_url.get(url).copied() {
+            if !claim(self, id) {
+                tracing::info!(stream = id.0, "startup overtaken by terminate");
+                return Ok(id);
+            }
             let s = self
                 .streams
                 .get_mut(&id)
@@ -1034,6 +1059,10 @@ impl Gateway {
             .map_err(|e| StartupError::BadUri(e.to_string()))?;
         let id = self.add_stream(url.to_owned(), client, now);
         self.streams.get_mut(&id).expect("just added").pinned = true;
+        if !claim(self, id) {
+            tracing::info!(stream = id.0, "startup overtaken by terminate");
+            self.terminate_here(url, now);
+        }
         Ok(id)
     }
 
@@ -1043,10 +1072,11 @@ impl Gateway {
         let Some(placement) = self.config.placement.clone() else {
             return self.terminate_here(url, now);
         };
-        let Some((worker, exact)) = placement.find(url) else {
+        // Out of the shared table before answering, so the next REST call (on any worker)
+        // no longer lists it, even while its worker is still closing it.
+        let Some((worker, exact)) = placement.terminate(url) else {
             return false;
         };
-        placement.unpin(&exact);
         if worker == placement.here() {
             return self.terminate_here(&exact, now);
         }
@@ -1099,9 +1129,6 @@ impl Gateway {
         let redacted = client.url().redacted();
         let (host, port) = (client.url().host().to_owned(), client.url().port());
         tracing::info!(stream = id.0, url = %redacted, "connecting to camera");
-        if let Some(p) = &self.config.placement {
-            p.opened(&url, &redacted);
-        }
         self.by_url.insert(url.clone(), id);
         self.streams.insert(
             id,
@@ -1952,7 +1979,7 @@ impl Gateway {
             Source::Camera(_) => {
                 tracing::info!(stream = id.0, url = %s.redacted, "camera connection closed");
                 if let Some(p) = &self.config.placement {
-                    p.closed(&s.url);
+                    p.closed(&s.url, id);
                 }
                 for (worker, mirror) in s.mirrors {
                     let info = "Failed by error: the camera connection closed".to_owned();

@@ -13,8 +13,13 @@
 //! starts or stops, when a camera connection opens or closes, and a few times a second to
 //! publish each worker's stream list for the APIs: never per packet. The media lanes between
 //! workers sit beside it, each behind its own mutex.
+//!
+//! The table, updated before a REST call answers, says which cameras exist; the published lists
+//! (up to `PUBLISH_INTERVAL` old) only add their details. So the APIs read their own writes: a
+//! stream is listed from its `startup` on, and not after its `terminate`, however old the owner's
+//! last list is.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::hub::{GatewayStats, StreamId, StreamInfo};
@@ -42,6 +47,8 @@ struct Table {
     served: Vec<usize>,
     /// What each worker published last.
     published: Vec<Published>,
+    /// The ticket of the next new entry.
+    next_ticket: u64,
 }
 
 struct Placed {
@@ -52,6 +59,12 @@ struct Placed {
     pinned: bool,
     /// The URL with its password masked, for APIs before the owner has published.
     redacted: String,
+    /// The owner's stream, once it opened one: only that stream's published entry is shown,
+    /// and only its close removes the entry (not the close of a terminated predecessor).
+    stream: Option<StreamId>,
+    /// Told apart from an earlier entry of the same URL: a forwarded `startup` that a
+    /// `terminate` overtook must not claim the entry of the next `startup`.
+    ticket: u64,
 }
 
 #[derive(Default, Clone)]
@@ -89,6 +102,7 @@ impl Placement {
             streams: HashMap::new(),
             served: vec![0; workers],
             published: vec![Published::default(); workers],
+            next_ticket: 0,
         }));
         let lanes: Arc<[MediaLane]> = (0..workers * workers)
             .map(|_| MediaLane::default())
@@ -174,21 +188,22 @@ impl Placement {
         Ok(worker)
     }
 
-    /// Like `place`, for REST `startup`: `Ok(None)` when the URL is already pinned.
+    /// Like `place`, for REST `startup`: the worker and the entry's ticket (for `claim`);
+    /// `Ok(None)` when the URL is already pinned.
     pub fn place_pinned(
         &self,
         url: &str,
         redacted: &str,
         max_streams: usize,
-    ) -> Result<Option<usize>, TooManyStreams> {
-        let worker = self.place(url, redacted, max_streams)?;
+    ) -> Result<Option<(usize, u64)>, TooManyStreams> {
         let mut t = self.lock();
+        let worker = place_in(&mut t, self.here, url, redacted, max_streams)?;
         let p = t.streams.get_mut(url).expect("just placed");
         if p.pinned {
             return Ok(None);
         }
         p.pinned = true;
-        Ok(Some(worker))
+        Ok(Some((worker, p.ticket)))
     }
 
     /// The worker pulling exactly this URL.
@@ -199,42 +214,64 @@ impl Placement {
     /// The worker pulling the stream with this URL (exact, or as masked), and its exact URL.
     pub fn find(&self, url: &str) -> Option<(usize, String)> {
         let t = self.lock();
-        if let Some(p) = t.streams.get(url) {
-            return Some((p.worker, url.to_owned()));
-        }
-        t.streams
-            .iter()
-            .find(|(_, p)| p.redacted == url)
-            .map(|(k, p)| (p.worker, k.clone()))
+        find_in(&t, url).map(|k| (t.streams[&k].worker, k))
     }
 
-    /// This worker opened a camera connection for `url` (keeps the entry if a race let two
-    /// workers open one; the later one simply serves its own viewers).
-    pub fn opened(&self, url: &str, redacted: &str) {
-        let here = self.here;
-        self.lock()
-            .streams
-            .entry(url.to_owned())
-            .or_insert_with(|| Placed {
-                worker: here,
-                viewers: 0,
-                pinned: false,
-                redacted: redacted.to_owned(),
-            });
-    }
-
-    /// This worker closed its camera connection for `url`.
-    pub fn closed(&self, url: &str) {
+    /// REST `terminate`: forgets the stream with this URL (exact, or as masked) at once, so
+    /// every API call from now on misses it while its worker closes it; that worker and the
+    /// exact URL.
+    pub fn terminate(&self, url: &str) -> Option<(usize, String)> {
         let mut t = self.lock();
-        if t.streams.get(url).is_some_and(|p| p.worker == self.here) {
-            t.streams.remove(url);
+        let key = find_in(&t, url)?;
+        t.streams.remove(&key).map(|p| (p.worker, key))
+    }
+
+    /// This worker opened camera connection `stream` for a viewer of `url`. Keeps the entry
+    /// if a race let two workers open one; the later one simply serves its own viewers.
+    pub fn opened(&self, url: &str, redacted: &str, stream: StreamId) {
+        let here = self.here;
+        let mut t = self.lock();
+        let ticket = t.next_ticket;
+        let p = t.streams.entry(url.to_owned()).or_insert_with(|| Placed {
+            worker: here,
+            viewers: 0,
+            pinned: false,
+            redacted: redacted.to_owned(),
+            stream: None,
+            ticket,
+        });
+        if p.worker == here {
+            p.stream = Some(stream);
+        }
+        if p.ticket == ticket {
+            t.next_ticket += 1;
         }
     }
 
-    /// No longer pinned (REST `terminate`).
-    pub fn unpin(&self, url: &str) {
-        if let Some(p) = self.lock().streams.get_mut(url) {
-            p.pinned = false;
+    /// Ties the entry `ticket` of `url` (from `place_pinned`) to this worker's connection
+    /// `stream`, opened or pinned for that `startup`. False when the entry is gone or newer:
+    /// a `terminate` came since.
+    pub fn claim(&self, url: &str, ticket: u64, stream: StreamId) -> bool {
+        match self.lock().streams.get_mut(url) {
+            Some(p) if p.ticket == ticket && p.worker == self.here => {
+                p.stream = Some(stream);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// This worker closed its camera connection `stream` for `url`. Also drops an entry placed
+    /// here for a viewer that never opened a connection of its own (it joined this one).
+    pub fn closed(&self, url: &str, stream: StreamId) {
+        let here = self.here;
+        let mut t = self.lock();
+        let ours = |p: &Placed| match p.stream {
+            Some(s) => s == stream,
+            None => p.worker == here && !p.pinned,
+        };
+        if t.streams.get(url).is_some_and(ours) {
+            t.streams.remove(url);
         }
     }
 
@@ -272,17 +309,20 @@ impl Placement {
     /// on them that they have not published yet (shown as pending).
     pub fn others(&self) -> (Vec<StreamInfo>, GatewayStats) {
         let t = self.lock();
+        // A published stream the table no longer holds was terminated (or closed) since.
+        let live: HashSet<StreamId> = t.streams.values().filter_map(|p| p.stream).collect();
         let mut streams = Vec::new();
         let mut stats = GatewayStats::default();
         for (w, p) in t.published.iter().enumerate() {
             if w == self.here {
                 continue;
             }
-            streams.extend(p.streams.iter().cloned());
+            streams.extend(p.streams.iter().filter(|s| live.contains(&s.id)).cloned());
             stats.add(&p.stats);
         }
         for p in t.streams.values() {
-            if p.worker != self.here && !streams.iter().any(|s| s.url == p.redacted) {
+            let shown = |id| streams.iter().any(|s| s.id == id && !s.mirror);
+            if p.worker != self.here && !p.stream.is_some_and(shown) {
                 streams.push(StreamInfo {
                     id: StreamId(0),
                     url: p.redacted.clone(),
@@ -308,6 +348,17 @@ pub struct ViewerLimits {
     pub max_viewers_per_stream: usize,
 }
 
+/// The key of the stream with this URL, exact or as masked.
+fn find_in(t: &Table, url: &str) -> Option<String> {
+    if t.streams.contains_key(url) {
+        return Some(url.to_owned());
+    }
+    t.streams
+        .iter()
+        .find(|(_, p)| p.redacted == url)
+        .map(|(k, _)| k.clone())
+}
+
 /// `Placement::place` with the table locked.
 fn place_in(
     t: &mut Table,
@@ -330,6 +381,8 @@ fn place_in(
     let worker = (0..t.workers)
         .min_by_key(|w| (load[*w], *w != here, *w))
         .unwrap_or(here);
+    let ticket = t.next_ticket;
+    t.next_ticket += 1;
     t.streams.insert(
         url.to_owned(),
         Placed {
@@ -337,6 +390,8 @@ fn place_in(
             viewers: 0,
             pinned: false,
             redacted: redacted.to_owned(),
+            stream: None,
+            ticket,
         },
     );
     Ok(worker)
@@ -355,11 +410,66 @@ mod tests {
         // Known URLs stay where they are, whoever asks.
         assert_eq!(set[2].place("rtsp://a/1", "rtsp://a/1", 10), Ok(1));
         assert_eq!(set[0].place("rtsp://a/4", "x", 3), Err(TooManyStreams));
-        // Only the owner's close removes the entry.
-        set[0].closed("rtsp://a/1");
+        // Only the close of the owner's connection removes the entry.
+        let id = StreamId((1 << 40) + 1);
+        set[1].opened("rtsp://a/1", "rtsp://a/1", id);
+        set[0].closed("rtsp://a/1", StreamId(1));
+        set[1].closed("rtsp://a/1", StreamId(id.0 + 1));
         assert_eq!(set[0].find("rtsp://a/1"), Some((1, "rtsp://a/1".into())));
-        set[1].closed("rtsp://a/1");
+        set[1].closed("rtsp://a/1", id);
         assert_eq!(set[0].find("rtsp://a/1"), None);
+    }
+
+    fn info(id: StreamId, url: &str) -> StreamInfo {
+        StreamInfo {
+            id,
+            url: url.to_owned(),
+            playing: true,
+            viewers: 0,
+            pinned: true,
+            reconnecting: false,
+            dropped_tracks: Vec::new(),
+            info: String::new(),
+            mirror: false,
+        }
+    }
+
+    #[test]
+    fn the_apis_read_their_own_writes_whatever_the_owner_published() {
+        let set = Placement::new_set(2);
+        let (url, masked) = ("rtsp://u:p%40ss@cam/x", "rtsp://u:***@cam/x");
+        // Worker 0 places it on worker 1, which opens and publishes it.
+        set[0].place("rtsp://other", "rtsp://other", 5).unwrap();
+        let Ok(Some((1, ticket))) = set[0].place_pinned(url, masked, 5) else {
+            panic!("placed on worker 1")
+        };
+        let first = StreamId((1 << 40) + 1);
+        assert!(set[1].claim(url, ticket, first));
+        set[1].publish(vec![info(first, masked)], GatewayStats::default());
+        assert_eq!(set[0].others().0.len(), 1);
+        // Terminated by its masked URL: gone for worker 0 at once, stale list or not.
+        assert_eq!(set[0].terminate(masked), Some((1, url.to_owned())));
+        assert!(set[0].others().0.is_empty());
+        assert_eq!(set[0].terminate(url), None);
+        // Started again before worker 1 closed the first connection: listed, as pending.
+        let Ok(Some((1, again))) = set[0].place_pinned(url, masked, 5) else {
+            panic!("placed on worker 1")
+        };
+        let listed = set[0].others().0;
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].pinned && !listed[0].playing && listed[0].url == masked);
+        // The first connection's close, and a late claim for the first startup, leave the
+        // new entry alone.
+        set[1].closed(url, first);
+        assert!(!set[1].claim(url, ticket, StreamId(first.0 + 1)));
+        assert_eq!(set[0].others().0.len(), 1);
+        let second = StreamId(first.0 + 2);
+        assert!(set[1].claim(url, again, second));
+        set[1].publish(vec![info(second, masked)], GatewayStats::default());
+        let listed = set[0].others().0;
+        assert_eq!((listed.len(), listed[0].id), (1, second));
+        set[1].closed(url, second);
+        assert!(set[0].others().0.is_empty());
     }
 
     #[test]
@@ -368,7 +478,7 @@ mod tests {
         let url = "rtsp://u:pw@cam/x";
         assert_eq!(
             set[0].place_pinned(url, "rtsp://u:***@cam/x", 5),
-            Ok(Some(0))
+            Ok(Some((0, 0)))
         );
         assert_eq!(set[1].place_pinned(url, "rtsp://u:***@cam/x", 5), Ok(None));
         assert_eq!(set[1].find("rtsp://u:***@cam/x"), Some((0, url.into())));

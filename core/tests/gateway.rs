@@ -1906,6 +1906,56 @@ fn with_two_workers_rest_and_limits_act_on_the_whole_server() {
 }
 
 #[test]
+fn with_two_workers_rest_reads_its_own_writes() {
+    // REST runs on worker 0; the camera is pulled by worker 1, which has not yet handled what
+    // worker 0 forwarded when the next REST call comes, nor published since.
+    let (mut h, placements) = Harness::with_workers(2);
+    let busy = "rtsp://127.0.0.1:8554/elsewhere";
+    placements[0].place(busy, busy, 10).unwrap();
+    let url = "rtsp://admin:p%40ss%3Aw%2Frd@127.0.0.1:8554/cam";
+    let masked = "rtsp://admin:***@127.0.0.1:8554/cam";
+    let listed = |h: &Harness| h.gateway.streams().iter().any(|s| s.url == masked);
+    for round in 0..4 {
+        let now = h.now;
+        h.gateway.startup(url, now).unwrap();
+        assert!(listed(&h), "round {round}: listed once startup returned");
+        if round % 2 == 0 {
+            h.run_for(Duration::from_millis(300));
+            assert_eq!(h.camera_worker, 1);
+            let s = h.gateway.streams();
+            assert!(s.iter().any(|s| s.url == masked && s.playing), "{s:?}");
+        }
+        let target = if round < 2 { url } else { masked };
+        assert!(h.gateway.terminate(target, now));
+        assert!(
+            !listed(&h),
+            "round {round}: listed after terminate returned"
+        );
+        assert!(
+            !h.gateway.terminate(target, now),
+            "round {round}: terminated twice"
+        );
+    }
+    // Started again before worker 1 handled the terminate: listed throughout.
+    let now = h.now;
+    h.gateway.startup(url, now).unwrap();
+    assert!(h.gateway.terminate(url, now));
+    h.gateway.startup(url, now).unwrap();
+    for _ in 0..30 {
+        assert!(listed(&h));
+        h.step(Duration::from_millis(10));
+    }
+    assert!(h.gateway.terminate(masked, now));
+    h.run_for(Duration::from_millis(300));
+    assert!(!listed(&h));
+    assert_eq!(
+        h.others[0].resident().streams,
+        0,
+        "worker 1 closed them all"
+    );
+}
+
+#[test]
 fn viewers_of_one_busy_camera_spread_over_both_workers_through_a_mirror() {
     let (mut h, placements) = Harness::with_workers_margin(2, 0);
     let url = "rtsp://127.0.0.1:8554/cam";
