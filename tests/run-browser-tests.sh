@@ -39,14 +39,13 @@ fi
 
 echo "== browser tests in a loopback-only network namespace: ${files[*]}"
 # --test-timeout also bounds each test FILE as a whole (node runs a file as one test): 300 s, so a
-# file of a dozen camera tests (each with its own 60 s limit) does not hit it on a loaded 2-core box.
+# file of a dozen camera tests (each with its own 60 s limit; the SDK sound tests over every audio
+# codec take about 2.5 minutes) does not hit it on a loaded 2-core box.
 # shellcheck disable=SC2016 # expanded by the inner bash
 exec "${netns[@]}" bash -c '
   set -euo pipefail
   ip link set lo up
   cd tests/browser
-  # --test-timeout bounds each test file (node runs each in its own process): the longest,
-  # the SDK sound tests over every audio codec, take about 2.5 minutes.
   exec node --test --test-concurrency=1 --test-timeout=300000 \
     --test-reporter="${TEST_REPORTER:-spec}" "$@"
 ' bash "${files[@]}"

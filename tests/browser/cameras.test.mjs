@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { videoStats, waitForFrames } from './lib/browser.mjs';
+import { videoStats, waitForAudio, waitForFrames } from './lib/browser.mjs';
 import { startCamera } from './lib/procs.mjs';
 import { config, pageUrl } from './lib/config.mjs';
 import { useEnvironment } from './lib/env.mjs';
@@ -59,15 +59,6 @@ for (const [method, port] of [['Basic', basicPort], ['Digest', digestPort]]) {
   });
 }
 
-// The audio inbound-rtp's totalSamplesReceived: grows only while an element plays the track out.
-const samplesPlayed = (page) =>
-  page.evaluate(async () => {
-    for (const s of (await window.camgate.pc.getStats()).values()) {
-      if (s.type === 'inbound-rtp' && s.kind === 'audio') return s.totalSamplesReceived || 0;
-    }
-    return 0;
-  });
-
 // One camera per codec, started for its own test only (the machine may have 2 cores).
 // audio: what the browser must receive (AAC and Speex arrive transcoded to Opus).
 const CODECS = [
@@ -102,25 +93,22 @@ CODECS.forEach((c, i) => {
         await page.click('#start'); // unmutes the video: Chromium plays the audio out and measures it
         const playing = await waitForStatus(page, 'PLAYING');
         const first = await waitForFrames(page, { which: 'camgate', minFrames: 3 });
-        const before = c.audio ? await samplesPlayed(page) : 0;
-        await page.waitForTimeout(1500);
-        const stats = await videoStats(page, 'camgate');
+        await page.waitForTimeout(500);
+        // With audio: sound that keeps playing (waitForAudio waits 1 s more to see it grow).
+        const stats = c.audio
+          ? await waitForAudio(page, { which: 'camgate' }).catch(async (err) => {
+            const answerAudio = await page.evaluate(() => (window.camgate.pc.remoteDescription?.sdp || '')
+              .split(/(?=^m=)/m).find((m) => m.startsWith('m=audio')));
+            err.message += `\nanswer audio section:\n${answerAudio}`;
+            throw err;
+          })
+          : await (async () => { await page.waitForTimeout(1000); return videoStats(page, 'camgate'); })();
         console.log(`# ${c.name}: info "${playing.info}"; ${JSON.stringify(stats)}`);
         if (c.video) assert.equal(stats.video.mimeType, c.video);
         assert.equal(stats.video.frameWidth, 640);
         assert.equal(stats.video.frameHeight, 360);
         assert.ok(stats.video.framesDecoded > first.video.framesDecoded, 'video stalled');
-        if (c.audio) {
-          const answerAudio = await page.evaluate(() => (window.camgate.pc.remoteDescription?.sdp || '')
-            .split(/(?=^m=)/m).find((m) => m.startsWith('m=audio')));
-          assert.ok(stats.audio, `no inbound audio; answer audio section:\n${answerAudio}`);
-          assert.equal(stats.audio.mimeType, c.audio);
-          assert.ok(stats.audio.packetsReceived > 10, `audio packets: ${JSON.stringify(stats.audio)}`);
-          assert.ok(stats.audio.totalAudioEnergy > 0, `silence: ${JSON.stringify(stats.audio)}`);
-          // Played out, not just received: the samples an element plays grew over the 1.5 s.
-          const after = await samplesPlayed(page);
-          assert.ok(after > before, `no samples played: totalSamplesReceived ${before} then ${after}`);
-        }
+        if (c.audio) assert.equal(stats.audio.mimeType, c.audio);
         if (c.info) {
           const api = await (await fetch(pageUrl('api/streams'))).text();
           assert.ok(c.info.test(playing.info) || c.info.test(api),

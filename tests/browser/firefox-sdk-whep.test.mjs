@@ -82,7 +82,7 @@ async function playerStop(page) {
 }
 
 test('Firefox: the Flashphoner SDK Player plays an H.264 High + AAC camera and stops', { timeout: 60000, skip }, async () => {
-  await withCamera('sdk-high-aac', config.cameraPort + 60, ['--h264-profile', 'high', '--audio', 'aac'], async (cam) => {
+  await withCamera('sdk-high-aac', config.cameraPort + 60, ['--h264-profile', 'high', '--audio', 'aac', '--aac-encoder', 'avenc_aac'], async (cam) => {
     const page = await openSdkPlayer();
     try {
       await env.run([page], async () => {

@@ -32,7 +32,7 @@ const url = (port) => `rtsp://${config.host}:${port}/cam`;
 const CASES = [
   { name: 'h264-cbp-opus', extra: ['--h264-profile', 'constrained-baseline', '--audio', 'opus'], video: 'video/H264', profile: PROFILE_LEVEL_IDS['constrained-baseline'], audio: 'audio/opus' },
   { name: 'h264-main', extra: ['--h264-profile', 'main'], video: 'video/H264', profile: PROFILE_LEVEL_IDS.main },
-  { name: 'h264-high-aac', extra: ['--h264-profile', 'high', '--audio', 'aac'], video: 'video/H264', profile: PROFILE_LEVEL_IDS.high, audio: 'audio/opus' },
+  { name: 'h264-high-aac', extra: ['--h264-profile', 'high', '--audio', 'aac', '--aac-encoder', 'avenc_aac'], video: 'video/H264', profile: PROFILE_LEVEL_IDS.high, audio: 'audio/opus' },
   { name: 'vp8-opus', extra: ['--video', 'vp8', '--audio', 'opus'], video: 'video/VP8', audio: 'audio/opus' },
 ];
 
