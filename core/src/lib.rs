@@ -5,9 +5,9 @@
 pub mod audio;
 pub mod audio_relay;
 pub mod bandwidth;
+pub mod gateway;
 pub mod gop;
 pub mod h264;
-pub mod hub;
 pub mod media;
 pub mod mirror;
 pub mod placement;
@@ -20,6 +20,9 @@ pub mod sync;
 pub mod video_relay;
 pub mod viewer;
 pub mod vp8;
+
+/// The gateway's former module name, still used by the io and server crates.
+pub use gateway as hub;
 
 /// The WebRTC stack, re-exported so the I/O layer speaks its `Transmit` type.
 pub use str0m;
