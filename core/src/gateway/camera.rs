@@ -77,175 +77,17 @@ impl Gateway {
 
     pub(super) fn feed_camera(&mut self, stream: StreamId, now: Instant, input: CameraInput<'_>) {
         self.advance(now);
-        let Gateway {
-            config,
-            streams,
-            viewers,
-            unflushed,
-            transmits,
-            relay_out,
-            audio_out,
-            audio_fallback,
-            relay_walls,
-            audio_walls,
-            fallback_walls,
-            outputs,
-            stats,
-            ..
-        } = self;
-        let stopwatch = config.stopwatch;
-        let placement = config.placement.as_ref();
-        stats.camera_bytes_in += match input {
+        self.stats.camera_bytes_in += match input {
             CameraInput::Tcp(data) | CameraInput::Udp { data, .. } => data.len() as u64,
         };
-        let Some(s) = streams.get_mut(&stream) else {
+        let Some((Source::Camera(client), pipeline, mut fan_out)) = self.media_of(stream, now)
+        else {
             return;
         };
-        let Stream {
-            source,
-            relay,
-            video_track,
-            viewers: watching,
-            mirrors,
-            redacted,
-            gop,
-            bitrate,
-            seq,
-            audio_track,
-            audio,
-            b_frames,
-            dropped_tracks,
-            clock,
-            video_clock,
-            audio_clock,
-            ..
-        } = s;
-        let Source::Camera(client) = source else {
-            return;
-        };
-        let mut fan_out = FanOut {
-            viewers,
-            unflushed,
-            transmits,
-            outputs,
-            stats,
-            now,
-        };
-        let mut described_changed = false;
+        let mut news = MediaNews::Nothing;
         let mut on_media = |m: MediaPacket<'_>| {
-            if m.rtcp {
-                // The camera's sender reports tie each track's RTP clock to its NTP clock.
-                if let Some(sr) = parse_sender_report(m.data) {
-                    if Some(m.track) == *video_track {
-                        video_clock.sender_report(clock, now, sr.ntp_time, sr.rtp_time);
-                    } else if Some(m.track) == *audio_track {
-                        audio_clock.sender_report(clock, now, sr.ntp_time, sr.rtp_time);
-                    }
-                }
-                return;
-            }
-            if Some(m.track) == *audio_track {
-                let (Some(audio), Ok(packet)) = (audio.as_mut(), RtpPacket::parse(m.data)) else {
-                    return;
-                };
-                audio_out.clear();
-                audio_fallback.clear();
-                if audio.is_transcoding() || audio.has_opus_fallback() {
-                    let started = stopwatch.map(|clock| clock());
-                    audio.push(&packet, audio_out);
-                    fan_out.stats.audio_packets_transcoded += 1;
-                    if let (Some(clock), Some(started)) = (stopwatch, started) {
-                        fan_out.stats.transcode_nanos +=
-                            clock().saturating_duration_since(started).as_nanos() as u64;
-                    }
-                } else {
-                    audio.push(&packet, audio_out);
-                }
-                audio.take_fallback(audio_fallback);
-                audio_walls.clear();
-                for p in audio_out.iter() {
-                    let input = audio.input_time(p.rtp_time).unwrap_or(packet.timestamp);
-                    audio_walls.push(audio_clock.wallclock(clock, input, now));
-                }
-                fallback_walls.clear();
-                for p in audio_fallback.iter() {
-                    let input = audio
-                        .fallback_input_time(p.rtp_time)
-                        .unwrap_or(packet.timestamp);
-                    fallback_walls.push(audio_clock.wallclock(clock, input, now));
-                }
-                fan_out.audio(
-                    watching,
-                    audio.output(),
-                    (audio_out, audio_walls),
-                    (audio_fallback, fallback_walls),
-                );
-                for &(worker, mirror) in mirrors.iter() {
-                    let item = |fallback| {
-                        move |(p, wall): (&AudioPacket, &Instant)| MirrorItem::Audio {
-                            mirror,
-                            packet: p.clone(),
-                            wall: *wall,
-                            fallback,
-                        }
-                    };
-                    let main = audio_out.iter().zip(audio_walls.iter()).map(item(false));
-                    let fallback = audio_fallback.iter().zip(fallback_walls.iter());
-                    let items = main.chain(fallback.map(item(true)));
-                    push_lane(placement, fan_out.outputs, worker, items);
-                }
-                return;
-            }
-            if Some(m.track) != *video_track {
-                return;
-            }
-            let (Some(relay), Ok(packet)) = (relay.as_mut(), RtpPacket::parse(m.data)) else {
-                return;
-            };
-            fan_out.stats.camera_packets_in += 1;
-            if let SeqStep::Gap(missing) = seq.step(packet.sequence) {
-                fan_out.stats.camera_packets_lost += u64::from(missing);
-            }
-            relay_out.clear();
-            relay.push(&packet, relay_out);
-            if !*b_frames && relay.has_b_frames() {
-                // B-slices show up only after the keyframe, so viewers already got PLAYING:
-                // tell them again, with the warning in the info.
-                *b_frames = true;
-                described_changed = true;
-                tracing::warn!(url = %redacted, "{B_FRAMES_WARNING}");
-                let info = stream_info(Some(&*relay), audio.as_ref(), true, dropped_tracks);
-                fan_out.playing_again(watching, redacted, &info);
-            }
-            relay_walls.clear();
-            for p in relay_out.iter() {
-                bitrate.add(now, p.payload.len());
-                gop.push(p);
-                relay_walls.push(video_clock.wallclock(clock, p.rtp_time, now));
-            }
-            let relay = &*relay;
-            fan_out.video(
-                watching,
-                gop,
-                (relay_out, relay_walls),
-                |ts| video_clock.wallclock(clock, ts, now),
-                PlayingInfo {
-                    redacted,
-                    codec: relay.codec(),
-                    info: || stream_info(Some(relay), audio.as_ref(), *b_frames, dropped_tracks),
-                },
-            );
-            for &(worker, mirror) in mirrors.iter() {
-                let items =
-                    relay_out
-                        .iter()
-                        .zip(relay_walls.iter())
-                        .map(|(p, wall)| MirrorItem::Video {
-                            mirror,
-                            packet: p.clone(),
-                            wall: *wall,
-                        });
-                push_lane(placement, fan_out.outputs, worker, items);
+            if pipeline.on_media(now, MediaIn::Camera(m), &mut fan_out) == MediaNews::BFrames {
+                news = MediaNews::BFrames;
             }
         };
         // Last line of defence: a bug reached by one camera's bytes (in parsing, relaying or
@@ -271,7 +113,10 @@ impl Gateway {
             );
             return;
         }
-        if described_changed {
+        if news == MediaNews::BFrames {
+            if let Some(s) = self.streams.get(&stream) {
+                tracing::warn!(url = %s.redacted, "{B_FRAMES_WARNING}");
+            }
             self.describe_to_mirrors(stream);
         }
         self.schedule_watchers(stream, now);
@@ -348,66 +193,31 @@ impl Gateway {
             };
             match event {
                 RtspEvent::Playing { tracks } => {
-                    let video = tracks.iter().position(|t| {
-                        t.kind == MediaKind::Video
-                            && VideoRelay::for_track(t, self.config.max_payload).is_some()
-                    });
-                    s.dropped_tracks = client
+                    let dropped_tracks: Vec<String> = client
                         .dropped_tracks()
                         .iter()
                         .map(|(t, why)| {
                             format!("{:?} {}: {why}", t.kind, t.encoding).to_lowercase()
                         })
                         .collect();
-                    for why in &s.dropped_tracks {
+                    for why in &dropped_tracks {
                         tracing::warn!(stream = id.0, url = %s.redacted, "track left out: {why}");
                     }
                     let resumed = s.played;
                     tracing::info!(stream = id.0, url = %s.redacted, tracks = tracks.len(), resumed, "camera playing");
-                    let Some(index) = video else {
-                        let info = "No common codecs: the camera sends neither H.264 nor VP8 video";
-                        self.fail_stream(id, now, info);
-                        return;
+                    let started = Started {
+                        resumed,
+                        max_payload: self.config.max_payload,
+                        fail_on_track_error: self.config.rtsp.fail_on_track_error,
+                        stream: id.0,
+                        redacted: &s.redacted,
                     };
+                    if let Err(info) = s.pipeline.camera_playing(&tracks, dropped_tracks, started) {
+                        self.fail_stream(id, now, &info);
+                        return;
+                    }
                     s.played = true;
                     s.reconnect_attempts = 0;
-                    s.video_track = Some(index);
-                    // A (re)started camera session brings its own clock mapping.
-                    s.clock = StreamClock::default();
-                    s.video_clock = TrackClock::new(tracks[index].clock_rate);
-                    if !resumed {
-                        s.relay = VideoRelay::for_track(&tracks[index], self.config.max_payload);
-                    }
-                    // Audio: the first audio track the camera set up, passed through or
-                    // transcoded; one that can't be played is reported, the video plays on.
-                    // After a reconnect the relay is kept so its output sequence continues.
-                    let first_audio = tracks
-                        .iter()
-                        .enumerate()
-                        .find(|(_, t)| t.kind == MediaKind::Audio);
-                    s.audio_track = first_audio.map(|(a, _)| a);
-                    if let Some((_, track)) = first_audio {
-                        s.audio_clock = TrackClock::new(track.clock_rate);
-                    }
-                    if let Some((_, track)) = first_audio.filter(|_| s.audio.is_none()) {
-                        match AudioRelay::new(track) {
-                            Ok(relay) => {
-                                tracing::info!(stream = id.0, url = %s.redacted, "audio: {}", relay.description());
-                                s.audio = Some(relay);
-                            }
-                            Err(e) if self.config.rtsp.fail_on_track_error => {
-                                let info = format!("Audio track can't be played: {e}");
-                                self.fail_stream(id, now, &info);
-                                return;
-                            }
-                            Err(e) => {
-                                tracing::warn!(stream = id.0, url = %s.redacted, "audio left out: {e}");
-                                s.audio_track = None;
-                                s.dropped_tracks
-                                    .push(format!("audio {}: {e}", track.encoding.to_lowercase()));
-                            }
-                        }
-                    }
                     if resumed {
                         // Same relays: their output sequences continue, so viewers keep their
                         // WebRTC sessions and resume on the camera's next keyframe.
@@ -448,7 +258,7 @@ impl Gateway {
             Duration::from_secs(1u64 << s.reconnect_attempts.min(5)).min(Duration::from_secs(30));
         s.reconnect_attempts += 1;
         s.reconnect_at = Some(now + delay);
-        s.gop.clear();
+        s.pipeline.clear_gop();
         tracing::warn!(stream = id.0, url = %s.redacted, attempt = s.reconnect_attempts,
             "camera lost: {info}; reconnecting in {delay:?}");
         self.stats.rtsp_errors += 1;

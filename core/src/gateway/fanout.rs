@@ -1,4 +1,22 @@
-use super::*;
+//! Where a stream's media goes: its viewers' WebRTC sessions and its mirrors on other workers.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use slab::Slab;
+use str0m::net::Transmit;
+
+use super::pipeline::MediaSink;
+use super::streams::Stream;
+use super::viewers::ViewerEntry;
+use super::{Gateway, GatewayOutput, GatewayStats, StreamId};
+use crate::audio_relay::{AudioOut, AudioPacket};
+use crate::gop::GopCache;
+use crate::h264::RelayPacket;
+use crate::mirror::MirrorItem;
+use crate::placement::Placement;
+use crate::signaling::{self, StreamStatus};
+use crate::video_relay::VideoCodec;
 
 /// The PLAYING status (with the stream info) for a viewer.
 pub(super) fn playing_status(entry: &ViewerEntry, redacted: &str, info: &str) -> GatewayOutput {
@@ -13,8 +31,24 @@ pub(super) fn playing_status(entry: &ViewerEntry, redacted: &str, info: &str) ->
     }
 }
 
-/// What writes media to a stream's viewers: the parts of the gateway it needs, so the camera
-/// path (with the stream borrowed) and the mirror path share it.
+/// Hands `items` to worker `worker`'s mirrors, with a wake-up for its loop if its lane from
+/// here was empty.
+pub(super) fn push_lane(
+    placement: Option<&Placement>,
+    outputs: &mut VecDeque<GatewayOutput>,
+    worker: usize,
+    items: impl IntoIterator<Item = MirrorItem>,
+) {
+    let Some(p) = placement else {
+        return;
+    };
+    if p.lane_to(worker).push(items) {
+        outputs.push_back(GatewayOutput::WakeWorker { worker });
+    }
+}
+
+/// What writes one stream's media to its viewers and mirrors: the parts of the gateway it
+/// needs, borrowed next to the stream's pipeline (see `Gateway::media_of`).
 pub(super) struct FanOut<'a> {
     pub(super) viewers: &'a mut Slab<ViewerEntry>,
     pub(super) unflushed: &'a mut Vec<usize>,
@@ -22,32 +56,81 @@ pub(super) struct FanOut<'a> {
     pub(super) transmits: &'a mut VecDeque<Transmit>,
     pub(super) outputs: &'a mut VecDeque<GatewayOutput>,
     pub(super) stats: &'a mut GatewayStats,
+    pub(super) placement: Option<&'a Placement>,
+    /// The stream's viewers that have an answer.
+    pub(super) watching: &'a [usize],
+    /// The stream's mirrors on other workers: (worker, mirror stream there).
+    pub(super) mirrors: &'a [(usize, StreamId)],
+    /// The stream's URL with its password masked.
+    pub(super) redacted: &'a str,
     pub(super) now: Instant,
 }
 
-/// What a viewer's PLAYING status says: `info` is computed only when one is sent.
-pub(super) struct PlayingInfo<'a, F: Fn() -> String> {
-    pub(super) redacted: &'a str,
-    pub(super) codec: VideoCodec,
-    pub(super) info: F,
+impl Gateway {
+    /// Stream `id`, split into what its media needs: the stream (less its pipeline) for its
+    /// source, its pipeline, and the fan-out to its viewers and mirrors.
+    pub(super) fn media_of(
+        &mut self,
+        id: StreamId,
+        now: Instant,
+    ) -> Option<(
+        &mut super::streams::Source,
+        &mut super::pipeline::MediaPipeline,
+        FanOut<'_>,
+    )> {
+        let Gateway {
+            config,
+            streams,
+            viewers,
+            unflushed,
+            transmits,
+            outputs,
+            stats,
+            ..
+        } = self;
+        let Stream {
+            source,
+            pipeline,
+            viewers: watching,
+            mirrors,
+            redacted,
+            ..
+        } = streams.get_mut(&id)?;
+        let fan_out = FanOut {
+            viewers,
+            unflushed,
+            transmits,
+            outputs,
+            stats,
+            placement: config.placement.as_ref(),
+            watching,
+            mirrors,
+            redacted,
+            now,
+        };
+        Some((source, pipeline, fan_out))
+    }
 }
 
-impl FanOut<'_> {
-    /// Writes a batch of relayed video (`packets` with their capture instants) to every
-    /// viewer in `watching`. A newly connected viewer starts from the cached GOP instead
-    /// (which already holds the batch). Done here, on media, not on the Connected event:
-    /// str0m drops RTP written before its SRTP context is up, which happens just after that
-    /// event. `gop_wall` dates the GOP's replayed timestamps.
-    pub(super) fn video<F: Fn() -> String>(
+impl MediaSink for FanOut<'_> {
+    fn stats(&mut self) -> &mut GatewayStats {
+        self.stats
+    }
+
+    /// Writes the batch to every watching viewer, and to the mirrors. A newly connected viewer
+    /// starts from the cached GOP instead (which already holds the batch). Done here, on
+    /// media, not on the Connected event: str0m drops RTP written before its SRTP context is
+    /// up, which happens just after that event.
+    fn video(
         &mut self,
-        watching: &[usize],
         gop: &GopCache,
         (packets, walls): (&[RelayPacket], &[Instant]),
         gop_wall: impl Fn(u32) -> Instant,
-        playing: PlayingInfo<'_, F>,
+        codec: VideoCodec,
+        info: impl Fn() -> String,
     ) {
         let now = self.now;
-        for &v in watching {
+        for &v in self.watching {
             let Some(entry) = self.viewers.get_mut(v) else {
                 continue;
             };
@@ -71,9 +154,9 @@ impl FanOut<'_> {
             }
             if !entry.playing_sent && viewer.state().playing {
                 entry.playing_sent = true;
-                tracing::info!(url = %playing.redacted, "viewer playing");
-                let mut info = (playing.info)();
-                let camera_profile = match playing.codec {
+                tracing::info!(url = %self.redacted, "viewer playing");
+                let mut info = info();
+                let camera_profile = match codec {
                     VideoCodec::H264 { profile_level_id } => profile_level_id,
                     VideoCodec::Vp8 => None,
                 };
@@ -82,22 +165,29 @@ impl FanOut<'_> {
                     info.push_str(&note);
                 }
                 self.outputs
-                    .push_back(playing_status(entry, playing.redacted, &info));
+                    .push_back(playing_status(entry, self.redacted, &info));
             }
+        }
+        for &(worker, mirror) in self.mirrors {
+            let items = packets
+                .iter()
+                .zip(walls)
+                .map(|(p, wall)| MirrorItem::Video {
+                    mirror,
+                    packet: p.clone(),
+                    wall: *wall,
+                });
+            push_lane(self.placement, self.outputs, worker, items);
         }
     }
 
-    /// Writes a batch of audio to every viewer in `watching`: `main` (in `output`) to those
-    /// that take it, `fallback` (Opus for a browser without the camera's G.711 law) to the
-    /// others.
-    pub(super) fn audio(
+    fn audio(
         &mut self,
-        watching: &[usize],
         output: AudioOut,
         main: (&[AudioPacket], &[Instant]),
         fallback: (&[AudioPacket], &[Instant]),
     ) {
-        for &v in watching {
+        for &v in self.watching {
             let Some(viewer) = self.viewers.get_mut(v).and_then(|e| e.viewer.as_mut()) else {
                 continue;
             };
@@ -113,16 +203,28 @@ impl FanOut<'_> {
                 self.unflushed.push(v);
             }
         }
+        for &(worker, mirror) in self.mirrors {
+            let item = |fallback| {
+                move |(p, wall): (&AudioPacket, &Instant)| MirrorItem::Audio {
+                    mirror,
+                    packet: p.clone(),
+                    wall: *wall,
+                    fallback,
+                }
+            };
+            let items = (main.0.iter().zip(main.1).map(item(false)))
+                .chain(fallback.0.iter().zip(fallback.1).map(item(true)));
+            push_lane(self.placement, self.outputs, worker, items);
+        }
     }
 
-    /// PLAYING again, with new stream info, to the viewers that have had it.
-    pub(super) fn playing_again(&mut self, watching: &[usize], redacted: &str, info: &str) {
-        for &v in watching {
+    fn playing_again(&mut self, info: &str) {
+        for &v in self.watching {
             let Some(entry) = self.viewers.get(v).filter(|e| e.playing_sent) else {
                 continue;
             };
             self.outputs
-                .push_back(playing_status(entry, redacted, info));
+                .push_back(playing_status(entry, self.redacted, info));
         }
     }
 }

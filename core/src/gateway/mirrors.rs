@@ -36,7 +36,7 @@ impl Gateway {
         s.mirrors.push((from, mirror));
         s.linger_until = None;
         tracing::info!(stream = id.0, url = %s.redacted, worker = from, "viewers on worker {from} mirror this camera");
-        let Some(described) = s.described() else {
+        let Some(described) = s.pipeline.described() else {
             return; // `Ready` follows when the camera plays
         };
         // What plays, then the current GOP so the mirror's first viewers start at once.
@@ -46,10 +46,10 @@ impl Gateway {
             described: Box::new(described),
         };
         let s = &*s;
-        let gop = s.gop.packets().iter().map(|p| MirrorItem::Video {
+        let gop = s.pipeline.gop_packets().iter().map(|p| MirrorItem::Video {
             mirror,
             packet: p.clone(),
-            wall: s.video_wallclock(p.rtp_time, now),
+            wall: s.pipeline.video_wallclock(p.rtp_time, now),
         });
         push_lane(
             self.config.placement.as_ref(),
@@ -64,7 +64,7 @@ impl Gateway {
         let Some(s) = self.streams.get(&id) else {
             return;
         };
-        let Some(described) = s.described() else {
+        let Some(described) = s.pipeline.described() else {
             return;
         };
         for (worker, mirror) in s.mirrors.clone() {
@@ -124,49 +124,17 @@ impl Gateway {
         item: MirrorItem,
         now: Instant,
     ) -> Option<StreamId> {
-        let Gateway {
-            streams,
-            viewers,
-            unflushed,
-            transmits,
-            outputs,
-            stats,
-            ..
-        } = self;
-        let mut fan_out = FanOut {
-            viewers,
-            unflushed,
-            transmits,
-            outputs,
-            stats,
-            now,
-        };
         match item {
             MirrorItem::Video {
                 mirror,
                 packet,
                 wall,
             } => {
-                let s = streams.get_mut(&mirror)?;
-                let Source::Mirror(m) = &mut s.source else {
+                let (Source::Mirror(_), pipeline, mut fan_out) = self.media_of(mirror, now)? else {
                     return None;
                 };
-                let clock = MirrorClock::new(packet.rtp_time, wall);
-                m.clock = Some(clock);
-                let described = m.described.as_ref()?;
-                s.bitrate.add(now, packet.payload.len());
-                s.gop.push(&packet);
-                fan_out.video(
-                    &s.viewers,
-                    &s.gop,
-                    (std::slice::from_ref(&packet), std::slice::from_ref(&wall)),
-                    |ts| clock.wallclock(ts),
-                    PlayingInfo {
-                        redacted: &s.redacted,
-                        codec: described.video,
-                        info: || described.info.clone(),
-                    },
-                );
+                let input = MediaIn::MirroredVideo { packet, wall };
+                pipeline.on_media(now, input, &mut fan_out);
                 Some(mirror)
             }
             MirrorItem::Audio {
@@ -175,15 +143,15 @@ impl Gateway {
                 wall,
                 fallback,
             } => {
-                let s = streams.get_mut(&mirror)?;
-                let Source::Mirror(m) = &s.source else {
+                let (Source::Mirror(_), pipeline, mut fan_out) = self.media_of(mirror, now)? else {
                     return None;
                 };
-                let output = m.described.as_ref()?.audio?;
-                let one = (std::slice::from_ref(&packet), std::slice::from_ref(&wall));
-                let none: (&[AudioPacket], &[Instant]) = (&[], &[]);
-                let (main, fallback) = if fallback { (none, one) } else { (one, none) };
-                fan_out.audio(&s.viewers, output, main, fallback);
+                let input = MediaIn::MirroredAudio {
+                    packet,
+                    wall,
+                    fallback,
+                };
+                pipeline.on_media(now, input, &mut fan_out);
                 Some(mirror)
             }
             MirrorItem::Ready {
@@ -191,23 +159,22 @@ impl Gateway {
                 origin,
                 described,
             } => {
-                let s = streams.get_mut(&mirror)?;
-                let Source::Mirror(m) = &mut s.source else {
+                let (Source::Mirror(m), pipeline, mut fan_out) = self.media_of(mirror, now)? else {
                     return None;
                 };
                 m.origin_stream = Some(origin);
-                match m.described.replace(*described) {
+                match pipeline.describe(*described) {
                     None => self.answer_pending(mirror, now),
-                    Some(before) if before.info != s.info() => {
-                        fan_out.playing_again(&s.viewers, &s.redacted, &s.info())
+                    Some(before) if before.info != pipeline.info() => {
+                        fan_out.playing_again(&pipeline.info())
                     }
                     Some(_) => {}
                 }
                 None
             }
             MirrorItem::Resync { mirror } => {
-                if let Some(s) = streams.get_mut(&mirror) {
-                    s.gop.clear();
+                if let Some(s) = self.streams.get_mut(&mirror) {
+                    s.pipeline.clear_gop();
                     self.resync_viewers(mirror);
                 }
                 None
@@ -226,14 +193,11 @@ impl Gateway {
         };
         match &mut s.source {
             Source::Camera(_) => {
-                let Some(audio) = s.audio.as_mut() else {
+                let Some(outcome) = s.pipeline.enable_opus_fallback() else {
                     return;
                 };
-                if audio.has_opus_fallback() {
-                    return;
-                }
-                match audio.enable_opus_fallback() {
-                    Ok(()) => tracing::info!(stream = id.0, "audio: {}", audio.description()),
+                match outcome {
+                    Ok(audio) => tracing::info!(stream = id.0, "audio: {audio}"),
                     Err(e) => tracing::warn!(stream = id.0, "no Opus fallback: {e}"),
                 }
                 self.describe_to_mirrors(id);
@@ -250,21 +214,5 @@ impl Gateway {
                 }
             }
         }
-    }
-}
-
-/// Hands `items` to worker `worker`'s mirrors, with a wake-up for its loop if its lane from
-/// here was empty. A free function: the camera path calls it with the gateway split up.
-pub(super) fn push_lane(
-    placement: Option<&Placement>,
-    outputs: &mut VecDeque<GatewayOutput>,
-    worker: usize,
-    items: impl IntoIterator<Item = MirrorItem>,
-) {
-    let Some(p) = placement else {
-        return;
-    };
-    if p.lane_to(worker).push(items) {
-        outputs.push_back(GatewayOutput::WakeWorker { worker });
     }
 }

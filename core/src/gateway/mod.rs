@@ -1,13 +1,18 @@
-//! The stream hub: every camera URL being played, every viewer, every signaling session.
+//! The gateway: every camera URL being played, every viewer, every signaling session.
 //!
 //! `Gateway` is the sans-IO heart of camgate. The event loop feeds it bytes and time
 //! (`handle_*`), and takes out what to do (`poll_output`, `poll_transmit`, `poll_timeout`):
 //!
 //! - one RTSP connection per camera URL, shared by every viewer of exactly that URL;
 //! - the connection is torn down `stream_linger` after its last viewer left;
-//! - each camera RTP packet is parsed and relayed once, then written to each viewer's `Rtc`
-//!   with its payload shared (`Arc<[u8]>`);
+//! - each camera RTP packet is parsed and relayed once by the stream's `MediaPipeline`, then
+//!   written to each viewer's `Rtc` with its payload shared (`Arc<[u8]>`) by its `FanOut`;
 //! - signaling follows the Flashphoner Web SDK protocol (see `signaling`).
+//!
+//! One concern per file: `types` (what the API takes and gives), `sessions` (signaling),
+//! `rest` (startup/terminate), `streams` (a stream's lifecycle), `camera` (driving its RTSP
+//! client), `pipeline` (its media), `fanout` (to its viewers and mirrors), `mirrors` (cameras
+//! other workers pull), `viewers` (the shared WebRTC socket), `timers`, `outputs`.
 //!
 //! Timers are kept in a min-heap with lazy invalidation: an entity is scheduled again only
 //! when its deadline moves earlier, and a popped entry whose deadline no longer matches is
@@ -17,6 +22,7 @@ mod camera;
 mod fanout;
 mod mirrors;
 mod outputs;
+mod pipeline;
 mod rest;
 mod sessions;
 mod streams;
@@ -25,7 +31,7 @@ mod types;
 mod viewers;
 
 use fanout::*;
-use mirrors::*;
+use pipeline::*;
 use sessions::*;
 use streams::*;
 use timers::*;
@@ -41,19 +47,13 @@ use slab::Slab;
 use str0m::config::DtlsCert;
 use str0m::net::Transmit;
 
-use crate::audio_relay::{AudioOut, AudioPacket, AudioRelay};
-use crate::bandwidth::{BitrateMeter, LinkMonitor};
-use crate::gop::GopCache;
-use crate::h264::RelayPacket;
-use crate::media::MediaKind;
-use crate::mirror::{Described, MirrorClock, MirrorItem};
+use crate::audio_relay::AudioOut;
+use crate::bandwidth::LinkMonitor;
+use crate::mirror::MirrorItem;
 use crate::placement::{Placement, ViewerLimits, ViewerRefused, PUBLISH_INTERVAL};
-use crate::rtp::{parse_sender_report, RtpPacket, SeqStep, SeqTracker};
 use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent, RtspUrl};
 use crate::signaling::{self, ClientMessage, StreamStatus};
 use crate::stun;
-use crate::sync::{StreamClock, TrackClock};
-use crate::video_relay::{VideoCodec, VideoRelay};
 use crate::viewer::Viewer;
 
 /// Longest a timer entry sleeps. Entries of removed viewers and streams can't be taken out of
@@ -66,12 +66,6 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Sessions of other workers attached here have ids with this bit (see `Forward::Attach`).
 const REMOTE_SESSION_BIT: u64 = 1 << 61;
-
-/// Largest cached GOP sent again to answer a browser's keyframe request (a burst to one viewer).
-const MAX_REPLAY_BYTES: usize = 1 << 20;
-
-/// Bound of a stream's GOP cache; a camera with a longer GOP (in bytes) gets no instant start.
-const MAX_GOP_BYTES: usize = 4 << 20;
 
 pub struct Gateway {
     config: GatewayConfig,
@@ -100,16 +94,6 @@ pub struct Gateway {
     dtls_cert: Option<Option<DtlsCert>>,
     /// When the gateway was last given time: the instant of the deferred flushes.
     last_now: Option<Instant>,
-    /// Reused between camera packets so relaying allocates nothing but each packet's `Arc`.
-    relay_out: Vec<RelayPacket>,
-    audio_out: Vec<AudioPacket>,
-    /// The Opus fallback of passed-through G.711, for browsers without that law.
-    audio_fallback: Vec<AudioPacket>,
-    /// The capture instant of each packet in `relay_out`, `audio_out` and `audio_fallback`
-    /// (computed once, used per viewer and mirror).
-    relay_walls: Vec<Instant>,
-    audio_walls: Vec<Instant>,
-    fallback_walls: Vec<Instant>,
     /// Reused buffer of what came in on the media lanes (see `handle_mirrored`).
     mirror_in: Vec<MirrorItem>,
     stats: GatewayStats,
@@ -141,12 +125,6 @@ impl Gateway {
             unflushed_next: 0,
             dtls_cert: None,
             last_now: None,
-            relay_out: Vec::with_capacity(64),
-            audio_out: Vec::with_capacity(8),
-            audio_fallback: Vec::with_capacity(8),
-            relay_walls: Vec::with_capacity(64),
-            audio_walls: Vec::with_capacity(8),
-            fallback_walls: Vec::with_capacity(8),
             mirror_in: Vec::new(),
             stats: GatewayStats::default(),
             remote_ids: HashMap::new(),
@@ -189,12 +167,12 @@ impl Gateway {
                 Some(StreamInfo {
                     id,
                     url: s.redacted.clone(),
-                    playing: s.video_track.is_some() && s.reconnect_at.is_none(),
+                    playing: s.pipeline.has_video_track() && s.reconnect_at.is_none(),
                     viewers: s.viewers.len() + s.pending.len(),
                     pinned: s.pinned,
                     reconnecting: s.reconnect_at.is_some(),
-                    dropped_tracks: s.dropped_tracks.clone(),
-                    info: s.info(),
+                    dropped_tracks: s.pipeline.dropped_tracks().to_vec(),
+                    info: s.pipeline.info(),
                     mirror,
                 })
             })

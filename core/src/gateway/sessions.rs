@@ -355,7 +355,7 @@ impl Gateway {
         stream.pending.push(viewer);
         tracing::info!(session = session.0, stream = stream_id.0, url = %stream.redacted, "viewer joined");
         self.send_status(viewer, StreamStatus::Pending, None);
-        if self.streams[&stream_id].video_codec().is_some() {
+        if self.streams[&stream_id].pipeline.video_codec().is_some() {
             self.answer_pending(stream_id, now);
         }
     }

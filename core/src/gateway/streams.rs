@@ -10,12 +10,8 @@ pub(super) enum Source {
 
 pub(super) struct MirrorSource {
     pub(super) origin: usize,
-    /// What plays, from the origin's `Ready`; viewers wait for it.
-    pub(super) described: Option<Described>,
     /// The camera stream's id on the origin (for the APIs).
     pub(super) origin_stream: Option<StreamId>,
-    /// Dates packets of a GOP replay.
-    pub(super) clock: Option<MirrorClock>,
     /// The Opus fallback of G.711 was asked for.
     pub(super) fallback_asked: bool,
 }
@@ -28,18 +24,8 @@ pub(super) struct Stream {
     pub(super) source: Source,
     /// Mirrors of this camera on other workers: (worker, mirror stream there).
     pub(super) mirrors: Vec<(usize, StreamId)>,
-    /// Index of the H.264 track among the client's tracks, once playing.
-    pub(super) video_track: Option<usize>,
-    pub(super) relay: Option<VideoRelay>,
-    /// Index of the audio track among the client's tracks, and its relay, when it plays.
-    pub(super) audio_track: Option<usize>,
-    pub(super) audio: Option<AudioRelay>,
-    /// The current GOP, replayed to viewers who join mid-GOP.
-    pub(super) gop: GopCache,
-    /// Video payload bitrate, measured once for all viewers (see `bandwidth`).
-    pub(super) bitrate: BitrateMeter,
-    /// The camera's video sequence numbers, for loss accounting.
-    pub(super) seq: SeqTracker,
+    /// Relays, GOP cache, lip sync and bitrate of the stream's media.
+    pub(super) pipeline: MediaPipeline,
     /// Viewers that have an answer and receive media.
     pub(super) viewers: Vec<usize>,
     /// Viewers waiting for the camera's description before they can be answered.
@@ -54,14 +40,6 @@ pub(super) struct Stream {
     pub(super) reconnect_attempts: u32,
     /// When the next reconnect attempt starts (the camera is down until then).
     pub(super) reconnect_at: Option<Instant>,
-    /// Why tracks of the camera were left out (e.g. audio SETUP refused), for stream info.
-    pub(super) dropped_tracks: Vec<String>,
-    /// The camera's H.264 has B-frames (reported once).
-    pub(super) b_frames: bool,
-    /// Lip sync: the camera's NTP clock, and each track's RTP-to-NTP mapping.
-    pub(super) clock: StreamClock,
-    pub(super) video_clock: TrackClock,
-    pub(super) audio_clock: TrackClock,
     pub(super) scheduled: Option<Instant>,
 }
 
@@ -75,7 +53,12 @@ impl Gateway {
         self.by_url.insert(url.clone(), id);
         self.streams.insert(
             id,
-            Stream::new(url, redacted, Source::Camera(Box::new(client))),
+            Stream::new(
+                url,
+                redacted,
+                Source::Camera(Box::new(client)),
+                MediaPipeline::camera(self.config.stopwatch),
+            ),
         );
         self.stats.rtsp_connects += 1;
         self.outputs.push_back(GatewayOutput::RtspConnect {
@@ -102,12 +85,11 @@ impl Gateway {
         self.by_url.insert(url.clone(), id);
         let source = Source::Mirror(MirrorSource {
             origin,
-            described: None,
             origin_stream: None,
-            clock: None,
             fallback_asked: false,
         });
-        self.streams.insert(id, Stream::new(url, redacted, source));
+        let stream = Stream::new(url, redacted, source, MediaPipeline::mirror());
+        self.streams.insert(id, stream);
         id
     }
 
@@ -115,7 +97,7 @@ impl Gateway {
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
-        let (audio_out, Some(video)) = (s.audio_output(), s.video_codec()) else {
+        let (audio_out, Some(video)) = (s.pipeline.audio_output(), s.pipeline.video_codec()) else {
             return;
         };
         let pending = std::mem::take(&mut s.pending);
@@ -237,47 +219,19 @@ impl Gateway {
     }
 }
 
-/// What the stream info says about B-frames, and what to do about them.
-pub(super) const B_FRAMES_WARNING: &str = "the camera's H.264 has B-frames, which browsers play jerkily over \
-WebRTC: set the camera's encoder to a profile or GOP setting without B-frames (e.g. baseline profile)";
-
-/// "video H264 42c01e; audio PCMU 8000 Hz (passed through)" plus warnings and dropped tracks.
-pub(super) fn stream_info(
-    video: Option<&VideoRelay>,
-    audio: Option<&AudioRelay>,
-    b_frames: bool,
-    dropped: &[String],
-) -> String {
-    let mut parts = Vec::new();
-    if let Some(v) = video {
-        parts.push(format!("video {}", v.describe()));
-    }
-    if let Some(a) = audio {
-        parts.push(format!("audio {}", a.description()));
-    }
-    if b_frames {
-        parts.push(format!("warning: {B_FRAMES_WARNING}"));
-    }
-    for d in dropped {
-        parts.push(format!("left out: {d}"));
-    }
-    parts.join("; ")
-}
-
 impl Stream {
-    pub(super) fn new(url: String, redacted: String, source: Source) -> Self {
+    pub(super) fn new(
+        url: String,
+        redacted: String,
+        source: Source,
+        pipeline: MediaPipeline,
+    ) -> Self {
         Stream {
             url,
             redacted,
             source,
             mirrors: Vec::new(),
-            video_track: None,
-            relay: None,
-            audio_track: None,
-            audio: None,
-            gop: GopCache::new(MAX_GOP_BYTES),
-            bitrate: BitrateMeter::new(),
-            seq: SeqTracker::new(),
+            pipeline,
             viewers: Vec::new(),
             pending: Vec::new(),
             linger_until: None,
@@ -285,11 +239,6 @@ impl Stream {
             played: false,
             reconnect_attempts: 0,
             reconnect_at: None,
-            dropped_tracks: Vec::new(),
-            b_frames: false,
-            clock: StreamClock::default(),
-            video_clock: TrackClock::new(90_000),
-            audio_clock: TrackClock::new(8_000),
             scheduled: None,
         }
     }
@@ -305,58 +254,5 @@ impl Stream {
     /// No viewers, none waiting, no mirrors.
     pub(super) fn unwatched(&self) -> bool {
         self.viewers.is_empty() && self.pending.is_empty() && self.mirrors.is_empty()
-    }
-
-    /// The video codec viewers get, once known.
-    pub(super) fn video_codec(&self) -> Option<VideoCodec> {
-        match &self.source {
-            Source::Camera(_) => self.relay.as_ref().map(VideoRelay::codec),
-            Source::Mirror(m) => m.described.as_ref().map(|d| d.video),
-        }
-    }
-
-    /// The audio viewers get, if any.
-    pub(super) fn audio_output(&self) -> Option<AudioOut> {
-        match &self.source {
-            Source::Camera(_) => self.audio.as_ref().map(AudioRelay::output),
-            Source::Mirror(m) => m.described.as_ref().and_then(|d| d.audio),
-        }
-    }
-
-    /// The capture instant of video RTP time `ts`: from the camera's clock mapping here, from
-    /// the newest mirrored packet in a mirror.
-    pub(super) fn video_wallclock(&self, ts: u32, now: Instant) -> Instant {
-        match &self.source {
-            Source::Camera(_) => self.video_clock.wallclock(&self.clock, ts, now),
-            Source::Mirror(m) => m.clock.map_or(now, |c| c.wallclock(ts)),
-        }
-    }
-
-    /// What a camera stream plays, for its mirrors; `None` until it plays.
-    pub(super) fn described(&self) -> Option<Described> {
-        let Source::Camera(_) = self.source else {
-            return None;
-        };
-        Some(Described {
-            video: self.video_codec()?,
-            audio: self.audio_output(),
-            info: self.info(),
-        })
-    }
-
-    pub(super) fn info(&self) -> String {
-        match &self.source {
-            Source::Camera(_) => stream_info(
-                self.relay.as_ref(),
-                self.audio.as_ref(),
-                self.b_frames,
-                &self.dropped_tracks,
-            ),
-            Source::Mirror(m) => m
-                .described
-                .as_ref()
-                .map(|d| d.info.clone())
-                .unwrap_or_default(),
-        }
     }
 }

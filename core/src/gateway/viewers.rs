@@ -131,7 +131,7 @@ impl Gateway {
             let stream_bps = self
                 .streams
                 .get_mut(&entry.stream)
-                .and_then(|s| s.bitrate.bps(now));
+                .and_then(|s| s.pipeline.bitrate_bps(now));
             let verdict = entry.link.on_report(report, stream_bps);
             viewer.set_rate_limit(now, verdict.limit);
             if let Some(backlog) = verdict.skip {
@@ -151,16 +151,12 @@ impl Gateway {
         if viewer.take_keyframe_request() && entry.primed {
             if entry.link.congested() {
                 viewer.wait_for_keyframe();
-            } else if let Some(s) = self.streams.get(&entry.stream) {
-                if s.gop.is_ready()
-                    && s.gop.bytes() <= MAX_REPLAY_BYTES
-                    && viewer.replay_gop(
-                        now,
-                        &s.gop,
-                        |ts| s.video_wallclock(ts, now),
-                        &mut self.transmits,
-                    )
-                {
+            } else if let Some((gop, wall)) = self
+                .streams
+                .get(&entry.stream)
+                .and_then(|s| s.pipeline.keyframe_replay(now))
+            {
+                if viewer.replay_gop(now, gop, wall, &mut self.transmits) {
                     self.stats.keyframe_requests_answered += 1;
                     tracing::debug!(viewer = v, "keyframe request answered from the GOP cache");
                 }
