@@ -538,3 +538,349 @@ impl CameraMedia {
         parts.join("; ")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const SPROP: &str = "Z0LAHtkDxWhAAAADAEAAAA8jxgyS,aM4yyA==";
+
+    /// What a stream's viewers and mirrors would have been given.
+    #[derive(Default)]
+    struct Recorder {
+        stats: GatewayStats,
+        /// Each video batch: its packets, their capture instants, and the GOP after it.
+        video: Vec<(Vec<RelayPacket>, Vec<Instant>, Vec<RelayPacket>)>,
+        /// The PLAYING info a viewer would get with the latest video batch.
+        info: String,
+        /// Each audio batch: its output, main packets and instants, fallback packet count.
+        audio: Vec<(AudioOut, Vec<AudioPacket>, Vec<Instant>, usize)>,
+        playing_again: Vec<String>,
+    }
+
+    impl MediaSink for Recorder {
+        fn stats(&mut self) -> &mut GatewayStats {
+            &mut self.stats
+        }
+        fn video(
+            &mut self,
+            gop: &GopCache,
+            (packets, walls): (&[RelayPacket], &[Instant]),
+            _gop_wall: impl Fn(u32) -> Instant,
+            _codec: VideoCodec,
+            info: impl Fn() -> String,
+        ) {
+            self.video
+                .push((packets.to_vec(), walls.to_vec(), gop.packets().to_vec()));
+            self.info = info();
+        }
+        fn audio(
+            &mut self,
+            output: AudioOut,
+            main: (&[AudioPacket], &[Instant]),
+            fallback: (&[AudioPacket], &[Instant]),
+        ) {
+            (self.audio).push((output, main.0.to_vec(), main.1.to_vec(), fallback.0.len()));
+        }
+        fn playing_again(&mut self, info: &str) {
+            self.playing_again.push(info.to_owned());
+        }
+    }
+
+    fn track(kind: MediaKind, encoding: &str, pt: u8, rate: u32, fmtp: Option<&str>) -> TrackInfo {
+        TrackInfo {
+            kind,
+            encoding: encoding.into(),
+            payload_type: pt,
+            clock_rate: rate,
+            channels: None,
+            fmtp: fmtp.map(str::to_owned),
+            control: String::new(),
+        }
+    }
+
+    fn h264() -> TrackInfo {
+        let fmtp =
+            format!("packetization-mode=1;profile-level-id=42c01e;sprop-parameter-sets={SPROP}");
+        track(MediaKind::Video, "H264", 96, 90_000, Some(&fmtp))
+    }
+
+    fn pcmu() -> TrackInfo {
+        track(MediaKind::Audio, "PCMU", 0, 8000, None)
+    }
+
+    fn started(fail_on_track_error: bool) -> Started<'static> {
+        Started {
+            resumed: false,
+            max_payload: 1200,
+            fail_on_track_error,
+            stream: 1,
+            redacted: "rtsp://cam",
+        }
+    }
+
+    /// A camera with video on track 0 and PCMU on track 1.
+    fn playing_camera() -> MediaPipeline {
+        let mut p = MediaPipeline::camera(None);
+        p.camera_playing(&[h264(), pcmu()], Vec::new(), started(false))
+            .expect("plays");
+        p
+    }
+
+    fn rtp(pt: u8, seq: u16, ts: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![0x80, pt | if marker { 0x80 } else { 0 }];
+        v.extend_from_slice(&seq.to_be_bytes());
+        v.extend_from_slice(&ts.to_be_bytes());
+        v.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// An RTCP sender report mapping `rtp_time` to NTP second `ntp_secs`.
+    fn sender_report(ntp_secs: u32, rtp_time: u32) -> Vec<u8> {
+        let mut v = vec![0x80, 200, 0, 6];
+        v.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+        v.extend_from_slice(&ntp_secs.to_be_bytes());
+        v.extend_from_slice(&0u32.to_be_bytes());
+        v.extend_from_slice(&rtp_time.to_be_bytes());
+        v.extend_from_slice(&[0; 8]);
+        v
+    }
+
+    fn nal(kind: u8, len: usize) -> Vec<u8> {
+        let mut v = vec![0x60 | kind];
+        v.extend((0..len - 1).map(|i| (i % 251) as u8 + 1));
+        v
+    }
+
+    /// A P-slice (first_mb_in_slice 0, slice_type 0).
+    fn p_slice() -> Vec<u8> {
+        [vec![0x21, 0x88], vec![0x55; 300]].concat()
+    }
+
+    /// A B-slice (first_mb_in_slice 0, slice_type 1).
+    fn b_slice() -> Vec<u8> {
+        [vec![0x01, 0xA0], vec![0x55; 300]].concat()
+    }
+
+    fn camera(track: usize, rtcp: bool, data: &[u8]) -> MediaIn<'_> {
+        MediaIn::Camera(MediaPacket { track, rtcp, data })
+    }
+
+    /// One access unit of one NAL on the video track.
+    fn frame(
+        p: &mut MediaPipeline,
+        sink: &mut Recorder,
+        now: Instant,
+        seq: u16,
+        ts: u32,
+        nal: &[u8],
+    ) -> MediaNews {
+        let packet = rtp(96, seq, ts, true, nal);
+        p.on_media(now, camera(0, false, &packet), sink)
+    }
+
+    #[test]
+    fn a_keyframe_starts_the_gop_that_new_viewers_start_from() {
+        let now = Instant::now();
+        let (mut p, mut sink) = (playing_camera(), Recorder::default());
+        frame(&mut p, &mut sink, now, 1, 0, &p_slice());
+        assert!(p.keyframe_replay(now).is_none(), "no GOP before a keyframe");
+        assert!(sink.video.iter().all(|(_, _, gop)| gop.is_empty()));
+
+        frame(&mut p, &mut sink, now, 2, 3600, &nal(5, 2000));
+        let (batch, walls, gop) = sink
+            .video
+            .last()
+            .cloned()
+            .expect("the keyframe was relayed");
+        assert!(batch[0].keyframe_start, "the batch starts a GOP");
+        assert_eq!(walls.len(), batch.len());
+        assert_eq!(gop, batch, "the GOP is the keyframe");
+        assert!(sink.info.starts_with("video H264"), "{}", sink.info);
+
+        frame(&mut p, &mut sink, now, 3, 7200, &p_slice());
+        let gop = &sink.video.last().expect("relayed").2;
+        assert_eq!(gop.len(), batch.len() + 1, "P-frames join the GOP");
+        assert_eq!(p.gop_packets(), &gop[..]);
+        assert_eq!(sink.stats.camera_packets_in, 3);
+    }
+
+    #[test]
+    fn a_keyframe_request_is_answered_from_the_gop_unless_too_big() {
+        let now = Instant::now();
+        let (mut p, mut sink) = (playing_camera(), Recorder::default());
+        frame(&mut p, &mut sink, now, 1, 0, &nal(5, 2000));
+        frame(&mut p, &mut sink, now, 2, 3600, &p_slice());
+        {
+            let (gop, wall) = p.keyframe_replay(now).expect("a complete GOP");
+            assert!(gop.packets()[0].keyframe_start);
+            assert_eq!(gop.packets().len(), p.gop_packets().len());
+            assert_eq!(wall(3600), now, "no sender report yet: dated at arrival");
+        }
+
+        // A GOP over MAX_REPLAY_BYTES is not burst to one viewer.
+        frame(
+            &mut p,
+            &mut sink,
+            now,
+            3,
+            7200,
+            &nal(5, MAX_REPLAY_BYTES + 1000),
+        );
+        assert!(p.gop_packets()[0].keyframe_start);
+        assert!(p.keyframe_replay(now).is_none());
+
+        frame(&mut p, &mut sink, now, 4, 10800, &nal(5, 2000));
+        assert!(
+            p.keyframe_replay(now).is_some(),
+            "the next keyframe starts a small GOP"
+        );
+        p.clear_gop();
+        assert!(p.keyframe_replay(now).is_none(), "a reconnect empties it");
+    }
+
+    #[test]
+    fn audio_reaches_the_sink_in_lip_sync_with_the_video() {
+        let t0 = Instant::now();
+        let (mut p, mut sink) = (playing_camera(), Recorder::default());
+        // Both tracks' sender reports put RTP 90 000 (video) and 8 000 (audio) at NTP 100 s.
+        p.on_media(t0, camera(0, true, &sender_report(100, 90_000)), &mut sink);
+        p.on_media(t0, camera(1, true, &sender_report(100, 8_000)), &mut sink);
+        assert!(
+            sink.video.is_empty() && sink.audio.is_empty(),
+            "RTCP is no media"
+        );
+
+        // 100 ms after the reports, in each track's clock, arriving later.
+        let later = t0 + Duration::from_millis(250);
+        frame(&mut p, &mut sink, later, 1, 90_000 + 9_000, &nal(5, 500));
+        let audio = rtp(0, 1, 8_000 + 800, false, &[0x7f; 160]);
+        p.on_media(later, camera(1, false, &audio), &mut sink);
+
+        let (output, packets, walls, fallback) = sink.audio.last().expect("audio reached the sink");
+        assert_eq!(*output, AudioOut::Pcmu);
+        assert_eq!((packets.len(), *fallback), (1, 0));
+        assert_eq!(packets[0].payload.len(), 160, "passed through");
+        let video_wall = sink.video.last().expect("video").1[0];
+        assert_eq!(walls[0], t0 + Duration::from_millis(100));
+        assert_eq!(video_wall, walls[0], "both tracks on one clock");
+        assert_eq!(p.video_wallclock(90_000 + 9_000, later), video_wall);
+    }
+
+    #[test]
+    fn source_gaps_count_as_lost_packets() {
+        let now = Instant::now();
+        let (mut p, mut sink) = (playing_camera(), Recorder::default());
+        frame(&mut p, &mut sink, now, 10, 0, &nal(5, 500));
+        frame(&mut p, &mut sink, now, 11, 3600, &p_slice());
+        frame(&mut p, &mut sink, now, 14, 7200, &p_slice());
+        assert_eq!(sink.stats.camera_packets_in, 3);
+        assert_eq!(sink.stats.camera_packets_lost, 2);
+    }
+
+    #[test]
+    fn b_frames_are_news_once_and_change_the_info() {
+        let now = Instant::now();
+        let (mut p, mut sink) = (playing_camera(), Recorder::default());
+        assert_eq!(
+            frame(&mut p, &mut sink, now, 1, 0, &nal(5, 500)),
+            MediaNews::Nothing
+        );
+        assert!(!p.info().contains("B-frames"));
+        let news = frame(&mut p, &mut sink, now, 2, 3600, &b_slice());
+        assert_eq!(news, MediaNews::BFrames);
+        assert_eq!(sink.playing_again.len(), 1);
+        assert!(sink.playing_again[0].contains(B_FRAMES_WARNING));
+        assert_eq!(
+            frame(&mut p, &mut sink, now, 3, 7200, &b_slice()),
+            MediaNews::Nothing
+        );
+        assert_eq!(sink.playing_again.len(), 1, "told once");
+        let described = p.described().expect("a playing camera");
+        assert!(described.info.contains(B_FRAMES_WARNING));
+    }
+
+    #[test]
+    fn tracks_that_cannot_play_are_left_out_or_fail_the_stream() {
+        let odd = track(MediaKind::Audio, "X-ODD", 97, 8000, None);
+        let mut p = MediaPipeline::camera(None);
+        p.camera_playing(
+            &[h264(), odd.clone()],
+            vec!["video h265: no".into()],
+            started(false),
+        )
+        .expect("the video plays on");
+        assert_eq!(p.audio_output(), None);
+        assert_eq!(p.dropped_tracks().len(), 2);
+        assert!(p.dropped_tracks()[1].starts_with("audio x-odd: "));
+        assert!(p.info().contains("left out: video h265: no"));
+
+        let mut p = MediaPipeline::camera(None);
+        let err = p.camera_playing(&[h264(), odd], Vec::new(), started(true));
+        assert!(err
+            .expect_err("fails")
+            .starts_with("Audio track can't be played"));
+
+        let mut p = MediaPipeline::camera(None);
+        let err = p.camera_playing(&[pcmu()], Vec::new(), started(false));
+        assert!(err.expect_err("no video").starts_with("No common codecs"));
+    }
+
+    #[test]
+    fn a_mirror_relays_once_described_dated_by_the_origin() {
+        let now = Instant::now();
+        let (mut camera_side, mut relayed) = (playing_camera(), Recorder::default());
+        frame(&mut camera_side, &mut relayed, now, 1, 0, &nal(5, 500));
+        frame(&mut camera_side, &mut relayed, now, 2, 3600, &p_slice());
+        let packets: Vec<RelayPacket> = relayed.video.iter().flat_map(|v| v.0.clone()).collect();
+        let wall = now - Duration::from_millis(30);
+
+        let (mut p, mut sink) = (MediaPipeline::mirror(), Recorder::default());
+        let video = |packet: &RelayPacket| MediaIn::MirroredVideo {
+            packet: packet.clone(),
+            wall,
+        };
+        p.on_media(now, video(&packets[0]), &mut sink);
+        assert!(sink.video.is_empty(), "viewers wait for the description");
+        assert_eq!(p.video_codec(), None);
+
+        let described = camera_side.described().expect("plays");
+        assert!(p.describe(described.clone()).is_none());
+        assert_eq!(p.video_codec(), Some(described.video));
+        assert_eq!(p.audio_output(), Some(AudioOut::Pcmu));
+        assert_eq!(p.info(), described.info);
+        for packet in &packets {
+            p.on_media(now, video(packet), &mut sink);
+        }
+        assert_eq!(sink.video.len(), packets.len());
+        assert_eq!(sink.video[0].1, vec![wall], "dated as the origin said");
+        assert_eq!(p.gop_packets(), &packets[..]);
+        let last = packets.last().expect("some").rtp_time;
+        assert_eq!(
+            p.video_wallclock(last + 9_000, now),
+            wall + Duration::from_millis(100)
+        );
+
+        let audio = AudioPacket {
+            payload: vec![0u8; 160].into(),
+            rtp_time: 0,
+            seq: 0,
+        };
+        let input = |fallback| MediaIn::MirroredAudio {
+            packet: audio.clone(),
+            wall,
+            fallback,
+        };
+        p.on_media(now, input(false), &mut sink);
+        p.on_media(now, input(true), &mut sink);
+        let counts: Vec<_> = sink.audio.iter().map(|a| (a.1.len(), a.3)).collect();
+        assert_eq!(counts, [(1, 0), (0, 1)], "main, then fallback");
+        assert!(
+            p.described().is_none(),
+            "a mirror describes nothing to others"
+        );
+    }
+}
