@@ -12,7 +12,7 @@ use super::viewers::ViewerEntry;
 use super::{Gateway, GatewayOutput, GatewayStats, StreamId};
 use crate::audio_relay::{AudioOut, AudioPacket};
 use crate::gop::GopCache;
-use crate::h264::RelayPacket;
+use crate::media::VideoPacket;
 use crate::mirror::MirrorItem;
 use crate::placement::Placement;
 use crate::signaling::{self, StreamStatus};
@@ -124,7 +124,7 @@ impl MediaSink for FanOut<'_> {
     fn video(
         &mut self,
         gop: &GopCache,
-        (packets, walls): (&[RelayPacket], &[Instant]),
+        (packets, walls): (&[VideoPacket], &[Instant]),
         gop_wall: impl Fn(u32) -> Instant,
         codec: VideoCodec,
         info: impl Fn() -> String,

@@ -195,7 +195,7 @@ impl Gateway {
         self.stats
     }
 
-    /// How many entries each of the hub's tables holds: after every viewer and camera is gone
+    /// How many entries each of the gateway's tables holds: after every viewer and camera is gone
     /// they must all be back to zero (the leak check of the tests and the soak script).
     pub fn resident(&self) -> Resident {
         Resident {

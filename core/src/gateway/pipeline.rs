@@ -13,13 +13,13 @@ use crate::audio_relay::{AudioOut, AudioPacket, AudioRelay};
 use crate::bandwidth::BitrateMeter;
 use crate::gateway::GatewayStats;
 use crate::gop::GopCache;
-use crate::h264::RelayPacket;
+use crate::lip_sync::{StreamClock, TrackClock};
 use crate::media::MediaKind;
 use crate::media::TrackInfo;
+use crate::media::VideoPacket;
 use crate::mirror::{Described, MirrorClock};
 use crate::rtp::{parse_sender_report, RtpPacket, SeqStep, SeqTracker};
 use crate::rtsp::MediaPacket;
-use crate::sync::{StreamClock, TrackClock};
 use crate::video_relay::{VideoCodec, VideoRelay};
 
 /// Largest cached GOP sent again to answer a browser's keyframe request (a burst to one viewer).
@@ -38,7 +38,7 @@ pub(super) enum MediaIn<'a> {
     /// An RTP or RTCP packet of one of the camera's tracks.
     Camera(MediaPacket<'a>),
     /// Video the camera's worker relayed, with its capture instant (a mirror's input).
-    MirroredVideo { packet: RelayPacket, wall: Instant },
+    MirroredVideo { packet: VideoPacket, wall: Instant },
     /// Audio the camera's worker relayed; `fallback`: the Opus fallback of G.711.
     MirroredAudio {
         packet: AudioPacket,
@@ -59,7 +59,7 @@ pub(super) trait MediaSink {
     fn video(
         &mut self,
         gop: &GopCache,
-        batch: (&[RelayPacket], &[Instant]),
+        batch: (&[VideoPacket], &[Instant]),
         gop_wall: impl Fn(u32) -> Instant,
         codec: VideoCodec,
         info: impl Fn() -> String,
@@ -123,7 +123,7 @@ struct CameraMedia {
     stopwatch: Option<fn() -> Instant>,
     /// Reused between packets so relaying allocates nothing but each packet's `Arc`, with the
     /// capture instant of each packet (computed once, used per viewer and mirror).
-    video_out: Vec<RelayPacket>,
+    video_out: Vec<VideoPacket>,
     video_walls: Vec<Instant>,
     audio_out: Vec<AudioPacket>,
     audio_walls: Vec<Instant>,
@@ -309,7 +309,7 @@ impl MediaPipeline {
     }
 
     /// The packets of the cached GOP.
-    pub(super) fn gop_packets(&self) -> &[RelayPacket] {
+    pub(super) fn gop_packets(&self) -> &[VideoPacket] {
         self.gop.packets()
     }
 
@@ -552,7 +552,7 @@ mod tests {
     struct Recorder {
         stats: GatewayStats,
         /// Each video batch: its packets, their capture instants, and the GOP after it.
-        video: Vec<(Vec<RelayPacket>, Vec<Instant>, Vec<RelayPacket>)>,
+        video: Vec<(Vec<VideoPacket>, Vec<Instant>, Vec<VideoPacket>)>,
         /// The PLAYING info a viewer would get with the latest video batch.
         info: String,
         /// Each audio batch: its output, main packets and instants, fallback packet count.
@@ -567,7 +567,7 @@ mod tests {
         fn video(
             &mut self,
             gop: &GopCache,
-            (packets, walls): (&[RelayPacket], &[Instant]),
+            (packets, walls): (&[VideoPacket], &[Instant]),
             _gop_wall: impl Fn(u32) -> Instant,
             _codec: VideoCodec,
             info: impl Fn() -> String,
@@ -835,11 +835,11 @@ mod tests {
         let (mut camera_side, mut relayed) = (playing_camera(), Recorder::default());
         frame(&mut camera_side, &mut relayed, now, 1, 0, &nal(5, 500));
         frame(&mut camera_side, &mut relayed, now, 2, 3600, &p_slice());
-        let packets: Vec<RelayPacket> = relayed.video.iter().flat_map(|v| v.0.clone()).collect();
+        let packets: Vec<VideoPacket> = relayed.video.iter().flat_map(|v| v.0.clone()).collect();
         let wall = now - Duration::from_millis(30);
 
         let (mut p, mut sink) = (MediaPipeline::mirror(), Recorder::default());
-        let video = |packet: &RelayPacket| MediaIn::MirroredVideo {
+        let video = |packet: &VideoPacket| MediaIn::MirroredVideo {
             packet: packet.clone(),
             wall,
         };

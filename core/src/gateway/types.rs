@@ -1,6 +1,6 @@
 use super::*;
 
-/// Settings of the hub; the server fills them from its configuration.
+/// Settings of the gateway; the server fills them from its configuration.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     /// Where browsers reach camgate's WebRTC UDP socket(s): the host candidates of every answer.
@@ -51,11 +51,11 @@ impl Default for GatewayConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u64);
 
-/// A camera connection, numbered by the hub; never reused.
+/// A camera connection, numbered by the gateway; never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamId(pub u64);
 
-/// What the hub asks the event loop to do.
+/// What the gateway asks the event loop to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GatewayOutput {
     /// Send a signaling text message on a WebSocket.
@@ -260,7 +260,7 @@ impl GatewayStats {
     }
 }
 
-/// Entry counts of the hub's tables, see [`Gateway::resident`].
+/// Entry counts of the gateway's tables, see [`Gateway::resident`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Resident {
     pub streams: usize,
