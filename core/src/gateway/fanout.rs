@@ -3,12 +3,11 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use slab::Slab;
 use str0m::net::Transmit;
 
 use super::pipeline::MediaSink;
 use super::streams::Stream;
-use super::viewers::ViewerEntry;
+use super::viewers::{ViewerEntry, ViewerId, ViewerTable};
 use super::{Gateway, GatewayOutput, GatewayStats, StreamId};
 use crate::audio_relay::{AudioOut, AudioPacket};
 use crate::gop::GopCache;
@@ -50,15 +49,15 @@ pub(super) fn push_lane(
 /// What writes one stream's media to its viewers and mirrors: the parts of the gateway it
 /// needs, borrowed next to the stream's pipeline (see `Gateway::media_of`).
 pub(super) struct FanOut<'a> {
-    pub(super) viewers: &'a mut Slab<ViewerEntry>,
-    pub(super) unflushed: &'a mut Vec<usize>,
+    pub(super) viewers: &'a mut ViewerTable,
+    pub(super) unflushed: &'a mut Vec<ViewerId>,
     /// Where a GOP replay's slices go (see `Viewer::send_replayed`).
     pub(super) transmits: &'a mut VecDeque<Transmit>,
     pub(super) outputs: &'a mut VecDeque<GatewayOutput>,
     pub(super) stats: &'a mut GatewayStats,
     pub(super) placement: Option<&'a Placement>,
     /// The stream's viewers that have an answer.
-    pub(super) watching: &'a [usize],
+    pub(super) watching: &'a [ViewerId],
     /// The stream's mirrors on other workers: (worker, mirror stream there).
     pub(super) mirrors: &'a [(usize, StreamId)],
     /// The stream's URL with its password masked.

@@ -72,20 +72,20 @@ pub struct Gateway {
     next_stream_id: u64,
     streams: HashMap<StreamId, Stream>,
     by_url: HashMap<String, StreamId>,
-    viewers: Slab<ViewerEntry>,
+    viewers: ViewerTable,
     sessions: HashMap<SessionId, Session>,
     /// Learned source address → viewer: the fast path of the shared UDP socket.
-    by_addr: HashMap<SocketAddr, usize>,
+    by_addr: HashMap<SocketAddr, ViewerId>,
     /// camgate's ICE ufrag of each viewer → viewer: how a browser's first datagram from a new
     /// address (always a STUN check naming it) finds its viewer in one lookup.
-    by_ufrag: HashMap<String, usize>,
+    by_ufrag: HashMap<String, ViewerId>,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     next_ping: Option<Instant>,
     outputs: VecDeque<GatewayOutput>,
     transmits: VecDeque<Transmit>,
     /// Viewers written to since their last flush; flushed when datagrams are taken, so a
     /// batch of camera packets costs each viewer one str0m tick (see `Viewer::flush`).
-    unflushed: Vec<usize>,
+    unflushed: Vec<ViewerId>,
     /// How far `flush_next_viewers` got through `unflushed`.
     unflushed_next: usize,
     /// One DTLS certificate for every viewer of this worker, made at the first (as Janus does):
@@ -113,7 +113,7 @@ impl Gateway {
             next_stream_id: (here << 40) + 1,
             streams: HashMap::new(),
             by_url: HashMap::new(),
-            viewers: Slab::new(),
+            viewers: ViewerTable::default(),
             sessions: HashMap::new(),
             by_addr: HashMap::new(),
             by_ufrag: HashMap::new(),

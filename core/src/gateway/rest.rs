@@ -108,7 +108,7 @@ impl Gateway {
         let info = "Stopped by rest /terminate";
         self.fail_mirrors(id, info);
         let s = &self.streams[&id];
-        let all: Vec<usize> = s.viewers.iter().chain(s.pending.iter()).copied().collect();
+        let all: Vec<ViewerId> = s.viewers.iter().chain(s.pending.iter()).copied().collect();
         for v in all {
             self.send_status(v, StreamStatus::Failed, Some(info));
             self.remove_viewer(v, now);

@@ -11,7 +11,7 @@ pub(super) enum Routed {
 #[derive(Default)]
 pub(super) struct Session {
     pub(super) established: bool,
-    pub(super) viewers: Vec<usize>,
+    pub(super) viewers: Vec<ViewerId>,
     pub(super) last_heard: Option<Instant>,
     /// A session of another worker attached here: (that worker, its id there). Its messages
     /// go back there; it is not pinged (the origin does that).
@@ -272,7 +272,12 @@ impl Gateway {
             .push_back(GatewayOutput::WsSend { session, text });
     }
 
-    pub(super) fn send_status(&mut self, viewer: usize, status: StreamStatus, info: Option<&str>) {
+    pub(super) fn send_status(
+        &mut self,
+        viewer: ViewerId,
+        status: StreamStatus,
+        info: Option<&str>,
+    ) {
         let Some(entry) = self.viewers.get(viewer) else {
             return;
         };

@@ -27,9 +27,9 @@ pub(super) struct Stream {
     /// Relays, GOP cache, lip sync and bitrate of the stream's media.
     pub(super) pipeline: MediaPipeline,
     /// Viewers that have an answer and receive media.
-    pub(super) viewers: Vec<usize>,
+    pub(super) viewers: Vec<ViewerId>,
     /// Viewers waiting for the camera's description before they can be answered.
-    pub(super) pending: Vec<usize>,
+    pub(super) pending: Vec<ViewerId>,
     /// When the last viewer left: the connection closes at this instant.
     pub(super) linger_until: Option<Instant>,
     /// Started by the REST API: stays connected without viewers until terminated.
@@ -155,7 +155,7 @@ impl Gateway {
         }
         self.fail_mirrors(id, info);
         let s = &self.streams[&id];
-        let all: Vec<usize> = s.viewers.iter().chain(s.pending.iter()).copied().collect();
+        let all: Vec<ViewerId> = s.viewers.iter().chain(s.pending.iter()).copied().collect();
         for v in all {
             self.send_status(v, StreamStatus::Failed, Some(info));
             self.remove_viewer(v, now);

@@ -3,7 +3,7 @@ use super::*;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum TimerKey {
     Stream(StreamId),
-    Viewer(usize),
+    Viewer(ViewerId),
     Ping,
 }
 
@@ -29,7 +29,7 @@ impl Gateway {
         }
     }
 
-    pub(super) fn schedule_viewer(&mut self, v: usize, now: Instant) {
+    pub(super) fn schedule_viewer(&mut self, v: ViewerId, now: Instant) {
         let Some(entry) = self.viewers.get_mut(v) else {
             return;
         };

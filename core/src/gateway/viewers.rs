@@ -18,8 +18,56 @@ pub(super) struct ViewerEntry {
     pub(super) link: LinkMonitor,
 }
 
+/// A viewer of this gateway: its key in the [`ViewerTable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) struct ViewerId(usize);
+
+/// Every viewer of this gateway, by id (ids are reused once a viewer is gone).
+#[derive(Default)]
+pub(super) struct ViewerTable(Slab<ViewerEntry>);
+
+impl ViewerTable {
+    pub(super) fn insert(&mut self, entry: ViewerEntry) -> ViewerId {
+        ViewerId(self.0.insert(entry))
+    }
+
+    pub(super) fn remove(&mut self, v: ViewerId) -> ViewerEntry {
+        self.0.remove(v.0)
+    }
+
+    pub(super) fn contains(&self, v: ViewerId) -> bool {
+        self.0.contains(v.0)
+    }
+
+    pub(super) fn get(&self, v: ViewerId) -> Option<&ViewerEntry> {
+        self.0.get(v.0)
+    }
+
+    pub(super) fn get_mut(&mut self, v: ViewerId) -> Option<&mut ViewerEntry> {
+        self.0.get_mut(v.0)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl std::ops::Index<ViewerId> for ViewerTable {
+    type Output = ViewerEntry;
+
+    fn index(&self, v: ViewerId) -> &ViewerEntry {
+        &self.0[v.0]
+    }
+}
+
+impl std::ops::IndexMut<ViewerId> for ViewerTable {
+    fn index_mut(&mut self, v: ViewerId) -> &mut ViewerEntry {
+        &mut self.0[v.0]
+    }
+}
+
 impl Gateway {
-    pub(super) fn remove_viewer(&mut self, v: usize, now: Instant) {
+    pub(super) fn remove_viewer(&mut self, v: ViewerId, now: Instant) {
         if !self.viewers.contains(v) {
             return;
         }
@@ -92,7 +140,7 @@ impl Gateway {
         self.after_viewer_input(v, now);
     }
 
-    pub(super) fn after_viewer_input(&mut self, v: usize, now: Instant) {
+    pub(super) fn after_viewer_input(&mut self, v: ViewerId, now: Instant) {
         let Some(entry) = self.viewers.get_mut(v) else {
             return;
         };
@@ -136,7 +184,7 @@ impl Gateway {
             viewer.set_rate_limit(now, verdict.limit);
             if let Some(backlog) = verdict.skip {
                 tracing::debug!(
-                    viewer = v,
+                    viewer = v.0,
                     backlog,
                     limit = verdict.limit,
                     "link congested: skipping to the next keyframe"
@@ -158,7 +206,7 @@ impl Gateway {
             {
                 if viewer.replay_gop(now, gop, wall, &mut self.transmits) {
                     self.stats.keyframe_requests_answered += 1;
-                    tracing::debug!(viewer = v, "keyframe request answered from the GOP cache");
+                    tracing::debug!(viewer = v.0, "keyframe request answered from the GOP cache");
                 }
             }
         }
