@@ -7,7 +7,5 @@
 pub mod access;
 pub mod config;
 pub mod demo;
-pub mod metrics;
-pub mod rest;
 pub mod tls;
 pub mod web;
