@@ -3,12 +3,12 @@
 //!
 //! The event loop hands us bytes per connection. On the TLS listeners those bytes go through a
 //! sans-IO rustls `ServerConnection` first, so everything below it is the same for both. A
-//! connection starts as HTTP ([`http`]); a request with `Upgrade: websocket` turns it into a
-//! signaling session ([`ws`]), any other request is answered through the routing table
-//! ([`routes`]) by the player's files ([`pages`]), the APIs ([`rest`], [`metrics`]) or WHEP
-//! ([`whep`]).
+//! connection starts as HTTP (`http.rs`); a request with `Upgrade: websocket` turns it into a
+//! signaling session (`ws.rs`), any other request is answered through the routing table
+//! (`routes.rs`) by the player's files (`pages.rs`), the APIs (`rest.rs`, `metrics.rs`) or WHEP
+//! (`whep.rs`).
 //!
-//! Handlers write plaintext into [`Out`]; [`Web::commit`] then encrypts what belongs to TLS
+//! Handlers write plaintext into `Out`; `Web::commit` then encrypts what belongs to TLS
 //! connections before it reaches the loop.
 
 mod http;

@@ -1,5 +1,6 @@
-//! Which handler answers an HTTP request: the one routing table, with CORS and the bearer
-//! token checked here before any handler runs.
+//! Which handler answers an HTTP request: the one routing table, with the CORS preflight and
+//! the bearer token handled here before any handler runs. (The CORS headers every answer
+//! carries are written by [`Response`].)
 
 use std::time::Instant;
 
