@@ -342,7 +342,6 @@ impl EventLoop {
 /// A non-blocking connect from a chosen local address (`rtsp_client_address`, e.g. a VPN's).
 fn connect_from(local: IpAddr, remote: SocketAddr) -> io::Result<std::net::TcpStream> {
     use socket2::{Domain, Protocol, Socket, Type};
-    const EINPROGRESS: i32 = 115;
     let socket = Socket::new(
         Domain::for_address(remote),
         Type::STREAM,
@@ -353,7 +352,8 @@ fn connect_from(local: IpAddr, remote: SocketAddr) -> io::Result<std::net::TcpSt
     match socket.connect(&remote.into()) {
         Ok(()) => {}
         Err(e)
-            if e.raw_os_error() == Some(EINPROGRESS) || e.kind() == io::ErrorKind::WouldBlock => {}
+            if e.raw_os_error() == Some(libc::EINPROGRESS)
+                || e.kind() == io::ErrorKind::WouldBlock => {}
         Err(e) => return Err(e),
     }
     Ok(socket.into())

@@ -301,6 +301,7 @@ fn accept_queued(
 }
 
 /// The process's open files limit (`ulimit -n`), for the log, "?" when unknown.
+#[allow(unsafe_code)] // getrlimit through libc: std has no wrapper
 fn open_files_limit() -> String {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
