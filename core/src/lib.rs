@@ -13,6 +13,7 @@ pub mod bandwidth;
 pub mod gop;
 pub mod h264;
 pub mod hub;
+pub mod ids;
 pub mod media;
 pub mod mirror;
 pub mod placement;

@@ -6,22 +6,12 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use camgate_core::hub::{Gateway, SessionId};
+pub use camgate_core::ids::ConnId;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Token};
 
 use super::{contained, Endpoint, EventLoop};
 use crate::tcp::{ReadOutcome, TcpConn};
-
-/// A web client connection, numbered by the loop (the slab key of its socket).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnId(pub usize);
-
-impl ConnId {
-    /// Web connections that become WebSockets are signaling sessions with the same number.
-    pub fn session(self) -> SessionId {
-        SessionId(self.0 as u64)
-    }
-}
 
 /// Which listener accepted a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,7 +222,7 @@ impl EventLoop {
         io: &mut WebIo,
     ) {
         if !contained(|| web.send_text(session, text, now, gateway, io)) {
-            tracing::error!(session = session.0, "web side panicked sending a message");
+            tracing::error!(session = %session, "web side panicked sending a message");
         }
         self.apply_web_io(io, now, gateway, web);
     }
@@ -246,7 +236,7 @@ impl EventLoop {
         io: &mut WebIo,
     ) {
         if !contained(|| web.close_session(session, now, gateway, io)) {
-            tracing::error!(session = session.0, "web side panicked closing a session");
+            tracing::error!(session = %session, "web side panicked closing a session");
         }
         self.apply_web_io(io, now, gateway, web);
     }
