@@ -35,9 +35,6 @@ const WS_READ_BUFFER: usize = 4096;
 
 /// Largest HTTP request head we accept; bigger ones are answered 431 and closed.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
-/// WHEP sessions are numbered from here so they never collide with WebSocket connection ids
-/// (slab keys, small numbers).
-const WHEP_SESSION_BIT: u64 = 1 << 62;
 
 const INDEX_HTML: &str = include_str!("../static/index.html");
 const CAMGATE_JS: &str = include_str!("../static/camgate.js");
@@ -574,9 +571,9 @@ impl Web {
             return Some(Response::error(500, "no randomness"));
         }
         let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-        let session = SessionId(WHEP_SESSION_BIT | self.next_whep);
+        let session = SessionId::Whep(self.next_whep);
         self.next_whep += 1;
-        tracing::info!(session = session.0, stream = %shown, "WHEP offer");
+        tracing::info!(session = %session, stream = %shown, "WHEP offer");
         self.wheps.insert(
             session,
             Whep {
@@ -614,7 +611,7 @@ impl Web {
     fn whep_end(&mut self, session: SessionId, now: Instant, gateway: &mut Gateway, why: &str) {
         if let Some(w) = self.wheps.remove(&session) {
             self.whep_ids.remove(&w.id);
-            tracing::info!(session = session.0, stream = %w.shown, "WHEP session ended: {why}");
+            tracing::info!(session = %session, stream = %w.shown, "WHEP session ended: {why}");
             gateway.handle_session_closed(session, now);
         }
     }
@@ -910,25 +907,27 @@ impl WebApp for Web {
         io: &mut WebIo,
     ) {
         let mut out = Out::default();
-        if session.0 & WHEP_SESSION_BIT != 0 {
-            self.whep_message(session, text, now, gateway, &mut out);
-        } else {
-            let conn = ConnId(session.0 as usize);
-            let Some(State::Ws(wsc)) = self
-                .conns
-                .get_mut(&conn)
-                .filter(|c| !c.closing)
-                .map(|c| &mut c.state)
-            else {
-                return;
-            };
-            let renamed = outbound(wsc, text);
-            let text = renamed.as_deref().unwrap_or(text);
-            if let Err(e) = wsc.ws.send(Message::text(text)) {
-                tracing::info!(conn = conn.0, "websocket send failed: {e}");
-                out.close(conn);
+        match session {
+            SessionId::Whep(_) => self.whep_message(session, text, now, gateway, &mut out),
+            // Remote sessions are the gateway's (their messages go to the worker of origin).
+            SessionId::Remote(_) => {}
+            SessionId::WebSocket(conn) => {
+                let Some(State::Ws(wsc)) = self
+                    .conns
+                    .get_mut(&conn)
+                    .filter(|c| !c.closing)
+                    .map(|c| &mut c.state)
+                else {
+                    return;
+                };
+                let renamed = outbound(wsc, text);
+                let text = renamed.as_deref().unwrap_or(text);
+                if let Err(e) = wsc.ws.send(Message::text(text)) {
+                    tracing::info!(conn = conn.0, "websocket send failed: {e}");
+                    out.close(conn);
+                }
+                take_output(&mut wsc.ws, conn, &mut out);
             }
-            take_output(&mut wsc.ws, conn, &mut out);
         }
         self.commit(out, io);
     }
@@ -941,13 +940,15 @@ impl WebApp for Web {
         io: &mut WebIo,
     ) {
         let mut out = Out::default();
-        if session.0 & WHEP_SESSION_BIT != 0 {
-            if let Some(conn) = self.wheps.get_mut(&session).and_then(|w| w.pending.take()) {
-                out.respond(conn, Response::error(504, "no answer from the gateway"));
+        match session {
+            SessionId::Whep(_) => {
+                if let Some(conn) = self.wheps.get_mut(&session).and_then(|w| w.pending.take()) {
+                    out.respond(conn, Response::error(504, "no answer from the gateway"));
+                }
+                self.whep_end(session, now, gateway, "closed by the gateway");
             }
-            self.whep_end(session, now, gateway, "closed by the gateway");
-        } else {
-            out.close(ConnId(session.0 as usize));
+            SessionId::Remote(_) => {}
+            SessionId::WebSocket(conn) => out.close(conn),
         }
         self.commit(out, io);
     }
