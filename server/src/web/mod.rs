@@ -327,19 +327,21 @@ impl WebApp for Web {
         io: &mut WebIo,
     ) {
         let mut out = Out::default();
-        if whep::is_whep(session) {
-            self.wheps.message(session, text, now, gateway, &mut out);
-        } else {
-            let conn = ConnId(session.0 as usize);
-            let Some(State::Ws(wsc)) = self
-                .conns
-                .get_mut(&conn)
-                .filter(|c| !c.closing)
-                .map(|c| &mut c.state)
-            else {
-                return;
-            };
-            wsc.send(conn, text, &mut out);
+        match session {
+            SessionId::Whep(_) => self.wheps.message(session, text, now, gateway, &mut out),
+            // Remote sessions are the gateway's (their messages go to the worker of origin).
+            SessionId::Remote(_) => {}
+            SessionId::WebSocket(conn) => {
+                let Some(State::Ws(wsc)) = self
+                    .conns
+                    .get_mut(&conn)
+                    .filter(|c| !c.closing)
+                    .map(|c| &mut c.state)
+                else {
+                    return;
+                };
+                wsc.send(conn, text, &mut out);
+            }
         }
         self.commit(out, io);
     }
@@ -352,11 +354,12 @@ impl WebApp for Web {
         io: &mut WebIo,
     ) {
         let mut out = Out::default();
-        if whep::is_whep(session) {
-            self.wheps
-                .closed_by_gateway(session, now, gateway, &mut out);
-        } else {
-            out.close(ConnId(session.0 as usize));
+        match session {
+            SessionId::Whep(_) => self
+                .wheps
+                .closed_by_gateway(session, now, gateway, &mut out),
+            SessionId::Remote(_) => {}
+            SessionId::WebSocket(conn) => out.close(conn),
         }
         self.commit(out, io);
     }

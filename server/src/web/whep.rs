@@ -14,15 +14,6 @@ use super::http::{percent_decode, Request, Response};
 use super::{mask, Out};
 use crate::access::{Access, Refusal};
 
-/// WHEP sessions are numbered from here so they never collide with WebSocket connection ids
-/// (slab keys, small numbers).
-const WHEP_SESSION_BIT: u64 = 1 << 62;
-
-/// Whether a gateway session is a WHEP one (else it is a WebSocket connection's).
-pub(super) fn is_whep(session: SessionId) -> bool {
-    session.0 & WHEP_SESSION_BIT != 0
-}
-
 struct Whep {
     /// The public id in `/whep/session/{id}`: random, so sessions can't be guessed.
     id: String,
@@ -80,9 +71,9 @@ impl Wheps {
             return Some(Response::error(500, "no randomness"));
         }
         let id: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-        let session = SessionId(WHEP_SESSION_BIT | self.next);
+        let session = SessionId::Whep(self.next);
         self.next += 1;
-        tracing::info!(session = session.0, stream = %shown, "WHEP offer");
+        tracing::info!(session = %session, stream = %shown, "WHEP offer");
         let whep = Whep {
             id: id.clone(),
             pending: Some(conn),
@@ -147,7 +138,7 @@ impl Wheps {
     fn end(&mut self, session: SessionId, now: Instant, gateway: &mut Gateway, why: &str) {
         if let Some(w) = self.sessions.remove(&session) {
             self.ids.remove(&w.id);
-            tracing::info!(session = session.0, stream = %w.shown, "WHEP session ended: {why}");
+            tracing::info!(session = %session, stream = %w.shown, "WHEP session ended: {why}");
             gateway.handle_session_closed(session, now);
         }
     }
