@@ -487,6 +487,8 @@ pub struct Gateway {
     next_remote_id: u64,
     /// When the stream list is next published for the other workers.
     next_publish: Option<Instant>,
+    /// RTSP clients made so far: each gets `config.rtsp.seed` plus this as its seed.
+    rtsp_clients: u64,
 }
 
 impl Gateway {
@@ -520,6 +522,7 @@ impl Gateway {
             remote_ids: HashMap::new(),
             next_remote_id: 0,
             next_publish: None,
+            rtsp_clients: 0,
         }
     }
 
@@ -953,8 +956,12 @@ impl Gateway {
         if self.camera_count() >= self.config.max_streams {
             return Err(self.too_many_streams());
         }
-        let client =
-            RtspClient::new(url, self.config.rtsp.clone(), now).map_err(|e| e.to_string())?;
+        let client = RtspClient::new(
+            url,
+            client_config(&self.config.rtsp, &mut self.rtsp_clients),
+            now,
+        )
+        .map_err(|e| e.to_string())?;
         let id = self.add_stream(url.to_owned(), client, now);
         if let Some(p) = &self.config.placement {
             p.opened(url, &self.streams[&id].redacted, id);
@@ -1046,8 +1053,9 @@ impl Gateway {
         if self.camera_count() >= self.config.max_streams {
             return Err(StartupError::TooManyStreams(self.config.max_streams));
         }
-        let client = RtspClient::new(url, self.config.rtsp.clone(), now)
-            .map_err(|e| StartupError::BadUri(e.to_string()))?;
+        let config = client_config(&self.config.rtsp, &mut self.rtsp_clients);
+        let client =
+            RtspClient::new(url, config, now).map_err(|e| StartupError::BadUri(e.to_string()))?;
         let id = self.add_stream(url.to_owned(), client, now);
         self.streams.get_mut(&id).expect("just added").pinned = true;
         if !claim(self, id) {
@@ -1855,7 +1863,8 @@ impl Gateway {
             self.close_stream(id); // everyone left while the camera was down
             return;
         }
-        match RtspClient::new(&s.url, self.config.rtsp.clone(), now) {
+        let config = client_config(&self.config.rtsp, &mut self.rtsp_clients);
+        match RtspClient::new(&s.url, config, now) {
             Ok(client) => {
                 let (host, port) = (client.url().host().to_owned(), client.url().port());
                 s.source = Source::Camera(Box::new(client));
@@ -2670,6 +2679,15 @@ impl FanOut<'_> {
 
 /// The `info` a viewer sees when its camera fails, in the words of the Flashphoner SDK where it
 /// has some ("Failed to connect to rtsp stream", "Rtsp stream not found", ...).
+/// The configuration of the next RTSP client: every client gets its own seed.
+fn client_config(rtsp: &RtspConfig, made: &mut u64) -> RtspConfig {
+    *made += 1;
+    RtspConfig {
+        seed: rtsp.seed.wrapping_add(*made),
+        ..rtsp.clone()
+    }
+}
+
 fn failure_info(e: &RtspError) -> String {
     e.to_string()
 }

@@ -74,6 +74,11 @@ pub struct RtspConfig {
     pub reorder_window: Duration,
     /// UDP: packets held per track while waiting for a missing one.
     pub reorder_depth: usize,
+    /// Seeds the client's random numbers (Digest client nonces, the SSRC of its receiver
+    /// reports): the same seed gives the same values, so the client is a pure function of its
+    /// inputs. Callers draw it from the OS once and give each client its own; the default, 0,
+    /// is only for tests.
+    pub seed: u64,
 }
 
 impl Default for RtspConfig {
@@ -91,6 +96,7 @@ impl Default for RtspConfig {
             receiver_report_interval: Duration::from_secs(5),
             reorder_window: Duration::from_millis(100),
             reorder_depth: 64,
+            seed: 0,
         }
     }
 }
@@ -302,8 +308,8 @@ pub struct RtspClient {
     /// Redirects followed so far, and the one the driver has not picked up yet.
     redirects: u8,
     redirect: Option<Redirect>,
-    /// Tests pin the Digest client nonce to check responses against precomputed values.
-    fixed_cnonce: Option<String>,
+    /// Digest client nonces and our SSRC, from [`RtspConfig::seed`].
+    rng: SplitMix64,
     /// Transport of the current session: `Tcp` or `Udp`.
     current: RtspTransport,
     /// `Auto` switches so far (see [`MAX_TRANSPORT_SWITCHES`]).
@@ -378,6 +384,8 @@ impl RtspClient {
     pub fn new(url: &str, config: RtspConfig, now: Instant) -> Result<RtspClient, RtspError> {
         let url = RtspUrl::parse(url)?;
         let config_transport = config.transport;
+        let mut rng = SplitMix64::new(config.seed);
+        let local_ssrc = rng.next_u32();
         Ok(RtspClient {
             aggregate_url: url.request_url().to_owned(),
             url,
@@ -402,7 +410,7 @@ impl RtspClient {
             next_keepalive: None,
             redirects: 0,
             redirect: None,
-            fixed_cnonce: None,
+            rng,
             current: match config_transport {
                 RtspTransport::Tcp => RtspTransport::Tcp,
                 RtspTransport::Auto | RtspTransport::Udp => RtspTransport::Udp,
@@ -420,7 +428,7 @@ impl RtspClient {
             early: EarlyMedia::default(),
             media_open: false,
             next_rr: None,
-            local_ssrc: random_u32(),
+            local_ssrc,
         })
     }
 
@@ -1007,12 +1015,9 @@ impl RtspClient {
             0
         };
         tracing::debug!(url = %self.url, stale, challenge = ?challenge, "answering 401");
-        let auth = Authenticator::new(
-            creds,
-            challenge,
-            self.fixed_cnonce.clone().unwrap_or_else(cnonce),
-        )
-        .with_cnonce(self.config.digest_cnonce);
+        let cnonce = format!("{:016x}", self.rng.next_u64());
+        let auth =
+            Authenticator::new(creds, challenge, cnonce).with_cnonce(self.config.digest_cnonce);
         self.auth = Some(auth);
         self.send(now, p.kind, p.method, p.uri, p.extra, true);
         if let Some(last) = self.pending.last_mut() {
@@ -1597,25 +1602,34 @@ fn parse_udp_transport(transport: &str) -> UdpTransportAnswer {
     t
 }
 
-/// Our SSRC for receiver reports; predictable if the system RNG fails, which is harmless.
-fn random_u32() -> u32 {
-    use ring::rand::SecureRandom as _;
-    let mut b = [0u8; 4];
-    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
-        b = *b"cgrr";
-    }
-    u32::from_be_bytes(b)
-}
+/// SplitMix64 (Steele, Lea and Flood, 2014): small, deterministic, and good enough for nonces
+/// and SSRCs, which need to differ, not to be secret.
+#[derive(Debug, Clone)]
+struct SplitMix64(u64);
 
-/// Client nonce for Digest `qop=auth`. Randomness is not I/O; if the system RNG fails the
-/// nonce is merely predictable, which only weakens replay protection.
-fn cnonce() -> String {
-    use ring::rand::SecureRandom as _;
-    let mut b = [0u8; 8];
-    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
-        b = *b"camgate!";
+impl SplitMix64 {
+    const GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+
+    /// Callers give neighbouring clients neighbouring seeds (`base + n`): the seed is mixed
+    /// first so their sequences do not overlap.
+    fn new(seed: u64) -> SplitMix64 {
+        SplitMix64(Self::mix(seed.wrapping_add(Self::GAMMA)))
     }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+
+    fn mix(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(Self::GAMMA);
+        Self::mix(self.0)
+    }
+
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
 }
 
 /// Media a camera sent between PLAY and its answer, bounded: copies, made only while a stream

@@ -56,8 +56,7 @@ impl Harness {
 
     fn with_config(url: &str, config: RtspConfig) -> Harness {
         let t0 = Instant::now();
-        let mut c = RtspClient::new(url, config, t0).unwrap();
-        c.fixed_cnonce = Some("0a4f113b".to_owned());
+        let c = RtspClient::new(url, config, t0).unwrap();
         Harness {
             c,
             t0,
@@ -891,26 +890,39 @@ fn digest_sha256_preferred_over_md5_and_basic() {
     assert_eq!(digest_param(a, "uri"), AXIS_REQ_URL);
     assert_eq!(unquoted_param(a, "qop"), "auth");
     assert_eq!(unquoted_param(a, "nc"), "00000001");
-    assert_eq!(digest_param(a, "cnonce"), "0a4f113b");
+    // The first nonce drawn after the SSRC from seed 0 (SplitMix64).
+    assert_eq!(digest_param(a, "cnonce"), "b382a305f4414f5e");
     // python3: H = sha256 hex; ha1 = H("admin:AXIS_ACCC8E012345:p@ss");
-    // H(ha1 + ":0024e47aY398109708de9ccd8056c58a068a59540a99d3:00000001:0a4f113b:auth:"
+    // H(ha1 + ":0024e47aY398109708de9ccd8056c58a068a59540a99d3:00000001:b382a305f4414f5e:auth:"
     //   + H("DESCRIBE:rtsp://10.0.0.5:554/axis-media/media.amp"))
     assert_eq!(
         digest_param(a, "response"),
-        "f4d3230fd9ce586c0972150ac7e1ab51c061366612d5637a3aaa786786cc2983"
+        "6faefd9c056408cf2c7f2f26cfe9f67e312c00c2246cd9bb2103effc26e4f7fb"
     );
     // Same nonce, nc 2, SETUP of stream=0.
     let a = &auths[1];
     assert_eq!(unquoted_param(a, "nc"), "00000002");
     assert_eq!(
         digest_param(a, "response"),
-        "c118cd4ea2867f36a80adcbe47e15919c2a69038e5cf22813b18b05ff83e13c0"
+        "48921a04665fde816e3edab9c27b67fd22bf6f081a5023f4fc3543a83c78bc12"
     );
     assert_eq!(unquoted_param(&auths[3], "nc"), "00000004");
     for a in &auths {
         assert!(!a.contains("p@ss") && !a.contains("p%40ss"));
     }
     assert!(!format!("{:?}", h.c).contains("p@ss"));
+}
+
+#[test]
+fn the_seed_decides_the_client_nonce_and_the_ssrc() {
+    let with_seed = |seed| {
+        let (h, auths) = axis_playing(RtspConfig { seed, ..tcp() });
+        (digest_param(&auths[0], "cnonce").to_owned(), h.c.local_ssrc)
+    };
+    let a = with_seed(7);
+    assert_eq!(a, with_seed(7), "same seed, same values");
+    let b = with_seed(8);
+    assert!(a.0 != b.0 && a.1 != b.1, "{a:?} {b:?}");
 }
 
 #[test]
@@ -985,11 +997,12 @@ fn stale_nonce_is_renewed_without_failing_the_login() {
         "nc restarts with a new nonce"
     );
     // python3: md5; ha1 = H("admin:Login to 4L0123PAZ:p@ss");
-    // H(ha1 + ":2ab7d5e1c9f34f0a:00000001:0a4f113b:auth:"
-    //   + H("GET_PARAMETER:rtsp://10.0.0.5:554/axis-media/media.amp"))
+    // H(ha1 + ":2ab7d5e1c9f34f0a:00000001:631a9154fbabf717:auth:"
+    //   + H("GET_PARAMETER:rtsp://10.0.0.5:554/axis-media/media.amp")), with the next nonce
+    //   drawn from seed 0.
     assert_eq!(
         digest_param(a, "response"),
-        "a2371f4dc40b7cf400f53091475330fc"
+        "a29afc0e5126b850d1095f3f88a63a8e"
     );
     h.input(h.at(30), &msgs[1]);
     assert!(!h.c.is_closed());
