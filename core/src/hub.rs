@@ -31,7 +31,7 @@ use crate::media::MediaKind;
 use crate::mirror::{Described, MirrorClock, MirrorItem};
 use crate::placement::{Placement, ViewerLimits, ViewerRefused, PUBLISH_INTERVAL};
 use crate::rtp::{parse_sender_report, RtpPacket, SeqStep, SeqTracker};
-use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent, RtspUrl};
+use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent, RtspOutput, RtspUrl};
 use crate::signaling::{self, ClientMessage, StreamStatus};
 use crate::stun;
 use crate::sync::{StreamClock, TrackClock};
@@ -1402,14 +1402,17 @@ impl Gateway {
         };
         // Last line of defence: a bug reached by one camera's bytes (in parsing, relaying or
         // transcoding) fails that stream, not the server.
-        let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match input {
-            CameraInput::Tcp(data) => client.handle_input(now, data, &mut on_media),
-            CameraInput::Udp {
-                track,
-                rtcp,
-                source,
-                data,
-            } => client.handle_udp_input(now, track, rtcp, source, data, &mut on_media),
+        let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let media = match input {
+                CameraInput::Tcp(data) => client.handle_input(now, data),
+                CameraInput::Udp {
+                    track,
+                    rtcp,
+                    source,
+                    data,
+                } => client.handle_udp_input(now, track, rtcp, source, data),
+            };
+            media.for_each(&mut on_media);
         }));
         if fed.is_err() {
             tracing::error!(
@@ -1698,50 +1701,44 @@ impl Gateway {
             let Source::Camera(client) = &mut s.source else {
                 return;
             };
-            if let Some(data) = client.poll_transmit() {
-                self.outputs
-                    .push_back(GatewayOutput::RtspSend { stream: id, data });
-                continue;
-            }
-            if let Some(request) = client.poll_udp_request() {
-                self.outputs.push_back(GatewayOutput::RtspUdpOpen {
-                    stream: id,
-                    track: request.track,
-                });
-                continue;
-            }
-            if let Some(t) = client.poll_udp_transmit() {
-                if let Some(dest) = client.udp_destination(t.track) {
-                    let port = if t.rtcp {
-                        dest.rtcp_port
-                    } else {
-                        dest.rtp_port
-                    };
+            let event = match client.poll_output() {
+                None => break,
+                Some(RtspOutput::Transmit(data)) => {
+                    self.outputs
+                        .push_back(GatewayOutput::RtspSend { stream: id, data });
+                    continue;
+                }
+                Some(RtspOutput::OpenUdp(request)) => {
+                    self.outputs.push_back(GatewayOutput::RtspUdpOpen {
+                        stream: id,
+                        track: request.track,
+                    });
+                    continue;
+                }
+                Some(RtspOutput::UdpTransmit(t)) => {
                     self.outputs.push_back(GatewayOutput::RtspUdpSend {
                         stream: id,
                         track: t.track,
                         rtcp: t.rtcp,
-                        host: dest.host,
-                        port,
+                        host: t.host,
+                        port: t.port,
                         data: t.data,
                     });
+                    continue;
                 }
-                continue;
-            }
-            if let Some(redirect) = client.poll_redirect() {
-                // The client wants another server: a new TCP connection, same stream.
-                tracing::info!(stream = id.0, host = %redirect.host, port = redirect.port, "camera redirects");
-                self.outputs
-                    .push_back(GatewayOutput::RtspClose { stream: id });
-                self.outputs.push_back(GatewayOutput::RtspConnect {
-                    stream: id,
-                    host: redirect.host,
-                    port: redirect.port,
-                });
-                continue;
-            }
-            let Some(event) = client.poll_event() else {
-                break;
+                Some(RtspOutput::Redirect(redirect)) => {
+                    // The client wants another server: a new TCP connection, same stream.
+                    tracing::info!(stream = id.0, host = %redirect.host, port = redirect.port, "camera redirects");
+                    self.outputs
+                        .push_back(GatewayOutput::RtspClose { stream: id });
+                    self.outputs.push_back(GatewayOutput::RtspConnect {
+                        stream: id,
+                        host: redirect.host,
+                        port: redirect.port,
+                    });
+                    continue;
+                }
+                Some(RtspOutput::Event(event)) => event,
             };
             match event {
                 RtspEvent::Playing { tracks } => {

@@ -1,22 +1,19 @@
 //! The RTSP client state machine: OPTIONS → DESCRIBE → SETUP (TCP-interleaved, per track) → PLAY,
 //! then keepalives until TEARDOWN. Sans-IO: the driver owns the TCP socket and the clock.
 //!
-//! Driving it:
+//! Driving it (the shape of quinn-proto's `Connection` and str0m's `Rtc`):
 //! 1. [`RtspClient::new`], start a TCP connect to `url().host()`/`url().port()`.
-//! 2. On connect, [`RtspClient::handle_connected`]; on every read, [`RtspClient::handle_input`];
-//!    on EOF/error, [`RtspClient::handle_connection_lost`].
-//! 3. After each `handle_*` call, drain [`RtspClient::poll_transmit`] (write in order) and
-//!    [`RtspClient::poll_event`], then sleep until [`RtspClient::poll_timeout`] and call
-//!    [`RtspClient::handle_timeout`].
-//! 4. After `Failed` or `Closed`, flush `poll_transmit` and close the socket.
-//! 5. With [`RtspConfig::follow_redirects`], also drain [`RtspClient::poll_redirect`]: on a
-//!    [`Redirect`], flush, close, connect to its host/port and call `handle_connected` again.
-//! 6. UDP ([`RtspConfig::transport`] `Auto` or `Udp`): drain [`RtspClient::poll_udp_request`]
-//!    with the other polls; bind an even/odd port pair per request and answer
-//!    [`RtspClient::handle_udp_ports`] (or `handle_udp_ports_failed`); feed datagrams to
-//!    [`RtspClient::handle_udp_input`]; send [`RtspClient::poll_udp_transmit`] to
-//!    [`RtspClient::udp_destination`]. After a switch to TCP, `udp_destination` is `None` and the
-//!    sockets may be closed. `RtspEvent::Playing` comes again after a transport switch.
+//! 2. Feed it what happens: [`RtspClient::handle_connected`], every read to
+//!    [`RtspClient::handle_input`], every datagram on a camera UDP socket to
+//!    [`RtspClient::handle_udp_input`], EOF or error to [`RtspClient::handle_connection_lost`],
+//!    bound (or unbindable) ports to [`RtspClient::handle_udp_ports`] /
+//!    [`RtspClient::handle_udp_ports_failed`], and the clock to [`RtspClient::handle_timeout`]
+//!    once [`RtspClient::poll_timeout`] is due.
+//! 3. The two input calls return the camera's media of that input ([`ReceivedMedia`], slices of
+//!    the bytes passed in, no copy); iterate it before the next call.
+//! 4. After every `handle_*` call, drain [`RtspClient::poll_output`] until `None` and do what
+//!    each [`RtspOutput`] says (write bytes, open UDP ports, send datagrams, reconnect, report).
+//! 5. After `Failed` or `Closed`, write the last bytes and close the socket.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -50,14 +47,14 @@ pub struct RtspConfig {
     pub response_timeout: Duration,
     /// While playing: no byte at all from the server for this long → `Failed(Timeout)`.
     pub no_data_timeout: Duration,
+    /// `User-Agent` of every request; empty sends none.
     pub user_agent: String,
     /// Answer Digest `qop` challenges with `qop`, `nc` and `cnonce` (RFC 2617/7616). `false`
     /// sends RFC 2069 digests instead, for cameras that reject those fields. Default `true`.
     pub digest_cnonce: bool,
     /// Follow 301/302/303/305/307 answers to OPTIONS and DESCRIBE by asking the driver to
-    /// reconnect (see [`Redirect`] and [`RtspClient::poll_redirect`]). Default `false`: a
-    /// driver that never calls `poll_redirect` gets `Failed(Status { 302, .. })` as before
-    /// instead of a client silently waiting for a connection that never comes.
+    /// reconnect (see [`Redirect`]). Default `false`: such an answer fails the stream
+    /// (`Failed(Status { 302, .. })`).
     pub follow_redirects: bool,
     /// A track whose SETUP is answered 4xx fails the stream. Default `false`: the track is
     /// dropped (see [`RtspClient::dropped_tracks`]) and the others play; only when no track
@@ -115,21 +112,29 @@ pub enum RtspTransport {
 }
 
 /// The client needs a local UDP port pair (even RTP port, odd RTCP port = RTP + 1) for the track
-/// it is about to SET UP. `track` is the index the track will have in
-/// [`RtspEvent::Playing`]'s tracks (= [`MediaPacket::track`], the `track` of
-/// [`RtspClient::handle_udp_input`]). A new request for the same index replaces the previous
-/// pair (the driver closes the old sockets).
+/// it is about to SET UP; answer with [`RtspClient::handle_udp_ports`] or
+/// [`RtspClient::handle_udp_ports_failed`] (no answer within
+/// [`RtspConfig::response_timeout`]: `Auto` goes on over TCP). A new request for the same
+/// index replaces the previous pair (the driver closes the old sockets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UdpPortRequest {
+    /// The index the track will have in [`RtspEvent::Playing`]'s tracks (=
+    /// [`MediaPacket::track`], the `track` of [`RtspClient::handle_udp_input`]).
     pub track: usize,
 }
 
-/// A datagram for the camera, to be sent from the track's RTP (`rtcp == false`) or RTCP socket
-/// to [`RtspClient::udp_destination`]'s matching port.
+/// A datagram for the camera: RTCP receiver reports every
+/// [`RtspConfig::receiver_report_interval`] and, as PLAY goes out, one empty RTP packet and one
+/// receiver report per track to open NAT/firewall pinholes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UdpTransmit {
+    /// Send from this track's sockets...
     pub track: usize,
+    /// ...its RTCP socket (`true`) or its RTP socket.
     pub rtcp: bool,
+    /// To this host (`None`: the RTSP server's) and port.
+    pub host: Option<String>,
+    pub port: u16,
     pub data: Vec<u8>,
 }
 
@@ -138,7 +143,9 @@ pub struct UdpTransmit {
 pub struct UdpDestination {
     /// `source=` of the SETUP answer; `None` = the RTSP server's host.
     pub host: Option<String>,
+    /// `server_port=` of the SETUP answer: RTP...
     pub rtp_port: u16,
+    /// ...and RTCP.
     pub rtcp_port: u16,
 }
 
@@ -146,14 +153,29 @@ pub struct UdpDestination {
 /// a password or the URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RtspError {
+    /// The URL is not a usable `rtsp://` URL (why).
     BadUri(String),
+    /// No TCP connection within [`RtspConfig::connect_timeout`], or it was refused.
     ConnectFailed,
+    /// 401 without credentials, with credentials that were refused, or with no challenge we
+    /// can answer.
     Unauthorized,
+    /// 404.
     NotFound,
-    Status { code: u16, reason: String },
+    /// Any other error status.
+    Status {
+        /// The status code.
+        code: u16,
+        /// The reason phrase, as sent.
+        reason: String,
+    },
+    /// Something did not come in time (what).
     Timeout(&'static str),
+    /// The camera broke RTSP (how).
     Protocol(String),
+    /// The SDP has no track camgate can play.
     NoSupportedTracks,
+    /// The camera closed the connection.
     ConnectionClosed,
 }
 
@@ -175,30 +197,52 @@ impl fmt::Display for RtspError {
 
 impl std::error::Error for RtspError {}
 
-/// One RTP or RTCP packet from the camera, borrowed from the bytes passed to `handle_input`.
+/// One RTP or RTCP packet from the camera, borrowed from the bytes passed to `handle_input` or
+/// `handle_udp_input` (or, rarely, from the client: a packet split across reads, reordered or
+/// early).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MediaPacket<'a> {
     /// Index into the tracks of [`RtspEvent::Playing`].
     pub track: usize,
-    /// Odd channel of the pair.
+    /// RTCP (odd channel of the pair, or the RTCP socket), else RTP.
     pub rtcp: bool,
+    /// The whole RTP or RTCP packet.
     pub data: &'a [u8],
 }
 
+/// A change of the stream's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RtspEvent {
-    /// PLAY succeeded; media follows through `on_media`.
-    Playing { tracks: Vec<TrackInfo> },
-    /// Terminal: close the socket.
+    /// PLAY succeeded; media follows from the next input on. Comes again after a transport
+    /// switch, with the tracks of the new session.
+    Playing {
+        /// The tracks set up, indexed by [`MediaPacket::track`].
+        tracks: Vec<TrackInfo>,
+    },
+    /// Terminal: write what is left to send, then close the socket.
     Failed(RtspError),
-    /// Terminal, after `teardown()`: flush `poll_transmit`, then close.
+    /// Terminal, after [`RtspClient::teardown`]: write what is left to send, then close.
     Closed,
+}
+
+/// What the client asks of its driver; see [`RtspClient::poll_output`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RtspOutput {
+    /// Bytes to write to the TCP connection, in order.
+    Transmit(Vec<u8>),
+    /// Bind a local UDP port pair for a track.
+    OpenUdp(UdpPortRequest),
+    /// Send a datagram to the camera.
+    UdpTransmit(UdpTransmit),
+    /// Close the connection and connect elsewhere.
+    Redirect(Redirect),
+    /// The stream started playing, failed or closed.
+    Event(RtspEvent),
 }
 
 /// The camera redirected the client elsewhere ([`RtspConfig::follow_redirects`]).
 ///
-/// Driver protocol: when [`RtspClient::poll_redirect`] returns one, flush `poll_transmit` to
-/// the current socket, close it, open a TCP connection to `host`:`port`, and call
+/// Driver protocol: write what came before it to the current socket, close it, open a TCP connection to `host`:`port`, and call
 /// [`RtspClient::handle_connected`] when it is up (or `handle_connection_lost` if it fails;
 /// the connect timeout runs again from the redirect). The next `handle_connected` starts over
 /// with OPTIONS on the new URL ([`RtspClient::url`]), keeping the old credentials when the new
@@ -206,13 +250,11 @@ pub enum RtspEvent {
 /// `Protocol("too many redirects")`, and a redirect to anything but `rtsp://` fails with
 /// `Protocol("redirect to a non-rtsp URL")`. For `305 Use Proxy`, `host`:`port` is the proxy
 /// and the request URL stays the same.
-///
-/// (Meant to become `RtspEvent::Redirect { host, port }` once the hub handles it; it is a
-/// separate queue for now because adding an `RtspEvent` variant breaks the hub's exhaustive
-/// `match`.)
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Redirect {
+    /// Host to connect to.
     pub host: String,
+    /// TCP port to connect to.
     pub port: u16,
 }
 
@@ -324,19 +366,29 @@ pub struct RtspClient {
     port_wait: Option<PortWait>,
     /// By `set_up` index, while the session is on UDP.
     udp_tracks: Vec<UdpTrack>,
-    udp_transmit: VecDeque<UdpTransmit>,
+    udp_transmit: VecDeque<Datagram>,
     /// After PLAY on UDP, until the first RTP: no RTP by then → fallback (`Auto`) or failure.
     udp_first_deadline: Option<Instant>,
     last_udp_rx: Instant,
     /// Media that came before the driver saw `RtspEvent::Playing` (sent before the PLAY answer,
     /// or after it in the same read), delivered at the start of the next input.
     early: EarlyMedia,
-    /// Media goes straight to `on_media`: set at the first input after PLAY was answered, when
-    /// the driver has had the `Playing` event and knows the tracks.
+    /// Media goes straight out: set at the first input after PLAY was answered, when the
+    /// driver has had the `Playing` event and knows the tracks.
     media_open: bool,
     next_rr: Option<Instant>,
     /// Our SSRC in receiver reports and punch packets.
     local_ssrc: u32,
+    /// Where the media of the current input is (see [`ReceivedMedia`]).
+    received: MediaOut,
+}
+
+/// A datagram for the camera, before its destination is looked up.
+#[derive(Debug)]
+struct Datagram {
+    track: usize,
+    rtcp: bool,
+    data: Vec<u8>,
 }
 
 /// A port pair asked of the driver for the SETUP of `tracks[track]`, which becomes
@@ -345,8 +397,6 @@ pub struct RtspClient {
 struct PortWait {
     track: usize,
     index: usize,
-    /// The driver picked the request up (`poll_udp_request`).
-    taken: bool,
     since: Instant,
 }
 
@@ -429,9 +479,11 @@ impl RtspClient {
             media_open: false,
             next_rr: None,
             local_ssrc,
+            received: MediaOut::default(),
         })
     }
 
+    /// The camera's URL; after a redirect, the new one.
     pub fn url(&self) -> &RtspUrl {
         &self.url
     }
@@ -460,14 +512,18 @@ impl RtspClient {
         self.send(now, ReqKind::Options, "OPTIONS", uri, Vec::new(), false);
     }
 
-    /// Bytes read from the TCP socket, split anywhere. RTP/RTCP of the set-up tracks goes to
-    /// `on_media` once PLAY has been answered, as slices of `data` whenever a frame is whole.
-    pub fn handle_input(
-        &mut self,
-        now: Instant,
-        data: &[u8],
-        on_media: &mut dyn FnMut(MediaPacket<'_>),
-    ) {
+    /// Bytes read from the TCP socket, split anywhere. Returns the RTP/RTCP of the set-up tracks
+    /// in them once PLAY has been answered (and the driver has seen `Playing`): slices of `data`
+    /// whenever a frame is whole in it.
+    pub fn handle_input<'a>(&'a mut self, now: Instant, data: &'a [u8]) -> ReceivedMedia<'a> {
+        let mut out = std::mem::take(&mut self.received);
+        out.clear();
+        self.input_tcp(now, data, &mut |m| out.record(data, m));
+        self.received = out;
+        ReceivedMedia::new(data, &self.received)
+    }
+
+    fn input_tcp(&mut self, now: Instant, data: &[u8], on_media: &mut dyn FnMut(MediaPacket<'_>)) {
         // Closed, or redirected and waiting for the new connection: the old socket's bytes
         // mean nothing any more.
         if matches!(self.state, State::Closed | State::Connecting) {
@@ -522,19 +578,37 @@ impl RtspClient {
         self.fail(err);
     }
 
-    /// Next bytes to write to the socket.
-    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        self.transmit.pop_front()
-    }
-
-    pub fn poll_event(&mut self) -> Option<RtspEvent> {
-        self.events.pop_front()
-    }
-
-    /// A redirect to follow: see [`Redirect`] for what the driver must do. Only with
-    /// [`RtspConfig::follow_redirects`].
-    pub fn poll_redirect(&mut self) -> Option<Redirect> {
-        self.redirect.take()
+    /// The next thing to do; call it after every `handle_*` call until it returns `None`.
+    ///
+    /// Bytes for the connection come first (a TEARDOWN goes out before the `Closed` after
+    /// it), then port requests, datagrams, a redirect and the events.
+    pub fn poll_output(&mut self) -> Option<RtspOutput> {
+        if let Some(data) = self.transmit.pop_front() {
+            return Some(RtspOutput::Transmit(data));
+        }
+        if let Some(request) = self.udp_requests.pop_front() {
+            return Some(RtspOutput::OpenUdp(request));
+        }
+        while let Some(d) = self.udp_transmit.pop_front() {
+            let Some(dest) = self.udp_destination(d.track) else {
+                continue;
+            };
+            return Some(RtspOutput::UdpTransmit(UdpTransmit {
+                track: d.track,
+                rtcp: d.rtcp,
+                host: dest.host,
+                port: if d.rtcp {
+                    dest.rtcp_port
+                } else {
+                    dest.rtp_port
+                },
+                data: d.data,
+            }));
+        }
+        if let Some(redirect) = self.redirect.take() {
+            return Some(RtspOutput::Redirect(redirect));
+        }
+        self.events.pop_front().map(RtspOutput::Event)
     }
 
     /// When `handle_timeout` must be called next; `None` once closed.
@@ -560,19 +634,16 @@ impl RtspClient {
                     .into_iter()
                     .flatten()
                     .flatten();
-                // An untaken port request is checked at once (see `poll_udp_request`).
-                let ports = self.port_wait.map(|w| {
-                    if w.taken {
-                        w.since + self.config.response_timeout
-                    } else {
-                        w.since
-                    }
-                });
+                let ports = self
+                    .port_wait
+                    .map(|w| w.since + self.config.response_timeout);
                 requests.chain(playing).chain(ports).min()
             }
         }
     }
 
+    /// Runs what is due at `now`: request and connect timeouts, keepalives, receiver reports,
+    /// the UDP fallback.
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.state {
             State::Closed => return,
@@ -597,16 +668,11 @@ impl RtspClient {
         self.pending
             .retain(|p| p.kind != ReqKind::Keepalive || now < p.deadline);
         if let Some(w) = self.port_wait {
-            if !w.taken || now >= w.since + self.config.response_timeout {
-                let why = if w.taken {
-                    "no UDP port pair from the driver in time"
-                } else {
-                    "the driver takes no UDP port requests"
-                };
+            if now >= w.since + self.config.response_timeout {
                 self.port_wait = None;
                 self.udp_requests.clear();
                 self.udp_unavailable = true;
-                self.udp_impossible(now, w.track, why);
+                self.udp_impossible(now, w.track, "no UDP port pair from the driver in time");
                 return;
             }
         }
@@ -649,20 +715,6 @@ impl RtspClient {
         self.events.push_back(RtspEvent::Closed);
     }
 
-    /// A local UDP port pair the driver must bind (see [`UdpPortRequest`]); answer with
-    /// [`RtspClient::handle_udp_ports`] or [`RtspClient::handle_udp_ports_failed`]. Drain it
-    /// with the other `poll_*` after every `handle_*` call: a request still not picked up at the
-    /// next call means the driver does no UDP, and `Auto` goes on over TCP at once.
-    pub fn poll_udp_request(&mut self) -> Option<UdpPortRequest> {
-        let r = self.udp_requests.pop_front()?;
-        if let Some(w) = &mut self.port_wait {
-            if w.index == r.track {
-                w.taken = true;
-            }
-        }
-        Some(r)
-    }
-
     /// The driver bound `rtp_port` (even) and `rtp_port + 1` for `track`: SETUP goes out with
     /// `client_port=rtp_port-(rtp_port+1)`.
     pub fn handle_udp_ports(&mut self, now: Instant, track: usize, rtp_port: u16) {
@@ -696,12 +748,28 @@ impl RtspClient {
 
     /// A datagram that arrived on a track's UDP socket (RTP or RTCP socket) from `source`.
     /// RTP goes through a reorder buffer ([`RtspConfig::reorder_depth`] packets,
-    /// [`RtspConfig::reorder_window`]); RTCP is passed on at once. Media reaches `on_media`
-    /// exactly like interleaved media, once PLAY has been answered. Datagrams from anywhere but
+    /// [`RtspConfig::reorder_window`]); RTCP is passed on at once. Media comes out exactly
+    /// like interleaved media, once PLAY has been answered. Datagrams from anywhere but
     /// the camera (its address when known as an IP, its announced ports when given), for tracks
     /// not on UDP, or that are not RTP/RTCP version 2 are dropped. Packets held past the window
-    /// are released at the next `handle_udp_input` or `handle_input`.
-    pub fn handle_udp_input(
+    /// are released at the next `handle_udp_input` or `handle_input`. Returns the media, as
+    /// [`RtspClient::handle_input`] does.
+    pub fn handle_udp_input<'a>(
+        &'a mut self,
+        now: Instant,
+        track: usize,
+        rtcp: bool,
+        source: SocketAddr,
+        data: &'a [u8],
+    ) -> ReceivedMedia<'a> {
+        let mut out = std::mem::take(&mut self.received);
+        out.clear();
+        self.input_udp(now, track, rtcp, source, data, &mut |m| out.record(data, m));
+        self.received = out;
+        ReceivedMedia::new(data, &self.received)
+    }
+
+    fn input_udp(
         &mut self,
         now: Instant,
         track: usize,
@@ -813,15 +881,6 @@ impl RtspClient {
         });
     }
 
-    /// Datagrams to send to the camera, from the track's RTP or RTCP socket to
-    /// [`RtspClient::udp_destination`]: RTCP receiver reports every
-    /// [`RtspConfig::receiver_report_interval`] and, as PLAY goes out, one empty RTP packet and
-    /// one receiver report per track to open NAT/firewall pinholes. Only for tracks whose
-    /// destination is known.
-    pub fn poll_udp_transmit(&mut self) -> Option<UdpTransmit> {
-        self.udp_transmit.pop_front()
-    }
-
     /// Where the camera expects a track's UDP traffic; `None` when the track is not on UDP or
     /// the camera announced no `server_port`.
     pub fn udp_destination(&self, track: usize) -> Option<UdpDestination> {
@@ -839,6 +898,7 @@ impl RtspClient {
         (self.state == State::Playing).then_some(self.current)
     }
 
+    /// After `Failed` or `Closed`: nothing more will happen.
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed
     }
@@ -1134,7 +1194,6 @@ impl RtspClient {
                     self.port_wait = Some(PortWait {
                         track,
                         index,
-                        taken: false,
                         since: now,
                     });
                 }
@@ -1278,7 +1337,7 @@ impl RtspClient {
                 if self.udp_tracks[i].dest.rtp_port != 0 {
                     let mut rtp = vec![0x80, 0, 0, 0, 0, 0, 0, 0];
                     rtp.extend_from_slice(&self.local_ssrc.to_be_bytes());
-                    self.udp_transmit.push_back(UdpTransmit {
+                    self.udp_transmit.push_back(Datagram {
                         track: i,
                         rtcp: false,
                         data: rtp,
@@ -1507,7 +1566,7 @@ impl RtspClient {
                 p.extend_from_slice(&dlsr.to_be_bytes());
             }
         }
-        self.udp_transmit.push_back(UdpTransmit {
+        self.udp_transmit.push_back(Datagram {
             track,
             rtcp: true,
             data: p,
@@ -1667,6 +1726,81 @@ impl EarlyMedia {
             source,
             data: data.to_vec(),
         });
+    }
+}
+
+/// Where each media packet of the current input is: a range of the input, or of `held` for the
+/// few that are not in it. Reused from input to input, so steady state allocates nothing.
+#[derive(Debug, Default)]
+struct MediaOut {
+    packets: Vec<(usize, bool, Place)>,
+    /// Copies of packets that are not slices of the input: completed from bytes buffered by an
+    /// earlier read, released by the reorder buffer, or held as early media.
+    held: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    Input(usize, usize),
+    Held(usize, usize),
+}
+
+impl MediaOut {
+    fn clear(&mut self) {
+        self.packets.clear();
+        self.held.clear();
+    }
+
+    fn record(&mut self, input: &[u8], m: MediaPacket<'_>) {
+        // Only addresses are compared: is `m.data` inside `input`?
+        let (start, len) = (m.data.as_ptr() as usize, m.data.len());
+        let base = input.as_ptr() as usize;
+        let place = if start >= base && start + len <= base + input.len() {
+            Place::Input(start - base, len)
+        } else {
+            self.held.extend_from_slice(m.data);
+            Place::Held(self.held.len() - len, len)
+        };
+        self.packets.push((m.track, m.rtcp, place));
+    }
+}
+
+/// The media of one input, in arrival order; see [`RtspClient::handle_input`]. Media not taken
+/// before the next call into the client is gone.
+#[must_use = "the camera's media is dropped unless iterated"]
+#[derive(Debug)]
+pub struct ReceivedMedia<'a> {
+    input: &'a [u8],
+    out: &'a MediaOut,
+    next: usize,
+}
+
+impl<'a> ReceivedMedia<'a> {
+    fn new(input: &'a [u8], out: &'a MediaOut) -> ReceivedMedia<'a> {
+        ReceivedMedia {
+            input,
+            out,
+            next: 0,
+        }
+    }
+}
+
+impl<'a> Iterator for ReceivedMedia<'a> {
+    type Item = MediaPacket<'a>;
+
+    fn next(&mut self) -> Option<MediaPacket<'a>> {
+        let &(track, rtcp, place) = self.out.packets.get(self.next)?;
+        self.next += 1;
+        let data = match place {
+            Place::Input(at, len) => &self.input[at..at + len],
+            Place::Held(at, len) => &self.out.held[at..at + len],
+        };
+        Some(MediaPacket { track, rtcp, data })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.out.packets.len() - self.next;
+        (n, Some(n))
     }
 }
 

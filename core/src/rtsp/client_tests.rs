@@ -2,6 +2,8 @@
 //! hand-written camera answers for auth, errors, timeouts and quirks. Time is a fixed `Instant`
 //! plus offsets.
 
+use std::collections::VecDeque;
+
 use super::*;
 use crate::media::MediaKind;
 use crate::rtsp::framing::{Frame, Framer, Message, StartLine};
@@ -47,6 +49,17 @@ struct Harness {
     c: RtspClient,
     t0: Instant,
     media: Vec<(usize, bool, Vec<u8>)>,
+    /// What `poll_output` handed out, by kind, not looked at yet.
+    out: Outputs,
+}
+
+#[derive(Default)]
+struct Outputs {
+    sent: Vec<Vec<u8>>,
+    udp_requests: Vec<UdpPortRequest>,
+    udp_sent: Vec<UdpTransmit>,
+    redirects: VecDeque<Redirect>,
+    events: Vec<RtspEvent>,
 }
 
 impl Harness {
@@ -61,6 +74,7 @@ impl Harness {
             c,
             t0,
             media: Vec::new(),
+            out: Outputs::default(),
         }
     }
 
@@ -69,10 +83,34 @@ impl Harness {
     }
 
     fn input(&mut self, at: Instant, data: &[u8]) {
-        let media = &mut self.media;
-        self.c.handle_input(at, data, &mut |p| {
-            media.push((p.track, p.rtcp, p.data.to_vec()))
-        });
+        let media = self.c.handle_input(at, data);
+        self.media
+            .extend(media.map(|p| (p.track, p.rtcp, p.data.to_vec())));
+    }
+
+    /// Sorts everything `poll_output` has into `out`.
+    fn drain(&mut self) {
+        while let Some(o) = self.c.poll_output() {
+            match o {
+                RtspOutput::Transmit(b) => self.out.sent.push(b),
+                RtspOutput::OpenUdp(r) => self.out.udp_requests.push(r),
+                RtspOutput::UdpTransmit(t) => self.out.udp_sent.push(t),
+                RtspOutput::Redirect(r) => self.out.redirects.push_back(r),
+                RtspOutput::Event(e) => self.out.events.push(e),
+            }
+        }
+    }
+
+    /// The bytes written since the last call, as written.
+    fn sent_bytes(&mut self) -> Vec<Vec<u8>> {
+        self.drain();
+        std::mem::take(&mut self.out.sent)
+    }
+
+    /// The next redirect asked for.
+    fn redirect(&mut self) -> Option<Redirect> {
+        self.drain();
+        self.out.redirects.pop_front()
     }
 
     /// The driver's next read, after it has taken the `Playing` event: media that came with or
@@ -85,7 +123,7 @@ impl Harness {
     fn sent(&mut self) -> Vec<Message> {
         let mut out = Vec::new();
         let mut f = Framer::new();
-        while let Some(b) = self.c.poll_transmit() {
+        for b in self.sent_bytes() {
             f.push(&b, &mut |fr| {
                 if let Frame::Message(m) = fr {
                     out.push(m);
@@ -104,7 +142,8 @@ impl Harness {
     }
 
     fn events(&mut self) -> Vec<RtspEvent> {
-        std::iter::from_fn(|| self.c.poll_event()).collect()
+        self.drain();
+        std::mem::take(&mut self.out.events)
     }
 }
 
@@ -244,6 +283,36 @@ fn recorded_gstreamer_exchange() {
     // RTCP on the odd channel.
     h.input(now, b"$\x01\x00\x04\x80\xc8\x00\x06");
     assert!(h.media.last().unwrap().1, "RTCP flag");
+}
+
+#[test]
+fn whole_frames_come_out_as_slices_of_the_input_and_split_ones_complete() {
+    let mut h = gst_playing();
+    h.input(h.at(0), &crlf(GST_PLAY));
+    h.events();
+    let frames = hex_frames(GST_RTP);
+    let mut read: Vec<u8> = frames.concat();
+    // The last frame is cut: its tail comes with the next read.
+    let cut = read.len() - 3;
+    let inside = |d: &[u8], read: &[u8]| {
+        let (a, b) = (read.as_ptr() as usize, d.as_ptr() as usize);
+        b >= a && b + d.len() <= a + read.len()
+    };
+    let media: Vec<&[u8]> =
+        h.c.handle_input(h.at(0), &read[..cut])
+            .map(|m| m.data)
+            .collect();
+    assert_eq!(media.len(), frames.len() - 1);
+    for (d, f) in media.iter().zip(&frames) {
+        assert_eq!(*d, &f[4..]);
+        assert!(inside(d, &read), "copied, not a slice of the read");
+    }
+    let tail = read.split_off(cut);
+    let media: Vec<Vec<u8>> =
+        h.c.handle_input(h.at(0), &tail)
+            .map(|m| m.data.to_vec())
+            .collect();
+    assert_eq!(media, [frames.last().unwrap()[4..].to_vec()]);
 }
 
 #[test]
@@ -680,7 +749,7 @@ fn server_requests_are_answered() {
         b"OPTIONS * RTSP/1.0\r\nCSeq: 42\r\n\r\nANNOUNCE rtsp://x/ RTSP/1.0\r\nCSeq: 43\r\nContent-Length: 3\r\n\r\nv=0",
     );
     let mut out = Vec::new();
-    while let Some(b) = h.c.poll_transmit() {
+    for b in h.sent_bytes() {
         out.extend(b);
     }
     let mut msgs = Vec::new();
@@ -1079,13 +1148,13 @@ fn describe_302_reconnects_elsewhere_with_the_same_credentials() {
     read.extend_from_slice(b"$\x00\x00\x02zzRTSP/1.0 200 OK\r\nCSeq: 9\r\n\r\n");
     h.input(h.at(1), &read);
     assert_eq!(
-        h.c.poll_redirect(),
+        h.redirect(),
         Some(Redirect {
             host: "10.0.0.9".into(),
             port: 8554
         })
     );
-    assert_eq!(h.c.poll_redirect(), None);
+    assert_eq!(h.redirect(), None);
     assert!(h.events().is_empty() && h.sent().is_empty() && h.media.is_empty());
     assert_eq!(h.c.url().redacted(), "rtsp://admin:***@10.0.0.9:8554/cam1");
     // Waiting for the new connection: the connect timeout runs again from the redirect.
@@ -1148,7 +1217,7 @@ fn redirect_statuses_on_options_and_describe() {
             &redirect_answer(1, status, "rtsp://u:v@cam2:10554/b"),
         );
         assert_eq!(
-            h.c.poll_redirect(),
+            h.redirect(),
             Some(Redirect {
                 host: "cam2".into(),
                 port: 10554
@@ -1168,7 +1237,7 @@ fn redirect_statuses_on_options_and_describe() {
     h.c.handle_connected(h.at(0));
     h.input(h.at(0), b"RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n");
     h.input(h.at(0), &redirect_answer(2, "302 Found", "/live/ch2"));
-    assert!(h.c.poll_redirect().is_some());
+    assert!(h.redirect().is_some());
     assert_eq!(h.c.url().request_url(), "rtsp://cam/live/ch2");
 }
 
@@ -1182,7 +1251,7 @@ fn use_proxy_305_connects_to_the_proxy_for_the_same_url() {
         &redirect_answer(2, "305 Use Proxy", "rtsp://proxy.lan:5540/"),
     );
     assert_eq!(
-        h.c.poll_redirect(),
+        h.redirect(),
         Some(Redirect {
             host: "proxy.lan".into(),
             port: 5540
@@ -1206,11 +1275,11 @@ fn at_most_three_redirects() {
             &redirect_answer(cseq, "302 Found", &format!("rtsp://cam{hop}/x")),
         );
         if hop < 4 {
-            assert_eq!(h.c.poll_redirect().unwrap().host, format!("cam{hop}"));
+            assert_eq!(h.redirect().unwrap().host, format!("cam{hop}"));
             assert!(h.events().is_empty());
         }
     }
-    assert_eq!(h.c.poll_redirect(), None);
+    assert_eq!(h.redirect(), None);
     let ev = h.events();
     assert_eq!(
         ev,
@@ -1232,7 +1301,7 @@ fn redirect_to_another_scheme_is_refused() {
         let mut h = Harness::with_config("rtsp://cam/x", follow());
         h.c.handle_connected(h.at(0));
         h.input(h.at(0), &redirect_answer(1, "302 Found", location));
-        assert_eq!(h.c.poll_redirect(), None);
+        assert_eq!(h.redirect(), None);
         assert_eq!(
             h.events(),
             vec![RtspEvent::Failed(RtspError::Protocol(
@@ -1251,7 +1320,7 @@ fn redirects_not_followed_unless_asked() {
     h.c.handle_connected(h.at(0));
     h.input(h.at(0), &msgs[0]);
     h.input(h.at(0), &msgs[1]);
-    assert_eq!(h.c.poll_redirect(), None);
+    assert_eq!(h.redirect(), None);
     let ev = h.events();
     assert_eq!(
         ev,
@@ -1275,7 +1344,7 @@ fn redirects_not_followed_unless_asked() {
     let mut h = Harness::with_config("rtsp://cam/cam1", follow());
     h.c.handle_connected(h.at(0));
     h.input(h.at(0), &redirect_answer(1, "302 Found", "rtsp://gone/x"));
-    assert!(h.c.poll_redirect().is_some());
+    assert!(h.redirect().is_some());
     h.c.handle_timeout(h.at(10));
     assert_eq!(
         h.events(),
@@ -1868,21 +1937,22 @@ fn parse_rr(p: &[u8]) -> Option<Rr> {
 
 impl Harness {
     fn udp_requests(&mut self) -> Vec<usize> {
-        std::iter::from_fn(|| self.c.poll_udp_request())
+        self.drain();
+        std::mem::take(&mut self.out.udp_requests)
+            .into_iter()
             .map(|r| r.track)
             .collect()
     }
 
     fn udp_sent(&mut self) -> Vec<UdpTransmit> {
-        std::iter::from_fn(|| self.c.poll_udp_transmit()).collect()
+        self.drain();
+        std::mem::take(&mut self.out.udp_sent)
     }
 
     fn udp(&mut self, at: Instant, track: usize, rtcp: bool, src: &str, data: &[u8]) {
-        let media = &mut self.media;
-        self.c
-            .handle_udp_input(at, track, rtcp, from(src), data, &mut |p| {
-                media.push((p.track, p.rtcp, p.data.to_vec()))
-            });
+        let media = self.c.handle_udp_input(at, track, rtcp, from(src), data);
+        self.media
+            .extend(media.map(|p| (p.track, p.rtcp, p.data.to_vec())));
     }
 
     fn media_seqs(&mut self) -> Vec<(usize, u16)> {
@@ -2518,20 +2588,6 @@ fn port_request_failure_falls_back_to_tcp_or_fails_when_forced() {
         h.sent_one().header("Transport"),
         Some("RTP/AVP/TCP;unicast;interleaved=0-1")
     );
-}
-
-#[test]
-fn driver_that_takes_no_port_requests_gets_tcp_at_once() {
-    // A driver that predates UDP never calls poll_udp_request.
-    let mut h = describe_then_port_request(RtspConfig::default());
-    assert!(h.sent().is_empty());
-    assert_eq!(h.c.poll_timeout(), Some(h.at(0)));
-    h.c.handle_timeout(h.at(0));
-    assert_eq!(
-        h.sent_one().header("Transport"),
-        Some("RTP/AVP/TCP;unicast;interleaved=0-1")
-    );
-    assert!(h.udp_requests().is_empty());
 }
 
 #[test]
