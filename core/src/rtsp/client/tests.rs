@@ -4,16 +4,17 @@
 
 use std::collections::VecDeque;
 
+use super::setup::{parse_udp_transport, UdpTransportAnswer};
 use super::*;
 use crate::media::MediaKind;
 use crate::rtsp::framing::{Frame, Framer, Message, StartLine};
 
 // Recorded from gst-rtsp-server 1.x (see testdata/README.md) for `rtsp://127.0.0.1:18554/test`.
-const GST_OPTIONS: &str = include_str!("testdata/gst_options.txt");
-const GST_DESCRIBE: &str = include_str!("testdata/gst_describe.txt");
-const GST_SETUP: &str = include_str!("testdata/gst_setup.txt");
-const GST_PLAY: &str = include_str!("testdata/gst_play.txt");
-const GST_RTP: &str = include_str!("testdata/gst_rtp_after_play.hex");
+const GST_OPTIONS: &str = include_str!("../testdata/gst_options.txt");
+const GST_DESCRIBE: &str = include_str!("../testdata/gst_describe.txt");
+const GST_SETUP: &str = include_str!("../testdata/gst_setup.txt");
+const GST_PLAY: &str = include_str!("../testdata/gst_play.txt");
+const GST_RTP: &str = include_str!("../testdata/gst_rtp_after_play.hex");
 const GST_URL: &str = "rtsp://127.0.0.1:18554/test";
 
 /// The TCP-interleaved tests predate UDP: they force TCP.
@@ -891,7 +892,7 @@ fn error_display_is_what_viewers_see() {
 
 // ---- Digest auth (issue 4, item 1) -------------------------------------------------------
 
-const AXIS_AUTH: &str = include_str!("testdata/auth_sha256_md5_basic.txt");
+const AXIS_AUTH: &str = include_str!("../testdata/auth_sha256_md5_basic.txt");
 const AXIS_URL: &str = "rtsp://admin:p%40ss@10.0.0.5:554/axis-media/media.amp";
 const AXIS_REQ_URL: &str = "rtsp://10.0.0.5:554/axis-media/media.amp";
 
@@ -986,7 +987,10 @@ fn digest_sha256_preferred_over_md5_and_basic() {
 fn the_seed_decides_the_client_nonce_and_the_ssrc() {
     let with_seed = |seed| {
         let (h, auths) = axis_playing(RtspConfig { seed, ..tcp() });
-        (digest_param(&auths[0], "cnonce").to_owned(), h.c.local_ssrc)
+        (
+            digest_param(&auths[0], "cnonce").to_owned(),
+            h.c.udp.local_ssrc,
+        )
     };
     let a = with_seed(7);
     assert_eq!(a, with_seed(7), "same seed, same values");
@@ -1038,7 +1042,7 @@ fn md5_digest_when_sha256_is_not_offered() {
     );
 }
 
-const STALE: &str = include_str!("testdata/auth_stale_nonce.txt");
+const STALE: &str = include_str!("../testdata/auth_stale_nonce.txt");
 
 #[test]
 fn stale_nonce_is_renewed_without_failing_the_login() {
@@ -1120,7 +1124,7 @@ fn refused_login_after_challenge_is_unauthorized_even_if_stale_first() {
 
 // ---- Redirects (issue 4, item 2) ---------------------------------------------------------
 
-const REDIRECT: &str = include_str!("testdata/redirect_302.txt");
+const REDIRECT: &str = include_str!("../testdata/redirect_302.txt");
 
 fn follow() -> RtspConfig {
     RtspConfig {
@@ -1354,7 +1358,7 @@ fn redirects_not_followed_unless_asked() {
 
 // ---- A refused track does not kill the stream (issue 4, item 3) ---------------------------
 
-const AUDIO_REFUSED: &str = include_str!("testdata/setup_audio_refused.txt");
+const AUDIO_REFUSED: &str = include_str!("../testdata/setup_audio_refused.txt");
 const HIK_BASE: &str = "rtsp://192.168.1.64:554/Streaming/Channels/101/";
 
 /// Runs the Hikvision-style script with the audio SETUP answered `audio_status`; returns the
@@ -1502,7 +1506,7 @@ fn refused_first_track_plays_the_second_and_none_left_fails() {
 
 // ---- Camera quirks (issue 4, item 4) ------------------------------------------------------
 
-const CHEAP: &str = include_str!("testdata/quirks_lf_cheap_camera.txt");
+const CHEAP: &str = include_str!("../testdata/quirks_lf_cheap_camera.txt");
 const CHEAP_URL: &str = "rtsp://10.0.0.7/live/main";
 
 fn cheap_msgs() -> Vec<Vec<u8>> {
@@ -1862,8 +1866,8 @@ fn keepalive_on_the_hikvision_script_uses_get_parameter_on_the_session_control()
 
 // ---- UDP transport ----
 
-const VLC_UDP: &str = include_str!("testdata/vlc_udp.txt");
-const HIK_UDP: &str = include_str!("testdata/udp_hikvision.txt");
+const VLC_UDP: &str = include_str!("../testdata/vlc_udp.txt");
+const HIK_UDP: &str = include_str!("../testdata/udp_hikvision.txt");
 const HIK_URL: &str = "rtsp://192.168.1.64:554/Streaming/Channels/101";
 const VLC_URL: &str = "rtsp://192.168.1.20:8554/cam";
 
