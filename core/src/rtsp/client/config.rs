@@ -2,6 +2,9 @@
 
 use std::time::Duration;
 
+#[cfg(doc)]
+use super::{Redirect, RtspClient};
+
 /// Timeouts and identity of the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtspConfig {
@@ -17,11 +20,11 @@ pub struct RtspConfig {
     /// sends RFC 2069 digests instead, for cameras that reject those fields. Default `true`.
     pub digest_cnonce: bool,
     /// Follow 301/302/303/305/307 answers to OPTIONS and DESCRIBE by asking the driver to
-    /// reconnect (see [`Redirect`](super::Redirect)). Default `false`: such an answer fails the stream
+    /// reconnect (see [`Redirect`]). Default `false`: such an answer fails the stream
     /// (`Failed(Status { 302, .. })`).
     pub follow_redirects: bool,
     /// A track whose SETUP is answered 4xx fails the stream. Default `false`: the track is
-    /// dropped (see [`RtspClient::dropped_tracks`](super::RtspClient::dropped_tracks)) and the others play; only when no track
+    /// dropped (see [`RtspClient::dropped_tracks`]) and the others play; only when no track
     /// could be set up does the stream fail.
     pub fail_on_track_error: bool,
     /// How media travels: UDP first with TCP fallback (default), or one forced.

@@ -3,32 +3,37 @@
 
 use std::fmt;
 
+#[cfg(doc)]
+use super::{RtspClient, RtspConfig};
+
 use crate::media::TrackInfo;
 
 /// The client needs a local UDP port pair (even RTP port, odd RTCP port = RTP + 1) for the track
-/// it is about to SET UP; answer with [`RtspClient::handle_udp_ports`](super::RtspClient::handle_udp_ports) or
-/// [`RtspClient::handle_udp_ports_failed`](super::RtspClient::handle_udp_ports_failed) (no answer within
-/// [`RtspConfig::response_timeout`](super::RtspConfig::response_timeout): `Auto` goes on over TCP). A new request for the same
+/// it is about to SET UP; answer with [`RtspClient::handle_udp_ports`] or
+/// [`RtspClient::handle_udp_ports_failed`] (no answer within
+/// [`RtspConfig::response_timeout`]: `Auto` goes on over TCP). A new request for the same
 /// index replaces the previous pair (the driver closes the old sockets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UdpPortRequest {
     /// The index the track will have in [`RtspEvent::Playing`]'s tracks (=
-    /// [`MediaPacket::track`], the `track` of [`RtspClient::handle_udp_input`](super::RtspClient::handle_udp_input)).
+    /// [`MediaPacket::track`], the `track` of [`RtspClient::handle_udp_input`]).
     pub track: usize,
 }
 
 /// A datagram for the camera: RTCP receiver reports every
-/// [`RtspConfig::receiver_report_interval`](super::RtspConfig::receiver_report_interval) and, as PLAY goes out, one empty RTP packet and one
+/// [`RtspConfig::receiver_report_interval`] and, as PLAY goes out, one empty RTP packet and one
 /// receiver report per track to open NAT/firewall pinholes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UdpTransmit {
     /// Send from this track's sockets...
     pub track: usize,
-    /// ...its RTCP socket (`true`) or its RTP socket.
+    /// ...its RTCP socket (`true`) or its RTP socket...
     pub rtcp: bool,
-    /// To this host (`None`: the RTSP server's) and port.
+    /// ...to this host (`None`: the RTSP server's)...
     pub host: Option<String>,
+    /// ...and port (the camera's `server_port` for RTP or RTCP).
     pub port: u16,
+    /// The RTP or RTCP packet.
     pub data: Vec<u8>,
 }
 
@@ -49,7 +54,7 @@ pub struct UdpDestination {
 pub enum RtspError {
     /// The URL is not a usable `rtsp://` URL (why).
     BadUri(String),
-    /// No TCP connection within [`RtspConfig::connect_timeout`](super::RtspConfig::connect_timeout), or it was refused.
+    /// No TCP connection within [`RtspConfig::connect_timeout`], or it was refused.
     ConnectFailed,
     /// 401 without credentials, with credentials that were refused, or with no challenge we
     /// can answer.
@@ -115,11 +120,11 @@ pub enum RtspEvent {
     },
     /// Terminal: write what is left to send, then close the socket.
     Failed(RtspError),
-    /// Terminal, after [`RtspClient::teardown`](super::RtspClient::teardown): write what is left to send, then close.
+    /// Terminal, after [`RtspClient::teardown`]: write what is left to send, then close.
     Closed,
 }
 
-/// What the client asks of its driver; see [`RtspClient::poll_output`](super::RtspClient::poll_output).
+/// What the client asks of its driver; see [`RtspClient::poll_output`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RtspOutput {
     /// Bytes to write to the TCP connection, in order.
@@ -134,16 +139,16 @@ pub enum RtspOutput {
     Event(RtspEvent),
 }
 
-/// The camera redirected the client elsewhere ([`RtspConfig::follow_redirects`](super::RtspConfig::follow_redirects)).
+/// The camera redirected the client elsewhere ([`RtspConfig::follow_redirects`]).
 ///
-/// Driver protocol: write what came before it to the current socket, close it, open a TCP connection to `host`:`port`, and call
-/// [`RtspClient::handle_connected`](super::RtspClient::handle_connected) when it is up (or `handle_connection_lost` if it fails;
-/// the connect timeout runs again from the redirect). The next `handle_connected` starts over
-/// with OPTIONS on the new URL ([`RtspClient::url`](super::RtspClient::url)), keeping the old credentials when the new
-/// URL names none. At most 3 redirects are followed; the 4th fails with
-/// `Protocol("too many redirects")`, and a redirect to anything but `rtsp://` fails with
-/// `Protocol("redirect to a non-rtsp URL")`. For `305 Use Proxy`, `host`:`port` is the proxy
-/// and the request URL stays the same.
+/// Driver protocol: write what came before it to the current socket, close it, open a TCP
+/// connection to `host`:`port`, and call [`RtspClient::handle_connected`] when it is up (or
+/// `handle_connection_lost` if it fails; the connect timeout runs again from the redirect).
+/// The next `handle_connected` starts over with OPTIONS on the new URL ([`RtspClient::url`]),
+/// keeping the old credentials when the new URL names none. At most 3 redirects are followed;
+/// the 4th fails with `Protocol("too many redirects")`, and a redirect to anything but
+/// `rtsp://` fails with `Protocol("redirect to a non-rtsp URL")`. For `305 Use Proxy`,
+/// `host`:`port` is the proxy and the request URL stays the same.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Redirect {
     /// Host to connect to.
@@ -188,7 +193,7 @@ impl MediaOut {
     }
 }
 
-/// The media of one input, in arrival order; see [`RtspClient::handle_input`](super::RtspClient::handle_input). Media not taken
+/// The media of one input, in arrival order; see [`RtspClient::handle_input`]. Media not taken
 /// before the next call into the client is gone.
 #[must_use = "the camera's media is dropped unless iterated"]
 #[derive(Debug)]

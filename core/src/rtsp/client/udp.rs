@@ -5,6 +5,8 @@ use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+#[cfg(doc)]
+use super::RtspConfig;
 use super::{
     MediaPacket, ReceivedMedia, RtspClient, RtspTransport, State, UdpDestination, UdpPortRequest,
 };
@@ -114,8 +116,8 @@ impl RtspClient {
     }
 
     /// A datagram that arrived on a track's UDP socket (RTP or RTCP socket) from `source`.
-    /// RTP goes through a reorder buffer ([`RtspConfig::reorder_depth`](super::RtspConfig::reorder_depth) packets,
-    /// [`RtspConfig::reorder_window`](super::RtspConfig::reorder_window)); RTCP is passed on at once. Media comes out exactly
+    /// RTP goes through a reorder buffer ([`RtspConfig::reorder_depth`] packets,
+    /// [`RtspConfig::reorder_window`]); RTCP is passed on at once. Media comes out exactly
     /// like interleaved media, once PLAY has been answered. Datagrams from anywhere but
     /// the camera (its address when known as an IP, its announced ports when given), for tracks
     /// not on UDP, or that are not RTP/RTCP version 2 are dropped. Packets held past the window
