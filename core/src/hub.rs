@@ -31,7 +31,7 @@ use crate::media::MediaKind;
 use crate::mirror::{Described, MirrorClock, MirrorItem};
 use crate::placement::{Placement, ViewerLimits, ViewerRefused, PUBLISH_INTERVAL};
 use crate::rtp::{parse_sender_report, RtpPacket, SeqStep, SeqTracker};
-use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent, RtspUrl};
+use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent, RtspOutput, RtspUrl};
 use crate::signaling::{self, ClientMessage, StreamStatus};
 use crate::stun;
 use crate::sync::{StreamClock, TrackClock};
@@ -487,6 +487,8 @@ pub struct Gateway {
     next_remote_id: u64,
     /// When the stream list is next published for the other workers.
     next_publish: Option<Instant>,
+    /// RTSP clients made so far: each gets `config.rtsp.seed` plus this as its seed.
+    rtsp_clients: u64,
 }
 
 impl Gateway {
@@ -520,6 +522,7 @@ impl Gateway {
             remote_ids: HashMap::new(),
             next_remote_id: 0,
             next_publish: None,
+            rtsp_clients: 0,
         }
     }
 
@@ -953,8 +956,12 @@ impl Gateway {
         if self.camera_count() >= self.config.max_streams {
             return Err(self.too_many_streams());
         }
-        let client =
-            RtspClient::new(url, self.config.rtsp.clone(), now).map_err(|e| e.to_string())?;
+        let client = RtspClient::new(
+            url,
+            client_config(&self.config.rtsp, &mut self.rtsp_clients),
+            now,
+        )
+        .map_err(|e| e.to_string())?;
         let id = self.add_stream(url.to_owned(), client, now);
         if let Some(p) = &self.config.placement {
             p.opened(url, &self.streams[&id].redacted, id);
@@ -1046,8 +1053,9 @@ impl Gateway {
         if self.camera_count() >= self.config.max_streams {
             return Err(StartupError::TooManyStreams(self.config.max_streams));
         }
-        let client = RtspClient::new(url, self.config.rtsp.clone(), now)
-            .map_err(|e| StartupError::BadUri(e.to_string()))?;
+        let config = client_config(&self.config.rtsp, &mut self.rtsp_clients);
+        let client =
+            RtspClient::new(url, config, now).map_err(|e| StartupError::BadUri(e.to_string()))?;
         let id = self.add_stream(url.to_owned(), client, now);
         self.streams.get_mut(&id).expect("just added").pinned = true;
         if !claim(self, id) {
@@ -1394,14 +1402,17 @@ impl Gateway {
         };
         // Last line of defence: a bug reached by one camera's bytes (in parsing, relaying or
         // transcoding) fails that stream, not the server.
-        let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match input {
-            CameraInput::Tcp(data) => client.handle_input(now, data, &mut on_media),
-            CameraInput::Udp {
-                track,
-                rtcp,
-                source,
-                data,
-            } => client.handle_udp_input(now, track, rtcp, source, data, &mut on_media),
+        let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let media = match input {
+                CameraInput::Tcp(data) => client.handle_input(now, data),
+                CameraInput::Udp {
+                    track,
+                    rtcp,
+                    source,
+                    data,
+                } => client.handle_udp_input(now, track, rtcp, source, data),
+            };
+            media.for_each(&mut on_media);
         }));
         if fed.is_err() {
             tracing::error!(
@@ -1690,50 +1701,44 @@ impl Gateway {
             let Source::Camera(client) = &mut s.source else {
                 return;
             };
-            if let Some(data) = client.poll_transmit() {
-                self.outputs
-                    .push_back(GatewayOutput::RtspSend { stream: id, data });
-                continue;
-            }
-            if let Some(request) = client.poll_udp_request() {
-                self.outputs.push_back(GatewayOutput::RtspUdpOpen {
-                    stream: id,
-                    track: request.track,
-                });
-                continue;
-            }
-            if let Some(t) = client.poll_udp_transmit() {
-                if let Some(dest) = client.udp_destination(t.track) {
-                    let port = if t.rtcp {
-                        dest.rtcp_port
-                    } else {
-                        dest.rtp_port
-                    };
+            let event = match client.poll_output() {
+                None => break,
+                Some(RtspOutput::Transmit(data)) => {
+                    self.outputs
+                        .push_back(GatewayOutput::RtspSend { stream: id, data });
+                    continue;
+                }
+                Some(RtspOutput::OpenUdp(request)) => {
+                    self.outputs.push_back(GatewayOutput::RtspUdpOpen {
+                        stream: id,
+                        track: request.track,
+                    });
+                    continue;
+                }
+                Some(RtspOutput::UdpTransmit(t)) => {
                     self.outputs.push_back(GatewayOutput::RtspUdpSend {
                         stream: id,
                         track: t.track,
                         rtcp: t.rtcp,
-                        host: dest.host,
-                        port,
+                        host: t.host,
+                        port: t.port,
                         data: t.data,
                     });
+                    continue;
                 }
-                continue;
-            }
-            if let Some(redirect) = client.poll_redirect() {
-                // The client wants another server: a new TCP connection, same stream.
-                tracing::info!(stream = id.0, host = %redirect.host, port = redirect.port, "camera redirects");
-                self.outputs
-                    .push_back(GatewayOutput::RtspClose { stream: id });
-                self.outputs.push_back(GatewayOutput::RtspConnect {
-                    stream: id,
-                    host: redirect.host,
-                    port: redirect.port,
-                });
-                continue;
-            }
-            let Some(event) = client.poll_event() else {
-                break;
+                Some(RtspOutput::Redirect(redirect)) => {
+                    // The client wants another server: a new TCP connection, same stream.
+                    tracing::info!(stream = id.0, host = %redirect.host, port = redirect.port, "camera redirects");
+                    self.outputs
+                        .push_back(GatewayOutput::RtspClose { stream: id });
+                    self.outputs.push_back(GatewayOutput::RtspConnect {
+                        stream: id,
+                        host: redirect.host,
+                        port: redirect.port,
+                    });
+                    continue;
+                }
+                Some(RtspOutput::Event(event)) => event,
             };
             match event {
                 RtspEvent::Playing { tracks } => {
@@ -1855,7 +1860,8 @@ impl Gateway {
             self.close_stream(id); // everyone left while the camera was down
             return;
         }
-        match RtspClient::new(&s.url, self.config.rtsp.clone(), now) {
+        let config = client_config(&self.config.rtsp, &mut self.rtsp_clients);
+        match RtspClient::new(&s.url, config, now) {
             Ok(client) => {
                 let (host, port) = (client.url().host().to_owned(), client.url().port());
                 s.source = Source::Camera(Box::new(client));
@@ -2670,6 +2676,15 @@ impl FanOut<'_> {
 
 /// The `info` a viewer sees when its camera fails, in the words of the Flashphoner SDK where it
 /// has some ("Failed to connect to rtsp stream", "Rtsp stream not found", ...).
+/// The configuration of the next RTSP client: every client gets its own seed.
+fn client_config(rtsp: &RtspConfig, made: &mut u64) -> RtspConfig {
+    *made += 1;
+    RtspConfig {
+        seed: rtsp.seed.wrapping_add(*made),
+        ..rtsp.clone()
+    }
+}
+
 fn failure_info(e: &RtspError) -> String {
     e.to_string()
 }
