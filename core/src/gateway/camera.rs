@@ -92,14 +92,17 @@ impl Gateway {
         };
         // Last line of defence: a bug reached by one camera's bytes (in parsing, relaying or
         // transcoding) fails that stream, not the server.
-        let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match input {
-            CameraInput::Tcp(data) => client.handle_input(now, data, &mut on_media),
-            CameraInput::Udp {
-                track,
-                rtcp,
-                source,
-                data,
-            } => client.handle_udp_input(now, track, rtcp, source, data, &mut on_media),
+        let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let media = match input {
+                CameraInput::Tcp(data) => client.handle_input(now, data),
+                CameraInput::Udp {
+                    track,
+                    rtcp,
+                    source,
+                    data,
+                } => client.handle_udp_input(now, track, rtcp, source, data),
+            };
+            media.for_each(&mut on_media);
         }));
         if fed.is_err() {
             tracing::error!(
@@ -146,50 +149,44 @@ impl Gateway {
             let Source::Camera(client) = &mut s.source else {
                 return;
             };
-            if let Some(data) = client.poll_transmit() {
-                self.outputs
-                    .push_back(GatewayOutput::RtspSend { stream: id, data });
-                continue;
-            }
-            if let Some(request) = client.poll_udp_request() {
-                self.outputs.push_back(GatewayOutput::RtspUdpOpen {
-                    stream: id,
-                    track: request.track,
-                });
-                continue;
-            }
-            if let Some(t) = client.poll_udp_transmit() {
-                if let Some(dest) = client.udp_destination(t.track) {
-                    let port = if t.rtcp {
-                        dest.rtcp_port
-                    } else {
-                        dest.rtp_port
-                    };
+            let event = match client.poll_output() {
+                None => break,
+                Some(RtspOutput::Transmit(data)) => {
+                    self.outputs
+                        .push_back(GatewayOutput::RtspSend { stream: id, data });
+                    continue;
+                }
+                Some(RtspOutput::OpenUdp(request)) => {
+                    self.outputs.push_back(GatewayOutput::RtspUdpOpen {
+                        stream: id,
+                        track: request.track,
+                    });
+                    continue;
+                }
+                Some(RtspOutput::UdpTransmit(t)) => {
                     self.outputs.push_back(GatewayOutput::RtspUdpSend {
                         stream: id,
                         track: t.track,
                         rtcp: t.rtcp,
-                        host: dest.host,
-                        port,
+                        host: t.host,
+                        port: t.port,
                         data: t.data,
                     });
+                    continue;
                 }
-                continue;
-            }
-            if let Some(redirect) = client.poll_redirect() {
-                // The client wants another server: a new TCP connection, same stream.
-                tracing::info!(stream = id.0, host = %redirect.host, port = redirect.port, "camera redirects");
-                self.outputs
-                    .push_back(GatewayOutput::RtspClose { stream: id });
-                self.outputs.push_back(GatewayOutput::RtspConnect {
-                    stream: id,
-                    host: redirect.host,
-                    port: redirect.port,
-                });
-                continue;
-            }
-            let Some(event) = client.poll_event() else {
-                break;
+                Some(RtspOutput::Redirect(redirect)) => {
+                    // The client wants another server: a new TCP connection, same stream.
+                    tracing::info!(stream = id.0, host = %redirect.host, port = redirect.port, "camera redirects");
+                    self.outputs
+                        .push_back(GatewayOutput::RtspClose { stream: id });
+                    self.outputs.push_back(GatewayOutput::RtspConnect {
+                        stream: id,
+                        host: redirect.host,
+                        port: redirect.port,
+                    });
+                    continue;
+                }
+                Some(RtspOutput::Event(event)) => event,
             };
             match event {
                 RtspEvent::Playing { tracks } => {
@@ -276,7 +273,8 @@ impl Gateway {
             self.close_stream(id); // everyone left while the camera was down
             return;
         }
-        match RtspClient::new(&s.url, self.config.rtsp.clone(), now) {
+        let config = client_config(&self.config.rtsp, &mut self.rtsp_clients);
+        match RtspClient::new(&s.url, config, now) {
             Ok(client) => {
                 let (host, port) = (client.url().host().to_owned(), client.url().port());
                 s.source = Source::Camera(Box::new(client));
@@ -313,4 +311,13 @@ impl Gateway {
 /// has some ("Failed to connect to rtsp stream", "Rtsp stream not found", ...).
 pub(super) fn failure_info(e: &RtspError) -> String {
     e.to_string()
+}
+
+/// The configuration of the next RTSP client: every client gets its own seed.
+pub(super) fn client_config(rtsp: &RtspConfig, made: &mut u64) -> RtspConfig {
+    *made += 1;
+    RtspConfig {
+        seed: rtsp.seed.wrapping_add(*made),
+        ..rtsp.clone()
+    }
 }

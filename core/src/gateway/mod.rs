@@ -30,6 +30,7 @@ mod timers;
 mod types;
 mod viewers;
 
+use camera::*;
 use fanout::*;
 use pipeline::*;
 use sessions::*;
@@ -49,9 +50,10 @@ use str0m::net::Transmit;
 
 use crate::audio_relay::AudioOut;
 use crate::bandwidth::LinkMonitor;
+use crate::ids::StreamIds;
 use crate::mirror::MirrorItem;
 use crate::placement::{Placement, ViewerLimits, ViewerRefused, PUBLISH_INTERVAL};
-use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent, RtspUrl};
+use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent, RtspOutput, RtspUrl};
 use crate::signaling::{self, ClientMessage, StreamStatus};
 use crate::stun;
 use crate::viewer::Viewer;
@@ -64,12 +66,9 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// How long a viewer whose connection died may still say `stopStream` before it gets FAILED.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
-/// Sessions of other workers attached here have ids with this bit (see `Forward::Attach`).
-const REMOTE_SESSION_BIT: u64 = 1 << 61;
-
 pub struct Gateway {
     config: GatewayConfig,
-    next_stream_id: u64,
+    stream_ids: StreamIds,
     streams: HashMap<StreamId, Stream>,
     by_url: HashMap<String, StreamId>,
     viewers: ViewerTable,
@@ -102,15 +101,16 @@ pub struct Gateway {
     next_remote_id: u64,
     /// When the stream list is next published for the other workers.
     next_publish: Option<Instant>,
+    /// RTSP clients made so far: each gets `config.rtsp.seed` plus this as its seed.
+    rtsp_clients: u64,
 }
 
 impl Gateway {
     pub fn new(config: GatewayConfig) -> Self {
-        // Stream ids are unique across workers (the APIs show them side by side).
-        let here = config.placement.as_ref().map_or(0, |p| p.here() as u64);
+        let here = config.placement.as_ref().map_or(0, |p| p.here());
         Self {
             config,
-            next_stream_id: (here << 40) + 1,
+            stream_ids: StreamIds::for_worker(here),
             streams: HashMap::new(),
             by_url: HashMap::new(),
             viewers: ViewerTable::default(),
@@ -130,6 +130,7 @@ impl Gateway {
             remote_ids: HashMap::new(),
             next_remote_id: 0,
             next_publish: None,
+            rtsp_clients: 0,
         }
     }
 

@@ -37,7 +37,9 @@ impl Gateway {
             match output {
                 // A remote session's messages go back to the worker holding its WebSocket
                 // (and nowhere once it is gone).
-                GatewayOutput::WsSend { session, text } if session.0 & REMOTE_SESSION_BIT != 0 => {
+                GatewayOutput::WsSend { session, text }
+                    if matches!(session, SessionId::Remote(_)) =>
+                {
                     let Some((worker, session)) =
                         self.sessions.get(&session).and_then(|s| s.origin)
                     else {

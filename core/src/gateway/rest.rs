@@ -60,8 +60,9 @@ impl Gateway {
         if self.camera_count() >= self.config.max_streams {
             return Err(StartupError::TooManyStreams(self.config.max_streams));
         }
-        let client = RtspClient::new(url, self.config.rtsp.clone(), now)
-            .map_err(|e| StartupError::BadUri(e.to_string()))?;
+        let config = client_config(&self.config.rtsp, &mut self.rtsp_clients);
+        let client =
+            RtspClient::new(url, config, now).map_err(|e| StartupError::BadUri(e.to_string()))?;
         let id = self.add_stream(url.to_owned(), client, now);
         self.streams.get_mut(&id).expect("just added").pinned = true;
         if !claim(self, id) {

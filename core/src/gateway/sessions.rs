@@ -46,7 +46,7 @@ impl Gateway {
         let message = match ClientMessage::parse(text) {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(session = session.0, "bad signaling message: {e}");
+                tracing::warn!(session = %session, "bad signaling message: {e}");
                 return;
             }
         };
@@ -59,8 +59,8 @@ impl Gateway {
                 if let Some(s) = self.sessions.get_mut(&session) {
                     s.established = true;
                 }
-                tracing::info!(session = session.0, "signaling session established");
-                self.send(session, signaling::get_user_data(&session.0.to_string()));
+                tracing::info!(session = %session, "signaling session established");
+                self.send(session, signaling::get_user_data(&session.to_string()));
             }
             ClientMessage::PlayStream {
                 media_session_id,
@@ -72,7 +72,7 @@ impl Gateway {
             }
             ClientMessage::Pong => {}
             ClientMessage::Other(name) => {
-                tracing::debug!(session = session.0, "ignored message {name}")
+                tracing::debug!(session = %session, "ignored message {name}")
             }
         }
     }
@@ -182,7 +182,7 @@ impl Gateway {
 
     /// FAILED for a `playStream` that gets no viewer.
     pub(super) fn refuse_play(&mut self, session: SessionId, media_session_id: &str, info: &str) {
-        tracing::info!(session = session.0, "play refused: {info}");
+        tracing::info!(session = %session, "play refused: {info}");
         let text = signaling::stream_status(media_session_id, "", StreamStatus::Failed, Some(info));
         self.send(session, text);
     }
@@ -191,7 +191,7 @@ impl Gateway {
     pub fn handle_forward(&mut self, from: usize, forward: Forward, now: Instant) {
         match forward {
             Forward::Attach { session } => {
-                let id = SessionId(REMOTE_SESSION_BIT | self.next_remote_id);
+                let id = SessionId::Remote(self.next_remote_id);
                 self.next_remote_id += 1;
                 self.remote_ids.insert((from, session), id);
                 self.sessions.insert(
@@ -258,7 +258,7 @@ impl Gateway {
             });
         }
         tracing::info!(
-            session = session.0,
+            session = %session,
             viewers = s.viewers.len(),
             "signaling session closed"
         );
@@ -358,7 +358,7 @@ impl Gateway {
             .expect("stream was just found or added");
         stream.linger_until = None;
         stream.pending.push(viewer);
-        tracing::info!(session = session.0, stream = stream_id.0, url = %stream.redacted, "viewer joined");
+        tracing::info!(session = %session, stream = stream_id.0, url = %stream.redacted, "viewer joined");
         self.send_status(viewer, StreamStatus::Pending, None);
         if self.streams[&stream_id].pipeline.video_codec().is_some() {
             self.answer_pending(stream_id, now);
@@ -377,8 +377,12 @@ impl Gateway {
         if self.camera_count() >= self.config.max_streams {
             return Err(self.too_many_streams());
         }
-        let client =
-            RtspClient::new(url, self.config.rtsp.clone(), now).map_err(|e| e.to_string())?;
+        let client = RtspClient::new(
+            url,
+            client_config(&self.config.rtsp, &mut self.rtsp_clients),
+            now,
+        )
+        .map_err(|e| e.to_string())?;
         let id = self.add_stream(url.to_owned(), client, now);
         if let Some(p) = &self.config.placement {
             p.opened(url, &self.streams[&id].redacted, id);

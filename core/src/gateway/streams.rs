@@ -45,8 +45,7 @@ pub(super) struct Stream {
 
 impl Gateway {
     pub(super) fn add_stream(&mut self, url: String, client: RtspClient, now: Instant) -> StreamId {
-        let id = StreamId(self.next_stream_id);
-        self.next_stream_id += 1;
+        let id = self.stream_ids.next_id();
         let redacted = client.url().redacted();
         let (host, port) = (client.url().host().to_owned(), client.url().port());
         tracing::info!(stream = id.0, url = %redacted, "connecting to camera");
@@ -72,8 +71,7 @@ impl Gateway {
 
     /// A mirror of the camera `url` pulled by worker `origin`, which is asked to feed it.
     pub(super) fn add_mirror(&mut self, url: String, redacted: String, origin: usize) -> StreamId {
-        let id = StreamId(self.next_stream_id);
-        self.next_stream_id += 1;
+        let id = self.stream_ids.next_id();
         tracing::info!(stream = id.0, url = %redacted, origin, "mirroring the camera of worker {origin}");
         self.outputs.push_back(GatewayOutput::Forward {
             worker: origin,

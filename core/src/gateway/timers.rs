@@ -135,7 +135,7 @@ impl Gateway {
             }
         }
         for id in dead {
-            tracing::info!(session = id.0, "no answer to pings: closing the session");
+            tracing::info!(session = %id, "no answer to pings: closing the session");
             self.outputs
                 .push_back(GatewayOutput::WsClose { session: id });
             self.handle_session_closed(id, now);

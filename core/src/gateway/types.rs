@@ -47,13 +47,7 @@ impl Default for GatewayConfig {
     }
 }
 
-/// A signaling connection (one WebSocket), numbered by the event loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(pub u64);
-
-/// A camera connection, numbered by the gateway; never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StreamId(pub u64);
+pub use crate::ids::{SessionId, StreamId};
 
 /// What the gateway asks the event loop to do.
 #[derive(Debug, Clone, PartialEq, Eq)]

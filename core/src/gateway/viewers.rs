@@ -147,7 +147,7 @@ impl Gateway {
         if let Some(lost) = entry.lost_at {
             if now >= lost + STOP_GRACE {
                 tracing::info!(
-                    session = entry.session.0,
+                    session = %entry.session,
                     "viewer connection lost (ICE/DTLS)"
                 );
                 self.send_status(v, StreamStatus::Failed, Some("Failed by ICE timeout"));
@@ -216,7 +216,7 @@ impl Gateway {
                 .get(&entry.stream)
                 .map_or("", |s| s.redacted.as_str());
             tracing::info!(
-                session = entry.session.0,
+                session = %entry.session,
                 url = %name,
                 "not enough bandwidth: the link carries {} kbit/s of the stream's {} kbit/s; \
                  skipping to keyframes",
