@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use str0m::net::Transmit;
 
-use super::pipeline::MediaSink;
-use super::streams::Stream;
+use super::pipeline::{MediaPipeline, MediaSink};
+use super::streams::{Source, Stream};
 use super::viewers::{ViewerEntry, ViewerId, ViewerTable};
 use super::{Gateway, GatewayOutput, GatewayStats, StreamId};
 use crate::audio_relay::{AudioOut, AudioPacket};
@@ -72,11 +72,7 @@ impl Gateway {
         &mut self,
         id: StreamId,
         now: Instant,
-    ) -> Option<(
-        &mut super::streams::Source,
-        &mut super::pipeline::MediaPipeline,
-        FanOut<'_>,
-    )> {
+    ) -> Option<(&mut Source, &mut MediaPipeline, FanOut<'_>)> {
         let Gateway {
             config,
             streams,

@@ -9,14 +9,12 @@
 
 use std::time::Instant;
 
+use super::GatewayStats;
 use crate::audio_relay::{AudioOut, AudioPacket, AudioRelay};
 use crate::bandwidth::BitrateMeter;
-use crate::gateway::GatewayStats;
 use crate::gop::GopCache;
 use crate::lip_sync::{StreamClock, TrackClock};
-use crate::media::MediaKind;
-use crate::media::TrackInfo;
-use crate::media::VideoPacket;
+use crate::media::{MediaKind, TrackInfo, VideoPacket};
 use crate::mirror::{Described, MirrorClock};
 use crate::rtp::{parse_sender_report, RtpPacket, SeqStep, SeqTracker};
 use crate::rtsp::MediaPacket;
