@@ -158,7 +158,7 @@ pub struct LinkReport {
     pub sent_bytes: u64,
 }
 
-/// What the hub should do after a report.
+/// What the gateway should do after a report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LinkVerdict {
     /// The link just turned out congested: skip to the next keyframe, and send nothing more

@@ -7,10 +7,10 @@
 //! of latency; so `replay` pulls every cached access unit but the newest to one RTP tick
 //! apart just before it: the browser decodes them all at once and shows the present.
 
-use crate::h264::RelayPacket;
+use crate::media::VideoPacket;
 
 pub struct GopCache {
-    packets: Vec<RelayPacket>,
+    packets: Vec<VideoPacket>,
     bytes: usize,
     /// False until the first keyframe, and after an overflow until the next one.
     valid: bool,
@@ -30,7 +30,7 @@ impl GopCache {
     }
 
     /// Records one relayed packet. Allocation-free once the vector has grown to a GOP.
-    pub fn push(&mut self, packet: &RelayPacket) {
+    pub fn push(&mut self, packet: &VideoPacket) {
         if packet.keyframe_start {
             self.packets.clear();
             self.bytes = 0;
@@ -86,7 +86,7 @@ impl GopCache {
     }
 
     /// The cached packets as relayed (for a mirror on another worker to cache them too).
-    pub fn packets(&self) -> &[RelayPacket] {
+    pub fn packets(&self) -> &[VideoPacket] {
         &self.packets
     }
 
@@ -95,7 +95,7 @@ impl GopCache {
     }
 
     /// Hands each cached packet to `send` with the timestamp to use for a joining viewer.
-    pub fn replay(&self, mut send: impl FnMut(&RelayPacket, u32)) {
+    pub fn replay(&self, mut send: impl FnMut(&VideoPacket, u32)) {
         let Some(last) = self.packets.last() else {
             return;
         };
@@ -116,8 +116,8 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
-    fn packet(rtp_time: u32, seq: u16, keyframe_start: bool, len: usize) -> RelayPacket {
-        RelayPacket {
+    fn packet(rtp_time: u32, seq: u16, keyframe_start: bool, len: usize) -> VideoPacket {
+        VideoPacket {
             payload: Arc::from(vec![0u8; len]),
             marker: false,
             rtp_time,

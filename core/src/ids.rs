@@ -23,7 +23,7 @@ impl ConnId {
 pub enum SessionId {
     /// A browser's WebSocket, on web connection `ConnId`.
     WebSocket(ConnId),
-    /// A session of another worker attached here (see `hub::Forward::Attach`), numbered by
+    /// A session of another worker attached here (see `gateway::Forward::Attach`), numbered by
     /// this worker's gateway.
     Remote(u64),
     /// A WHEP session, which the web app opens for an HTTP request and numbers itself.

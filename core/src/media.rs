@@ -1,4 +1,6 @@
-//! Media descriptions shared by the RTSP client, the depacketizers and the stream hub.
+//! Media descriptions shared by the RTSP client, the relays and the gateway.
+
+use std::sync::Arc;
 
 /// Whether a track carries pictures or sound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,4 +33,21 @@ impl TrackInfo {
             k.trim().eq_ignore_ascii_case(key).then(|| v.trim())
         })
     }
+}
+
+/// One packet of video leaving a relay (H.264: single NAL, STAP-A or FU-A; VP8: one
+/// payload-descriptor packet), as the GOP cache, the viewers and the mirrors take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoPacket {
+    /// RTP payload, ready to send.
+    pub payload: Arc<[u8]>,
+    pub marker: bool,
+    /// The camera's RTP timestamp, unchanged.
+    pub rtp_time: u32,
+    /// Relay-assigned sequence: +1 per output packet plus the size of any gap in the source
+    /// sequence, so downstream sees losses as losses.
+    pub seq: u16,
+    /// A new viewer may start here: the first packet of a keyframe (H.264: an IDR access unit
+    /// with SPS+PPS in front).
+    pub keyframe_start: bool,
 }

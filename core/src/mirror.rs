@@ -12,14 +12,14 @@
 //! allocates nothing (both vectors keep their capacity) and the mirror's loop is woken only
 //! when the lane goes from empty to not empty. The few control messages that must stay in
 //! order with the packets (ready, resync, failed) take the same lane; the mirror's requests
-//! to the origin (subscribe, unsubscribe) are `hub::Forward`s.
+//! to the origin (subscribe, unsubscribe) are `gateway::Forward`s.
 
 use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::audio_relay::{AudioOut, AudioPacket};
-use crate::h264::RelayPacket;
-use crate::hub::StreamId;
+use crate::gateway::StreamId;
+use crate::media::VideoPacket;
 use crate::video_relay::VideoCodec;
 
 /// What a mirror needs to answer its viewers' offers and tell them what plays.
@@ -38,7 +38,7 @@ pub enum MirrorItem {
     /// A relayed video packet, with the wall-clock instant it was captured at (for RTCP).
     Video {
         mirror: StreamId,
-        packet: RelayPacket,
+        packet: VideoPacket,
         wall: Instant,
     },
     /// A relayed audio packet; `fallback`: the Opus fallback of passed-through G.711.
@@ -123,7 +123,7 @@ mod tests {
     fn video(mirror: u64, seq: u16) -> MirrorItem {
         MirrorItem::Video {
             mirror: StreamId(mirror),
-            packet: RelayPacket {
+            packet: VideoPacket {
                 payload: Arc::from(&[1u8, 2, 3][..]),
                 marker: true,
                 rtp_time: 0,

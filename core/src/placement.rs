@@ -3,7 +3,7 @@
 //! Every worker has its own event loop and `Gateway`. A camera URL is pulled by exactly one
 //! of them (one RTSP connection per URL, as with one worker), and a viewer of that URL is
 //! served by that worker, whichever worker its signaling session lives on: the session's
-//! gateway forwards the `playStream` there (see `hub::Forward`).
+//! gateway forwards the `playStream` there (see `gateway::Forward`).
 //!
 //! A viewer is served by the camera's worker unless that worker serves clearly more viewers
 //! than another: then by the least-loaded worker, from a mirror of the camera's packets (see
@@ -22,7 +22,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::hub::{GatewayStats, StreamId, StreamInfo};
+use crate::gateway::{GatewayStats, StreamId, StreamInfo};
 use crate::mirror::MediaLane;
 
 /// How often each worker publishes its streams and counters for the others' APIs.

@@ -1,9 +1,10 @@
 //! A stream's video on its way to browsers, whatever the camera's codec: H.264 (re-fragmented
 //! where needed, SPS/PPS before every keyframe) or VP8 (forwarded as is). Both hand out the
-//! same `RelayPacket`s, so the hub, the GOP cache and the viewers don't care which.
+//! same `VideoPacket`s, so the gateway, the GOP cache and the viewers don't care which.
 
-use crate::h264::{H264Relay, RelayPacket};
+use crate::h264::H264Relay;
 use crate::media::TrackInfo;
+use crate::media::VideoPacket;
 use crate::rtp::RtpPacket;
 use crate::vp8::Vp8Relay;
 
@@ -35,7 +36,7 @@ impl VideoRelay {
         }
     }
 
-    pub fn push(&mut self, packet: &RtpPacket<'_>, out: &mut Vec<RelayPacket>) {
+    pub fn push(&mut self, packet: &RtpPacket<'_>, out: &mut Vec<VideoPacket>) {
         match self {
             Self::H264(r) => r.push(packet, out),
             Self::Vp8(r) => r.push(packet, out),

@@ -1,6 +1,6 @@
 //! One browser watching one stream: a str0m `Rtc` in ICE-lite, RTP mode.
 //!
-//! The viewer never re-packetizes: the stream hub hands it the relay's packets (`Arc<[u8]>`
+//! The viewer never re-packetizes: the gateway hands it the relay's packets (`Arc<[u8]>`
 //! payloads shared by every viewer) and the viewer only rebases sequence numbers, so each
 //! browser sees its own stream start at a low sequence number (str0m needs that to derive the
 //! SRTP rollover counter) while gaps in the camera's stream stay gaps.
@@ -20,7 +20,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use crate::audio_relay::{AudioOut, AudioPacket};
 use crate::bandwidth::{LinkReport, STATS_INTERVAL};
 use crate::gop::GopCache;
-use crate::h264::RelayPacket;
+use crate::media::VideoPacket;
 use crate::video_relay::VideoCodec;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +106,7 @@ const RTX_RATIO_CAP: Option<f32> = Some(0.15);
 /// Shortest time between two answers to a browser's keyframe requests from the GOP cache.
 pub const MIN_REPLAY_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Lifecycle milestones the hub reports to the browser.
+/// Lifecycle milestones the gateway reports to the browser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ViewerState {
     /// DTLS is up: media can flow.
@@ -115,7 +115,7 @@ pub struct ViewerState {
     pub playing: bool,
     /// ICE gave up or DTLS failed: the viewer is gone.
     pub failed: bool,
-    /// The browser asked for a keyframe (PLI/FIR) since the hub last looked.
+    /// The browser asked for a keyframe (PLI/FIR) since the gateway last looked.
     pub keyframe_requested: bool,
 }
 
@@ -144,7 +144,7 @@ pub struct Viewer {
     state: ViewerState,
     /// camgate's ICE username fragment in this viewer's answer.
     ice_ufrag: String,
-    /// Packets were written since the last flush, and the hub has been told (`wants_flush`).
+    /// Packets were written since the last flush, and the gateway has been told (`wants_flush`).
     unflushed: bool,
     flush_queued: bool,
     /// str0m's next deadline as the last drain left it; `None` once str0m was touched since.
@@ -152,7 +152,7 @@ pub struct Viewer {
     next_timeout: Option<Instant>,
     /// Video payload bytes written, for the link judgement.
     video_bytes: u64,
-    /// The browser's latest receiver report not yet taken by the hub, and the last one seen
+    /// The browser's latest receiver report not yet taken by the gateway, and the last one seen
     /// (received sequence, lost) so that each report is taken once.
     link_report: Option<LinkReport>,
     last_rr: Option<(u64, u64)>,
@@ -160,7 +160,7 @@ pub struct Viewer {
     budget: Option<Budget>,
     /// The last video packet written ended a frame: the next one may be skipped.
     at_frame_start: bool,
-    /// Skips to the next keyframe made for the budget, not yet counted by the hub.
+    /// Skips to the next keyframe made for the budget, not yet counted by the gateway.
     skips: u64,
 }
 
@@ -275,7 +275,7 @@ impl Viewer {
     ) -> Result<(Viewer, String), ViewerError> {
         let offer = SdpOffer::from_sdp_string(offer_sdp)
             .map_err(|e| ViewerError::BadOffer(e.to_string()))?;
-        // Statistics carry the browser's receiver reports, from which the hub judges whether
+        // Statistics carry the browser's receiver reports, from which the gateway judges whether
         // the link carries the stream (see `bandwidth`). No `enable_bwe`: its pacer would hold
         // media back.
         let mut config = Rtc::builder()
@@ -587,7 +587,7 @@ impl Viewer {
     pub fn send_replayed(
         &mut self,
         now: Instant,
-        packet: &RelayPacket,
+        packet: &VideoPacket,
         rtp_time: u32,
         wallclock: Instant,
         written: &mut usize,
@@ -700,13 +700,13 @@ impl Viewer {
         });
     }
 
-    /// Packets were written and the hub listed this viewer for `flush`, which will set its
+    /// Packets were written and the gateway listed this viewer for `flush`, which will set its
     /// timer: scheduling it before then would only tick str0m twice.
     pub fn awaiting_flush(&self) -> bool {
         self.flush_queued
     }
 
-    /// True once after packets were written: the hub then lists this viewer for `flush`.
+    /// True once after packets were written: the gateway then lists this viewer for `flush`.
     pub fn wants_flush(&mut self) -> bool {
         if self.unflushed && !self.flush_queued {
             self.flush_queued = true;
@@ -738,7 +738,7 @@ impl Viewer {
     pub fn send_video(
         &mut self,
         now: Instant,
-        packet: &RelayPacket,
+        packet: &VideoPacket,
         rtp_time: u32,
         wallclock: Instant,
     ) {

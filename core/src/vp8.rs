@@ -1,5 +1,5 @@
 //! The VP8 relay path (RFC 7741): camera RTP payloads in, viewer-ready RTP payloads out, with the
-//! same output as the H.264 relay ([`RelayPacket`]) so the hub, GOP cache and viewers handle both
+//! same output as the H.264 relay ([`VideoPacket`]) so the gateway, GOP cache and viewers handle both
 //! codecs alike.
 //!
 //! Every payload is forwarded exactly as the camera sent it: one `Arc<[u8]>` per source packet,
@@ -32,7 +32,7 @@
 
 use std::sync::Arc;
 
-use crate::h264::RelayPacket;
+use crate::media::VideoPacket;
 use crate::rtp::{RtpPacket, SeqStep, SeqTracker};
 
 /// The keyframe start code, after the 3-byte frame tag (RFC 6386 9.1).
@@ -188,7 +188,7 @@ impl Vp8Relay {
     }
 
     /// Feeds one camera packet of this track; appends 0 or 1 packet to `out`.
-    pub fn push(&mut self, pkt: &RtpPacket<'_>, out: &mut Vec<RelayPacket>) {
+    pub fn push(&mut self, pkt: &RtpPacket<'_>, out: &mut Vec<VideoPacket>) {
         if self.ssrc.is_some_and(|s| s != pkt.ssrc) {
             // New SSRC: the camera restarted the stream; sequence numbers start over.
             self.seq.reset();
@@ -233,7 +233,7 @@ impl Vp8Relay {
             .unwrap_or(0)
             .wrapping_add(std::mem::take(&mut self.pending_gap));
         self.out_seq = Some(seq.wrapping_add(1));
-        out.push(RelayPacket {
+        out.push(VideoPacket {
             payload: Arc::from(p),
             marker: pkt.marker,
             rtp_time: pkt.timestamp,

@@ -2,7 +2,8 @@
 //! once the caller's output vector has capacity. Lives in its own test binary because it needs a
 //! counting global allocator.
 
-use camgate_core::h264::{H264Relay, RelayPacket};
+use camgate_core::h264::H264Relay;
+use camgate_core::media::VideoPacket;
 use camgate_core::rtp::RtpPacket;
 
 mod counting_alloc;
@@ -40,7 +41,7 @@ fn access_units(frame: u32) -> Vec<(Vec<u8>, bool)> {
 #[test]
 fn push_allocates_only_the_shared_arc() {
     let mut relay = H264Relay::new(Some(FMTP), 1200);
-    let mut out: Vec<RelayPacket> = Vec::with_capacity(16);
+    let mut out: Vec<VideoPacket> = Vec::with_capacity(16);
     let mut seq = 0u16;
     // Build all inputs up front so the measured loop does nothing but relay.
     let frames: Vec<Vec<(Vec<u8>, bool)>> = (0..40).map(access_units).collect();
@@ -87,7 +88,7 @@ fn push_allocates_only_the_shared_arc() {
 #[test]
 fn refragmenting_allocates_one_arc_per_output_packet() {
     let mut relay = H264Relay::new(None, 500);
-    let mut out: Vec<RelayPacket> = Vec::with_capacity(16);
+    let mut out: Vec<VideoPacket> = Vec::with_capacity(16);
     let mut nal = vec![0x41u8];
     nal.resize(2000, 0x11);
     let pkt = RtpPacket {

@@ -2,7 +2,7 @@
 //! caller's output vector has capacity. Its own test binary because it needs a counting global
 //! allocator.
 
-use camgate_core::h264::RelayPacket;
+use camgate_core::media::VideoPacket;
 use camgate_core::rtp::RtpPacket;
 use camgate_core::vp8::Vp8Relay;
 
@@ -21,7 +21,7 @@ fn vp8_push_allocates_only_the_shared_arc() {
     let inputs: Vec<(&[u8], u32)> = vec![(&key, 0), (&mid, 0), (&inter, 3000), (&big, 3000)];
 
     let mut relay = Vp8Relay::new(1200);
-    let mut out: Vec<RelayPacket> = Vec::with_capacity(16);
+    let mut out: Vec<VideoPacket> = Vec::with_capacity(16);
     for round in 0..20u16 {
         for (i, (payload, ts)) in inputs.iter().enumerate() {
             // One sequence number skipped before each packet: gaps must not allocate either.

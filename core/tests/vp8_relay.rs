@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use camgate_core::h264::RelayPacket;
+use camgate_core::media::VideoPacket;
 use camgate_core::rtp::RtpPacket;
 use camgate_core::vp8::{keyframe_size, PictureId, Vp8Descriptor, Vp8Relay};
 
@@ -94,7 +94,7 @@ fn rtp(seq: u16, ts: u32, marker: bool, payload: &[u8]) -> RtpPacket<'_> {
     }
 }
 
-fn push(relay: &mut Vp8Relay, pkt: &RtpPacket<'_>) -> Vec<RelayPacket> {
+fn push(relay: &mut Vp8Relay, pkt: &RtpPacket<'_>) -> Vec<VideoPacket> {
     let mut out = Vec::new();
     relay.push(pkt, &mut out);
     out
@@ -304,7 +304,7 @@ fn vp8_payloads_are_forwarded_unchanged_with_marker_and_time() {
     let o = &out[0];
     assert_eq!(&*o.payload, &key[..]);
     assert_eq!((o.marker, o.rtp_time, o.seq), (true, 123_456, 9));
-    // One Arc per packet, shared by everyone who clones the RelayPacket (viewers, GOP cache).
+    // One Arc per packet, shared by everyone who clones the VideoPacket (viewers, GOP cache).
     let copy = o.clone();
     assert!(Arc::ptr_eq(&o.payload, &copy.payload));
 }

@@ -15,7 +15,8 @@ use std::net::SocketAddr;
 use camgate_core::audio::{AudioInput, OpusPacket, Transcoder, OPUS_FRAME};
 use camgate_core::audio_relay::{AudioOut, AudioPacket, AudioRelay};
 use camgate_core::h264::slice::{slice_type, SliceType};
-use camgate_core::h264::{Depacketizer, H264Relay, RelayPacket};
+use camgate_core::h264::{Depacketizer, H264Relay};
+use camgate_core::media::VideoPacket;
 use camgate_core::media::{MediaKind, TrackInfo};
 use camgate_core::rtp::{parse_sender_report, RtpPacket, SenderReport};
 use camgate_core::rtp_reorder::{Pushed, RtpReorder};
@@ -402,7 +403,7 @@ struct JoiningViewer {
 }
 
 impl JoiningViewer {
-    fn see(&mut self, pkt: &RelayPacket) {
+    fn see(&mut self, pkt: &VideoPacket) {
         if pkt.keyframe_start {
             *self = JoiningViewer {
                 active: true,

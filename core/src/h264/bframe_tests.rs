@@ -3,12 +3,12 @@
 
 use super::slice::{slice_type, SliceType};
 use super::H264Relay;
-use crate::h264::RelayPacket;
+use crate::media::VideoPacket;
 use crate::rtp::RtpPacket;
 
 /// Feeds single-packet access units, continuing the relay's sequence and timestamps.
 fn push_all(relay: &mut Fed, payloads: &[&[u8]]) {
-    let mut out: Vec<RelayPacket> = Vec::new();
+    let mut out: Vec<VideoPacket> = Vec::new();
     for p in payloads {
         let n = relay.packets_fed;
         relay.packets_fed += 1;

@@ -11,7 +11,7 @@ pub mod slice;
 pub use depacketize::{AccessUnit, Depacketizer};
 pub use packetize::Packetizer;
 pub use params::ParameterSets;
-pub use relay::{H264Relay, RelayPacket};
+pub use relay::H264Relay;
 pub use slice::SliceType;
 
 #[cfg(test)]

@@ -28,6 +28,7 @@
 use std::iter::FlatMap;
 use std::sync::Arc;
 
+use crate::media::VideoPacket;
 use crate::rtp::{RtpPacket, SeqStep, SeqTracker};
 
 use super::nal::{
@@ -37,21 +38,6 @@ use super::nal::{
 use super::packetize::{fu_a_fragments, nal_pieces, packetize_nal, MIN_PAYLOAD};
 use super::params::{fmtp_param, parse_profile_level_id, ParameterSets};
 use super::slice::{slice_type, SliceType};
-
-/// One packet leaving the relay.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RelayPacket {
-    /// RTP payload (single NAL / STAP-A / FU-A), ready to send.
-    pub payload: Arc<[u8]>,
-    pub marker: bool,
-    /// The camera's RTP timestamp, unchanged.
-    pub rtp_time: u32,
-    /// Relay-assigned sequence: +1 per output packet plus the size of any gap in the source
-    /// sequence, so downstream sees losses as losses.
-    pub seq: u16,
-    /// A new viewer may start here: first packet of an IDR access unit with SPS+PPS in front.
-    pub keyframe_start: bool,
-}
 
 /// Longest run of non-slice packets held back in one access unit; beyond that they are
 /// forwarded unmarked (bounds memory and delay against odd streams).
@@ -210,7 +196,7 @@ impl H264Relay {
     }
 
     /// Feeds one camera packet of this track; appends 0..n packets to `out`.
-    pub fn push(&mut self, pkt: &RtpPacket<'_>, out: &mut Vec<RelayPacket>) {
+    pub fn push(&mut self, pkt: &RtpPacket<'_>, out: &mut Vec<VideoPacket>) {
         if self.ssrc.is_some_and(|s| s != pkt.ssrc) {
             // New SSRC: the camera restarted the stream; sequence numbers start over.
             self.seq.reset();
@@ -317,7 +303,7 @@ impl H264Relay {
 
     /// Sequence restart or SSRC change: emit what is held, forget the access unit, and make
     /// downstream see a loss so it drops any partial picture.
-    fn discontinuity(&mut self, out: &mut Vec<RelayPacket>) {
+    fn discontinuity(&mut self, out: &mut Vec<VideoPacket>) {
         self.flush_held(None, out);
         self.pending_gap = self.pending_gap.wrapping_add(1);
         self.au_time = None;
@@ -431,7 +417,7 @@ impl H264Relay {
         facts
     }
 
-    fn flush_held(&mut self, mark: Option<usize>, out: &mut Vec<RelayPacket>) {
+    fn flush_held(&mut self, mark: Option<usize>, out: &mut Vec<VideoPacket>) {
         if self.held.is_empty() {
             return;
         }
@@ -452,7 +438,7 @@ impl H264Relay {
     }
 
     /// Emits STAP-A [SPS, PPS] (marked keyframe_start); needs complete parameter sets.
-    fn inject_parameter_sets(&mut self, rtp_time: u32, gap: u16, out: &mut Vec<RelayPacket>) {
+    fn inject_parameter_sets(&mut self, rtp_time: u32, gap: u16, out: &mut Vec<VideoPacket>) {
         let Some(stap) = self.params.stap_a() else {
             return;
         };
@@ -472,12 +458,12 @@ impl H264Relay {
 
     /// Emits one source payload: forwarded if it fits and is well-formed, rewritten otherwise.
     /// The first output packet gets `keyframe_start`, the last the source's marker.
-    fn emit(&mut self, src: Src<'_>, keyframe_start: bool, out: &mut Vec<RelayPacket>) {
+    fn emit(&mut self, src: Src<'_>, keyframe_start: bool, out: &mut Vec<VideoPacket>) {
         let mut seq = self.out_seq.unwrap_or(0).wrapping_add(src.gap);
         let max = self.max_payload;
         let first = out.len();
         let mut push = |payload: Arc<[u8]>| {
-            out.push(RelayPacket {
+            out.push(VideoPacket {
                 payload,
                 marker: false,
                 rtp_time: src.rtp_time,

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use super::nal::{nal_type, stap_a_units};
 use super::packetize::Packetizer;
 use super::params::parse_sprop_parameter_sets;
-use super::{AccessUnit, Depacketizer, H264Relay, RelayPacket};
+use super::{AccessUnit, Depacketizer, H264Relay};
+use crate::media::VideoPacket;
 use crate::rtp::RtpPacket;
 
 /// xorshift64*: deterministic, dependency-free.
@@ -85,7 +86,7 @@ impl Camera {
     }
 }
 
-fn relay_all(relay: &mut H264Relay, wire: &Wire) -> Vec<RelayPacket> {
+fn relay_all(relay: &mut H264Relay, wire: &Wire) -> Vec<VideoPacket> {
     let mut all = Vec::new();
     let mut out = Vec::new();
     for (p, m, ts, seq) in wire {
@@ -96,7 +97,7 @@ fn relay_all(relay: &mut H264Relay, wire: &Wire) -> Vec<RelayPacket> {
     all
 }
 
-fn depacketize(packets: &[RelayPacket]) -> Vec<AccessUnit> {
+fn depacketize(packets: &[VideoPacket]) -> Vec<AccessUnit> {
     let mut d = Depacketizer::new();
     let mut aus = Vec::new();
     for p in packets {
@@ -106,7 +107,7 @@ fn depacketize(packets: &[RelayPacket]) -> Vec<AccessUnit> {
     aus
 }
 
-fn check_output_invariants(packets: &[RelayPacket], max: usize) {
+fn check_output_invariants(packets: &[VideoPacket], max: usize) {
     for w in packets.windows(2) {
         assert_ne!(w[1].seq.wrapping_sub(w[0].seq), 0, "sequence must advance");
         assert!(
@@ -363,7 +364,7 @@ fn relay_does_not_duplicate_camera_parameter_sets() {
         for (o, w) in out.iter().zip(&wire) {
             assert_eq!(&*o.payload, &w.0[..], "forwarded unchanged, in order");
         }
-        let starts: Vec<&RelayPacket> = out.iter().filter(|p| p.keyframe_start).collect();
+        let starts: Vec<&VideoPacket> = out.iter().filter(|p| p.keyframe_start).collect();
         assert_eq!(starts.len(), 3);
         for s in starts {
             if aggregate {
@@ -644,7 +645,7 @@ fn relay_round_trip_random_streams() {
         assert_eq!(aus, want, "cam {cam_max} relay {relay_max}");
         // Every keyframe start is followed, within its access unit, by SPS, PPS and an IDR.
         for (i, p) in out.iter().enumerate().filter(|(_, p)| p.keyframe_start) {
-            let au: Vec<RelayPacket> = out[i..]
+            let au: Vec<VideoPacket> = out[i..]
                 .iter()
                 .take_while(|q| q.rtp_time == p.rtp_time)
                 .cloned()

@@ -1,0 +1,323 @@
+use super::*;
+
+/// Bytes from a camera, on its RTSP connection or one of its UDP sockets.
+#[derive(Clone, Copy)]
+pub(super) enum CameraInput<'a> {
+    Tcp(&'a [u8]),
+    Udp {
+        track: usize,
+        rtcp: bool,
+        source: SocketAddr,
+        data: &'a [u8],
+    },
+}
+
+impl Gateway {
+    pub fn handle_rtsp_connected(&mut self, stream: StreamId, now: Instant) {
+        let Some(client) = self.streams.get_mut(&stream).and_then(Stream::client) else {
+            return;
+        };
+        client.handle_connected(now);
+        self.after_stream_input(stream, now);
+    }
+
+    pub fn handle_rtsp_lost(&mut self, stream: StreamId, now: Instant) {
+        let Some(client) = self.streams.get_mut(&stream).and_then(Stream::client) else {
+            return;
+        };
+        client.handle_connection_lost(now);
+        self.after_stream_input(stream, now);
+    }
+
+    /// Bytes from a camera connection: RTSP responses and interleaved RTP, split anywhere.
+    pub fn handle_rtsp_data(&mut self, stream: StreamId, now: Instant, data: &[u8]) {
+        self.feed_camera(stream, now, CameraInput::Tcp(data));
+    }
+
+    /// A datagram on one of a camera's UDP sockets (RTP or RTCP of `track`).
+    pub fn handle_rtsp_udp(
+        &mut self,
+        stream: StreamId,
+        now: Instant,
+        track: usize,
+        rtcp: bool,
+        source: SocketAddr,
+        data: &[u8],
+    ) {
+        self.feed_camera(
+            stream,
+            now,
+            CameraInput::Udp {
+                track,
+                rtcp,
+                source,
+                data,
+            },
+        );
+    }
+
+    /// The loop bound a UDP port pair (`rtp_port`, `rtp_port + 1`) for a camera track, or
+    /// could not (`None`): the client sets the track up over UDP or falls back to TCP.
+    pub fn handle_rtsp_udp_ports(
+        &mut self,
+        stream: StreamId,
+        now: Instant,
+        track: usize,
+        rtp_port: Option<u16>,
+    ) {
+        let Some(client) = self.streams.get_mut(&stream).and_then(Stream::client) else {
+            return;
+        };
+        match rtp_port {
+            Some(port) => client.handle_udp_ports(now, track, port),
+            None => client.handle_udp_ports_failed(now, track),
+        }
+        self.after_stream_input(stream, now);
+    }
+
+    pub(super) fn feed_camera(&mut self, stream: StreamId, now: Instant, input: CameraInput<'_>) {
+        self.advance(now);
+        self.stats.camera_bytes_in += match input {
+            CameraInput::Tcp(data) | CameraInput::Udp { data, .. } => data.len() as u64,
+        };
+        let Some((Source::Camera(client), pipeline, mut fan_out)) = self.media_of(stream, now)
+        else {
+            return;
+        };
+        let mut news = MediaNews::Nothing;
+        let mut on_media = |m: MediaPacket<'_>| {
+            if pipeline.on_media(now, MediaIn::Camera(m), &mut fan_out) == MediaNews::BFrames {
+                news = MediaNews::BFrames;
+            }
+        };
+        // Last line of defence: a bug reached by one camera's bytes (in parsing, relaying or
+        // transcoding) fails that stream, not the server.
+        let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let media = match input {
+                CameraInput::Tcp(data) => client.handle_input(now, data),
+                CameraInput::Udp {
+                    track,
+                    rtcp,
+                    source,
+                    data,
+                } => client.handle_udp_input(now, track, rtcp, source, data),
+            };
+            media.for_each(&mut on_media);
+        }));
+        if fed.is_err() {
+            tracing::error!(
+                stream = stream.0,
+                "internal error while handling the camera's data; stream closed"
+            );
+            self.fail_stream(
+                stream,
+                now,
+                "Failed by error: internal error while handling the camera's data",
+            );
+            return;
+        }
+        if news == MediaNews::BFrames {
+            if let Some(s) = self.streams.get(&stream) {
+                tracing::warn!(url = %s.redacted, "{B_FRAMES_WARNING}");
+            }
+            self.describe_to_mirrors(stream);
+        }
+        self.schedule_watchers(stream, now);
+        self.after_stream_input(stream, now);
+    }
+
+    /// Writing media moved every watching viewer's str0m timers (indexing, not cloning the
+    /// list: this runs for every camera read).
+    pub(super) fn schedule_watchers(&mut self, stream: StreamId, now: Instant) {
+        let count = self.streams.get(&stream).map_or(0, |s| s.viewers.len());
+        for i in 0..count {
+            let v = self.streams[&stream].viewers[i];
+            let flushing = self.viewers.get(v).and_then(|e| e.viewer.as_ref());
+            if flushing.is_some_and(|viewer| viewer.awaiting_flush()) {
+                continue; // `flush_viewers` sets its timer after the tick it is due anyway
+            }
+            self.schedule_viewer(v, now);
+        }
+    }
+
+    /// Drains a camera client after any input: its bytes to send and its events.
+    pub(super) fn after_stream_input(&mut self, id: StreamId, now: Instant) {
+        loop {
+            let Some(s) = self.streams.get_mut(&id) else {
+                return;
+            };
+            let Source::Camera(client) = &mut s.source else {
+                return;
+            };
+            let event = match client.poll_output() {
+                None => break,
+                Some(RtspOutput::Transmit(data)) => {
+                    self.outputs
+                        .push_back(GatewayOutput::RtspSend { stream: id, data });
+                    continue;
+                }
+                Some(RtspOutput::OpenUdp(request)) => {
+                    self.outputs.push_back(GatewayOutput::RtspUdpOpen {
+                        stream: id,
+                        track: request.track,
+                    });
+                    continue;
+                }
+                Some(RtspOutput::UdpTransmit(t)) => {
+                    self.outputs.push_back(GatewayOutput::RtspUdpSend {
+                        stream: id,
+                        track: t.track,
+                        rtcp: t.rtcp,
+                        host: t.host,
+                        port: t.port,
+                        data: t.data,
+                    });
+                    continue;
+                }
+                Some(RtspOutput::Redirect(redirect)) => {
+                    // The client wants another server: a new TCP connection, same stream.
+                    tracing::info!(stream = id.0, host = %redirect.host, port = redirect.port, "camera redirects");
+                    self.outputs
+                        .push_back(GatewayOutput::RtspClose { stream: id });
+                    self.outputs.push_back(GatewayOutput::RtspConnect {
+                        stream: id,
+                        host: redirect.host,
+                        port: redirect.port,
+                    });
+                    continue;
+                }
+                Some(RtspOutput::Event(event)) => event,
+            };
+            match event {
+                RtspEvent::Playing { tracks } => {
+                    let dropped_tracks: Vec<String> = client
+                        .dropped_tracks()
+                        .iter()
+                        .map(|(t, why)| {
+                            format!("{:?} {}: {why}", t.kind, t.encoding).to_lowercase()
+                        })
+                        .collect();
+                    for why in &dropped_tracks {
+                        tracing::warn!(stream = id.0, url = %s.redacted, "track left out: {why}");
+                    }
+                    let resumed = s.played;
+                    tracing::info!(stream = id.0, url = %s.redacted, tracks = tracks.len(), resumed, "camera playing");
+                    let started = Started {
+                        resumed,
+                        max_payload: self.config.max_payload,
+                        fail_on_track_error: self.config.rtsp.fail_on_track_error,
+                        stream: id.0,
+                        redacted: &s.redacted,
+                    };
+                    if let Err(info) = s.pipeline.camera_playing(&tracks, dropped_tracks, started) {
+                        self.fail_stream(id, now, &info);
+                        return;
+                    }
+                    s.played = true;
+                    s.reconnect_attempts = 0;
+                    if resumed {
+                        // Same relays: their output sequences continue, so viewers keep their
+                        // WebRTC sessions and resume on the camera's next keyframe.
+                        self.resync_viewers(id);
+                        for (worker, mirror) in self.streams[&id].mirrors.clone() {
+                            self.push_mirror(worker, [MirrorItem::Resync { mirror }]);
+                        }
+                    } else {
+                        self.answer_pending(id, now);
+                        self.describe_to_mirrors(id);
+                    }
+                }
+                RtspEvent::Failed(e) => {
+                    let info = failure_info(&e);
+                    if s.played && (s.pinned || !s.unwatched()) {
+                        self.schedule_reconnect(id, now, &info);
+                    } else {
+                        self.fail_stream(id, now, &info);
+                    }
+                    return;
+                }
+                RtspEvent::Closed => {
+                    self.close_stream(id);
+                    return;
+                }
+            }
+        }
+        self.schedule_stream(id, now);
+    }
+
+    /// The camera dropped after playing: close its connection and try again later, with
+    /// backoff (1, 2, 4, ... 30 s), while the viewers stay connected.
+    pub(super) fn schedule_reconnect(&mut self, id: StreamId, now: Instant, info: &str) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let delay =
+            Duration::from_secs(1u64 << s.reconnect_attempts.min(5)).min(Duration::from_secs(30));
+        s.reconnect_attempts += 1;
+        s.reconnect_at = Some(now + delay);
+        s.pipeline.clear_gop();
+        tracing::warn!(stream = id.0, url = %s.redacted, attempt = s.reconnect_attempts,
+            "camera lost: {info}; reconnecting in {delay:?}");
+        self.stats.rtsp_errors += 1;
+        self.outputs
+            .push_back(GatewayOutput::RtspClose { stream: id });
+        self.schedule_stream(id, now);
+    }
+
+    pub(super) fn reconnect(&mut self, id: StreamId, now: Instant) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        s.reconnect_at = None;
+        if !s.pinned && s.unwatched() {
+            self.close_stream(id); // everyone left while the camera was down
+            return;
+        }
+        let config = client_config(&self.config.rtsp, &mut self.rtsp_clients);
+        match RtspClient::new(&s.url, config, now) {
+            Ok(client) => {
+                let (host, port) = (client.url().host().to_owned(), client.url().port());
+                s.source = Source::Camera(Box::new(client));
+                tracing::info!(stream = id.0, url = %s.redacted, "reconnecting to camera");
+                self.stats.rtsp_reconnects += 1;
+                self.stats.rtsp_connects += 1;
+                self.outputs.push_back(GatewayOutput::RtspConnect {
+                    stream: id,
+                    host,
+                    port,
+                });
+            }
+            // The URL parsed before, so this can't happen; fail cleanly if it does.
+            Err(e) => self.fail_stream(id, now, &e.to_string()),
+        }
+        self.schedule_stream(id, now);
+    }
+
+    /// After a reconnect the camera's stream starts over: every viewer waits for its next
+    /// keyframe rather than decode P-frames that reference pictures it never got.
+    pub(super) fn resync_viewers(&mut self, id: StreamId) {
+        let Some(s) = self.streams.get(&id) else {
+            return;
+        };
+        for &v in &s.viewers {
+            if let Some(viewer) = self.viewers.get_mut(v).and_then(|e| e.viewer.as_mut()) {
+                viewer.wait_for_keyframe();
+            }
+        }
+    }
+}
+
+/// The `info` a viewer sees when its camera fails, in the words of the Flashphoner SDK where it
+/// has some ("Failed to connect to rtsp stream", "Rtsp stream not found", ...).
+pub(super) fn failure_info(e: &RtspError) -> String {
+    e.to_string()
+}
+
+/// The configuration of the next RTSP client: every client gets its own seed.
+pub(super) fn client_config(rtsp: &RtspConfig, made: &mut u64) -> RtspConfig {
+    *made += 1;
+    RtspConfig {
+        seed: rtsp.seed.wrapping_add(*made),
+        ..rtsp.clone()
+    }
+}

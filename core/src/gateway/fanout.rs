@@ -1,0 +1,225 @@
+//! Where a stream's media goes: its viewers' WebRTC sessions and its mirrors on other workers.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use str0m::net::Transmit;
+
+use super::pipeline::{MediaPipeline, MediaSink};
+use super::streams::{Source, Stream};
+use super::viewers::{ViewerEntry, ViewerId, ViewerTable};
+use super::{Gateway, GatewayOutput, GatewayStats, StreamId};
+use crate::audio_relay::{AudioOut, AudioPacket};
+use crate::gop::GopCache;
+use crate::media::VideoPacket;
+use crate::mirror::MirrorItem;
+use crate::placement::Placement;
+use crate::signaling::{self, StreamStatus};
+use crate::video_relay::VideoCodec;
+
+/// The PLAYING status (with the stream info) for a viewer.
+pub(super) fn playing_status(entry: &ViewerEntry, redacted: &str, info: &str) -> GatewayOutput {
+    GatewayOutput::WsSend {
+        session: entry.session,
+        text: signaling::stream_status(
+            &entry.media_session_id,
+            redacted,
+            StreamStatus::Playing,
+            Some(info),
+        ),
+    }
+}
+
+/// Hands `items` to worker `worker`'s mirrors, with a wake-up for its loop if its lane from
+/// here was empty.
+pub(super) fn push_lane(
+    placement: Option<&Placement>,
+    outputs: &mut VecDeque<GatewayOutput>,
+    worker: usize,
+    items: impl IntoIterator<Item = MirrorItem>,
+) {
+    let Some(p) = placement else {
+        return;
+    };
+    if p.lane_to(worker).push(items) {
+        outputs.push_back(GatewayOutput::WakeWorker { worker });
+    }
+}
+
+/// What writes one stream's media to its viewers and mirrors: the parts of the gateway it
+/// needs, borrowed next to the stream's pipeline (see `Gateway::media_of`).
+pub(super) struct FanOut<'a> {
+    pub(super) viewers: &'a mut ViewerTable,
+    pub(super) unflushed: &'a mut Vec<ViewerId>,
+    /// Where a GOP replay's slices go (see `Viewer::send_replayed`).
+    pub(super) transmits: &'a mut VecDeque<Transmit>,
+    pub(super) outputs: &'a mut VecDeque<GatewayOutput>,
+    pub(super) stats: &'a mut GatewayStats,
+    pub(super) placement: Option<&'a Placement>,
+    /// The stream's viewers that have an answer.
+    pub(super) watching: &'a [ViewerId],
+    /// The stream's mirrors on other workers: (worker, mirror stream there).
+    pub(super) mirrors: &'a [(usize, StreamId)],
+    /// The stream's URL with its password masked.
+    pub(super) redacted: &'a str,
+    pub(super) now: Instant,
+}
+
+impl Gateway {
+    /// Stream `id`, split into what its media needs: the stream (less its pipeline) for its
+    /// source, its pipeline, and the fan-out to its viewers and mirrors.
+    pub(super) fn media_of(
+        &mut self,
+        id: StreamId,
+        now: Instant,
+    ) -> Option<(&mut Source, &mut MediaPipeline, FanOut<'_>)> {
+        let Gateway {
+            config,
+            streams,
+            viewers,
+            unflushed,
+            transmits,
+            outputs,
+            stats,
+            ..
+        } = self;
+        let Stream {
+            source,
+            pipeline,
+            viewers: watching,
+            mirrors,
+            redacted,
+            ..
+        } = streams.get_mut(&id)?;
+        let fan_out = FanOut {
+            viewers,
+            unflushed,
+            transmits,
+            outputs,
+            stats,
+            placement: config.placement.as_ref(),
+            watching,
+            mirrors,
+            redacted,
+            now,
+        };
+        Some((source, pipeline, fan_out))
+    }
+}
+
+impl MediaSink for FanOut<'_> {
+    fn stats(&mut self) -> &mut GatewayStats {
+        self.stats
+    }
+
+    /// Writes the batch to every watching viewer, and to the mirrors. A newly connected viewer
+    /// starts from the cached GOP instead (which already holds the batch). Done here, on
+    /// media, not on the Connected event: str0m drops RTP written before its SRTP context is
+    /// up, which happens just after that event.
+    fn video(
+        &mut self,
+        gop: &GopCache,
+        (packets, walls): (&[VideoPacket], &[Instant]),
+        gop_wall: impl Fn(u32) -> Instant,
+        codec: VideoCodec,
+        info: impl Fn() -> String,
+    ) {
+        let now = self.now;
+        for &v in self.watching {
+            let Some(entry) = self.viewers.get_mut(v) else {
+                continue;
+            };
+            let Some(viewer) = entry.viewer.as_mut() else {
+                continue;
+            };
+            if viewer.state().connected && !entry.primed {
+                entry.primed = true;
+                let mut written = 0;
+                gop.replay(|p, ts| {
+                    viewer.send_replayed(now, p, ts, gop_wall(ts), &mut written, self.transmits)
+                });
+            } else {
+                for (p, wall) in packets.iter().zip(walls) {
+                    viewer.send_video(now, p, p.rtp_time, *wall);
+                }
+                self.stats.viewer_packets_out += packets.len() as u64;
+            }
+            if viewer.wants_flush() {
+                self.unflushed.push(v);
+            }
+            if !entry.playing_sent && viewer.state().playing {
+                entry.playing_sent = true;
+                tracing::info!(url = %self.redacted, "viewer playing");
+                let mut info = info();
+                let camera_profile = match codec {
+                    VideoCodec::H264 { profile_level_id } => profile_level_id,
+                    VideoCodec::Vp8 => None,
+                };
+                if let Some(note) = viewer.profile_note(camera_profile) {
+                    info.push_str("; ");
+                    info.push_str(&note);
+                }
+                self.outputs
+                    .push_back(playing_status(entry, self.redacted, &info));
+            }
+        }
+        for &(worker, mirror) in self.mirrors {
+            let items = packets
+                .iter()
+                .zip(walls)
+                .map(|(p, wall)| MirrorItem::Video {
+                    mirror,
+                    packet: p.clone(),
+                    wall: *wall,
+                });
+            push_lane(self.placement, self.outputs, worker, items);
+        }
+    }
+
+    fn audio(
+        &mut self,
+        output: AudioOut,
+        main: (&[AudioPacket], &[Instant]),
+        fallback: (&[AudioPacket], &[Instant]),
+    ) {
+        for &v in self.watching {
+            let Some(viewer) = self.viewers.get_mut(v).and_then(|e| e.viewer.as_mut()) else {
+                continue;
+            };
+            let (packets, walls) = if viewer.audio_codec() == Some(output) {
+                main
+            } else {
+                fallback
+            };
+            for (p, wall) in packets.iter().zip(walls) {
+                viewer.send_audio(p, *wall);
+            }
+            if viewer.wants_flush() {
+                self.unflushed.push(v);
+            }
+        }
+        for &(worker, mirror) in self.mirrors {
+            let item = |fallback| {
+                move |(p, wall): (&AudioPacket, &Instant)| MirrorItem::Audio {
+                    mirror,
+                    packet: p.clone(),
+                    wall: *wall,
+                    fallback,
+                }
+            };
+            let items = (main.0.iter().zip(main.1).map(item(false)))
+                .chain(fallback.0.iter().zip(fallback.1).map(item(true)));
+            push_lane(self.placement, self.outputs, worker, items);
+        }
+    }
+
+    fn playing_again(&mut self, info: &str) {
+        for &v in self.watching {
+            let Some(entry) = self.viewers.get(v).filter(|e| e.playing_sent) else {
+                continue;
+            };
+            self.outputs
+                .push_back(playing_status(entry, self.redacted, info));
+        }
+    }
+}

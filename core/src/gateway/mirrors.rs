@@ -1,0 +1,218 @@
+use super::*;
+
+impl Gateway {
+    /// Hands `items` to worker `worker`'s mirrors, waking its loop if its lane was empty.
+    pub(super) fn push_mirror(
+        &mut self,
+        worker: usize,
+        items: impl IntoIterator<Item = MirrorItem>,
+    ) {
+        push_lane(
+            self.config.placement.as_ref(),
+            &mut self.outputs,
+            worker,
+            items,
+        );
+    }
+
+    /// A mirror on worker `from` wants this camera's media; the camera is pulled if it isn't.
+    pub(super) fn subscribe(&mut self, from: usize, url: String, mirror: StreamId, now: Instant) {
+        let id = match self.by_url.get(&url).copied() {
+            Some(id) => id,
+            None => match self.pull(&url, now) {
+                Ok(id) => id,
+                Err(info) => return self.push_mirror(from, [MirrorItem::Failed { mirror, info }]),
+            },
+        };
+        let s = self
+            .streams
+            .get_mut(&id)
+            .expect("by_url points at live streams");
+        if !matches!(s.source, Source::Camera(_)) {
+            // This worker itself mirrors that URL: the camera moved between workers just now.
+            let info = "Failed by error: the stream moved between workers; play again".to_owned();
+            return self.push_mirror(from, [MirrorItem::Failed { mirror, info }]);
+        }
+        s.mirrors.push((from, mirror));
+        s.linger_until = None;
+        tracing::info!(stream = id.0, url = %s.redacted, worker = from, "viewers on worker {from} mirror this camera");
+        let Some(described) = s.pipeline.described() else {
+            return; // `Ready` follows when the camera plays
+        };
+        // What plays, then the current GOP so the mirror's first viewers start at once.
+        let ready = MirrorItem::Ready {
+            mirror,
+            origin: id,
+            described: Box::new(described),
+        };
+        let s = &*s;
+        let gop = s.pipeline.gop_packets().iter().map(|p| MirrorItem::Video {
+            mirror,
+            packet: p.clone(),
+            wall: s.pipeline.video_wallclock(p.rtp_time, now),
+        });
+        push_lane(
+            self.config.placement.as_ref(),
+            &mut self.outputs,
+            from,
+            std::iter::once(ready).chain(gop),
+        );
+    }
+
+    /// Tells every mirror of a camera what plays (once it plays, and when that changes).
+    pub(super) fn describe_to_mirrors(&mut self, id: StreamId) {
+        let Some(s) = self.streams.get(&id) else {
+            return;
+        };
+        let Some(described) = s.pipeline.described() else {
+            return;
+        };
+        for (worker, mirror) in s.mirrors.clone() {
+            let described = Box::new(described.clone());
+            self.push_mirror(
+                worker,
+                [MirrorItem::Ready {
+                    mirror,
+                    origin: id,
+                    described,
+                }],
+            );
+        }
+    }
+
+    /// The camera failed or was terminated: its mirrors fail their viewers with `info`.
+    pub(super) fn fail_mirrors(&mut self, id: StreamId, info: &str) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        for (worker, mirror) in std::mem::take(&mut s.mirrors) {
+            let info = info.to_owned();
+            self.push_mirror(worker, [MirrorItem::Failed { mirror, info }]);
+        }
+    }
+
+    /// Media and news from the cameras other workers pull, for this worker's mirrors. The
+    /// event loop calls this when woken.
+    pub fn handle_mirrored(&mut self, now: Instant) {
+        let Some(placement) = self.config.placement.clone() else {
+            return;
+        };
+        self.advance(now);
+        let mut items = std::mem::take(&mut self.mirror_in);
+        let mut touched = None;
+        for lane in placement.lanes_in() {
+            lane.take(&mut items);
+            for item in items.drain(..) {
+                if let Some(mirror) = self.handle_mirror_item(item, now) {
+                    // Items come in runs per stream: schedule each run's viewers once.
+                    if touched.is_some_and(|t| t != mirror) {
+                        self.schedule_watchers(touched.take().expect("checked"), now);
+                    }
+                    touched = Some(mirror);
+                }
+            }
+        }
+        if let Some(mirror) = touched {
+            self.schedule_watchers(mirror, now);
+        }
+        self.mirror_in = items;
+    }
+
+    /// One item from a camera's worker; the mirror stream if media was written to viewers.
+    pub(super) fn handle_mirror_item(
+        &mut self,
+        item: MirrorItem,
+        now: Instant,
+    ) -> Option<StreamId> {
+        match item {
+            MirrorItem::Video {
+                mirror,
+                packet,
+                wall,
+            } => {
+                let (Source::Mirror(_), pipeline, mut fan_out) = self.media_of(mirror, now)? else {
+                    return None;
+                };
+                let input = MediaIn::MirroredVideo { packet, wall };
+                pipeline.on_media(now, input, &mut fan_out);
+                Some(mirror)
+            }
+            MirrorItem::Audio {
+                mirror,
+                packet,
+                wall,
+                fallback,
+            } => {
+                let (Source::Mirror(_), pipeline, mut fan_out) = self.media_of(mirror, now)? else {
+                    return None;
+                };
+                let input = MediaIn::MirroredAudio {
+                    packet,
+                    wall,
+                    fallback,
+                };
+                pipeline.on_media(now, input, &mut fan_out);
+                Some(mirror)
+            }
+            MirrorItem::Ready {
+                mirror,
+                origin,
+                described,
+            } => {
+                let (Source::Mirror(m), pipeline, mut fan_out) = self.media_of(mirror, now)? else {
+                    return None;
+                };
+                m.origin_stream = Some(origin);
+                match pipeline.describe(*described) {
+                    None => self.answer_pending(mirror, now),
+                    Some(before) if before.info != pipeline.info() => {
+                        fan_out.playing_again(&pipeline.info())
+                    }
+                    Some(_) => {}
+                }
+                None
+            }
+            MirrorItem::Resync { mirror } => {
+                if let Some(s) = self.streams.get_mut(&mirror) {
+                    s.pipeline.clear_gop();
+                    self.resync_viewers(mirror);
+                }
+                None
+            }
+            MirrorItem::Failed { mirror, info } => {
+                self.fail_stream(mirror, now, &info);
+                None
+            }
+        }
+    }
+
+    /// A viewer needs the Opus fallback of the camera's G.711 (see `AudioRelay`).
+    pub(super) fn enable_opus_fallback(&mut self, id: StreamId) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        match &mut s.source {
+            Source::Camera(_) => {
+                let Some(outcome) = s.pipeline.enable_opus_fallback() else {
+                    return;
+                };
+                match outcome {
+                    Ok(audio) => tracing::info!(stream = id.0, "audio: {audio}"),
+                    Err(e) => tracing::warn!(stream = id.0, "no Opus fallback: {e}"),
+                }
+                self.describe_to_mirrors(id);
+            }
+            Source::Mirror(m) => {
+                // The camera's worker transcodes, once for all workers.
+                if !m.fallback_asked {
+                    m.fallback_asked = true;
+                    let forward = Forward::OpusFallback { url: s.url.clone() };
+                    self.outputs.push_back(GatewayOutput::Forward {
+                        worker: m.origin,
+                        forward,
+                    });
+                }
+            }
+        }
+    }
+}

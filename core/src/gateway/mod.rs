@@ -1,0 +1,215 @@
+//! The gateway: every camera URL being played, every viewer, every signaling session.
+//!
+//! `Gateway` is the sans-IO heart of camgate. The event loop feeds it bytes and time
+//! (`handle_*`), and takes out what to do (`poll_output`, `poll_transmit`, `poll_timeout`):
+//!
+//! - one RTSP connection per camera URL, shared by every viewer of exactly that URL;
+//! - the connection is torn down `stream_linger` after its last viewer left;
+//! - each camera RTP packet is parsed and relayed once by the stream's `MediaPipeline`, then
+//!   written to each viewer's `Rtc` with its payload shared (`Arc<[u8]>`) by its `FanOut`;
+//! - signaling follows the Flashphoner Web SDK protocol (see `signaling`).
+//!
+//! One concern per file: `types` (what the API takes and gives), `sessions` (signaling),
+//! `rest` (startup/terminate), `streams` (a stream's lifecycle), `camera` (driving its RTSP
+//! client), `pipeline` (its media), `fanout` (to its viewers and mirrors), `mirrors` (cameras
+//! other workers pull), `viewers` (the shared WebRTC socket), `timers`, `outputs`.
+//!
+//! Timers are kept in a min-heap with lazy invalidation: an entity is scheduled again only
+//! when its deadline moves earlier, and a popped entry whose deadline no longer matches is
+//! dropped. Waking an entity early is harmless (all state machines accept any `now`).
+
+mod camera;
+mod fanout;
+mod mirrors;
+mod outputs;
+mod pipeline;
+mod rest;
+mod sessions;
+mod streams;
+mod timers;
+mod types;
+mod viewers;
+
+use camera::*;
+use fanout::*;
+use pipeline::*;
+use sessions::*;
+use streams::*;
+use timers::*;
+pub use types::*;
+use viewers::*;
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+use str0m::config::DtlsCert;
+use str0m::net::Transmit;
+
+use crate::audio_relay::AudioOut;
+use crate::bandwidth::LinkMonitor;
+use crate::ids::StreamIds;
+use crate::mirror::MirrorItem;
+use crate::placement::{Placement, ViewerLimits, ViewerRefused, PUBLISH_INTERVAL};
+use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent, RtspOutput, RtspUrl};
+use crate::signaling::{self, ClientMessage, StreamStatus};
+use crate::stun;
+use crate::viewer::Viewer;
+
+/// Longest a timer entry sleeps. Entries of removed viewers and streams can't be taken out of
+/// the heap; capping every deadline (waking early is harmless) makes them fall due and go
+/// within a second instead of piling up with far-future deadlines.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+
+/// How long a viewer whose connection died may still say `stopStream` before it gets FAILED.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+pub struct Gateway {
+    config: GatewayConfig,
+    stream_ids: StreamIds,
+    streams: HashMap<StreamId, Stream>,
+    by_url: HashMap<String, StreamId>,
+    viewers: ViewerTable,
+    sessions: HashMap<SessionId, Session>,
+    /// Learned source address → viewer: the fast path of the shared UDP socket.
+    by_addr: HashMap<SocketAddr, ViewerId>,
+    /// camgate's ICE ufrag of each viewer → viewer: how a browser's first datagram from a new
+    /// address (always a STUN check naming it) finds its viewer in one lookup.
+    by_ufrag: HashMap<String, ViewerId>,
+    timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
+    next_ping: Option<Instant>,
+    outputs: VecDeque<GatewayOutput>,
+    transmits: VecDeque<Transmit>,
+    /// Viewers written to since their last flush; flushed when datagrams are taken, so a
+    /// batch of camera packets costs each viewer one str0m tick (see `Viewer::flush`).
+    unflushed: Vec<ViewerId>,
+    /// How far `flush_next_viewers` got through `unflushed`.
+    unflushed_next: usize,
+    /// One DTLS certificate for every viewer of this worker, made at the first (as Janus does):
+    /// making one per viewer was 0.15 ms of the 0.8 ms a join costs. `Some(None)`: the crypto
+    /// provider made none, so each viewer's `Rtc` makes its own.
+    dtls_cert: Option<Option<DtlsCert>>,
+    /// When the gateway was last given time: the instant of the deferred flushes.
+    last_now: Option<Instant>,
+    /// Reused buffer of what came in on the media lanes (see `handle_mirrored`).
+    mirror_in: Vec<MirrorItem>,
+    stats: GatewayStats,
+    /// Remote sessions: (origin worker, id there) → local id.
+    remote_ids: HashMap<(usize, SessionId), SessionId>,
+    next_remote_id: u64,
+    /// When the stream list is next published for the other workers.
+    next_publish: Option<Instant>,
+    /// RTSP clients made so far: each gets `config.rtsp.seed` plus this as its seed.
+    rtsp_clients: u64,
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig) -> Self {
+        let here = config.placement.as_ref().map_or(0, |p| p.here());
+        Self {
+            config,
+            stream_ids: StreamIds::for_worker(here),
+            streams: HashMap::new(),
+            by_url: HashMap::new(),
+            viewers: ViewerTable::default(),
+            sessions: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            timers: BinaryHeap::new(),
+            next_ping: None,
+            outputs: VecDeque::new(),
+            transmits: VecDeque::with_capacity(1024),
+            unflushed: Vec::with_capacity(1024),
+            unflushed_next: 0,
+            dtls_cert: None,
+            last_now: None,
+            mirror_in: Vec::new(),
+            stats: GatewayStats::default(),
+            remote_ids: HashMap::new(),
+            next_remote_id: 0,
+            next_publish: None,
+            rtsp_clients: 0,
+        }
+    }
+
+    pub fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    /// Streams being pulled (by every worker), with masked URLs.
+    pub fn streams(&self) -> Vec<StreamInfo> {
+        let mut list = self.local_streams();
+        if let Some(p) = &self.config.placement {
+            list.extend(p.others().0);
+        }
+        // Mirrors' viewers count for their camera's entry.
+        let (mirrors, mut list): (Vec<_>, Vec<_>) = list.into_iter().partition(|s| s.mirror);
+        for m in mirrors {
+            if let Some(s) = list.iter_mut().find(|s| s.id == m.id) {
+                s.viewers += m.viewers;
+            }
+        }
+        list.sort_by_key(|s| s.id);
+        list
+    }
+
+    /// Streams pulled by this worker, and its mirrors' viewer counts.
+    fn local_streams(&self) -> Vec<StreamInfo> {
+        let mut list: Vec<_> = self
+            .streams
+            .iter()
+            .filter_map(|(id, s)| {
+                let (id, mirror) = match &s.source {
+                    Source::Camera(_) => (*id, false),
+                    Source::Mirror(m) => (m.origin_stream?, true),
+                };
+                Some(StreamInfo {
+                    id,
+                    url: s.redacted.clone(),
+                    playing: s.pipeline.has_video_track() && s.reconnect_at.is_none(),
+                    viewers: s.viewers.len() + s.pending.len(),
+                    pinned: s.pinned,
+                    reconnecting: s.reconnect_at.is_some(),
+                    dropped_tracks: s.pipeline.dropped_tracks().to_vec(),
+                    info: s.pipeline.info(),
+                    mirror,
+                })
+            })
+            .collect();
+        list.sort_by_key(|s| s.id);
+        list
+    }
+
+    /// Totals of every worker.
+    pub fn stats(&self) -> GatewayStats {
+        let mut stats = self.stats;
+        if let Some(p) = &self.config.placement {
+            stats.add(&p.others().1);
+        }
+        stats
+    }
+
+    /// Totals of this worker alone.
+    pub fn local_stats(&self) -> GatewayStats {
+        self.stats
+    }
+
+    /// How many entries each of the gateway's tables holds: after every viewer and camera is gone
+    /// they must all be back to zero (the leak check of the tests and the soak script).
+    pub fn resident(&self) -> Resident {
+        Resident {
+            streams: self.streams.len() + self.by_url.len(),
+            viewers: self.viewers.len(),
+            sessions: self.sessions.len(),
+            learned_addresses: self.by_addr.len() + self.by_ufrag.len(),
+            timers: self.timers.len(),
+            queued: self.outputs.len() + self.transmits.len(),
+        }
+    }
+
+    pub fn viewer_count(&self) -> usize {
+        self.viewers.len()
+    }
+}

@@ -1,0 +1,256 @@
+use super::*;
+
+/// Where a stream's media comes from.
+pub(super) enum Source {
+    /// This worker pulls the camera (boxed: a mirror needs none of its state).
+    Camera(Box<RtspClient>),
+    /// Worker `origin` pulls it and hands this worker its relayed packets (see `mirror`).
+    Mirror(MirrorSource),
+}
+
+pub(super) struct MirrorSource {
+    pub(super) origin: usize,
+    /// The camera stream's id on the origin (for the APIs).
+    pub(super) origin_stream: Option<StreamId>,
+    /// The Opus fallback of G.711 was asked for.
+    pub(super) fallback_asked: bool,
+}
+
+pub(super) struct Stream {
+    /// The URL exactly as viewers asked for it: the sharing key (credentials included).
+    pub(super) url: String,
+    /// The URL with its password masked, for logs and status messages.
+    pub(super) redacted: String,
+    pub(super) source: Source,
+    /// Mirrors of this camera on other workers: (worker, mirror stream there).
+    pub(super) mirrors: Vec<(usize, StreamId)>,
+    /// Relays, GOP cache, lip sync and bitrate of the stream's media.
+    pub(super) pipeline: MediaPipeline,
+    /// Viewers that have an answer and receive media.
+    pub(super) viewers: Vec<ViewerId>,
+    /// Viewers waiting for the camera's description before they can be answered.
+    pub(super) pending: Vec<ViewerId>,
+    /// When the last viewer left: the connection closes at this instant.
+    pub(super) linger_until: Option<Instant>,
+    /// Started by the REST API: stays connected without viewers until terminated.
+    pub(super) pinned: bool,
+    /// The camera has played at least once: later failures reconnect instead of failing viewers.
+    pub(super) played: bool,
+    /// Failed attempts since the camera last played; sets the reconnect backoff.
+    pub(super) reconnect_attempts: u32,
+    /// When the next reconnect attempt starts (the camera is down until then).
+    pub(super) reconnect_at: Option<Instant>,
+    pub(super) scheduled: Option<Instant>,
+}
+
+impl Gateway {
+    pub(super) fn add_stream(&mut self, url: String, client: RtspClient, now: Instant) -> StreamId {
+        let id = self.stream_ids.next_id();
+        let redacted = client.url().redacted();
+        let (host, port) = (client.url().host().to_owned(), client.url().port());
+        tracing::info!(stream = id.0, url = %redacted, "connecting to camera");
+        self.by_url.insert(url.clone(), id);
+        self.streams.insert(
+            id,
+            Stream::new(
+                url,
+                redacted,
+                Source::Camera(Box::new(client)),
+                MediaPipeline::camera(self.config.stopwatch),
+            ),
+        );
+        self.stats.rtsp_connects += 1;
+        self.outputs.push_back(GatewayOutput::RtspConnect {
+            stream: id,
+            host,
+            port,
+        });
+        self.schedule_stream(id, now);
+        id
+    }
+
+    /// A mirror of the camera `url` pulled by worker `origin`, which is asked to feed it.
+    pub(super) fn add_mirror(&mut self, url: String, redacted: String, origin: usize) -> StreamId {
+        let id = self.stream_ids.next_id();
+        tracing::info!(stream = id.0, url = %redacted, origin, "mirroring the camera of worker {origin}");
+        self.outputs.push_back(GatewayOutput::Forward {
+            worker: origin,
+            forward: Forward::Subscribe {
+                url: url.clone(),
+                mirror: id,
+            },
+        });
+        self.by_url.insert(url.clone(), id);
+        let source = Source::Mirror(MirrorSource {
+            origin,
+            origin_stream: None,
+            fallback_asked: false,
+        });
+        let stream = Stream::new(url, redacted, source, MediaPipeline::mirror());
+        self.streams.insert(id, stream);
+        id
+    }
+
+    pub(super) fn answer_pending(&mut self, id: StreamId, now: Instant) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let (audio_out, Some(video)) = (s.pipeline.audio_output(), s.pipeline.video_codec()) else {
+            return;
+        };
+        let pending = std::mem::take(&mut s.pending);
+        for v in pending {
+            let Some(entry) = self.viewers.get_mut(v) else {
+                continue;
+            };
+            let offer = entry.offer.take().unwrap_or_default();
+            let dtls_cert = self.dtls_cert.get_or_insert_with(|| {
+                str0m::crypto::from_feature_flags()
+                    .dtls_provider
+                    .generate_certificate()
+            });
+            let candidates = &self.config.candidates;
+            match Viewer::accept_offer(
+                now,
+                &offer,
+                video,
+                audio_out,
+                candidates,
+                dtls_cert.as_ref(),
+            ) {
+                Ok((viewer, answer)) => {
+                    let needs_opus = viewer.audio_codec() == Some(AudioOut::Opus)
+                        && audio_out.is_some_and(|out| out != AudioOut::Opus);
+                    self.by_ufrag.insert(viewer.ice_ufrag().to_owned(), v);
+                    entry.viewer = Some(viewer);
+                    let text = signaling::set_remote_sdp(&entry.media_session_id, &answer);
+                    let session = entry.session;
+                    self.send(session, text);
+                    let stream = self.streams.get_mut(&id).expect("stream exists");
+                    stream.viewers.push(v);
+                    if needs_opus {
+                        self.enable_opus_fallback(id);
+                    }
+                    self.schedule_viewer(v, now);
+                }
+                Err(e) => {
+                    tracing::info!(stream = id.0, "offer refused: {e}");
+                    self.send_status(v, StreamStatus::Failed, Some(&e.to_string()));
+                    self.remove_viewer(v, now);
+                }
+            }
+        }
+    }
+
+    /// The camera failed: every viewer of it gets FAILED with the reason, and the stream goes.
+    pub(super) fn fail_stream(&mut self, id: StreamId, now: Instant, info: &str) {
+        let Some(s) = self.streams.get(&id) else {
+            return;
+        };
+        tracing::warn!(stream = id.0, url = %s.redacted, "camera failed: {info}");
+        if matches!(s.source, Source::Camera(_)) {
+            self.stats.rtsp_errors += 1;
+        }
+        self.fail_mirrors(id, info);
+        let s = &self.streams[&id];
+        let all: Vec<ViewerId> = s.viewers.iter().chain(s.pending.iter()).copied().collect();
+        for v in all {
+            self.send_status(v, StreamStatus::Failed, Some(info));
+            self.remove_viewer(v, now);
+        }
+        self.close_stream(id);
+    }
+
+    pub(super) fn close_stream(&mut self, id: StreamId) {
+        let Some(s) = self.streams.remove(&id) else {
+            return;
+        };
+        if self.by_url.get(&s.url) == Some(&id) {
+            self.by_url.remove(&s.url);
+        }
+        match s.source {
+            Source::Camera(_) => {
+                tracing::info!(stream = id.0, url = %s.redacted, "camera connection closed");
+                if let Some(p) = &self.config.placement {
+                    p.closed(&s.url, id);
+                }
+                for (worker, mirror) in s.mirrors {
+                    let info = "Failed by error: the camera connection closed".to_owned();
+                    self.push_mirror(worker, [MirrorItem::Failed { mirror, info }]);
+                }
+                self.outputs
+                    .push_back(GatewayOutput::RtspClose { stream: id });
+            }
+            Source::Mirror(m) => {
+                tracing::info!(stream = id.0, url = %s.redacted, "mirror closed");
+                let forward = Forward::Unsubscribe {
+                    url: s.url,
+                    mirror: id,
+                };
+                self.outputs.push_back(GatewayOutput::Forward {
+                    worker: m.origin,
+                    forward,
+                });
+            }
+        }
+    }
+
+    /// A camera nobody watches (no viewers, no mirrors) and nobody pinned closes after
+    /// `stream_linger`; a mirror without viewers closes at once.
+    pub(super) fn linger_if_unwatched(&mut self, id: StreamId, now: Instant) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if !s.unwatched() || s.pinned {
+            return;
+        }
+        if matches!(s.source, Source::Mirror(_)) {
+            return self.close_stream(id);
+        }
+        s.linger_until = Some(now + self.config.stream_linger);
+        tracing::info!(
+            stream = id.0,
+            "last viewer left; closing in {:?}",
+            self.config.stream_linger
+        );
+        self.schedule_stream(id, now);
+    }
+}
+
+impl Stream {
+    pub(super) fn new(
+        url: String,
+        redacted: String,
+        source: Source,
+        pipeline: MediaPipeline,
+    ) -> Self {
+        Stream {
+            url,
+            redacted,
+            source,
+            mirrors: Vec::new(),
+            pipeline,
+            viewers: Vec::new(),
+            pending: Vec::new(),
+            linger_until: None,
+            pinned: false,
+            played: false,
+            reconnect_attempts: 0,
+            reconnect_at: None,
+            scheduled: None,
+        }
+    }
+
+    /// The camera client, when this worker pulls the camera.
+    pub(super) fn client(&mut self) -> Option<&mut RtspClient> {
+        match &mut self.source {
+            Source::Camera(client) => Some(client.as_mut()),
+            Source::Mirror(_) => None,
+        }
+    }
+
+    /// No viewers, none waiting, no mirrors.
+    pub(super) fn unwatched(&self) -> bool {
+        self.viewers.is_empty() && self.pending.is_empty() && self.mirrors.is_empty()
+    }
+}

@@ -1,0 +1,151 @@
+use super::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum TimerKey {
+    Stream(StreamId),
+    Viewer(ViewerId),
+    Ping,
+}
+
+impl Gateway {
+    pub(super) fn schedule_stream(&mut self, id: StreamId, now: Instant) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let client = match &s.source {
+            Source::Camera(client) => client.poll_timeout(),
+            Source::Mirror(_) => None,
+        };
+        let due = [client, s.linger_until, s.reconnect_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|t| t.min(now + MAX_SLEEP));
+        if let Some(t) = due {
+            if s.scheduled.is_none_or(|old| t < old) {
+                s.scheduled = Some(t);
+                self.timers.push(Reverse((t, TimerKey::Stream(id))));
+            }
+        }
+    }
+
+    pub(super) fn schedule_viewer(&mut self, v: ViewerId, now: Instant) {
+        let Some(entry) = self.viewers.get_mut(v) else {
+            return;
+        };
+        let Some(t) = entry.viewer.as_mut().and_then(|x| x.poll_timeout()) else {
+            return;
+        };
+        let t = t.min(now + MAX_SLEEP);
+        if entry.scheduled.is_none_or(|old| t < old) {
+            entry.scheduled = Some(t);
+            self.timers.push(Reverse((t, TimerKey::Viewer(v))));
+        }
+    }
+
+    /// The earliest instant at which `handle_timeout` has work.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let timer = self.timers.peek().map(|Reverse((t, _))| *t);
+        match (timer, self.next_publish) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+        if let Some(p) = &self.config.placement {
+            if self.next_publish.is_none_or(|t| t <= now) {
+                self.next_publish = Some(now + PUBLISH_INTERVAL);
+                p.publish(self.local_streams(), self.stats);
+            }
+        }
+        while let Some(Reverse((t, key))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            match key {
+                TimerKey::Stream(id) => {
+                    let Some(s) = self.streams.get_mut(&id) else {
+                        continue;
+                    };
+                    if s.scheduled != Some(t) {
+                        continue; // superseded by an earlier deadline that already ran
+                    }
+                    s.scheduled = None;
+                    if s.reconnect_at.is_some_and(|r| r <= now) {
+                        self.reconnect(id, now);
+                        continue;
+                    }
+                    let unwatched = s.unwatched();
+                    let Source::Camera(client) = &mut s.source else {
+                        continue;
+                    };
+                    if s.linger_until.is_some_and(|l| l <= now) && unwatched {
+                        s.linger_until = None;
+                        tracing::info!(stream = id.0, url = %s.redacted, "no viewers left: tearing down");
+                        if client.is_closed() {
+                            // Down and waiting to reconnect: nothing to tear down.
+                            self.close_stream(id);
+                            continue;
+                        }
+                        client.teardown(now);
+                    } else {
+                        client.handle_timeout(now);
+                    }
+                    self.after_stream_input(id, now);
+                }
+                TimerKey::Viewer(v) => {
+                    let Some(entry) = self.viewers.get_mut(v) else {
+                        continue;
+                    };
+                    if entry.scheduled != Some(t) {
+                        continue;
+                    }
+                    entry.scheduled = None;
+                    if let Some(viewer) = entry.viewer.as_mut() {
+                        viewer.handle_timeout(now, &mut self.transmits);
+                        self.stats.viewer_ticks += 1;
+                    }
+                    self.after_viewer_input(v, now);
+                }
+                TimerKey::Ping => self.ping_sessions(now),
+            }
+        }
+    }
+
+    pub(super) fn ping_sessions(&mut self, now: Instant) {
+        let interval = self.config.ping_interval;
+        let mut dead = Vec::new();
+        for (id, s) in &self.sessions {
+            if s.origin.is_some() {
+                continue; // pinged by its own worker, which tells when it is gone
+            }
+            // Three missed pings: the browser is gone without closing its socket.
+            if s.last_heard
+                .is_some_and(|h| now.saturating_duration_since(h) > interval * 3)
+            {
+                dead.push(*id);
+            } else if s.established {
+                self.outputs.push_back(GatewayOutput::WsSend {
+                    session: *id,
+                    text: signaling::ping(),
+                });
+            }
+        }
+        for id in dead {
+            tracing::info!(session = %id, "no answer to pings: closing the session");
+            self.outputs
+                .push_back(GatewayOutput::WsClose { session: id });
+            self.handle_session_closed(id, now);
+        }
+        if self.sessions.is_empty() {
+            self.next_ping = None;
+        } else {
+            let at = now + interval;
+            self.next_ping = Some(at);
+            self.timers.push(Reverse((at, TimerKey::Ping)));
+        }
+    }
+}

@@ -1,0 +1,267 @@
+use super::*;
+
+/// Settings of the gateway; the server fills them from its configuration.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Where browsers reach camgate's WebRTC UDP socket(s): the host candidates of every answer.
+    pub candidates: Vec<SocketAddr>,
+    pub rtsp: RtspConfig,
+    /// How long a camera connection stays open after its last viewer left.
+    pub stream_linger: Duration,
+    /// Largest RTP payload sent to browsers; bigger camera packets are re-fragmented.
+    pub max_payload: usize,
+    /// Interval of the server `ping` on signaling sessions.
+    pub ping_interval: Duration,
+    /// Limits: cameras pulled at once, viewers in all, viewers of one stream. Past them a
+    /// play is refused with FAILED and a reason.
+    pub max_streams: usize,
+    pub max_viewers: usize,
+    pub max_viewers_per_stream: usize,
+    /// A clock for measuring how long transcoding takes (for metrics). The core never reads
+    /// the time itself; the server passes `Instant::now`, tests pass nothing or a fake.
+    pub stopwatch: Option<fn() -> Instant>,
+    /// With several workers: this gateway's handle on the table of which worker pulls which
+    /// camera. `None`: one worker, every camera is pulled here.
+    pub placement: Option<Placement>,
+    /// With several workers: how many more viewers a camera's worker may serve than the
+    /// least-loaded worker before new viewers of that camera go to the least-loaded one (which
+    /// serves them from a mirror of the camera's packets, see `mirror`).
+    pub viewer_spread_margin: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            candidates: Vec::new(),
+            rtsp: RtspConfig::default(),
+            stream_linger: Duration::from_secs(5),
+            max_payload: 1200,
+            ping_interval: Duration::from_secs(15),
+            max_streams: 256,
+            max_viewers: 2000,
+            max_viewers_per_stream: 500,
+            stopwatch: None,
+            placement: None,
+            viewer_spread_margin: 4,
+        }
+    }
+}
+
+pub use crate::ids::{SessionId, StreamId};
+
+/// What the gateway asks the event loop to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GatewayOutput {
+    /// Send a signaling text message on a WebSocket.
+    WsSend { session: SessionId, text: String },
+    /// Close a WebSocket (its peer stopped answering pings).
+    WsClose { session: SessionId },
+    /// Open a TCP connection to a camera; answer with `handle_rtsp_connected` or `handle_rtsp_lost`.
+    RtspConnect {
+        stream: StreamId,
+        host: String,
+        port: u16,
+    },
+    /// Write bytes to the camera connection.
+    RtspSend { stream: StreamId, data: Vec<u8> },
+    /// Flush what was written, then close the camera connection (and its UDP sockets).
+    RtspClose { stream: StreamId },
+    /// Bind a UDP port pair (even RTP, odd RTCP) for a camera track, from the configured range
+    /// and on `rtsp_client_address` if set; answer with `handle_rtsp_udp_ports`.
+    RtspUdpOpen { stream: StreamId, track: usize },
+    /// Send a datagram from a camera track's RTP or RTCP socket to the camera (`host`: None
+    /// means the host the RTSP connection went to).
+    RtspUdpSend {
+        stream: StreamId,
+        track: usize,
+        rtcp: bool,
+        host: Option<String>,
+        port: u16,
+        data: Vec<u8>,
+    },
+    /// Hand `forward` to worker `worker`'s gateway (`handle_forward`), with several workers.
+    Forward { worker: usize, forward: Forward },
+    /// Wake worker `worker`'s loop: its media lane from here has packets (`handle_mirrored`).
+    WakeWorker { worker: usize },
+}
+
+/// What one worker's gateway tells another's. A viewer is served by the worker that pulls
+/// its camera; its signaling session stays on the worker that holds the WebSocket (the
+/// origin), and is attached to the serving worker as a remote session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Forward {
+    /// To the serving worker: open the origin's (established) session here.
+    Attach {
+        session: SessionId,
+    },
+    /// To the serving worker: a signaling message of that session (`playStream`, `stopStream`).
+    Message {
+        session: SessionId,
+        text: String,
+    },
+    /// To the serving worker: the session is gone; release its viewers silently.
+    Closed {
+        session: SessionId,
+    },
+    /// To the origin: a signaling message for the browser.
+    Send {
+        session: SessionId,
+        text: String,
+    },
+    /// To the serving worker: REST `startup` / `terminate` of this exact URL.
+    Startup {
+        url: String,
+        /// The placement entry it was placed as (see `Placement::claim`).
+        ticket: u64,
+    },
+    Terminate {
+        url: String,
+    },
+    /// To a camera's worker: mirror the camera to stream `mirror` of the sender (see
+    /// `mirror`); pull the camera first if it isn't pulled.
+    Subscribe {
+        url: String,
+        mirror: StreamId,
+    },
+    /// To a camera's worker: that mirror has no viewers left.
+    Unsubscribe {
+        url: String,
+        mirror: StreamId,
+    },
+    /// To a camera's worker: a mirror's viewer needs the Opus fallback of G.711 audio.
+    OpusFallback {
+        url: String,
+    },
+}
+
+/// A snapshot of one stream for logs and APIs; the URL has its password masked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    pub id: StreamId,
+    pub url: String,
+    pub playing: bool,
+    pub viewers: usize,
+    /// Started by the REST API (kept without viewers).
+    pub pinned: bool,
+    /// The camera dropped; camgate is reconnecting while viewers stay connected.
+    pub reconnecting: bool,
+    /// Tracks left out, with the reason (e.g. "audio PCMU: SETUP answered 461 ...").
+    pub dropped_tracks: Vec<String>,
+    /// What plays: "video H264 42c01e; audio PCMU 8000 Hz (passed through)", plus warnings
+    /// such as B-frames. Also the `info` of the PLAYING status sent to browsers.
+    pub info: String,
+    /// A mirror's share of the viewers of the camera stream with this `id` on another worker;
+    /// `Gateway::streams` adds it to that entry and lists no mirror on its own.
+    pub mirror: bool,
+}
+
+impl StreamInfo {
+    /// The status word the WCS REST API reports.
+    pub fn status(&self) -> &'static str {
+        if self.reconnecting {
+            "RECONNECTING"
+        } else if self.playing {
+            "PLAYING"
+        } else {
+            "PENDING"
+        }
+    }
+}
+
+/// Why `startup` refused a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartupError {
+    /// The URL is malformed; the text says how.
+    BadUri(String),
+    /// That exact URL is already being pulled.
+    AlreadyPulled,
+    /// The server pulls its maximum number of cameras.
+    TooManyStreams(usize),
+}
+
+impl std::fmt::Display for StartupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::BadUri(why) => f.write_str(why),
+            Self::AlreadyPulled => f.write_str("this uri is already pulled"),
+            Self::TooManyStreams(n) => {
+                write!(f, "Too many streams: this server pulls at most {n} cameras")
+            }
+        }
+    }
+}
+
+/// Running totals since start, for logs and `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GatewayStats {
+    /// Bytes read from camera connections (RTSP and interleaved media).
+    pub camera_bytes_in: u64,
+    /// RTP packets received from cameras on the video track.
+    pub camera_packets_in: u64,
+    /// Source packets missing from the camera's sequence (seen as gaps by the relay).
+    pub camera_packets_lost: u64,
+    /// Packets handed to viewers' WebRTC stacks (one per viewer per packet).
+    pub viewer_packets_out: u64,
+    /// Datagrams queued for the shared UDP socket (media, RTCP, STUN, DTLS).
+    pub datagrams_out: u64,
+    /// Bytes of those datagrams.
+    pub datagram_bytes_out: u64,
+    /// Camera connections that ended in an error.
+    pub rtsp_errors: u64,
+    /// Camera connections opened.
+    pub rtsp_connects: u64,
+    /// Reconnects after a camera that had played dropped.
+    pub rtsp_reconnects: u64,
+    /// Viewers that joined, and that left (or failed).
+    pub viewers_joined: u64,
+    pub viewers_left: u64,
+    /// Camera audio packets that went through a transcoder, and the time spent there
+    /// (measured only with `GatewayConfig::stopwatch`).
+    pub audio_packets_transcoded: u64,
+    pub transcode_nanos: u64,
+    /// Browsers' keyframe requests (PLI/FIR) answered by sending the cached GOP again.
+    pub keyframe_requests_answered: u64,
+    /// `notEnoughBandwidth` stream events sent: a viewer's link carried less than its
+    /// stream's bitrate for `bandwidth::EVENT_AFTER`.
+    pub not_enough_bandwidth: u64,
+    /// Times a congested viewer was made to skip to the next keyframe.
+    pub congestion_skips: u64,
+    /// Times a viewer's WebRTC stack was ticked (str0m's timers, statistics, ICE and DTLS
+    /// polled): once per batch of camera packets written to it, and at its own deadlines.
+    pub viewer_ticks: u64,
+}
+
+impl GatewayStats {
+    /// Adds another worker's totals to these.
+    pub fn add(&mut self, o: &GatewayStats) {
+        self.camera_bytes_in += o.camera_bytes_in;
+        self.camera_packets_in += o.camera_packets_in;
+        self.camera_packets_lost += o.camera_packets_lost;
+        self.viewer_packets_out += o.viewer_packets_out;
+        self.datagrams_out += o.datagrams_out;
+        self.datagram_bytes_out += o.datagram_bytes_out;
+        self.rtsp_errors += o.rtsp_errors;
+        self.rtsp_connects += o.rtsp_connects;
+        self.rtsp_reconnects += o.rtsp_reconnects;
+        self.viewers_joined += o.viewers_joined;
+        self.viewers_left += o.viewers_left;
+        self.audio_packets_transcoded += o.audio_packets_transcoded;
+        self.transcode_nanos += o.transcode_nanos;
+        self.keyframe_requests_answered += o.keyframe_requests_answered;
+        self.not_enough_bandwidth += o.not_enough_bandwidth;
+        self.congestion_skips += o.congestion_skips;
+        self.viewer_ticks += o.viewer_ticks;
+    }
+}
+
+/// Entry counts of the gateway's tables, see [`Gateway::resident`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resident {
+    pub streams: usize,
+    pub viewers: usize,
+    pub sessions: usize,
+    pub learned_addresses: usize,
+    /// Pending timer entries (stale ones are dropped as they come due).
+    pub timers: usize,
+    pub queued: usize,
+}

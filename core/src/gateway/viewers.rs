@@ -1,0 +1,234 @@
+use super::*;
+
+pub(super) struct ViewerEntry {
+    pub(super) session: SessionId,
+    pub(super) media_session_id: String,
+    pub(super) stream: StreamId,
+    pub(super) offer: Option<String>,
+    pub(super) viewer: Option<Viewer>,
+    pub(super) playing_sent: bool,
+    /// The cached GOP was offered once the connection came up.
+    pub(super) primed: bool,
+    /// When the browser's WebRTC connection died; FAILED follows unless a `stopStream` does.
+    pub(super) lost_at: Option<Instant>,
+    /// Source addresses learned for this viewer on the shared UDP socket.
+    pub(super) addrs: Vec<SocketAddr>,
+    pub(super) scheduled: Option<Instant>,
+    /// Whether the browser's link carries the stream, from its receiver reports.
+    pub(super) link: LinkMonitor,
+}
+
+/// A viewer of this gateway: its key in the [`ViewerTable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) struct ViewerId(usize);
+
+/// Every viewer of this gateway, by id (ids are reused once a viewer is gone).
+#[derive(Default)]
+pub(super) struct ViewerTable(Slab<ViewerEntry>);
+
+impl ViewerTable {
+    pub(super) fn insert(&mut self, entry: ViewerEntry) -> ViewerId {
+        ViewerId(self.0.insert(entry))
+    }
+
+    pub(super) fn remove(&mut self, v: ViewerId) -> ViewerEntry {
+        self.0.remove(v.0)
+    }
+
+    pub(super) fn contains(&self, v: ViewerId) -> bool {
+        self.0.contains(v.0)
+    }
+
+    pub(super) fn get(&self, v: ViewerId) -> Option<&ViewerEntry> {
+        self.0.get(v.0)
+    }
+
+    pub(super) fn get_mut(&mut self, v: ViewerId) -> Option<&mut ViewerEntry> {
+        self.0.get_mut(v.0)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl std::ops::Index<ViewerId> for ViewerTable {
+    type Output = ViewerEntry;
+
+    fn index(&self, v: ViewerId) -> &ViewerEntry {
+        &self.0[v.0]
+    }
+}
+
+impl std::ops::IndexMut<ViewerId> for ViewerTable {
+    fn index_mut(&mut self, v: ViewerId) -> &mut ViewerEntry {
+        &mut self.0[v.0]
+    }
+}
+
+impl Gateway {
+    pub(super) fn remove_viewer(&mut self, v: ViewerId, now: Instant) {
+        if !self.viewers.contains(v) {
+            return;
+        }
+        let mut entry = self.viewers.remove(v);
+        self.stats.viewers_left += 1;
+        if let Some(p) = &self.config.placement {
+            // Always counted out of its worker; out of its camera too while that is placed.
+            let url = self
+                .streams
+                .get(&entry.stream)
+                .map_or("", |s| s.url.as_str());
+            p.remove_viewer(url);
+        }
+        if let Some(viewer) = entry.viewer.as_mut() {
+            viewer.close();
+        }
+        // By value: the `Viewer` (and its ufrag) may be gone already (connection lost).
+        self.by_ufrag.retain(|_, x| *x != v);
+        for addr in &entry.addrs {
+            self.by_addr.remove(addr);
+        }
+        if let Some(s) = self.sessions.get_mut(&entry.session) {
+            s.viewers.retain(|x| *x != v);
+        }
+        if let Some(s) = self.streams.get_mut(&entry.stream) {
+            s.viewers.retain(|x| *x != v);
+            s.pending.retain(|x| *x != v);
+            self.linger_if_unwatched(entry.stream, now);
+        }
+    }
+
+    /// A datagram on the shared WebRTC socket.
+    pub fn handle_udp(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) {
+        self.advance(now);
+        let known = self
+            .by_addr
+            .get(&source)
+            .copied()
+            .filter(|v| self.viewers.contains(*v));
+        let v = match known {
+            Some(v) => v,
+            // Unknown source: only a STUN check naming one of our viewers opens an address
+            // (ICE always starts that way); anything else is dropped without a scan.
+            None => {
+                let Some(&v) = stun::local_ufrag(data).and_then(|u| self.by_ufrag.get(u)) else {
+                    return;
+                };
+                let accepted = self
+                    .viewers
+                    .get(v)
+                    .and_then(|e| e.viewer.as_ref())
+                    .is_some_and(|x| x.accepts(now, source, destination, data));
+                if !accepted {
+                    return;
+                }
+                self.by_addr.insert(source, v);
+                self.viewers[v].addrs.push(source);
+                v
+            }
+        };
+        if let Some(viewer) = self.viewers[v].viewer.as_mut() {
+            viewer.handle_receive(now, source, destination, data, &mut self.transmits);
+        }
+        self.after_viewer_input(v, now);
+    }
+
+    pub(super) fn after_viewer_input(&mut self, v: ViewerId, now: Instant) {
+        let Some(entry) = self.viewers.get_mut(v) else {
+            return;
+        };
+        if let Some(lost) = entry.lost_at {
+            if now >= lost + STOP_GRACE {
+                tracing::info!(
+                    session = %entry.session,
+                    "viewer connection lost (ICE/DTLS)"
+                );
+                self.send_status(v, StreamStatus::Failed, Some("Failed by ICE timeout"));
+                self.remove_viewer(v, now);
+            }
+            return;
+        }
+        let Some(viewer) = entry.viewer.as_mut() else {
+            return;
+        };
+        if !viewer.is_alive() {
+            // The Flashphoner SDK closes its peer connection the moment the user presses Stop,
+            // and the DTLS close can beat the `stopStream` message: stop sending at once, but
+            // report FAILED only if no `stopStream` follows shortly.
+            entry.viewer = None;
+            entry.lost_at = Some(now);
+            for addr in entry.addrs.drain(..) {
+                self.by_addr.remove(&addr);
+            }
+            let at = now + STOP_GRACE;
+            entry.scheduled = Some(at);
+            self.timers.push(Reverse((at, TimerKey::Viewer(v))));
+            return;
+        }
+        // The browser's receiver reports: does its link carry the stream? A congested viewer
+        // skips to the next keyframe rather than queue what its link can't carry.
+        let mut event = None;
+        if let Some(report) = viewer.take_link_report() {
+            let stream_bps = self
+                .streams
+                .get_mut(&entry.stream)
+                .and_then(|s| s.pipeline.bitrate_bps(now));
+            let verdict = entry.link.on_report(report, stream_bps);
+            viewer.set_rate_limit(now, verdict.limit);
+            if let Some(backlog) = verdict.skip {
+                tracing::debug!(
+                    viewer = v.0,
+                    backlog,
+                    limit = verdict.limit,
+                    "link congested: skipping to the next keyframe"
+                );
+                viewer.skip_backlog(backlog);
+            }
+            event = verdict.event;
+        }
+        self.stats.congestion_skips += viewer.take_skips();
+        // A PLI can't be forwarded to an RTSP camera: the cached GOP answers it (a GOP too big
+        // to burst waits for the camera's next keyframe instead, and so does a congested viewer).
+        if viewer.take_keyframe_request() && entry.primed {
+            if entry.link.congested() {
+                viewer.wait_for_keyframe();
+            } else if let Some((gop, wall)) = self
+                .streams
+                .get(&entry.stream)
+                .and_then(|s| s.pipeline.keyframe_replay(now))
+            {
+                if viewer.replay_gop(now, gop, wall, &mut self.transmits) {
+                    self.stats.keyframe_requests_answered += 1;
+                    tracing::debug!(viewer = v.0, "keyframe request answered from the GOP cache");
+                }
+            }
+        }
+        if let Some((remote, network)) = event {
+            let name = self
+                .streams
+                .get(&entry.stream)
+                .map_or("", |s| s.redacted.as_str());
+            tracing::info!(
+                session = %entry.session,
+                url = %name,
+                "not enough bandwidth: the link carries {} kbit/s of the stream's {} kbit/s; \
+                 skipping to keyframes",
+                network / 1000,
+                remote / 1000
+            );
+            let text =
+                signaling::not_enough_bandwidth(&entry.media_session_id, name, remote, network);
+            let session = entry.session;
+            self.stats.not_enough_bandwidth += 1;
+            self.send(session, text);
+        }
+        self.schedule_viewer(v, now);
+    }
+}
