@@ -987,7 +987,9 @@ mod tests {
     struct Client {
         s: TcpStream,
         cseq: u32,
-        buf: Vec<u8>,
+        /// Responses and interleaved data read but not yet taken, split by core's framer.
+        framer: Framer,
+        queue: std::collections::VecDeque<Msg>,
     }
 
     impl Client {
@@ -997,7 +999,8 @@ mod tests {
             Client {
                 s,
                 cseq: 0,
-                buf: Vec::new(),
+                framer: Framer::new(),
+                queue: Default::default(),
             }
         }
 
@@ -1031,51 +1034,41 @@ mod tests {
 
         fn fill(&mut self) -> Option<()> {
             let mut b = [0u8; 8192];
-            match self.s.read(&mut b) {
-                Ok(0) | Err(_) => None,
-                Ok(n) => {
-                    self.buf.extend_from_slice(&b[..n]);
-                    Some(())
-                }
-            }
+            let n = match self.s.read(&mut b) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => n,
+            };
+            let queue = &mut self.queue;
+            self.framer
+                .push(&b[..n], &mut |frame| {
+                    queue.push_back(match frame {
+                        Frame::Interleaved { channel, data } => Msg::Data(channel, data.to_vec()),
+                        Frame::Message(m) => {
+                            let StartLine::Response { status, .. } = m.start else {
+                                panic!("a request from the server: {m:?}");
+                            };
+                            Msg::Resp(Resp {
+                                status,
+                                headers: m.headers,
+                                body: String::from_utf8(m.body).unwrap(),
+                            })
+                        }
+                    });
+                    true
+                })
+                .expect("the server speaks RTSP");
+            Some(())
+        }
+
+        /// Nothing read and not yet taken, not even part of a message.
+        fn drained(&self) -> bool {
+            self.queue.is_empty() && self.framer.buffered() == 0
         }
 
         fn read_msg(&mut self) -> Option<Msg> {
             loop {
-                if self.buf.first() == Some(&b'$') && self.buf.len() >= 4 {
-                    let n = 4 + usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]]));
-                    if self.buf.len() >= n {
-                        let ch = self.buf[1];
-                        let data = self.buf[4..n].to_vec();
-                        self.buf.drain(..n);
-                        return Some(Msg::Data(ch, data));
-                    }
-                } else if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8(self.buf[..end].to_vec()).unwrap();
-                    let mut lines = head.split("\r\n");
-                    let status_line = lines.next().unwrap();
-                    assert!(status_line.starts_with("RTSP/1.0 "), "{status_line}");
-                    let status = status_line[9..12].parse().unwrap();
-                    let headers: Vec<(String, String)> = lines
-                        .map(|l| {
-                            let (k, v) = l.split_once(':').unwrap();
-                            (k.trim().to_string(), v.trim().to_string())
-                        })
-                        .collect();
-                    let len: usize = headers
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case("Content-Length"))
-                        .map_or(0, |(_, v)| v.parse().unwrap());
-                    if self.buf.len() >= end + 4 + len {
-                        let body =
-                            String::from_utf8(self.buf[end + 4..end + 4 + len].to_vec()).unwrap();
-                        self.buf.drain(..end + 4 + len);
-                        return Some(Msg::Resp(Resp {
-                            status,
-                            headers,
-                            body,
-                        }));
-                    }
+                if let Some(m) = self.queue.pop_front() {
+                    return Some(m);
                 }
                 self.fill()?;
             }
@@ -1225,7 +1218,7 @@ mod tests {
         // Nothing follows the TEARDOWN response.
         c.s.set_read_timeout(Some(Duration::from_millis(300)))
             .unwrap();
-        assert!(c.buf.is_empty());
+        assert!(c.drained());
         let mut b = [0u8; 16];
         assert!(c.s.read(&mut b).is_err(), "no RTP after TEARDOWN");
     }
@@ -1442,7 +1435,7 @@ mod tests {
         // Then the server must have hung up: draining what was buffered ends in EOF.
         let t0 = Instant::now();
         while c.fill().is_some() {
-            c.buf.clear();
+            c.queue.clear();
             assert!(
                 t0.elapsed() < Duration::from_secs(10),
                 "still streaming to a stalled client"
