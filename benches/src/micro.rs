@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use camgate_core::hub::{Gateway, GatewayConfig, GatewayOutput, SessionId, StreamId};
+use camgate_core::ids::ConnId;
 use camgate_core::rtsp::client::{RtspConfig, RtspTransport};
 use serde_json::{json, Value};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
@@ -171,7 +172,7 @@ impl H {
             .set_rtp_mode(true)
             .build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
-        let session = SessionId(100 + b as u64);
+        let session = ConnId(100 + b).session();
         let mut api = rtc.sdp_api();
         api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
         api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);

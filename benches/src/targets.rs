@@ -125,12 +125,18 @@ fn bind_udp(ip: &str) -> Res<(std::net::UdpSocket, SocketAddr)> {
     Ok((sock, local))
 }
 
-fn set_rcvbuf(sock: &std::net::UdpSocket, bytes: i32) -> i32 {
-    extern "C" {
-        fn setsockopt(fd: i32, level: i32, name: i32, val: *const i32, len: u32) -> i32;
+#[allow(unsafe_code)] // setsockopt through libc: std has no buffer size setter
+fn set_rcvbuf(sock: &std::net::UdpSocket, bytes: libc::c_int) -> libc::c_int {
+    // SAFETY: the socket is open for the call; `bytes` is a live c_int whose size is passed.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(sock),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
     }
-    // SOL_SOCKET = 1, SO_RCVBUF = 8
-    unsafe { setsockopt(std::os::fd::AsRawFd::as_raw_fd(sock), 1, 8, &bytes, 4) }
 }
 
 /// One camgate viewer: `connection` → `getUserData`, `playStream` (offer) → `setRemoteSDP`.
@@ -460,12 +466,10 @@ pub fn janus_viewer(addr: SocketAddr, n: usize) -> Res<Ready> {
 // /proc
 // ------------------------------------------------------------------------------------------
 
+#[allow(unsafe_code)] // sysconf through libc
 pub fn clk_tck() -> u64 {
-    extern "C" {
-        fn sysconf(name: i32) -> i64;
-    }
-    // _SC_CLK_TCK = 2
-    let v = unsafe { sysconf(2) };
+    // SAFETY: sysconf takes any name and only returns a number.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if v > 0 {
         v as u64
     } else {

@@ -131,14 +131,15 @@ impl Worker {
     }
 }
 
+#[allow(unsafe_code)] // clock_gettime through libc: std has no thread CPU clock
 fn thread_cpu() -> Duration {
-    let mut ts = [0i64; 2];
-    // CLOCK_THREAD_CPUTIME_ID = 3
-    extern "C" {
-        fn clock_gettime(clk: i32, ts: *mut i64) -> i32;
-    }
-    unsafe { clock_gettime(3, ts.as_mut_ptr()) };
-    Duration::new(ts[0] as u64, ts[1] as u32)
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write into; the clock id is a libc constant.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 fn run(rx: Receiver<Ready>, shared: &Shared) -> WorkerResult {
@@ -361,6 +362,7 @@ fn account(c: &mut Client, shared: &Shared, hist: &mut Hists, p: &str0m::rtp::Rt
 /// Ask the kernel to stamp each datagram with its receive time (`SO_TIMESTAMPNS`, wall clock). On loopback the
 /// stamp is taken when the sender's `sendmsg` hands the datagram to the loopback device, so it marks the moment the
 /// server sent it, whatever the viewer thread was busy with.
+#[allow(unsafe_code)] // socket options and recvmsg through libc
 fn enable_rx_timestamps(sock: &std::net::UdpSocket) {
     let on: libc::c_int = 1;
     // SAFETY: a valid socket and a c_int option value of the right size.
@@ -376,6 +378,7 @@ fn enable_rx_timestamps(sock: &std::net::UdpSocket) {
 }
 
 /// `recv_from` that also returns the datagram's kernel receive stamp (wall clock), when there is one.
+#[allow(unsafe_code)] // socket options and recvmsg through libc
 fn recv_stamped(
     sock: &UdpSocket,
     buf: &mut [u8],

@@ -26,11 +26,12 @@ use crate::audio_relay::{AudioOut, AudioPacket, AudioRelay};
 use crate::bandwidth::{BitrateMeter, LinkMonitor};
 use crate::gop::GopCache;
 use crate::h264::RelayPacket;
+use crate::ids::StreamIds;
 use crate::media::MediaKind;
 use crate::mirror::{Described, MirrorClock, MirrorItem};
 use crate::placement::{Placement, ViewerLimits, ViewerRefused, PUBLISH_INTERVAL};
 use crate::rtp::{parse_sender_report, RtpPacket, SeqStep, SeqTracker};
-use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent, RtspUrl};
+use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent, RtspOutput, RtspUrl};
 use crate::signaling::{self, ClientMessage, StreamStatus};
 use crate::stun;
 use crate::sync::{StreamClock, TrackClock};
@@ -44,9 +45,6 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 
 /// How long a viewer whose connection died may still say `stopStream` before it gets FAILED.
 const STOP_GRACE: Duration = Duration::from_secs(2);
-
-/// Sessions of other workers attached here have ids with this bit (see `Forward::Attach`).
-const REMOTE_SESSION_BIT: u64 = 1 << 61;
 
 /// Largest cached GOP sent again to answer a browser's keyframe request (a burst to one viewer).
 const MAX_REPLAY_BYTES: usize = 1 << 20;
@@ -101,13 +99,7 @@ impl Default for GatewayConfig {
     }
 }
 
-/// A signaling connection (one WebSocket), numbered by the event loop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SessionId(pub u64);
-
-/// A camera connection, numbered by the hub; never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StreamId(pub u64);
+pub use crate::ids::{SessionId, StreamId};
 
 /// What the hub asks the event loop to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -452,7 +444,7 @@ struct Session {
 
 pub struct Gateway {
     config: GatewayConfig,
-    next_stream_id: u64,
+    stream_ids: StreamIds,
     streams: HashMap<StreamId, Stream>,
     by_url: HashMap<String, StreamId>,
     viewers: Slab<ViewerEntry>,
@@ -495,15 +487,16 @@ pub struct Gateway {
     next_remote_id: u64,
     /// When the stream list is next published for the other workers.
     next_publish: Option<Instant>,
+    /// RTSP clients made so far: each gets `config.rtsp.seed` plus this as its seed.
+    rtsp_clients: u64,
 }
 
 impl Gateway {
     pub fn new(config: GatewayConfig) -> Self {
-        // Stream ids are unique across workers (the APIs show them side by side).
-        let here = config.placement.as_ref().map_or(0, |p| p.here() as u64);
+        let here = config.placement.as_ref().map_or(0, |p| p.here());
         Self {
             config,
-            next_stream_id: (here << 40) + 1,
+            stream_ids: StreamIds::for_worker(here),
             streams: HashMap::new(),
             by_url: HashMap::new(),
             viewers: Slab::new(),
@@ -529,6 +522,7 @@ impl Gateway {
             remote_ids: HashMap::new(),
             next_remote_id: 0,
             next_publish: None,
+            rtsp_clients: 0,
         }
     }
 
@@ -636,7 +630,7 @@ impl Gateway {
         let message = match ClientMessage::parse(text) {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(session = session.0, "bad signaling message: {e}");
+                tracing::warn!(session = %session, "bad signaling message: {e}");
                 return;
             }
         };
@@ -649,8 +643,8 @@ impl Gateway {
                 if let Some(s) = self.sessions.get_mut(&session) {
                     s.established = true;
                 }
-                tracing::info!(session = session.0, "signaling session established");
-                self.send(session, signaling::get_user_data(&session.0.to_string()));
+                tracing::info!(session = %session, "signaling session established");
+                self.send(session, signaling::get_user_data(&session.to_string()));
             }
             ClientMessage::PlayStream {
                 media_session_id,
@@ -662,7 +656,7 @@ impl Gateway {
             }
             ClientMessage::Pong => {}
             ClientMessage::Other(name) => {
-                tracing::debug!(session = session.0, "ignored message {name}")
+                tracing::debug!(session = %session, "ignored message {name}")
             }
         }
     }
@@ -772,7 +766,7 @@ impl Gateway {
 
     /// FAILED for a `playStream` that gets no viewer.
     fn refuse_play(&mut self, session: SessionId, media_session_id: &str, info: &str) {
-        tracing::info!(session = session.0, "play refused: {info}");
+        tracing::info!(session = %session, "play refused: {info}");
         let text = signaling::stream_status(media_session_id, "", StreamStatus::Failed, Some(info));
         self.send(session, text);
     }
@@ -781,7 +775,7 @@ impl Gateway {
     pub fn handle_forward(&mut self, from: usize, forward: Forward, now: Instant) {
         match forward {
             Forward::Attach { session } => {
-                let id = SessionId(REMOTE_SESSION_BIT | self.next_remote_id);
+                let id = SessionId::Remote(self.next_remote_id);
                 self.next_remote_id += 1;
                 self.remote_ids.insert((from, session), id);
                 self.sessions.insert(
@@ -848,7 +842,7 @@ impl Gateway {
             });
         }
         tracing::info!(
-            session = session.0,
+            session = %session,
             viewers = s.viewers.len(),
             "signaling session closed"
         );
@@ -943,7 +937,7 @@ impl Gateway {
             .expect("stream was just found or added");
         stream.linger_until = None;
         stream.pending.push(viewer);
-        tracing::info!(session = session.0, stream = stream_id.0, url = %stream.redacted, "viewer joined");
+        tracing::info!(session = %session, stream = stream_id.0, url = %stream.redacted, "viewer joined");
         self.send_status(viewer, StreamStatus::Pending, None);
         if self.streams[&stream_id].video_codec().is_some() {
             self.answer_pending(stream_id, now);
@@ -962,8 +956,12 @@ impl Gateway {
         if self.camera_count() >= self.config.max_streams {
             return Err(self.too_many_streams());
         }
-        let client =
-            RtspClient::new(url, self.config.rtsp.clone(), now).map_err(|e| e.to_string())?;
+        let client = RtspClient::new(
+            url,
+            client_config(&self.config.rtsp, &mut self.rtsp_clients),
+            now,
+        )
+        .map_err(|e| e.to_string())?;
         let id = self.add_stream(url.to_owned(), client, now);
         if let Some(p) = &self.config.placement {
             p.opened(url, &self.streams[&id].redacted, id);
@@ -1055,8 +1053,9 @@ impl Gateway {
         if self.camera_count() >= self.config.max_streams {
             return Err(StartupError::TooManyStreams(self.config.max_streams));
         }
-        let client = RtspClient::new(url, self.config.rtsp.clone(), now)
-            .map_err(|e| StartupError::BadUri(e.to_string()))?;
+        let config = client_config(&self.config.rtsp, &mut self.rtsp_clients);
+        let client =
+            RtspClient::new(url, config, now).map_err(|e| StartupError::BadUri(e.to_string()))?;
         let id = self.add_stream(url.to_owned(), client, now);
         self.streams.get_mut(&id).expect("just added").pinned = true;
         if !claim(self, id) {
@@ -1124,8 +1123,7 @@ impl Gateway {
     // ---- streams ---------------------------------------------------------------------------
 
     fn add_stream(&mut self, url: String, client: RtspClient, now: Instant) -> StreamId {
-        let id = StreamId(self.next_stream_id);
-        self.next_stream_id += 1;
+        let id = self.stream_ids.next_id();
         let redacted = client.url().redacted();
         let (host, port) = (client.url().host().to_owned(), client.url().port());
         tracing::info!(stream = id.0, url = %redacted, "connecting to camera");
@@ -1146,8 +1144,7 @@ impl Gateway {
 
     /// A mirror of the camera `url` pulled by worker `origin`, which is asked to feed it.
     fn add_mirror(&mut self, url: String, redacted: String, origin: usize) -> StreamId {
-        let id = StreamId(self.next_stream_id);
-        self.next_stream_id += 1;
+        let id = self.stream_ids.next_id();
         tracing::info!(stream = id.0, url = %redacted, origin, "mirroring the camera of worker {origin}");
         self.outputs.push_back(GatewayOutput::Forward {
             worker: origin,
@@ -1405,14 +1402,17 @@ impl Gateway {
         };
         // Last line of defence: a bug reached by one camera's bytes (in parsing, relaying or
         // transcoding) fails that stream, not the server.
-        let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match input {
-            CameraInput::Tcp(data) => client.handle_input(now, data, &mut on_media),
-            CameraInput::Udp {
-                track,
-                rtcp,
-                source,
-                data,
-            } => client.handle_udp_input(now, track, rtcp, source, data, &mut on_media),
+        let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let media = match input {
+                CameraInput::Tcp(data) => client.handle_input(now, data),
+                CameraInput::Udp {
+                    track,
+                    rtcp,
+                    source,
+                    data,
+                } => client.handle_udp_input(now, track, rtcp, source, data),
+            };
+            media.for_each(&mut on_media);
         }));
         if fed.is_err() {
             tracing::error!(
@@ -1701,50 +1701,44 @@ impl Gateway {
             let Source::Camera(client) = &mut s.source else {
                 return;
             };
-            if let Some(data) = client.poll_transmit() {
-                self.outputs
-                    .push_back(GatewayOutput::RtspSend { stream: id, data });
-                continue;
-            }
-            if let Some(request) = client.poll_udp_request() {
-                self.outputs.push_back(GatewayOutput::RtspUdpOpen {
-                    stream: id,
-                    track: request.track,
-                });
-                continue;
-            }
-            if let Some(t) = client.poll_udp_transmit() {
-                if let Some(dest) = client.udp_destination(t.track) {
-                    let port = if t.rtcp {
-                        dest.rtcp_port
-                    } else {
-                        dest.rtp_port
-                    };
+            let event = match client.poll_output() {
+                None => break,
+                Some(RtspOutput::Transmit(data)) => {
+                    self.outputs
+                        .push_back(GatewayOutput::RtspSend { stream: id, data });
+                    continue;
+                }
+                Some(RtspOutput::OpenUdp(request)) => {
+                    self.outputs.push_back(GatewayOutput::RtspUdpOpen {
+                        stream: id,
+                        track: request.track,
+                    });
+                    continue;
+                }
+                Some(RtspOutput::UdpTransmit(t)) => {
                     self.outputs.push_back(GatewayOutput::RtspUdpSend {
                         stream: id,
                         track: t.track,
                         rtcp: t.rtcp,
-                        host: dest.host,
-                        port,
+                        host: t.host,
+                        port: t.port,
                         data: t.data,
                     });
+                    continue;
                 }
-                continue;
-            }
-            if let Some(redirect) = client.poll_redirect() {
-                // The client wants another server: a new TCP connection, same stream.
-                tracing::info!(stream = id.0, host = %redirect.host, port = redirect.port, "camera redirects");
-                self.outputs
-                    .push_back(GatewayOutput::RtspClose { stream: id });
-                self.outputs.push_back(GatewayOutput::RtspConnect {
-                    stream: id,
-                    host: redirect.host,
-                    port: redirect.port,
-                });
-                continue;
-            }
-            let Some(event) = client.poll_event() else {
-                break;
+                Some(RtspOutput::Redirect(redirect)) => {
+                    // The client wants another server: a new TCP connection, same stream.
+                    tracing::info!(stream = id.0, host = %redirect.host, port = redirect.port, "camera redirects");
+                    self.outputs
+                        .push_back(GatewayOutput::RtspClose { stream: id });
+                    self.outputs.push_back(GatewayOutput::RtspConnect {
+                        stream: id,
+                        host: redirect.host,
+                        port: redirect.port,
+                    });
+                    continue;
+                }
+                Some(RtspOutput::Event(event)) => event,
             };
             match event {
                 RtspEvent::Playing { tracks } => {
@@ -1866,7 +1860,8 @@ impl Gateway {
             self.close_stream(id); // everyone left while the camera was down
             return;
         }
-        match RtspClient::new(&s.url, self.config.rtsp.clone(), now) {
+        let config = client_config(&self.config.rtsp, &mut self.rtsp_clients);
+        match RtspClient::new(&s.url, config, now) {
             Ok(client) => {
                 let (host, port) = (client.url().host().to_owned(), client.url().port());
                 s.source = Source::Camera(Box::new(client));
@@ -2105,7 +2100,7 @@ impl Gateway {
         if let Some(lost) = entry.lost_at {
             if now >= lost + STOP_GRACE {
                 tracing::info!(
-                    session = entry.session.0,
+                    session = %entry.session,
                     "viewer connection lost (ICE/DTLS)"
                 );
                 self.send_status(v, StreamStatus::Failed, Some("Failed by ICE timeout"));
@@ -2178,7 +2173,7 @@ impl Gateway {
                 .get(&entry.stream)
                 .map_or("", |s| s.redacted.as_str());
             tracing::info!(
-                session = entry.session.0,
+                session = %entry.session,
                 url = %name,
                 "not enough bandwidth: the link carries {} kbit/s of the stream's {} kbit/s; \
                  skipping to keyframes",
@@ -2323,7 +2318,7 @@ impl Gateway {
             }
         }
         for id in dead {
-            tracing::info!(session = id.0, "no answer to pings: closing the session");
+            tracing::info!(session = %id, "no answer to pings: closing the session");
             self.outputs
                 .push_back(GatewayOutput::WsClose { session: id });
             self.handle_session_closed(id, now);
@@ -2375,7 +2370,9 @@ impl Gateway {
             match output {
                 // A remote session's messages go back to the worker holding its WebSocket
                 // (and nowhere once it is gone).
-                GatewayOutput::WsSend { session, text } if session.0 & REMOTE_SESSION_BIT != 0 => {
+                GatewayOutput::WsSend { session, text }
+                    if matches!(session, SessionId::Remote(_)) =>
+                {
                     let Some((worker, session)) =
                         self.sessions.get(&session).and_then(|s| s.origin)
                     else {
@@ -2679,6 +2676,15 @@ impl FanOut<'_> {
 
 /// The `info` a viewer sees when its camera fails, in the words of the Flashphoner SDK where it
 /// has some ("Failed to connect to rtsp stream", "Rtsp stream not found", ...).
+/// The configuration of the next RTSP client: every client gets its own seed.
+fn client_config(rtsp: &RtspConfig, made: &mut u64) -> RtspConfig {
+    *made += 1;
+    RtspConfig {
+        seed: rtsp.seed.wrapping_add(*made),
+        ..rtsp.clone()
+    }
+}
+
 fn failure_info(e: &RtspError) -> String {
     e.to_string()
 }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use camgate_core::hub::{Gateway, GatewayConfig, GatewayOutput, SessionId, StreamId};
+use camgate_core::ids::ConnId;
 use camgate_core::placement::Placement;
 use camgate_testkit::camera::FakeCamera;
 use camgate_testkit::nal::filler as nal;
@@ -245,7 +246,7 @@ impl Harness {
         }
         let mut rtc = config.build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
-        let session = SessionId(7 + n as u64);
+        let session = ConnId(7 + n).session();
         self.browsers.push(Browser {
             session,
             rtc,

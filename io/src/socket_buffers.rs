@@ -7,6 +7,9 @@
 //! (`SO_SNDBUFFORCE`/`SO_RCVBUFFORCE`, CAP_NET_ADMIN, e.g. root): camgate forces when it can
 //! and otherwise takes what the cap allows, and says so in the log.
 
+// setsockopt/getsockopt through libc: each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::os::fd::AsRawFd;
 
 /// What the kernel granted, in bytes (as it reports them: twice what was set, for its own

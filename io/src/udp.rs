@@ -5,6 +5,9 @@
 //! datagrams instead of blocking: a congested path loses packets as a network would, and
 //! NACK/PLI recover, while the loop keeps serving everyone else.
 
+// sendmmsg/recvmmsg and GSO control messages through libc: each block says why it is sound.
+#![allow(unsafe_code)]
+
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;

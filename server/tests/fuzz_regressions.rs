@@ -81,7 +81,7 @@ fn client_text(text: &str) -> Vec<u8> {
 /// plays `lobby`, then sends a frame with a reserved opcode. The app asks the loop to close the
 /// connection, but the WebSocket stays open inside it, so the gateway's next `ping` (15 s
 /// later) was still written to the connection being closed. Fixed by `Conn::closing` in
-/// web.rs: nothing goes out, and late bytes are ignored, once a close is asked for.
+/// web/mod.rs: nothing goes out, and late bytes are ignored, once a close is asked for.
 #[test]
 fn ws_no_signaling_after_close_on_protocol_error_fuzzed() {
     let input = hex(
@@ -122,7 +122,7 @@ fn ws_no_signaling_after_close_on_protocol_error() {
 }
 
 /// `{"message":"playStream","data":[]}` (or `"data"` missing, or not an array) panicked in
-/// web.rs's `inbound` (serde_json's `IndexMut` on a missing index), killing the server: found
+/// web/ws.rs's `inbound` (serde_json's `IndexMut` on a missing index), killing the server: found
 /// while writing the `websocket` harness, before a fuzzer run got there. The gateway now
 /// answers it like any malformed message.
 #[test]
@@ -149,8 +149,8 @@ fn ws_play_stream_without_data() {
 }
 
 /// Found by `rest_body` at once (31 executions): `POST /api/streams` answered 405 in
-/// text/plain, while docs/API.md says API errors are JSON. Fixed in web.rs: wrong methods on
-/// an API route get `{"status":405,"error":...}`.
+/// text/plain, while docs/API.md says API errors are JSON. Fixed in web/routes.rs: wrong
+/// methods on an API route get `{"status":405,"error":...}`.
 #[test]
 fn rest_api_wrong_method_is_json_fuzzed() {
     harness::rest_body(&hex("0404063c0000272004001fcd001005006c6f6262791d200000140000006f05106c04000000000000000000000000000000000000000000000000000000000b030000006200000b000000620079"));

@@ -16,7 +16,7 @@ pub mod sdp;
 pub mod url;
 
 pub use client::{
-    MediaPacket, Redirect, RtspClient, RtspConfig, RtspError, RtspEvent, RtspTransport,
-    UdpDestination, UdpPortRequest, UdpTransmit,
+    MediaPacket, ReceivedMedia, Redirect, RtspClient, RtspConfig, RtspError, RtspEvent, RtspOutput,
+    RtspTransport, UdpDestination, UdpPortRequest, UdpTransmit,
 };
 pub use url::RtspUrl;

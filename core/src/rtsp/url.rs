@@ -23,7 +23,7 @@ pub struct RtspUrl {
 pub const DEFAULT_PORT: u16 = 554;
 
 impl RtspUrl {
-    /// Parses a camera URL. Only `rtsp://` for now (`rtsps://` needs TLS in the driver).
+    /// Parses a camera URL. Only `rtsp://`: `rtsps://` would need TLS in the driver.
     ///
     /// The URL must already be escaped: a space or any other character that RFC 3986 does not
     /// allow raw is an error rather than silently percent-encoded, because the camera would

@@ -25,7 +25,7 @@ use camgate_core::rtp::{parse_sender_report, RtpPacket, SenderReport};
 use camgate_core::rtp_reorder::{Pushed, RtpReorder};
 use camgate_core::rtsp::framing::{Frame, Framer, MAX_BODY_BYTES, MAX_HEADER_BYTES};
 use camgate_core::rtsp::{
-    sdp, RtspClient, RtspConfig, RtspError, RtspEvent, RtspTransport, RtspUrl,
+    sdp, RtspClient, RtspConfig, RtspError, RtspEvent, RtspOutput, RtspTransport, RtspUrl,
 };
 use camgate_core::signaling::ClientMessage;
 use camgate_core::vp8::{keyframe_size, Vp8Descriptor, Vp8Relay};
@@ -141,15 +141,14 @@ pub fn rtsp_client(data: &[u8]) {
     let mut c = RtspClient::new(CLIENT_URL, config, now).expect("valid URL");
     let mut ev = ClientEvents::default();
     c.handle_connected(now);
-    ev.drain(&mut c);
+    ev.drain(&mut c, now);
     while !rest.is_empty() {
         let n = (1 + rng.below(if seed & 1 == 0 { 64 } else { 2048 }) as usize).min(rest.len());
         let (chunk, tail) = rest.split_at(n);
         rest = tail;
         // The Playing event may be queued by this very chunk, before its media: check after.
-        let mut media_tracks = Vec::new();
-        c.handle_input(now, chunk, &mut |m| media_tracks.push(m.track));
-        ev.drain(&mut c);
+        let media_tracks: Vec<usize> = c.handle_input(now, chunk).map(|m| m.track).collect();
+        ev.drain(&mut c, now);
         if let Some(&t) = media_tracks.iter().max() {
             assert!(ev.playing, "media before Playing");
             assert!(t < ev.tracks, "media for track {t} of {}", ev.tracks);
@@ -165,7 +164,7 @@ pub fn rtsp_client(data: &[u8]) {
             _ => now += Duration::from_millis(rng.below(50)),
         }
         c.handle_timeout(now);
-        ev.drain(&mut c);
+        ev.drain(&mut c, now);
         if let Some(t) = c.poll_timeout() {
             assert!(t > now, "poll_timeout {:?} not after now", t - t0);
         }
@@ -176,10 +175,10 @@ pub fn rtsp_client(data: &[u8]) {
         assert!(t > now, "poll_timeout not after now");
         now = t;
         c.handle_timeout(now);
-        ev.drain(&mut c);
+        ev.drain(&mut c, now);
     }
     c.teardown(now);
-    ev.drain(&mut c);
+    ev.drain(&mut c, now);
     assert!(c.is_closed());
     assert_eq!(ev.terminal, 1, "exactly one Failed/Closed event");
     assert_eq!(c.poll_timeout(), None);
@@ -193,13 +192,23 @@ struct ClientEvents {
 }
 
 impl ClientEvents {
-    fn drain(&mut self, c: &mut RtspClient) {
-        while let Some(tx) = c.poll_transmit() {
-            assert!(!tx.is_empty());
-            // Requests go to the camera: never the URL's userinfo in clear.
-            assert!(!contains(&tx, b"u:p@"), "userinfo on the wire");
-        }
-        while let Some(e) = c.poll_event() {
+    fn drain(&mut self, c: &mut RtspClient, now: Instant) {
+        while let Some(output) = c.poll_output() {
+            let e = match output {
+                RtspOutput::Transmit(tx) => {
+                    assert!(!tx.is_empty());
+                    // Requests go to the camera: never the URL's userinfo in clear.
+                    assert!(!contains(&tx, b"u:p@"), "userinfo on the wire");
+                    continue;
+                }
+                // A driver that cannot bind ports: the client goes on over TCP.
+                RtspOutput::OpenUdp(r) => {
+                    c.handle_udp_ports_failed(now, r.track);
+                    continue;
+                }
+                RtspOutput::UdpTransmit(_) | RtspOutput::Redirect(_) => continue,
+                RtspOutput::Event(e) => e,
+            };
             assert_eq!(self.terminal, 0, "event {e:?} after a terminal event");
             match e {
                 RtspEvent::Playing { tracks } => {
@@ -1176,33 +1185,39 @@ pub fn camera_udp(data: &[u8]) {
     let drain = |c: &mut RtspClient, playing: &mut bool, terminal: &mut usize, now: Instant| {
         for _ in 0..16 {
             let mut any = false;
-            while let Some(r) = c.poll_udp_request() {
-                any = true;
-                c.handle_udp_ports(now, r.track, 50000 + 2 * r.track as u16);
-            }
-            while let Some(tx) = c.poll_transmit() {
-                any = true;
-                if let Some(a) = udp_camera_answer(&tx, h & 1 == 0, h & 2 != 0) {
-                    c.handle_input(now, &a, &mut |_| panic!("interleaved media over UDP"));
-                }
-            }
-            while let Some(tx) = c.poll_udp_transmit() {
-                assert!(tx.track < 2, "datagram for track {}", tx.track);
-                assert!(
-                    tx.data.len() >= 8 && tx.data[0] >> 6 == 2,
-                    "bad datagram {:02x?}",
-                    tx.data
-                );
-            }
-            while let Some(e) = c.poll_event() {
-                assert_eq!(*terminal, 0, "event {e:?} after a terminal event");
-                match e {
-                    RtspEvent::Playing { tracks } => {
-                        assert!(!*playing, "Playing twice");
-                        assert_eq!(tracks.len(), 2);
-                        *playing = true;
+            while let Some(output) = c.poll_output() {
+                match output {
+                    RtspOutput::OpenUdp(r) => {
+                        any = true;
+                        c.handle_udp_ports(now, r.track, 50000 + 2 * r.track as u16);
                     }
-                    RtspEvent::Failed(_) | RtspEvent::Closed => *terminal += 1,
+                    RtspOutput::Transmit(tx) => {
+                        any = true;
+                        if let Some(a) = udp_camera_answer(&tx, h & 1 == 0, h & 2 != 0) {
+                            let media = c.handle_input(now, &a);
+                            assert_eq!(media.count(), 0, "interleaved media over UDP");
+                        }
+                    }
+                    RtspOutput::UdpTransmit(tx) => {
+                        assert!(tx.track < 2, "datagram for track {}", tx.track);
+                        assert!(
+                            tx.data.len() >= 8 && tx.data[0] >> 6 == 2,
+                            "bad datagram {:02x?}",
+                            tx.data
+                        );
+                    }
+                    RtspOutput::Redirect(_) => {}
+                    RtspOutput::Event(e) => {
+                        assert_eq!(*terminal, 0, "event {e:?} after a terminal event");
+                        match e {
+                            RtspEvent::Playing { tracks } => {
+                                assert!(!*playing, "Playing twice");
+                                assert_eq!(tracks.len(), 2);
+                                *playing = true;
+                            }
+                            RtspEvent::Failed(_) | RtspEvent::Closed => *terminal += 1,
+                        }
+                    }
                 }
             }
             if !any {
@@ -1234,10 +1249,10 @@ pub fn camera_udp(data: &[u8]) {
         let rtcp = flags & 1 != 0;
         let src = udp_source(flags >> 3, ports.get(track).copied().unwrap_or(9000));
         sent.push(dgram);
-        let mut media = Vec::new();
-        c.handle_udp_input(now, track, rtcp, src, dgram, &mut |m| {
-            media.push((m.track, m.rtcp, m.data.to_vec()))
-        });
+        let media: Vec<(usize, bool, Vec<u8>)> = c
+            .handle_udp_input(now, track, rtcp, src, dgram)
+            .map(|m| (m.track, m.rtcp, m.data.to_vec()))
+            .collect();
         for (t, is_rtcp, d) in media {
             assert!(t < 2, "media for track {t}");
             assert!(sent.contains(&&d[..]), "media that was never received");

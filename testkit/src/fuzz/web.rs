@@ -279,7 +279,7 @@ impl Rig {
             match o {
                 GatewayOutput::WsSend { session, text } => {
                     if self.trace {
-                        eprintln!("gw→{} {:?}", session.0, &text[..text.len().min(150)]);
+                        eprintln!("gw→{} {:?}", session, &text[..text.len().min(150)]);
                     }
                     self.web
                         .send_text(session, &text, self.now, &mut self.gw, &mut self.io);

@@ -1,13 +1,13 @@
 //! `GET /metrics`: the gateway's state and running totals in the Prometheus text format
-//! (version 0.0.4), rendered by hand: a dozen lines don't need a crate.
+//! (version 0.0.4), rendered by hand: a fixed set of gauges and counters needs no crate.
 
 use std::fmt::Write;
 
 use camgate_core::hub::{GatewayStats, StreamInfo};
 
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(super) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-pub fn render(streams: &[StreamInfo], stats: &GatewayStats, web_sessions: usize) -> String {
+pub(super) fn render(streams: &[StreamInfo], stats: &GatewayStats, web_sessions: usize) -> String {
     let mut out = String::with_capacity(2048);
     // By the word the REST API reports: PLAYING, PENDING, RECONNECTING.
     let in_state = |word: &str| streams.iter().filter(|s| s.status() == word).count() as u64;
@@ -44,7 +44,27 @@ pub fn render(streams: &[StreamInfo], stats: &GatewayStats, web_sessions: usize)
         "Open signaling sessions (WebSocket and WHEP).",
     );
     sample(&mut out, "camgate_signaling_sessions", web_sessions as u64);
-    let counters: [(&str, &str, u64); 16] = [
+    for (name, help, value) in counters(stats) {
+        family(&mut out, name, "counter", help);
+        sample(&mut out, name, value);
+    }
+    family(
+        &mut out,
+        "camgate_transcode_seconds_total",
+        "counter",
+        "Time spent decoding camera audio and encoding it to Opus.",
+    );
+    let _ = writeln!(
+        out,
+        "camgate_transcode_seconds_total {:.6}",
+        stats.transcode_nanos as f64 / 1e9
+    );
+    out
+}
+
+/// The integer counters: name, help, value.
+fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 16] {
+    [
         (
             "camgate_camera_bytes_in_total",
             "Bytes read from camera connections.",
@@ -125,23 +145,7 @@ pub fn render(streams: &[StreamInfo], stats: &GatewayStats, web_sessions: usize)
             "Camera audio packets decoded and re-encoded to Opus (AAC, Speex, odd G.711).",
             stats.audio_packets_transcoded,
         ),
-    ];
-    for (name, help, value) in counters {
-        family(&mut out, name, "counter", help);
-        sample(&mut out, name, value);
-    }
-    family(
-        &mut out,
-        "camgate_transcode_seconds_total",
-        "counter",
-        "Time spent decoding camera audio and encoding it to Opus.",
-    );
-    let _ = writeln!(
-        out,
-        "camgate_transcode_seconds_total {:.6}",
-        stats.transcode_nanos as f64 / 1e9
-    );
-    out
+    ]
 }
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -1,36 +1,40 @@
 //! The REST API of Flashphoner WCS for RTSP pulls, on the HTTP port:
 //!
 //! - `POST /rest-api/rtsp/startup {"uri": ...}`: 200 started, 409 already pulled, 400 bad body/URI;
-//! - `GET|POST /rest-api/rtsp/find_all`: 200 `[{"uri", "status"}]`, 404 when none;
+//! - `GET|POST /rest-api/rtsp/find_all`: 200 `[{"uri", "status", "info"}]`, 404 when none;
 //! - `POST /rest-api/rtsp/find {"uri"}`: like find_all, filtered;
 //! - `POST /rest-api/rtsp/terminate {"uri": ...}`: 200 stopped, 404 unknown.
 //!
 //! Returned URIs have their password masked; `terminate` accepts the masked form too.
 //! A configured stream name (`[streams.NAME]`) works wherever a URI does, and streams are
 //! listed under their name. With `allowed_hosts`, `startup` of another host is 403.
+//!
+//! camgate's own `GET /api/streams` lists every stream with its viewers.
 
 use std::time::Instant;
 
 use camgate_core::hub::{Gateway, StartupError};
 use serde_json::{json, Value};
 
+use super::http::Response;
 use crate::access::{Access, Refusal};
 
-pub fn handle(
+/// A call to `/rest-api/...`.
+pub(super) fn handle(
     method: &str,
     route: &str,
     body: &[u8],
     gateway: &mut Gateway,
     access: &Access,
     now: Instant,
-) -> (u16, Value) {
+) -> Response {
     let route = route.trim_end_matches('/');
     // A stream name stands for its configured URI; URIs are checked against allowed_hosts.
-    let resolve = |body: &[u8]| -> Result<String, (u16, Value)> {
-        let uri = uri_of(body).map_err(|e| error(400, &e))?;
+    let resolve = |body: &[u8]| -> Result<String, Response> {
+        let uri = uri_of(body).map_err(|e| Response::error(400, &e))?;
         access.resolve(&uri).map_err(|Refusal::Restricted| {
             tracing::info!("REST call refused: host not in allowed_hosts");
-            error(403, "Restricted access")
+            Response::error(403, "Restricted access")
         })
     };
     match (method, route) {
@@ -44,11 +48,13 @@ pub fn handle(
                         .find(|s| s.pinned && masked_eq(&s.url, &uri));
                     let shown = info.map(|s| shown(access, &s.url)).unwrap_or_default();
                     tracing::info!(uri = %shown, "REST startup");
-                    (200, json!({"uri": shown, "status": "PENDING"}))
+                    Response::json(200, &json!({"uri": shown, "status": "PENDING"}))
                 }
-                Err(StartupError::AlreadyPulled) => error(409, "this uri is already pulled"),
-                Err(StartupError::BadUri(why)) => error(400, &why),
-                Err(e @ StartupError::TooManyStreams(_)) => error(503, &e.to_string()),
+                Err(StartupError::AlreadyPulled) => {
+                    Response::error(409, "this uri is already pulled")
+                }
+                Err(StartupError::BadUri(why)) => Response::error(400, &why),
+                Err(e @ StartupError::TooManyStreams(_)) => Response::error(503, &e.to_string()),
             },
         },
         ("GET" | "POST", "/rest-api/rtsp/find_all") => list(gateway, access, None),
@@ -58,8 +64,8 @@ pub fn handle(
         },
         ("POST", "/rest-api/rtsp/terminate") => match resolve(body) {
             Err(e) => e,
-            Ok(uri) if gateway.terminate(&uri, now) => (200, json!({})),
-            Ok(_) => error(404, "no such stream"),
+            Ok(uri) if gateway.terminate(&uri, now) => Response::json(200, &json!({})),
+            Ok(_) => Response::error(404, "no such stream"),
         },
         (
             _,
@@ -67,8 +73,8 @@ pub fn handle(
             | "/rest-api/rtsp/find_all"
             | "/rest-api/rtsp/find"
             | "/rest-api/rtsp/terminate",
-        ) => error(405, "method not allowed"),
-        _ => error(404, "no such REST method"),
+        ) => Response::error(405, "method not allowed"),
+        _ => Response::error(404, "no such REST method"),
     }
 }
 
@@ -77,7 +83,22 @@ fn shown(access: &Access, masked: &str) -> String {
     access.name_of(masked).unwrap_or(masked).to_owned()
 }
 
-fn list(gateway: &Gateway, access: &Access, uri: Option<&str>) -> (u16, Value) {
+/// `GET /api/streams`: every stream with its viewers, for the player page and dashboards.
+pub(super) fn streams(gateway: &Gateway, access: &Access) -> Response {
+    let list: Vec<_> = gateway
+        .streams()
+        .into_iter()
+        .map(|s| {
+            let uri = access.name_of(&s.url).unwrap_or(&s.url);
+            json!({"id": s.id.0, "uri": uri, "status": s.status(),
+                "viewers": s.viewers, "pinned": s.pinned, "info": s.info,
+                "dropped_tracks": s.dropped_tracks})
+        })
+        .collect();
+    Response::json(200, &Value::from(list))
+}
+
+fn list(gateway: &Gateway, access: &Access, uri: Option<&str>) -> Response {
     let items: Vec<Value> = gateway
         .streams()
         .into_iter()
@@ -85,9 +106,9 @@ fn list(gateway: &Gateway, access: &Access, uri: Option<&str>) -> (u16, Value) {
         .map(|s| json!({"uri": shown(access, &s.url), "status": s.status(), "info": s.info}))
         .collect();
     if items.is_empty() {
-        error(404, "no streams")
+        Response::error(404, "no streams")
     } else {
-        (200, Value::from(items))
+        Response::json(200, &Value::from(items))
     }
 }
 
@@ -109,8 +130,4 @@ fn uri_of(body: &[u8]) -> Result<String, String> {
         Some(uri) if !uri.trim().is_empty() => Ok(uri.to_owned()),
         _ => Err("body lacks a \"uri\" string".into()),
     }
-}
-
-fn error(status: u16, message: &str) -> (u16, Value) {
-    (status, json!({"status": status, "error": message}))
 }

@@ -1,0 +1,102 @@
+//! Which handler answers an HTTP request: the one routing table, with the CORS preflight and
+//! the bearer token handled here before any handler runs. (The CORS headers every answer
+//! carries are written by [`Response`].)
+
+use std::time::Instant;
+
+use camgate_core::hub::Gateway;
+use camgate_io::ConnId;
+
+use super::http::{Request, Response};
+use super::{metrics, pages, rest, State, Web};
+
+/// The routes that take the bearer token (when one is configured). API errors are JSON.
+fn is_api(route: &str) -> bool {
+    route.starts_with("/rest-api/")
+        || route.starts_with("/whep/")
+        || route == "/api/streams"
+        || route == "/metrics"
+}
+
+impl Web {
+    /// Answers a request (other than a WebSocket upgrade); `None` when the answer waits for
+    /// the gateway (a WHEP offer).
+    pub(super) fn route(
+        &mut self,
+        conn: ConnId,
+        req: &Request,
+        now: Instant,
+        gateway: &mut Gateway,
+    ) -> Option<Response> {
+        let (method, route) = (req.method, req.route);
+        if method == "OPTIONS" {
+            return Some(preflight());
+        }
+        let access = &self.settings.access;
+        let is_api = is_api(route);
+        if is_api && !access.bearer_ok(req.header("authorization")) {
+            tracing::info!(conn = conn.0, %route, "API call refused: missing or wrong bearer token");
+            let r = Response::error(401, "missing or wrong bearer token")
+                .header("WWW-Authenticate", "Bearer");
+            return Some(r);
+        }
+        let r = match (method, route) {
+            ("GET", "/api/streams") => rest::streams(gateway, access),
+            ("GET", "/metrics") => {
+                let sessions = self.signaling_sessions();
+                let text = metrics::render(&gateway.streams(), &gateway.stats(), sessions);
+                Response::new(200, metrics::CONTENT_TYPE, text)
+            }
+            (_, route) if route.starts_with("/rest-api/") => {
+                rest::handle(method, route, req.body, gateway, access, now)
+            }
+            ("DELETE", route) if route.starts_with("/whep/session/") => {
+                let id = &route["/whep/session/".len()..];
+                self.wheps.delete(id, now, gateway)
+            }
+            ("POST", route)
+                if route.starts_with("/whep/") && !route.starts_with("/whep/session/") =>
+            {
+                let stream = &route["/whep/".len()..];
+                let r = self.wheps.offer(conn, stream, req, access, now, gateway);
+                if r.is_none() {
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.state = State::WhepWait;
+                    }
+                }
+                return r;
+            }
+            (_, route) if route.starts_with("/whep/") => {
+                // Trickle ICE (PATCH) is optional in WHEP; our answer has every candidate.
+                Response::error(405, "method not allowed").header("Allow", "POST, DELETE")
+            }
+            // A wrong method on an API answers JSON too: `POST /api/streams` and
+            // `POST /metrics` got text/plain (found by the `rest_body` fuzz target).
+            _ if is_api => Response::error(405, "method not allowed"),
+            ("GET", route) => pages::get(route, &self.settings.default_url)
+                .unwrap_or_else(|| Response::new(404, "text/plain", "not found")),
+            _ => Response::new(405, "text/plain", "method not allowed"),
+        };
+        Some(r)
+    }
+
+    /// Open signaling sessions, WebSocket and WHEP, for `/metrics`.
+    fn signaling_sessions(&self) -> usize {
+        let websockets = self
+            .conns
+            .values()
+            .filter(|c| matches!(c.state, State::Ws(_)));
+        websockets.count() + self.wheps.len()
+    }
+}
+
+/// The answer to a CORS preflight: given without the token, which the real request must carry.
+fn preflight() -> Response {
+    Response::new(204, "text/plain", "")
+        .header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+        .header(
+            "Access-Control-Allow-Headers",
+            "Authorization, Content-Type",
+        )
+        .header("Access-Control-Max-Age", "600")
+}
