@@ -37,7 +37,7 @@ def write(target, name, data):
 
 
 def packet_stream(header, pkts, limit):
-    """fuzz/src/lib.rs `packet_stream`: header, (flags, len, payload[:255])*."""
+    """testkit/src/fuzz/mod.rs `packet_stream`: header, (flags, len, payload[:255])*."""
     out = bytearray([header])
     last_ts = None
     for marker, _seq, ts, _ssrc, payload in list(pkts)[:limit]:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the hand-made seeds of the web side's fuzz targets (fuzz/src/server.rs) into
+"""Writes the hand-made seeds of the web side's fuzz targets (testkit/src/fuzz/web.rs) into
 fuzz/seeds/{http_request,websocket,rest_body}/: real browser and Flashphoner Web SDK requests,
 Flashphoner WCS REST bodies, a WHEP offer, and a few hostile ones. Run from anywhere."""
 import json, os, struct

@@ -13,6 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use camgate_core::h264::packetize::fu_a_fragments;
+use camgate_core::rtp::RtpPacket;
+use camgate_core::rtsp::framing::{write_interleaved, Frame, Framer, StartLine};
+use camgate_testkit::Rng;
+
 pub const MAGIC: &[u8; 4] = b"CGBN";
 pub const TRAILER: usize = 12;
 const MAX_PAYLOAD: usize = 1200;
@@ -158,26 +165,6 @@ impl Drop for Camera {
     }
 }
 
-/// xorshift64*: cheap deterministic noise for frame sizes and content.
-pub(crate) struct Rng(pub(crate) u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    pub(crate) fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let v = self.next().to_le_bytes();
-            chunk.copy_from_slice(&v[..chunk.len()]);
-        }
-    }
-}
-
 /// Frame sizes: a 1 s GOP whose keyframe is 9x a P-frame on average, summing to the bitrate.
 pub(crate) fn frame_size(bitrate: u32, idr: bool, rng: &mut Rng) -> usize {
     let gop_bytes = f64::from(bitrate) / 8.0 * f64::from(GOP) / f64::from(FPS);
@@ -196,13 +183,18 @@ struct Packetizer {
 }
 
 impl Packetizer {
-    fn header(&mut self, pt: u8, marker: bool, ts: u32, ssrc: u32) {
+    /// Starts the next packet in `pkt` with an RTP header; the payload is appended after it.
+    fn header(&mut self, payload_type: u8, marker: bool, timestamp: u32, ssrc: u32) {
         self.pkt.clear();
-        self.pkt.push(0x80);
-        self.pkt.push((u8::from(marker) << 7) | pt);
-        self.pkt.extend_from_slice(&self.seq.to_be_bytes());
-        self.pkt.extend_from_slice(&ts.to_be_bytes());
-        self.pkt.extend_from_slice(&ssrc.to_be_bytes());
+        RtpPacket {
+            payload_type,
+            marker,
+            sequence: self.seq,
+            timestamp,
+            ssrc,
+            payload: &[],
+        }
+        .write_to(&mut self.pkt);
         self.seq = self.seq.wrapping_add(1);
     }
 }
@@ -217,10 +209,7 @@ fn send_all(shared: &Shared, pkt: &[u8], audio: bool) {
                 match ch {
                     Some(ch) => {
                         let mut frame = Vec::with_capacity(4 + pkt.len());
-                        frame.push(b'$');
-                        frame.push(ch);
-                        frame.extend_from_slice(&(pkt.len() as u16).to_be_bytes());
-                        frame.extend_from_slice(pkt);
+                        write_interleaved(&mut frame, ch, pkt);
                         s.lock().unwrap().write_all(&frame).is_ok()
                     }
                     None => true,
@@ -244,7 +233,7 @@ fn send_all(shared: &Shared, pkt: &[u8], audio: bool) {
 /// Real-time pacing: one access unit every 1/30 s (sent as a burst, as cameras do) and one
 /// PCMU packet every 20 ms.
 fn pace(shared: &Shared) {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let mut video = Packetizer {
         seq: 1000,
         pkt: Vec::with_capacity(1500),
@@ -292,18 +281,13 @@ fn pace(shared: &Shared) {
         nal[0] = if idr { 0x65 } else { 0x41 };
         nal[1] = if idr { 0x88 } else { 0x9a };
         // FU-A with the id trailer as the last bytes of every fragment.
-        let body = &nal[1..];
-        let chunk = MAX_PAYLOAD - 2;
-        let n = body.len().div_ceil(chunk);
-        for (j, frag) in body.chunks(chunk).enumerate() {
-            let (s, e) = (j == 0, j + 1 == n);
-            video.header(VIDEO_PT, e, ts, VIDEO_SSRC);
-            video.pkt.push((nal[0] & 0xe0) | 28);
-            video
-                .pkt
-                .push((u8::from(s) << 7) | (u8::from(e) << 6) | (nal[0] & 0x1f));
-            video.pkt.extend_from_slice(frag);
-            if frag.len() > TRAILER + 1 {
+        let mut fragments = fu_a_fragments(nal[0], &nal[1..], true, true, MAX_PAYLOAD).peekable();
+        while let Some(frag) = fragments.next() {
+            let last = fragments.peek().is_none();
+            video.header(VIDEO_PT, last, ts, VIDEO_SSRC);
+            video.pkt.extend_from_slice(frag.prefix());
+            video.pkt.extend_from_slice(frag.body);
+            if frag.body.len() > TRAILER + 1 {
                 let l = video.pkt.len();
                 let id = shared.log.record(Instant::now());
                 video.pkt[l - TRAILER..l - 8].copy_from_slice(MAGIC);
@@ -315,71 +299,6 @@ fn pace(shared: &Shared) {
     }
 }
 
-struct Request {
-    method: String,
-    uri: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Pops one request (skipping interleaved RTCP from the client) from `buf`.
-fn pop_request(buf: &mut Vec<u8>) -> Option<Request> {
-    loop {
-        if buf.first() == Some(&b'$') {
-            if buf.len() < 4 {
-                return None;
-            }
-            let n = 4 + usize::from(u16::from_be_bytes([buf[2], buf[3]]));
-            if buf.len() < n {
-                return None;
-            }
-            buf.drain(..n);
-            continue;
-        }
-        let blank = buf
-            .iter()
-            .take_while(|b| matches!(b, b'\r' | b'\n'))
-            .count();
-        if blank > 0 {
-            buf.drain(..blank);
-            continue;
-        }
-        let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        let mut body_len = 0;
-        let mut lines = head.split("\r\n");
-        let mut first = lines.next().unwrap_or("").split(' ');
-        let method = first.next().unwrap_or("").to_string();
-        let uri = first.next().unwrap_or("").to_string();
-        let mut headers = Vec::new();
-        for l in lines {
-            if let Some((k, v)) = l.split_once(':') {
-                if k.trim().eq_ignore_ascii_case("content-length") {
-                    body_len = v.trim().parse().unwrap_or(0);
-                }
-                headers.push((k.trim().to_string(), v.trim().to_string()));
-            }
-        }
-        if buf.len() < end + 4 + body_len {
-            return None;
-        }
-        buf.drain(..end + 4 + body_len);
-        return Some(Request {
-            method,
-            uri,
-            headers,
-        });
-    }
-}
-
 fn serve(stream: TcpStream, shared: &Shared, session: u64) -> io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_millis(200)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
@@ -387,7 +306,8 @@ fn serve(stream: TcpStream, shared: &Shared, session: u64) -> io::Result<()> {
     let peer = stream.peer_addr()?;
     let writer = Arc::new(Mutex::new(stream.try_clone()?));
     let mut reader = stream;
-    let mut buf = Vec::new();
+    let mut framer = Framer::new();
+    let mut requests = Vec::new();
     let mut tmp = [0u8; 4096];
     // Per track: TCP channel or UDP client port.
     let mut tcp: [Option<u8>; 2] = [None, None];
@@ -396,7 +316,18 @@ fn serve(stream: TcpStream, shared: &Shared, session: u64) -> io::Result<()> {
     while !shared.stop.load(Ordering::Relaxed) {
         match reader.read(&mut tmp) {
             Ok(0) => return Ok(()),
-            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            Ok(n) => {
+                // Interleaved RTCP from the client is skipped; a stream that is not RTSP ends
+                // the connection.
+                framer
+                    .push(&tmp[..n], &mut |f| {
+                        if let Frame::Message(m) = f {
+                            requests.push(m);
+                        }
+                        true
+                    })
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.0))?;
+            }
             Err(e)
                 if matches!(
                     e.kind(),
@@ -407,17 +338,20 @@ fn serve(stream: TcpStream, shared: &Shared, session: u64) -> io::Result<()> {
             }
             Err(e) => return Err(e),
         }
-        while let Some(req) = pop_request(&mut buf) {
+        for req in requests.drain(..) {
+            let StartLine::Request { method, uri } = &req.start else {
+                continue;
+            };
             let cseq = req.header("CSeq").unwrap_or("0").to_string();
             let mut extra = String::new();
             let mut body = String::new();
             let sess = format!("Session: {session};timeout=30\r\n");
-            match req.method.as_str() {
+            match method.as_str() {
                 "OPTIONS" => extra.push_str(
                     "Public: OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER\r\n",
                 ),
                 "DESCRIBE" => {
-                    let b64 = |d: &[u8]| base64(d);
+                    let b64 = |d: &[u8]| BASE64.encode(d);
                     body = format!(
                         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=bench\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                          m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
@@ -427,11 +361,11 @@ fn serve(stream: TcpStream, shared: &Shared, session: u64) -> io::Result<()> {
                         b64(SPS),
                         b64(PPS)
                     );
-                    let base = req.uri.trim_end_matches('/');
+                    let base = uri.trim_end_matches('/');
                     extra = format!("Content-Type: application/sdp\r\nContent-Base: {base}/\r\n");
                 }
                 "SETUP" => {
-                    let track = usize::from(req.uri.ends_with("track2"));
+                    let track = usize::from(uri.ends_with("track2"));
                     let t = req.header("Transport").unwrap_or("").to_string();
                     if let Some(il) = t
                         .split(';')
@@ -505,23 +439,6 @@ fn reply(
         body.len()
     );
     w.lock().unwrap().write_all(msg.as_bytes())
-}
-
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 pub fn new_log() -> Arc<SendLog> {

@@ -14,7 +14,12 @@ use str0m::media::{Direction, MediaKind};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
-use crate::camera::{frame_size, Rng, PPS, SPS};
+use camgate_core::h264::packetize::fu_a_fragments;
+use camgate_core::rtp::RtpPacket;
+use camgate_core::rtsp::framing::write_interleaved;
+use camgate_testkit::Rng;
+
+use crate::camera::{frame_size, PPS, SPS};
 
 #[derive(Debug, Clone)]
 pub struct MicroResult {
@@ -104,16 +109,17 @@ impl Cam {
             &mut self.aseq
         };
         *seq = seq.wrapping_add(1);
-        let len = 12 + payload.len();
-        self.out.extend_from_slice(&[b'$', ch]);
-        self.out.extend_from_slice(&(len as u16).to_be_bytes());
-        self.out
-            .extend_from_slice(&[0x80, pt | if marker { 0x80 } else { 0 }]);
-        self.out.extend_from_slice(&seq.to_be_bytes());
-        self.out.extend_from_slice(&ts.to_be_bytes());
-        self.out
-            .extend_from_slice(&(0x1234_0000u32 + u32::from(ch)).to_be_bytes());
-        self.out.extend_from_slice(payload);
+        let mut packet = Vec::with_capacity(12 + payload.len());
+        RtpPacket {
+            payload_type: pt,
+            marker,
+            sequence: *seq,
+            timestamp: ts,
+            ssrc: 0x1234_0000 + u32::from(ch),
+            payload,
+        }
+        .write_to(&mut packet);
+        write_interleaved(&mut self.out, ch, &packet);
     }
 
     /// One 1/30 s step: a video access unit and the PCMU packets due.
@@ -130,16 +136,11 @@ impl Cam {
         self.rng.fill(&mut nal);
         nal[0] = if idr { 0x65 } else { 0x41 };
         nal[1] = if idr { 0x88 } else { 0x9a };
-        let body = nal[1..].to_vec();
-        let n = body.len().div_ceil(1198);
-        for (j, frag) in body.chunks(1198).enumerate() {
-            let (s, e) = (j == 0, j + 1 == n);
-            let mut p = vec![
-                (nal[0] & 0xe0) | 28,
-                (u8::from(s) << 7) | (u8::from(e) << 6) | (nal[0] & 0x1f),
-            ];
-            p.extend_from_slice(frag);
-            self.packet(0, 96, e, ts, &p);
+        let mut fragments = fu_a_fragments(nal[0], &nal[1..], true, true, 1200)
+            .map(|f| f.to_vec())
+            .peekable();
+        while let Some(p) = fragments.next() {
+            self.packet(0, 96, fragments.peek().is_none(), ts, &p);
         }
         // 50 audio packets per 30 frames.
         let a0 = f * 5 / 3;
@@ -294,7 +295,7 @@ fn run_one(n: usize, frames: u64) -> MicroResult {
             playing: false,
             seq: 0,
             aseq: 0,
-            rng: Rng(0x1234_5678_9abc_def1),
+            rng: Rng::new(0x1234_5678_9abc_def1),
             frame: 0,
         },
         stream: None,

@@ -53,13 +53,7 @@ fn measure(dir: &Path, name: &str, audio_secs: u32) -> Option<TranscodeResult> {
         control: String::new(),
     };
     let rtp = std::fs::read(dir.join(format!("{name}.rtp"))).ok()?;
-    let mut packets = Vec::new();
-    let mut rest = &rtp[..];
-    while rest.len() >= 2 {
-        let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-        packets.push(rest.get(2..2 + n)?.to_vec());
-        rest = &rest[2 + n..];
-    }
+    let packets = camgate_testkit::capture::rfc4571_packets(&rtp);
     let ts = |p: &[u8]| u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
     let first = ts(packets.first()?);
     let step = ts(packets.get(1)?).wrapping_sub(first);

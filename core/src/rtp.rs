@@ -294,17 +294,10 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        let mut x: u32 = 0x1234_5678;
+        let mut rng = camgate_testkit::Rng::new(0x1234_5678);
         for len in 0..200usize {
             for _ in 0..50 {
-                let buf: Vec<u8> = (0..len)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 17;
-                        x ^= x << 5;
-                        x as u8
-                    })
-                    .collect();
+                let buf = rng.bytes(len);
                 let _ = RtpPacket::parse(&buf);
                 let mut v2 = buf.clone();
                 if let Some(b) = v2.first_mut() {

@@ -15,13 +15,7 @@ fn capture(name: &str) -> (String, Vec<Vec<u8>>) {
         .unwrap()
         .to_owned();
     let rtp = std::fs::read(dir.join(format!("{name}.rtp"))).unwrap();
-    let mut packets = Vec::new();
-    let mut rest = &rtp[..];
-    while rest.len() >= 2 {
-        let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-        packets.push(rest[2..2 + n].to_vec());
-        rest = &rest[2 + n..];
-    }
+    let packets = camgate_testkit::capture::rfc4571_packets(&rtp);
     (fmtp, packets)
 }
 

@@ -10,6 +10,8 @@ use camgate_core::audio::{
 use camgate_core::audio_relay::AudioRelay;
 use camgate_core::media::{MediaKind, TrackInfo};
 use camgate_core::rtp::RtpPacket;
+use camgate_testkit::capture::rfc4571_packets;
+use camgate_testkit::Rng;
 
 struct Capture {
     track: TrackInfo,
@@ -39,16 +41,14 @@ fn load(name: &str) -> Capture {
         fmtp: (!fmtp.is_empty()).then_some(fmtp),
         control: String::new(),
     };
-    // RFC 4571 framing: 2-byte length, then one RTP packet.
     let bytes = std::fs::read(data_dir().join(format!("{name}.rtp"))).unwrap();
-    let mut packets = Vec::new();
-    let mut pos = 0;
-    while pos + 2 <= bytes.len() {
-        let len = usize::from(u16::from_be_bytes([bytes[pos], bytes[pos + 1]]));
-        let rtp = RtpPacket::parse(&bytes[pos + 2..pos + 2 + len]).unwrap();
-        packets.push((rtp.timestamp, rtp.marker, rtp.payload.to_vec()));
-        pos += 2 + len;
-    }
+    let packets: Vec<(u32, bool, Vec<u8>)> = rfc4571_packets(&bytes)
+        .iter()
+        .map(|p| {
+            let rtp = RtpPacket::parse(p).unwrap();
+            (rtp.timestamp, rtp.marker, rtp.payload.to_vec())
+        })
+        .collect();
     assert!(!packets.is_empty(), "{name}: empty capture");
     Capture { track, packets }
 }
@@ -482,21 +482,9 @@ fn audio_unsupported_streams_are_refused_with_a_reason() {
     ));
 }
 
-/// Deterministic pseudo-random bytes.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u8 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 56) as u8
-    }
-}
-
 #[test]
 fn audio_garbage_never_panics() {
-    let mut rng = Lcg(7);
+    let mut rng = Rng::new(7);
     for name in [
         "aac_hbr_44100_mono",
         "latm_44100_mono",
@@ -509,15 +497,19 @@ fn audio_garbage_never_panics() {
         let mut out = Vec::new();
         let mut ts = 0u32;
         for i in 0..400 {
-            let len = usize::from(rng.next()) * (1 + i % 3);
-            let mut payload: Vec<u8> = (0..len).map(|_| rng.next()).collect();
+            let len = usize::from((rng.next_u64() >> 56) as u8) * (1 + i % 3);
+            let mut payload: Vec<u8> = rng.bytes(len);
             if i % 4 == 0 {
                 // Keep a plausible AU header so the garbage reaches the decoder.
                 let real = &cap.packets[i % cap.packets.len()].2;
                 let n = real.len().min(4).min(payload.len());
                 payload[..n].copy_from_slice(&real[..n]);
             }
-            ts = ts.wrapping_add(if i % 50 == 0 { rng.next().into() } else { 1024 });
+            ts = ts.wrapping_add(if i % 50 == 0 {
+                u32::from((rng.next_u64() >> 56) as u8)
+            } else {
+                1024
+            });
             t.push(ts, &payload, &mut out);
         }
         // Real packets after the garbage still come through.

@@ -1,35 +1,18 @@
 //! Replays the fuzz corpora through the fuzz harnesses in a plain `cargo test`: no nightly, no
 //! cargo-fuzz. See docs/FUZZING.md.
 //!
-//! For each target of `fuzz/src/lib.rs` (included below, the very code the fuzz binaries run),
+//! For each target of `camgate_testkit::fuzz` (the very code the fuzz binaries run),
 //! every file in `fuzz/seeds/<target>/` (committed), `fuzz/corpus/<target>/` and
 //! `fuzz/artifacts/<target>/` (both local, left by fuzzing runs) is fed to the harness. A crash
 //! file that cargo-fuzz leaves in `fuzz/artifacts/` therefore fails this test until it is fixed.
 
-#[path = "../../fuzz/src/lib.rs"]
-#[allow(dead_code)]
-mod harness;
-
-#[path = "../../fuzz/src/replay.rs"]
-mod replay;
-
-use replay::fuzz_dir;
-
-fn replay(target: &str) -> usize {
-    replay::replay(target, harness::TARGETS)
-}
-
-macro_rules! replay_tests {
-    ($($target:ident),* $(,)?) => {$(
-        #[test]
-        fn $target() {
-            let n = replay(stringify!($target));
-            assert!(n > 0, "no seeds for {}: fuzz/seeds/{} is empty", stringify!($target), stringify!($target));
-        }
-    )*};
-}
+use camgate_testkit::fuzz as harness;
+use camgate_testkit::fuzz::replay;
+use camgate_testkit::hex::decode as hex;
+use camgate_testkit::replay_tests;
 
 replay_tests!(
+    harness::TARGETS;
     rtsp_framing,
     rtsp_client,
     camera_sdp,
@@ -49,14 +32,7 @@ replay_tests!(
 
 #[test]
 fn every_target_is_replayed() {
-    let fuzz_bins = std::fs::read_to_string(fuzz_dir().join("Cargo.toml")).unwrap();
-    for (name, _) in harness::TARGETS {
-        assert!(
-            fuzz_bins.contains(&format!("name = \"{name}\"")),
-            "{name} has no fuzz binary"
-        );
-    }
-    assert_eq!(harness::TARGETS.len(), 15);
+    replay::check_binaries(harness::TARGETS, 15);
 }
 
 /// `h264_relay` input: header byte, then `(flags, len, payload)` records (see
@@ -69,13 +45,6 @@ fn relay_stream(max_payload: u8, payloads: &[&[u8]]) -> Vec<u8> {
         v.extend_from_slice(p);
     }
     v
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
 }
 
 /// Found by `h264_relay` (fuzz/run-all.sh, 90 s). An SPS sent as FU-A whose start fragment was

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use camgate_core::hub::{Gateway, GatewayConfig, GatewayOutput, SessionId, StreamId};
 use camgate_core::ids::ConnId;
 use camgate_core::placement::Placement;
+use camgate_testkit::camera::FakeCamera;
+use camgate_testkit::nal::filler as nal;
 use serde_json::Value;
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind};
@@ -16,202 +18,6 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 
 mod counting_alloc;
 use counting_alloc::allocs;
-
-const SPS_B64: &str = "Z0LAHtkDxWhAAAADAEAAAA8jxgyS";
-const PPS_B64: &str = "aM4yyA==";
-
-/// A camera that answers OPTIONS/DESCRIBE/SETUP/PLAY/TEARDOWN like gst-rtsp-server does.
-#[derive(Default)]
-struct FakeCamera {
-    inbox: Vec<u8>,
-    requests: Vec<String>,
-    playing: bool,
-    to_gateway: Vec<u8>,
-    seq: u16,
-    audio_seq: u16,
-    /// Added to every RTP timestamp (changes when the camera "reboots").
-    time_base: u32,
-    /// Answer DESCRIBE with this status instead of the SDP.
-    describe_status: Option<&'static str>,
-    /// The SDP also offers a PCMU audio track.
-    with_audio: bool,
-    /// Another audio media section instead of PCMU's (rtpmap, fmtp, control included).
-    audio_sdp: Option<String>,
-    /// The video is VP8 instead of H.264.
-    vp8: bool,
-    /// Answer the next DESCRIBE with a redirect to this URL.
-    redirect_to: Option<String>,
-    /// Another SPS in the SDP (another H.264 profile).
-    sps_b64: Option<&'static str>,
-    /// Sends its first keyframe before answering PLAY (v4l2rtspserver, Reolink).
-    keyframe_before_play_answer: bool,
-}
-
-impl FakeCamera {
-    fn receive(&mut self, data: &[u8]) {
-        self.inbox.extend_from_slice(data);
-        while let Some(end) = find(&self.inbox, b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&self.inbox[..end + 4]).into_owned();
-            self.inbox.drain(..end + 4);
-            self.answer(&head);
-            self.requests.push(head);
-        }
-    }
-
-    fn answer(&mut self, request: &str) {
-        let method = request.split(' ').next().unwrap_or("");
-        let cseq = request
-            .lines()
-            .find_map(|l| l.strip_prefix("CSeq:").map(|v| v.trim().to_owned()))
-            .unwrap_or_default();
-        let (status, headers, body) = match method {
-            "OPTIONS" => (
-                "200 OK",
-                "Public: OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER\r\n".into(),
-                String::new(),
-            ),
-            "DESCRIBE" => match self.describe_status {
-                _ if self.redirect_to.is_some() => {
-                    let to = self.redirect_to.take().unwrap_or_default();
-                    (
-                        "302 Moved Temporarily",
-                        format!("Location: {to}\r\n"),
-                        String::new(),
-                    )
-                }
-                Some(status) => (status, String::new(), String::new()),
-                None => {
-                    let sdp = format!(
-                        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=cam\r\nt=0 0\r\n{}a=control:track1\r\n{}",
-                        if self.vp8 {
-                            "m=video 0 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n".to_owned()
-                        } else {
-                            format!(
-                                "m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
-                                 a=fmtp:96 packetization-mode=1;profile-level-id=42c01e;\
-                                 sprop-parameter-sets={},{PPS_B64}\r\n",
-                                self.sps_b64.unwrap_or(SPS_B64)
-                            )
-                        },
-                        match (&self.audio_sdp, self.with_audio) {
-                            (Some(sdp), _) => sdp.as_str(),
-                            (None, true) => {
-                                "m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=control:track2\r\n"
-                            }
-                            (None, false) => "",
-                        }
-                    );
-                    (
-                        "200 OK",
-                        "Content-Type: application/sdp\r\nContent-Base: rtsp://127.0.0.1:8554/cam/\r\n".into(),
-                        sdp,
-                    )
-                }
-            },
-            "SETUP" => {
-                // Echo the channels the client asked for, as most cameras do.
-                let transport = request
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Transport:"))
-                    .unwrap_or("RTP/AVP/TCP;unicast;interleaved=0-1")
-                    .trim()
-                    .to_owned();
-                (
-                    "200 OK",
-                    format!("Transport: {transport}\r\nSession: 1234;timeout=60\r\n"),
-                    String::new(),
-                )
-            }
-            "PLAY" => {
-                self.playing = true;
-                if self.keyframe_before_play_answer {
-                    self.send_frame(0, &[nal(5, 4000)]);
-                }
-                ("200 OK", "Session: 1234\r\nRTP-Info: url=rtsp://127.0.0.1:8554/cam/track1;seq=1;rtptime=0\r\n".into(), String::new())
-            }
-            "TEARDOWN" => {
-                self.playing = false;
-                ("200 OK", "Session: 1234\r\n".into(), String::new())
-            }
-            _ => ("200 OK", "Session: 1234\r\n".into(), String::new()),
-        };
-        let response = format!(
-            "RTSP/1.0 {status}\r\nCSeq: {cseq}\r\n{headers}Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.to_gateway.extend_from_slice(response.as_bytes());
-    }
-
-    /// Sends one 20 ms PCMU packet on the interleaved channel 2.
-    fn send_audio(&mut self, rtp_time: u32) {
-        self.audio_seq = self.audio_seq.wrapping_add(1);
-        let mut packet = vec![0x80, 0];
-        packet.extend_from_slice(&self.audio_seq.to_be_bytes());
-        packet.extend_from_slice(&rtp_time.to_be_bytes());
-        packet.extend_from_slice(&0x0a0b_0c0du32.to_be_bytes());
-        packet.extend((0..160).map(|i| (i * 7) as u8));
-        self.to_gateway.push(b'$');
-        self.to_gateway.push(2);
-        self.to_gateway
-            .extend_from_slice(&(packet.len() as u16).to_be_bytes());
-        self.to_gateway.extend_from_slice(&packet);
-    }
-
-    /// Sends a recorded RTP packet as is on the interleaved channel 2 (the audio track).
-    fn send_audio_packet(&mut self, packet: &[u8]) {
-        self.to_gateway.push(b'$');
-        self.to_gateway.push(2);
-        self.to_gateway
-            .extend_from_slice(&(packet.len() as u16).to_be_bytes());
-        self.to_gateway.extend_from_slice(packet);
-    }
-
-    /// Sends an RTCP sender report on `channel` (1: video, 3: audio) mapping `rtp` to `ntp`.
-    fn send_sender_report(&mut self, channel: u8, ntp_secs: f64, rtp: u32) {
-        let ntp = ((ntp_secs.floor() as u64) << 32) | ((ntp_secs.fract() * 4_294_967_296.0) as u64);
-        let mut sr = vec![0x80, 200, 0, 6];
-        sr.extend_from_slice(&(0x1234_5678u32 + u32::from(channel)).to_be_bytes());
-        sr.extend_from_slice(&ntp.to_be_bytes());
-        sr.extend_from_slice(
-            &rtp.wrapping_add(if channel == 1 { self.time_base } else { 0 })
-                .to_be_bytes(),
-        );
-        sr.extend_from_slice(&[0; 8]);
-        self.to_gateway.push(b'$');
-        self.to_gateway.push(channel);
-        self.to_gateway
-            .extend_from_slice(&(sr.len() as u16).to_be_bytes());
-        self.to_gateway.extend_from_slice(&sr);
-    }
-
-    /// Sends one access unit as RTP over the interleaved channel 0, one NAL per packet.
-    fn send_frame(&mut self, rtp_time: u32, nals: &[Vec<u8>]) {
-        for (i, nal) in nals.iter().enumerate() {
-            let marker = i + 1 == nals.len();
-            self.seq = self.seq.wrapping_add(1);
-            let mut packet = vec![0x80, 96 | if marker { 0x80 } else { 0 }];
-            packet.extend_from_slice(&self.seq.to_be_bytes());
-            packet.extend_from_slice(&rtp_time.wrapping_add(self.time_base).to_be_bytes());
-            packet.extend_from_slice(&0x1234_5678u32.to_be_bytes());
-            packet.extend_from_slice(nal);
-            self.to_gateway.push(b'$');
-            self.to_gateway.push(0);
-            self.to_gateway
-                .extend_from_slice(&(packet.len() as u16).to_be_bytes());
-            self.to_gateway.extend_from_slice(&packet);
-        }
-    }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-fn nal(kind: u8, len: usize) -> Vec<u8> {
-    let mut v = vec![0x60 | kind];
-    v.extend((0..len - 1).map(|i| (i % 251) as u8 + 1));
-    v
-}
 
 /// (payload type, RTP time, sender report in force: (NTP time, RTP time)).
 type ReceivedRtp = (u8, u32, Option<(std::time::SystemTime, u32)>);
@@ -1372,13 +1178,7 @@ fn aac_from_the_camera_reaches_the_browser_as_opus_and_its_cost_is_counted() {
     let meta = std::fs::read_to_string(dir.join("aac_hbr_16000_mono.meta")).unwrap();
     let fmtp = meta.lines().find_map(|l| l.strip_prefix("fmtp=")).unwrap();
     let rtp = std::fs::read(dir.join("aac_hbr_16000_mono.rtp")).unwrap();
-    let mut packets = Vec::new();
-    let mut rest = &rtp[..];
-    while rest.len() >= 2 {
-        let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-        packets.push(rest[2..2 + n].to_vec());
-        rest = &rest[2 + n..];
-    }
+    let packets = camgate_testkit::capture::rfc4571_packets(&rtp);
     let mut h = Harness::with_config(GatewayConfig {
         stopwatch: Some(ticking_clock),
         ..Default::default()

@@ -12,15 +12,7 @@ const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/vp8/");
 /// RFC 4571 framing: 2-byte big-endian length, then one RTP packet.
 fn packets(name: &str) -> Vec<Vec<u8>> {
     let data = std::fs::read(format!("{DIR}{name}.rtp")).unwrap();
-    let mut out = Vec::new();
-    let mut rest = &data[..];
-    while rest.len() >= 2 {
-        let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-        out.push(rest[2..2 + n].to_vec());
-        rest = &rest[2 + n..];
-    }
-    assert!(rest.is_empty(), "{name}: trailing bytes");
-    out
+    camgate_testkit::capture::rfc4571_packets(&data)
 }
 
 /// RTP timestamp → keyframe?, for every encoded frame.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use camgate_core::media::VideoPacket;
 use camgate_core::rtp::RtpPacket;
 use camgate_core::vp8::{keyframe_size, PictureId, Vp8Descriptor, Vp8Relay};
+use camgate_testkit::Rng;
 
 /// Builds a payload descriptor.
 #[derive(Default, Clone, Copy)]
@@ -322,27 +323,15 @@ fn vp8_oversized_packets_are_forwarded_and_counted() {
     assert_eq!(relay.oversized(), 1);
 }
 
-/// xorshift64*: deterministic, dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
-
 #[test]
 fn vp8_garbage_never_panics() {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     let mut relay = Vp8Relay::new(64);
     let mut out = Vec::new();
     let mut forwarded = 0usize;
     for i in 0..50_000u32 {
-        let len = (rng.next() % 40) as usize;
-        let mut buf: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let len = (rng.next_u64() % 40) as usize;
+        let mut buf: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
         // Bias toward plausible headers so the deep paths are reached too.
         match i % 4 {
             0 if len > 0 => buf[0] |= 0x80,
@@ -360,11 +349,11 @@ fn vp8_garbage_never_panics() {
         let _ = Vp8Descriptor::parse(&buf);
         let _ = keyframe_size(&buf);
         let pkt = RtpPacket {
-            ssrc: u32::from(rng.next().is_multiple_of(3)),
+            ssrc: u32::from(rng.next_u64().is_multiple_of(3)),
             ..rtp(
-                rng.next() as u16,
-                rng.next() as u32,
-                rng.next() & 1 == 0,
+                rng.next_u64() as u16,
+                rng.next_u64() as u32,
+                rng.next_u64() & 1 == 0,
                 &buf,
             )
         };

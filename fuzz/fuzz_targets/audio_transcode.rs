@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| camgate_fuzz::audio_transcode(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| camgate_testkit::fuzz::audio_transcode(data));

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| camgate_fuzz::camera_sdp(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| camgate_testkit::fuzz::camera_sdp(data));

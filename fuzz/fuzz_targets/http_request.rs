@@ -1,7 +1,3 @@
 #![no_main]
 
-#[path = "../src/server.rs"]
-#[allow(dead_code)]
-mod server;
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| server::http_request(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| camgate_testkit::fuzz::web::http_request(data));

@@ -1,3 +1,3 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| camgate_fuzz::vp8_relay(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| camgate_testkit::fuzz::vp8_relay(data));

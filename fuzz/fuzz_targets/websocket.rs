@@ -1,7 +1,3 @@
 #![no_main]
 
-#[path = "../src/server.rs"]
-#[allow(dead_code)]
-mod server;
-
-libfuzzer_sys::fuzz_target!(|data: &[u8]| server::websocket(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| camgate_testkit::fuzz::web::websocket(data));

@@ -1,47 +1,22 @@
 //! Replays the web side's fuzz corpora through its harnesses in a plain `cargo test`: no
 //! nightly, no cargo-fuzz. See docs/FUZZING.md.
 //!
-//! For each target of `fuzz/src/server.rs` (included below, the very code the fuzz binaries
+//! For each target of `camgate_testkit::fuzz::web` (the very code the fuzz binaries
 //! `http_request`, `websocket` and `rest_body` run), every file in `fuzz/seeds/<target>/`
 //! (committed), `fuzz/corpus/<target>/` and `fuzz/artifacts/<target>/` (both local, left by
 //! fuzzing runs) is fed to the harness. A crash file that cargo-fuzz leaves in
 //! `fuzz/artifacts/` therefore fails this test until it is fixed.
 
-#[path = "../../fuzz/src/server.rs"]
-#[allow(dead_code)]
-mod harness;
+use camgate_testkit::fuzz::replay;
+use camgate_testkit::fuzz::web as harness;
+use camgate_testkit::hex::decode as hex;
+use camgate_testkit::replay_tests;
 
-#[path = "../../fuzz/src/replay.rs"]
-mod replay;
-
-use replay::fuzz_dir;
-
-fn replay(target: &str) -> usize {
-    replay::replay(target, harness::TARGETS)
-}
-
-macro_rules! replay_tests {
-    ($($target:ident),* $(,)?) => {$(
-        #[test]
-        fn $target() {
-            let n = replay(stringify!($target));
-            assert!(n > 0, "no seeds for {}: fuzz/seeds/{} is empty", stringify!($target), stringify!($target));
-        }
-    )*};
-}
-
-replay_tests!(http_request, websocket, rest_body);
+replay_tests!(harness::TARGETS; http_request, websocket, rest_body);
 
 #[test]
 fn every_target_is_replayed() {
-    let fuzz_bins = std::fs::read_to_string(fuzz_dir().join("Cargo.toml")).unwrap();
-    for (name, _) in harness::TARGETS {
-        assert!(
-            fuzz_bins.contains(&format!("name = \"{name}\"")),
-            "{name} has no fuzz binary"
-        );
-    }
-    assert_eq!(harness::TARGETS.len(), 3);
+    replay::check_binaries(harness::TARGETS, 3);
 }
 
 /// The rig really drives the web side: a browser's session gets `getUserData` and, for a play
@@ -90,13 +65,6 @@ fn rig_drives_the_web_side() {
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     rig.check_no_secret(b"");
     rig.drop_all();
-}
-
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
 }
 
 /// A masked client text frame.

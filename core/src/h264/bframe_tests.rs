@@ -152,14 +152,7 @@ fn load(name: &str) -> (Vec<Vec<u8>>, String) {
         .find_map(|l| l.strip_prefix("fmtp="))
         .unwrap()
         .to_string();
-    let mut packets = Vec::new();
-    let mut rest = &data[..];
-    while rest.len() >= 2 {
-        let n = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
-        packets.push(rest[2..2 + n].to_vec());
-        rest = &rest[2 + n..];
-    }
-    assert!(rest.is_empty(), "{name}: trailing bytes");
+    let packets = camgate_testkit::capture::rfc4571_packets(&data);
     (packets, fmtp)
 }
 

@@ -9,6 +9,8 @@ pub const NAL_SEI: u8 = 6;
 pub const NAL_SPS: u8 = 7;
 pub const NAL_PPS: u8 = 8;
 pub const NAL_AUD: u8 = 9;
+/// Filler data: padding for constant bit rate, nothing to decode.
+pub const NAL_FILLER: u8 = 12;
 /// RTP aggregation packet (RFC 6184 5.7.1).
 pub const NAL_STAP_A: u8 = 24;
 /// RTP fragmentation unit (RFC 6184 5.8).

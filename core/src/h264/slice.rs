@@ -181,11 +181,9 @@ mod tests {
         assert_eq!(slice_type(&[0x00]), None);
         assert_eq!(slice_type(&[0x00; 64]), None, "too many leading zeros");
         assert_eq!(slice_type(&[0x80]), None, "slice_type missing");
-        let mut x = 0x1234_5678_9ABC_DEF0u64;
+        let mut rng = camgate_testkit::Rng::new(0x1234_5678_9ABC_DEF0);
         for len in 0..50_000usize {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next_u64();
             let bytes: Vec<u8> = (0..len % 24).map(|i| (x >> (i % 8 * 8)) as u8).collect();
             let _ = slice_type(&bytes);
         }

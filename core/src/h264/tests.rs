@@ -9,39 +9,8 @@ use super::{AccessUnit, Depacketizer, H264Relay};
 use crate::media::VideoPacket;
 use crate::rtp::RtpPacket;
 
-/// xorshift64*: deterministic, dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
-/// A NAL unit that looks like real data: no `00 00` runs (as emulation prevention guarantees,
-/// so no false start codes) and no trailing zero.
-fn nal(rng: &mut Rng, t: u8, len: usize) -> Vec<u8> {
-    let mut v = vec![0x60 | t];
-    let mut prev = 0xFF;
-    while v.len() < len {
-        let mut b = rng.next() as u8;
-        if b == 0 && (prev == 0 || v.len() + 1 == len) {
-            b = 0x5A;
-        }
-        v.push(b);
-        prev = b;
-    }
-    v
-}
+use camgate_testkit::nal::random as nal;
+use camgate_testkit::Rng;
 
 fn rtp(seq: u16, ts: u32, marker: bool, payload: &[u8]) -> RtpPacket<'_> {
     RtpPacket {
@@ -133,7 +102,7 @@ fn sprop_nals() -> (Vec<u8>, Vec<u8>) {
 
 #[test]
 fn packetize_depacketize_round_trip() {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
     for &max in &[3usize, 16, 100, 1200, 1400, 65_000] {
         for aggregate in [true, false] {
             let packetizer = if aggregate {
@@ -146,15 +115,15 @@ fn packetize_depacketize_round_trip() {
             let mut want = Vec::new();
             let mut seq = 65_000u16;
             for frame in 0..40u32 {
-                let n = 1 + rng.below(5);
+                let n = 1 + rng.pick(5);
                 let nals: Vec<Vec<u8>> = (0..n)
                     .map(|_| {
-                        let t = [1, 5, 6, 7, 8][rng.below(5)];
+                        let t = [1, 5, 6, 7, 8][rng.pick(5)];
                         // Mostly small units, sometimes up to 20000 bytes.
-                        let len = if rng.below(4) == 0 {
-                            1 + rng.below(20_000)
+                        let len = if rng.pick(4) == 0 {
+                            1 + rng.pick(20_000)
                         } else {
-                            1 + rng.below(60)
+                            1 + rng.pick(60)
                         };
                         nal(&mut rng, t, len)
                     })
@@ -184,7 +153,7 @@ fn packetize_depacketize_round_trip() {
 
 #[test]
 fn access_units_end_on_timestamp_change_without_marker() {
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let a = nal(&mut rng, 1, 3000);
     let b = nal(&mut rng, 1, 10);
     let mut d = Depacketizer::new();
@@ -206,12 +175,12 @@ fn access_units_end_on_timestamp_change_without_marker() {
 
 #[test]
 fn relay_forwards_in_mtu_packets_unchanged() {
-    let mut rng = Rng(1);
+    let mut rng = Rng::new(1);
     let mut cam = Camera::new(100, 1200);
     let mut relay = H264Relay::new(None, 1200);
     let mut wire = Vec::new();
     for f in 0..5u32 {
-        let len = 50 + rng.below(4000);
+        let len = 50 + rng.pick(4000);
         wire.extend(cam.au(f * 3000, &[nal(&mut rng, 1, len)]));
     }
     let out = relay_all(&mut relay, &wire);
@@ -231,7 +200,7 @@ fn relay_forwards_in_mtu_packets_unchanged() {
 
 #[test]
 fn relay_refragments_oversized_single_nal_and_fu_a() {
-    let mut rng = Rng(2);
+    let mut rng = Rng::new(2);
     for &(cam_max, relay_max) in &[
         (65_000usize, 1200usize),
         (1400, 500),
@@ -243,7 +212,7 @@ fn relay_refragments_oversized_single_nal_and_fu_a() {
         let mut wire = Vec::new();
         let mut want = Vec::new();
         for f in 0..6u32 {
-            let (a, b) = (1 + rng.below(20_000), 1 + rng.below(3000));
+            let (a, b) = (1 + rng.pick(20_000), 1 + rng.pick(3000));
             let nals = vec![nal(&mut rng, 1, a), nal(&mut rng, 1, b)];
             wire.extend(cam.au(f * 3000, &nals));
             want.push(AccessUnit {
@@ -266,7 +235,7 @@ fn relay_refragments_oversized_single_nal_and_fu_a() {
 
 #[test]
 fn relay_splits_oversized_stap_a() {
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     let nals: Vec<Vec<u8>> = (0..6).map(|_| nal(&mut rng, 6, 150)).collect();
     let mut cam = Camera::new(0, 1400);
     let mut wire = cam.au(0, &nals);
@@ -283,7 +252,7 @@ fn relay_splits_oversized_stap_a() {
 #[test]
 fn relay_injects_parameter_sets_before_idr() {
     let (sps, pps) = sprop_nals();
-    let mut rng = Rng(4);
+    let mut rng = Rng::new(4);
     let mut relay = H264Relay::new(Some(SPROP), 1200);
     assert!(relay.has_parameter_sets());
     assert_eq!(relay.profile_level_id(), Some([0x42, 0xC0, 0x1E]));
@@ -333,7 +302,7 @@ fn relay_injects_parameter_sets_before_idr() {
 
 #[test]
 fn relay_does_not_duplicate_camera_parameter_sets() {
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5);
     // In-band parameter sets that differ from sprop: the relay must learn and use the new ones.
     let sps = vec![0x67, 0x64, 0x00, 0x28, 0xAC, 0xD9];
     let pps = vec![0x68, 0xEE, 0x3C, 0x80];
@@ -391,7 +360,7 @@ fn relay_does_not_duplicate_camera_parameter_sets() {
 #[test]
 fn relay_stap_a_with_idr_is_itself_the_start() {
     let (sps, pps) = sprop_nals();
-    let mut rng = Rng(6);
+    let mut rng = Rng::new(6);
     let idr = nal(&mut rng, 5, 100);
     let mut cam = Camera::new(0, 1200);
     let wire = cam.au(0, &[sps.clone(), pps.clone(), idr]);
@@ -405,7 +374,7 @@ fn relay_stap_a_with_idr_is_itself_the_start() {
 
 #[test]
 fn relay_without_parameter_sets_marks_nothing() {
-    let mut rng = Rng(8);
+    let mut rng = Rng::new(8);
     let mut relay = H264Relay::new(Some("packetization-mode=1"), 1200);
     let mut cam = Camera::new(0, 1200);
     let mut wire = cam.au(0, &[nal(&mut rng, 5, 4000)]);
@@ -419,7 +388,7 @@ fn relay_without_parameter_sets_marks_nothing() {
 
 #[test]
 fn relay_learns_parameter_sets_sent_as_fu_a() {
-    let mut rng = Rng(9);
+    let mut rng = Rng::new(9);
     let sps = nal(&mut rng, 7, 300);
     let pps = nal(&mut rng, 8, 10);
     let mut cam = Camera::new(0, 100);
@@ -436,7 +405,7 @@ fn relay_learns_parameter_sets_sent_as_fu_a() {
 
 #[test]
 fn relay_mirrors_sequence_gaps() {
-    let mut rng = Rng(10);
+    let mut rng = Rng::new(10);
     let mut cam = Camera::new(65_530, 1200);
     let mut wire = Vec::new();
     for f in 0..4u32 {
@@ -467,7 +436,7 @@ fn relay_mirrors_sequence_gaps() {
 
 #[test]
 fn relay_never_invents_a_start_after_mid_fu_loss() {
-    let mut rng = Rng(11);
+    let mut rng = Rng::new(11);
     let idr = nal(&mut rng, 5, 6000);
     let mut cam = Camera::new(0, 1400);
     let wire = cam.au(0, &[idr]);
@@ -531,7 +500,7 @@ fn relay_camera_quirks() {
 
 #[test]
 fn relay_survives_garbage() {
-    let mut rng = Rng(12);
+    let mut rng = Rng::new(12);
     for &max in &[3usize, 50, 1200] {
         let mut relay = H264Relay::new(
             Some("sprop-parameter-sets=Z0LAHtkDxWhAAAADAEAAAA8jxgyS,aM4yyA=="),
@@ -542,12 +511,12 @@ fn relay_survives_garbage() {
         let mut seq = 0u16;
         let mut ts = 0u32;
         for _ in 0..20_000 {
-            let big = rng.below(10) == 0;
-            let len = rng.below(if big { 3000 } else { 12 });
+            let big = rng.pick(10) == 0;
+            let len = rng.pick(if big { 3000 } else { 12 });
             let mut p = rng.bytes(len);
             // Bias toward interesting headers.
             if let Some(b) = p.first_mut() {
-                *b = match rng.below(6) {
+                *b = match rng.pick(6) {
                     0 => 0x7C,
                     1 => 0x78,
                     2 => 0x65,
@@ -555,21 +524,21 @@ fn relay_survives_garbage() {
                     _ => *b,
                 };
             }
-            if rng.below(8) == 0 {
+            if rng.pick(8) == 0 {
                 ts = ts.wrapping_add(3000);
             }
-            seq = seq.wrapping_add(match rng.below(20) {
+            seq = seq.wrapping_add(match rng.pick(20) {
                 0 => 2,
                 1 => 0,
-                2 => rng.next() as u16,
+                2 => rng.next_u64() as u16,
                 _ => 1,
             });
-            let ssrc = if rng.below(500) == 0 { 99 } else { 0x1234 };
+            let ssrc = if rng.pick(500) == 0 { 99 } else { 0x1234 };
             out.clear();
             relay.push(
                 &RtpPacket {
                     payload_type: 96,
-                    marker: rng.below(4) == 0,
+                    marker: rng.pick(4) == 0,
                     sequence: seq,
                     timestamp: ts,
                     ssrc,
@@ -587,7 +556,7 @@ fn relay_survives_garbage() {
 
 #[test]
 fn relay_round_trip_random_streams() {
-    let mut rng = Rng(13);
+    let mut rng = Rng::new(13);
     let (sps, pps) = sprop_nals();
     for &(cam_max, relay_max) in &[
         (1400usize, 1200usize),
@@ -596,7 +565,7 @@ fn relay_round_trip_random_streams() {
         (60_000, 1000),
         (1400, 97),
     ] {
-        let mut cam = Camera::new(rng.next() as u16, cam_max);
+        let mut cam = Camera::new(rng.next_u64() as u16, cam_max);
         let mut relay = H264Relay::new(Some(SPROP), relay_max);
         let mut wire = Vec::new();
         let mut want = Vec::new();
@@ -605,13 +574,13 @@ fn relay_round_trip_random_streams() {
             let ts = f.wrapping_mul(3003).wrapping_add(u32::MAX - 50_000);
             let key = f % 15 == 0;
             let mut nals = Vec::new();
-            if key && rng.below(2) == 0 {
+            if key && rng.pick(2) == 0 {
                 nals.push(sps.clone());
                 nals.push(pps.clone());
             }
             let t = if key { 5 } else { 1 };
-            for _ in 0..1 + rng.below(3) {
-                let len = 1 + rng.below(20_000);
+            for _ in 0..1 + rng.pick(3) {
+                let len = 1 + rng.pick(20_000);
                 nals.push(nal(&mut rng, t, len));
             }
             if key {

@@ -159,6 +159,20 @@ impl Framer {
     }
 }
 
+/// Appends `data` to `out` as an interleaved frame on `channel` (RFC 2326 §10.12): `$`, the
+/// channel, the length as u16, the data. For servers and test cameras; `data` must fit in
+/// 65535 bytes (an RTP or RTCP packet always does).
+pub fn write_interleaved(out: &mut Vec<u8>, channel: u8, data: &[u8]) {
+    debug_assert!(
+        data.len() <= usize::from(u16::MAX),
+        "interleaved frame too long"
+    );
+    out.push(b'$');
+    out.push(channel);
+    out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    out.extend_from_slice(data);
+}
+
 /// Total size of the interleaved frame at the start of `b`, once its header is known.
 fn interleaved_len(b: &[u8]) -> Option<usize> {
     match b {
@@ -333,6 +347,22 @@ mod tests {
             })?;
         }
         Ok(out)
+    }
+
+    #[test]
+    fn written_interleaved_frames_frame_back() {
+        let mut out = Vec::new();
+        write_interleaved(&mut out, 3, b"rtcp");
+        write_interleaved(&mut out, 0, &[7; 300]);
+        assert_eq!(&out[..8], b"$\x03\x00\x04rtcp");
+        let got = feed(&mut Framer::new(), &[&out]).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                Owned::Data(3, b"rtcp".to_vec()),
+                Owned::Data(0, vec![7; 300])
+            ]
+        );
     }
 
     fn stream() -> Vec<u8> {

@@ -5,15 +5,14 @@
 
 use std::io;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use camgate_core::h264::nal::{
+    is_vcl, nal_type, split_annex_b, NAL_AUD, NAL_FILLER, NAL_IDR, NAL_PPS, NAL_SLICE, NAL_SPS,
+};
+
 /// Frames per second of the shipped clip (made by `scripts/make-demo-clip.sh`).
 pub const FRAME_RATE: u32 = 30;
-
-const NAL_SLICE: u8 = 1;
-const NAL_IDR: u8 = 5;
-const NAL_SPS: u8 = 7;
-const NAL_PPS: u8 = 8;
-const NAL_AUD: u8 = 9;
-const NAL_FILLER: u8 = 12;
 
 /// One coded picture with the parameter sets / SEI that precede it.
 #[derive(Debug, Clone)]
@@ -32,45 +31,6 @@ pub struct Clip<'a> {
     pub pps: &'a [u8],
 }
 
-pub fn nal_type(nal: &[u8]) -> u8 {
-    nal.first().map_or(0, |b| b & 0x1f)
-}
-
-/// Splits an Annex-B byte stream at its start codes (3 or 4 bytes).
-pub fn split_nals(data: &[u8]) -> Vec<&[u8]> {
-    let mut nals = Vec::new();
-    let mut start: Option<usize> = None;
-    let mut i = 0;
-    while i + 3 <= data.len() {
-        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
-            if let Some(s) = start {
-                push_nal(&mut nals, &data[s..i]);
-            }
-            i += 3;
-            start = Some(i);
-        } else {
-            i += 1;
-        }
-    }
-    if let Some(s) = start {
-        push_nal(&mut nals, &data[s..]);
-    }
-    nals
-}
-
-fn push_nal<'a>(nals: &mut Vec<&'a [u8]>, nal: &'a [u8]) {
-    // A NAL never ends in 0x00 (its last byte holds the RBSP stop bit), so trailing
-    // zeros are the first byte of a 4-byte start code or trailing_zero_8bits.
-    let end = nal.iter().rposition(|&b| b != 0).map_or(0, |p| p + 1);
-    if end > 0 {
-        nals.push(&nal[..end]);
-    }
-}
-
-fn is_vcl(t: u8) -> bool {
-    (1..=5).contains(&t)
-}
-
 impl<'a> Clip<'a> {
     /// Parses the clip and checks what the streamer relies on: it starts with an IDR
     /// (so looping is seamless and every client starts decodable) and has SPS/PPS.
@@ -84,8 +44,8 @@ impl<'a> Clip<'a> {
         let mut cur_has_vcl = false;
         let (mut sps, mut pps) = (None, None);
 
-        for nal in split_nals(data) {
-            let t = nal_type(nal);
+        for nal in split_annex_b(data) {
+            let t = nal_type(nal[0]);
             // §7.4.1.2.3: an AUD, SPS, PPS, SEI or types 14..=18 after a picture's slices
             // open the next access unit; so does a slice with first_mb_in_slice == 0
             // (ue(v) == 0 is the single bit '1'), i.e. the first slice of a new picture.
@@ -145,35 +105,14 @@ impl<'a> Clip<'a> {
 
     /// `sprop-parameter-sets` value for the SDP fmtp line.
     pub fn sprop_parameter_sets(&self) -> String {
-        format!("{},{}", base64(self.sps), base64(self.pps))
+        format!("{},{}", BASE64.encode(self.sps), BASE64.encode(self.pps))
     }
-}
-
-/// Standard base64 with padding; small enough not to warrant a dependency.
-pub fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if i <= chunk.len() {
-                out.push(T[((n >> shift) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use camgate_core::h264::params::parse_sprop_parameter_sets;
 
     fn clip() -> Clip<'static> {
         Clip::parse(super::super::CLIP_BYTES).expect("shipped clip parses")
@@ -186,13 +125,13 @@ mod tests {
         assert!(clip
             .access_units
             .iter()
-            .all(|au| au.nals.iter().any(|n| is_vcl(nal_type(n)))));
+            .all(|au| au.nals.iter().any(|n| is_vcl(nal_type(n[0])))));
         // No delimiters leak into the RTP stream.
         assert!(clip
             .access_units
             .iter()
             .flat_map(|au| au.nals.iter())
-            .all(|n| nal_type(n) != NAL_AUD));
+            .all(|n| nal_type(n[0]) != NAL_AUD));
     }
 
     #[test]
@@ -200,7 +139,7 @@ mod tests {
         let clip = clip();
         let first = &clip.access_units[0];
         assert!(first.idr);
-        let types: Vec<u8> = first.nals.iter().map(|n| nal_type(n)).collect();
+        let types: Vec<u8> = first.nals.iter().map(|n| nal_type(n[0])).collect();
         assert!(
             types.contains(&NAL_SPS) && types.contains(&NAL_PPS),
             "{types:?}"
@@ -209,7 +148,7 @@ mod tests {
             assert_eq!(au.idr, i % 30 == 0, "AU {i}");
             if au.idr {
                 // SPS/PPS repeated before every IDR so a late joiner can decode.
-                let t: Vec<u8> = au.nals.iter().map(|n| nal_type(n)).collect();
+                let t: Vec<u8> = au.nals.iter().map(|n| nal_type(n[0])).collect();
                 assert!(
                     t.contains(&NAL_SPS) && t.contains(&NAL_PPS),
                     "AU {i}: {t:?}"
@@ -229,33 +168,19 @@ mod tests {
         assert!(flags & 0x40 != 0, "constraint_set1 in {pli}");
         assert!(matches!(&pli[4..], "1e" | "1f"), "level 3.0/3.1 in {pli}");
         assert!(clip.sprop_parameter_sets().starts_with("Z0"));
+        // What the gateway will read back from the SDP.
+        assert_eq!(
+            parse_sprop_parameter_sets(&clip.sprop_parameter_sets()),
+            vec![clip.sps.to_vec(), clip.pps.to_vec()]
+        );
     }
 
     #[test]
-    fn split_handles_3_and_4_byte_start_codes() {
-        let data = [
-            0, 0, 0, 1, 0x67, 1, 2, 0, 0, 1, 0x68, 3, 0, 0, 0, 1, 0x65, 0x88, 0,
-        ];
-        let nals = split_nals(&data);
-        assert_eq!(
-            nals,
-            vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 0x88][..]]
-        );
-        assert!(split_nals(&[1, 2, 3]).is_empty());
+    fn bad_clips_are_refused() {
         assert!(Clip::parse(&[]).is_err());
         assert!(
             Clip::parse(&[0, 0, 1, 0x41, 0x80]).is_err(),
             "no SPS / no IDR"
         );
-    }
-
-    #[test]
-    fn base64_vectors() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
-        assert_eq!(base64(&[0xff, 0xfe]), "//4=");
     }
 }

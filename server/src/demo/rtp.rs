@@ -1,8 +1,12 @@
-//! RTP packetization of H.264 (RFC 6184, packetization-mode=1) and RTCP sender reports.
+//! RTP packets of the demo clip (H.264, RFC 6184 packetization-mode=1, with core's
+//! packetizer) and RTCP sender reports.
 //!
 //! Pure functions of the frame index, so looping and wrap-around are testable without clocks.
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use camgate_core::h264::packetize::packetize_nal;
+use camgate_core::rtp::RtpPacket;
 
 use super::clip::AccessUnit;
 
@@ -12,7 +16,6 @@ pub const CLOCK_RATE: u32 = 90_000;
 pub const TICKS_PER_FRAME: u32 = CLOCK_RATE / super::clip::FRAME_RATE;
 /// Max RTP payload: keeps packets well under a 1500-byte MTU even through tunnels.
 pub const MAX_PAYLOAD: usize = 1200;
-const FU_A: u8 = 28;
 const CNAME: &[u8] = b"camgate-demo";
 
 /// Per-stream RTP state: sequence numbers run on across loops of the clip.
@@ -44,41 +47,36 @@ impl Packetizer {
             .wrapping_add(frame.wrapping_mul(u64::from(TICKS_PER_FRAME)) as u32)
     }
 
-    /// Emits the RTP packets of one access unit; the marker bit is set on the last one.
+    /// Emits the RTP packets of one access unit (a single NAL unit packet per NAL unit that
+    /// fits, FU-A fragments otherwise); the marker bit is set on the last one.
     pub fn packetize(&mut self, frame: u64, au: &AccessUnit<'_>, mut emit: impl FnMut(&[u8])) {
         let ts = self.timestamp(frame);
         let mut pkt = Vec::with_capacity(12 + MAX_PAYLOAD);
         let count = au.nals.len();
         for (i, nal) in au.nals.iter().enumerate() {
             let last_nal = i + 1 == count;
-            if nal.len() <= MAX_PAYLOAD {
-                self.header(&mut pkt, ts, last_nal);
-                pkt.extend_from_slice(nal);
-                self.finish(&pkt, &mut emit);
-                continue;
-            }
-            // FU-A: indicator keeps F/NRI of the NAL header, FU header carries its type.
-            let indicator = (nal[0] & 0xe0) | FU_A;
-            let body = &nal[1..];
-            let chunks = body.len().div_ceil(MAX_PAYLOAD - 2);
-            for (j, frag) in body.chunks(MAX_PAYLOAD - 2).enumerate() {
-                let (start, end) = (j == 0, j + 1 == chunks);
-                self.header(&mut pkt, ts, last_nal && end);
-                let fu_header = (u8::from(start) << 7) | (u8::from(end) << 6) | (nal[0] & 0x1f);
-                pkt.extend_from_slice(&[indicator, fu_header]);
-                pkt.extend_from_slice(frag);
+            let mut pieces = packetize_nal(nal, MAX_PAYLOAD).peekable();
+            while let Some(piece) = pieces.next() {
+                let marker = last_nal && pieces.peek().is_none();
+                self.header(&mut pkt, ts, marker);
+                pkt.extend_from_slice(piece.prefix());
+                pkt.extend_from_slice(piece.body);
                 self.finish(&pkt, &mut emit);
             }
         }
     }
 
-    fn header(&mut self, pkt: &mut Vec<u8>, ts: u32, marker: bool) {
+    fn header(&mut self, pkt: &mut Vec<u8>, timestamp: u32, marker: bool) {
         pkt.clear();
-        pkt.push(0x80); // V=2, no padding/extension/CSRC
-        pkt.push((u8::from(marker) << 7) | PAYLOAD_TYPE);
-        pkt.extend_from_slice(&self.next_seq.to_be_bytes());
-        pkt.extend_from_slice(&ts.to_be_bytes());
-        pkt.extend_from_slice(&self.ssrc.to_be_bytes());
+        RtpPacket {
+            payload_type: PAYLOAD_TYPE,
+            marker,
+            sequence: self.next_seq,
+            timestamp,
+            ssrc: self.ssrc,
+            payload: &[],
+        }
+        .write_to(pkt);
         self.next_seq = self.next_seq.wrapping_add(1);
     }
 
@@ -119,6 +117,7 @@ impl Packetizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use camgate_core::h264::nal::NAL_FU_A;
 
     fn au<'a>(nals: &[&'a [u8]]) -> AccessUnit<'a> {
         AccessUnit {
@@ -164,7 +163,7 @@ mod tests {
         let mut rebuilt = vec![(pkts[0][12] & 0xe0) | (pkts[0][13] & 0x1f)];
         for (i, pkt) in pkts.iter().enumerate() {
             assert!(pkt.len() - 12 <= MAX_PAYLOAD);
-            assert_eq!(pkt[12] & 0x1f, FU_A);
+            assert_eq!(pkt[12] & 0x1f, NAL_FU_A);
             assert_eq!(pkt[13] & 0x80 != 0, i == 0, "S bit");
             assert_eq!(pkt[13] & 0x40 != 0, i == 2, "E bit");
             assert_eq!(

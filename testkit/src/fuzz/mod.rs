@@ -1,12 +1,16 @@
 //! Fuzz harnesses for camgate's network-facing parsers, one `pub fn(&[u8])` per target.
 //!
-//! This one file is used twice:
-//! - by the cargo-fuzz binaries in `fuzz/fuzz_targets/` (crate `camgate-fuzz`), and
-//! - by `core/tests/fuzz_regressions.rs` through `#[path]`, which replays the corpora and crash
-//!   artifacts in a plain `cargo test` (no nightly, no cargo-fuzz).
+//! They are run by the cargo-fuzz binaries in `fuzz/fuzz_targets/` (crate `camgate-fuzz`) and
+//! replayed over the seeds, corpora and crash artifacts by `core/tests/fuzz_regressions.rs` in
+//! a plain `cargo test` (no nightly, no cargo-fuzz), both through [`TARGETS`]. The web side's
+//! harnesses are in [`web`] (feature `web`).
 //!
-//! It may therefore only use `std` and `camgate_core`. A harness "finds a bug" by panicking:
-//! either inside camgate-core, or in one of the invariant checks below.
+//! A harness "finds a bug" by panicking: either inside camgate-core, or in one of the
+//! invariant checks below.
+
+pub mod replay;
+#[cfg(feature = "web")]
+pub mod web;
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +30,8 @@ use camgate_core::rtsp::{
 };
 use camgate_core::signaling::ClientMessage;
 use camgate_core::vp8::{keyframe_size, Vp8Descriptor, Vp8Relay};
+
+use crate::Rng;
 
 /// A harness: panics on a bug.
 pub type Harness = fn(&[u8]);
@@ -49,23 +55,10 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("stun_username", stun_username),
 ];
 
-/// Deterministic xorshift, seeded from input bytes, for choices that must not disturb the
-/// payload (chunk sizes, clock steps): seeds can then be plain recorded byte streams.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u8) -> Rng {
-        Rng(0x9E37_79B9_7F4A_7C15 ^ (u64::from(seed) << 17 | u64::from(seed)))
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
+/// The generator for choices that must not disturb the payload (chunk sizes, clock steps),
+/// seeded from one input byte: seeds can then be plain recorded byte streams.
+fn seeded_rng(seed: u8) -> Rng {
+    Rng::new(0x9E37_79B9_7F4A_7C15 ^ (u64::from(seed) << 17 | u64::from(seed)))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -142,7 +135,7 @@ pub fn rtsp_client(data: &[u8]) {
     let Some((&seed, mut rest)) = data.split_first() else {
         return;
     };
-    let mut rng = Rng::new(seed);
+    let mut rng = seeded_rng(seed);
     let t0 = Instant::now();
     let mut now = t0;
     let config = RtspConfig::default();

@@ -1,5 +1,5 @@
-//! Replaying fuzz inputs in a plain `cargo test`, shared by `core/tests/fuzz_regressions.rs`
-//! and `server/tests/fuzz_regressions.rs` (both include this file with `#[path]`).
+//! Replaying fuzz inputs in a plain `cargo test`, for `core/tests/fuzz_regressions.rs` and
+//! `server/tests/fuzz_regressions.rs`.
 //!
 //! For a target, every file in `fuzz/seeds/<target>/` (committed), `fuzz/corpus/<target>/` and
 //! `fuzz/artifacts/<target>/` (both local, left by fuzzing runs) is fed to its harness. A crash
@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-/// `fuzz/`, seen from the including crate (a direct child of the workspace root).
+/// `fuzz/` (beside `testkit/` at the workspace root).
 pub fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
 }
@@ -53,4 +53,31 @@ pub fn replay(target: &str, targets: &[Target<'_>]) -> usize {
         );
     }
     files.len()
+}
+
+/// Fails unless every target has a cargo-fuzz binary of its name in `fuzz/Cargo.toml`, and
+/// there are `count` targets (a new harness must be added to the replay tests too).
+pub fn check_binaries(targets: &[Target<'_>], count: usize) {
+    let fuzz_bins = std::fs::read_to_string(fuzz_dir().join("Cargo.toml")).unwrap();
+    for (name, _) in targets {
+        assert!(
+            fuzz_bins.contains(&format!("name = \"{name}\"")),
+            "{name} has no fuzz binary"
+        );
+    }
+    assert_eq!(targets.len(), count);
+}
+
+/// One `#[test]` per target named: replays its inputs from `targets` (a `&[Target]`), and
+/// fails when it has no seed.
+#[macro_export]
+macro_rules! replay_tests {
+    ($targets:expr; $($target:ident),* $(,)?) => {$(
+        #[test]
+        fn $target() {
+            let name = stringify!($target);
+            let n = $crate::fuzz::replay::replay(name, $targets);
+            assert!(n > 0, "no seeds for {name}: fuzz/seeds/{name} is empty");
+        }
+    )*};
 }

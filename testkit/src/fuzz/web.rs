@@ -2,10 +2,9 @@
 //! and the REST/WHEP APIs, end to end through `camgate::web::Web` (the sans-IO `WebApp` the
 //! event loop drives) and a real `camgate_core::hub::Gateway`.
 //!
-//! Like `lib.rs`, this one file is used twice: by the fuzz binaries `http_request`,
-//! `websocket` and `rest_body` (each includes it with `#[path]`), and by
-//! `server/tests/fuzz_regressions.rs`, which replays seeds, corpora and crash artifacts in a
-//! plain `cargo test -p camgate`. It uses only `std`, `serde_json` and camgate's crates.
+//! Run by the fuzz binaries `http_request`, `websocket` and `rest_body`, and replayed over seeds,
+//! corpora and crash artifacts by `server/tests/fuzz_regressions.rs` in a plain
+//! `cargo test -p camgate`, both through [`TARGETS`].
 //!
 //! [`Rig`] plays the event loop: it accepts connections, hands the app bytes, carries out the
 //! app's writes and closes (checking every byte written), routes the gateway's signaling back
@@ -21,6 +20,8 @@ use camgate::web::{Web, WebSettings};
 use camgate_core::hub::{Gateway, GatewayConfig, GatewayOutput};
 use camgate_io::{ConnId, ListenerKind, WebApp, WebIo};
 use serde_json::Value;
+
+use crate::Rng;
 
 /// A harness: panics on a bug.
 pub type Harness = fn(&[u8]);
@@ -47,22 +48,9 @@ const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// other forever.
 const MAX_PUMP: usize = 10_000;
 
-/// Deterministic xorshift for choices that must not disturb the payload.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(0x9E37_79B9_7F4A_7C15 ^ (seed << 17 | seed | 1))
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
+/// The generator for choices that must not disturb the payload.
+fn seeded_rng(seed: u64) -> Rng {
+    Rng::new(0x9E37_79B9_7F4A_7C15 ^ (seed << 17 | seed | 1))
 }
 
 /// Whether fuzz bytes could spell [`SECRET`] themselves (literally, through a JSON `\u`
@@ -172,7 +160,7 @@ impl Rig {
             max_http_body: config.max_http_body,
             slow_flush: false,
             trace: std::env::var_os("RIG_TRACE").is_some(),
-            rng: Rng::new(seed),
+            rng: seeded_rng(seed),
         }
     }
 
@@ -602,7 +590,7 @@ pub fn http_request(data: &[u8]) {
     };
     let mut rig = Rig::new(&config(flags & 8 != 0, false), u64::from(*flags));
     rig.lose_cameras = flags & 16 != 0;
-    let mut rng = Rng::new(u64::from(*a) << 8 | u64::from(*b));
+    let mut rng = seeded_rng(u64::from(*a) << 8 | u64::from(*b));
     let max_step = if flags & 2 != 0 { 30_000 } else { 1_000 };
     let conn = rig.accept(kind);
     for chunk in split3(*a, *b, s) {
@@ -771,7 +759,7 @@ fn client_frame(r: &mut &[u8], rng: &mut Rng) -> Option<(ClientFrame, bool)> {
             bytes.extend_from_slice(&declared.to_be_bytes());
         }
     }
-    let key = (rng.next() as u32).to_be_bytes();
+    let key = (rng.next_u64() as u32).to_be_bytes();
     if masked {
         bytes.extend_from_slice(&key);
         bytes.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
@@ -809,7 +797,7 @@ pub fn websocket(data: &[u8]) {
     let mut rig = Rig::new(&config(flags & 1 != 0, flags & 2 != 0), u64::from(flags));
     rig.lose_cameras = flags & 4 != 0;
     let max_step = if flags & 8 != 0 { 20_000 } else { 1_000 };
-    let mut rng = Rng::new(u64::from(flags) ^ data.len() as u64);
+    let mut rng = seeded_rng(u64::from(flags) ^ data.len() as u64);
     let conn = rig.accept(ListenerKind::WebSocket);
     rig.feed(conn, UPGRADE.as_bytes());
     assert!(rig.is_upgraded(conn), "the upgrade was refused");
@@ -973,7 +961,7 @@ pub fn rest_body(data: &[u8]) {
     let auth = flags & 1 != 0;
     let mut rig = Rig::new(&config(auth, flags & 2 != 0), u64::from(flags));
     rig.lose_cameras = flags & 4 != 0;
-    let mut rng = Rng::new(u64::from(flags) << 3 ^ data.len() as u64);
+    let mut rng = seeded_rng(u64::from(flags) << 3 ^ data.len() as u64);
     let mut whep_id = String::from("0123456789abcdef0123456789abcdef");
     let mut sent: Vec<(ConnId, String, String, bool)> = Vec::new();
     while let [sel, hdr, l0, l1, rest @ ..] = r {
