@@ -287,6 +287,10 @@ fn run_one(n: usize, frames: u64) -> MicroResult {
                 transport: RtspTransport::Tcp,
                 ..Default::default()
             },
+            // As the server: one certificate for every viewer, made before they come.
+            dtls_cert: camgate_core::str0m::crypto::from_feature_flags()
+                .dtls_provider
+                .generate_certificate(),
             ..Default::default()
         }),
         cam: Cam {

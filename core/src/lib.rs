@@ -17,6 +17,7 @@ pub mod lip_sync;
 pub mod media;
 pub mod mirror;
 pub mod placement;
+mod rng;
 pub mod rtp;
 pub mod rtp_reorder;
 pub mod rtsp;

@@ -7,14 +7,12 @@
 //! each worker encrypts and sends only for its own viewers, and one camera can keep every core
 //! busy.
 //!
-//! Packets go through a `MediaLane` per (origin worker, mirror worker) pair: a vector behind a
-//! mutex that the origin appends to and the mirror swaps out whole, so the steady state
-//! allocates nothing (both vectors keep their capacity) and the mirror's loop is woken only
-//! when the lane goes from empty to not empty. The few control messages that must stay in
-//! order with the packets (ready, resync, failed) take the same lane; the mirror's requests
-//! to the origin (subscribe, unsubscribe) are `gateway::Forward`s.
+//! The origin's gateway queues `MirrorItem`s per mirror worker (`Gateway::mirror_outbox`); the
+//! event loop carries them to the mirror's gateway (`Gateway::handle_mirrored`) through a
+//! media lane between the two threads (`camgate_io::lanes`). The few control messages that
+//! must stay in order with the packets (ready, resync, failed) are items too; the mirror's
+//! requests to the origin (subscribe, unsubscribe) are `gateway::Forward`s.
 
-use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::audio_relay::{AudioOut, AudioPacket};
@@ -61,34 +59,6 @@ pub enum MirrorItem {
     Failed { mirror: StreamId, info: String },
 }
 
-/// Media from one worker to another (see the module docs).
-#[derive(Default)]
-pub struct MediaLane {
-    items: Mutex<Vec<MirrorItem>>,
-}
-
-impl MediaLane {
-    /// Appends `items`; true when the lane was empty, i.e. its reader must be woken.
-    pub fn push(&self, items: impl IntoIterator<Item = MirrorItem>) -> bool {
-        let mut lane = self.lock();
-        let was_empty = lane.is_empty();
-        lane.extend(items);
-        was_empty && !lane.is_empty()
-    }
-
-    /// Takes everything in the lane into `into` (which must be empty); `into`'s old buffer
-    /// becomes the lane's, so neither side allocates once both have grown.
-    pub fn take(&self, into: &mut Vec<MirrorItem>) {
-        debug_assert!(into.is_empty());
-        std::mem::swap(&mut *self.lock(), into);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<MirrorItem>> {
-        // Pushes and swaps leave the vector consistent even if a holder panicked.
-        self.items.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// The newest (RTP time, wall clock) pair a mirror got: how it dates the packets of a GOP
 /// replay without the camera's clock mapping, which only the origin has.
 #[derive(Debug, Clone, Copy)]
@@ -117,61 +87,7 @@ impl MirrorClock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::time::Duration;
-
-    fn video(mirror: u64, seq: u16) -> MirrorItem {
-        MirrorItem::Video {
-            mirror: StreamId(mirror),
-            packet: VideoPacket {
-                payload: Arc::from(&[1u8, 2, 3][..]),
-                marker: true,
-                rtp_time: 0,
-                seq,
-                keyframe_start: false,
-            },
-            wall: Instant::now(),
-        }
-    }
-
-    #[test]
-    fn a_lane_wakes_its_reader_only_when_it_was_empty_and_keeps_order() {
-        let lane = MediaLane::default();
-        assert!(lane.push([video(1, 1)]), "empty lane: wake");
-        assert!(
-            !lane.push([video(1, 2), video(1, 3)]),
-            "reader not done yet"
-        );
-        assert!(!lane.push(std::iter::empty()), "nothing pushed: no wake");
-        let mut got = Vec::new();
-        lane.take(&mut got);
-        let seqs: Vec<u16> = got
-            .iter()
-            .map(|i| match i {
-                MirrorItem::Video { packet, .. } => packet.seq,
-                _ => 0,
-            })
-            .collect();
-        assert_eq!(seqs, [1, 2, 3]);
-        got.clear();
-        assert!(
-            lane.push([video(1, 4)]),
-            "drained: the next push wakes again"
-        );
-    }
-
-    #[test]
-    fn swapping_buffers_reuses_their_capacity() {
-        let lane = MediaLane::default();
-        let mut reader = Vec::with_capacity(64);
-        lane.push((0..32).map(|i| video(1, i)));
-        lane.take(&mut reader);
-        reader.clear();
-        // The lane now holds the reader's old 64-slot buffer.
-        lane.push((0..64).map(|i| video(1, i)));
-        let lane_capacity = lane.lock().capacity();
-        assert_eq!(lane_capacity, 64, "pushing 64 items reallocated nothing");
-    }
 
     #[test]
     fn the_mirror_clock_dates_earlier_and_later_timestamps() {

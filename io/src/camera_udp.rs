@@ -5,7 +5,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 
-use camgate_core::hub::StreamId;
+use camgate_core::gateway::StreamId;
 use mio::net::UdpSocket;
 
 /// Receive buffer asked for a camera's RTP socket.

@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use camgate_core::hub::{Gateway, GatewayOutput, StreamId};
+use camgate_core::gateway::{Gateway, GatewayOutput, StreamId};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
@@ -184,7 +184,9 @@ impl EventLoop {
         while let Some((from, forward)) = self.link.as_ref().and_then(|l| l.try_recv()) {
             gateway.handle_forward(from, forward, now);
         }
-        gateway.handle_mirrored(now);
+        if let Some(link) = self.link.as_mut() {
+            link.take_media(|items| gateway.handle_mirrored(now, items));
+        }
     }
 
     /// Socket `key` is ready: hands it to the module that owns its kind of endpoint.
@@ -264,11 +266,15 @@ impl EventLoop {
                 }
                 _ => gateway.handle_forward(worker, forward, now),
             },
-            GatewayOutput::WakeWorker { worker } => {
-                if let Some(link) = &self.link {
-                    link.wake(worker);
+            GatewayOutput::Mirrored { worker } => match &self.link {
+                Some(link) if worker != link.here() => {
+                    link.send_media(worker, gateway.mirror_outbox(worker))
                 }
-            }
+                _ => {
+                    let items = std::mem::take(gateway.mirror_outbox(worker));
+                    gateway.handle_mirrored(now, items);
+                }
+            },
             GatewayOutput::RtspUdpOpen { stream, track } => {
                 let port = self.open_camera_udp(stream, track);
                 gateway.handle_rtsp_udp_ports(stream, now, track, port);

@@ -5,10 +5,11 @@
 //! The web side (HTTP, WebSocket framing) is the server crate's business: it plugs in through
 //! the [`WebApp`] trait and sees only bytes per connection.
 //!
-//! [`Gateway`]: camgate_core::hub::Gateway
+//! [`Gateway`]: camgate_core::gateway::Gateway
 
 pub mod camera_udp;
 pub mod event_loop;
+pub mod lanes;
 pub mod socket_buffers;
 pub mod tcp;
 pub mod udp;

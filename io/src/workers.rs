@@ -3,14 +3,40 @@
 //! A gateway hands another worker's gateway a `Forward` (a viewer's `playStream` for a camera
 //! that worker pulls, the statuses going back, REST startup/terminate). The message goes
 //! through that worker's channel, and its loop is woken through its mio `Waker`. Media of a
-//! camera mirrored to another worker goes through the media lanes of `camgate_core::mirror`
-//! instead; this link only wakes the mirror's loop.
+//! camera mirrored to another worker goes through a media lane (`lanes`) instead.
+//!
+//! The table of which worker pulls which camera (`camgate_core::placement`) is shared here too,
+//! behind a mutex: core holds no locks.
 
 use std::sync::mpsc::{channel, Receiver, Sender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use camgate_core::hub::Forward;
+use camgate_core::gateway::Forward;
+use camgate_core::mirror::MirrorItem;
+use camgate_core::placement::{Placement, PlacementTable, SharedTable};
 use mio::Waker;
+
+use crate::lanes::Lanes;
+
+/// The placement table behind a mutex, as the workers share it.
+struct LockedTable(Mutex<PlacementTable>);
+
+impl SharedTable for LockedTable {
+    fn with(&self, f: &mut dyn FnMut(&mut PlacementTable)) {
+        // Every update is a single insert/remove/add: a worker that panicked while holding the
+        // lock left consistent data, so the table stays usable.
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Handles on one placement table for `workers` workers, the i-th for worker i.
+pub fn placements(workers: usize) -> Vec<Placement> {
+    let shared: Arc<dyn SharedTable> =
+        Arc::new(LockedTable(Mutex::new(PlacementTable::new(workers))));
+    (0..workers)
+        .map(|here| Placement::new(here, shared.clone()))
+        .collect()
+}
 
 /// What goes through a worker's inbox: (from which worker, what).
 type Letter = (usize, Forward);
@@ -20,12 +46,16 @@ pub struct WorkerLink {
     here: usize,
     peers: Vec<(Sender<Letter>, Arc<Waker>)>,
     inbox: Receiver<Letter>,
+    lanes: Arc<Lanes>,
+    /// Reused buffer of what came in on the lanes.
+    incoming: Vec<MirrorItem>,
 }
 
 impl WorkerLink {
     /// Links for loops whose wakers are given in worker order; the i-th link is worker i's.
     pub fn link_all(wakers: Vec<Arc<Waker>>) -> Vec<WorkerLink> {
         let (senders, inboxes): (Vec<_>, Vec<_>) = wakers.iter().map(|_| channel()).unzip();
+        let lanes = Arc::new(Lanes::new(wakers.len()));
         let peers: Vec<_> = senders.into_iter().zip(wakers).collect();
         inboxes
             .into_iter()
@@ -34,6 +64,8 @@ impl WorkerLink {
                 here,
                 peers: peers.clone(),
                 inbox,
+                lanes: lanes.clone(),
+                incoming: Vec::new(),
             })
             .collect()
     }
@@ -53,11 +85,26 @@ impl WorkerLink {
         waker.wake().is_ok()
     }
 
-    /// Wakes `worker`'s loop (its media lane from here has packets).
-    pub fn wake(&self, worker: usize) {
-        if let Some((_, waker)) = self.peers.get(worker) {
-            if let Err(e) = waker.wake() {
+    /// Moves the items in `outbox` to the lane from here to `worker`, waking its loop if the
+    /// lane was empty.
+    pub fn send_media(&self, worker: usize, outbox: &mut Vec<MirrorItem>) {
+        if worker >= self.peers.len() {
+            outbox.clear();
+            return;
+        }
+        if self.lanes.between(self.here, worker).append(outbox) {
+            if let Err(e) = self.peers[worker].1.wake() {
                 tracing::warn!(worker, "can't wake worker: {e}");
+            }
+        }
+    }
+
+    /// Hands what the lanes into this worker hold to `f`, one lane at a time, in order.
+    pub fn take_media(&mut self, mut f: impl FnMut(std::vec::Drain<'_, MirrorItem>)) {
+        for lane in self.lanes.into_worker(self.here) {
+            lane.take(&mut self.incoming);
+            if !self.incoming.is_empty() {
+                f(self.incoming.drain(..));
             }
         }
     }

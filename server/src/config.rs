@@ -374,8 +374,6 @@ impl Config {
             reorder_depth: self.rtsp_reorder_depth.clamp(1, 4096),
             reorder_window: Duration::from_millis(self.rtsp_reorder_window_ms.min(2000)),
             fail_on_track_error: self.fail_on_track_error,
-            seed: ring::rand::generate(&ring::rand::SystemRandom::new())
-                .map_or(0, |r| u64::from_ne_bytes(r.expose())),
             ..Default::default()
         }
     }

@@ -9,7 +9,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use camgate_core::hub::{Gateway, GatewayConfig};
-use camgate_core::placement::Placement;
 use camgate_io::{EventLoop, EventLoopConfig, ListenerKind, NoWeb, WorkerLink};
 use clap::Parser;
 
@@ -172,8 +171,12 @@ fn run(config: &Config) -> Result<(), String> {
         workers,
         "{workers} event loop(s); each camera is pulled by one of them"
     );
-    let placements = (workers > 1).then(|| Placement::new_set(workers));
+    let placements = (workers > 1).then(|| camgate_io::workers::placements(workers));
     let links = WorkerLink::link_all(loops.iter().map(|l| l.waker()).collect());
+    // One DTLS certificate for every viewer on every worker; core makes no keys itself.
+    let dtls_cert = camgate_core::str0m::crypto::from_feature_flags()
+        .dtls_provider
+        .generate_certificate();
     let gateway_config = |worker: usize, candidates: Vec<SocketAddr>| GatewayConfig {
         candidates,
         rtsp: config.rtsp(),
@@ -182,9 +185,12 @@ fn run(config: &Config) -> Result<(), String> {
         max_streams: config.max_streams,
         max_viewers: config.max_viewers,
         max_viewers_per_stream: config.max_viewers_per_stream,
-        stopwatch: Some(std::time::Instant::now),
         placement: placements.as_ref().map(|p| p[worker].clone()),
         viewer_spread_margin: config.viewer_spread_margin,
+        // Core draws no OS randomness: each worker's gateway is seeded from it here.
+        seed: ring::rand::generate(&ring::rand::SystemRandom::new())
+            .map_or(0, |r| u64::from_ne_bytes(r.expose())),
+        dtls_cert: dtls_cert.clone(),
         ..Default::default()
     };
     let mut threads = Vec::new();

@@ -290,6 +290,8 @@ fn metrics_are_prometheus_text() {
             && values["camgate_camera_packets_in_total"] > 0.0
         {
             assert!(values["camgate_camera_bytes_in_total"] > 0.0);
+            // Measured by the event loop around the camera's reads (core reads no clock).
+            assert!(values["camgate_camera_input_seconds_total"] > 0.0);
             break;
         }
         assert!(Instant::now() < deadline, "never playing:\n{}", r.body);

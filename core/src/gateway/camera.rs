@@ -273,7 +273,7 @@ impl Gateway {
             self.close_stream(id); // everyone left while the camera was down
             return;
         }
-        let config = client_config(&self.config.rtsp, &mut self.rtsp_clients);
+        let config = client_config(&self.config.rtsp, &mut self.rng);
         match RtspClient::new(&s.url, config, now) {
             Ok(client) => {
                 let (host, port) = (client.url().host().to_owned(), client.url().port());
@@ -313,11 +313,11 @@ pub(super) fn failure_info(e: &RtspError) -> String {
     e.to_string()
 }
 
-/// The configuration of the next RTSP client: every client gets its own seed.
-pub(super) fn client_config(rtsp: &RtspConfig, made: &mut u64) -> RtspConfig {
-    *made += 1;
+/// The configuration of the next RTSP client: every client gets its own seed, drawn from the
+/// gateway's (`GatewayConfig::seed`).
+pub(super) fn client_config(rtsp: &RtspConfig, rng: &mut SplitMix64) -> RtspConfig {
     RtspConfig {
-        seed: rtsp.seed.wrapping_add(*made),
+        seed: rng.next_u64(),
         ..rtsp.clone()
     }
 }

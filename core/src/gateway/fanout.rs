@@ -13,7 +13,6 @@ use crate::audio_relay::{AudioOut, AudioPacket};
 use crate::gop::GopCache;
 use crate::media::VideoPacket;
 use crate::mirror::MirrorItem;
-use crate::placement::Placement;
 use crate::signaling::{self, StreamStatus};
 use crate::video_relay::VideoCodec;
 
@@ -30,20 +29,28 @@ pub(super) fn playing_status(entry: &ViewerEntry, redacted: &str, info: &str) ->
     }
 }
 
-/// Hands `items` to worker `worker`'s mirrors, with a wake-up for its loop if its lane from
-/// here was empty.
+/// Queues `items` for worker `worker`'s mirrors; the event loop is told (`Mirrored`) when that
+/// worker's outbox was empty, and carries the items over (see `Gateway::mirror_outbox`).
 pub(super) fn push_lane(
-    placement: Option<&Placement>,
+    mirror_out: &mut Vec<Vec<MirrorItem>>,
     outputs: &mut VecDeque<GatewayOutput>,
     worker: usize,
     items: impl IntoIterator<Item = MirrorItem>,
 ) {
-    let Some(p) = placement else {
-        return;
-    };
-    if p.lane_to(worker).push(items) {
-        outputs.push_back(GatewayOutput::WakeWorker { worker });
+    let outbox = outbox(mirror_out, worker);
+    let was_empty = outbox.is_empty();
+    outbox.extend(items);
+    if was_empty && !outbox.is_empty() {
+        outputs.push_back(GatewayOutput::Mirrored { worker });
     }
+}
+
+/// The items waiting for worker `worker`'s mirrors.
+pub(super) fn outbox(mirror_out: &mut Vec<Vec<MirrorItem>>, worker: usize) -> &mut Vec<MirrorItem> {
+    if mirror_out.len() <= worker {
+        mirror_out.resize_with(worker + 1, Vec::new);
+    }
+    &mut mirror_out[worker]
 }
 
 /// What writes one stream's media to its viewers and mirrors: the parts of the gateway it
@@ -55,7 +62,8 @@ pub(super) struct FanOut<'a> {
     pub(super) transmits: &'a mut VecDeque<Transmit>,
     pub(super) outputs: &'a mut VecDeque<GatewayOutput>,
     pub(super) stats: &'a mut GatewayStats,
-    pub(super) placement: Option<&'a Placement>,
+    /// Items for other workers' mirrors, by worker (see `push_lane`).
+    pub(super) mirror_out: &'a mut Vec<Vec<MirrorItem>>,
     /// The stream's viewers that have an answer.
     pub(super) watching: &'a [ViewerId],
     /// The stream's mirrors on other workers: (worker, mirror stream there).
@@ -74,13 +82,13 @@ impl Gateway {
         now: Instant,
     ) -> Option<(&mut Source, &mut MediaPipeline, FanOut<'_>)> {
         let Gateway {
-            config,
             streams,
             viewers,
             unflushed,
             transmits,
             outputs,
             stats,
+            mirror_out,
             ..
         } = self;
         let Stream {
@@ -97,7 +105,7 @@ impl Gateway {
             transmits,
             outputs,
             stats,
-            placement: config.placement.as_ref(),
+            mirror_out,
             watching,
             mirrors,
             redacted,
@@ -172,7 +180,7 @@ impl MediaSink for FanOut<'_> {
                     packet: p.clone(),
                     wall: *wall,
                 });
-            push_lane(self.placement, self.outputs, worker, items);
+            push_lane(self.mirror_out, self.outputs, worker, items);
         }
     }
 
@@ -209,7 +217,7 @@ impl MediaSink for FanOut<'_> {
             };
             let items = (main.0.iter().zip(main.1).map(item(false)))
                 .chain(fallback.0.iter().zip(fallback.1).map(item(true)));
-            push_lane(self.placement, self.outputs, worker, items);
+            push_lane(self.mirror_out, self.outputs, worker, items);
         }
     }
 

@@ -1,18 +1,13 @@
 use super::*;
 
 impl Gateway {
-    /// Hands `items` to worker `worker`'s mirrors, waking its loop if its lane was empty.
+    /// Queues `items` for worker `worker`'s mirrors (see `push_lane`).
     pub(super) fn push_mirror(
         &mut self,
         worker: usize,
         items: impl IntoIterator<Item = MirrorItem>,
     ) {
-        push_lane(
-            self.config.placement.as_ref(),
-            &mut self.outputs,
-            worker,
-            items,
-        );
+        push_lane(&mut self.mirror_out, &mut self.outputs, worker, items);
     }
 
     /// A mirror on worker `from` wants this camera's media; the camera is pulled if it isn't.
@@ -52,7 +47,7 @@ impl Gateway {
             wall: s.pipeline.video_wallclock(p.rtp_time, now),
         });
         push_lane(
-            self.config.placement.as_ref(),
+            &mut self.mirror_out,
             &mut self.outputs,
             from,
             std::iter::once(ready).chain(gop),
@@ -91,31 +86,30 @@ impl Gateway {
         }
     }
 
-    /// Media and news from the cameras other workers pull, for this worker's mirrors. The
-    /// event loop calls this when woken.
-    pub fn handle_mirrored(&mut self, now: Instant) {
-        let Some(placement) = self.config.placement.clone() else {
-            return;
-        };
+    /// Media and news from the cameras other workers pull, for this worker's mirrors: what
+    /// another worker's gateway queued for this one (see `mirror_outbox`), in its order.
+    pub fn handle_mirrored(&mut self, now: Instant, items: impl IntoIterator<Item = MirrorItem>) {
         self.advance(now);
-        let mut items = std::mem::take(&mut self.mirror_in);
         let mut touched = None;
-        for lane in placement.lanes_in() {
-            lane.take(&mut items);
-            for item in items.drain(..) {
-                if let Some(mirror) = self.handle_mirror_item(item, now) {
-                    // Items come in runs per stream: schedule each run's viewers once.
-                    if touched.is_some_and(|t| t != mirror) {
-                        self.schedule_watchers(touched.take().expect("checked"), now);
-                    }
-                    touched = Some(mirror);
+        for item in items {
+            if let Some(mirror) = self.handle_mirror_item(item, now) {
+                // Items come in runs per stream: schedule each run's viewers once.
+                if touched.is_some_and(|t| t != mirror) {
+                    self.schedule_watchers(touched.take().expect("checked"), now);
                 }
+                touched = Some(mirror);
             }
         }
         if let Some(mirror) = touched {
             self.schedule_watchers(mirror, now);
         }
-        self.mirror_in = items;
+    }
+
+    /// What this worker queued for worker `worker`'s mirrors since it was last emptied: the
+    /// event loop moves it to that worker (`handle_mirrored` there) after a `Mirrored` output,
+    /// leaving it empty. Its capacity stays, so the steady state allocates nothing.
+    pub fn mirror_outbox(&mut self, worker: usize) -> &mut Vec<MirrorItem> {
+        outbox(&mut self.mirror_out, worker)
     }
 
     /// One item from a camera's worker; the mirror stream if media was written to viewers.

@@ -45,7 +45,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use slab::Slab;
-use str0m::config::DtlsCert;
 use str0m::net::Transmit;
 
 use crate::audio_relay::AudioOut;
@@ -53,6 +52,7 @@ use crate::bandwidth::LinkMonitor;
 use crate::ids::StreamIds;
 use crate::mirror::MirrorItem;
 use crate::placement::{Placement, ViewerLimits, ViewerRefused, PUBLISH_INTERVAL};
+use crate::rng::SplitMix64;
 use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent, RtspOutput, RtspUrl};
 use crate::signaling::{self, ClientMessage, StreamStatus};
 use crate::stun;
@@ -63,21 +63,25 @@ use crate::viewer::Viewer;
 /// within a second instead of piling up with far-future deadlines.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 
+/// The gateway's hash maps: keyed from its seed, so iteration order (which decides the order
+/// of some outputs, e.g. pings) is the same for the same seed, and unpredictable to peers.
+type Map<K, V> = HashMap<K, V, ahash::RandomState>;
+
 /// How long a viewer whose connection died may still say `stopStream` before it gets FAILED.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
 pub struct Gateway {
     config: GatewayConfig,
     stream_ids: StreamIds,
-    streams: HashMap<StreamId, Stream>,
-    by_url: HashMap<String, StreamId>,
+    streams: Map<StreamId, Stream>,
+    by_url: Map<String, StreamId>,
     viewers: ViewerTable,
-    sessions: HashMap<SessionId, Session>,
+    sessions: Map<SessionId, Session>,
     /// Learned source address → viewer: the fast path of the shared UDP socket.
-    by_addr: HashMap<SocketAddr, ViewerId>,
+    by_addr: Map<SocketAddr, ViewerId>,
     /// camgate's ICE ufrag of each viewer → viewer: how a browser's first datagram from a new
     /// address (always a STUN check naming it) finds its viewer in one lookup.
-    by_ufrag: HashMap<String, ViewerId>,
+    by_ufrag: Map<String, ViewerId>,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     next_ping: Option<Instant>,
     outputs: VecDeque<GatewayOutput>,
@@ -87,50 +91,53 @@ pub struct Gateway {
     unflushed: Vec<ViewerId>,
     /// How far `flush_next_viewers` got through `unflushed`.
     unflushed_next: usize,
-    /// One DTLS certificate for every viewer of this worker, made at the first (as Janus does):
-    /// making one per viewer was 0.15 ms of the 0.8 ms a join costs. `Some(None)`: the crypto
-    /// provider made none, so each viewer's `Rtc` makes its own.
-    dtls_cert: Option<Option<DtlsCert>>,
     /// When the gateway was last given time: the instant of the deferred flushes.
     last_now: Option<Instant>,
-    /// Reused buffer of what came in on the media lanes (see `handle_mirrored`).
-    mirror_in: Vec<MirrorItem>,
+    /// What waits for each other worker's mirrors, by worker (see `mirror_outbox`).
+    mirror_out: Vec<Vec<MirrorItem>>,
     stats: GatewayStats,
     /// Remote sessions: (origin worker, id there) → local id.
-    remote_ids: HashMap<(usize, SessionId), SessionId>,
+    remote_ids: Map<(usize, SessionId), SessionId>,
     next_remote_id: u64,
     /// When the stream list is next published for the other workers.
     next_publish: Option<Instant>,
-    /// RTSP clients made so far: each gets `config.rtsp.seed` plus this as its seed.
-    rtsp_clients: u64,
+    /// Everything random the gateway decides, from `config.seed`: RTSP clients' seeds, and
+    /// the seed of str0m's generator before each viewer's `Rtc` is made.
+    rng: SplitMix64,
 }
 
 impl Gateway {
     pub fn new(config: GatewayConfig) -> Self {
         let here = config.placement.as_ref().map_or(0, |p| p.here());
+        let mut rng = SplitMix64::new(config.seed);
+        let keys = ahash::RandomState::with_seeds(
+            rng.next_u64(),
+            rng.next_u64(),
+            rng.next_u64(),
+            rng.next_u64(),
+        );
         Self {
             config,
             stream_ids: StreamIds::for_worker(here),
-            streams: HashMap::new(),
-            by_url: HashMap::new(),
+            streams: Map::with_hasher(keys.clone()),
+            by_url: Map::with_hasher(keys.clone()),
             viewers: ViewerTable::default(),
-            sessions: HashMap::new(),
-            by_addr: HashMap::new(),
-            by_ufrag: HashMap::new(),
+            sessions: Map::with_hasher(keys.clone()),
+            by_addr: Map::with_hasher(keys.clone()),
+            by_ufrag: Map::with_hasher(keys.clone()),
             timers: BinaryHeap::new(),
             next_ping: None,
             outputs: VecDeque::new(),
             transmits: VecDeque::with_capacity(1024),
             unflushed: Vec::with_capacity(1024),
             unflushed_next: 0,
-            dtls_cert: None,
             last_now: None,
-            mirror_in: Vec::new(),
+            mirror_out: Vec::new(),
             stats: GatewayStats::default(),
-            remote_ids: HashMap::new(),
+            remote_ids: Map::with_hasher(keys.clone()),
             next_remote_id: 0,
             next_publish: None,
-            rtsp_clients: 0,
+            rng,
         }
     }
 
@@ -142,7 +149,7 @@ impl Gateway {
     pub fn streams(&self) -> Vec<StreamInfo> {
         let mut list = self.local_streams();
         if let Some(p) = &self.config.placement {
-            list.extend(p.others().0);
+            list.extend(p.with(|w| w.others()).0);
         }
         // Mirrors' viewers count for their camera's entry.
         let (mirrors, mut list): (Vec<_>, Vec<_>) = list.into_iter().partition(|s| s.mirror);
@@ -186,9 +193,16 @@ impl Gateway {
     pub fn stats(&self) -> GatewayStats {
         let mut stats = self.stats;
         if let Some(p) = &self.config.placement {
-            stats.add(&p.others().1);
+            stats.add(&p.with(|w| w.others()).1);
         }
         stats
+    }
+
+    /// The event loop spent `spent` reading a camera's sockets and handing the input to this
+    /// gateway (`handle_rtsp_data`, `handle_rtsp_udp`): counted for the metrics. Core reads no
+    /// clock; the loop measures.
+    pub fn record_camera_input_time(&mut self, spent: Duration) {
+        self.stats.camera_input_nanos += spent.as_nanos() as u64;
     }
 
     /// Totals of this worker alone.
@@ -205,7 +219,9 @@ impl Gateway {
             sessions: self.sessions.len(),
             learned_addresses: self.by_addr.len() + self.by_ufrag.len(),
             timers: self.timers.len(),
-            queued: self.outputs.len() + self.transmits.len(),
+            queued: self.outputs.len()
+                + self.transmits.len()
+                + self.mirror_out.iter().map(Vec::len).sum::<usize>(),
         }
     }
 

@@ -117,8 +117,6 @@ struct CameraMedia {
     clock: StreamClock,
     video_clock: TrackClock,
     audio_clock: TrackClock,
-    /// Measures transcoding time (for metrics) when the server gave a clock.
-    stopwatch: Option<fn() -> Instant>,
     /// Reused between packets so relaying allocates nothing but each packet's `Arc`, with the
     /// capture instant of each packet (computed once, used per viewer and mirror).
     video_out: Vec<VideoPacket>,
@@ -141,7 +139,7 @@ struct MirroredMedia {
 
 impl MediaPipeline {
     /// The pipeline of a camera this worker pulls.
-    pub(super) fn camera(stopwatch: Option<fn() -> Instant>) -> Self {
+    pub(super) fn camera() -> Self {
         Self::with_feed(Feed::Camera(Box::new(CameraMedia {
             video_track: None,
             relay: None,
@@ -153,7 +151,6 @@ impl MediaPipeline {
             clock: StreamClock::default(),
             video_clock: TrackClock::new(90_000),
             audio_clock: TrackClock::new(8_000),
-            stopwatch,
             video_out: Vec::with_capacity(64),
             video_walls: Vec::with_capacity(64),
             audio_out: Vec::with_capacity(8),
@@ -488,17 +485,9 @@ impl CameraMedia {
         self.audio_out.clear();
         self.fallback_out.clear();
         if audio.is_transcoding() || audio.has_opus_fallback() {
-            let started = self.stopwatch.map(|clock| clock());
-            audio.push(packet, &mut self.audio_out);
-            let stats = sink.stats();
-            stats.audio_packets_transcoded += 1;
-            if let (Some(clock), Some(started)) = (self.stopwatch, started) {
-                stats.transcode_nanos +=
-                    clock().saturating_duration_since(started).as_nanos() as u64;
-            }
-        } else {
-            audio.push(packet, &mut self.audio_out);
+            sink.stats().audio_packets_transcoded += 1;
         }
+        audio.push(packet, &mut self.audio_out);
         audio.take_fallback(&mut self.fallback_out);
         self.audio_walls.clear();
         for p in &self.audio_out {
@@ -621,7 +610,7 @@ mod tests {
 
     /// A camera with video on track 0 and PCMU on track 1.
     fn playing_camera() -> MediaPipeline {
-        let mut p = MediaPipeline::camera(None);
+        let mut p = MediaPipeline::camera();
         p.camera_playing(&[h264(), pcmu()], Vec::new(), started(false))
             .expect("plays");
         p
@@ -804,7 +793,7 @@ mod tests {
     #[test]
     fn tracks_that_cannot_play_are_left_out_or_fail_the_stream() {
         let odd = track(MediaKind::Audio, "X-ODD", 97, 8000, None);
-        let mut p = MediaPipeline::camera(None);
+        let mut p = MediaPipeline::camera();
         p.camera_playing(
             &[h264(), odd.clone()],
             vec!["video h265: no".into()],
@@ -816,13 +805,13 @@ mod tests {
         assert!(p.dropped_tracks()[1].starts_with("audio x-odd: "));
         assert!(p.info().contains("left out: video h265: no"));
 
-        let mut p = MediaPipeline::camera(None);
+        let mut p = MediaPipeline::camera();
         let err = p.camera_playing(&[h264(), odd], Vec::new(), started(true));
         assert!(err
             .expect_err("fails")
             .starts_with("Audio track can't be played"));
 
-        let mut p = MediaPipeline::camera(None);
+        let mut p = MediaPipeline::camera();
         let err = p.camera_playing(&[pcmu()], Vec::new(), started(false));
         assert!(err.expect_err("no video").starts_with("No common codecs"));
     }

@@ -8,7 +8,7 @@ impl Gateway {
             return self.startup_here(url, None, now);
         };
         let parsed = RtspUrl::parse(url).map_err(|e| StartupError::BadUri(e.to_string()))?;
-        match placement.place_pinned(url, &parsed.redacted(), self.config.max_streams) {
+        match placement.with(|w| w.place_pinned(url, &parsed.redacted(), self.config.max_streams)) {
             Err(_) => Err(StartupError::TooManyStreams(self.config.max_streams)),
             Ok(None) => Err(StartupError::AlreadyPulled),
             Ok(Some((w, ticket))) if w == placement.here() => {
@@ -37,7 +37,7 @@ impl Gateway {
         // A `terminate` that overtook a forwarded startup took its entry out of the table:
         // then the stream must not come back, not even for a moment.
         let claim = |this: &Self, id: StreamId| match (&this.config.placement, ticket) {
-            (Some(p), Some(ticket)) => p.claim(url, ticket, id),
+            (Some(p), Some(ticket)) => p.with(|w| w.claim(url, ticket, id)),
             _ => true,
         };
         if let Some(id) = self.by_url.get(url).copied() {
@@ -60,7 +60,7 @@ impl Gateway {
         if self.camera_count() >= self.config.max_streams {
             return Err(StartupError::TooManyStreams(self.config.max_streams));
         }
-        let config = client_config(&self.config.rtsp, &mut self.rtsp_clients);
+        let config = client_config(&self.config.rtsp, &mut self.rng);
         let client =
             RtspClient::new(url, config, now).map_err(|e| StartupError::BadUri(e.to_string()))?;
         let id = self.add_stream(url.to_owned(), client, now);
@@ -80,7 +80,7 @@ impl Gateway {
         };
         // Out of the shared table before answering, so the next REST call (on any worker)
         // no longer lists it, even while its worker is still closing it.
-        let Some((worker, exact)) = placement.terminate(url) else {
+        let Some((worker, exact)) = placement.with(|w| w.terminate(url)) else {
             return false;
         };
         if worker == placement.here() {

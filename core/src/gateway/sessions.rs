@@ -112,7 +112,9 @@ impl Gateway {
                     max_viewers_per_stream: self.config.max_viewers_per_stream,
                 };
                 let margin = self.config.viewer_spread_margin;
-                let worker = match placement.place_viewer(name, &url.redacted(), &limits, margin) {
+                let worker = match placement
+                    .with(|w| w.place_viewer(name, &url.redacted(), &limits, margin))
+                {
                     Ok(worker) => worker,
                     Err(refused) => {
                         let info = match refused {
@@ -301,7 +303,7 @@ impl Gateway {
     ) {
         let admitted = counted
             || match &self.config.placement {
-                Some(p) => p.add_viewer(&name, self.config.max_viewers),
+                Some(p) => p.with(|w| w.add_viewer(&name, self.config.max_viewers)),
                 None => self.viewers.len() < self.config.max_viewers,
             };
         if !admitted {
@@ -311,7 +313,7 @@ impl Gateway {
         // Counted as a viewer of this worker by now: refusals from here on give the slot back.
         let refuse = |this: &mut Self, info: &str| {
             if let Some(p) = &this.config.placement {
-                p.remove_viewer(&name);
+                p.with(|w| w.remove_viewer(&name));
             }
             this.refuse_play(session, &media_session_id, info)
         };
@@ -369,7 +371,7 @@ impl Gateway {
     /// reach a stream pulled with the real one).
     pub(super) fn mirror_origin(&self, url: &str) -> Option<usize> {
         let p = self.config.placement.as_ref()?;
-        p.worker_of(url).filter(|w| *w != p.here())
+        p.with(|w| w.worker_of(url)).filter(|w| *w != p.here())
     }
 
     /// Starts pulling the camera `url` here, within `max_streams`; the refusal's text if not.
@@ -377,15 +379,11 @@ impl Gateway {
         if self.camera_count() >= self.config.max_streams {
             return Err(self.too_many_streams());
         }
-        let client = RtspClient::new(
-            url,
-            client_config(&self.config.rtsp, &mut self.rtsp_clients),
-            now,
-        )
-        .map_err(|e| e.to_string())?;
+        let client = RtspClient::new(url, client_config(&self.config.rtsp, &mut self.rng), now)
+            .map_err(|e| e.to_string())?;
         let id = self.add_stream(url.to_owned(), client, now);
         if let Some(p) = &self.config.placement {
-            p.opened(url, &self.streams[&id].redacted, id);
+            p.with(|w| w.opened(url, &self.streams[&id].redacted, id));
         }
         Ok(id)
     }

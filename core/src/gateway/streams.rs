@@ -56,7 +56,7 @@ impl Gateway {
                 url,
                 redacted,
                 Source::Camera(Box::new(client)),
-                MediaPipeline::camera(self.config.stopwatch),
+                MediaPipeline::camera(),
             ),
         );
         self.stats.rtsp_connects += 1;
@@ -104,11 +104,8 @@ impl Gateway {
                 continue;
             };
             let offer = entry.offer.take().unwrap_or_default();
-            let dtls_cert = self.dtls_cert.get_or_insert_with(|| {
-                str0m::crypto::from_feature_flags()
-                    .dtls_provider
-                    .generate_certificate()
-            });
+            // str0m draws the viewer's ICE credentials and SSRCs from the thread's fastrand.
+            fastrand::seed(self.rng.next_u64());
             let candidates = &self.config.candidates;
             match Viewer::accept_offer(
                 now,
@@ -116,7 +113,7 @@ impl Gateway {
                 video,
                 audio_out,
                 candidates,
-                dtls_cert.as_ref(),
+                self.config.dtls_cert.as_ref(),
             ) {
                 Ok((viewer, answer)) => {
                     let needs_opus = viewer.audio_codec() == Some(AudioOut::Opus)
@@ -172,7 +169,7 @@ impl Gateway {
             Source::Camera(_) => {
                 tracing::info!(stream = id.0, url = %s.redacted, "camera connection closed");
                 if let Some(p) = &self.config.placement {
-                    p.closed(&s.url, id);
+                    p.with(|w| w.closed(&s.url, id));
                 }
                 for (worker, mirror) in s.mirrors {
                     let info = "Failed by error: the camera connection closed".to_owned();

@@ -79,7 +79,7 @@ impl Gateway {
                 .streams
                 .get(&entry.stream)
                 .map_or("", |s| s.url.as_str());
-            p.remove_viewer(url);
+            p.with(|w| w.remove_viewer(url));
         }
         if let Some(viewer) = entry.viewer.as_mut() {
             viewer.close();

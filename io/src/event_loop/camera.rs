@@ -7,7 +7,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::Instant;
 
-use camgate_core::hub::{Gateway, StreamId};
+use camgate_core::gateway::{Gateway, StreamId};
 use mio::net::TcpStream;
 use mio::{Interest, Token};
 
@@ -151,9 +151,11 @@ impl EventLoop {
         let Some(Endpoint::Camera { conn, .. }) = self.endpoints.get_mut(key) else {
             return;
         };
+        let started = Instant::now();
         let outcome = conn.read_available(&mut self.read_buf, &mut |data| {
             gateway.handle_rtsp_data(stream, now, data)
         });
+        gateway.record_camera_input_time(started.elapsed());
         let flushed = conn.flush();
         if outcome == ReadOutcome::Closed || flushed.is_err() {
             self.drop_camera(stream);
@@ -280,6 +282,7 @@ impl EventLoop {
             return;
         };
         let (stream, track, rtcp) = (c.stream, c.track, c.rtcp);
+        let started = Instant::now();
         loop {
             match c.socket.recv_from(&mut self.read_buf) {
                 Ok((n, source)) => {
@@ -294,6 +297,7 @@ impl EventLoop {
                 }
             }
         }
+        gateway.record_camera_input_time(started.elapsed());
     }
 
     pub(super) fn send_camera_udp(

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use camgate_core::hub::Gateway;
+use camgate_core::gateway::Gateway;
 use camgate_core::str0m::net::Transmit;
 use slab::Slab;
 

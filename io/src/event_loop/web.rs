@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use camgate_core::hub::{Gateway, SessionId};
+use camgate_core::gateway::{Gateway, SessionId};
 pub use camgate_core::ids::ConnId;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Token};

@@ -50,14 +50,14 @@ pub(super) fn render(streams: &[StreamInfo], stats: &GatewayStats, web_sessions:
     }
     family(
         &mut out,
-        "camgate_transcode_seconds_total",
+        "camgate_camera_input_seconds_total",
         "counter",
-        "Time spent decoding camera audio and encoding it to Opus.",
+        "Time spent reading camera sockets and relaying their media (transcoding included).",
     );
     let _ = writeln!(
         out,
-        "camgate_transcode_seconds_total {:.6}",
-        stats.transcode_nanos as f64 / 1e9
+        "camgate_camera_input_seconds_total {:.6}",
+        stats.camera_input_nanos as f64 / 1e9
     );
     out
 }

@@ -25,7 +25,6 @@ mod config;
 mod early;
 mod output;
 mod request;
-mod rng;
 mod setup;
 mod timers;
 mod udp;
@@ -44,10 +43,10 @@ use super::auth::Authenticator;
 use super::framing::{Frame, Framer};
 use super::url::RtspUrl;
 use crate::media::TrackInfo;
+use crate::rng::SplitMix64;
 use early::EarlyMedia;
 use output::MediaOut;
 use request::{Pending, ReqKind};
-use rng::SplitMix64;
 use udp::UdpSession;
 
 /// Session timeout assumed when SETUP's `Session` header announces none (RFC 2326 §12.37).
