@@ -6,7 +6,7 @@ use std::time::Instant;
 use str0m::net::Transmit;
 
 use super::pipeline::{MediaPipeline, MediaSink};
-use super::streams::{Source, Stream};
+use super::streams::Source;
 use super::viewers::{ViewerEntry, ViewerId, ViewerTable};
 use super::{Gateway, GatewayOutput, GatewayStats, StreamId};
 use crate::audio_relay::{AudioOut, AudioPacket};
@@ -81,37 +81,21 @@ impl Gateway {
         id: StreamId,
         now: Instant,
     ) -> Option<(&mut Source, &mut MediaPipeline, FanOut<'_>)> {
-        let Gateway {
-            streams,
-            viewers,
-            unflushed,
-            transmits,
-            outputs,
-            stats,
-            mirror_out,
-            ..
-        } = self;
-        let Stream {
-            source,
-            pipeline,
-            viewers: watching,
-            mirrors,
-            redacted,
-            ..
-        } = streams.get_mut(&id)?;
+        // Disjoint fields: the stream's, and the gateway's that the fan-out writes to.
+        let s = self.streams.get_mut(&id)?;
         let fan_out = FanOut {
-            viewers,
-            unflushed,
-            transmits,
-            outputs,
-            stats,
-            mirror_out,
-            watching,
-            mirrors,
-            redacted,
+            viewers: &mut self.viewers,
+            unflushed: &mut self.unflushed,
+            transmits: &mut self.transmits,
+            outputs: &mut self.outputs,
+            stats: &mut self.stats,
+            mirror_out: &mut self.mirror_out,
+            watching: &s.viewers,
+            mirrors: &s.mirrors,
+            redacted: &s.redacted,
             now,
         };
-        Some((source, pipeline, fan_out))
+        Some((&mut s.source, &mut s.pipeline, fan_out))
     }
 }
 

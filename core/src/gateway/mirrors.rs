@@ -118,43 +118,49 @@ impl Gateway {
         item: MirrorItem,
         now: Instant,
     ) -> Option<StreamId> {
-        match item {
+        let (mirror, input) = match item {
             MirrorItem::Video {
                 mirror,
                 packet,
                 wall,
-            } => {
-                let (Source::Mirror(_), pipeline, mut fan_out) = self.media_of(mirror, now)? else {
-                    return None;
-                };
-                let input = MediaIn::MirroredVideo { packet, wall };
-                pipeline.on_media(now, input, &mut fan_out);
-                Some(mirror)
-            }
+            } => (mirror, MediaIn::MirroredVideo { packet, wall }),
             MirrorItem::Audio {
                 mirror,
                 packet,
                 wall,
                 fallback,
             } => {
-                let (Source::Mirror(_), pipeline, mut fan_out) = self.media_of(mirror, now)? else {
-                    return None;
-                };
                 let input = MediaIn::MirroredAudio {
                     packet,
                     wall,
                     fallback,
                 };
-                pipeline.on_media(now, input, &mut fan_out);
-                Some(mirror)
+                (mirror, input)
             }
+            news => {
+                self.handle_mirror_news(news, now);
+                return None;
+            }
+        };
+        let (Source::Mirror(_), pipeline, mut fan_out) = self.media_of(mirror, now)? else {
+            return None;
+        };
+        pipeline.on_media(now, input, &mut fan_out);
+        Some(mirror)
+    }
+
+    /// What the camera's worker tells a mirror besides media: what plays, a resync, a failure.
+    fn handle_mirror_news(&mut self, news: MirrorItem, now: Instant) {
+        match news {
+            MirrorItem::Video { .. } | MirrorItem::Audio { .. } => {}
             MirrorItem::Ready {
                 mirror,
                 origin,
                 described,
             } => {
-                let (Source::Mirror(m), pipeline, mut fan_out) = self.media_of(mirror, now)? else {
-                    return None;
+                let Some((Source::Mirror(m), pipeline, mut fan_out)) = self.media_of(mirror, now)
+                else {
+                    return;
                 };
                 m.origin_stream = Some(origin);
                 match pipeline.describe(*described) {
@@ -164,19 +170,14 @@ impl Gateway {
                     }
                     Some(_) => {}
                 }
-                None
             }
             MirrorItem::Resync { mirror } => {
                 if let Some(s) = self.streams.get_mut(&mirror) {
                     s.pipeline.clear_gop();
                     self.resync_viewers(mirror);
                 }
-                None
             }
-            MirrorItem::Failed { mirror, info } => {
-                self.fail_stream(mirror, now, &info);
-                None
-            }
+            MirrorItem::Failed { mirror, info } => self.fail_stream(mirror, now, &info),
         }
     }
 

@@ -106,14 +106,7 @@ impl Gateway {
             return false; // a mirror: its camera's worker terminates it
         }
         tracing::info!(stream = id.0, url = %s.redacted, "terminated by REST");
-        let info = "Stopped by rest /terminate";
-        self.fail_mirrors(id, info);
-        let s = &self.streams[&id];
-        let all: Vec<ViewerId> = s.viewers.iter().chain(s.pending.iter()).copied().collect();
-        for v in all {
-            self.send_status(v, StreamStatus::Failed, Some(info));
-            self.remove_viewer(v, now);
-        }
+        self.fail_viewers(id, now, "Stopped by rest /terminate");
         let s = self.streams.get_mut(&id).expect("still there");
         if let Source::Camera(client) = &mut s.source {
             client.teardown(now);

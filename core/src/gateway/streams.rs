@@ -148,6 +148,12 @@ impl Gateway {
         if matches!(s.source, Source::Camera(_)) {
             self.stats.rtsp_errors += 1;
         }
+        self.fail_viewers(id, now, info);
+        self.close_stream(id);
+    }
+
+    /// Every viewer of stream `id`, here and on mirrors, gets FAILED with `info` and goes.
+    pub(super) fn fail_viewers(&mut self, id: StreamId, now: Instant, info: &str) {
         self.fail_mirrors(id, info);
         let s = &self.streams[&id];
         let all: Vec<ViewerId> = s.viewers.iter().chain(s.pending.iter()).copied().collect();
@@ -155,7 +161,6 @@ impl Gateway {
             self.send_status(v, StreamStatus::Failed, Some(info));
             self.remove_viewer(v, now);
         }
-        self.close_stream(id);
     }
 
     pub(super) fn close_stream(&mut self, id: StreamId) {
