@@ -491,7 +491,7 @@ fn write_report(
     );
     for m in micro {
         if m.datagrams == 0 {
-            // The in-memory camera/viewers no longer match the gateway (e.g. a new RTSP step).
+            // The in-memory camera/viewers do not speak what the gateway expects (e.g. a new RTSP step).
             let _ = writeln!(
                 s,
                 "| {} | 0 | failed: no datagrams left the gateway |",

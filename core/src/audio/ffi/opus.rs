@@ -1,4 +1,4 @@
-//! libopus encoder (what the transcoder emits) and decoder (for tests and diagnostics).
+//! libopus encoder (what the transcoder emits) and decoder (for the tests).
 
 use std::ffi::{c_int, CStr};
 
