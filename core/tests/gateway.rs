@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use camgate_core::gateway::{Gateway, GatewayConfig, GatewayOutput, SessionId, StreamId};
+use camgate_core::hub::{Gateway, GatewayConfig, GatewayOutput, SessionId, StreamId};
 use camgate_core::ids::ConnId;
 use camgate_core::placement::Placement;
 use camgate_testkit::camera::FakeCamera;
