@@ -18,7 +18,8 @@ pub enum ClientMessage {
     PlayStream {
         /// The SDK's id for this playback; every later message about it carries it.
         media_session_id: String,
-        /// The camera's RTSP URL (or stream name).
+        /// The camera's RTSP URL (the web layer has already swapped a configured stream name
+        /// for its URL).
         name: String,
         /// The browser's WebRTC offer.
         sdp: String,
