@@ -482,7 +482,7 @@ fn write_report(
     let _ = writeln!(s, "## Relay path in-process (no sockets)\n");
     let _ = writeln!(
         s,
-        "`camgate_core::hub::Gateway` fed interleaved RTP of a 2 Mbit/s camera (+PCMU) with N str0m viewers connected in memory; \
+        "`camgate_core::gateway::Gateway` fed interleaved RTP of a 2 Mbit/s camera (+PCMU) with N str0m viewers connected in memory; \
          time spent inside the gateway (parse, relay, str0m packetize + SRTP encrypt) per datagram it emits. One thread, wall clock.\n"
     );
     let _ = writeln!(
@@ -491,7 +491,7 @@ fn write_report(
     );
     for m in micro {
         if m.datagrams == 0 {
-            // The in-memory camera/viewers no longer match the gateway (e.g. a new RTSP step).
+            // The in-memory camera/viewers do not speak what the gateway expects (e.g. a new RTSP step).
             let _ = writeln!(
                 s,
                 "| {} | 0 | failed: no datagrams left the gateway |",

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use camgate_core::hub::{Gateway, GatewayConfig, GatewayOutput, SessionId, StreamId};
+use camgate_core::gateway::{Gateway, GatewayConfig, GatewayOutput, SessionId, StreamId};
 use camgate_core::ids::ConnId;
 use camgate_core::rtsp::client::{RtspConfig, RtspTransport};
 use serde_json::{json, Value};

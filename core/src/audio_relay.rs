@@ -13,12 +13,16 @@ use crate::rtp::{RtpPacket, SeqStep, SeqTracker};
 /// The codec browsers receive.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AudioOut {
+    /// Opus at 48 kHz: the camera's own Opus, or what the transcoder makes.
     Opus,
+    /// The camera's G.711 µ-law at 8 kHz mono, passed through.
     Pcmu,
+    /// The camera's G.711 A-law at 8 kHz mono, passed through.
     Pcma,
 }
 
 impl AudioOut {
+    /// The encoding name as an SDP `a=rtpmap` line writes it.
     pub fn name(self) -> &'static str {
         match self {
             Self::Opus => "opus",
@@ -31,9 +35,11 @@ impl AudioOut {
 /// One audio packet leaving the relay; its payload is shared by every viewer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudioPacket {
+    /// The RTP payload in the output codec.
     pub payload: Arc<[u8]>,
     /// In the output codec's clock (48 kHz for Opus, 8 kHz for G.711).
     pub rtp_time: u32,
+    /// The relay's own sequence number, +1 per packet; passthrough also skips the camera's gaps.
     pub seq: u16,
 }
 
@@ -46,6 +52,8 @@ enum Mode {
     },
 }
 
+/// A stream's audio relay: takes the camera's RTP packets and gives one [`AudioPacket`] sequence
+/// for all viewers (plus an Opus fallback for G.711 passthrough when some browser needs it).
 pub struct AudioRelay {
     mode: Mode,
     out: AudioOut,
@@ -133,6 +141,7 @@ impl AudioRelay {
         Ok(())
     }
 
+    /// Whether the Opus version of a G.711 track is being made (see `enable_opus_fallback`).
     pub fn has_opus_fallback(&self) -> bool {
         self.fallback.is_some()
     }
@@ -154,6 +163,7 @@ impl AudioRelay {
         matches!(self.mode, Mode::Transcode { .. })
     }
 
+    /// The codec of the main output, which browsers must accept to take this stream's audio.
     pub fn output(&self) -> AudioOut {
         self.out
     }

@@ -93,6 +93,7 @@ impl Default for BitrateMeter {
 }
 
 impl BitrateMeter {
+    /// An empty meter; the window starts at the first `add`.
     pub fn new() -> Self {
         Self {
             buckets: [0; BUCKETS],
@@ -119,6 +120,7 @@ impl BitrateMeter {
         self.bucket_start = Some(start + BUCKET * steps);
     }
 
+    /// Counts `bytes` of video payload sent at `now`.
     pub fn add(&mut self, now: Instant, bytes: usize) {
         self.advance(now);
         self.buckets[self.current] += bytes as u64;
@@ -138,6 +140,7 @@ impl BitrateMeter {
         Some((bytes as f64 * 8.0 / span.as_secs_f64()) as u64)
     }
 
+    /// Forgets everything counted: `bps` waits for a new second of data.
     pub fn clear(&mut self) {
         *self = Self::new();
     }
@@ -146,6 +149,7 @@ impl BitrateMeter {
 /// One receiver report of the browser, with what had been sent when it was read.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LinkReport {
+    /// When str0m produced the stats the report was read from.
     pub at: Instant,
     /// Highest (extended) sequence number the browser has received.
     pub received_seq: u64,
@@ -153,8 +157,9 @@ pub struct LinkReport {
     pub lost: u64,
     /// Fraction lost since the previous reports, as str0m averages it.
     pub loss: Option<f32>,
-    /// Extended sequence number of the last video packet sent, and video payload bytes sent.
+    /// Extended sequence number of the last video packet sent.
     pub sent_seq: u64,
+    /// Video payload bytes sent to this viewer so far.
     pub sent_bytes: u64,
 }
 
@@ -193,6 +198,7 @@ pub struct LinkMonitor {
 }
 
 impl LinkMonitor {
+    /// A monitor with no reports yet: the link counts as fine until reports show otherwise.
     pub fn new() -> Self {
         Self {
             history: VecDeque::with_capacity(HISTORY),

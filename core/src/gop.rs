@@ -9,6 +9,7 @@
 
 use crate::media::VideoPacket;
 
+/// The packets from a stream's latest keyframe on, replayed to viewers who join mid-GOP.
 pub struct GopCache {
     packets: Vec<VideoPacket>,
     bytes: usize,
@@ -55,6 +56,7 @@ impl GopCache {
         self.valid = false;
     }
 
+    /// Whether a joining viewer can start from the cache (it holds a GOP from its keyframe).
     pub fn is_ready(&self) -> bool {
         self.valid && !self.packets.is_empty()
     }
@@ -81,6 +83,7 @@ impl GopCache {
             .count() as u32
     }
 
+    /// Packets cached.
     pub fn len(&self) -> usize {
         self.packets.len()
     }
@@ -90,6 +93,7 @@ impl GopCache {
         &self.packets
     }
 
+    /// Whether no packet is cached.
     pub fn is_empty(&self) -> bool {
         self.packets.is_empty()
     }

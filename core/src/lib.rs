@@ -2,9 +2,10 @@
 //! clock reads. Time is passed in as `Instant`; bytes go in through `handle_*` and come out through
 //! `poll_*`, so the whole relay can be driven deterministically in tests.
 
-// What is `pub` here is the API the other crates use; the rest is `pub(crate)`. `missing_docs`
-// is not on yet: it finds ~250 undocumented items (many of them in gateway/ and rtsp/client/).
+// What is `pub` here is the API the other crates use, and each item of it says what it is for;
+// the rest is `pub(crate)`.
 #![warn(unreachable_pub)]
+#![warn(missing_docs)]
 
 pub mod audio;
 pub mod audio_relay;

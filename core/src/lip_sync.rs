@@ -32,6 +32,7 @@ pub struct TrackClock {
 }
 
 impl TrackClock {
+    /// A clock for a track at `clock_rate` Hz, unmapped until its first sender report.
     pub fn new(clock_rate: u32) -> Self {
         Self {
             clock_rate: clock_rate.max(1),

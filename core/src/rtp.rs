@@ -9,10 +9,15 @@ use std::fmt;
 /// One RTP packet, borrowed from the receive buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RtpPacket<'a> {
+    /// Which SDP format (track) the packet belongs to.
     pub payload_type: u8,
+    /// Marker bit: for video, the last packet of a picture.
     pub marker: bool,
+    /// Sequence number, +1 per packet sent: shows loss and reordering.
     pub sequence: u16,
+    /// Media time in the track's clock rate.
     pub timestamp: u32,
+    /// Synchronization source: ties the packet to the track's sender reports.
     pub ssrc: u32,
     /// Payload with CSRCs, header extension and padding removed.
     pub payload: &'a [u8],
@@ -145,10 +150,12 @@ impl SeqTracker {
     /// Backward jumps up to this many numbers count as reordering.
     pub const MAX_MISORDER: u16 = 100;
 
+    /// A tracker that has seen no packet yet.
     pub fn new() -> SeqTracker {
         SeqTracker::default()
     }
 
+    /// Classifies the next sequence number received; late ones do not move the tracker.
     pub fn step(&mut self, seq: u16) -> SeqStep {
         let Some(last) = self.last else {
             self.last = Some(seq);
@@ -166,6 +173,7 @@ impl SeqTracker {
         step
     }
 
+    /// Forgets the last number: the next one counts as `First`.
     pub fn reset(&mut self) {
         self.last = None;
     }
@@ -174,6 +182,7 @@ impl SeqTracker {
 /// The clock pair of an RTCP sender report, enough for lip sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SenderReport {
+    /// The source (track) the report is about.
     pub ssrc: u32,
     /// 64-bit NTP timestamp (seconds since 1900 in the high half, fraction in the low half).
     pub ntp_time: u64,

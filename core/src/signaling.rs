@@ -11,25 +11,36 @@ use serde_json::{json, Value};
 pub enum ClientMessage {
     /// First message of a session; `auth_token` is set when the page configured one.
     Connection {
+        /// The page's `authToken`; the web layer checks it before the gateway sees the message.
         auth_token: Option<String>,
     },
     /// Play `name` (a camera URL) answering the browser's `sdp` offer.
     PlayStream {
+        /// The SDK's id for this playback; every later message about it carries it.
         media_session_id: String,
+        /// The camera's RTSP URL (the web layer has already swapped a configured stream name
+        /// for its URL).
         name: String,
+        /// The browser's WebRTC offer.
         sdp: String,
     },
+    /// Stop the playback `media_session_id`.
     StopStream {
+        /// Which playback of the session to stop.
         media_session_id: String,
     },
+    /// The answer to our `ping`: the browser is still there.
     Pong,
     /// A message camgate does not act on (publishing, SIP, metrics...), by name.
     Other(String),
 }
 
+/// Why a browser's message could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SignalingError {
+    /// Not JSON, or no `"message"` name in it.
     NotJson,
+    /// A field the message needs (e.g. `sdp` of `playStream`) is missing or not a string.
     MissingField(&'static str),
 }
 
@@ -43,6 +54,7 @@ impl std::fmt::Display for SignalingError {
 }
 
 impl ClientMessage {
+    /// Reads one WebSocket text frame from the browser; unknown message names are `Other`.
     pub fn parse(text: &str) -> Result<Self, SignalingError> {
         let value: Value = serde_json::from_str(text).map_err(|_| SignalingError::NotJson)?;
         let name = value
@@ -84,13 +96,18 @@ impl ClientMessage {
 /// Stream statuses the SDK knows (`STREAM_STATUS` in its constants).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamStatus {
+    /// The `playStream` was accepted; the camera and WebRTC are being set up.
     Pending,
+    /// Media flows; sent with the stream info.
     Playing,
+    /// Ended by the browser's `stopStream`.
     Stopped,
+    /// Ended by an error (camera, ICE timeout, ...), with the reason as info.
     Failed,
 }
 
 impl StreamStatus {
+    /// The name the SDK expects in `status`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "PENDING",
@@ -163,6 +180,8 @@ pub fn not_enough_bandwidth(
     )
 }
 
+/// Keepalive the server sends to established sessions; a session silent for three intervals
+/// is closed.
 pub fn ping() -> String {
     envelope("ping", json!([null]))
 }

@@ -11,15 +11,21 @@ use crate::vp8::Vp8Relay;
 /// What a browser must be able to decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VideoCodec {
-    /// `profile_level_id`: profile_idc, constraint flags, level_idc of the camera's SPS (or SDP).
+    /// H.264, matched against the browser's offered profiles.
     H264 {
+        /// profile_idc, constraint flags, level_idc of the camera's SPS (or SDP); `None`
+        /// until either is known.
         profile_level_id: Option<[u8; 3]>,
     },
+    /// VP8.
     Vp8,
 }
 
+/// A stream's video relay, one variant per camera codec.
 pub enum VideoRelay {
+    /// H.264: re-fragments oversized packets, puts SPS/PPS before keyframes.
     H264(Box<H264Relay>),
+    /// VP8: forwards the camera's packets, renumbered.
     Vp8(Vp8Relay),
 }
 
@@ -36,6 +42,7 @@ impl VideoRelay {
         }
     }
 
+    /// One camera RTP packet in; the packets for browsers it completes are appended to `out`.
     pub fn push(&mut self, packet: &RtpPacket<'_>, out: &mut Vec<VideoPacket>) {
         match self {
             Self::H264(r) => r.push(packet, out),
@@ -43,6 +50,7 @@ impl VideoRelay {
         }
     }
 
+    /// What a browser must decode to take this stream, as far as known now.
     pub fn codec(&self) -> VideoCodec {
         match self {
             Self::H264(r) => VideoCodec::H264 {

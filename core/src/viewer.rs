@@ -23,10 +23,13 @@ use crate::gop::GopCache;
 use crate::media::VideoPacket;
 use crate::video_relay::VideoCodec;
 
+/// Why a browser's offer cannot become a viewer; `Display` gives the text of the FAILED status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ViewerError {
+    /// str0m could not parse or accept the offer SDP.
     BadOffer(String),
-    /// The browser offered no H.264 in packetization-mode 1 (or no video at all).
+    /// The browser offered none of the camera's video codec (H.264 packetization-mode 1 or
+    /// VP8), or no video at all.
     NoCommonCodec,
 }
 
@@ -119,6 +122,8 @@ pub struct ViewerState {
     pub keyframe_requested: bool,
 }
 
+/// One browser's WebRTC connection to one stream: answers its offer, sends it the relay's
+/// packets, and reports its state and link quality to the gateway.
 pub struct Viewer {
     rtc: Rtc,
     video: Option<(Mid, Pt)>,
@@ -454,6 +459,7 @@ impl Viewer {
         self.audio.is_some()
     }
 
+    /// The payload type the answer gave the video, which every video packet carries.
     pub fn video_pt(&self) -> Option<u8> {
         self.video.map(|(_, pt)| *pt)
     }
@@ -465,6 +471,7 @@ impl Viewer {
         }
     }
 
+    /// Connection state and flags, for the gateway to act on after each input.
     pub fn state(&self) -> ViewerState {
         self.state
     }
@@ -629,6 +636,7 @@ impl Viewer {
         }
     }
 
+    /// One datagram from the browser (STUN, DTLS, SRTP or SRTCP); replies are appended to `out`.
     pub fn handle_receive(
         &mut self,
         now: Instant,
@@ -649,6 +657,8 @@ impl Viewer {
         });
     }
 
+    /// Advances the viewer's timers to `now` (ICE, DTLS retransmits, RTCP); a browser silent for
+    /// `SILENCE_TIMEOUT` is marked failed.
     pub fn handle_timeout(&mut self, now: Instant, out: &mut VecDeque<Transmit>) {
         if now.saturating_duration_since(self.last_heard) > SILENCE_TIMEOUT {
             if !self.state.failed {
@@ -812,6 +822,7 @@ impl Viewer {
         });
     }
 
+    /// When `handle_timeout` must be called next.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         if self.next_timeout.is_some() {
             return self.next_timeout;
@@ -826,11 +837,13 @@ impl Viewer {
         }
     }
 
+    /// Ends the connection when the gateway drops the viewer; `is_alive` turns false.
     pub fn close(&mut self) {
         self.next_timeout = None;
         self.rtc.disconnect();
     }
 
+    /// Whether the viewer is still usable: not closed or disconnected by str0m, and not failed.
     pub fn is_alive(&self) -> bool {
         self.rtc.is_alive() && !self.state.failed
     }

@@ -56,7 +56,9 @@ pub struct Vp8Descriptor {
     pub start: bool,
     /// PID: partition index (0..=7).
     pub partition: u8,
+    /// PictureID, when the I bit says it is present: numbers the frames.
     pub picture_id: Option<PictureId>,
+    /// TL0PICIDX, when the L bit says it is present: numbers the base temporal layer's frames.
     pub tl0_pic_idx: Option<u8>,
     /// TID (0..=3) and Y (layer sync), when T is set.
     pub tid: Option<(u8, bool)>,

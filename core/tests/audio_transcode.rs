@@ -307,7 +307,8 @@ fn audio_latm() {
 #[test]
 fn audio_aac_from_libavcodec() {
     // avenc_aac's AudioSpecificConfig `140856e500` ends in the sync extension 0x2b7 (AOT 5, sbrPresentFlag 0):
-    // plain AAC-LC. Over LATM (`40002810adca00`) it used to be read as frameLengthType 2 and refused.
+    // plain AAC-LC. Over LATM (`40002810adca00`) the extension must not be read as frameLengthType 2
+    // (which would refuse the stream).
     for name in ["aac_hbr_avenc_16000_mono", "latm_avenc_16000_mono"] {
         let (t, _) = run(name);
         assert_eq!(t.output_channels(), 1);

@@ -1737,7 +1737,7 @@ fn with_two_workers_rest_and_limits_act_on_the_whole_server() {
     h.gateway.startup(url, now).unwrap();
     assert_eq!(
         h.gateway.startup(url, now),
-        Err(camgate_core::hub::StartupError::AlreadyPulled)
+        Err(camgate_core::gateway::StartupError::AlreadyPulled)
     );
     h.run_for(Duration::from_millis(300));
     assert_eq!((h.connects, h.camera_worker), (1, 1));

@@ -51,8 +51,11 @@ pub enum AacPacketization {
     /// RFC 3640 `mpeg4-generic` with AU headers of `size_length` + `index_length` (first AU) or
     /// `index_delta_length` (later AUs) bits; `mode=AAC-hbr` is 13/3/3.
     Mpeg4Generic {
+        /// Bits of each AU's size field (`sizelength`).
         size_length: u32,
+        /// Bits of the first AU's index field (`indexlength`).
         index_length: u32,
+        /// Bits of the later AUs' index-delta field (`indexdeltalength`).
         index_delta_length: u32,
     },
     /// RFC 6416 `MP4A-LATM` with `cpresent=0`; `config` is then the StreamMuxConfig.
@@ -62,20 +65,27 @@ pub enum AacPacketization {
 /// The camera's audio encoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AudioCodec {
+    /// G.711 µ-law: relayed as is when the browser offered PCMU at 8 kHz mono, else decoded by table.
     Pcmu,
+    /// G.711 A-law: relayed as is when the browser offered PCMA at 8 kHz mono, else decoded by table.
     Pcma,
-    /// `config` is the SDP `config=` bytes: an AudioSpecificConfig for mpeg4-generic, a StreamMuxConfig for LATM.
+    /// AAC-LC, decoded with symphonia.
     Aac {
+        /// The SDP `config=` bytes: an AudioSpecificConfig for mpeg4-generic, a StreamMuxConfig for LATM.
         config: Vec<u8>,
+        /// How the access units are framed in RTP.
         mode: AacPacketization,
     },
+    /// Speex (RFC 5574), decoded with libspeex.
     Speex,
+    /// Opus: browsers take it as is, so it is forwarded untouched.
     Opus,
 }
 
 /// An audio track as the camera's SDP describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudioInput {
+    /// The encoding and its SDP parameters, which pick the decoder.
     pub codec: AudioCodec,
     /// RTP clock rate of the input timestamps.
     pub clock_rate: u32,
@@ -235,6 +245,7 @@ pub fn needs_transcoding(
 /// One 20 ms Opus packet for the browser.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpusPacket {
+    /// The encoded Opus frame, the RTP payload as is.
     pub payload: Vec<u8>,
     /// RTP timestamp at 48 kHz, derived from the camera's timestamps (see the module docs).
     pub rtp_time: u32,
@@ -245,9 +256,11 @@ pub struct OpusPacket {
 /// Counters of a [`Transcoder`], for metrics and logs.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct AudioStats {
+    /// Payloads given to [`Transcoder::push`].
     pub packets_in: u64,
     /// Decoded codec frames (AAC access units, Speex frames, G.711 packets).
     pub frames_decoded: u64,
+    /// Opus packets emitted.
     pub opus_packets: u64,
     /// Payloads that could not be parsed (truncated headers, sizes past the end, ...), dropped.
     pub malformed_packets: u64,
@@ -257,8 +270,9 @@ pub struct AudioStats {
     pub lost_fragments: u64,
     /// Frames stamped before the current position (duplicates, reordering), dropped.
     pub late_frames: u64,
-    /// Timestamp gaps under a second filled with silence, and the 48 kHz samples of silence inserted.
+    /// Timestamp gaps under a second filled with silence.
     pub gaps_filled: u64,
+    /// 48 kHz samples of silence inserted for those gaps.
     pub silence_samples: u64,
     /// Timestamp jumps of more than a second (either way): the output timeline restarted there.
     pub reanchors: u64,
@@ -517,7 +531,6 @@ impl Transcoder {
         self.note.as_deref()
     }
 
-    /// Channels of the Opus output (1 or 2): signal `stereo=1` in the browser's SDP when 2.
     /// The input (camera) RTP timestamp whose audio an output packet stamped `out_ts` carries,
     /// so the output can be placed on the camera's wallclock (lip sync). None until the first
     /// packet anchored the timeline; passthrough maps 1:1.
@@ -537,10 +550,12 @@ impl Transcoder {
         }
     }
 
+    /// Channels of the Opus output (1 or 2): signal `stereo=1` in the browser's SDP when 2.
     pub fn output_channels(&self) -> u16 {
         self.out_channels
     }
 
+    /// A copy of the counters, for metrics and logs.
     pub fn stats(&self) -> AudioStats {
         self.stats
     }

@@ -1,7 +1,8 @@
 //! RTP (single NAL / STAP-A / FU-A) → whole NAL units grouped into access units.
 //!
-//! Not on the relay's hot path (the relay forwards payloads without reassembly); this is for
-//! tests, recording, snapshots and anything that needs real NAL units. It allocates freely.
+//! Not on the relay path (the relay forwards payloads without reassembly): the tests and the
+//! fuzz harness use it to check that what the relay sends decodes to whole NAL units. It
+//! allocates freely.
 
 use crate::rtp::{RtpPacket, SeqStep, SeqTracker};
 
@@ -14,6 +15,7 @@ pub const MAX_NAL_SIZE: usize = 4 << 20;
 /// The NAL units of one picture (one RTP timestamp).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessUnit {
+    /// The RTP timestamp shared by the access unit's packets.
     pub rtp_time: u32,
     /// NAL units without start codes, in stream order.
     pub nals: Vec<Vec<u8>>,
@@ -41,6 +43,7 @@ pub struct Depacketizer {
 }
 
 impl Depacketizer {
+    /// A depacketizer waiting for its first packet.
     pub fn new() -> Depacketizer {
         Depacketizer::default()
     }

@@ -5,9 +5,13 @@
 pub const NAL_SLICE: u8 = 1;
 /// IDR coded slice: a decoder can start here (given SPS and PPS).
 pub const NAL_IDR: u8 = 5;
+/// Supplemental enhancement information: metadata a decoder may ignore.
 pub const NAL_SEI: u8 = 6;
+/// Sequence parameter set: needed, with the PPS, before the first slice can be decoded.
 pub const NAL_SPS: u8 = 7;
+/// Picture parameter set.
 pub const NAL_PPS: u8 = 8;
+/// Access unit delimiter: marks the start of a picture, carries nothing to decode.
 pub const NAL_AUD: u8 = 9;
 /// Filler data: padding for constant bit rate, nothing to decode.
 pub const NAL_FILLER: u8 = 12;

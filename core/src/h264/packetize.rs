@@ -16,6 +16,7 @@ pub const MIN_PAYLOAD: usize = 3;
 pub struct Piece<'a> {
     prefix: [u8; 2],
     prefix_len: u8,
+    /// The borrowed part that follows the prefix.
     pub body: &'a [u8],
 }
 
@@ -29,18 +30,23 @@ impl<'a> Piece<'a> {
         }
     }
 
+    /// The bytes written before `body`: 0, 1 or 2 of them.
     pub fn prefix(&self) -> &[u8] {
         &self.prefix[..usize::from(self.prefix_len).min(2)]
     }
 
+    /// Payload size in bytes, prefix included.
     pub fn len(&self) -> usize {
         self.prefix().len() + self.body.len()
     }
 
+    /// Whether the payload has no bytes at all.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The payload copied into a new `Vec`, as [`Packetizer`] hands them out (the relay uses
+    /// `to_arc`).
     pub fn to_vec(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(self.len());
         v.extend_from_slice(self.prefix());
@@ -142,7 +148,9 @@ pub fn packetize_nal(nal: &[u8], max_payload: usize) -> NalPieces<'_> {
 /// Iterator of [`nal_pieces`].
 #[derive(Debug, Clone)]
 pub enum NalPieces<'a> {
+    /// The unit fits one payload: yields it once (or nothing for an empty unit).
     Single(Option<Piece<'a>>),
+    /// The unit is too big: yields its FU-A fragments.
     Fu(FuFragments<'a>),
 }
 
@@ -200,6 +208,7 @@ impl Packetizer {
         }
     }
 
+    /// The largest payload it emits (never below [`MIN_PAYLOAD`]).
     pub fn max_payload(&self) -> usize {
         self.max_payload
     }

@@ -72,6 +72,7 @@ pub struct ParameterSets {
 }
 
 impl ParameterSets {
+    /// Knows no parameter set yet.
     pub fn new() -> ParameterSets {
         ParameterSets::default()
     }
@@ -129,14 +130,17 @@ impl ParameterSets {
         self.stap_a = Some(p.into());
     }
 
+    /// The latest SPS (with its NAL header), if one was seen.
     pub fn sps(&self) -> Option<&[u8]> {
         (!self.sps.is_empty()).then_some(self.sps.as_slice())
     }
 
+    /// The latest PPS (with its NAL header), if one was seen.
     pub fn pps(&self) -> Option<&[u8]> {
         (!self.pps.is_empty()).then_some(self.pps.as_slice())
     }
 
+    /// Whether both SPS and PPS are known, so a decoder could start at the next IDR.
     pub fn is_complete(&self) -> bool {
         self.stap_a.is_some()
     }
@@ -146,6 +150,7 @@ impl ParameterSets {
         self.stap_a.as_ref()
     }
 
+    /// The SPS's profile_idc, constraint flags and level_idc: the SDP `profile-level-id`.
     pub fn profile_level_id(&self) -> Option<[u8; 3]> {
         sps_profile_level_id(&self.sps)
     }

@@ -181,6 +181,7 @@ impl H264Relay {
         self.fmtp_profile_level_id
     }
 
+    /// Whether both SPS and PPS are known (from the SDP or in-band).
     pub fn has_parameter_sets(&self) -> bool {
         self.params.is_complete()
     }

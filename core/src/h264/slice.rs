@@ -10,14 +10,20 @@ const MAX_HEADER_BYTES: usize = 20;
 /// `slice_type` (0..=9; 5..=9 mean "all slices of the picture have this type").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SliceType {
+    /// Predicted from earlier pictures.
     P,
+    /// Bi-predicted, possibly from later pictures: the decoder must reorder.
     B,
+    /// Intra only.
     I,
+    /// Switching P (Extended profile).
     Sp,
+    /// Switching I (Extended profile).
     Si,
 }
 
 impl SliceType {
+    /// The type of a `slice_type` code; `None` above 9.
     pub fn from_code(code: u32) -> Option<SliceType> {
         Some(match code % 5 {
             _ if code > 9 => return None,
@@ -56,6 +62,7 @@ impl<'a> RbspBits<'a> {
         }
     }
 
+    /// The next bit; `None` once the data runs out.
     pub fn bit(&mut self) -> Option<bool> {
         if self.left == 0 {
             let mut b = *self.data.get(self.pos)?;

@@ -19,9 +19,11 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// Keeps the pair for answering the camera's challenges.
     pub fn new(username: String, password: String) -> Credentials {
         Credentials { username, password }
     }
+    /// The user name, safe to log (the password has no public getter).
     pub fn username(&self) -> &str {
         &self.username
     }
@@ -42,9 +44,13 @@ impl fmt::Debug for Credentials {
 /// Digest hash algorithm (RFC 7616 §3.3). `-sess` variants hash the client nonce into HA1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
+    /// `MD5`, also what a challenge without `algorithm=` means.
     Md5,
+    /// `MD5-sess`.
     Md5Sess,
+    /// `SHA-256` (RFC 7616).
     Sha256,
+    /// `SHA-256-sess` (RFC 7616).
     Sha256Sess,
 }
 
@@ -94,6 +100,7 @@ impl Algorithm {
 pub enum Qop {
     /// No `qop` in the challenge: RFC 2069 digest.
     None,
+    /// `qop=auth`: the response also covers `nc` and `cnonce`.
     Auth,
     /// Only `auth-int` offered: our requests have no body, so H(entity-body) is H("").
     AuthInt,
@@ -102,12 +109,19 @@ pub enum Qop {
 /// One parsed `WWW-Authenticate` challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
+    /// `Basic`: base64 of user:password on every request.
     Basic,
+    /// `Digest`: a hash of the credentials with the server's nonce.
     Digest {
+        /// Hashed into HA1 and echoed back.
         realm: String,
+        /// The server's nonce, echoed back and hashed into the response.
         nonce: String,
+        /// Echoed back unchanged when present.
         opaque: Option<String>,
+        /// Which quality of protection the response uses.
         qop: Qop,
+        /// The hash function (and whether HA1 includes the cnonce).
         algorithm: Algorithm,
         /// `stale=true`: the nonce expired but the credentials were right (RFC 7616 §3.3).
         stale: bool,
@@ -256,6 +270,7 @@ impl Authenticator {
         self
     }
 
+    /// The challenge this authenticator answers (e.g. to log its scheme).
     pub fn challenge(&self) -> &Challenge {
         &self.challenge
     }

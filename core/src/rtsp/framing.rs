@@ -14,16 +14,31 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Start line of an RTSP message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartLine {
-    Response { status: u16, reason: String },
-    Request { method: String, uri: String },
+    /// `RTSP/1.0 200 OK`: the camera answering one of our requests.
+    Response {
+        /// The status code, e.g. 401 for a challenge.
+        status: u16,
+        /// The reason phrase, for logs.
+        reason: String,
+    },
+    /// `DESCRIBE rtsp://… RTSP/1.0`: a request, as the demo and test cameras receive them and
+    /// as a camera may send the client (OPTIONS pings, ANNOUNCE).
+    Request {
+        /// The method name as sent.
+        method: String,
+        /// The request-URI as sent.
+        uri: String,
+    },
 }
 
 /// One RTSP request or response with its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
+    /// Request or response line.
     pub start: StartLine,
     /// Headers in order, names as sent; repeated names are kept (e.g. `WWW-Authenticate`).
     pub headers: Vec<(String, String)>,
+    /// `Content-Length` bytes after the headers (an SDP for DESCRIBE); empty without it.
     pub body: Vec<u8>,
 }
 
@@ -50,8 +65,15 @@ impl Message {
 /// What the framer found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame<'a> {
+    /// A whole request or response.
     Message(Message),
-    Interleaved { channel: u8, data: &'a [u8] },
+    /// A `$`-framed RTP or RTCP packet of RTSP over TCP.
+    Interleaved {
+        /// The channel from the `interleaved=` transport parameter: which track, RTP or RTCP.
+        channel: u8,
+        /// The packet, borrowed from the read when it was complete there.
+        data: &'a [u8],
+    },
 }
 
 /// The byte stream is not RTSP, or a message exceeds the limits.
@@ -79,6 +101,7 @@ enum Parsed<'a> {
 }
 
 impl Framer {
+    /// A framer for a new connection, with nothing buffered.
     pub fn new() -> Framer {
         Framer::default()
     }

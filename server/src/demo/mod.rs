@@ -1,14 +1,11 @@
 //! Built-in demo camera: a tiny RTSP server that loops a 10 s H.264 clip shipped in
 //! the binary, live and with ever-increasing timestamps, at `rtsp://127.0.0.1:8554/demo`
 //! by default. It lets `camgate` show something without a camera and is the synthetic
-//! camera of tests and benchmarks, so it behaves like a well-mannered real one
+//! camera of the server and browser tests, so it behaves like a well-mannered real one
 //! (RTP over TCP interleaved or UDP, RTCP SRs, session timeouts, real-time pacing).
 //!
 //! Blocking std sockets and one or two threads per client: this is a test source,
 //! not the relay path, and simplicity beats scalability here.
-
-// main.rs, tests and benchmarks each use a different part of the API.
-#![allow(dead_code)]
 
 pub mod clip;
 mod rtp;

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use camgate_core::hub::{GatewayStats, StreamInfo};
+use camgate_core::gateway::{GatewayStats, StreamInfo};
 
 pub(super) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -160,7 +160,7 @@ fn sample(out: &mut String, series: &str, value: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use camgate_core::hub::StreamId;
+    use camgate_core::gateway::StreamId;
 
     #[test]
     fn every_sample_follows_its_type_line() {

@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use camgate_core::hub::{Gateway, SessionId};
+use camgate_core::gateway::{Gateway, SessionId};
 use camgate_io::{ConnId, ListenerKind, WebApp, WebIo};
 
 use crate::access::Access;

@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use camgate_core::hub::{Gateway, StartupError};
+use camgate_core::gateway::{Gateway, StartupError};
 use serde_json::{json, Value};
 
 use super::http::Response;

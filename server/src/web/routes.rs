@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use camgate_core::hub::Gateway;
+use camgate_core::gateway::Gateway;
 use camgate_io::ConnId;
 
 use super::http::{Request, Response};

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use camgate_core::hub::{Gateway, SessionId};
+use camgate_core::gateway::{Gateway, SessionId};
 use camgate_core::signaling::StreamStatus;
 use camgate_io::ConnId;
 use serde_json::{json, Value};

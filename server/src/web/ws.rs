@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::time::Instant;
 
-use camgate_core::hub::Gateway;
+use camgate_core::gateway::Gateway;
 use camgate_core::signaling::{self, StreamStatus};
 use camgate_io::ConnId;
 use serde_json::Value;

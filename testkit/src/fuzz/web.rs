@@ -1,6 +1,6 @@
 //! Fuzz harnesses for camgate's web side (crate `camgate`): HTTP requests, WebSocket signaling
 //! and the REST/WHEP APIs, end to end through `camgate::web::Web` (the sans-IO `WebApp` the
-//! event loop drives) and a real `camgate_core::hub::Gateway`.
+//! event loop drives) and a real `camgate_core::gateway::Gateway`.
 //!
 //! Run by the fuzz binaries `http_request`, `websocket` and `rest_body`, and replayed over seeds,
 //! corpora and crash artifacts by `server/tests/fuzz_regressions.rs` in a plain
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use camgate::access::Access;
 use camgate::config::{Config, NamedStream};
 use camgate::web::{Web, WebSettings};
-use camgate_core::hub::{Gateway, GatewayConfig, GatewayOutput};
+use camgate_core::gateway::{Gateway, GatewayConfig, GatewayOutput};
 use camgate_io::{ConnId, ListenerKind, WebApp, WebIo};
 use serde_json::Value;
 
@@ -40,9 +40,9 @@ pub const SECRET: &str = "secretpw";
 pub const LOBBY_URL: &str = "rtsp://admin:secretpw@10.0.0.5:554/Streaming/Channels/101";
 /// The `auth_token` of the configurations with access control.
 pub const TOKEN: &str = "t0k";
-/// `web.rs`'s `REQUEST_TIMEOUT`: a client without a complete request after this is closed.
+/// `server/src/web/mod.rs`'s `REQUEST_TIMEOUT`: a client without a complete request after this is closed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// `web.rs`'s `MAX_REQUEST_HEAD`.
+/// `server/src/web/http.rs`'s `MAX_REQUEST_HEAD`.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// Gateway outputs handled per `pump`; more means the web side and the gateway feed each
 /// other forever.

@@ -1,4 +1,4 @@
-//! libopus encoder (what the transcoder emits) and decoder (for tests and diagnostics).
+//! libopus encoder (what the transcoder emits) and decoder (for the tests).
 
 use std::ffi::{c_int, CStr};
 
@@ -109,6 +109,7 @@ pub struct OpusDecoder {
 unsafe impl Send for OpusDecoder {}
 
 impl OpusDecoder {
+    /// A decoder for `channels` (1 or 2) at 48 kHz; fails if libopus refuses the channel count.
     pub fn new(channels: u16) -> Result<OpusDecoder, AudioError> {
         let mut err: c_int = 0;
         // SAFETY: valid arguments; the pointer is checked.

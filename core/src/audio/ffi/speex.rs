@@ -1,4 +1,4 @@
-//! Speex decoder over the system libspeex (Debian `libspeex-dev`), declared by hand (six functions, one struct)
+//! Speex decoder over the system libspeex (Debian `libspeex-dev`), declared by hand (nine functions, one struct)
 //! to avoid bindgen. Layouts follow `<speex/speex_bits.h>` of libspeex 1.2.
 
 use std::ffi::{c_char, c_int, c_void};
