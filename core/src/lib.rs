@@ -1,6 +1,7 @@
-//! camgate's sans-IO core: every protocol state machine of the gateway, with no sockets, threads or
-//! clock reads. Time is passed in as `Instant`; bytes go in through `handle_*` and come out through
-//! `poll_*`, so the whole relay can be driven deterministically in tests.
+//! camgate's sans-IO core: every protocol state machine of the gateway, with no sockets, threads,
+//! locks, clock reads or OS randomness. Time is passed in as `Instant` and randomness as a seed;
+//! bytes go in through `handle_*` and come out through `poll_*`, so the whole relay can be driven
+//! deterministically in tests (see docs/ARCHITECTURE.md).
 
 // What is `pub` here is the API the other crates use, and each item of it says what it is for;
 // the rest is `pub(crate)`.
@@ -27,9 +28,6 @@ pub mod stun;
 pub mod video_relay;
 pub mod viewer;
 pub mod vp8;
-
-/// The gateway's former module name, still used by the io and server crates.
-pub use gateway as hub;
 
 /// The WebRTC stack, re-exported so the I/O layer speaks its `Transmit` type.
 pub use str0m;

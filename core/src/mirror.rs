@@ -23,6 +23,7 @@ use crate::video_relay::VideoCodec;
 /// What a mirror needs to answer its viewers' offers and tell them what plays.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Described {
+    /// The video codec browsers get (the camera's, passed through).
     pub video: VideoCodec,
     /// The audio sent to browsers, if the camera's audio plays.
     pub audio: Option<AudioOut>,
@@ -35,28 +36,45 @@ pub struct Described {
 pub enum MirrorItem {
     /// A relayed video packet, with the wall-clock instant it was captured at (for RTCP).
     Video {
+        /// The mirror stream.
         mirror: StreamId,
+        /// The packet, its payload shared with the origin's viewers.
         packet: VideoPacket,
+        /// When it was captured.
         wall: Instant,
     },
-    /// A relayed audio packet; `fallback`: the Opus fallback of passed-through G.711.
+    /// A relayed audio packet.
     Audio {
+        /// The mirror stream.
         mirror: StreamId,
+        /// The packet, its payload shared with the origin's viewers.
         packet: AudioPacket,
+        /// When it was captured.
         wall: Instant,
+        /// The Opus fallback of passed-through G.711 (else the main output).
         fallback: bool,
     },
-    /// The camera plays (or what plays changed): viewers can be answered. `origin`: the
-    /// camera stream's id on its worker.
+    /// The camera plays (or what plays changed): viewers can be answered.
     Ready {
+        /// The mirror stream.
         mirror: StreamId,
+        /// The camera stream's id on its worker.
         origin: StreamId,
+        /// What plays.
         described: Box<Described>,
     },
     /// The camera was reconnected: viewers wait for its next keyframe.
-    Resync { mirror: StreamId },
+    Resync {
+        /// The mirror stream.
+        mirror: StreamId,
+    },
     /// The camera failed or was terminated: the mirror's viewers get FAILED with `info`.
-    Failed { mirror: StreamId, info: String },
+    Failed {
+        /// The mirror stream.
+        mirror: StreamId,
+        /// The reason, as the viewers' FAILED status says it.
+        info: String,
+    },
 }
 
 /// The newest (RTP time, wall clock) pair a mirror got: how it dates the packets of a GOP
@@ -68,6 +86,7 @@ pub struct MirrorClock {
 }
 
 impl MirrorClock {
+    /// A clock that dates `rtp_time` at `wall`.
     pub fn new(rtp_time: u32, wall: Instant) -> Self {
         Self { rtp_time, wall }
     }

@@ -73,8 +73,11 @@ pub struct TooManyStreams;
 /// Why `place_viewer` refused a viewer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ViewerRefused {
+    /// The camera is not pulled, and `max_streams` cameras are.
     TooManyStreams,
+    /// `max_viewers` viewers are served in all.
     TooManyViewers,
+    /// `max_viewers_per_stream` viewers watch this camera.
     TooManyViewersOfStream,
 }
 
@@ -352,8 +355,11 @@ impl WorkerTable<'_> {
 /// The limits `Placement::place_viewer` applies (see `GatewayConfig`).
 #[derive(Debug, Clone, Copy)]
 pub struct ViewerLimits {
+    /// Cameras pulled at once.
     pub max_streams: usize,
+    /// Viewers in all.
     pub max_viewers: usize,
+    /// Viewers of one camera.
     pub max_viewers_per_stream: usize,
 }
 

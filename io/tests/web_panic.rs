@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use camgate_core::hub::{Gateway, GatewayConfig, SessionId};
+use camgate_core::gateway::{Gateway, GatewayConfig, SessionId};
 use camgate_io::{ConnId, EventLoop, EventLoopConfig, ListenerKind, WebApp, WebIo};
 
 /// Echoes what it gets, and panics on "boom" (standing in for any bug in request handling).

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use camgate_core::hub::{Gateway, GatewayConfig};
+use camgate_core::gateway::{Gateway, GatewayConfig};
 use camgate_io::{EventLoop, EventLoopConfig, ListenerKind, NoWeb, WorkerLink};
 use clap::Parser;
 

@@ -13,6 +13,7 @@ pub(super) enum CameraInput<'a> {
 }
 
 impl Gateway {
+    /// The TCP connection of `RtspConnect` is up: the RTSP client starts its requests.
     pub fn handle_rtsp_connected(&mut self, stream: StreamId, now: Instant) {
         let Some(client) = self.streams.get_mut(&stream).and_then(Stream::client) else {
             return;
@@ -21,6 +22,8 @@ impl Gateway {
         self.after_stream_input(stream, now);
     }
 
+    /// The camera connection failed or closed: the stream reconnects (if it had played) or
+    /// fails its viewers.
     pub fn handle_rtsp_lost(&mut self, stream: StreamId, now: Instant) {
         let Some(client) = self.streams.get_mut(&stream).and_then(Stream::client) else {
             return;

@@ -70,6 +70,7 @@ type Map<K, V> = HashMap<K, V, ahash::RandomState>;
 /// How long a viewer whose connection died may still say `stopStream` before it gets FAILED.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
+/// One worker's cameras, viewers and signaling sessions (see the module docs).
 pub struct Gateway {
     config: GatewayConfig,
     stream_ids: StreamIds,
@@ -107,6 +108,7 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// A gateway with no camera, viewer or session yet.
     pub fn new(config: GatewayConfig) -> Self {
         let here = config.placement.as_ref().map_or(0, |p| p.here());
         let mut rng = SplitMix64::new(config.seed);
@@ -141,6 +143,7 @@ impl Gateway {
         }
     }
 
+    /// The settings it was made with.
     pub fn config(&self) -> &GatewayConfig {
         &self.config
     }
@@ -225,6 +228,7 @@ impl Gateway {
         }
     }
 
+    /// Viewers on this worker, answered or waiting.
     pub fn viewer_count(&self) -> usize {
         self.viewers.len()
     }

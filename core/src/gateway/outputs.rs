@@ -31,6 +31,7 @@ impl Gateway {
         }
     }
 
+    /// The next thing the event loop must do; `None` when there is nothing (until more input).
     pub fn poll_output(&mut self) -> Option<GatewayOutput> {
         loop {
             let output = self.outputs.pop_front()?;

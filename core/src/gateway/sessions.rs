@@ -23,6 +23,7 @@ pub(super) struct Session {
 }
 
 impl Gateway {
+    /// A signaling session (WebSocket or WHEP) opened; it is pinged from now on.
     pub fn handle_session_opened(&mut self, session: SessionId, now: Instant) {
         self.sessions.insert(
             session,
@@ -38,6 +39,7 @@ impl Gateway {
         }
     }
 
+    /// A signaling message (Flashphoner protocol JSON) from a session's browser.
     pub fn handle_session_message(&mut self, session: SessionId, now: Instant, text: &str) {
         let Some(s) = self.sessions.get_mut(&session) else {
             return;

@@ -52,6 +52,7 @@ impl Gateway {
         }
     }
 
+    /// Time passed: runs every deadline up to `now` (see `poll_timeout`).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
         if let Some(p) = &self.config.placement {

@@ -6,6 +6,8 @@ use str0m::config::DtlsCert;
 pub struct GatewayConfig {
     /// Where browsers reach camgate's WebRTC UDP socket(s): the host candidates of every answer.
     pub candidates: Vec<SocketAddr>,
+    /// How camera connections behave (timeouts, transport, auth quirks); every RTSP client
+    /// gets these, with its own seed.
     pub rtsp: RtspConfig,
     /// How long a camera connection stays open after its last viewer left.
     pub stream_linger: Duration,
@@ -13,10 +15,12 @@ pub struct GatewayConfig {
     pub max_payload: usize,
     /// Interval of the server `ping` on signaling sessions.
     pub ping_interval: Duration,
-    /// Limits: cameras pulled at once, viewers in all, viewers of one stream. Past them a
-    /// play is refused with FAILED and a reason.
+    /// Cameras pulled at once. Past this (as past the two viewer limits) a play is refused
+    /// with FAILED and a reason.
     pub max_streams: usize,
+    /// Viewers in all, on every worker.
     pub max_viewers: usize,
+    /// Viewers of one stream, on every worker.
     pub max_viewers_per_stream: usize,
     /// With several workers: this gateway's handle on the table of which worker pulls which
     /// camera. `None`: one worker, every camera is pulled here.
@@ -60,37 +64,74 @@ pub use crate::ids::{SessionId, StreamId};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GatewayOutput {
     /// Send a signaling text message on a WebSocket.
-    WsSend { session: SessionId, text: String },
+    WsSend {
+        /// The WebSocket (or WHEP) session.
+        session: SessionId,
+        /// The message, JSON in the Flashphoner protocol.
+        text: String,
+    },
     /// Close a WebSocket (its peer stopped answering pings).
-    WsClose { session: SessionId },
+    WsClose {
+        /// The session to close.
+        session: SessionId,
+    },
     /// Open a TCP connection to a camera; answer with `handle_rtsp_connected` or `handle_rtsp_lost`.
     RtspConnect {
+        /// The camera stream the connection is for.
         stream: StreamId,
+        /// Host name or address, as in the camera URL (the loop resolves it).
         host: String,
+        /// TCP port.
         port: u16,
     },
     /// Write bytes to the camera connection.
-    RtspSend { stream: StreamId, data: Vec<u8> },
+    RtspSend {
+        /// The camera stream.
+        stream: StreamId,
+        /// RTSP request (or interleaved RTCP) bytes.
+        data: Vec<u8>,
+    },
     /// Flush what was written, then close the camera connection (and its UDP sockets).
-    RtspClose { stream: StreamId },
+    RtspClose {
+        /// The camera stream.
+        stream: StreamId,
+    },
     /// Bind a UDP port pair (even RTP, odd RTCP) for a camera track, from the configured range
     /// and on `rtsp_client_address` if set; answer with `handle_rtsp_udp_ports`.
-    RtspUdpOpen { stream: StreamId, track: usize },
-    /// Send a datagram from a camera track's RTP or RTCP socket to the camera (`host`: None
-    /// means the host the RTSP connection went to).
-    RtspUdpSend {
+    RtspUdpOpen {
+        /// The camera stream.
         stream: StreamId,
+        /// The track's index in the camera's SDP.
         track: usize,
+    },
+    /// Send a datagram from a camera track's RTP or RTCP socket to the camera.
+    RtspUdpSend {
+        /// The camera stream.
+        stream: StreamId,
+        /// The track's index in the camera's SDP.
+        track: usize,
+        /// From the RTCP socket (else the RTP one).
         rtcp: bool,
+        /// `None`: the host the RTSP connection went to.
         host: Option<String>,
+        /// The camera's port.
         port: u16,
+        /// The datagram.
         data: Vec<u8>,
     },
     /// Hand `forward` to worker `worker`'s gateway (`handle_forward`), with several workers.
-    Forward { worker: usize, forward: Forward },
+    Forward {
+        /// The receiving worker.
+        worker: usize,
+        /// The message.
+        forward: Forward,
+    },
     /// Items for worker `worker`'s mirrors wait in `mirror_outbox(worker)`: move them to that
     /// worker's `handle_mirrored`. Sent when the outbox stops being empty.
-    Mirrored { worker: usize },
+    Mirrored {
+        /// The mirrors' worker.
+        worker: usize,
+    },
 }
 
 /// What one worker's gateway tells another's. A viewer is served by the worker that pulls
@@ -100,44 +141,58 @@ pub enum GatewayOutput {
 pub enum Forward {
     /// To the serving worker: open the origin's (established) session here.
     Attach {
+        /// The session's id on the origin worker.
         session: SessionId,
     },
     /// To the serving worker: a signaling message of that session (`playStream`, `stopStream`).
     Message {
+        /// The session's id on the origin worker.
         session: SessionId,
+        /// The message as the browser sent it.
         text: String,
     },
     /// To the serving worker: the session is gone; release its viewers silently.
     Closed {
+        /// The session's id on the origin worker.
         session: SessionId,
     },
     /// To the origin: a signaling message for the browser.
     Send {
+        /// The session's id on the origin worker.
         session: SessionId,
+        /// The message to send on its WebSocket.
         text: String,
     },
-    /// To the serving worker: REST `startup` / `terminate` of this exact URL.
+    /// To the serving worker: REST `startup` of this exact URL.
     Startup {
+        /// The camera URL, credentials included.
         url: String,
-        /// The placement entry it was placed as (see `Placement::claim`).
+        /// The placement entry it was placed as (see `WorkerTable::claim`).
         ticket: u64,
     },
+    /// To the serving worker: REST `terminate` of this exact URL.
     Terminate {
+        /// The camera URL, credentials included.
         url: String,
     },
     /// To a camera's worker: mirror the camera to stream `mirror` of the sender (see
     /// `mirror`); pull the camera first if it isn't pulled.
     Subscribe {
+        /// The camera URL, credentials included.
         url: String,
+        /// The mirror stream's id on the sending worker.
         mirror: StreamId,
     },
     /// To a camera's worker: that mirror has no viewers left.
     Unsubscribe {
+        /// The camera URL, credentials included.
         url: String,
+        /// The mirror stream's id on the sending worker.
         mirror: StreamId,
     },
     /// To a camera's worker: a mirror's viewer needs the Opus fallback of G.711 audio.
     OpusFallback {
+        /// The camera URL, credentials included.
         url: String,
     },
 }
@@ -145,9 +200,13 @@ pub enum Forward {
 /// A snapshot of one stream for logs and APIs; the URL has its password masked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamInfo {
+    /// The stream's id on the worker that pulls it (0: placed there, not yet published).
     pub id: StreamId,
+    /// The camera URL with its password masked.
     pub url: String,
+    /// The camera plays (its video track is up and it is not reconnecting).
     pub playing: bool,
+    /// Viewers watching or waiting, mirrors' viewers included.
     pub viewers: usize,
     /// Started by the REST API (kept without viewers).
     pub pinned: bool,
@@ -220,8 +279,9 @@ pub struct GatewayStats {
     pub rtsp_connects: u64,
     /// Reconnects after a camera that had played dropped.
     pub rtsp_reconnects: u64,
-    /// Viewers that joined, and that left (or failed).
+    /// Viewers that joined.
     pub viewers_joined: u64,
+    /// Viewers that left (or failed).
     pub viewers_left: u64,
     /// Camera audio packets that went through a transcoder.
     pub audio_packets_transcoded: u64,
@@ -267,11 +327,16 @@ impl GatewayStats {
 /// Entry counts of the gateway's tables, see [`Gateway::resident`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Resident {
+    /// Streams, and their entries in the URL index.
     pub streams: usize,
+    /// Viewers, answered or waiting.
     pub viewers: usize,
+    /// Signaling sessions (WebSocket, WHEP, remote).
     pub sessions: usize,
+    /// Viewers' learned addresses and ICE ufrags.
     pub learned_addresses: usize,
     /// Pending timer entries (stale ones are dropped as they come due).
     pub timers: usize,
+    /// Outputs, datagrams and mirror items not yet taken by the loop.
     pub queued: usize,
 }
