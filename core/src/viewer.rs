@@ -238,6 +238,21 @@ pub fn one_media_stream(answer: &str) -> String {
     out
 }
 
+/// What a viewer's answer is made from (see `Viewer::accept_offer`).
+#[derive(Clone, Copy)]
+pub struct Negotiation<'a> {
+    /// The browser's recvonly offer.
+    pub offer_sdp: &'a str,
+    /// The camera's video, passed through.
+    pub video: VideoCodec,
+    /// The audio sent to browsers, if the camera's audio plays.
+    pub audio: Option<AudioOut>,
+    /// The addresses of camgate's shared UDP socket(s) as browsers should reach them.
+    pub candidates: &'a [SocketAddr],
+    /// The certificate every viewer shares (`GatewayConfig::dtls_cert`); `None`: str0m makes one.
+    pub dtls_cert: Option<&'a DtlsCert>,
+}
+
 impl std::fmt::Debug for Viewer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Viewer")
@@ -248,36 +263,28 @@ impl std::fmt::Debug for Viewer {
 }
 
 impl Viewer {
-    /// Answers a browser's recvonly offer. `candidates` are the addresses of camgate's shared
-    /// UDP socket(s) as browsers should reach them.
+    /// Answers a browser's recvonly offer: the viewer, and the answer SDP.
     pub fn accept_offer(
         now: Instant,
-        offer_sdp: &str,
-        video: VideoCodec,
-        audio: Option<AudioOut>,
-        candidates: &[SocketAddr],
-        dtls_cert: Option<&DtlsCert>,
+        n: &Negotiation<'_>,
     ) -> Result<(Viewer, String), ViewerError> {
         // str0m treats inconsistencies as bugs and panics; a browser's offer must never take
         // the server down with it, so a panic here only refuses this viewer.
-        std::panic::catch_unwind(|| {
-            Self::negotiate(now, offer_sdp, video, audio, candidates, dtls_cert)
-        })
-        .unwrap_or_else(|_| {
+        std::panic::catch_unwind(|| Self::negotiate(now, n)).unwrap_or_else(|_| {
             Err(ViewerError::BadOffer(
                 "internal error while negotiating".into(),
             ))
         })
     }
 
-    fn negotiate(
-        now: Instant,
-        offer_sdp: &str,
-        video: VideoCodec,
-        audio: Option<AudioOut>,
-        candidates: &[SocketAddr],
-        dtls_cert: Option<&DtlsCert>,
-    ) -> Result<(Viewer, String), ViewerError> {
+    fn negotiate(now: Instant, n: &Negotiation<'_>) -> Result<(Viewer, String), ViewerError> {
+        let Negotiation {
+            offer_sdp,
+            video,
+            audio,
+            candidates,
+            dtls_cert,
+        } = *n;
         let offer = SdpOffer::from_sdp_string(offer_sdp)
             .map_err(|e| ViewerError::BadOffer(e.to_string()))?;
         // Statistics carry the browser's receiver reports, from which the gateway judges whether

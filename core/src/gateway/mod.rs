@@ -56,7 +56,7 @@ use crate::rng::SplitMix64;
 use crate::rtsp::{MediaPacket, RtspClient, RtspConfig, RtspError, RtspEvent, RtspOutput, RtspUrl};
 use crate::signaling::{self, ClientMessage, StreamStatus};
 use crate::stun;
-use crate::viewer::Viewer;
+use crate::viewer::{Negotiation, Viewer};
 
 /// Longest a timer entry sleeps. Entries of removed viewers and streams can't be taken out of
 /// the heap; capping every deadline (waking early is harmless) makes them fall due and go

@@ -106,15 +106,14 @@ impl Gateway {
             let offer = entry.offer.take().unwrap_or_default();
             // str0m draws the viewer's ICE credentials and SSRCs from the thread's fastrand.
             fastrand::seed(self.rng.next_u64());
-            let candidates = &self.config.candidates;
-            match Viewer::accept_offer(
-                now,
-                &offer,
+            let negotiation = Negotiation {
+                offer_sdp: &offer,
                 video,
-                audio_out,
-                candidates,
-                self.config.dtls_cert.as_ref(),
-            ) {
+                audio: audio_out,
+                candidates: &self.config.candidates,
+                dtls_cert: self.config.dtls_cert.as_ref(),
+            };
+            match Viewer::accept_offer(now, &negotiation) {
                 Ok((viewer, answer)) => {
                     let needs_opus = viewer.audio_codec() == Some(AudioOut::Opus)
                         && audio_out.is_some_and(|out| out != AudioOut::Opus);

@@ -103,6 +103,20 @@ struct Src<'a> {
     gap: u16,
 }
 
+impl<'a> Src<'a> {
+    /// A camera packet's payload, not copied yet.
+    fn of(pkt: &RtpPacket<'a>, shape: Shape, gap: u16) -> Self {
+        Src {
+            bytes: pkt.payload,
+            arc: None,
+            shape,
+            marker: pkt.marker,
+            rtp_time: pkt.timestamp,
+            gap,
+        }
+    }
+}
+
 /// Relays one H.264 track. See the module docs.
 #[derive(Debug)]
 pub struct H264Relay {
@@ -251,15 +265,7 @@ impl H264Relay {
                 });
             } else {
                 self.flush_held(None, out);
-                let src = Src {
-                    bytes: pkt.payload,
-                    arc: None,
-                    shape,
-                    marker: pkt.marker,
-                    rtp_time: pkt.timestamp,
-                    gap,
-                };
-                self.emit(src, false, out);
+                self.emit(Src::of(pkt, shape, gap), false, out);
             }
             return;
         }
@@ -287,14 +293,7 @@ impl H264Relay {
             }
         }
         self.flush_held(mark_held, out);
-        let mut src = Src {
-            bytes: pkt.payload,
-            arc: None,
-            shape,
-            marker: pkt.marker,
-            rtp_time: pkt.timestamp,
-            gap,
-        };
+        let mut src = Src::of(pkt, shape, gap);
         if inject {
             self.inject_parameter_sets(pkt.timestamp, gap, out);
             src.gap = 0;

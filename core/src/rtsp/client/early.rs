@@ -70,7 +70,15 @@ impl RtspClient {
         );
         for p in &early.packets {
             match p.source {
-                Some(source) => self.receive_udp(now, p.track, p.rtcp, source, &p.data, on_media),
+                Some(source) => {
+                    let datagram = super::udp::Received {
+                        track: p.track,
+                        rtcp: p.rtcp,
+                        source,
+                        data: &p.data,
+                    };
+                    self.receive_udp(now, datagram, on_media)
+                }
                 None => on_media(MediaPacket {
                     track: p.track,
                     rtcp: p.rtcp,

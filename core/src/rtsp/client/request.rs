@@ -277,15 +277,7 @@ impl RtspClient {
         // Another server, another realm and nonce: wait for its own challenge.
         self.auth = None;
         self.get_parameter = false;
-        self.session = None;
-        self.session_timeout = DEFAULT_SESSION_TIMEOUT;
-        self.tracks.clear();
-        self.set_up.clear();
-        self.dropped.clear();
-        self.setup_error = None;
-        self.channels.iter_mut().for_each(|c| *c = None);
-        self.next_keepalive = None;
-        self.reset_udp();
+        self.forget_session();
         self.redirect = Some(target);
     }
 

@@ -289,15 +289,7 @@ impl RtspClient {
         // Pending answers of the old session (a keepalive, the TEARDOWN) are matched by CSeq
         // and ignored.
         self.pending.retain(|p| p.kind == ReqKind::Keepalive);
-        self.session = None;
-        self.session_timeout = DEFAULT_SESSION_TIMEOUT;
-        self.tracks.clear();
-        self.set_up.clear();
-        self.dropped.clear();
-        self.setup_error = None;
-        self.channels.iter_mut().for_each(|c| *c = None);
-        self.next_keepalive = None;
-        self.reset_udp();
+        self.forget_session();
         self.state = State::Describe;
         let uri = self.url.request_url().to_owned();
         let extra = vec![("Accept", "application/sdp".to_owned())];
@@ -363,4 +355,20 @@ pub(super) fn parse_udp_transport(transport: &str) -> UdpTransportAnswer {
         }
     }
     t
+}
+
+impl RtspClient {
+    /// Forgets the session and everything set up in it (tracks, channels, UDP ports), to start
+    /// again with DESCRIBE: on another transport, or at another server.
+    pub(super) fn forget_session(&mut self) {
+        self.session = None;
+        self.session_timeout = DEFAULT_SESSION_TIMEOUT;
+        self.tracks.clear();
+        self.set_up.clear();
+        self.dropped.clear();
+        self.setup_error = None;
+        self.channels.iter_mut().for_each(|c| *c = None);
+        self.next_keepalive = None;
+        self.reset_udp();
+    }
 }

@@ -33,6 +33,16 @@ pub(super) struct UdpSession {
     pub(super) local_ssrc: u32,
 }
 
+/// A datagram from one of a track's UDP sockets.
+#[derive(Clone, Copy)]
+pub(super) struct Received<'a> {
+    pub(super) track: usize,
+    /// From the track's RTCP socket.
+    pub(super) rtcp: bool,
+    pub(super) source: SocketAddr,
+    pub(super) data: &'a [u8],
+}
+
 impl UdpSession {
     pub(super) fn new(local_ssrc: u32, now: Instant) -> UdpSession {
         UdpSession {
@@ -133,7 +143,13 @@ impl RtspClient {
     ) -> ReceivedMedia<'a> {
         let mut out = std::mem::take(&mut self.received);
         out.clear();
-        self.input_udp(now, track, rtcp, source, data, &mut |m| out.record(data, m));
+        let datagram = Received {
+            track,
+            rtcp,
+            source,
+            data,
+        };
+        self.input_udp(now, datagram, &mut |m| out.record(data, m));
         self.received = out;
         ReceivedMedia::new(data, &self.received)
     }
@@ -141,10 +157,7 @@ impl RtspClient {
     pub(super) fn input_udp(
         &mut self,
         now: Instant,
-        track: usize,
-        rtcp: bool,
-        source: SocketAddr,
-        data: &[u8],
+        d: Received<'_>,
         on_media: &mut dyn FnMut(MediaPacket<'_>),
     ) {
         if self.current != RtspTransport::Udp {
@@ -152,11 +165,11 @@ impl RtspClient {
         }
         self.open_media(now, on_media);
         match self.state {
-            State::Playing if self.media_open => {
-                self.receive_udp(now, track, rtcp, source, data, on_media)
-            }
+            State::Playing if self.media_open => self.receive_udp(now, d, on_media),
             // A camera that streams before answering PLAY (see `handle_input`).
-            State::Play | State::Playing => self.early.hold(track, rtcp, Some(source), data),
+            State::Play | State::Playing => {
+                self.early.hold(d.track, d.rtcp, Some(d.source), d.data)
+            }
             _ => {}
         }
     }
@@ -164,12 +177,15 @@ impl RtspClient {
     pub(super) fn receive_udp(
         &mut self,
         now: Instant,
-        track: usize,
-        rtcp: bool,
-        source: SocketAddr,
-        data: &[u8],
+        d: Received<'_>,
         on_media: &mut dyn FnMut(MediaPacket<'_>),
     ) {
+        let Received {
+            track,
+            rtcp,
+            source,
+            data,
+        } = d;
         self.release_expired(now, on_media);
         let Some(u) = self.udp.tracks.get_mut(track) else {
             return;
