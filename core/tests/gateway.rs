@@ -128,6 +128,8 @@ struct Harness {
     browser_mode0: bool,
     /// New browsers offer Opus but no G.711.
     browser_no_g711: bool,
+    /// New browsers offer H.265 (Main, Main tier, level 6) too, as Safari does.
+    browser_h265: bool,
 }
 
 impl Harness {
@@ -169,6 +171,7 @@ impl Harness {
             browser_h264_profiles: None,
             browser_mode0: false,
             browser_no_g711: false,
+            browser_h265: false,
         }
     }
 
@@ -235,7 +238,8 @@ impl Harness {
             .clear_codecs()
             .enable_vp8(true)
             .enable_opus(true, false)
-            .enable_pcmu(!self.browser_no_g711, false);
+            .enable_pcmu(!self.browser_no_g711, false)
+            .enable_h265(self.browser_h265);
         if self.browser_mode0 {
             config = config.enable_vp8(false);
             config
@@ -2173,4 +2177,104 @@ fn datagrams_from_unknown_addresses_are_dropped_unless_a_viewers_ice_check() {
     // The viewer plays on.
     h.camera_frames(5..10);
     assert!(h.browsers[b].frames.len() >= frames + 5);
+}
+
+/// The H.265 capture of the test camera (x265 + rtph265pay, core/tests/data/h265): its SDP
+/// media section and its packets grouped by frame.
+fn h265_camera() -> (String, Vec<Vec<Vec<u8>>>) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/h265");
+    let meta = std::fs::read_to_string(dir.join("x265_zerolatency.meta")).unwrap();
+    let fmtp = meta.lines().find_map(|l| l.strip_prefix("fmtp=")).unwrap();
+    let sdp = format!("m=video 0 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\na=fmtp:96 {fmtp}\r\n");
+    let data = std::fs::read(dir.join("x265_zerolatency.rtp")).unwrap();
+    let mut frames: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut last_ts = None;
+    for p in camgate_testkit::capture::rfc4571_packets(&data) {
+        let ts = u32::from_be_bytes(p[4..8].try_into().unwrap());
+        if last_ts != Some(ts) {
+            frames.push(Vec::new());
+            last_ts = Some(ts);
+        }
+        frames.last_mut().unwrap().push(p);
+    }
+    (sdp, frames)
+}
+
+/// The H.265 NAL unit types of an Annex-B access unit.
+fn h265_nal_types(annexb: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut i = 0;
+    while i + 3 < annexb.len() {
+        if annexb[i..].starts_with(&[0, 0, 1]) {
+            types.push((annexb[i + 3] >> 1) & 0x3f);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    types
+}
+
+/// A browser (offering H.265 or not) plays the H.265 camera: the harness, the browser, and the
+/// camera's frames to send.
+fn play_h265_camera(browser_h265: bool) -> (Harness, usize, Vec<Vec<Vec<u8>>>) {
+    let (sdp, frames) = h265_camera();
+    let mut h = Harness::new();
+    h.camera.video_sdp = Some(sdp);
+    h.browser_h265 = browser_h265;
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    (h, b, frames)
+}
+
+#[test]
+fn an_h265_camera_plays_in_a_browser_that_offers_h265() {
+    let (mut h, b, frames) = play_h265_camera(true);
+    assert!(h.browsers[b]
+        .ws
+        .iter()
+        .any(|v| v["message"] == "setRemoteSDP"));
+    for frame in &frames {
+        for p in frame {
+            h.camera.send_video_packet(p);
+        }
+        h.run_for(Duration::from_millis(40));
+    }
+    let browser = &h.browsers[b];
+    assert_eq!(browser.statuses(), ["PENDING", "PLAYING"]);
+    let playing = (browser.ws.iter())
+        .find(|v| v["data"][0]["status"] == "PLAYING")
+        .unwrap();
+    assert_eq!(playing["data"][0]["info"], "video H265 Main L2.1 640x360");
+    // Every frame arrives whole (str0m hands out only complete frames), and the viewer starts
+    // at the IDR with VPS, SPS, PPS in front; the CRA, which the camera sent without them, gets
+    // them too.
+    assert_eq!(browser.frames.len(), frames.len(), "frames decoded");
+    let types: Vec<Vec<u8>> = (browser.frames.iter())
+        .map(|f| h265_nal_types(&f.2))
+        .collect();
+    assert_eq!(types[0], [32, 33, 34, 20], "VPS, SPS, PPS, IDR_N_LP");
+    assert_eq!(types[30], [32, 33, 34, 21], "VPS, SPS, PPS, CRA");
+    let irap = |t: &Vec<u8>| t.iter().any(|t| (16..=21).contains(t));
+    assert_eq!(types.iter().filter(|t| irap(t)).count(), 2);
+    assert!(types.iter().filter(|t| !irap(t)).all(|t| t == &[1]));
+    let stats = h.gateway.stats();
+    assert_eq!(stats.camera_packets_lost, 0);
+}
+
+#[test]
+fn a_browser_without_h265_gets_failed_with_what_to_do() {
+    let (h, b, _) = play_h265_camera(false);
+    let browser = &h.browsers[b];
+    assert_eq!(browser.statuses(), ["PENDING", "FAILED"]);
+    let failed = (browser.ws.iter())
+        .find(|v| v["data"][0]["status"] == "FAILED")
+        .unwrap();
+    assert_eq!(
+        failed["data"][0]["info"],
+        "No common codecs: camera sends H.265 Main; this browser decodes VP8, H264: use the \
+         camera's H.264 sub-stream, or a browser that decodes H.265 (Safari 17+, Chrome or Edge \
+         with hardware HEVC decoding)"
+    );
+    assert!(!browser.ws.iter().any(|v| v["message"] == "setRemoteSDP"));
 }
