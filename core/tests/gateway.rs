@@ -2234,12 +2234,26 @@ fn an_h265_camera_plays_in_a_browser_that_offers_h265() {
         .ws
         .iter()
         .any(|v| v["message"] == "setRemoteSDP"));
-    for frame in &frames {
+    let mut late = None;
+    for (i, frame) in frames.iter().enumerate() {
+        if i == 40 {
+            // A late joiner, mid-GOP: it starts at once from the cached GOP, at the CRA.
+            late = Some(h.play("rtsp://127.0.0.1:8554/cam"));
+            h.run_for(Duration::from_millis(300));
+        }
         for p in frame {
             h.camera.send_video_packet(p);
         }
         h.run_for(Duration::from_millis(40));
     }
+    let late = &h.browsers[late.unwrap()];
+    assert_eq!(late.statuses(), ["PENDING", "PLAYING"]);
+    assert_eq!(h265_nal_types(&late.frames[0].2), [32, 33, 34, 21]);
+    assert_eq!(
+        late.frames.len(),
+        frames.len() - 30,
+        "the GOP from the CRA on"
+    );
     let browser = &h.browsers[b];
     assert_eq!(browser.statuses(), ["PENDING", "PLAYING"]);
     let playing = (browser.ws.iter())
@@ -2258,8 +2272,16 @@ fn an_h265_camera_plays_in_a_browser_that_offers_h265() {
     let irap = |t: &Vec<u8>| t.iter().any(|t| (16..=21).contains(t));
     assert_eq!(types.iter().filter(|t| irap(t)).count(), 2);
     assert!(types.iter().filter(|t| !irap(t)).all(|t| t == &[1]));
-    let stats = h.gateway.stats();
-    assert_eq!(stats.camera_packets_lost, 0);
+    assert_eq!(h.gateway.stats().camera_packets_lost, 0);
+
+    // A keyframe request (PLI) is answered from the cache: the GOP from the CRA again.
+    let before = h.browsers[b].frames.len();
+    h.request_keyframe(b);
+    h.run_for(Duration::from_millis(50));
+    assert_eq!(h.gateway.stats().keyframe_requests_answered, 1);
+    let replayed = &h.browsers[b].frames[before..];
+    assert_eq!(replayed.len(), frames.len() - 30);
+    assert_eq!(h265_nal_types(&replayed[0].2), [32, 33, 34, 21]);
 }
 
 #[test]

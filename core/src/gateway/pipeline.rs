@@ -879,4 +879,20 @@ mod tests {
             "a mirror describes nothing to others"
         );
     }
+
+    #[test]
+    fn an_h265_camera_with_decoding_order_numbers_fails_with_the_reason() {
+        let fmtp = Some("sprop-max-don-diff=2");
+        let don = track(MediaKind::Video, "H265", 96, 90_000, fmtp);
+        let mut p = MediaPipeline::camera();
+        let err = p.camera_playing(&[don], Vec::new(), started(false));
+        let err = err.expect_err("refused");
+        let want = "No common codecs: the camera's H.265 uses decoding order numbers";
+        assert!(err.starts_with(want), "{err}");
+        let mjpeg = track(MediaKind::Video, "JPEG", 26, 90_000, None);
+        let err = p.camera_playing(&[mjpeg], Vec::new(), started(false));
+        assert!(err
+            .expect_err("refused")
+            .contains("neither H.264, H.265 nor VP8"));
+    }
 }

@@ -233,3 +233,39 @@ trait Positions: Iterator + Sized {
     }
 }
 impl<I: Iterator> Positions for I {}
+
+#[test]
+fn the_stream_info_names_the_profile_and_warns_of_b_frames() {
+    use crate::media::{MediaKind, TrackInfo};
+    use crate::video_relay::{VideoCodec, VideoRelay};
+    let track = |name: &str, fmtp: String| TrackInfo {
+        kind: MediaKind::Video,
+        encoding: "H265".into(),
+        payload_type: 96,
+        clock_rate: 90_000,
+        channels: None,
+        fmtp: Some(fmtp),
+        control: format!("rtsp://cam/{name}"),
+    };
+    let plain = VideoRelay::for_track(&track("a", capture("x265_zerolatency").fmtp), 1200).unwrap();
+    assert_eq!(plain.describe(), "H265 Main L2.1 640x360");
+    assert_eq!(plain.b_frames_warning(), None);
+    assert_eq!(
+        plain.codec(),
+        VideoCodec::H265 {
+            profile_tier_level: Some([1, 0, 63])
+        }
+    );
+    let b = VideoRelay::for_track(&track("b", capture("x265_bframes").fmtp), 1200).unwrap();
+    let warning = b.b_frames_warning().unwrap();
+    assert!(
+        warning.contains("H.265 has B-frames (2 reordered, B-pyramid)"),
+        "{warning}"
+    );
+    // Decoding order numbers: no relay, and the reason.
+    let don = track("c", "sprop-max-don-diff=4".into());
+    assert!(VideoRelay::for_track(&don, 1200).is_none());
+    assert!(VideoRelay::refusal(&don)
+        .unwrap()
+        .contains("decoding order"));
+}
