@@ -269,3 +269,25 @@ fn the_stream_info_names_the_profile_and_warns_of_b_frames() {
         .unwrap()
         .contains("decoding order"));
 }
+
+#[test]
+fn the_relay_survives_mutated_camera_streams() {
+    // The fuzz harness (testkit::fuzz::h265_relay: output invariants, and VPS/SPS/PPS before
+    // every IRAP a joining viewer gets) on the committed seeds with random bytes changed.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/seeds/h265_relay");
+    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    seeds.sort();
+    assert_eq!(seeds.len(), 3);
+    let mut rng = camgate_testkit::Rng::new(265);
+    for i in 0..3000 {
+        let mut data = seeds[i % seeds.len()].clone();
+        for _ in 0..1 + rng.pick(8) {
+            let at = rng.pick(data.len());
+            data[at] = rng.next_u64() as u8;
+        }
+        camgate_testkit::fuzz::h265_relay(&data);
+    }
+}
