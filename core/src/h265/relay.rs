@@ -19,6 +19,7 @@
 use std::sync::Arc;
 
 use crate::h264::nal::{has_start_code, split_annex_b, units_are_clean};
+use crate::h264::packetize::Piece;
 use crate::h264::params::fmtp_param;
 use crate::media::VideoPacket;
 use crate::nal_relay::Ingest;
@@ -37,6 +38,9 @@ enum Shape {
     Ap,
     /// Fragmentation unit.
     Fu,
+    /// Quirk: an FU with both S and E set (forbidden by RFC 7798): re-emitted as the single NAL
+    /// unit it is, because receivers disagree on how to handle it.
+    FuWhole,
     /// Quirk: Annex-B start codes in a single NAL unit packet, or a malformed aggregation
     /// packet: its valid units are re-emitted one by one.
     Units,
@@ -139,8 +143,12 @@ impl H265Relay {
             NAL_FU => {
                 let fu = *p.get(2)?;
                 let inner = fu & 0x3F;
-                (inner < NAL_AP && p.len() > 3)
-                    .then_some((Shape::Fu, fu & 0x80 != 0 && is_irap(inner)))
+                let shape = if fu & 0xC0 == 0xC0 {
+                    Shape::FuWhole
+                } else {
+                    Shape::Fu
+                };
+                (inner < NAL_AP && p.len() > 3).then_some((shape, fu & 0x80 != 0 && is_irap(inner)))
             }
             NAL_AP if units_are_clean(ap_units(p)) => self.inspect_units(p, Shape::Ap),
             NAL_AP => self.inspect_units(p, Shape::Units),
@@ -186,13 +194,17 @@ impl H265Relay {
                 w.push(shared.map_or_else(|| Arc::from(p), Arc::clone));
             }
             Shape::Single => nal_pieces(p, max).for_each(|piece| w.push(piece.to_arc())),
-            Shape::Fu => {
+            Shape::Fu | Shape::FuWhole => {
                 // The NAL unit header this FU stands for: its F, LayerId and TID, the FU's type.
                 let fu = p[2];
                 let h0 = (p[0] & 0x81) | ((fu & 0x3F) << 1);
                 let (s, e) = (fu & 0x80 != 0, fu & 0x40 != 0);
-                for piece in fu_pieces(h0, p[1], &p[3..], s, e, max) {
-                    w.push(piece.to_arc());
+                if shape == Shape::FuWhole && p.len() - 1 <= max {
+                    w.push(Piece::with_prefix(&[h0, p[1]], &p[3..]).to_arc());
+                } else {
+                    for piece in fu_pieces(h0, p[1], &p[3..], s, e, max) {
+                        w.push(piece.to_arc());
+                    }
                 }
             }
             Shape::Ap | Shape::Units => {

@@ -291,3 +291,25 @@ fn the_relay_survives_mutated_camera_streams() {
         camgate_testkit::fuzz::h265_relay(&data);
     }
 }
+
+#[test]
+fn an_fu_claiming_start_and_end_becomes_the_single_nal_unit_it_is() {
+    let mut relay = H265Relay::new(None, 1200);
+    let mut out = Vec::new();
+    // FU of a TRAIL_R (type 1) with S and E: payload header 62 01, FU header c1.
+    let fu = [0x62, 0x01, 0xC1, 0xAA, 0xBB];
+    let mut bytes = Vec::new();
+    let pkt = crate::rtp::RtpPacket {
+        payload_type: 96,
+        marker: true,
+        sequence: 1,
+        timestamp: 0,
+        ssrc: 1,
+        payload: &fu,
+    };
+    pkt.write_to(&mut bytes);
+    relay.push(&RtpPacket::parse(&bytes).unwrap(), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(&*out[0].payload, &[0x02, 0x01, 0xAA, 0xBB]);
+    assert!(out[0].marker);
+}
