@@ -313,3 +313,46 @@ fn an_fu_claiming_start_and_end_becomes_the_single_nal_unit_it_is() {
     assert_eq!(&*out[0].payload, &[0x02, 0x01, 0xAA, 0xBB]);
     assert!(out[0].marker);
 }
+
+/// Frames libavcodec decodes from an H.265 byte stream (GStreamer's avdec_h265), each as 8-bit
+/// luma; `None` when GStreamer or the decoder is not installed (scripts/test.sh installs both).
+fn decoded_frames(annex_b: &[u8], name: &str) -> Option<usize> {
+    let dir = std::env::temp_dir().join(format!("camgate-h265-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (input, output) = (dir.join("in.h265"), dir.join("out.gray"));
+    std::fs::write(&input, annex_b).unwrap();
+    let status = std::process::Command::new("gst-launch-1.0")
+        .args(["-q", "filesrc", &format!("location={}", input.display())])
+        .args(["!", "h265parse", "!", "avdec_h265", "!", "videoconvert"])
+        .args(["!", "video/x-raw,format=GRAY8", "!", "filesink"])
+        .arg(format!("location={}", output.display()))
+        .status()
+        .ok()?;
+    let size = std::fs::metadata(&output).map(|m| m.len() as usize);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(status.success(), "gst-launch-1.0 failed: {status}");
+    let frame = 640 * 360;
+    let size = size.unwrap();
+    assert_eq!(size % frame, 0, "{size} bytes are not whole 640x360 frames");
+    Some(size / frame)
+}
+
+#[test]
+fn a_real_decoder_decodes_the_relayed_stream_from_the_start_and_from_the_cra() {
+    // The camera's stream through the relay at a 1200-byte MTU (every keyframe re-fragmented),
+    // as a viewer from the first packet and one joining at the second keyframe (the CRA) get it.
+    let c = capture("x265_zerolatency");
+    let (_, out) = relay_all(&c, 1200);
+    let cra = out.iter().rposition(|p| p.keyframe_start).unwrap();
+    for (name, from, frames) in [("start", 0, 60), ("cra", cra, 30)] {
+        let mut annex_b = Vec::new();
+        for n in nal_units(out[from..].iter().map(|p| &*p.payload)) {
+            annex_b.extend_from_slice(&[0, 0, 0, 1]);
+            annex_b.extend_from_slice(&n);
+        }
+        match decoded_frames(&annex_b, name) {
+            Some(n) => assert_eq!(n, frames, "{name}: frames decoded"),
+            None => eprintln!("gst-launch-1.0 with avdec_h265 is not installed: not decoded"),
+        }
+    }
+}
