@@ -2300,3 +2300,51 @@ fn a_browser_without_h265_gets_failed_with_what_to_do() {
     );
     assert!(!browser.ws.iter().any(|v| v["message"] == "setRemoteSDP"));
 }
+
+#[test]
+fn an_h265_viewer_on_a_slow_link_skips_to_irap_pictures_with_their_parameter_sets() {
+    let (mut h, slow, frames) = play_h265_camera(true);
+    // The capture (2 s, ~700 kbit/s, an IRAP every second: IDR, then CRA) looped for 12 s,
+    // renumbered so it is one stream; the link carries 300 kbit/s behind a 40 kB queue.
+    h.browsers[slow].link = Some(Link::new(400_000, 120_000));
+    let packets_per_loop = frames.iter().map(Vec::len).sum::<usize>() as u16;
+    for round in 0..6u32 {
+        for frame in &frames {
+            for p in frame {
+                let mut p = p.clone();
+                let seq = u16::from_be_bytes([p[2], p[3]]) + packets_per_loop * round as u16;
+                let ts = u32::from_be_bytes(p[4..8].try_into().unwrap()) + round * 60 * 3000;
+                p[2..4].copy_from_slice(&seq.to_be_bytes());
+                p[4..8].copy_from_slice(&ts.to_be_bytes());
+                h.camera.send_video_packet(&p);
+            }
+            h.run_for(Duration::from_millis(30));
+        }
+    }
+    assert!(
+        h.gateway.stats().congestion_skips >= 1,
+        "{:?}",
+        h.gateway.stats()
+    );
+    // Skips resume at an IRAP picture (at least one such resume is seen), and every IRAP
+    // picture it gets has VPS, SPS and PPS in front. (The link also drops datagrams before
+    // camgate judges it too slow: those losses show as gaps too, resuming wherever the browser
+    // could complete a frame.)
+    let got = &h.browsers[slow].frames;
+    let irap = |t: &[u8]| t.iter().any(|t| (16..=21).contains(t));
+    for f in got {
+        let types = h265_nal_types(&f.2);
+        assert!(
+            !irap(&types) || types.starts_with(&[32, 33, 34]),
+            "{types:?}"
+        );
+    }
+    let skips = (got.windows(2))
+        .filter(|w| w[1].1.wrapping_sub(w[0].1) > 3001 && irap(&h265_nal_types(&w[1].2)))
+        .count();
+    assert!(skips >= 1, "never resumed at an IRAP: {} frames", got.len());
+    println!(
+        "slow H.265 viewer: {} of 360 frames, {skips} skips",
+        got.len()
+    );
+}
