@@ -526,6 +526,41 @@ mod tests {
     }
 
     #[test]
+    fn tls_fingerprints_are_checked_at_start() {
+        let pin = format!("sha256:{}", "ab".repeat(32));
+        let other = format!("sha256:{}", "cd".repeat(32));
+        let config = |streams: &[(&str, &str, Option<&str>)]| {
+            let mut text = String::from("rtsps_verify = \"system\"\n");
+            for (name, uri, fp) in streams {
+                text += &format!("[streams.{name}]\nuri = \"{uri}\"\n");
+                if let Some(fp) = fp {
+                    text += &format!("tls_fingerprint = \"{fp}\"\n");
+                }
+            }
+            let c: Config = toml::from_str(&text).unwrap();
+            assert_eq!(c.rtsps_verify, RtspsVerifySetting::System);
+            c.check()
+        };
+        let ok = config(&[
+            ("a", "rtsps://CAM.lan/1", Some(&pin)),
+            ("b", "rtsps://cam.lan:322/2", Some(&pin)),
+            ("c", "rtsps://cam.lan:7441/1", Some(&other)),
+        ]);
+        assert_eq!(ok, Ok(()));
+        let same_camera = config(&[
+            ("a", "rtsps://cam.lan/1", Some(&pin)),
+            ("b", "rtsps://cam.lan:322/2", Some(&other)),
+        ]);
+        assert!(same_camera
+            .unwrap_err()
+            .contains("pin different certificates"));
+        let plain = config(&[("a", "rtsp://cam.lan/1", Some(&pin))]);
+        assert!(plain.unwrap_err().contains("needs an rtsps:// uri"));
+        let bad = config(&[("a", "rtsps://cam.lan/1", Some("sha256:abc"))]);
+        assert!(bad.unwrap_err().contains("not a SHA-256 fingerprint"));
+    }
+
+    #[test]
     fn unknown_keys_are_refused() {
         assert!(toml::from_str::<Config>("no_such_setting = 1").is_err());
         let c: Config = toml::from_str("ws_port = 9000").unwrap();
