@@ -204,9 +204,10 @@ fn pinned_plays_wrong_and_missing_fail_with_the_presented_fingerprint() {
     let (cert, key, colons, reported) = certificate("a");
     // The camera asks for credentials too: they must not show up anywhere.
     let camera = Camera::start(&cert, &key, &["--user", "admin", "--password", PASSWORD]);
-    let other = Camera::start(&cert, &key, &["--user", "admin", "--password", PASSWORD]);
+    let second = Camera::start(&cert, &key, &["--user", "admin", "--password", PASSWORD]);
+    let third = Camera::start(&cert, &key, &["--user", "admin", "--password", PASSWORD]);
     let wrong_pin = "sha256:".to_owned() + &"ab".repeat(32);
-    // A pin belongs to a camera's host:port: "localhost" and "127.0.0.1" are two of them.
+    // A pin belongs to a camera's host:port: one camera each (they present the same certificate).
     let config = format!(
         r#"
 [streams.pinned]
@@ -214,14 +215,15 @@ uri = "rtsps://admin:{PASSWORD}@127.0.0.1:{a}/cam"
 tls_fingerprint = "{colons}"
 
 [streams.wrong]
-uri = "rtsps://admin:{PASSWORD}@localhost:{a}/cam"
+uri = "rtsps://admin:{PASSWORD}@127.0.0.1:{b}/cam"
 tls_fingerprint = "{wrong_pin}"
 
 [streams.missing]
-uri = "rtsps://admin:{PASSWORD}@127.0.0.1:{b}/cam"
+uri = "rtsps://admin:{PASSWORD}@127.0.0.1:{c}/cam"
 "#,
         a = camera.port,
-        b = other.port,
+        b = second.port,
+        c = third.port,
     );
     let cg = start(&config, "a", &[]);
     let mut log = cg.startup_log.clone();
@@ -263,9 +265,10 @@ uri = "rtsps://admin:{PASSWORD}@127.0.0.1:{b}/cam"
 }
 
 #[test]
-fn verify_none_plays_unpinned_with_a_warning_and_system_refuses_self_signed() {
+fn verify_none_plays_unpinned_with_a_warning_keeps_pins_and_system_refuses_self_signed() {
     let (cert, key, colons, reported) = certificate("b");
     let camera = Camera::start(&cert, &key, &[]);
+    let second = Camera::start(&cert, &key, &[]);
     let config = format!(
         r#"
 [streams.cam]
@@ -273,10 +276,25 @@ uri = "rtsps://127.0.0.1:{}/cam"
 "#,
         camera.port
     );
-    let cg = start(&config, "b-none", &["--rtsps-verify", "none"]);
+    // Under `none` a pin is still a pin.
+    let wrong_pin = format!(
+        "[streams.wrong]\nuri = \"rtsps://127.0.0.1:{}/cam\"\ntls_fingerprint = \"sha256:{}\"\n",
+        second.port,
+        "ab".repeat(32)
+    );
+    let cg = start(
+        &format!("{config}{wrong_pin}"),
+        "b-none",
+        &["--rtsps-verify", "none"],
+    );
     let mut log = cg.startup_log.clone();
     let _viewer = play(&cg, "cam");
     wait_status(&cg, &mut log, "cam", &["PLAYING"]);
+    let info = failed_info(&mut play(&cg, "wrong"));
+    assert!(
+        info.contains(&reported) && info.contains("does not match"),
+        "{info}"
+    );
     assert!(
         log.iter()
             .any(|l| l.contains("WARN") && l.contains("rtsps_verify = \"none\"")),
