@@ -183,6 +183,10 @@ impl CameraTlsSession {
                      set tls_fingerprint = \"{fp}\" in its [streams.NAME]"
                 )
             }
+            // What a plain RTSP server answers to a ClientHello is no TLS record.
+            (_, rustls::Error::InvalidMessage(_)) => format!(
+                "handshake failed: {error} (does the camera serve plain rtsp:// on this port?)"
+            ),
             _ => format!("handshake failed: {error}"),
         }
     }

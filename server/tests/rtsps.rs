@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -24,17 +24,24 @@ struct Camera {
 }
 
 impl Camera {
-    fn start(cert: &PathBuf, key: &PathBuf, extra: &[&str]) -> Camera {
+    fn start(cert: &Path, key: &Path, extra: &[&str]) -> Camera {
+        let tls = [
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ];
+        Camera::start_with(&[&tls[..], extra].concat())
+    }
+
+    /// Without `--tls-cert` the camera serves plain rtsp://.
+    fn start_with(args: &[&str]) -> Camera {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/rtsp_server.py");
         let mut child = Command::new("/usr/bin/python3")
             .arg(script)
             .args(["--port", "0", "--path", "/cam", "--video", "h264"])
             .args(["--width", "320", "--height", "180", "--fps", "15"])
-            .arg("--tls-cert")
-            .arg(cert)
-            .arg("--tls-key")
-            .arg(key)
-            .args(extra)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -57,10 +64,11 @@ impl Camera {
             }
         };
         let port = url
-            .strip_prefix("rtsps://127.0.0.1:")
+            .split_once("://127.0.0.1:")
+            .map(|(_, rest)| rest)
             .and_then(|r| r.split('/').next())
             .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("an rtsps:// camera: {url}"));
+            .unwrap_or_else(|| panic!("a camera on 127.0.0.1: {url}"));
         Camera { child, port }
     }
 }
@@ -269,6 +277,7 @@ fn verify_none_plays_unpinned_with_a_warning_keeps_pins_and_system_refuses_self_
     let (cert, key, colons, reported) = certificate("b");
     let camera = Camera::start(&cert, &key, &[]);
     let second = Camera::start(&cert, &key, &[]);
+    let plain = Camera::start_with(&[]);
     let config = format!(
         r#"
 [streams.cam]
@@ -295,6 +304,10 @@ uri = "rtsps://127.0.0.1:{}/cam"
         info.contains(&reported) && info.contains("does not match"),
         "{info}"
     );
+    // rtsps:// to a camera that speaks plain RTSP: said so, not a bare "corrupt message".
+    let rtsp_url = format!("rtsps://127.0.0.1:{}/cam", plain.port);
+    let info = failed_info(&mut play(&cg, &rtsp_url));
+    assert!(info.contains("plain rtsp://"), "{info}");
     assert!(
         log.iter()
             .any(|l| l.contains("WARN") && l.contains("rtsps_verify = \"none\"")),
