@@ -418,7 +418,7 @@ impl Config {
             unset.push("# rtsp_client_address = \"10.8.0.2\"   # unset: the OS picks");
         }
         if self.streams.is_empty() {
-            unset.push("# [streams.NAME]\n# uri = \"rtsp://user:pass@camera/stream\"\n# pull_at_start = false");
+            unset.push("# [streams.NAME]\n# uri = \"rtsp://user:pass@camera/stream\"\n# pull_at_start = false\n# tls_fingerprint = \"sha256:...\"   # rtsps:// only: the camera certificate's SHA-256");
         }
         if self.streams.is_empty() {
             // An empty `[streams]` says nothing; the commented example below says more.
