@@ -52,6 +52,12 @@ def packet_stream(header, pkts, limit):
 write("vp8_relay", "vp8-320x240-pid15", packet_stream(0x3F, packets(f"{DATA}/vp8/vp8_320x240.rtp"), 24))
 write("vp8_relay", "vp8-176x144-pid7", packet_stream(0x3F, packets(f"{DATA}/vp8/vp8_176x144_pid7.rtp"), 24))
 
+# h265_relay: the test camera's stream (parameter-set APs, SEI, IDR FUs) with and without the
+# sprops (header bit 6), max payload 66, and the B-frame stream's start at max payload 30.
+write("h265_relay", "x265-zerolatency-fmtp", packet_stream(0x7F, packets(f"{DATA}/h265/x265_zerolatency.rtp"), 24))
+write("h265_relay", "x265-zerolatency", packet_stream(0x3F, packets(f"{DATA}/h265/x265_zerolatency.rtp"), 24))
+write("h265_relay", "x265-bframes", packet_stream(0x1B, packets(f"{DATA}/h265/x265_bframes.rtp"), 24))
+
 # audio_transcode: selector (index into AUDIO_TRACKS, bit 4 = through AudioRelay), then
 # (dt i16, len 11 bits, payload)* with dt the real timestamp step.
 AUDIO = [

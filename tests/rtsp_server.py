@@ -52,10 +52,14 @@ VIDEO = {
         "! video/x-h264,profile={h264_profile} "
         "! rtph264pay name={pay} pt=96 config-interval=1"
     ),
+    # 4:2:0 (Main profile) as cameras send it; without the format x265enc takes 4:4:4 (RExt).
+    # VPS/SPS/PPS only before IDRs, as cameras do: x265's open GOP makes later keyframes CRAs,
+    # which come without them.
     "h265": (
         VIDEO_SRC
-        + "! x265enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} "
-        "! rtph265pay name={pay} pt=96 config-interval=1"
+        + "! video/x-raw,format=I420 "
+        "! x265enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} "
+        "! rtph265pay name={pay} pt=96 config-interval=-1"
     ),
     "vp8": (
         VIDEO_SRC

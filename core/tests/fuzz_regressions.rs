@@ -18,6 +18,7 @@ replay_tests!(
     camera_sdp,
     rtp_parse,
     h264_relay,
+    h265_relay,
     h264_depacketize,
     signaling,
     rtsp_url,
@@ -32,7 +33,7 @@ replay_tests!(
 
 #[test]
 fn every_target_is_replayed() {
-    replay::check_binaries(harness::TARGETS, 15);
+    replay::check_binaries(harness::TARGETS, 16);
 }
 
 /// `h264_relay` input: header byte, then `(flags, len, payload)` records (see

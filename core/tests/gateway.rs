@@ -128,6 +128,8 @@ struct Harness {
     browser_mode0: bool,
     /// New browsers offer Opus but no G.711.
     browser_no_g711: bool,
+    /// New browsers offer H.265 (Main, Main tier, level 6) too, as Safari does.
+    browser_h265: bool,
 }
 
 impl Harness {
@@ -169,6 +171,7 @@ impl Harness {
             browser_h264_profiles: None,
             browser_mode0: false,
             browser_no_g711: false,
+            browser_h265: false,
         }
     }
 
@@ -235,7 +238,8 @@ impl Harness {
             .clear_codecs()
             .enable_vp8(true)
             .enable_opus(true, false)
-            .enable_pcmu(!self.browser_no_g711, false);
+            .enable_pcmu(!self.browser_no_g711, false)
+            .enable_h265(self.browser_h265);
         if self.browser_mode0 {
             config = config.enable_vp8(false);
             config
@@ -2175,4 +2179,174 @@ fn datagrams_from_unknown_addresses_are_dropped_unless_a_viewers_ice_check() {
     // The viewer plays on.
     h.camera_frames(5..10);
     assert!(h.browsers[b].frames.len() >= frames + 5);
+}
+
+/// The H.265 capture of the test camera (x265 + rtph265pay, core/tests/data/h265): its SDP
+/// media section and its packets grouped by frame.
+fn h265_camera() -> (String, Vec<Vec<Vec<u8>>>) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/h265");
+    let meta = std::fs::read_to_string(dir.join("x265_zerolatency.meta")).unwrap();
+    let fmtp = meta.lines().find_map(|l| l.strip_prefix("fmtp=")).unwrap();
+    let sdp = format!("m=video 0 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\na=fmtp:96 {fmtp}\r\n");
+    let data = std::fs::read(dir.join("x265_zerolatency.rtp")).unwrap();
+    let mut frames: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut last_ts = None;
+    for p in camgate_testkit::capture::rfc4571_packets(&data) {
+        let ts = u32::from_be_bytes(p[4..8].try_into().unwrap());
+        if last_ts != Some(ts) {
+            frames.push(Vec::new());
+            last_ts = Some(ts);
+        }
+        frames.last_mut().unwrap().push(p);
+    }
+    (sdp, frames)
+}
+
+/// The H.265 NAL unit types of an Annex-B access unit.
+fn h265_nal_types(annexb: &[u8]) -> Vec<u8> {
+    let mut types = Vec::new();
+    let mut i = 0;
+    while i + 3 < annexb.len() {
+        if annexb[i..].starts_with(&[0, 0, 1]) {
+            types.push((annexb[i + 3] >> 1) & 0x3f);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    types
+}
+
+/// A browser (offering H.265 or not) plays the H.265 camera: the harness, the browser, and the
+/// camera's frames to send.
+fn play_h265_camera(browser_h265: bool) -> (Harness, usize, Vec<Vec<Vec<u8>>>) {
+    let (sdp, frames) = h265_camera();
+    let mut h = Harness::new();
+    h.camera.video_sdp = Some(sdp);
+    h.browser_h265 = browser_h265;
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    (h, b, frames)
+}
+
+#[test]
+fn an_h265_camera_plays_in_a_browser_that_offers_h265() {
+    let (mut h, b, frames) = play_h265_camera(true);
+    assert!(h.browsers[b]
+        .ws
+        .iter()
+        .any(|v| v["message"] == "setRemoteSDP"));
+    let mut late = None;
+    for (i, frame) in frames.iter().enumerate() {
+        if i == 40 {
+            // A late joiner, mid-GOP: it starts at once from the cached GOP, at the CRA.
+            late = Some(h.play("rtsp://127.0.0.1:8554/cam"));
+            h.run_for(Duration::from_millis(300));
+        }
+        for p in frame {
+            h.camera.send_video_packet(p);
+        }
+        h.run_for(Duration::from_millis(40));
+    }
+    let late = &h.browsers[late.unwrap()];
+    assert_eq!(late.statuses(), ["PENDING", "PLAYING"]);
+    assert_eq!(h265_nal_types(&late.frames[0].2), [32, 33, 34, 21]);
+    assert_eq!(
+        late.frames.len(),
+        frames.len() - 30,
+        "the GOP from the CRA on"
+    );
+    let browser = &h.browsers[b];
+    assert_eq!(browser.statuses(), ["PENDING", "PLAYING"]);
+    let playing = (browser.ws.iter())
+        .find(|v| v["data"][0]["status"] == "PLAYING")
+        .unwrap();
+    assert_eq!(playing["data"][0]["info"], "video H265 Main L2.1 640x360");
+    // Every frame arrives whole (str0m hands out only complete frames), and the viewer starts
+    // at the IDR with VPS, SPS, PPS in front; the CRA, which the camera sent without them, gets
+    // them too.
+    assert_eq!(browser.frames.len(), frames.len(), "frames decoded");
+    let types: Vec<Vec<u8>> = (browser.frames.iter())
+        .map(|f| h265_nal_types(&f.2))
+        .collect();
+    assert_eq!(types[0], [32, 33, 34, 20], "VPS, SPS, PPS, IDR_N_LP");
+    assert_eq!(types[30], [32, 33, 34, 21], "VPS, SPS, PPS, CRA");
+    let irap = |t: &Vec<u8>| t.iter().any(|t| (16..=21).contains(t));
+    assert_eq!(types.iter().filter(|t| irap(t)).count(), 2);
+    assert!(types.iter().filter(|t| !irap(t)).all(|t| t == &[1]));
+    assert_eq!(h.gateway.stats().camera_packets_lost, 0);
+
+    // A keyframe request (PLI) is answered from the cache: the GOP from the CRA again.
+    let before = h.browsers[b].frames.len();
+    h.request_keyframe(b);
+    h.run_for(Duration::from_millis(50));
+    assert_eq!(h.gateway.stats().keyframe_requests_answered, 1);
+    let replayed = &h.browsers[b].frames[before..];
+    assert_eq!(replayed.len(), frames.len() - 30);
+    assert_eq!(h265_nal_types(&replayed[0].2), [32, 33, 34, 21]);
+}
+
+#[test]
+fn a_browser_without_h265_gets_failed_with_what_to_do() {
+    let (h, b, _) = play_h265_camera(false);
+    let browser = &h.browsers[b];
+    assert_eq!(browser.statuses(), ["PENDING", "FAILED"]);
+    let failed = (browser.ws.iter())
+        .find(|v| v["data"][0]["status"] == "FAILED")
+        .unwrap();
+    assert_eq!(
+        failed["data"][0]["info"],
+        "No common codecs: camera sends H.265 Main; this browser decodes VP8, H264: use the \
+         camera's H.264 sub-stream, or a browser that decodes H.265 (Safari 17+, Chrome or Edge \
+         with hardware HEVC decoding)"
+    );
+    assert!(!browser.ws.iter().any(|v| v["message"] == "setRemoteSDP"));
+}
+
+#[test]
+fn an_h265_viewer_on_a_slow_link_skips_to_irap_pictures_with_their_parameter_sets() {
+    let (mut h, slow, frames) = play_h265_camera(true);
+    // The capture (2 s, ~700 kbit/s, an IRAP every second: IDR, then CRA) looped for 12 s,
+    // renumbered so it is one stream; the link carries 300 kbit/s behind a 40 kB queue.
+    h.browsers[slow].link = Some(Link::new(400_000, 120_000));
+    let packets_per_loop = frames.iter().map(Vec::len).sum::<usize>() as u16;
+    for round in 0..6u32 {
+        for frame in &frames {
+            for p in frame {
+                let mut p = p.clone();
+                let seq = u16::from_be_bytes([p[2], p[3]]) + packets_per_loop * round as u16;
+                let ts = u32::from_be_bytes(p[4..8].try_into().unwrap()) + round * 60 * 3000;
+                p[2..4].copy_from_slice(&seq.to_be_bytes());
+                p[4..8].copy_from_slice(&ts.to_be_bytes());
+                h.camera.send_video_packet(&p);
+            }
+            h.run_for(Duration::from_millis(30));
+        }
+    }
+    assert!(
+        h.gateway.stats().congestion_skips >= 1,
+        "{:?}",
+        h.gateway.stats()
+    );
+    // Skips resume at an IRAP picture (at least one such resume is seen), and every IRAP
+    // picture it gets has VPS, SPS and PPS in front. (The link also drops datagrams before
+    // camgate judges it too slow: those losses show as gaps too, resuming wherever the browser
+    // could complete a frame.)
+    let got = &h.browsers[slow].frames;
+    let irap = |t: &[u8]| t.iter().any(|t| (16..=21).contains(t));
+    for f in got {
+        let types = h265_nal_types(&f.2);
+        assert!(
+            !irap(&types) || types.starts_with(&[32, 33, 34]),
+            "{types:?}"
+        );
+    }
+    let skips = (got.windows(2))
+        .filter(|w| w[1].1.wrapping_sub(w[0].1) > 3001 && irap(&h265_nal_types(&w[1].2)))
+        .count();
+    assert!(skips >= 1, "never resumed at an IRAP: {} frames", got.len());
+    println!(
+        "slow H.265 viewer: {} of 360 frames, {skips} skips",
+        got.len()
+    );
 }

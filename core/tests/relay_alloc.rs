@@ -105,3 +105,28 @@ fn refragmenting_allocates_one_arc_per_output_packet() {
     assert_eq!(out.len(), 5);
     assert_eq!(n, out.len(), "each fragment is built straight into its Arc");
 }
+
+#[test]
+fn h265_push_allocates_only_the_shared_arc() {
+    // The test camera's real stream (x265 + rtph265pay, MTU 1400): parameter set APs, SEI, IDR,
+    // CRA and P-frame FUs. All fit a 1400-byte payload, and the AP injected before each keyframe
+    // is the cached one.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/h265/");
+    let meta = std::fs::read_to_string(format!("{dir}x265_zerolatency.meta")).unwrap();
+    let fmtp = meta.lines().find_map(|l| l.strip_prefix("fmtp=")).unwrap();
+    let data = std::fs::read(format!("{dir}x265_zerolatency.rtp")).unwrap();
+    let packets = camgate_testkit::capture::rfc4571_packets(&data);
+    let mut relay = camgate_core::h265::H265Relay::new(Some(fmtp), 1400);
+    let mut out: Vec<VideoPacket> = Vec::with_capacity(16);
+    let mut keyframes = 0;
+    for (i, raw) in packets.iter().enumerate() {
+        let pkt = RtpPacket::parse(raw).unwrap();
+        out.clear();
+        let before = allocs();
+        relay.push(&pkt, &mut out);
+        let n = allocs() - before;
+        assert_eq!(n, 1, "packet {i}: one Arc per in-MTU packet, got {n}");
+        keyframes += out.iter().filter(|p| p.keyframe_start).count();
+    }
+    assert_eq!(keyframes, 2);
+}

@@ -37,6 +37,9 @@ pub struct FakeCamera {
     pub audio_sdp: Option<String>,
     /// The video is VP8 instead of H.264.
     pub vp8: bool,
+    /// The video's SDP media section (m=, a=rtpmap, a=fmtp lines) instead of H.264 or VP8: for
+    /// recorded streams sent with `send_video_packet`.
+    pub video_sdp: Option<String>,
     /// Answer the next DESCRIBE with a redirect to this URL.
     pub redirect_to: Option<String>,
     /// Another SPS in the SDP (another H.264 profile).
@@ -81,7 +84,9 @@ impl FakeCamera {
                 None => {
                     let sdp = format!(
                         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=cam\r\nt=0 0\r\n{}a=control:track1\r\n{}",
-                        if self.vp8 {
+                        if let Some(sdp) = &self.video_sdp {
+                            sdp.clone()
+                        } else if self.vp8 {
                             "m=video 0 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n".to_owned()
                         } else {
                             format!(
@@ -146,6 +151,11 @@ impl FakeCamera {
         let payload: Vec<u8> = (0..160).map(|i| (i * 7) as u8).collect();
         let packet = rtp(0, false, self.audio_seq, rtp_time, 0x0a0b_0c0d, &payload);
         write_interleaved(&mut self.to_gateway, 2, &packet);
+    }
+
+    /// Sends a recorded RTP packet as is on the interleaved channel 0 (the video track).
+    pub fn send_video_packet(&mut self, packet: &[u8]) {
+        write_interleaved(&mut self.to_gateway, 0, packet);
     }
 
     /// Sends a recorded RTP packet as is on the interleaved channel 2 (the audio track).

@@ -132,7 +132,8 @@ impl Gateway {
         }
         if news == MediaNews::BFrames {
             if let Some(s) = self.streams.get(&stream) {
-                tracing::warn!(url = %s.redacted, "{B_FRAMES_WARNING}");
+                let warning = s.pipeline.b_frames_warning().unwrap_or_default();
+                tracing::warn!(url = %s.redacted, "{warning}");
             }
             self.describe_to_mirrors(stream);
         }

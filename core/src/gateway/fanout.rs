@@ -145,7 +145,7 @@ impl MediaSink for FanOut<'_> {
                 let mut info = info();
                 let camera_profile = match codec {
                     VideoCodec::H264 { profile_level_id } => profile_level_id,
-                    VideoCodec::Vp8 => None,
+                    VideoCodec::Vp8 | VideoCodec::H265 { .. } => None,
                 };
                 if let Some(note) = viewer.profile_note(camera_profile) {
                     info.push_str("; ");

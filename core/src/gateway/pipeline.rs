@@ -18,6 +18,8 @@ use crate::media::{MediaKind, TrackInfo, VideoPacket};
 use crate::mirror::{Described, MirrorClock};
 use crate::rtp::{parse_sender_report, RtpPacket, SeqStep, SeqTracker};
 use crate::rtsp::MediaPacket;
+#[cfg(test)]
+use crate::video_relay::H264_B_FRAMES_WARNING as B_FRAMES_WARNING;
 use crate::video_relay::{VideoCodec, VideoRelay};
 
 /// Largest cached GOP sent again to answer a browser's keyframe request (a burst to one viewer).
@@ -25,11 +27,6 @@ const MAX_REPLAY_BYTES: usize = 1 << 20;
 
 /// Bound of a stream's GOP cache; a camera with a longer GOP (in bytes) gets no instant start.
 const MAX_GOP_BYTES: usize = 4 << 20;
-
-/// What the camera's H.264 B-frames mean for viewers, and what to do about them.
-pub(super) const B_FRAMES_WARNING: &str = "the camera's H.264 has B-frames, which browsers play \
-jerkily over WebRTC: set the camera's encoder to a profile or GOP setting without B-frames (e.g. \
-baseline profile)";
 
 /// One piece of media for a stream.
 pub(super) enum MediaIn<'a> {
@@ -190,7 +187,11 @@ impl MediaPipeline {
             t.kind == MediaKind::Video && VideoRelay::for_track(t, started.max_payload).is_some()
         });
         let Some(index) = video else {
-            return Err("No common codecs: the camera sends neither H.264 nor VP8 video".into());
+            let refusal = tracks.iter().find_map(VideoRelay::refusal);
+            return Err(refusal.map_or_else(
+                || "No common codecs: the camera sends neither H.264, H.265 nor VP8 video".into(),
+                |why| format!("No common codecs: {why}"),
+            ));
         };
         c.video_track = Some(index);
         // A (re)started camera session brings its own clock mapping.
@@ -367,6 +368,14 @@ impl MediaPipeline {
         }
     }
 
+    /// What the camera's B-frames mean for viewers, once it is known to send them.
+    pub(super) fn b_frames_warning(&self) -> Option<String> {
+        match &self.feed {
+            Feed::Camera(c) => c.relay.as_ref().and_then(VideoRelay::b_frames_warning),
+            Feed::Mirror(_) => None,
+        }
+    }
+
     /// Why tracks of the camera were left out.
     pub(super) fn dropped_tracks(&self) -> &[String] {
         match &self.feed {
@@ -516,8 +525,8 @@ impl CameraMedia {
         if let Some(a) = &self.audio {
             parts.push(format!("audio {}", a.description()));
         }
-        if self.b_frames {
-            parts.push(format!("warning: {B_FRAMES_WARNING}"));
+        if let Some(warning) = self.relay.as_ref().and_then(VideoRelay::b_frames_warning) {
+            parts.push(format!("warning: {warning}"));
         }
         for d in &self.dropped_tracks {
             parts.push(format!("left out: {d}"));
@@ -869,5 +878,21 @@ mod tests {
             p.described().is_none(),
             "a mirror describes nothing to others"
         );
+    }
+
+    #[test]
+    fn an_h265_camera_with_decoding_order_numbers_fails_with_the_reason() {
+        let fmtp = Some("sprop-max-don-diff=2");
+        let don = track(MediaKind::Video, "H265", 96, 90_000, fmtp);
+        let mut p = MediaPipeline::camera();
+        let err = p.camera_playing(&[don], Vec::new(), started(false));
+        let err = err.expect_err("refused");
+        let want = "No common codecs: the camera's H.265 uses decoding order numbers";
+        assert!(err.starts_with(want), "{err}");
+        let mjpeg = track(MediaKind::Video, "JPEG", 26, 90_000, None);
+        let err = p.camera_playing(&[mjpeg], Vec::new(), started(false));
+        assert!(err
+            .expect_err("refused")
+            .contains("neither H.264, H.265 nor VP8"));
     }
 }

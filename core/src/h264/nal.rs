@@ -95,8 +95,14 @@ impl<'a> Iterator for AnnexBIter<'a> {
 /// entries are skipped; a size running past the end stops the walk and sets
 /// [`StapIter::malformed`].
 pub fn stap_a_units(payload: &[u8]) -> StapIter<'_> {
+    size_prefixed_units(payload.get(1..).unwrap_or(&[]))
+}
+
+/// Walks `[16-bit size][NAL unit]...` as aggregation packets carry them after their header
+/// (H.264 STAP-A, H.265 AP without DONL), with the same rules as [`stap_a_units`].
+pub fn size_prefixed_units(units: &[u8]) -> StapIter<'_> {
     StapIter {
-        rest: payload.get(1..).unwrap_or(&[]),
+        rest: units,
         malformed: false,
     }
 }
@@ -145,7 +151,12 @@ impl<'a> Iterator for StapIter<'a> {
 /// Whether a STAP-A payload is clean: well-formed, at least one unit, no Annex-B start codes
 /// inside units. Clean STAP-As can be forwarded as they are.
 pub fn stap_a_is_clean(payload: &[u8]) -> bool {
-    let mut it = stap_a_units(payload);
+    units_are_clean(stap_a_units(payload))
+}
+
+/// Whether an aggregation walk yields at least one unit, none with a start code inside, and
+/// ends cleanly.
+pub fn units_are_clean(mut it: StapIter<'_>) -> bool {
     let mut any = false;
     for unit in it.by_ref() {
         if has_start_code(unit) {

@@ -11,10 +11,11 @@ use super::nal::{nal_type, NAL_FU_A, NAL_STAP_A};
 /// Smallest usable payload size: FU indicator + FU header + one byte of data.
 pub const MIN_PAYLOAD: usize = 3;
 
-/// One RTP payload: `prefix` (nothing, a NAL header, or FU indicator + FU header) then `body`.
+/// One RTP payload: `prefix` (nothing, a NAL header, or FU indicator + FU header; H.265's are a
+/// byte longer) then `body`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Piece<'a> {
-    prefix: [u8; 2],
+    prefix: [u8; 3],
     prefix_len: u8,
     /// The borrowed part that follows the prefix.
     pub body: &'a [u8],
@@ -24,15 +25,27 @@ impl<'a> Piece<'a> {
     /// A piece that is `body` unchanged (forwarding).
     pub fn whole(body: &'a [u8]) -> Piece<'a> {
         Piece {
-            prefix: [0; 2],
+            prefix: [0; 3],
             prefix_len: 0,
             body,
         }
     }
 
-    /// The bytes written before `body`: 0, 1 or 2 of them.
+    /// `prefix` (at most 3 bytes: a NAL or payload header; more are cut) then `body`.
+    pub fn with_prefix(prefix: &[u8], body: &'a [u8]) -> Piece<'a> {
+        let mut p = [0; 3];
+        let n = prefix.len().min(3);
+        p[..n].copy_from_slice(&prefix[..n]);
+        Piece {
+            prefix: p,
+            prefix_len: n as u8,
+            body,
+        }
+    }
+
+    /// The bytes written before `body`: 0 to 3 of them.
     pub fn prefix(&self) -> &[u8] {
-        &self.prefix[..usize::from(self.prefix_len).min(2)]
+        &self.prefix[..usize::from(self.prefix_len).min(3)]
     }
 
     /// Payload size in bytes, prefix included.
@@ -74,11 +87,26 @@ pub fn fu_a_fragments(
     end: bool,
     max_payload: usize,
 ) -> FuFragments<'_> {
+    let prefix = [(nal_header & 0xE0) | NAL_FU_A, nal_type(nal_header), 0];
+    fu_fragments(prefix, 2, data, start, end, max_payload)
+}
+
+/// Fragments of `data` behind a `prefix_len`-byte FU prefix (H.264: indicator + FU header,
+/// H.265: payload header + FU header) whose last byte is the FU header without S and E.
+pub fn fu_fragments(
+    prefix: [u8; 3],
+    prefix_len: u8,
+    data: &[u8],
+    start: bool,
+    end: bool,
+    max_payload: usize,
+) -> FuFragments<'_> {
+    let prefix_len = prefix_len.clamp(2, 3);
     FuFragments {
-        indicator: (nal_header & 0xE0) | NAL_FU_A,
-        nal_type: nal_type(nal_header),
+        prefix,
+        prefix_len,
         rest: data,
-        chunk: max_payload.max(MIN_PAYLOAD) - 2,
+        chunk: max_payload.max(usize::from(prefix_len) + 1) - usize::from(prefix_len),
         first: true,
         start,
         end,
@@ -86,11 +114,12 @@ pub fn fu_a_fragments(
     }
 }
 
-/// Iterator of [`fu_a_fragments`]. Yields at least one fragment, even for empty `data`.
+/// Iterator of [`fu_a_fragments`] and [`fu_fragments`]. Yields at least one fragment, even for
+/// empty `data`.
 #[derive(Debug, Clone)]
 pub struct FuFragments<'a> {
-    indicator: u8,
-    nal_type: u8,
+    prefix: [u8; 3],
+    prefix_len: u8,
     rest: &'a [u8],
     chunk: usize,
     first: bool,
@@ -113,10 +142,11 @@ impl<'a> Iterator for FuFragments<'a> {
         let s = self.first && self.start;
         let e = self.done && self.end;
         self.first = false;
-        let header = (u8::from(s) << 7) | (u8::from(e) << 6) | self.nal_type;
+        let mut prefix = self.prefix;
+        prefix[usize::from(self.prefix_len) - 1] |= (u8::from(s) << 7) | (u8::from(e) << 6);
         Some(Piece {
-            prefix: [self.indicator, header],
-            prefix_len: 2,
+            prefix,
+            prefix_len: self.prefix_len,
             body,
         })
     }
@@ -127,11 +157,7 @@ impl<'a> Iterator for FuFragments<'a> {
 pub fn nal_pieces(header: u8, rest: &[u8], max_payload: usize) -> NalPieces<'_> {
     // Header byte + rest must fit.
     if rest.len() < max_payload.max(MIN_PAYLOAD) {
-        NalPieces::Single(Some(Piece {
-            prefix: [header, 0],
-            prefix_len: 1,
-            body: rest,
-        }))
+        NalPieces::Single(Some(Piece::with_prefix(&[header], rest)))
     } else {
         NalPieces::Fu(fu_a_fragments(header, rest, true, true, max_payload))
     }

@@ -60,6 +60,27 @@ pub fn sps_profile_level_id(sps: &[u8]) -> Option<[u8; 3]> {
     }
 }
 
+/// Puts a parameter set NAL unit in `slot` unless it is the same already: `Some(changed)`, or
+/// `None` for garbage (shorter than `min_len`, longer than an aggregation packet can carry, or
+/// holding a start code).
+pub(crate) fn store_parameter_set(slot: &mut Vec<u8>, nal: &[u8], min_len: usize) -> Option<bool> {
+    if nal.len() < min_len || nal.len() > usize::from(u16::MAX) {
+        return None;
+    }
+    // Emulation prevention keeps 00 00 00/01/02 out of every NAL unit; a "parameter set"
+    // holding one is garbage, and re-splitting it at the start code would mangle the
+    // parameter sets sent before keyframes (found by fuzzing).
+    if nal.windows(3).any(|w| w[0] == 0 && w[1] == 0 && w[2] <= 2) {
+        return None;
+    }
+    if slot.as_slice() == nal {
+        return Some(false);
+    }
+    slot.clear();
+    slot.extend_from_slice(nal);
+    Some(true)
+}
+
 /// The latest SPS and PPS of a stream, plus a ready-made STAP-A carrying both.
 ///
 /// Updates compare first, so the steady state (camera repeating the same SPS/PPS before every
@@ -95,21 +116,14 @@ impl ParameterSets {
             Some(NAL_PPS) => (&mut self.pps, 2),
             _ => return false,
         };
-        if nal.len() < min_len || nal.len() > usize::from(u16::MAX) {
-            return false;
+        match store_parameter_set(slot, nal, min_len) {
+            Some(true) => {
+                self.rebuild();
+                true
+            }
+            Some(false) => true,
+            None => false,
         }
-        // Emulation prevention keeps 00 00 00/01/02 out of every NAL unit; a "parameter set"
-        // holding one is garbage, and re-splitting it at the start code would mangle the
-        // SPS/PPS sent before keyframes (found by fuzzing).
-        if nal.windows(3).any(|w| w[0] == 0 && w[1] == 0 && w[2] <= 2) {
-            return false;
-        }
-        if slot.as_slice() != nal {
-            slot.clear();
-            slot.extend_from_slice(nal);
-            self.rebuild();
-        }
-        true
     }
 
     fn rebuild(&mut self) {

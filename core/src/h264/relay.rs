@@ -29,7 +29,8 @@ use std::iter::FlatMap;
 use std::sync::Arc;
 
 use crate::media::VideoPacket;
-use crate::rtp::{RtpPacket, SeqStep, SeqTracker};
+use crate::nal_relay::Ingest;
+use crate::rtp::RtpPacket;
 
 use super::nal::{
     has_start_code, is_vcl, nal_type, split_annex_b, stap_a_is_clean, stap_a_units, AnnexBIter,
@@ -123,16 +124,8 @@ pub struct H264Relay {
     max_payload: usize,
     params: ParameterSets,
     fmtp_profile_level_id: Option<[u8; 3]>,
-    seq: SeqTracker,
-    ssrc: Option<u32>,
-    /// Next output sequence number; `None` until the first packet.
-    out_seq: Option<u16>,
-    /// Source packets lost (or discontinuities) not yet reflected in `out_seq`.
-    pending_gap: u16,
-    au_time: Option<u32>,
-    /// The last packet carried the marker bit: the next one starts a new access unit even with
-    /// the same timestamp.
-    au_ended: bool,
+    /// Sequence numbers, losses and access units, in and out.
+    ingest: Ingest,
     /// This access unit's keyframe decision is made (keyframe_start at most once per AU).
     au_keyframe_done: bool,
     held: Vec<Held>,
@@ -157,12 +150,7 @@ impl H264Relay {
             fmtp_profile_level_id: fmtp
                 .and_then(|f| fmtp_param(f, "profile-level-id"))
                 .and_then(parse_profile_level_id),
-            seq: SeqTracker::new(),
-            ssrc: None,
-            out_seq: None,
-            pending_gap: 0,
-            au_time: None,
-            au_ended: false,
+            ingest: Ingest::default(),
             au_keyframe_done: false,
             held: Vec::with_capacity(HOLD_MAX),
             fu_param: Vec::new(),
@@ -212,36 +200,20 @@ impl H264Relay {
 
     /// Feeds one camera packet of this track; appends 0..n packets to `out`.
     pub fn push(&mut self, pkt: &RtpPacket<'_>, out: &mut Vec<VideoPacket>) {
-        if self.ssrc.is_some_and(|s| s != pkt.ssrc) {
-            // New SSRC: the camera restarted the stream; sequence numbers start over.
-            self.seq.reset();
-            self.discontinuity(out);
+        let Some(step) = self.ingest.step(pkt) else {
+            return;
+        };
+        if step.lost || step.restart {
+            // A lost fragment breaks any SPS/PPS being reassembled.
+            self.fu_param_active = false;
         }
-        self.ssrc = Some(pkt.ssrc);
-        match self.seq.step(pkt.sequence) {
-            // Reordered or duplicate: forwarding it would scramble the output order.
-            SeqStep::Late => return,
-            SeqStep::First | SeqStep::InOrder => {}
-            SeqStep::Gap(n) => {
-                self.pending_gap = self.pending_gap.wrapping_add(n);
-                // A lost fragment breaks any SPS/PPS being reassembled.
-                self.fu_param_active = false;
-            }
-            SeqStep::Reset => self.discontinuity(out),
-        }
-        if self.out_seq.is_none() {
-            // Start where the camera is, so an untouched stream keeps its numbers.
-            self.out_seq = Some(pkt.sequence);
-        }
-
-        if self.au_ended || self.au_time != Some(pkt.timestamp) {
-            // New access unit: anything still held belongs to the previous one (e.g. a camera
-            // that stamps SPS/PPS with a different time than the IDR) and goes out unmarked.
+        if step.new_au {
+            // New access unit (or a restart): anything still held belongs to the previous one
+            // (e.g. a camera that stamps SPS/PPS with a different time than the IDR) and goes
+            // out unmarked.
             self.flush_held(None, out);
-            self.au_time = Some(pkt.timestamp);
             self.au_keyframe_done = false;
         }
-        self.au_ended = pkt.marker;
 
         let Some((shape, facts)) = self.inspect(pkt.payload) else {
             // Dropped: empty payload (some cameras send them as keepalives), unknown or
@@ -251,7 +223,7 @@ impl H264Relay {
             }
             return;
         };
-        let gap = std::mem::take(&mut self.pending_gap);
+        let gap = self.ingest.take_gap();
 
         if !facts.vcl {
             if !pkt.marker && self.held.len() < HOLD_MAX {
@@ -299,16 +271,6 @@ impl H264Relay {
             src.gap = 0;
         }
         self.emit(src, mark_here, out);
-    }
-
-    /// Sequence restart or SSRC change: emit what is held, forget the access unit, and make
-    /// downstream see a loss so it drops any partial picture.
-    fn discontinuity(&mut self, out: &mut Vec<VideoPacket>) {
-        self.flush_held(None, out);
-        self.pending_gap = self.pending_gap.wrapping_add(1);
-        self.au_time = None;
-        self.au_ended = false;
-        self.fu_param_active = false;
     }
 
     /// Classifies a payload and learns any SPS/PPS in it. `None`: drop the packet.
@@ -459,19 +421,9 @@ impl H264Relay {
     /// Emits one source payload: forwarded if it fits and is well-formed, rewritten otherwise.
     /// The first output packet gets `keyframe_start`, the last the source's marker.
     fn emit(&mut self, src: Src<'_>, keyframe_start: bool, out: &mut Vec<VideoPacket>) {
-        let mut seq = self.out_seq.unwrap_or(0).wrapping_add(src.gap);
         let max = self.max_payload;
-        let first = out.len();
-        let mut push = |payload: Arc<[u8]>| {
-            out.push(VideoPacket {
-                payload,
-                marker: false,
-                rtp_time: src.rtp_time,
-                seq,
-                keyframe_start: false,
-            });
-            seq = seq.wrapping_add(1);
-        };
+        let mut w = self.ingest.writer(out, src.gap, src.rtp_time);
+        let mut push = |payload: Arc<[u8]>| w.push(payload);
         let p = src.bytes;
         match src.shape {
             Shape::Single | Shape::Stap | Shape::Fu if p.len() <= max => {
@@ -506,15 +458,7 @@ impl H264Relay {
                 }
             }
         }
-        self.out_seq = Some(seq);
-        if let Some(pkt) = out.get_mut(first) {
-            pkt.keyframe_start = keyframe_start;
-        }
-        if src.marker && out.len() > first {
-            if let Some(pkt) = out.last_mut() {
-                pkt.marker = true;
-            }
-        }
+        w.finish(keyframe_start, src.marker);
     }
 }
 

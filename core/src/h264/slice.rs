@@ -85,6 +85,15 @@ impl<'a> RbspBits<'a> {
         Some(self.byte >> self.left & 1 != 0)
     }
 
+    /// u(n): `n` (at most 32) bits as an unsigned number, first bit most significant.
+    pub fn bits(&mut self, n: u8) -> Option<u32> {
+        let mut v = 0u32;
+        for _ in 0..n.min(32) {
+            v = v << 1 | u32::from(self.bit()?);
+        }
+        Some(v)
+    }
+
     /// ue(v): unsigned exp-Golomb. `None` if the data ends or the value does not fit in 32 bits.
     pub fn ue(&mut self) -> Option<u32> {
         let mut zeros = 0u32;

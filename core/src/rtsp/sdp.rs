@@ -6,8 +6,8 @@
 
 use crate::media::{MediaKind, TrackInfo};
 
-/// Video encodings the gateway can forward to WebRTC.
-const VIDEO: &[&str] = &["H264", "VP8"];
+/// Video encodings the gateway can forward to WebRTC, the one more browsers decode first.
+const VIDEO: &[&str] = &["H264", "VP8", "H265"];
 /// Audio encodings the gateway can forward or transcode.
 const AUDIO: &[&str] = &[
     "PCMU",
@@ -124,10 +124,16 @@ fn track_of(m: &sdp_types::Media, base: &str) -> Option<TrackInfo> {
         .filter(|pt| *pt < 128)
         .filter_map(|pt| payload(m, kind, pt, base))
         .collect();
-    let best = candidates
-        .iter()
-        .position(|t| supported.contains(&t.encoding.as_str()))
-        .unwrap_or(0);
+    // A section offering several video codecs: the one more browsers decode (H.264 before
+    // H.265); audio, and otherwise, in SDP order.
+    let rank = |t: &TrackInfo| {
+        let at = supported.iter().position(|e| *e == t.encoding)?;
+        Some(if kind == MediaKind::Video { at } else { 0 })
+    };
+    let best = (candidates.iter().enumerate())
+        .filter_map(|(i, t)| Some((rank(t)?, i)))
+        .min()
+        .map_or(0, |(_, i)| i);
     candidates.into_iter().nth(best)
 }
 

@@ -36,6 +36,14 @@ pub enum ViewerError {
     /// The browser offered none of the camera's video codec (H.264 packetization-mode 1 or
     /// VP8), or no video at all.
     NoCommonCodec,
+    /// The camera sends H.265 (`camera`: its profile) and the browser offered no H.265 of that
+    /// profile; `browser`: the video codecs it offered.
+    NoH265 {
+        /// "H.265 Main", or "H.265" when the profile is unknown.
+        camera: String,
+        /// "H264, VP8, VP9, AV1".
+        browser: String,
+    },
 }
 
 impl std::fmt::Display for ViewerError {
@@ -45,6 +53,12 @@ impl std::fmt::Display for ViewerError {
             Self::NoCommonCodec => write!(
                 f,
                 "No common codecs: the browser offers none of the camera's video codec (H.264 packetization-mode=1 or VP8)"
+            ),
+            Self::NoH265 { camera, browser } => write!(
+                f,
+                "No common codecs: camera sends {camera}; this browser decodes {browser}: use the \
+                 camera's H.264 sub-stream, or a browser that decodes H.265 (Safari 17+, Chrome or \
+                 Edge with hardware HEVC decoding)"
             ),
         }
     }
@@ -67,6 +81,56 @@ fn first_mid(sdp: &str, kind: &str) -> Option<Mid> {
         }
     }
     None
+}
+
+/// The video codecs an offer lists in its first video section ("H264, VP8, H265 Main"),
+/// without retransmission and error-correction formats.
+fn offered_video_codecs(sdp: &str) -> String {
+    let mut in_video = false;
+    let mut names: Vec<String> = Vec::new();
+    let lines: Vec<&str> = sdp.lines().map(str::trim).collect();
+    for line in &lines {
+        if let Some(m) = line.strip_prefix("m=") {
+            if in_video {
+                break;
+            }
+            in_video = m.starts_with("video");
+            continue;
+        }
+        let Some((pt, name)) = line
+            .strip_prefix("a=rtpmap:")
+            .filter(|_| in_video)
+            .and_then(|r| {
+                let (pt, rest) = r.split_once(' ')?;
+                Some((pt, rest.split('/').next()?.to_ascii_uppercase()))
+            })
+        else {
+            continue;
+        };
+        if matches!(name.as_str(), "RTX" | "RED" | "ULPFEC" | "FLEXFEC-03") {
+            continue;
+        }
+        let name = if name == "H265" {
+            // Which H.265 profile: the fmtp's profile-id (Main when absent, RFC 7798 7.1).
+            let fmtp = format!("a=fmtp:{pt} ");
+            let profile = (lines.iter())
+                .find_map(|l| l.strip_prefix(fmtp.as_str()))
+                .and_then(|f| crate::h264::params::fmtp_param(f, "profile-id"))
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(1);
+            format!("H265 {}", crate::h265::sps::profile_name(profile))
+        } else {
+            name
+        };
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    if names.is_empty() {
+        "no video".into()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// The H.264 profile a profile-level-id names (RFC 6184 table 5), which is what decides whether a
@@ -282,10 +346,15 @@ impl Viewer {
             VideoCodec::H264 { profile_level_id } => {
                 profile_level_id.map(|p| u32::from_be_bytes([0, p[0], p[1], p[2]]))
             }
-            VideoCodec::Vp8 => None,
+            VideoCodec::Vp8 | VideoCodec::H265 { .. } => None,
         };
         if video == VideoCodec::Vp8 {
             codecs.enable_vp8(true);
+        } else if let VideoCodec::H265 { profile_tier_level } = video {
+            // The camera's profile and tier (which must match the browser's), and its level;
+            // unknown: Main, Main tier, level 6 (what browsers offer).
+            let [profile, tier, level] = profile_tier_level.unwrap_or([1, 0, 180]);
+            codecs.add_h265(pt.into(), Some((pt + 1).into()), profile, tier, level);
         } else {
             // One payload type per profile class: str0m panics when two local H.264 configs
             // claim the same offered payload type (42c01e and 42e01f are both constrained
@@ -344,12 +413,22 @@ impl Viewer {
         viewer.ice_ufrag = viewer.rtc.direct_api().local_ice_credentials().ufrag;
         let mut sink = VecDeque::new();
         viewer.drain(&mut sink);
-        let mid = first_mid(offer_sdp, "video").ok_or(ViewerError::NoCommonCodec)?;
+        let no_codec = || match video {
+            VideoCodec::H265 { profile_tier_level } => ViewerError::NoH265 {
+                camera: profile_tier_level.map_or("H.265".into(), |[p, ..]| {
+                    format!("H.265 {}", crate::h265::sps::profile_name(p))
+                }),
+                browser: offered_video_codecs(offer_sdp),
+            },
+            _ => ViewerError::NoCommonCodec,
+        };
+        let mid = first_mid(offer_sdp, "video").ok_or_else(no_codec)?;
         let pt = match video {
             VideoCodec::Vp8 => viewer.choose_pt(mid, Codec::Vp8),
+            VideoCodec::H265 { .. } => viewer.choose_pt(mid, Codec::H265),
             VideoCodec::H264 { .. } => viewer.choose_video_pt(mid, camera),
         }
-        .ok_or(ViewerError::NoCommonCodec)?;
+        .ok_or_else(no_codec)?;
         viewer.video = Some((mid, pt));
         viewer.set_video_rtx_cache();
         viewer.negotiated_profile = viewer

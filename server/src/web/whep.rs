@@ -237,8 +237,33 @@ fn failure_status(info: &str) -> u16 {
         403
     } else if info.contains("not found") || info.starts_with("404") {
         404
+    } else if info.starts_with("No common codecs: camera sends")
+        || info.starts_with("No common codecs: the browser")
+    {
+        // The client's offer lacks the camera's codec: its fault, and the reason says what to do.
+        406
     } else {
         // The camera failed (unreachable, 401 from it, no H.264 or VP8 video): our upstream's fault.
         502
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use camgate_core::viewer::ViewerError;
+
+    use super::failure_status;
+
+    #[test]
+    fn an_offer_without_the_cameras_codec_is_not_acceptable() {
+        let no_h265 = ViewerError::NoH265 {
+            camera: "H.265 Main".into(),
+            browser: "H264, VP8".into(),
+        };
+        assert_eq!(failure_status(&no_h265.to_string()), 406);
+        assert_eq!(failure_status(&ViewerError::NoCommonCodec.to_string()), 406);
+        // The camera's fault stays the upstream's.
+        let camera = "No common codecs: the camera sends neither H.264, H.265 nor VP8 video";
+        assert_eq!(failure_status(camera), 502);
     }
 }

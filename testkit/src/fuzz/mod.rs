@@ -43,6 +43,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("camera_sdp", camera_sdp),
     ("rtp_parse", rtp_parse),
     ("h264_relay", h264_relay),
+    ("h265_relay", h265_relay),
     ("h264_depacketize", h264_depacketize),
     ("signaling", signaling),
     ("rtsp_url", rtsp_url),
@@ -424,6 +425,19 @@ impl JoiningViewer {
     }
 }
 
+/// A relay's output packet in order: its sequence number is not the last one again, and only
+/// the last packet of a push may carry the marker.
+fn check_order(o: &VideoPacket, last_seq: &mut Option<u16>, last_of_push: bool) {
+    if let Some(l) = *last_seq {
+        assert_ne!(o.seq, l, "output sequence number repeated");
+    }
+    *last_seq = Some(o.seq);
+    assert!(
+        o.marker <= last_of_push,
+        "marker before the last packet of a push"
+    );
+}
+
 /// `H264Relay::push` on a packet stream (see [`packet_stream`]). Checks every output packet:
 /// payload non-empty and at most `max_payload` (clamped to 3), a valid RTP H.264 packet type,
 /// FU-A with an FU header, sequence numbers moving forward, and that a viewer joining
@@ -459,20 +473,84 @@ pub fn h264_relay(data: &[u8]) {
             if t == 24 {
                 assert!(camgate_core::h264::nal::stap_a_is_clean(&o.payload));
             }
-            if let Some(l) = last_seq {
-                assert_ne!(o.seq, l, "output sequence number repeated");
-            }
-            last_seq = Some(o.seq);
-            assert!(
-                o.marker <= (i + 1 == out.len()),
-                "marker before the last packet of a push"
-            );
+            check_order(o, &mut last_seq, i + 1 == out.len());
             viewer.see(o);
         }
         if let Some(s) = relay.parameter_sets_packet() {
             assert!(s.len() >= 3);
         }
         let _ = (relay.profile_level_id(), relay.has_parameter_sets());
+    }
+}
+
+/// The SDP fmtp of the test camera's H.265 stream (x265 Main 640x360, core/tests/data/h265).
+pub const H265_FMTP: &str = "sprop-vps=QAEMAf//AWAAAAMAkAAAAwAAAwA/ugJA;sprop-sps=QgEBAWAAAAMAkAAAAwAAAwA/oAUCAXHy5bpKTC//AAEAAWoMDAwIAAADAAgAAAMA8EA=;sprop-pps=RAHAcYMS";
+
+/// `H265Relay::push` on a packet stream (see [`packet_stream`]; bit 6 of the header starts with
+/// [`H265_FMTP`]), and `SpsInfo::parse` on the whole input. Checks every output packet: payload
+/// of 2 bytes or more and at most `max_payload` (clamped to 4), an RTP H.265 type (single NAL
+/// unit, clean AP, FU of a non-aggregate type), sequence numbers moving forward, the marker only
+/// on the last packet of a push, and that a viewer joining at any `keyframe_start` gets VPS,
+/// SPS and PPS before its IRAP picture.
+pub fn h265_relay(data: &[u8]) {
+    use camgate_core::h265::nal::{ap_units, is_irap, nal_type as t265};
+    let _ = camgate_core::h265::SpsInfo::parse(data);
+    let Some((header, packets)) = packet_stream(data) else {
+        return;
+    };
+    let fmtp = header.with_fmtp.then_some(H265_FMTP);
+    let mut relay = camgate_core::h265::H265Relay::new(fmtp, header.max_payload);
+    let max = header.max_payload.max(4);
+    let mut out = Vec::new();
+    let mut last_seq: Option<u16> = None;
+    // A viewer that joined at the latest keyframe_start: the parameter sets it has seen.
+    let mut joined: Option<[bool; 3]> = None;
+    for p in &packets {
+        out.clear();
+        relay.push(&p.rtp(), &mut out);
+        for (i, o) in out.iter().enumerate() {
+            let len = o.payload.len();
+            assert!(
+                (2..=max).contains(&len),
+                "payload of {len} bytes, max {max}"
+            );
+            let t = t265(o.payload[0]);
+            // (type, starts a NAL unit) of what it carries.
+            let units: Vec<(u8, bool)> = match t {
+                48 => {
+                    assert!(camgate_core::h264::nal::units_are_clean(ap_units(
+                        &o.payload
+                    )));
+                    ap_units(&o.payload).map(|u| (t265(u[0]), true)).collect()
+                }
+                49 => {
+                    assert!(len >= 3, "FU without FU header");
+                    let fu = o.payload[2];
+                    assert!(fu & 0x3F < 48, "FU of type {}", fu & 0x3F);
+                    vec![(fu & 0x3F, fu & 0x80 != 0)]
+                }
+                0..=47 => vec![(t, true)],
+                _ => panic!("output packet type {t}"),
+            };
+            check_order(o, &mut last_seq, i + 1 == out.len());
+            if o.keyframe_start {
+                joined = Some([false; 3]);
+            }
+            let Some(seen) = joined.as_mut() else {
+                continue;
+            };
+            for (u, start) in units {
+                if (32..=34).contains(&u) && start {
+                    seen[usize::from(u - 32)] = true;
+                }
+                if is_irap(u) && start {
+                    assert_eq!(*seen, [true; 3], "IRAP without VPS, SPS, PPS before it");
+                    joined = None;
+                    break;
+                }
+            }
+        }
+        let _ = (relay.sps_info(), relay.profile_tier_level());
     }
 }
 

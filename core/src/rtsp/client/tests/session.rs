@@ -378,7 +378,7 @@ fn sdp_with_odd_whitespace_and_static_pt() {
 fn no_supported_tracks() {
     let mut h = Harness::new("rtsp://cam/x");
     h.c.handle_connected(h.at(0));
-    let sdp = "v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\n";
+    let sdp = "v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 MP2T/90000\r\n";
     let d = format!(
         "RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\nRTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Length: {}\r\n\r\n{sdp}",
         sdp.len()
