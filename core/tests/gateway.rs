@@ -9,6 +9,7 @@ use camgate_core::gateway::{Gateway, GatewayConfig, GatewayOutput, SessionId, St
 use camgate_core::ids::ConnId;
 use camgate_core::mirror::MirrorItem;
 use camgate_core::placement::Placement;
+use camgate_core::rtp::RtpPacket;
 use camgate_testkit::camera::FakeCamera;
 use camgate_testkit::nal::filler as nal;
 use serde_json::Value;
@@ -128,6 +129,8 @@ struct Harness {
     browser_mode0: bool,
     /// New browsers offer Opus but no G.711.
     browser_no_g711: bool,
+    /// New browsers also offer G.722 (Chromium and Firefox do).
+    browser_g722: bool,
 }
 
 impl Harness {
@@ -169,6 +172,7 @@ impl Harness {
             browser_h264_profiles: None,
             browser_mode0: false,
             browser_no_g711: false,
+            browser_g722: false,
         }
     }
 
@@ -235,7 +239,8 @@ impl Harness {
             .clear_codecs()
             .enable_vp8(true)
             .enable_opus(true, false)
-            .enable_pcmu(!self.browser_no_g711, false);
+            .enable_pcmu(!self.browser_no_g711, false)
+            .enable_g722(self.browser_g722, false);
         if self.browser_mode0 {
             config = config.enable_vp8(false);
             config
@@ -2173,4 +2178,166 @@ fn datagrams_from_unknown_addresses_are_dropped_unless_a_viewers_ice_check() {
     // The viewer plays on.
     h.camera_frames(5..10);
     assert!(h.browsers[b].frames.len() >= frames + 5);
+}
+
+/// A real capture from core/tests/data/audio (GStreamer encoder + payloader, 1 s of a 1 kHz
+/// tone): its SDP audio section (rtpmap from the .meta, the packets' own payload type) and the
+/// RFC 4571-framed RTP packets.
+fn audio_capture(name: &str) -> (String, Vec<Vec<u8>>) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/audio");
+    let meta = std::fs::read_to_string(dir.join(format!("{name}.meta"))).unwrap();
+    let field = |k: &str| {
+        meta.lines()
+            .find_map(|l| l.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+            .unwrap()
+            .to_owned()
+    };
+    let rtp = std::fs::read(dir.join(format!("{name}.rtp"))).unwrap();
+    let packets: Vec<Vec<u8>> = camgate_testkit::capture::rfc4571_packets(&rtp)
+        .iter()
+        .map(|p| p.to_vec())
+        .collect();
+    let pt = packets[0][1] & 0x7f;
+    let sdp = format!(
+        "m=audio 0 RTP/AVP {pt}\r\na=rtpmap:{pt} {}/{}/{}\r\na=control:track2\r\n",
+        field("encoding"),
+        field("clock_rate"),
+        field("channels")
+    );
+    (sdp, packets)
+}
+
+/// Sends the capture's packets with a video frame every other packet (20 ms audio, 40 ms video).
+fn send_capture(h: &mut Harness, packets: &[Vec<u8>]) {
+    for (i, packet) in packets.iter().enumerate() {
+        h.camera.send_audio_packet(packet);
+        if i % 2 == 0 {
+            h.camera_frames(i as u32 / 2..i as u32 / 2 + 1);
+        }
+    }
+    h.run_for(Duration::from_millis(200));
+}
+
+fn playing_info(h: &Harness, b: usize) -> String {
+    h.browsers[b]
+        .ws
+        .iter()
+        .find(|v| v["data"][0]["status"] == "PLAYING")
+        .and_then(|v| v["data"][0]["info"].as_str())
+        .expect("PLAYING")
+        .to_owned()
+}
+
+#[test]
+fn g722_passes_through_to_a_browser_that_offers_it_and_becomes_opus_for_one_that_does_not() {
+    let (sdp, packets) = audio_capture("g722_16000");
+    let mut h = Harness::new();
+    h.camera.audio_sdp = Some(sdp);
+    h.browser_g722 = true;
+    let with_g722 = h.play("rtsp://127.0.0.1:8554/cam");
+    h.browser_g722 = false;
+    let without = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    send_capture(&mut h, &packets);
+    let only = |b: usize, codec: str0m::format::Codec| {
+        !h.browsers[b].audio.is_empty() && h.browsers[b].audio.iter().all(|(c, _)| *c == codec)
+    };
+    assert!(
+        only(with_g722, str0m::format::Codec::G722),
+        "G.722 passed through"
+    );
+    let g722 = &h.browsers[with_g722].audio;
+    assert!(g722.len() >= 40, "{} G.722 packets", g722.len());
+    assert_eq!(
+        g722[0].1,
+        RtpPacket::parse(&packets[0]).unwrap().payload,
+        "G.722 payloads arrive untouched"
+    );
+    assert!(
+        only(without, str0m::format::Codec::Opus),
+        "Opus for the browser without G.722"
+    );
+    let opus = h.browsers[without].audio.len();
+    assert!(opus >= 40, "{opus} Opus packets for 1 s of G.722");
+    let info = &h.gateway.streams()[0].info;
+    assert!(
+        info.contains(
+            "audio G722 8000 Hz (passed through), and → opus 48000 Hz for browsers without it"
+        ),
+        "{info}"
+    );
+    assert!(h.browsers[with_g722].frames.len() >= 15);
+}
+
+#[test]
+fn l16_from_the_camera_reaches_the_browser_as_opus() {
+    for name in ["l16_16000_mono", "l16_48000_stereo"] {
+        let (sdp, packets) = audio_capture(name);
+        let mut h = Harness::new();
+        h.camera.audio_sdp = Some(sdp);
+        let b = h.play("rtsp://127.0.0.1:8554/cam");
+        h.run_for(Duration::from_millis(300));
+        send_capture(&mut h, &packets);
+        let audio = &h.browsers[b].audio;
+        assert!(
+            audio.len() >= 40 && audio.iter().all(|(c, _)| *c == str0m::format::Codec::Opus),
+            "{name}: {} packets",
+            audio.len()
+        );
+        assert_eq!(
+            h.gateway.stats().audio_packets_transcoded,
+            packets.len() as u64
+        );
+        let info = playing_info(&h, b);
+        assert!(
+            info.contains("audio L16 ") && info.contains("→ opus 48000 Hz"),
+            "{info}"
+        );
+    }
+}
+
+#[test]
+fn g726_audio_is_left_out_by_name_and_the_video_plays() {
+    let mut h = Harness::new();
+    h.camera.audio_sdp =
+        Some("m=audio 0 RTP/AVP 97\r\na=rtpmap:97 G726-32/8000\r\na=control:track2\r\n".into());
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..20);
+    assert!(h.browsers[b].frames.len() >= 15);
+    assert!(h.browsers[b].audio.is_empty());
+    let info = playing_info(&h, b);
+    assert!(
+        info.starts_with("video H264 42c01e; left out: audio g726-32: ")
+            && info.contains("G726-32 cannot be played"),
+        "{info}"
+    );
+    // Only the video was set up.
+    let setups = h
+        .camera
+        .requests
+        .iter()
+        .filter(|r| r.starts_with("SETUP"))
+        .count();
+    assert_eq!(setups, 1);
+}
+
+#[test]
+fn mjpeg_video_fails_with_an_info_naming_it() {
+    let mut h = Harness::new();
+    h.camera.video_sdp = Some("m=video 0 RTP/AVP 26\r\n".into());
+    h.camera.with_audio = true;
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    let failed = h.browsers[b]
+        .ws
+        .iter()
+        .find(|v| v["data"][0]["status"] == "FAILED")
+        .expect("FAILED");
+    let info = failed["data"][0]["info"].as_str().unwrap();
+    assert!(
+        info.contains("MJPEG") && info.contains("cannot be played over WebRTC"),
+        "{info}"
+    );
+    assert!(!h.camera.requests.iter().any(|r| r.starts_with("SETUP")));
 }

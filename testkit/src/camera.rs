@@ -37,6 +37,8 @@ pub struct FakeCamera {
     pub audio_sdp: Option<String>,
     /// The video is VP8 instead of H.264.
     pub vp8: bool,
+    /// Another video media section instead of H.264's or VP8's (e.g. MJPEG).
+    pub video_sdp: Option<String>,
     /// Answer the next DESCRIBE with a redirect to this URL.
     pub redirect_to: Option<String>,
     /// Another SPS in the SDP (another H.264 profile).
@@ -81,7 +83,9 @@ impl FakeCamera {
                 None => {
                     let sdp = format!(
                         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=cam\r\nt=0 0\r\n{}a=control:track1\r\n{}",
-                        if self.vp8 {
+                        if let Some(video) = &self.video_sdp {
+                            video.clone()
+                        } else if self.vp8 {
                             "m=video 0 RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n".to_owned()
                         } else {
                             format!(
