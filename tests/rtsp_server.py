@@ -13,7 +13,7 @@ exits cleanly on SIGTERM/SIGINT.
 More cameras:
     --video h264 --h264-profile high --bframes 2     B-frames, High profile
     --video h265 | vp8 | none
-    --audio pcmu | pcma | opus | aac | aac-latm | speex
+    --audio pcmu | pcma | g722 | l16 | opus | aac | aac-latm | speex
     --aac-encoder avenc_aac | voaacenc | fdkaacenc     which AAC encoder (exits if it is missing)
     --user admin --password secret [--auth digest]   401 without credentials
     --protocols tcp                                  interleaved only
@@ -75,6 +75,10 @@ AUDIO = {
     "aac": AUDIO_SRC + "! audio/x-raw,rate=16000,channels=1 ! {aacenc} ! rtpmp4gpay name={pay} pt=97",
     "aac-latm": AUDIO_SRC + "! audio/x-raw,rate=16000,channels=1 ! {aacenc} ! rtpmp4apay name={pay} pt=97",
     "speex": AUDIO_SRC + "! audio/x-raw,rate=16000,channels=1 ! speexenc ! rtpspeexpay name={pay} pt=97",
+    # G.722 (intercoms, doorbells): 16 kHz audio on an 8000 Hz RTP clock (RFC 3551), static PT 9.
+    "g722": AUDIO_SRC + "! audio/x-raw,rate=16000,channels=1 ! avenc_g722 ! rtpg722pay name={pay} pt=9",
+    # L16: big-endian linear PCM, 16 kHz mono (640-byte packets every 20 ms).
+    "l16": AUDIO_SRC + "! audio/x-raw,format=S16BE,rate=16000,channels=1 ! rtpL16pay name={pay} pt=97",
 }
 
 

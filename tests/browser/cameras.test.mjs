@@ -60,7 +60,7 @@ for (const [method, port] of [['Basic', basicPort], ['Digest', digestPort]]) {
 }
 
 // One camera per codec, started for its own test only (the machine may have 2 cores).
-// audio: what the browser must receive (AAC and Speex arrive transcoded to Opus).
+// audio: what the browser must receive (AAC, Speex and L16 arrive transcoded to Opus).
 const CODECS = [
   { name: 'vp8', extra: ['--video', 'vp8'], video: 'video/VP8' },
   {
@@ -79,6 +79,9 @@ const CODECS = [
   { name: 'aac-voaacenc', extra: ['--audio', 'aac', '--aac-encoder', 'voaacenc'], audio: 'audio/opus', info: /MPEG4-GENERIC 16000 Hz → opus/ },
   { name: 'aac-latm-avenc', extra: ['--audio', 'aac-latm', '--aac-encoder', 'avenc_aac'], audio: 'audio/opus', info: /MP4A-LATM 16000 Hz → opus/ },
   { name: 'speex', extra: ['--audio', 'speex'], audio: 'audio/opus' },
+  // G.722 passes through (Chromium offers G722); L16 is transcoded.
+  { name: 'g722', extra: ['--audio', 'g722'], audio: 'audio/G722', info: /G722 8000 Hz \(passed through\)/ },
+  { name: 'l16', extra: ['--audio', 'l16'], audio: 'audio/opus', info: /L16 16000 Hz → opus/ },
 ];
 
 CODECS.forEach((c, i) => {
