@@ -127,3 +127,49 @@ CODECS.forEach((c, i) => {
     }
   });
 });
+
+// What camgate cannot play gets a clear answer. MJPEG (static PT 26, which WebRTC cannot carry):
+// FAILED naming it, even with audio camgate could play. G.726 audio: the video plays, and the
+// info names the left-out track and why.
+test('camera --video mjpeg --audio pcmu: FAILED naming MJPEG', { timeout: 60000 }, async () => {
+  const port = config.cameraPort + 25;
+  const camera = await startCamera(env.logDir, { name: 'mjpeg', port, video: 'mjpeg', extra: ['--audio', 'pcmu'] });
+  env.cameras.mjpeg = camera;
+  const page = await openPlayer(env.browser, url(port));
+  try {
+    await env.run([page], async () => {
+      await page.click('#start');
+      const failed = await waitForStatus(page, 'FAILED');
+      console.log(`# mjpeg: FAILED "${failed.info}"`);
+      assert.match(failed.info || '', /Camera video MJPEG \(JPEG\) cannot be played over WebRTC/);
+    });
+  } finally {
+    await page.context().close();
+    await camera.stop();
+  }
+});
+
+test('camera --audio g726: the video plays, the info names the left-out G.726 track', { timeout: 60000 }, async () => {
+  const port = config.cameraPort + 26;
+  const camera = await startCamera(env.logDir, { name: 'g726', port, extra: ['--audio', 'g726'] });
+  env.cameras.g726 = camera;
+  const page = await openPlayer(env.browser, url(port));
+  try {
+    await env.run([page], async () => {
+      await page.click('#start');
+      const playing = await waitForStatus(page, 'PLAYING');
+      const first = await waitForFrames(page, { which: 'camgate', minFrames: 3 });
+      await page.waitForTimeout(1000);
+      const stats = await videoStats(page, 'camgate');
+      assert.ok(stats.video.framesDecoded > first.video.framesDecoded, 'video stalled');
+      assert.ok(!stats.audio || stats.audio.packetsReceived === 0, JSON.stringify(stats));
+      console.log(`# g726: PLAYING info "${playing.info}"`);
+      assert.match(playing.info || '', /left out: audio g726-32: camera audio G726-32 cannot be played/);
+      await page.click('#stop');
+      await waitForStatus(page, 'STOPPED', 10000);
+    });
+  } finally {
+    await page.context().close();
+    await camera.stop();
+  }
+});
