@@ -17,6 +17,7 @@ More cameras:
     --aac-encoder avenc_aac | voaacenc | fdkaacenc     which AAC encoder (exits if it is missing)
     --user admin --password secret [--auth digest]   401 without credentials
     --protocols tcp                                  interleaved only
+    --tls-cert cert.pem --tls-key key.pem            serve rtsps:// (RTSP over TLS) instead
 """
 
 import argparse
@@ -28,7 +29,7 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+from gi.repository import Gio, GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 # Video sources: launch fragments ending in a payloader ({pay} becomes pay0, pay1...). They are live
 # (is-live=true) so the camera behaves like a real one: it does not wait for clients.
@@ -140,6 +141,8 @@ def parse_args(argv):
     p.add_argument("--user", help="require Basic auth with this user name")
     p.add_argument("--password", default="", help="password for --user")
     p.add_argument("--auth", choices=["basic", "digest"], default="basic", help="method for --user")
+    p.add_argument("--tls-cert", help="PEM certificate: serve rtsps:// (RTSP over TLS)")
+    p.add_argument("--tls-key", help="PEM private key of --tls-cert (default: in --tls-cert)")
     p.add_argument(
         "--not-shared",
         action="store_true",
@@ -192,8 +195,27 @@ def main(argv=None):
         protos |= PROTOCOLS[name]
     factory.set_protocols(protos)
 
-    if args.user:
+    auth = None
+    if args.tls_cert:
+        # gst-rtsp-server serves RTSP over TLS when its GstRTSPAuth has a certificate.
+        pem = open(args.tls_cert).read() + open(args.tls_key or args.tls_cert).read()
         auth = GstRtspServer.RTSPAuth()
+        auth.set_tls_certificate(Gio.TlsCertificate.new_from_pem(pem, -1))
+        if not args.user:
+            # An auth object denies everything by default: let anonymous clients play.
+            anon = GstRtspServer.RTSPToken()
+            anon.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "anonymous")
+            auth.set_default_token(anon)
+            factory.add_role_from_structure(
+                Gst.Structure.new_from_string(
+                    "anonymous, media.factory.access=(boolean)true, "
+                    "media.factory.construct=(boolean)true"
+                )
+            )
+        server.set_auth(auth)
+
+    if args.user:
+        auth = auth or GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
         token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
         if args.auth == "digest":
@@ -218,7 +240,8 @@ def main(argv=None):
         GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, sig, lambda *_: (loop.quit(), False)[1])
 
     port = server.get_bound_port()
-    print(f"READY rtsp://127.0.0.1:{port}{path}", flush=True)
+    scheme = "rtsps" if args.tls_cert else "rtsp"
+    print(f"READY {scheme}://127.0.0.1:{port}{path}", flush=True)
     loop.run()
     return 0
 

@@ -342,7 +342,9 @@ impl Harness {
                             browser.ws.push(v);
                         }
                         GatewayOutput::WsClose { .. } => {}
-                        GatewayOutput::RtspConnect { stream, host, port } => {
+                        GatewayOutput::RtspConnect {
+                            stream, host, port, ..
+                        } => {
                             assert_eq!(host.as_str(), "127.0.0.1");
                             self.ports.push(port);
                             let now = self.now;

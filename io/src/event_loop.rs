@@ -41,6 +41,8 @@ pub struct EventLoopConfig {
     pub rtsp_udp_ports: (u16, u16),
     /// Runs of datagrams to one viewer leave as UDP GSO messages.
     pub udp_gso: bool,
+    /// Certificate checks and pins for `rtsps://` cameras.
+    pub camera_tls: Arc<crate::camera_tls::CameraTls>,
 }
 
 enum Endpoint {
@@ -49,7 +51,10 @@ enum Endpoint {
     Camera {
         stream: StreamId,
         conn: TcpConn,
+        /// The TCP connect is under way.
         connecting: bool,
+        /// The gateway was told the connection is up (for TLS: after the handshake).
+        announced: bool,
     },
     Udp(UdpEndpoint),
     CameraUdp(CameraUdp),
@@ -249,7 +254,25 @@ impl EventLoop {
             GatewayOutput::WsClose { session } => {
                 self.close_session(session, now, gateway, web, io)
             }
-            GatewayOutput::RtspConnect { stream, host, port } => {
+            GatewayOutput::RtspConnect {
+                stream,
+                host,
+                port,
+                tls,
+            } => {
+                // The session waits in `Cameras` for the TCP connection (after a name lookup).
+                self.cameras.tls_sessions.remove(&stream);
+                if tls {
+                    match self.cameras.tls.session(&host, port) {
+                        Ok(session) => {
+                            self.cameras.tls_sessions.insert(stream, session);
+                        }
+                        Err(why) => {
+                            gateway.handle_rtsp_tls_failed(stream, now, why);
+                            return;
+                        }
+                    }
+                }
                 if let Err(e) = self.connect_camera(stream, &host, port) {
                     tracing::info!(stream = stream.0, "camera connect failed: {e}");
                     gateway.handle_rtsp_lost(stream, now);

@@ -7,6 +7,7 @@
 //!
 //! [`Gateway`]: camgate_core::gateway::Gateway
 
+pub mod camera_tls;
 pub mod camera_udp;
 pub mod event_loop;
 pub mod lanes;

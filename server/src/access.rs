@@ -202,6 +202,7 @@ mod tests {
             NamedStream {
                 uri: "rtsp://admin:secret@10.9.9.9/live".into(),
                 pull_at_start: false,
+                tls_fingerprint: None,
             },
         );
         Access::new(&config)

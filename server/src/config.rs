@@ -1,11 +1,12 @@
 //! camgate's settings: built-in defaults, overridden by an optional TOML file, overridden by
 //! command-line flags. With neither, camgate serves the player page and the demo camera.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use camgate_io::camera_tls::{CameraTls, CertPin, RtspsVerify};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +61,9 @@ pub struct Config {
     pub rtsp_client_address: Option<IpAddr>,
     /// How cameras send RTP: "auto" (UDP, falling back to TCP on 461 or silence), "tcp", "udp".
     pub rtsp_transport: TransportSetting,
+    /// How `rtsps://` camera certificates are checked: "pinned-or-system" (a stream's
+    /// `tls_fingerprint` if it has one, else the system's roots), "system", or "none".
+    pub rtsps_verify: RtspsVerifySetting,
     /// Follow a camera's 3xx redirect (at most 3 in a row).
     pub rtsp_follow_redirects: bool,
     /// Send cnonce/nc/qop in Digest answers; false for cameras that reject them (RFC 2069 style).
@@ -104,6 +108,10 @@ pub struct NamedStream {
     /// Connect at start and stay connected without viewers (like REST startup).
     #[serde(default)]
     pub pull_at_start: bool,
+    /// `rtsps://` only: the SHA-256 fingerprint of the camera's certificate
+    /// ("sha256:" and 64 hex digits), trusted whoever signed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_fingerprint: Option<String>,
 }
 
 impl Default for Config {
@@ -131,6 +139,7 @@ impl Default for Config {
             announce_ips: Vec::new(),
             rtsp_client_address: None,
             rtsp_transport: TransportSetting::Auto,
+            rtsps_verify: RtspsVerifySetting::PinnedOrSystem,
             rtsp_follow_redirects: true,
             rtsp_digest_cnonce: true,
             rtsp_reorder_depth: 64,
@@ -160,6 +169,18 @@ pub enum TransportSetting {
     Auto,
     Tcp,
     Udp,
+}
+
+/// `rtsps_verify`: how `rtsps://` camera certificates are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum RtspsVerifySetting {
+    /// Roots from the system store and the URL's host name; a pin must match as well.
+    System,
+    /// A stream's pin if it has one (self-signed cameras), else as `system`.
+    PinnedOrSystem,
+    /// Any certificate for streams without a pin (no protection against interception).
+    None,
 }
 
 /// Command line: every flag overrides the config file.
@@ -219,6 +240,9 @@ pub struct Cli {
     /// auto, tcp or udp.
     #[arg(long)]
     pub rtsp_transport: Option<TransportSetting>,
+    /// system, pinned-or-system or none.
+    #[arg(long)]
+    pub rtsps_verify: Option<RtspsVerifySetting>,
     #[arg(long)]
     pub stream_linger_secs: Option<u64>,
     /// Don't start the built-in demo camera.
@@ -288,6 +312,9 @@ impl Config {
         if let Some(t) = cli.rtsp_transport {
             config.rtsp_transport = t;
         }
+        if let Some(v) = cli.rtsps_verify {
+            config.rtsps_verify = v;
+        }
         if cli.rtsp_client_address.is_some() {
             config.rtsp_client_address = cli.rtsp_client_address;
         }
@@ -324,7 +351,52 @@ impl Config {
             camgate_core::rtsp::RtspUrl::parse(&s.uri)
                 .map_err(|e| format!("stream {name:?}: {e}"))?;
         }
+        self.camera_pins()?;
         Ok(())
+    }
+
+    /// The named streams' `tls_fingerprint`s by camera (host, port): a certificate belongs to
+    /// the server, so two streams of one camera can't pin different ones.
+    fn camera_pins(&self) -> Result<HashMap<(String, u16), CertPin>, String> {
+        let mut pins: HashMap<(String, u16), (CertPin, &str)> = HashMap::new();
+        for (name, s) in &self.streams {
+            let Some(fingerprint) = &s.tls_fingerprint else {
+                continue;
+            };
+            let url = camgate_core::rtsp::RtspUrl::parse(&s.uri)
+                .map_err(|e| format!("stream {name:?}: {e}"))?;
+            if !url.is_tls() {
+                return Err(format!(
+                    "stream {name:?}: tls_fingerprint needs an rtsps:// uri"
+                ));
+            }
+            let pin = CertPin::parse(fingerprint)
+                .map_err(|e| format!("stream {name:?}: tls_fingerprint {e}"))?;
+            let key = (url.host().to_ascii_lowercase(), url.port());
+            match pins.get(&key) {
+                Some((other, other_name)) if *other != pin => {
+                    return Err(format!(
+                        "streams {other_name:?} and {name:?} pin different certificates \
+                         for the same camera {}:{}",
+                        key.0, key.1
+                    ));
+                }
+                _ => {
+                    pins.insert(key, (pin, name));
+                }
+            }
+        }
+        Ok(pins.into_iter().map(|(k, (pin, _))| (k, pin)).collect())
+    }
+
+    /// Certificate checks for `rtsps://` cameras (reads the system's root certificates).
+    pub fn camera_tls(&self) -> Result<CameraTls, String> {
+        let verify = match self.rtsps_verify {
+            RtspsVerifySetting::System => RtspsVerify::System,
+            RtspsVerifySetting::PinnedOrSystem => RtspsVerify::PinnedOrSystem,
+            RtspsVerifySetting::None => RtspsVerify::None,
+        };
+        Ok(CameraTls::new(verify, self.camera_pins()?))
     }
 
     /// The effective settings as TOML. Unset options are printed commented out, so the output
@@ -346,7 +418,7 @@ impl Config {
             unset.push("# rtsp_client_address = \"10.8.0.2\"   # unset: the OS picks");
         }
         if self.streams.is_empty() {
-            unset.push("# [streams.NAME]\n# uri = \"rtsp://user:pass@camera/stream\"\n# pull_at_start = false");
+            unset.push("# [streams.NAME]\n# uri = \"rtsp://user:pass@camera/stream\"\n# pull_at_start = false\n# tls_fingerprint = \"sha256:...\"   # rtsps:// only: the camera certificate's SHA-256");
         }
         if self.streams.is_empty() {
             // An empty `[streams]` says nothing; the commented example below says more.
@@ -451,6 +523,41 @@ mod tests {
         assert_eq!(back.ws_port, 8080);
         assert_eq!(back.http_port, 8081);
         assert!(back.demo);
+    }
+
+    #[test]
+    fn tls_fingerprints_are_checked_at_start() {
+        let pin = format!("sha256:{}", "ab".repeat(32));
+        let other = format!("sha256:{}", "cd".repeat(32));
+        let config = |streams: &[(&str, &str, Option<&str>)]| {
+            let mut text = String::from("rtsps_verify = \"system\"\n");
+            for (name, uri, fp) in streams {
+                text += &format!("[streams.{name}]\nuri = \"{uri}\"\n");
+                if let Some(fp) = fp {
+                    text += &format!("tls_fingerprint = \"{fp}\"\n");
+                }
+            }
+            let c: Config = toml::from_str(&text).unwrap();
+            assert_eq!(c.rtsps_verify, RtspsVerifySetting::System);
+            c.check()
+        };
+        let ok = config(&[
+            ("a", "rtsps://CAM.lan/1", Some(&pin)),
+            ("b", "rtsps://cam.lan:322/2", Some(&pin)),
+            ("c", "rtsps://cam.lan:7441/1", Some(&other)),
+        ]);
+        assert_eq!(ok, Ok(()));
+        let same_camera = config(&[
+            ("a", "rtsps://cam.lan/1", Some(&pin)),
+            ("b", "rtsps://cam.lan:322/2", Some(&other)),
+        ]);
+        assert!(same_camera
+            .unwrap_err()
+            .contains("pin different certificates"));
+        let plain = config(&[("a", "rtsp://cam.lan/1", Some(&pin))]);
+        assert!(plain.unwrap_err().contains("needs an rtsps:// uri"));
+        let bad = config(&[("a", "rtsps://cam.lan/1", Some("sha256:abc"))]);
+        assert!(bad.unwrap_err().contains("not a SHA-256 fingerprint"));
     }
 
     #[test]

@@ -6,13 +6,14 @@
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use camgate_core::gateway::{Gateway, GatewayConfig};
 use camgate_io::{EventLoop, EventLoopConfig, ListenerKind, NoWeb, WorkerLink};
 use clap::Parser;
 
-use camgate::config::{Cli, Config};
+use camgate::config::{self, Cli, Config};
 use camgate::{access, demo, tls, web};
 
 fn main() -> ExitCode {
@@ -128,6 +129,17 @@ fn run(config: &Config) -> Result<(), String> {
         None
     };
 
+    let camera_tls = Arc::new(config.camera_tls()?);
+    if config.rtsps_verify == config::RtspsVerifySetting::None {
+        tracing::warn!(
+            "rtsps_verify = \"none\": rtsps:// cameras without a tls_fingerprint are not \
+             authenticated; anyone on the path can read or replace their video"
+        );
+    } else if !camera_tls.has_system_roots() {
+        tracing::info!(
+            "no root certificates in the system store: rtsps:// cameras need a tls_fingerprint"
+        );
+    }
     let workers = config.worker_count();
     let mut loops = Vec::with_capacity(workers);
     for worker in 0..workers {
@@ -143,6 +155,7 @@ fn run(config: &Config) -> Result<(), String> {
             rtsp_client_address: config.rtsp_client_address,
             rtsp_udp_ports: (config.rtsp_udp_port_min, config.rtsp_udp_port_max),
             udp_gso: config.udp_gso,
+            camera_tls: camera_tls.clone(),
         };
         loops.push(EventLoop::new(&loop_config).map_err(|e| e.to_string())?);
     }

@@ -32,6 +32,17 @@ impl Gateway {
         self.after_stream_input(stream, now);
     }
 
+    /// The TLS session of an `rtsps://` camera failed: the stream fails (or, if it had played,
+    /// reconnects) with `why` in its FAILED info. `why` is the loop's account of the failure,
+    /// e.g. the fingerprint of the certificate the camera presented.
+    pub fn handle_rtsp_tls_failed(&mut self, stream: StreamId, now: Instant, why: String) {
+        let Some(client) = self.streams.get_mut(&stream).and_then(Stream::client) else {
+            return;
+        };
+        client.handle_tls_failed(now, why);
+        self.after_stream_input(stream, now);
+    }
+
     /// Bytes from a camera connection: RTSP responses and interleaved RTP, split anywhere.
     pub fn handle_rtsp_data(&mut self, stream: StreamId, now: Instant, data: &[u8]) {
         self.feed_camera(stream, now, CameraInput::Tcp(data));
@@ -186,6 +197,7 @@ impl Gateway {
                         stream: id,
                         host: redirect.host,
                         port: redirect.port,
+                        tls: redirect.tls,
                     });
                     continue;
                 }
@@ -281,6 +293,7 @@ impl Gateway {
         match RtspClient::new(&s.url, config, now) {
             Ok(client) => {
                 let (host, port) = (client.url().host().to_owned(), client.url().port());
+                let tls = client.url().is_tls();
                 s.source = Source::Camera(Box::new(client));
                 tracing::info!(stream = id.0, url = %s.redacted, "reconnecting to camera");
                 self.stats.rtsp_reconnects += 1;
@@ -289,6 +302,7 @@ impl Gateway {
                     stream: id,
                     host,
                     port,
+                    tls,
                 });
             }
             // The URL parsed before, so this can't happen; fail cleanly if it does.

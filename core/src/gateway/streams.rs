@@ -48,6 +48,7 @@ impl Gateway {
         let id = self.stream_ids.next_id();
         let redacted = client.url().redacted();
         let (host, port) = (client.url().host().to_owned(), client.url().port());
+        let tls = client.url().is_tls();
         tracing::info!(stream = id.0, url = %redacted, "connecting to camera");
         self.by_url.insert(url.clone(), id);
         self.streams.insert(
@@ -64,6 +65,7 @@ impl Gateway {
             stream: id,
             host,
             port,
+            tls,
         });
         self.schedule_stream(id, now);
         id

@@ -83,6 +83,10 @@ pub enum GatewayOutput {
         host: String,
         /// TCP port.
         port: u16,
+        /// `rtsps://`: run TLS on the connection (server name `host`) and call
+        /// `handle_rtsp_connected` once its handshake is done; a handshake or certificate
+        /// failure is `handle_rtsp_tls_failed`. Bytes in and out of the gateway stay plaintext.
+        tls: bool,
     },
     /// Write bytes to the camera connection.
     RtspSend {

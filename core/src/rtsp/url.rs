@@ -1,4 +1,5 @@
-//! `rtsp://` URLs as users type them: credentials in the userinfo, a default port of 554.
+//! `rtsp://` and `rtsps://` URLs as users type them: credentials in the userinfo, a default port
+//! of 554 (322 for `rtsps://`, RTSP over TLS).
 //!
 //! The request URL that goes on the wire never carries the credentials (they travel in
 //! `Authorization`), and nothing here ever prints the password: [`RtspUrl::redacted`] is the only
@@ -9,9 +10,11 @@ use std::fmt;
 use super::auth::Credentials;
 use super::client::RtspError;
 
-/// A parsed `rtsp://[user[:password]@]host[:port][/path][?query]` URL.
+/// A parsed `rtsp[s]://[user[:password]@]host[:port][/path][?query]` URL.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RtspUrl {
+    /// `rtsps://`: the connection is TLS (the driver's business) and media is TCP-interleaved.
+    tls: bool,
     /// The URL without userinfo: what is sent in request lines and used to resolve relative URLs.
     request: url::Url,
     host: String,
@@ -21,9 +24,11 @@ pub struct RtspUrl {
 
 /// Port used when the URL names none (RFC 2326 §3.2).
 pub const DEFAULT_PORT: u16 = 554;
+/// Port of `rtsps://` URLs that name none (IANA's rtsps, RFC 7826 §19.2).
+pub const DEFAULT_TLS_PORT: u16 = 322;
 
 impl RtspUrl {
-    /// Parses a camera URL. Only `rtsp://`: `rtsps://` would need TLS in the driver.
+    /// Parses a camera URL: `rtsp://` or `rtsps://`.
     ///
     /// The URL must already be escaped: a space or any other character that RFC 3986 does not
     /// allow raw is an error rather than silently percent-encoded, because the camera would
@@ -41,9 +46,11 @@ impl RtspUrl {
             });
         }
         let scheme_end = s.find("://").ok_or_else(|| bad("not an rtsp:// URL"))?;
-        if !s[..scheme_end].eq_ignore_ascii_case("rtsp") {
-            return Err(bad("not an rtsp:// URL"));
-        }
+        let tls = match &s[..scheme_end] {
+            scheme if scheme.eq_ignore_ascii_case("rtsp") => false,
+            scheme if scheme.eq_ignore_ascii_case("rtsps") => true,
+            _ => return Err(bad("not an rtsp:// URL")),
+        };
         let mut parsed = url::Url::parse(s).map_err(|e| match e {
             url::ParseError::InvalidPort => bad("invalid port"),
             url::ParseError::EmptyHost => bad("missing host"),
@@ -59,6 +66,7 @@ impl RtspUrl {
         let port = match parsed.port() {
             Some(0) => return Err(bad("invalid port")),
             Some(p) => p,
+            None if tls => DEFAULT_TLS_PORT,
             None => DEFAULT_PORT,
         };
         let credentials = if parsed.username().is_empty() && parsed.password().is_none() {
@@ -73,6 +81,7 @@ impl RtspUrl {
         let _ = parsed.set_username("");
         let _ = parsed.set_password(None);
         Ok(RtspUrl {
+            tls,
             request: parsed,
             host,
             port,
@@ -85,7 +94,12 @@ impl RtspUrl {
         &self.host
     }
 
-    /// Port to connect to, 554 when the URL has none.
+    /// `rtsps://`: RTSP over TLS, media interleaved in the TLS connection.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// Port to connect to, 554 (322 for `rtsps://`) when the URL has none.
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -114,7 +128,8 @@ impl RtspUrl {
     }
 
     /// Resolves a redirect's `Location` against this URL: absolute, or `/`-relative. The
-    /// result keeps this URL's credentials unless it names its own.
+    /// result keeps this URL's credentials unless it names its own. From `rtsps://` only to
+    /// `rtsps://`: a camera (or whoever sits in the path) can't talk the client out of TLS.
     pub(crate) fn redirect(&self, location: &str) -> Result<RtspUrl, RtspError> {
         let location = location.trim();
         let mut next = if location.contains("://") {
@@ -126,6 +141,11 @@ impl RtspUrl {
                 .map_err(|_| RtspError::BadUri("malformed URL".into()))?;
             RtspUrl::parse(joined.as_str())?
         };
+        if self.tls && !next.tls {
+            return Err(RtspError::BadUri(
+                "redirect from rtsps:// to rtsp://".into(),
+            ));
+        }
         if next.credentials.is_none() {
             next.credentials = self.credentials.clone();
         }
@@ -242,7 +262,26 @@ mod tests {
         assert_eq!(n.request_url(), "rtsp://cam/other/path?x=1");
         assert_eq!(n.credentials().unwrap().username(), "admin");
         assert!(u.redirect("http://cam/x").is_err());
-        assert!(u.redirect("rtsps://cam/x").is_err());
+        // rtsp -> rtsps is an upgrade; rtsps -> rtsp would drop TLS and is refused.
+        let n = u.redirect("rtsps://cam/x").unwrap();
+        assert!(n.is_tls());
+        assert_eq!(n.port(), 322);
+        assert!(n.redirect("rtsp://cam/x").is_err());
+        let n = n.redirect("/y").unwrap();
+        assert!(n.is_tls());
+        assert_eq!(n.request_url(), "rtsps://cam/y");
+    }
+
+    #[test]
+    fn rtsps_defaults_to_port_322() {
+        let u = RtspUrl::parse("rtsps://admin:pw@cam.local/live").unwrap();
+        assert!(u.is_tls());
+        assert_eq!((u.host(), u.port()), ("cam.local", 322));
+        assert_eq!(u.request_url(), "rtsps://cam.local/live");
+        assert_eq!(u.redacted(), "rtsps://admin:***@cam.local/live");
+        let u = RtspUrl::parse("RTSPS://10.0.0.2:7441/x").unwrap();
+        assert_eq!((u.host(), u.port(), u.is_tls()), ("10.0.0.2", 7441, true));
+        assert!(!RtspUrl::parse("rtsp://cam/x").unwrap().is_tls());
     }
 
     #[test]

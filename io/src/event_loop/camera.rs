@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
 use std::time::Instant;
 
 use camgate_core::gateway::{Gateway, StreamId};
@@ -12,6 +13,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 
 use super::{Endpoint, EventLoop, EventLoopConfig};
+use crate::camera_tls::{CameraTls, CameraTlsSession};
 use crate::camera_udp::{CameraUdp, PortRange};
 use crate::tcp::{ReadOutcome, TcpConn};
 
@@ -29,6 +31,10 @@ pub(super) struct Cameras {
     ports: PortRange,
     /// Local address camera connections are made from (`rtsp_client_address`), if set.
     client_address: Option<IpAddr>,
+    /// Certificate checks for `rtsps://` cameras.
+    pub(super) tls: Arc<CameraTls>,
+    /// TLS sessions of `rtsps://` cameras whose TCP connection is not made yet.
+    pub(super) tls_sessions: HashMap<StreamId, CameraTlsSession>,
 }
 
 impl Cameras {
@@ -43,6 +49,8 @@ impl Cameras {
             udp: HashMap::new(),
             ports: PortRange::new(config.rtsp_udp_ports.0, config.rtsp_udp_ports.1),
             client_address: config.rtsp_client_address,
+            tls: config.camera_tls.clone(),
+            tls_sessions: HashMap::new(),
         }
     }
 }
@@ -90,6 +98,7 @@ impl EventLoop {
             let connected = addr.and_then(|addr| self.connect_camera_addr(stream, addr));
             if let Err(e) = connected {
                 tracing::info!(stream = stream.0, "camera connect failed: {e}");
+                self.cameras.tls_sessions.remove(&stream);
                 gateway.handle_rtsp_lost(stream, now);
             }
         }
@@ -110,10 +119,15 @@ impl EventLoop {
             Token(key),
             Interest::READABLE | Interest::WRITABLE,
         )?;
+        let conn = match self.cameras.tls_sessions.remove(&stream) {
+            Some(tls) => TcpConn::with_tls(socket, tls),
+            None => TcpConn::new(socket),
+        };
         self.endpoints.insert(Endpoint::Camera {
             stream,
-            conn: TcpConn::new(socket),
+            conn,
             connecting: true,
+            announced: false,
         });
         self.cameras.conns.insert(stream, key);
         self.cameras.peers.insert(stream, addr);
@@ -127,6 +141,7 @@ impl EventLoop {
             stream,
             conn,
             connecting,
+            announced,
         }) = self.endpoints.get_mut(key)
         else {
             return;
@@ -136,10 +151,7 @@ impl EventLoop {
             // A non-blocking connect is done when the socket turns writable; the error
             // (refused, unreachable) is read from SO_ERROR.
             match conn.stream.take_error() {
-                Ok(None) if conn.stream.peer_addr().is_ok() => {
-                    *connecting = false;
-                    gateway.handle_rtsp_connected(stream, now);
-                }
+                Ok(None) if conn.stream.peer_addr().is_ok() => *connecting = false,
                 Ok(None) => return, // spurious wakeup, still connecting
                 _ => {
                     self.drop_camera(stream);
@@ -148,7 +160,16 @@ impl EventLoop {
                 }
             }
         }
-        let Some(Endpoint::Camera { conn, .. }) = self.endpoints.get_mut(key) else {
+        // Plain TCP is up once connected; TLS once its handshake is done (the RTSP client's
+        // connect timeout covers both). The ClientHello goes out with the flush below.
+        if !*announced && !conn.tls_handshaking() {
+            *announced = true;
+            gateway.handle_rtsp_connected(stream, now);
+        }
+        let Some(Endpoint::Camera {
+            conn, announced, ..
+        }) = self.endpoints.get_mut(key)
+        else {
             return;
         };
         let started = Instant::now();
@@ -157,6 +178,16 @@ impl EventLoop {
         });
         gateway.record_camera_input_time(started.elapsed());
         let flushed = conn.flush();
+        if outcome == ReadOutcome::TlsFailed {
+            let why = conn.tls_error().unwrap_or("TLS failed").to_owned();
+            self.drop_camera(stream);
+            gateway.handle_rtsp_tls_failed(stream, now, why);
+            return;
+        }
+        if !*announced && !conn.tls_handshaking() && outcome == ReadOutcome::WouldBlock {
+            *announced = true;
+            gateway.handle_rtsp_connected(stream, now);
+        }
         if outcome == ReadOutcome::Closed || flushed.is_err() {
             self.drop_camera(stream);
             gateway.handle_rtsp_lost(stream, now);
@@ -173,7 +204,7 @@ impl EventLoop {
         };
         let mut sink = |_: &[u8]| {};
         let outcome = conn.read_available(&mut self.read_buf, &mut sink);
-        if conn.flush().is_err() || conn.pending() == 0 || outcome == ReadOutcome::Closed {
+        if conn.flush().is_err() || conn.pending() == 0 || outcome != ReadOutcome::WouldBlock {
             if let Some(Endpoint::Closing(mut conn)) = self.endpoints.try_remove(key) {
                 let _ = self.poll.registry().deregister(&mut conn.stream);
             }
@@ -202,6 +233,7 @@ impl EventLoop {
     /// Closes `stream`'s camera connection, after flushing what is queued (a TEARDOWN).
     pub(super) fn close_camera(&mut self, stream: StreamId) {
         self.cameras.resolving.remove(&stream);
+        self.cameras.tls_sessions.remove(&stream);
         // Detached from the stream at once: a redirect or reconnect may open the
         // next connection for the same stream before this one has flushed.
         self.close_camera_udp(stream);
@@ -210,6 +242,7 @@ impl EventLoop {
             return;
         };
         if let Some(Endpoint::Camera { mut conn, .. }) = self.endpoints.try_remove(key) {
+            conn.close_tls();
             if conn.flush().is_ok() && conn.pending() > 0 {
                 let new_key = self.endpoints.vacant_key();
                 if new_key != key {

@@ -69,6 +69,7 @@ pub fn config(auth: bool, restricted: bool) -> Config {
         NamedStream {
             uri: LOBBY_URL.into(),
             pull_at_start: false,
+            tls_fingerprint: None,
         },
     );
     if auth {

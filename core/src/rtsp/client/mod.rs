@@ -135,9 +135,10 @@ impl RtspClient {
     pub fn new(url: &str, config: RtspConfig, now: Instant) -> Result<RtspClient, RtspError> {
         let url = RtspUrl::parse(url)?;
         let config_transport = config.transport;
+        let tls = url.is_tls();
         let mut rng = SplitMix64::new(config.seed);
         let udp = UdpSession::new(rng.next_u32(), now);
-        Ok(RtspClient {
+        let mut client = RtspClient {
             aggregate_url: url.request_url().to_owned(),
             url,
             connect_deadline: now + config.connect_timeout,
@@ -172,7 +173,18 @@ impl RtspClient {
             early: EarlyMedia::default(),
             media_open: false,
             received: MediaOut::default(),
-        })
+        };
+        if tls {
+            client.media_over_tcp_only();
+        }
+        Ok(client)
+    }
+
+    /// `rtsps://`: media goes interleaved inside the TLS connection, never over plain UDP
+    /// (that would need SRTP keys from the camera, which camgate does not do).
+    pub(super) fn media_over_tcp_only(&mut self) {
+        self.config.transport = RtspTransport::Tcp;
+        self.current = RtspTransport::Tcp;
     }
 
     /// The camera's URL; after a redirect, the new one.
@@ -259,6 +271,12 @@ impl RtspClient {
         if let Err(e) = res {
             self.fail(RtspError::Protocol(e.0));
         }
+    }
+
+    /// The driver's TLS session with an `rtsps://` camera failed (handshake or certificate):
+    /// the stream fails with `why`, which should tell the operator what to fix.
+    pub fn handle_tls_failed(&mut self, _now: Instant, why: String) {
+        self.fail(RtspError::Tls(why));
     }
 
     /// TCP error or EOF.

@@ -78,6 +78,9 @@ pub enum RtspError {
     UnsupportedVideo(String),
     /// The camera closed the connection.
     ConnectionClosed,
+    /// The TLS session of an `rtsps://` camera failed (why, from the driver: e.g. the
+    /// certificate it presented and why it was not accepted).
+    Tls(String),
 }
 
 impl fmt::Display for RtspError {
@@ -93,6 +96,7 @@ impl fmt::Display for RtspError {
             RtspError::NoSupportedTracks => f.write_str("No supported audio or video track"),
             RtspError::UnsupportedVideo(why) => f.write_str(why),
             RtspError::ConnectionClosed => f.write_str("Rtsp connection closed"),
+            RtspError::Tls(why) => write!(f, "TLS: {why}"),
         }
     }
 }
@@ -158,6 +162,8 @@ pub struct Redirect {
     pub host: String,
     /// TCP port to connect to.
     pub port: u16,
+    /// The new connection is TLS (`rtsps://`).
+    pub tls: bool,
 }
 
 /// Where each media packet of the current input is: a range of the input, or of `held` for the

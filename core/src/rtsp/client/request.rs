@@ -249,6 +249,10 @@ impl RtspClient {
                 self.fail(RtspError::Protocol("redirect to a non-rtsp URL".into()));
                 return;
             }
+            Err(RtspError::BadUri(why)) if why.starts_with("redirect from rtsps") => {
+                self.fail(RtspError::Protocol(format!("{why} refused")));
+                return;
+            }
             Err(_) => {
                 self.fail(RtspError::Protocol("bad redirect URL".into()));
                 return;
@@ -258,6 +262,7 @@ impl RtspClient {
         let target = Redirect {
             host: next.host().to_owned(),
             port: next.port(),
+            tls: next.is_tls(),
         };
         tracing::info!(
             from = %self.url,
@@ -278,6 +283,9 @@ impl RtspClient {
         self.auth = None;
         self.get_parameter = false;
         self.forget_session();
+        if target.tls {
+            self.media_over_tcp_only();
+        }
         self.redirect = Some(target);
     }
 

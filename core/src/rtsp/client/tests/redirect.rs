@@ -33,7 +33,8 @@ fn describe_302_reconnects_elsewhere_with_the_same_credentials() {
         h.redirect(),
         Some(Redirect {
             host: "10.0.0.9".into(),
-            port: 8554
+            port: 8554,
+            tls: false
         })
     );
     assert_eq!(h.redirect(), None);
@@ -102,7 +103,8 @@ fn redirect_statuses_on_options_and_describe() {
             h.redirect(),
             Some(Redirect {
                 host: "cam2".into(),
-                port: 10554
+                port: 10554,
+                tls: false
             }),
             "{status}"
         );
@@ -136,7 +138,8 @@ fn use_proxy_305_connects_to_the_proxy_for_the_same_url() {
         h.redirect(),
         Some(Redirect {
             host: "proxy.lan".into(),
-            port: 5540
+            port: 5540,
+            tls: false
         })
     );
     h.sent();
@@ -174,12 +177,7 @@ fn at_most_three_redirects() {
 
 #[test]
 fn redirect_to_another_scheme_is_refused() {
-    for location in [
-        "http://cam/x",
-        "rtsps://cam/x",
-        "rtspu://cam/x",
-        "file:///etc/passwd",
-    ] {
+    for location in ["http://cam/x", "rtspu://cam/x", "file:///etc/passwd"] {
         let mut h = Harness::with_config("rtsp://cam/x", follow());
         h.c.handle_connected(h.at(0));
         h.input(h.at(0), &redirect_answer(1, "302 Found", location));
@@ -231,5 +229,36 @@ fn redirects_not_followed_unless_asked() {
     assert_eq!(
         h.events(),
         vec![RtspEvent::Failed(RtspError::ConnectFailed)]
+    );
+}
+
+#[test]
+fn rtsps_redirects_stay_on_tls() {
+    let mut h = Harness::with_config("rtsps://a:b@cam/live", follow());
+    h.c.handle_connected(h.at(0));
+    h.input(h.at(0), b"RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n");
+    h.input(h.at(0), &redirect_answer(2, "302 Found", "/live/ch2"));
+    assert_eq!(
+        h.redirect(),
+        Some(Redirect {
+            host: "cam".into(),
+            port: 322,
+            tls: true
+        })
+    );
+    h.c.handle_connected(h.at(1));
+    let options = h.sent().pop().unwrap();
+    let cseq = options.header("CSeq").unwrap().parse().unwrap();
+    h.input(
+        h.at(1),
+        &redirect_answer(cseq, "302 Found", "rtsp://cam/live/ch2"),
+    );
+    assert_eq!(h.redirect(), None);
+    let events = h.events().iter().map(ev_string).collect::<Vec<_>>();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("redirect from rtsps:// to rtsp:// refused")),
+        "{events:?}"
     );
 }

@@ -834,3 +834,27 @@ fn garbage_datagrams_never_panic() {
     assert!(h.media.iter().all(|m| m.0 < 2));
     assert!(!h.media.is_empty());
 }
+
+#[test]
+fn rtsps_never_asks_for_udp_whatever_the_transport_setting() {
+    // Plain UDP media next to a TLS connection would bypass TLS: rtsps is TCP-interleaved.
+    for transport in [RtspTransport::Auto, RtspTransport::Udp] {
+        let url = "rtsps://192.168.1.64:554/Streaming/Channels/101";
+        let mut h = Harness::with_config(url, with_transport(transport));
+        let msgs = script(HIK_UDP, &[("c1", "50000-50001"), ("c2", "50002-50003")]);
+        let now = h.at(0);
+        h.c.handle_connected(now);
+        h.sent_one();
+        h.input(now, &msgs[0]);
+        h.sent_one();
+        h.input(now, &msgs[1]);
+        assert!(h.udp_requests().is_empty(), "{transport:?}");
+        let m = h.sent_one();
+        assert_eq!(method_uri(&m).0, "SETUP");
+        assert_eq!(
+            m.header("Transport"),
+            Some("RTP/AVP/TCP;unicast;interleaved=0-1"),
+            "{transport:?}"
+        );
+    }
+}

@@ -1,0 +1,464 @@
+//! A viewer's media: packets written to its `Rtc` (rebased, paced when its link is congested,
+//! replayed from the GOP cache), what comes back from the browser, and the datagrams out.
+
+use super::*;
+
+/// The video a congested viewer may be sent: whole frames while the credit lasts, then
+/// nothing until a keyframe once it has recovered. The link's queue stays short, and what
+/// the browser shows is late by at most about `MAX_DEBT`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Budget {
+    /// Bytes per second.
+    rate: f64,
+    /// Bytes that may still be sent (negative: owed).
+    credit: f64,
+    at: Instant,
+}
+
+/// Credit saved up while skipping: a keyframe can go out in one burst.
+const MAX_CREDIT: Duration = Duration::from_secs(1);
+/// Owed this much (in time at the rate), a viewer skips to the next keyframe.
+const MAX_DEBT: Duration = Duration::from_millis(500);
+
+impl Budget {
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
+        self.at = now;
+        self.credit = (self.credit + self.rate * elapsed).min(self.rate * MAX_CREDIT.as_secs_f64());
+    }
+
+    fn over(&self) -> bool {
+        self.credit < -self.rate * MAX_DEBT.as_secs_f64()
+    }
+}
+
+impl Viewer {
+    /// Sends nothing until the next keyframe, without a gap in the sequence numbers.
+    pub fn wait_for_keyframe(&mut self) {
+        if self.last_seq.is_some() {
+            self.awaiting_keyframe = true;
+        }
+    }
+
+    /// Connection state and flags, for the gateway to act on after each input.
+    pub fn state(&self) -> ViewerState {
+        self.state
+    }
+
+    /// Holds the video to `bps` bit/s of payload (None: no limit): whole frames go out while
+    /// the rate allows, then the viewer skips to the next keyframe.
+    pub fn set_rate_limit(&mut self, now: Instant, bps: Option<u64>) {
+        match (bps, self.budget.as_mut()) {
+            (None, _) => self.budget = None,
+            (Some(bps), Some(b)) => {
+                b.refill(now);
+                b.rate = bps as f64 / 8.0;
+            }
+            (Some(bps), None) => {
+                self.budget = Some(Budget {
+                    rate: bps as f64 / 8.0,
+                    credit: 0.0,
+                    at: now,
+                })
+            }
+        }
+    }
+
+    /// The link is congested: skip to the next keyframe and send nothing more until `bytes`
+    /// (what sits in the link's queue) have had time to go through at the rate limit (call
+    /// `set_rate_limit` first).
+    pub fn skip_backlog(&mut self, bytes: u64) {
+        if let Some(b) = self.budget.as_mut() {
+            b.credit = b.credit.min(-(bytes as f64));
+        }
+        if self.last_seq.is_some() && !self.awaiting_keyframe {
+            self.awaiting_keyframe = true;
+            self.skips += 1;
+            self.drop_resends();
+        }
+    }
+
+    /// Forgets the packets str0m could resend. After a skip for congestion the browser still
+    /// NACKs what the congested link lost, and resending frames it will never show would fill
+    /// that link again (seen with real Chromium behind a 256 kbit/s bottleneck: up to 95 % of
+    /// what it received for seconds after the skip were resends).
+    fn drop_resends(&mut self) {
+        self.set_video_rtx_cache();
+    }
+
+    /// (Re)makes str0m's resend history for the video, empty, with camgate's limits.
+    pub(super) fn set_video_rtx_cache(&mut self) {
+        let Some((mid, _)) = self.video else { return };
+        self.guarded(|this| {
+            if let Some(tx) = this.rtc.direct_api().stream_tx_by_mid(mid, None) {
+                tx.set_rtx_cache(VIDEO_SEND_BUFFER, RTX_MAX_AGE, RTX_RATIO_CAP);
+            }
+        });
+    }
+
+    /// Skips to a keyframe made for congestion since the last call.
+    pub fn take_skips(&mut self) -> u64 {
+        std::mem::take(&mut self.skips)
+    }
+
+    /// The browser's newest receiver report on the video, with what had been sent by then
+    /// (once per report).
+    pub fn take_link_report(&mut self) -> Option<LinkReport> {
+        self.link_report.take()
+    }
+
+    /// Clears the keyframe request flag; returns whether one was pending.
+    pub fn take_keyframe_request(&mut self) -> bool {
+        std::mem::take(&mut self.state.keyframe_requested)
+    }
+
+    /// Answers the browser's keyframe request (PLI/FIR) from the GOP cache: a camera behind
+    /// RTSP can't be asked for a keyframe, and waiting for its next one freezes the picture
+    /// for up to a GOP. The cached packets go out again as new packets: fresh sequence numbers
+    /// after the last sent, and timestamps one tick apart just after the last sent frame, so
+    /// the decoder takes them as the newest frames and the live ones that follow still come
+    /// later. At most once per `MIN_REPLAY_INTERVAL` (browsers repeat PLIs until a keyframe
+    /// arrives). Returns whether the GOP was sent.
+    pub fn replay_gop(
+        &mut self,
+        now: Instant,
+        gop: &GopCache,
+        wallclock: impl Fn(u32) -> Instant,
+        out: &mut VecDeque<Transmit>,
+    ) -> bool {
+        let (Some((_, ext)), Some(last_ts)) = (self.last_seq, self.last_video_ts) else {
+            return false;
+        };
+        let Some((first_seq, gop_last_ts)) = gop.first_seq_and_last_ts() else {
+            return false;
+        };
+        if self.awaiting_keyframe
+            || !self.state.connected
+            || self
+                .last_replay
+                .is_some_and(|t| now.saturating_duration_since(t) < MIN_REPLAY_INTERVAL)
+        {
+            return false;
+        }
+        self.last_replay = Some(now);
+        // `replay` gives the last frame `gop_last_ts`; it must come `access_units` ticks after
+        // the last frame sent.
+        let shift = last_ts
+            .wrapping_add(gop.access_units())
+            .wrapping_sub(gop_last_ts);
+        self.last_seq = Some((first_seq.wrapping_sub(1), ext));
+        let mut written = 0;
+        gop.replay(|p, ts| {
+            let wall = wallclock(ts);
+            self.send_replayed(now, p, ts.wrapping_add(shift), wall, &mut written, out)
+        });
+        self.flush(now, out);
+        true
+    }
+
+    /// Writes one packet of a GOP replay (`written` counts them); every `REPLAY_SLICE` packets,
+    /// what was written is sent. str0m's send queue keeps the capacity it grew to for the
+    /// viewer's life, and a whole GOP written at once (up to a second of video, 230 packets at
+    /// 2 Mbit/s) grew it to 90 KB per viewer.
+    pub fn send_replayed(
+        &mut self,
+        now: Instant,
+        packet: &VideoPacket,
+        rtp_time: u32,
+        wallclock: Instant,
+        written: &mut usize,
+        out: &mut VecDeque<Transmit>,
+    ) {
+        self.send_video(now, packet, rtp_time, wallclock);
+        *written += 1;
+        if written.is_multiple_of(REPLAY_SLICE) {
+            self.flush(now, out);
+        }
+    }
+
+    /// camgate's ICE ufrag for this viewer: browsers' connectivity checks name it.
+    pub fn ice_ufrag(&self) -> &str {
+        &self.ice_ufrag
+    }
+
+    /// Whether a datagram from `source` belongs to this viewer (STUN username or known address).
+    pub fn accepts(
+        &self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        match Receive::new(Protocol::Udp, source, destination, data) {
+            Ok(r) => self.rtc.accepts(&Input::Receive(now, r)),
+            Err(_) => false,
+        }
+    }
+
+    /// Runs one mutation of the `Rtc`; a panic inside str0m ends this viewer, not the server.
+    fn guarded(&mut self, f: impl FnOnce(&mut Self)) {
+        self.next_timeout = None;
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
+        if result.is_err() {
+            tracing::error!("viewer's WebRTC stack panicked; dropping the viewer");
+            self.state.failed = true;
+        }
+    }
+
+    /// One datagram from the browser (STUN, DTLS, SRTP or SRTCP); replies are appended to `out`.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+        out: &mut VecDeque<Transmit>,
+    ) {
+        self.last_heard = now;
+        let Ok(receive) = Receive::new(Protocol::Udp, source, destination, data) else {
+            return; // not STUN, DTLS, RTP or RTCP: garbage on the shared port
+        };
+        self.guarded(|this| {
+            if let Err(e) = this.rtc.handle_input(Input::Receive(now, receive)) {
+                tracing::debug!("viewer input rejected: {e}");
+            }
+            this.drain(out);
+        });
+    }
+
+    /// Advances the viewer's timers to `now` (ICE, DTLS retransmits, RTCP); a browser silent for
+    /// `SILENCE_TIMEOUT` is marked failed.
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut VecDeque<Transmit>) {
+        if now.saturating_duration_since(self.last_heard) > SILENCE_TIMEOUT {
+            if !self.state.failed {
+                tracing::info!("viewer silent for {SILENCE_TIMEOUT:?}: gone");
+            }
+            self.state.failed = true;
+            return;
+        }
+        self.guarded(|this| {
+            if let Err(e) = this.rtc.handle_input(Input::Timeout(now)) {
+                tracing::debug!("viewer timeout error: {e}");
+            }
+            this.drain(out);
+        });
+    }
+
+    /// Writes one audio packet captured at `wallclock` (on the stream's shared timeline, for lip
+    /// sync). Audio starts with the first packet after the connection is up.
+    pub fn send_audio(&mut self, packet: &AudioPacket, wallclock: Instant) {
+        let Some((mid, pt)) = self.audio else { return };
+        if !self.state.connected {
+            return;
+        }
+        let seq = match self.audio_last_seq {
+            None => 1,
+            Some((last, ext)) => {
+                let step = packet.seq.wrapping_sub(last);
+                if step == 0 || step >= 0x8000 {
+                    return;
+                }
+                ext + u64::from(step)
+            }
+        };
+        self.audio_last_seq = Some((packet.seq, seq));
+        let write = RtpWrite::new(
+            pt,
+            SeqNo::from(seq),
+            packet.rtp_time,
+            wallclock,
+            packet.payload.clone(),
+        );
+        self.guarded(|this| {
+            let mut api = this.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+                return;
+            };
+            tx.write_rtp(write);
+            this.unflushed = true;
+        });
+    }
+
+    /// Packets were written and the gateway listed this viewer for `flush`, which will set its
+    /// timer: scheduling it before then would only tick str0m twice.
+    pub fn awaiting_flush(&self) -> bool {
+        self.flush_queued
+    }
+
+    /// True once after packets were written: the gateway then lists this viewer for `flush`.
+    pub fn wants_flush(&mut self) -> bool {
+        if self.unflushed && !self.flush_queued {
+            self.flush_queued = true;
+            return true;
+        }
+        false
+    }
+
+    /// Sends what `send_video`/`send_audio` wrote since the last flush. Written packets wait
+    /// in str0m's queue until a timeout tick; ticking once per batch of camera packets rather
+    /// than once per packet saves str0m's per-tick work (timers, statistics, DTLS and ICE
+    /// polling) for all but one packet of each batch.
+    /// True if it ticked str0m (something was written since the last flush).
+    pub fn flush(&mut self, now: Instant, out: &mut VecDeque<Transmit>) -> bool {
+        self.flush_queued = false;
+        if !std::mem::take(&mut self.unflushed) {
+            return false;
+        }
+        self.guarded(|this| {
+            let _ = this.rtc.handle_input(Input::Timeout(now));
+            this.drain(out);
+        });
+        true
+    }
+
+    /// Writes one relay packet with the RTP timestamp `rtp_time` (the camera's, or a replayed
+    /// one) captured at `wallclock` (the stream's shared timeline, for lip sync). Before the
+    /// first keyframe nothing is sent: a decoder can't use it.
+    pub fn send_video(
+        &mut self,
+        now: Instant,
+        packet: &VideoPacket,
+        rtp_time: u32,
+        wallclock: Instant,
+    ) {
+        let Some((mid, pt)) = self.video else { return };
+        if !self.state.connected || (self.last_seq.is_none() && !packet.keyframe_start) {
+            return;
+        }
+        if let Some(b) = self.budget.as_mut() {
+            b.refill(now);
+            // Owing too much at a frame boundary: skip to the next keyframe.
+            if !self.awaiting_keyframe && self.at_frame_start && b.over() {
+                self.awaiting_keyframe = true;
+                self.skips += 1;
+                self.drop_resends();
+            }
+        }
+        if self.awaiting_keyframe {
+            // A congested viewer resumes only once it has paid off its debt.
+            let broke = self.budget.is_some_and(|b| b.credit < 0.0);
+            if !packet.keyframe_start || broke {
+                // Skipped packets are not losses: the browser must not NACK them.
+                if let Some((_, ext)) = self.last_seq {
+                    self.last_seq = Some((packet.seq.wrapping_sub(1), ext));
+                }
+                return;
+            }
+            self.awaiting_keyframe = false;
+            if let Some((_, ext)) = self.last_seq {
+                self.last_seq = Some((packet.seq.wrapping_sub(1), ext));
+            }
+        }
+        let seq = match self.last_seq {
+            // Start at 1: str0m derives the SRTP rollover counter from the extended number.
+            None => 1,
+            Some((last, ext)) => {
+                let step = packet.seq.wrapping_sub(last);
+                if step == 0 || step >= 0x8000 {
+                    return; // already sent (a cached packet the live stream caught up with)
+                }
+                // Relay gaps stay gaps, so the browser sees losses and can NACK them.
+                ext + u64::from(step)
+            }
+        };
+        self.last_seq = Some((packet.seq, seq));
+        self.last_video_ts = Some(rtp_time);
+        self.video_bytes += packet.payload.len() as u64;
+        self.at_frame_start = packet.marker;
+        if let Some(b) = self.budget.as_mut() {
+            b.credit -= packet.payload.len() as f64;
+        }
+        let write = RtpWrite::new(
+            pt,
+            SeqNo::from(seq),
+            rtp_time,
+            wallclock,
+            packet.payload.clone(),
+        )
+        .marker(packet.marker)
+        .nackable(true);
+        if packet.keyframe_start {
+            self.state.playing = true;
+        }
+        self.guarded(|this| {
+            let mut api = this.rtc.direct_api();
+            let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+                return;
+            };
+            // str0m queues the packet; `flush` makes it leave.
+            tx.write_rtp(write);
+            this.unflushed = true;
+        });
+    }
+
+    /// When `handle_timeout` must be called next.
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        if self.next_timeout.is_some() {
+            return self.next_timeout;
+        }
+        // Draining is cheap when idle and leaves `Timeout` as the next output.
+        match self.rtc.poll_output() {
+            Ok(Output::Timeout(t)) => {
+                self.next_timeout = Some(t);
+                Some(t)
+            }
+            _ => None,
+        }
+    }
+
+    /// Ends the connection when the gateway drops the viewer; `is_alive` turns false.
+    pub fn close(&mut self) {
+        self.next_timeout = None;
+        self.rtc.disconnect();
+    }
+
+    /// Whether the viewer is still usable: not closed or disconnected by str0m, and not failed.
+    pub fn is_alive(&self) -> bool {
+        self.rtc.is_alive() && !self.state.failed
+    }
+
+    pub(super) fn drain(&mut self, out: &mut VecDeque<Transmit>) {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.next_timeout = Some(t);
+                    break;
+                }
+                Ok(Output::Transmit(t)) => out.push_back(t),
+                Ok(Output::Event(e)) => match e {
+                    Event::Connected => self.state.connected = true,
+                    Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                        self.state.failed = true
+                    }
+                    Event::KeyframeRequest(_) => self.state.keyframe_requested = true,
+                    Event::MediaEgressStats(stats) => {
+                        let (Some((mid, _)), Some(remote), Some((_, sent_seq))) =
+                            (self.video, stats.remote.as_ref(), self.last_seq)
+                        else {
+                            continue;
+                        };
+                        let rr = (*remote.maximum_sequence_number, remote.packets_lost);
+                        if stats.mid != mid || self.last_rr == Some(rr) {
+                            continue;
+                        }
+                        self.last_rr = Some(rr);
+                        self.link_report = Some(LinkReport {
+                            at: stats.timestamp,
+                            received_seq: rr.0,
+                            lost: rr.1,
+                            loss: stats.loss,
+                            sent_seq,
+                            sent_bytes: self.video_bytes,
+                        });
+                    }
+                    _ => {}
+                },
+                Err(e) => {
+                    tracing::info!("viewer failed: {e}");
+                    self.state.failed = true;
+                    break;
+                }
+            }
+        }
+    }
+}
