@@ -23,7 +23,7 @@ install_debs() {
 }
 
 # What the Rust build needs (C toolchain for ring, codec libraries through pkg-config).
-RUST_BUILD_DEBS=(build-essential pkg-config libopus-dev libspeex-dev ca-certificates curl)
+RUST_BUILD_DEBS=(build-essential pkg-config libopus-dev libspeex-dev libspandsp-dev ca-certificates curl)
 
 ensure_rust() {
   if ! command -v cargo >/dev/null 2>&1 && [[ -x $HOME/.cargo/bin/cargo ]]; then

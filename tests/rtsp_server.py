@@ -12,8 +12,8 @@ exits cleanly on SIGTERM/SIGINT.
 
 More cameras:
     --video h264 --h264-profile high --bframes 2     B-frames, High profile
-    --video h265 | vp8 | none
-    --audio pcmu | pcma | opus | aac | aac-latm | speex
+    --video h265 | vp8 | mjpeg | none
+    --audio pcmu | pcma | g722 | l16 | g726 | opus | aac | aac-latm | speex
     --aac-encoder avenc_aac | voaacenc | fdkaacenc     which AAC encoder (exits if it is missing)
     --user admin --password secret [--auth digest]   401 without credentials
     --protocols tcp                                  interleaved only
@@ -66,6 +66,9 @@ VIDEO = {
         + "! vp8enc deadline=1 keyframe-max-dist={fps} "
         "! rtpvp8pay name={pay} pt=96"
     ),
+    # MJPEG (static PT 26): video WebRTC cannot carry, for the refusal tests.
+    # rtpjpegpay (RFC 2435) takes 4:2:0 JPEG only.
+    "mjpeg": VIDEO_SRC + "! videoconvert ! video/x-raw,format=I420 ! jpegenc ! rtpjpegpay name={pay} pt=26",
     "none": None,
 }
 
@@ -80,6 +83,12 @@ AUDIO = {
     "aac": AUDIO_SRC + "! audio/x-raw,rate=16000,channels=1 ! {aacenc} ! rtpmp4gpay name={pay} pt=97",
     "aac-latm": AUDIO_SRC + "! audio/x-raw,rate=16000,channels=1 ! {aacenc} ! rtpmp4apay name={pay} pt=97",
     "speex": AUDIO_SRC + "! audio/x-raw,rate=16000,channels=1 ! speexenc ! rtpspeexpay name={pay} pt=97",
+    # G.722 (intercoms, doorbells): 16 kHz audio on an 8000 Hz RTP clock (RFC 3551), static PT 9.
+    "g722": AUDIO_SRC + "! audio/x-raw,rate=16000,channels=1 ! avenc_g722 ! rtpg722pay name={pay} pt=9",
+    # L16: big-endian linear PCM, 16 kHz mono (640-byte packets every 20 ms).
+    "l16": AUDIO_SRC + "! audio/x-raw,format=S16BE,rate=16000,channels=1 ! rtpL16pay name={pay} pt=97",
+    # G.726 (32 kbit/s): audio camgate does not decode, for the left-out tests.
+    "g726": AUDIO_SRC + "! audio/x-raw,rate=8000,channels=1 ! avenc_g726 bitrate=32000 ! rtpg726pay name={pay} pt=97",
 }
 
 

@@ -22,7 +22,10 @@ use camgate_testkit::Rng;
 
 pub const MAGIC: &[u8; 4] = b"CGBN";
 pub const TRAILER: usize = 12;
-const MAX_PAYLOAD: usize = 1200;
+/// RTP payload of the camera's packets: 1,400-byte packets (gst-rtsp-server's default MTU, what
+/// IP cameras send) less the 12-byte header. Above the gateway's 1,200-byte WebRTC payload, so
+/// re-fragmenting is on the measured path as with real cameras.
+pub(crate) const MAX_PAYLOAD: usize = 1400 - 12;
 const FPS: u32 = 30;
 const GOP: u32 = 30;
 const VIDEO_PT: u8 = 96;

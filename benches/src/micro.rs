@@ -19,7 +19,7 @@ use camgate_core::rtp::RtpPacket;
 use camgate_core::rtsp::framing::write_interleaved;
 use camgate_testkit::Rng;
 
-use crate::camera::{frame_size, PPS, SPS};
+use crate::camera::{frame_size, MAX_PAYLOAD, PPS, SPS};
 
 #[derive(Debug, Clone)]
 pub struct MicroResult {
@@ -136,7 +136,7 @@ impl Cam {
         self.rng.fill(&mut nal);
         nal[0] = if idr { 0x65 } else { 0x41 };
         nal[1] = if idr { 0x88 } else { 0x9a };
-        let mut fragments = fu_a_fragments(nal[0], &nal[1..], true, true, 1200)
+        let mut fragments = fu_a_fragments(nal[0], &nal[1..], true, true, MAX_PAYLOAD)
             .map(|f| f.to_vec())
             .peekable();
         while let Some(p) = fragments.next() {

@@ -1,5 +1,6 @@
 //! A stream's audio on its way to browsers: passed through when browsers can play the camera's
-//! codec (Opus, G.711 at 8 kHz mono), transcoded to Opus otherwise (AAC, Speex, odd G.711).
+//! codec (Opus, G.711 at 8 kHz mono, G.722), transcoded to Opus otherwise (AAC, Speex, L16, odd
+//! G.711).
 //!
 //! Like the video relay, it numbers its output packets itself (+1 per packet, plus any gap in
 //! the camera's sequence) so each viewer can rebase the numbers without hiding losses.
@@ -19,6 +20,8 @@ pub enum AudioOut {
     Pcmu,
     /// The camera's G.711 A-law at 8 kHz mono, passed through.
     Pcma,
+    /// The camera's G.722 (8000 Hz RTP clock, 16 kHz audio) mono, passed through.
+    G722,
 }
 
 impl AudioOut {
@@ -28,6 +31,7 @@ impl AudioOut {
             Self::Opus => "opus",
             Self::Pcmu => "PCMU",
             Self::Pcma => "PCMA",
+            Self::G722 => "G722",
         }
     }
 }
@@ -37,7 +41,7 @@ impl AudioOut {
 pub struct AudioPacket {
     /// The RTP payload in the output codec.
     pub payload: Arc<[u8]>,
-    /// In the output codec's clock (48 kHz for Opus, 8 kHz for G.711).
+    /// In the output codec's clock (48 kHz for Opus, 8 kHz for G.711 and G.722).
     pub rtp_time: u32,
     /// The relay's own sequence number, +1 per packet; passthrough also skips the camera's gaps.
     pub seq: u16,
@@ -62,11 +66,11 @@ pub struct AudioRelay {
     description: String,
     /// The camera's track, kept to start the Opus fallback when a browser needs it.
     input: AudioInput,
-    /// G.711 passed through, and also transcoded to Opus for browsers that lack the law.
+    /// G.711/G.722 passed through, and also transcoded to Opus for browsers that lack the codec.
     fallback: Option<Fallback>,
 }
 
-/// The Opus version of a passed-through G.711 track, made only while a viewer needs it.
+/// The Opus version of a passed-through G.711/G.722 track, made only while a viewer needs it.
 struct Fallback {
     transcoder: Box<Transcoder>,
     encoded: Vec<OpusPacket>,
@@ -87,10 +91,11 @@ impl AudioRelay {
             input.clock_rate,
             if channels > 1 { " stereo" } else { "" }
         );
-        let plain_g711 = input.clock_rate == 8000 && input.channels <= 1;
         let passthrough = match input.codec {
-            AudioCodec::Pcmu if plain_g711 => Some(AudioOut::Pcmu),
-            AudioCodec::Pcma if plain_g711 => Some(AudioOut::Pcma),
+            _ if !input.can_pass_through() => None,
+            AudioCodec::Pcmu => Some(AudioOut::Pcmu),
+            AudioCodec::Pcma => Some(AudioOut::Pcma),
+            AudioCodec::G722 => Some(AudioOut::G722),
             AudioCodec::Opus => Some(AudioOut::Opus),
             _ => None,
         };
@@ -123,8 +128,8 @@ impl AudioRelay {
         })
     }
 
-    /// Also makes an Opus version of a passed-through G.711 track, for browsers that offered
-    /// no PCMU/PCMA. Does nothing when the output is Opus already.
+    /// Also makes an Opus version of a passed-through G.711/G.722 track, for browsers that
+    /// offered no PCMU/PCMA/G722. Does nothing when the output is Opus already.
     pub fn enable_opus_fallback(&mut self) -> Result<(), AudioError> {
         if self.out == AudioOut::Opus || self.fallback.is_some() {
             return Ok(());
@@ -141,7 +146,7 @@ impl AudioRelay {
         Ok(())
     }
 
-    /// Whether the Opus version of a G.711 track is being made (see `enable_opus_fallback`).
+    /// Whether the Opus version of a G.711/G.722 track is being made (see `enable_opus_fallback`).
     pub fn has_opus_fallback(&self) -> bool {
         self.fallback.is_some()
     }
@@ -286,6 +291,32 @@ mod tests {
             "{}",
             relay.description()
         );
+    }
+
+    #[test]
+    fn g722_passes_through_with_an_opus_fallback_and_l16_is_transcoded() {
+        // Static PT 9, 8000 Hz RTP clock (RFC 3551) though the audio is 16 kHz.
+        let mut relay = AudioRelay::new(&track("G722", 9, 8000, None)).unwrap();
+        assert_eq!(relay.output(), AudioOut::G722);
+        assert!(!relay.is_transcoding());
+        relay.enable_opus_fallback().unwrap();
+        let (mut out, mut opus) = (Vec::new(), Vec::new());
+        for seq in 0..30u16 {
+            let bytes = rtp(seq, u32::from(seq) * 160, &[0x5a; 160]);
+            relay.push(&RtpPacket::parse(&bytes).unwrap(), &mut out);
+            relay.take_fallback(&mut opus);
+        }
+        assert_eq!(out.len(), 30);
+        assert_eq!(&out[5].payload[..], &[0x5a; 160][..], "untouched");
+        assert_eq!(out[5].rtp_time, 800, "on the camera's 8000 Hz clock");
+        assert!(opus.len() >= 25, "{} Opus packets", opus.len());
+        assert!(relay
+            .description()
+            .starts_with("G722 8000 Hz (passed through), and → opus"));
+        let relay = AudioRelay::new(&track("L16", 11, 44100, None)).unwrap();
+        assert_eq!(relay.output(), AudioOut::Opus);
+        assert!(relay.is_transcoding());
+        assert_eq!(relay.description(), "L16 44100 Hz → opus 48000 Hz");
     }
 
     #[test]

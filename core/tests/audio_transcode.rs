@@ -492,6 +492,8 @@ fn audio_garbage_never_panics() {
         "speex_nb",
         "speex_wb",
         "pcma_8000",
+        "g722_16000",
+        "l16_48000_stereo",
     ] {
         let cap = load(name);
         let mut t = Transcoder::new(AudioInput::from_track(&cap.track).unwrap()).unwrap();
@@ -529,4 +531,40 @@ fn audio_garbage_never_panics() {
         );
         assert!(s.malformed_packets + s.decode_errors > 0, "{name}: {s:?}");
     }
+}
+
+#[test]
+fn audio_g722_decoded_at_16_khz_on_its_8000_hz_clock() {
+    // rtpg722pay stamps 16 kHz audio on an 8000 Hz clock (RFC 3551): the tone must come out at 1 kHz
+    // (not 2 kHz or 500 Hz) and 1 s in must give 1 s out.
+    let cap = load("g722_16000");
+    assert_eq!(
+        (cap.track.encoding.as_str(), cap.track.clock_rate),
+        ("G722", 8000)
+    );
+    let (t, out) = run("g722_16000");
+    assert_eq!(t.output_channels(), 1);
+    assert_eq!(t.stats().frames_decoded, cap.packets.len() as u64);
+    // The output clock follows the input's: 8000 Hz ticks × 6 = 48 kHz ticks.
+    let span_in = cap.packets.last().unwrap().0.wrapping_sub(cap.packets[0].0);
+    let span_out = out.last().unwrap().rtp_time.wrapping_sub(out[0].rtp_time);
+    assert!(
+        (i64::from(span_out) - i64::from(span_in) * 6).abs() <= i64::from(OPUS_FRAME),
+        "in {span_in} ticks at 8 kHz, out {span_out} ticks at 48 kHz"
+    );
+}
+
+#[test]
+fn audio_l16_mono_and_stereo() {
+    run("l16_8000_mono");
+    run("l16_16000_mono");
+    let (t, _) = run("l16_48000_stereo");
+    assert_eq!(t.output_channels(), 2);
+    // A payload cut mid-sample is counted as malformed, never decoded.
+    let cap = load("l16_48000_stereo");
+    let mut t = Transcoder::new(AudioInput::from_track(&cap.track).unwrap()).unwrap();
+    let mut out = Vec::new();
+    t.push(cap.packets[0].0, &cap.packets[0].2[..6], &mut out);
+    assert_eq!(t.stats().malformed_packets, 1);
+    assert_eq!(t.stats().frames_decoded, 0);
 }

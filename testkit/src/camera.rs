@@ -1,7 +1,9 @@
 //! A scripted RTSP camera for tests that drive the sans-IO gateway: bytes in, bytes out, no
 //! sockets. It answers like gst-rtsp-server over TCP-interleaved transport and sends what a
-//! test tells it to (H.264 or PCMU RTP, recorded packets, sender reports).
+//! test tells it to (H.264 or PCMU RTP, recorded packets, sender reports). Its RTP packets are
+//! at most 1,400 bytes, gst-rtsp-server's default MTU, as cameras send them.
 
+use camgate_core::h264::packetize::fu_a_fragments;
 use camgate_core::rtp::RtpPacket;
 use camgate_core::rtsp::framing::write_interleaved;
 
@@ -11,6 +13,13 @@ use crate::nal::filler;
 pub const SPS_B64: &str = "Z0LAHtkDxWhAAAADAEAAAA8jxgyS";
 /// The PPS (base64) of the camera's SDP.
 pub const PPS_B64: &str = "aM4yyA==";
+
+/// Largest RTP packet the camera sends: gst-rtsp-server's (and GStreamer payloaders') default
+/// MTU, typical of IP cameras. Larger than the gateway's WebRTC payload (1,200 bytes by default),
+/// so the gateway re-fragments what it relays, as it does with real cameras.
+pub const CAMERA_MTU: usize = 1400;
+/// RTP header the camera writes (no CSRC, no extension).
+const RTP_HEADER: usize = 12;
 
 /// A camera that answers OPTIONS/DESCRIBE/SETUP/PLAY/TEARDOWN like gst-rtsp-server does.
 #[derive(Default)]
@@ -177,15 +186,32 @@ impl FakeCamera {
         write_interleaved(&mut self.to_gateway, channel, &sr);
     }
 
-    /// Sends one access unit as RTP over the interleaved channel 0, one NAL per packet.
+    /// Sends one access unit as RTP over the interleaved channel 0: one NAL per packet, H.264
+    /// NALs too large for [`CAMERA_MTU`] as FU-A fragments (as rtph264pay does). VP8 payloads
+    /// go as given (one packet each).
     pub fn send_frame(&mut self, rtp_time: u32, nals: &[Vec<u8>]) {
+        let max_payload = CAMERA_MTU - RTP_HEADER;
+        let ts = rtp_time.wrapping_add(self.time_base);
         for (i, nal) in nals.iter().enumerate() {
-            let marker = i + 1 == nals.len();
-            self.seq = self.seq.wrapping_add(1);
-            let ts = rtp_time.wrapping_add(self.time_base);
-            let packet = rtp(96, marker, self.seq, ts, 0x1234_5678, nal);
-            write_interleaved(&mut self.to_gateway, 0, &packet);
+            let last_nal = i + 1 == nals.len();
+            if self.vp8 || nal.len() <= max_payload {
+                self.send_video_rtp(last_nal, ts, nal);
+                continue;
+            }
+            let mut fragments =
+                fu_a_fragments(nal[0], &nal[1..], true, true, max_payload).peekable();
+            while let Some(fragment) = fragments.next() {
+                let marker = last_nal && fragments.peek().is_none();
+                self.send_video_rtp(marker, ts, &fragment.to_vec());
+            }
         }
+    }
+
+    /// One RTP packet of the video track, numbered in sequence.
+    fn send_video_rtp(&mut self, marker: bool, ts: u32, payload: &[u8]) {
+        self.seq = self.seq.wrapping_add(1);
+        let packet = rtp(96, marker, self.seq, ts, 0x1234_5678, payload);
+        write_interleaved(&mut self.to_gateway, 0, &packet);
     }
 }
 

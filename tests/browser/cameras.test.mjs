@@ -60,7 +60,7 @@ for (const [method, port] of [['Basic', basicPort], ['Digest', digestPort]]) {
 }
 
 // One camera per codec, started for its own test only (the machine may have 2 cores).
-// audio: what the browser must receive (AAC and Speex arrive transcoded to Opus).
+// audio: what the browser must receive (AAC, Speex and L16 arrive transcoded to Opus).
 const CODECS = [
   { name: 'vp8', extra: ['--video', 'vp8'], video: 'video/VP8' },
   {
@@ -79,6 +79,9 @@ const CODECS = [
   { name: 'aac-voaacenc', extra: ['--audio', 'aac', '--aac-encoder', 'voaacenc'], audio: 'audio/opus', info: /MPEG4-GENERIC 16000 Hz → opus/ },
   { name: 'aac-latm-avenc', extra: ['--audio', 'aac-latm', '--aac-encoder', 'avenc_aac'], audio: 'audio/opus', info: /MP4A-LATM 16000 Hz → opus/ },
   { name: 'speex', extra: ['--audio', 'speex'], audio: 'audio/opus' },
+  // G.722 passes through (Chromium offers G722); L16 is transcoded.
+  { name: 'g722', extra: ['--audio', 'g722'], audio: 'audio/G722', info: /G722 8000 Hz \(passed through\)/ },
+  { name: 'l16', extra: ['--audio', 'l16'], audio: 'audio/opus', info: /L16 16000 Hz → opus/ },
 ];
 
 CODECS.forEach((c, i) => {
@@ -123,4 +126,50 @@ CODECS.forEach((c, i) => {
       await camera.stop();
     }
   });
+});
+
+// What camgate cannot play gets a clear answer. MJPEG (static PT 26, which WebRTC cannot carry):
+// FAILED naming it, even with audio camgate could play. G.726 audio: the video plays, and the
+// info names the left-out track and why.
+test('camera --video mjpeg --audio pcmu: FAILED naming MJPEG', { timeout: 60000 }, async () => {
+  const port = config.cameraPort + 25;
+  const camera = await startCamera(env.logDir, { name: 'mjpeg', port, video: 'mjpeg', extra: ['--audio', 'pcmu'] });
+  env.cameras.mjpeg = camera;
+  const page = await openPlayer(env.browser, url(port));
+  try {
+    await env.run([page], async () => {
+      await page.click('#start');
+      const failed = await waitForStatus(page, 'FAILED');
+      console.log(`# mjpeg: FAILED "${failed.info}"`);
+      assert.match(failed.info || '', /Camera video MJPEG \(JPEG\) cannot be played over WebRTC/);
+    });
+  } finally {
+    await page.context().close();
+    await camera.stop();
+  }
+});
+
+test('camera --audio g726: the video plays, the info names the left-out G.726 track', { timeout: 60000 }, async () => {
+  const port = config.cameraPort + 26;
+  const camera = await startCamera(env.logDir, { name: 'g726', port, extra: ['--audio', 'g726'] });
+  env.cameras.g726 = camera;
+  const page = await openPlayer(env.browser, url(port));
+  try {
+    await env.run([page], async () => {
+      await page.click('#start');
+      const playing = await waitForStatus(page, 'PLAYING');
+      const first = await waitForFrames(page, { which: 'camgate', minFrames: 3 });
+      await page.waitForTimeout(1000);
+      const stats = await videoStats(page, 'camgate');
+      assert.ok(stats.video.framesDecoded > first.video.framesDecoded, 'video stalled');
+      assert.ok(!stats.audio || stats.audio.packetsReceived === 0, JSON.stringify(stats));
+      console.log(`# g726: PLAYING info "${playing.info}"`);
+      assert.match(playing.info || '', /left out: audio g726-32: camera audio G726-32 cannot be played/);
+      await page.click('#stop');
+      await waitForStatus(page, 'STOPPED', 10000);
+    });
+  } finally {
+    await page.context().close();
+    await camera.stop();
+  }
 });

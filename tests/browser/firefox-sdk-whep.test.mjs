@@ -218,3 +218,25 @@ AUDIO_CAMERAS.forEach((c, i) => {
     });
   });
 });
+
+// G.722 passes through to Firefox too (it offers G722), with sound.
+test('Firefox: the SDK API plays sound from a --audio g722 camera (audio/G722)', { timeout: 60000, skip }, async () => {
+  await withCamera('sdk-api-g722', config.cameraPort + 69, ['--audio', 'g722'], async (cam) => {
+    const page = await newFirefoxPage(env.browser);
+    try {
+      await env.run([page], async () => {
+        await page.goto(web.url(SDK_API_PAGE));
+        await page.waitForFunction(() => typeof window.Flashphoner !== 'undefined');
+        await firefoxCapture(page);
+        await sdkApiPlay(page, [wsUrl(), cam]);
+        await waitForFirefoxFrames(page, { which: 'last', minFrames: 3 });
+        const stats = await waitForFirefoxAudio(page, { which: 'last' });
+        console.log(`# firefox SDK API, g722: ${JSON.stringify(stats.audio)}`);
+        assert.equal(stats.audio.mimeType, 'audio/G722');
+        await sdkApiStop(page, cam);
+      });
+    } finally {
+      await page.closeContext();
+    }
+  });
+});

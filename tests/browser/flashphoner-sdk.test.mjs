@@ -15,7 +15,8 @@ import { grantMedia, newPage, waitForAudio, waitForFrames } from './lib/browser.
 import { cameraUrl, config, demoCameraUrl, wsUrl } from './lib/config.mjs';
 import { useEnvironment } from './lib/env.mjs';
 import { startCamera } from './lib/procs.mjs';
-import { PLAYER, SDK_API_PAGE, sdkApiPlay, sdkApiStop, serveSdk } from './lib/sdk.mjs';
+import { SDK_API_PAGE, sdkApiPlay, sdkApiStop, serveSdk } from './lib/sdk.mjs';
+import { openSdkPlayer, play, stop, waitForSdkStatus } from './lib/sdk-player.mjs';
 
 const env = useEnvironment();
 let web;
@@ -23,58 +24,8 @@ let web;
 before(async () => { web = await serveSdk(); });
 after(async () => { await web?.close(); });
 
-async function openSdkPlayer() {
-  const page = await newPage(env.browser);
-  await page.goto(web.url(PLAYER));
-  await page.waitForFunction(() => typeof window.Flashphoner !== 'undefined' && document.querySelector('#playBtn'));
-  await page.waitForFunction(() => document.querySelector('#playBtn').textContent.trim() === 'Start');
-  await grantMedia(page);
-  return page;
-}
-
-async function waitForSdkStatus(page, want, timeoutMs = 20000) {
-  await page.waitForFunction(
-    ([w]) => {
-      const s = document.querySelector('#status').textContent.trim();
-      // The Player keeps the last status text (STOPPED) until the next one, so only FAILED
-      // ends a wait for another status early.
-      return s === w || (s === 'FAILED' && w !== 'FAILED');
-    },
-    [want],
-    { timeout: timeoutMs, polling: 50 },
-  );
-  const status = (await page.locator('#status').textContent()).trim();
-  const info = (await page.locator('#info').textContent()).trim();
-  assert.equal(status, want, `Player #status ${status}, #info "${info}"`);
-  return { status, info };
-}
-
-async function play(page, streamName) {
-  await page.fill('#url', wsUrl());
-  await page.fill('#streamName', streamName);
-  await page.click('#playBtn');
-  await waitForSdkStatus(page, 'PLAYING');
-  const stats = await waitForFrames(page, { which: 'last', minFrames: 5 });
-  assert.equal(stats.video.mimeType, 'video/H264', JSON.stringify(stats));
-  assert.equal(stats.video.frameWidth, 640, JSON.stringify(stats));
-  assert.equal(stats.video.frameHeight, 360, JSON.stringify(stats));
-  const video = page.locator('#remoteVideo video');
-  assert.equal(await video.evaluate((v) => v.videoWidth), 640);
-  return stats;
-}
-
-async function stop(page) {
-  await page.waitForFunction(() => {
-    const b = document.querySelector('#playBtn');
-    return b.textContent.trim() === 'Stop' && !b.disabled;
-  });
-  await page.click('#playBtn');
-  await waitForSdkStatus(page, 'STOPPED', 10000);
-  await page.waitForFunction(() => document.querySelector('#playBtn').textContent.trim() === 'Start');
-}
-
 test('the SDK Player plays the gst camera and stops', { timeout: 60000 }, async () => {
-  const page = await openSdkPlayer();
+  const page = await openSdkPlayer(env.browser, web);
   await env.run([page], async () => {
     const stats = await play(page, cameraUrl());
     console.log(`# SDK Player, gst camera: ${JSON.stringify(stats.video)}`);
@@ -87,7 +38,7 @@ test('the SDK Player plays the gst camera and stops', { timeout: 60000 }, async 
 });
 
 test('the SDK Player plays the built-in demo camera', { timeout: 60000 }, async () => {
-  const page = await openSdkPlayer();
+  const page = await openSdkPlayer(env.browser, web);
   await env.run([page], async () => {
     const stats = await play(page, demoCameraUrl());
     console.log(`# SDK Player, demo camera: ${JSON.stringify(stats.video)}`);
@@ -97,7 +48,7 @@ test('the SDK Player plays the built-in demo camera', { timeout: 60000 }, async 
 });
 
 test('the SDK Player shows the failure reason in #info', { timeout: 60000 }, async () => {
-  const page = await openSdkPlayer();
+  const page = await openSdkPlayer(env.browser, web);
   await env.run([page], async () => {
     await page.fill('#url', wsUrl());
     await page.fill('#streamName', 'rtsp://127.0.0.1:1/x');
@@ -123,7 +74,7 @@ async function withAudioCamera(c, i, fn) {
 AUDIO_CAMERAS.forEach((c, i) => {
   test(`the SDK Player plays sound from a ${c.extra.join(' ')} camera (${c.mime})`, { timeout: 60000 }, async () => {
     await withAudioCamera(c, i, async (url) => {
-      const page = await openSdkPlayer();
+      const page = await openSdkPlayer(env.browser, web);
       try {
         await env.run([page], async () => {
           await play(page, url);

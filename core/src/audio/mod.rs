@@ -1,6 +1,6 @@
 //! Camera audio → Opus for browsers (sans-IO: no threads, no clock reads; time comes from RTP timestamps).
 //!
-//! Browsers decode Opus, PCMU and PCMA over WebRTC but not AAC or Speex, which most IP cameras send. A
+//! Browsers decode Opus, PCMU, PCMA and G.722 over WebRTC but not AAC, Speex or L16, which IP cameras send. A
 //! [`Transcoder`] takes the camera's RTP payloads one by one ([`Transcoder::push`]) and appends finished 20 ms
 //! Opus packets:
 //!
@@ -9,6 +9,7 @@
 //!   RFC 3640 AU headers       AAC-LC (symphonia)  gaps → silence  any rate → 48 kHz   20 ms, 32/64 kbit/s
 //!   RFC 6416 LATM             Speex (libspeex)    jumps → re-anchor (polyphase FIR)   (libopus)
 //!   RFC 5574 Speex frames     G.711 (tables)
+//!   RFC 3551 G.722, L16       G.722 (libspandsp), L16 (big-endian PCM)
 //! ```
 //!
 //! Timestamps: the first input timestamp is mapped to the 48 kHz clock and every Opus packet's `rtp_time` is that
@@ -17,7 +18,8 @@
 //! jump of more than one second (or a camera restart) re-anchors. The anchor is moved back by the resampler's and
 //! the Opus encoder's delay, so a sound keeps the instant the camera stamped on it (lip sync with video).
 //!
-//! G.711 at 8 kHz mono is best relayed untouched when the browser offers it: see [`AudioInput::needs_transcoding`].
+//! G.711 at 8 kHz mono and G.722 are best relayed untouched when the browser offers them: see
+//! [`AudioInput::needs_transcoding`].
 //! Garbage never panics: malformed payloads are dropped and counted in [`AudioStats`].
 
 mod aac;
@@ -30,6 +32,7 @@ use std::fmt;
 
 use crate::media::TrackInfo;
 use aac::{AacDecoder, Latm, Rfc3640, AAC_FRAME};
+use ffi::g722::G722Decoder;
 use ffi::opus::OpusEncoder;
 use ffi::speex::SpeexDecoder;
 use resample::Resampler;
@@ -80,6 +83,11 @@ pub enum AudioCodec {
     Speex,
     /// Opus: browsers take it as is, so it is forwarded untouched.
     Opus,
+    /// G.722 (16 kHz audio on an 8000 Hz RTP clock, RFC 3551): relayed as is when the browser offered G722,
+    /// else decoded with libspandsp.
+    G722,
+    /// L16: 16-bit big-endian linear PCM (RFC 3551) at the RTP clock rate, mono or stereo.
+    L16,
 }
 
 /// An audio track as the camera's SDP describes it.
@@ -162,6 +170,8 @@ impl AudioInput {
             "PCMA" => AudioCodec::Pcma,
             "SPEEX" => AudioCodec::Speex,
             "OPUS" => AudioCodec::Opus,
+            "G722" => AudioCodec::G722,
+            "L16" => AudioCodec::L16,
             "MPEG4-GENERIC" => {
                 let mode = t.fmtp_param("mode").unwrap_or("").to_ascii_lowercase();
                 let (s, i, d) = match mode.as_str() {
@@ -203,7 +213,7 @@ impl AudioInput {
             }
             other => {
                 return Err(AudioError::Unsupported(format!(
-                    "camera audio encoding {other} is not supported (camgate handles PCMU, PCMA, AAC-LC, Speex, Opus)"
+                    "camera audio encoding {other} is not supported (camgate handles PCMU, PCMA, G722, L16, AAC-LC, Speex, Opus)"
                 )))
             }
         };
@@ -214,31 +224,45 @@ impl AudioInput {
         })
     }
 
-    /// True unless the browser can take this stream as is: Opus, or G.711 at 8 kHz mono that the browser offered.
-    pub fn needs_transcoding(&self, browser_has_pcmu: bool, browser_has_pcma: bool) -> bool {
-        let plain_g711 = self.clock_rate == 8000 && self.channels == 1;
+    /// Whether browsers that offered this codec can take the stream as is: Opus, G.711 at 8 kHz mono, G.722
+    /// mono on its 8000 Hz RTP clock.
+    pub fn can_pass_through(&self) -> bool {
+        let plain = self.clock_rate == 8000 && self.channels == 1;
         match self.codec {
-            AudioCodec::Pcmu | AudioCodec::Pcma => {
-                !plain_g711 || needs_transcoding(&self.codec, browser_has_pcmu, browser_has_pcma)
-            }
-            _ => needs_transcoding(&self.codec, browser_has_pcmu, browser_has_pcma),
+            AudioCodec::Pcmu | AudioCodec::Pcma | AudioCodec::G722 => plain,
+            AudioCodec::Opus => true,
+            AudioCodec::Aac { .. } | AudioCodec::Speex | AudioCodec::L16 => false,
         }
+    }
+
+    /// True unless the browser can take this stream as is: Opus, or G.711 at 8 kHz mono / G.722 that the
+    /// browser offered.
+    pub fn needs_transcoding(&self, browser: BrowserAudio) -> bool {
+        !self.can_pass_through() || needs_transcoding(&self.codec, browser)
     }
 }
 
-/// Whether `codec` must go through a [`Transcoder`]: G.711 passes through when the browser offered the same law,
-/// Opus always does. Does not look at the clock rate: prefer [`AudioInput::needs_transcoding`], which also sends
-/// G.711 at rates other than 8 kHz (or stereo) through the transcoder.
-pub fn needs_transcoding(
-    codec: &AudioCodec,
-    browser_has_pcmu: bool,
-    browser_has_pcma: bool,
-) -> bool {
+/// Which of the codecs camgate can pass through a browser offered (Opus it always has).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BrowserAudio {
+    /// G.711 µ-law (PCMU/8000).
+    pub pcmu: bool,
+    /// G.711 A-law (PCMA/8000).
+    pub pcma: bool,
+    /// G.722 (G722/8000).
+    pub g722: bool,
+}
+
+/// Whether `codec` must go through a [`Transcoder`]: G.711 and G.722 pass through when the browser offered
+/// them, Opus always does. Does not look at the clock rate: prefer [`AudioInput::needs_transcoding`], which also
+/// sends G.711 at rates other than 8 kHz (or stereo) through the transcoder.
+pub fn needs_transcoding(codec: &AudioCodec, browser: BrowserAudio) -> bool {
     match codec {
-        AudioCodec::Pcmu => !browser_has_pcmu,
-        AudioCodec::Pcma => !browser_has_pcma,
+        AudioCodec::Pcmu => !browser.pcmu,
+        AudioCodec::Pcma => !browser.pcma,
+        AudioCodec::G722 => !browser.g722,
         AudioCodec::Opus => false,
-        AudioCodec::Aac { .. } | AudioCodec::Speex => true,
+        AudioCodec::Aac { .. } | AudioCodec::Speex | AudioCodec::L16 => true,
     }
 }
 
@@ -258,7 +282,7 @@ pub struct OpusPacket {
 pub struct AudioStats {
     /// Payloads given to [`Transcoder::push`].
     pub packets_in: u64,
-    /// Decoded codec frames (AAC access units, Speex frames, G.711 packets).
+    /// Decoded codec frames (AAC access units, Speex frames, G.711, G.722 and L16 packets).
     pub frames_decoded: u64,
     /// Opus packets emitted.
     pub opus_packets: u64,
@@ -292,6 +316,8 @@ enum Decoder {
         dec: Box<AacDecoder>,
     },
     Speex(SpeexDecoder),
+    G722(G722Decoder),
+    L16,
 }
 
 /// Everything after the decoder: timeline, resampler, Opus encoder.
@@ -469,6 +495,25 @@ impl Transcoder {
                     1,
                 )
             }
+            AudioCodec::G722 => {
+                if input.channels != 1 {
+                    return Err(AudioError::Unsupported(format!(
+                        "G.722 with {} channels",
+                        input.channels
+                    )));
+                }
+                // 16 kHz audio; the RTP clock (normally 8000 Hz) only stamps it.
+                (Decoder::G722(G722Decoder::new()?), 16000, 1)
+            }
+            AudioCodec::L16 => {
+                if input.channels > 2 {
+                    return Err(AudioError::Unsupported(format!(
+                        "L16 with {} channels",
+                        input.channels
+                    )));
+                }
+                (Decoder::L16, clock_rate, input.channels.max(1))
+            }
             AudioCodec::Aac { config, mode } => {
                 let (cfg, depack) = match mode {
                     AacPacketization::Mpeg4Generic {
@@ -601,6 +646,29 @@ impl Transcoder {
                 g711::decode(*a_law, payload, scratch);
                 pipeline.frame(rtp_timestamp, scratch, stats, out);
             }
+            Decoder::G722(dec) => {
+                scratch.clear();
+                if dec.decode(payload, scratch) {
+                    pipeline.frame(rtp_timestamp, scratch, stats, out);
+                } else {
+                    stats.malformed_packets += 1;
+                }
+            }
+            Decoder::L16 => {
+                // Whole sample frames only: a payload cut mid-frame is not L16 of this channel count.
+                let frame_bytes = 2 * pipeline.channels;
+                if payload.is_empty() || !payload.len().is_multiple_of(frame_bytes) {
+                    stats.malformed_packets += 1;
+                    return;
+                }
+                scratch.clear();
+                scratch.extend(
+                    payload
+                        .chunks_exact(2)
+                        .map(|b| f32::from(i16::from_be_bytes([b[0], b[1]])) / 32768.0),
+                );
+                pipeline.frame(rtp_timestamp, scratch, stats, out);
+            }
             Decoder::Speex(dec) => {
                 let step = dec.frame_size() as u32;
                 let mut ts = rtp_timestamp;
@@ -692,6 +760,15 @@ mod tests {
             AudioInput::from_track(&t),
             Err(AudioError::InvalidConfig(_))
         ));
+        let t = track("G722", 8000, None);
+        assert_eq!(AudioInput::from_track(&t).unwrap().codec, AudioCodec::G722);
+        let mut t = track("L16", 16000, None);
+        t.channels = Some(2);
+        let i = AudioInput::from_track(&t).unwrap();
+        assert_eq!(
+            (i.codec, i.clock_rate, i.channels),
+            (AudioCodec::L16, 16000, 2)
+        );
         let t = track("G726-32", 8000, None);
         let e = AudioInput::from_track(&t).unwrap_err();
         assert!(e.to_string().contains("G726-32"), "{e}");
@@ -710,16 +787,42 @@ mod tests {
             clock_rate: 8000,
             channels: 1,
         };
-        assert!(!pcmu.needs_transcoding(true, false));
-        assert!(pcmu.needs_transcoding(false, true));
+        let all = BrowserAudio {
+            pcmu: true,
+            pcma: true,
+            g722: true,
+        };
+        let only = |pcmu, pcma, g722| BrowserAudio { pcmu, pcma, g722 };
+        assert!(!pcmu.needs_transcoding(only(true, false, false)));
+        assert!(pcmu.needs_transcoding(only(false, true, true)));
         assert!(AudioInput {
             clock_rate: 16000,
             ..pcmu.clone()
         }
-        .needs_transcoding(true, true));
-        assert!(!needs_transcoding(&AudioCodec::Pcma, false, true));
-        assert!(needs_transcoding(&AudioCodec::Speex, true, true));
-        assert!(!needs_transcoding(&AudioCodec::Opus, false, false));
+        .needs_transcoding(all));
+        assert!(!needs_transcoding(
+            &AudioCodec::Pcma,
+            only(false, true, false)
+        ));
+        assert!(needs_transcoding(&AudioCodec::Speex, all));
+        assert!(!needs_transcoding(
+            &AudioCodec::Opus,
+            BrowserAudio::default()
+        ));
+        // G.722 (16 kHz audio, 8000 Hz RTP clock) passes through to browsers that offered it; L16 never does.
+        let g722 = AudioInput {
+            codec: AudioCodec::G722,
+            clock_rate: 8000,
+            channels: 1,
+        };
+        assert!(!g722.needs_transcoding(only(false, false, true)));
+        assert!(g722.needs_transcoding(only(true, true, false)));
+        let l16 = AudioInput {
+            codec: AudioCodec::L16,
+            clock_rate: 8000,
+            channels: 1,
+        };
+        assert!(l16.needs_transcoding(all));
     }
 
     #[test]

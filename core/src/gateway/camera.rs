@@ -210,7 +210,8 @@ impl Gateway {
                         .dropped_tracks()
                         .iter()
                         .map(|(t, why)| {
-                            format!("{:?} {}: {why}", t.kind, t.encoding).to_lowercase()
+                            let track = format!("{:?} {}", t.kind, t.encoding).to_lowercase();
+                            format!("{track}: {why}")
                         })
                         .collect();
                     for why in &dropped_tracks {

@@ -16,6 +16,8 @@ const AUDIO: &[&str] = &[
     "MP4A-LATM",
     "SPEEX",
     "OPUS",
+    "G722",
+    "L16",
 ];
 
 /// The parts of a DESCRIBE answer the client needs.
@@ -71,6 +73,49 @@ pub fn parse(body: &[u8], base: &str) -> Result<Presentation, String> {
         tracks,
         aggregate_url,
     })
+}
+
+/// When the camera sends video but none in an encoding the gateway can forward: why, naming
+/// the camera's encodings, for the stream's FAILED info (e.g. MJPEG, which WebRTC cannot carry).
+pub fn unplayable_video(tracks: &[TrackInfo]) -> Option<String> {
+    let video: Vec<&TrackInfo> = tracks
+        .iter()
+        .filter(|t| t.kind == MediaKind::Video)
+        .collect();
+    if video.is_empty() || video.iter().any(|t| VIDEO.contains(&t.encoding.as_str())) {
+        return None;
+    }
+    let names: Vec<String> = video
+        .iter()
+        .map(|t| match t.encoding.as_str() {
+            "JPEG" => "MJPEG (JPEG)".to_owned(),
+            other => other.to_owned(),
+        })
+        .collect();
+    Some(format!(
+        "Camera video {} cannot be played over WebRTC (camgate plays {}): set the camera's stream to H.264",
+        names.join(", "),
+        VIDEO.join(", ")
+    ))
+}
+
+/// Audio tracks left out because no audio track has an encoding the gateway plays (G.726,
+/// G.729...), each with why: the video plays on and the stream info names them.
+pub fn unplayable_audio(tracks: &[TrackInfo]) -> Vec<(TrackInfo, String)> {
+    let audio = || tracks.iter().filter(|t| t.kind == MediaKind::Audio);
+    if audio().any(|t| AUDIO.contains(&t.encoding.as_str())) {
+        return Vec::new();
+    }
+    audio()
+        .map(|t| {
+            let why = format!(
+                "camera audio {} cannot be played (camgate plays {})",
+                t.encoding,
+                AUDIO.join(", ")
+            );
+            (t.clone(), why)
+        })
+        .collect()
 }
 
 /// First video track and first audio track with a supported encoding, in SDP order.
@@ -162,6 +207,11 @@ fn payload(m: &sdp_types::Media, kind: MediaKind, pt: u8, base: &str) -> Option<
         None => match pt {
             0 => ("PCMU".to_owned(), 8000, Some(1)),
             8 => ("PCMA".to_owned(), 8000, Some(1)),
+            9 => ("G722".to_owned(), 8000, Some(1)),
+            10 => ("L16".to_owned(), 44100, Some(2)),
+            11 => ("L16".to_owned(), 44100, Some(1)),
+            // MJPEG: kept so that the refusal can name it.
+            26 => ("JPEG".to_owned(), 90000, None),
             _ => return None,
         },
     };
@@ -255,8 +305,12 @@ mod tests {
                    a=rtpmap:107 vnd.onvif.metadata/90000\r\n";
         let p = parse(sdp.as_bytes(), "rtsp://10.0.0.2/live").unwrap();
         assert_eq!(p.aggregate_url, "rtsp://10.0.0.2/live/");
-        // PT 26 (JPEG) without rtpmap is dropped; the application section is not a track.
-        assert_eq!(p.tracks.len(), 3);
+        // PT 26 (JPEG) without rtpmap is a track (not selected); the application section is not one.
+        assert_eq!(p.tracks.len(), 4);
+        assert_eq!(
+            (p.tracks[0].encoding.as_str(), p.tracks[0].clock_rate),
+            ("JPEG", 90000)
+        );
         let sel = select(&p.tracks);
         assert_eq!(sel.len(), 2);
         assert_eq!(sel[0].encoding, "H264");
@@ -297,6 +351,69 @@ mod tests {
         );
         assert_eq!(join_control("rtsp://a/b/", "*"), "rtsp://a/b/");
         assert_eq!(join_control("rtsp://a/b", "RTSP://c/d"), "RTSP://c/d");
+    }
+
+    #[test]
+    fn static_audio_payload_types_and_unplayable_video() {
+        // G.722 (PT 9, 8000 Hz RTP clock), L16 stereo/mono (PT 10/11, 44.1 kHz) without rtpmap;
+        // MJPEG (PT 26) as the only video.
+        let sdp = "v=0\r\ns=cam\r\n\
+                   m=video 0 RTP/AVP 26\r\na=control:trackID=0\r\n\
+                   m=audio 0 RTP/AVP 9\r\na=control:trackID=1\r\n\
+                   m=audio 0 RTP/AVP 10\r\na=control:trackID=2\r\n\
+                   m=audio 0 RTP/AVP 11\r\na=control:trackID=3\r\n\
+                   m=audio 0 RTP/AVP 97\r\na=rtpmap:97 L16/16000/2\r\na=control:trackID=4\r\n";
+        let p = parse(sdp.as_bytes(), "rtsp://cam/s").unwrap();
+        let got: Vec<(&str, u8, u32, Option<u16>)> = p
+            .tracks
+            .iter()
+            .map(|t| {
+                (
+                    t.encoding.as_str(),
+                    t.payload_type,
+                    t.clock_rate,
+                    t.channels,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("JPEG", 26, 90000, None),
+                ("G722", 9, 8000, Some(1)),
+                ("L16", 10, 44100, Some(2)),
+                ("L16", 11, 44100, Some(1)),
+                ("L16", 97, 16000, Some(2)),
+            ]
+        );
+        let sel = select(&p.tracks);
+        assert_eq!(sel.len(), 1);
+        assert_eq!(sel[0].encoding, "G722");
+        assert!(unplayable_audio(&p.tracks).is_empty());
+        let why = unplayable_video(&p.tracks).unwrap();
+        assert!(
+            why.contains("MJPEG (JPEG)") && why.contains("H264"),
+            "{why}"
+        );
+        // Any playable video track (or none at all) is not refused here.
+        assert_eq!(unplayable_video(&sel), None);
+        let h264 = parse(
+            b"v=0\r\ns=x\r\nm=video 0 RTP/AVP 26 96\r\na=rtpmap:96 H264/90000\r\n",
+            "rtsp://cam/s",
+        )
+        .unwrap();
+        assert_eq!(unplayable_video(&h264.tracks), None);
+        // G.726 beside H.264: left out with its name; the video is selected.
+        let g726 = parse(
+            b"v=0\r\ns=x\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+              m=audio 0 RTP/AVP 97\r\na=rtpmap:97 G726-32/8000\r\n",
+            "rtsp://cam/s",
+        )
+        .unwrap();
+        assert_eq!(select(&g726.tracks).len(), 1);
+        let left = unplayable_audio(&g726.tracks);
+        assert_eq!(left.len(), 1);
+        assert!(left[0].1.contains("G726-32"), "{}", left[0].1);
     }
 
     #[test]

@@ -373,6 +373,7 @@ impl Viewer {
         codecs.enable_opus(true, false);
         codecs.enable_pcmu(true, false);
         codecs.enable_pcma(true, false);
+        codecs.enable_g722(true, false);
         let mut rtc = config.build(now);
         for addr in candidates {
             match Candidate::host(*addr, "udp") {
@@ -437,7 +438,7 @@ impl Viewer {
             .find(|p| p.pt() == pt)
             .and_then(|p| p.spec().format.profile_level_id);
         // Audio is best effort: a browser without the codec still gets the video.
-        // G.711 the browser didn't offer comes as Opus instead (the stream transcodes it).
+        // G.711/G.722 the browser didn't offer comes as Opus instead (the stream transcodes it).
         if let (Some(out), Some(mid)) = (audio, first_mid(offer_sdp, "audio")) {
             let choice = viewer
                 .choose_audio_pt(mid, out)
@@ -485,6 +486,7 @@ impl Viewer {
             AudioOut::Opus => Codec::Opus,
             AudioOut::Pcmu => Codec::PCMU,
             AudioOut::Pcma => Codec::PCMA,
+            AudioOut::G722 => Codec::G722,
         };
         self.choose_pt(mid, wanted)
     }

@@ -37,9 +37,10 @@ export async function serveSdk() {
 
 // Plays `name` through the SDK API (createSession → createStream → play) in a page opened on
 // SDK_API_PAGE; resolves on PLAYING, rejects with the stream's info on FAILED. Each stream gets
-// its own display <div>; statuses go to window.__sdk[name].
-export async function sdkApiPlay(page, [urlServer, name]) {
-  await page.evaluate(([urlServer, name]) => new Promise((resolve, reject) => {
+// its own display <div>; statuses go to window.__sdk[name]. `stripCodecs` (e.g. 'G722') is the
+// SDK's own createStream option: those codecs are cut from the offer sent to the server.
+export async function sdkApiPlay(page, [urlServer, name, stripCodecs]) {
+  await page.evaluate(([urlServer, name, stripCodecs]) => new Promise((resolve, reject) => {
     const C = Flashphoner.constants;
     if (!window.__sdkInit) {
       Flashphoner.init({});
@@ -53,7 +54,7 @@ export async function sdkApiPlay(page, [urlServer, name]) {
     const record = { statuses: [] };
     window.__sdk[name] = record;
     Flashphoner.createSession({ urlServer }).on(C.SESSION_STATUS.ESTABLISHED, (session) => {
-      const stream = session.createStream({ name, display });
+      const stream = session.createStream({ name, display, ...(stripCodecs ? { stripCodecs } : {}) });
       record.stream = stream;
       record.session = session;
       stream.on(C.STREAM_STATUS.PLAYING, () => { record.statuses.push('PLAYING'); resolve(); });
@@ -64,7 +65,7 @@ export async function sdkApiPlay(page, [urlServer, name]) {
       });
       stream.play();
     }).on(C.SESSION_STATUS.FAILED, () => reject(new Error('session FAILED')));
-  }), [urlServer, name]);
+  }), [urlServer, name, stripCodecs]);
 }
 
 // Stops a stream played with sdkApiPlay and waits for the server's STOPPED; closes its session.

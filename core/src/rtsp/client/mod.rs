@@ -192,8 +192,9 @@ impl RtspClient {
         &self.url
     }
 
-    /// Tracks of the SDP that were selected but refused by SETUP (4xx), with the reason (e.g.
-    /// "SETUP answered 461 Unsupported Transport"), so callers can report a missing audio track.
+    /// Tracks of the SDP left out, with the reason: selected but refused by SETUP (4xx, e.g.
+    /// "SETUP answered 461 Unsupported Transport"), or audio in an encoding camgate does not play
+    /// (G.726...), so callers can report a missing audio track.
     pub fn dropped_tracks(&self) -> &[(TrackInfo, String)] {
         &self.dropped
     }

@@ -307,7 +307,16 @@ impl RtspClient {
                 return;
             }
         };
+        // Video WebRTC cannot carry (MJPEG...) fails the stream with its name: the gateway
+        // plays no audio alone.
+        if let Some(why) = sdp::unplayable_video(&presentation.tracks) {
+            self.fail(RtspError::UnsupportedVideo(why));
+            return;
+        }
         self.tracks = sdp::select(&presentation.tracks);
+        // Audio in an encoding camgate does not play (G.726...): reported, the video plays on.
+        self.dropped
+            .extend(sdp::unplayable_audio(&presentation.tracks));
         if self.tracks.is_empty() {
             self.fail(RtspError::NoSupportedTracks);
             return;

@@ -8,7 +8,7 @@
 # line, copied from the payloader's output caps.
 #
 # Needs: gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad (voaacenc)
-# gstreamer1.0-libav (avenc_aac).
+# gstreamer1.0-libav (avenc_aac, avenc_g722).
 # Usage: sh core/tests/data/audio/generate.sh   (from anywhere; writes next to this script)
 set -eu
 cd "$(dirname "$0")"
@@ -58,3 +58,9 @@ capture speex_wb "speexenc ! rtpspeexpay pt=98" "audio/x-raw,rate=16000,channels
 capture speex_nb_2frames "speexenc nframes=2 ! rtpspeexpay pt=98" "audio/x-raw,rate=8000,channels=1"
 capture pcmu_8000 "mulawenc ! rtppcmupay" "audio/x-raw,rate=8000,channels=1"
 capture pcma_8000 "alawenc ! rtppcmapay" "audio/x-raw,rate=8000,channels=1"
+# G.722: 16 kHz audio on an 8000 Hz RTP clock (RFC 3551), as rtpg722pay stamps it.
+capture g722_16000 "avenc_g722 ! rtpg722pay" "audio/x-raw,rate=16000,channels=1"
+# L16: big-endian PCM; rtpL16pay splits 20 ms buffers over packets of at most its MTU (1400 bytes).
+capture l16_8000_mono "audioconvert ! audio/x-raw,format=S16BE ! rtpL16pay" "audio/x-raw,rate=8000,channels=1"
+capture l16_16000_mono "audioconvert ! audio/x-raw,format=S16BE ! rtpL16pay" "audio/x-raw,rate=16000,channels=1"
+capture l16_48000_stereo "audioconvert ! audio/x-raw,format=S16BE ! rtpL16pay" "audio/x-raw,rate=48000,channels=2" "$STEREO"

@@ -348,8 +348,8 @@ fn sdp_with_odd_whitespace_and_static_pt() {
     let mut h = Harness::new("rtsp://cam/audio");
     h.c.handle_connected(h.at(0));
     h.input(h.at(0), b"RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\n");
-    let sdp = "v=0 \r\ns=cam \r\nm=audio 0 RTP/AVP 0 \r\na=control: trackID=5 \r\n\
-               m=video 0 RTP/AVP 98\r\na=rtpmap:98 MJPEG/90000\r\n";
+    // (Unplayable video next to it would fail the stream: see mjpeg_video_fails_naming_the_codec.)
+    let sdp = "v=0 \r\ns=cam \r\nm=audio 0 RTP/AVP 0 \r\na=control: trackID=5 \r\n";
     // No Content-Type, no Content-Base: the request URL is the base.
     let d = format!(
         "RTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Length: {}\r\n\r\n{sdp}",
@@ -378,7 +378,7 @@ fn sdp_with_odd_whitespace_and_static_pt() {
 fn no_supported_tracks() {
     let mut h = Harness::new("rtsp://cam/x");
     h.c.handle_connected(h.at(0));
-    let sdp = "v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 MP2T/90000\r\n";
+    let sdp = "v=0\r\nm=audio 0 RTP/AVP 96\r\na=rtpmap:96 G726-32/8000\r\n";
     let d = format!(
         "RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\nRTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Length: {}\r\n\r\n{sdp}",
         sdp.len()
@@ -388,6 +388,27 @@ fn no_supported_tracks() {
         h.events(),
         vec![RtspEvent::Failed(RtspError::NoSupportedTracks)]
     );
+}
+
+#[test]
+fn mjpeg_video_fails_naming_the_codec() {
+    // MJPEG by static payload type (no rtpmap), with audio camgate could play: no SETUP, the
+    // stream fails with a reason that names MJPEG.
+    let mut h = Harness::new("rtsp://cam/x");
+    h.c.handle_connected(h.at(0));
+    let sdp = "v=0\r\nm=video 0 RTP/AVP 26\r\nm=audio 0 RTP/AVP 0\r\n";
+    let d = format!(
+        "RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\nRTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    h.input(h.at(0), d.as_bytes());
+    match &h.events()[..] {
+        [RtspEvent::Failed(e @ RtspError::UnsupportedVideo(_))] => {
+            let why = e.to_string();
+            assert!(why.contains("MJPEG"), "{why}");
+        }
+        e => panic!("{e:?}"),
+    }
 }
 
 #[test]
