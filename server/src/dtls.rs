@@ -349,6 +349,10 @@ impl DtlsInstance for Instance {
     }
 
     fn handle_packet(&mut self, packet: &[u8]) -> Result<(), DtlsImplError> {
+        // str0m nudges an active instance with an empty packet; to OpenSSL an empty read is EOF.
+        if packet.is_empty() {
+            return self.handle_timeout(Instant::now());
+        }
         let Some(io) = self.io() else {
             return Err(crypto_failed());
         };
@@ -404,8 +408,12 @@ impl DtlsInstance for Instance {
     }
 
     fn handle_timeout(&mut self, now: Instant) -> Result<(), DtlsImplError> {
-        // OpenSSL retransmits its last flight when the client retransmits its own; the client
-        // (the active side, always the viewer here) drives the timers.
+        // The client's first flight (ClientHello) needs no input. Retransmissions are left to
+        // the peer: as the server (camgate's usual role) OpenSSL resends its last flight when
+        // the client resends its own.
+        if matches!(self.state, State::Init(..)) && self.active == Some(true) {
+            self.handshake()?;
+        }
         if self.handshaking() {
             self.next_timeout = Some(now + Duration::from_millis(500));
         }
