@@ -11,7 +11,7 @@ gstreamer1.0-plugins-bad, gstreamer1.0-libav for avdec_h264/avdec_h265):
 Offers a recvonly video (H.264 or H.265) + recvonly audio (Opus, PCMU) transceiver, signals through
 camgate's WHEP endpoint or the Flashphoner WebSocket protocol, decodes the video and prints one line
 
-    RESULT {"frames": 30, "width": 640, "height": 360, "codec": "H264", ...}
+    RESULT {"frames": 30, "width": 640, "height": 360, "codec": "H264", "audio_buffers": 50, ...}
 
 then exits 0 when at least --frames frames were decoded, 1 otherwise (2 for a refusal: WHEP 4xx or
 FAILED on the WebSocket, with the reason in "refused"). DTLS uses webrtcbin's own default
@@ -76,6 +76,7 @@ class Peer:
     def __init__(self, video, local_address):
         self.video = video
         self.frames = 0
+        self.audio_buffers = 0  # decoded Opus buffers
         self.width = None
         self.height = None
         self.decoded_codec = None
@@ -118,7 +119,7 @@ class Peer:
             chain = CODECS[self.video][1] + " ! videoconvert ! fakesink name=vsink sync=false"
             self.decoded_codec = enc
         else:
-            chain = "fakesink sync=false"
+            chain = "rtpopusdepay ! opusdec ! fakesink name=asink sync=false"
         bin_ = Gst.parse_bin_from_description(chain, True)
         self.pipe.add(bin_)
         bin_.sync_state_with_parent()
@@ -126,6 +127,14 @@ class Peer:
         if media == "video":
             sink = bin_.get_by_name("vsink")
             sink.get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, self.on_frame)
+        else:
+            sink = bin_.get_by_name("asink")
+            sink.get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER, self.on_audio)
+
+    def on_audio(self, _pad, _info):
+        with self.lock:
+            self.audio_buffers += 1
+        return Gst.PadProbeReturn.OK
 
     def on_frame(self, pad, _info):
         with self.lock:
@@ -195,27 +204,6 @@ class Peer:
 
     def stop(self):
         self.pipe.set_state(Gst.State.NULL)
-
-
-def fix_offer(sdp):
-    """webrtcbin 1.22's offer, made like a browser's.
-
-    With max-bundle webrtcbin offers every m-line after the first as `m=<kind> 0 ...` plus
-    `a=bundle-only` (RFC 8843 §6). That form is legal, but str0m 0.25 (camgate's WebRTC stack)
-    reads port 0 as a disabled m-line and answers it rejected, so the audio line would be lost.
-    Browsers (Chromium, Firefox) give every bundled line a real port, so the peer does too: this
-    is a str0m limitation, not a webrtcbin bug, and it is worked around here rather than in camgate
-    because no browser sends it.
-    """
-    out = []
-    for line in sdp.splitlines():
-        m = re.match(r"^m=(\w+) 0 (.*)$", line)
-        if m:
-            line = f"m={m.group(1)} 9 {m.group(2)}"
-        if line == "a=bundle-only":
-            continue
-        out.append(line)
-    return "\r\n".join(out) + "\r\n"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -400,7 +388,9 @@ def main():
     deadline = started + args.timeout
     peer = Peer(args.video, args.local_address)
     peer.start()
-    offer = fix_offer(peer.make_offer())
+    # Sent as webrtcbin makes it: with max-bundle the audio line is `m=audio 0` + a=bundle-only
+    # (RFC 8843), which browsers do not send; camgate (str0m 0.25) accepts it as bundled.
+    offer = peer.make_offer()
     result = {"video": args.video, "signaling": "whep" if args.whep else "ws"}
     ws = location = None
     refused = None
@@ -434,6 +424,7 @@ def main():
             width=peer.width,
             height=peer.height,
             codec=peer.decoded_codec,
+            audio_buffers=peer.audio_buffers,
             ice=ice,
             connection=conn,
             errors=peer.errors,

@@ -1,8 +1,9 @@
 // Issue 15: a real non-browser WebRTC receiver. GStreamer's webrtcbin (tests/webrtc_peer.py) plays a
 // camera through camgate's WHEP endpoint and through the Flashphoner WebSocket protocol, with its
 // DEFAULT DTLS certificate (RSA in GStreamer 1.22: camgate's DTLS must accept it), and decodes the
-// video with libavcodec. H.265 runs the same peer against an x265 camera; it is skipped, saying so,
-// while camgate refuses H.265.
+// video with libavcodec. webrtcbin's offer goes unchanged: with max-bundle its audio line is
+// `m=audio 0` + a=bundle-only (browsers never send that), and Opus must still arrive. H.265 runs
+// the same peer against an x265 camera; it is skipped, saying so, while camgate refuses H.265.
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -13,7 +14,7 @@ import { Child } from './lib/procs.mjs';
 
 const H265_PORT = 8556;
 const env = useEnvironment({
-  cameras: [{ name: 'camera' }, { name: 'h265', port: H265_PORT, video: 'h265' }],
+  cameras: [{ name: 'camera', extra: ['--audio', 'opus'] }, { name: 'h265', port: H265_PORT, video: 'h265' }],
   // No browser in this file: the peer is webrtcbin.
   launch: async () => ({ browser: null, close: async () => {} }),
   logPrefix: 'camgate-webrtcbin-',
@@ -56,6 +57,8 @@ for (const signaling of ['whep', 'ws']) {
       assert.equal(result.codec, 'H264');
       assert.equal(result.width, 640);
       assert.equal(result.height, 360);
+      // The bundle-only audio line was accepted: Opus from the camera decoded.
+      assert.ok(result.audio_buffers > 0, 'no Opus decoded');
       // The client's certificate really was webrtcbin's default RSA one.
       const keys = dtlsPeerKeys().slice(before);
       assert.ok(keys.length >= 1 && keys.every((k) => k.startsWith('RSA')), `client keys ${keys}`);
