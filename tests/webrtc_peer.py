@@ -44,7 +44,12 @@ from gi.repository import Gst, GstSdp, GstWebRTC  # noqa: E402
 CODECS = {
     # name: (RTP encoding-name, depayloader ! parser ! decoder, extra caps fields)
     "h264": ("H264", "rtph264depay ! h264parse ! avdec_h264", ",packetization-mode=(string)1,profile-level-id=(string)42e01f"),
-    "h265": ("H265", "rtph265depay ! h265parse ! avdec_h265", ""),
+    # As Safari offers H.265 (RFC 7798 fmtp): Main profile, Main tier, up to level 4 (level-id 120).
+    "h265": (
+        "H265",
+        "rtph265depay ! h265parse ! avdec_h265",
+        ",profile-id=(string)1,tier-flag=(string)0,level-id=(string)120,tx-mode=(string)SRST",
+    ),
 }
 
 
