@@ -22,8 +22,9 @@ install_debs() {
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}"
 }
 
-# What the Rust build needs (C toolchain for ring, codec libraries through pkg-config).
-RUST_BUILD_DEBS=(build-essential pkg-config libopus-dev libspeex-dev libspandsp-dev ca-certificates curl)
+# What the Rust build needs (C toolchain for ring, codec libraries and OpenSSL for DTLS through
+# pkg-config).
+RUST_BUILD_DEBS=(build-essential pkg-config libopus-dev libspeex-dev libspandsp-dev libssl-dev ca-certificates curl)
 
 ensure_rust() {
   if ! command -v cargo >/dev/null 2>&1 && [[ -x $HOME/.cargo/bin/cargo ]]; then

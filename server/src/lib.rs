@@ -10,5 +10,6 @@ pub mod config;
 // (to move to libc and a function-level allow when the demo is reworked).
 #[allow(unsafe_code)]
 pub mod demo;
+pub mod dtls;
 pub mod tls;
 pub mod web;

@@ -186,10 +186,12 @@ fn run(config: &Config) -> Result<(), String> {
     );
     let placements = (workers > 1).then(|| camgate_io::workers::placements(workers));
     let links = WorkerLink::link_all(loops.iter().map(|l| l.waker()).collect());
-    // One DTLS certificate for every viewer on every worker; core makes no keys itself.
-    let dtls_cert = camgate_core::str0m::crypto::from_feature_flags()
-        .dtls_provider
-        .generate_certificate();
+    // DTLS through OpenSSL for every viewer (str0m's default refuses RSA client certificates):
+    // installed before any Rtc is built. One certificate for every viewer on every worker;
+    // core makes no keys itself.
+    let crypto = camgate::dtls::crypto_provider();
+    let dtls_cert = crypto.dtls_provider.generate_certificate();
+    crypto.install_process_default();
     let gateway_config = |worker: usize, candidates: Vec<SocketAddr>| GatewayConfig {
         candidates,
         rtsp: config.rtsp(),
