@@ -92,7 +92,7 @@ mod tests {
     use crate::audio::bits::BitReader;
 
     fn hex(s: &str) -> Vec<u8> {
-        super::super::hex_decode(s).unwrap()
+        super::super::input::hex_decode(s).unwrap()
     }
 
     fn lc(sample_rate: u32, channels: u16) -> AacConfig {
