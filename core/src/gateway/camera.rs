@@ -293,18 +293,12 @@ impl Gateway {
         let config = client_config(&self.config.rtsp, &mut self.rng);
         match RtspClient::new(&s.url, config, now) {
             Ok(client) => {
-                let (host, port) = (client.url().host().to_owned(), client.url().port());
-                let tls = client.url().is_tls();
+                let connect = rtsp_connect(id, client.url());
                 s.source = Source::Camera(Box::new(client));
                 tracing::info!(stream = id.0, url = %s.redacted, "reconnecting to camera");
                 self.stats.rtsp_reconnects += 1;
                 self.stats.rtsp_connects += 1;
-                self.outputs.push_back(GatewayOutput::RtspConnect {
-                    stream: id,
-                    host,
-                    port,
-                    tls,
-                });
+                self.outputs.push_back(connect);
             }
             // The URL parsed before, so this can't happen; fail cleanly if it does.
             Err(e) => self.fail_stream(id, now, &e.to_string()),
@@ -330,6 +324,16 @@ impl Gateway {
 /// has some ("Failed to connect to rtsp stream", "Rtsp stream not found", ...).
 pub(super) fn failure_info(e: &RtspError) -> String {
     e.to_string()
+}
+
+/// The output that opens camera connection `stream` to `url`'s server.
+pub(super) fn rtsp_connect(stream: StreamId, url: &RtspUrl) -> GatewayOutput {
+    GatewayOutput::RtspConnect {
+        stream,
+        host: url.host().to_owned(),
+        port: url.port(),
+        tls: url.is_tls(),
+    }
 }
 
 /// The configuration of the next RTSP client: every client gets its own seed, drawn from the

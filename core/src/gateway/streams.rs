@@ -47,8 +47,7 @@ impl Gateway {
     pub(super) fn add_stream(&mut self, url: String, client: RtspClient, now: Instant) -> StreamId {
         let id = self.stream_ids.next_id();
         let redacted = client.url().redacted();
-        let (host, port) = (client.url().host().to_owned(), client.url().port());
-        let tls = client.url().is_tls();
+        let connect = rtsp_connect(id, client.url());
         tracing::info!(stream = id.0, url = %redacted, "connecting to camera");
         self.by_url.insert(url.clone(), id);
         self.streams.insert(
@@ -61,12 +60,7 @@ impl Gateway {
             ),
         );
         self.stats.rtsp_connects += 1;
-        self.outputs.push_back(GatewayOutput::RtspConnect {
-            stream: id,
-            host,
-            port,
-            tls,
-        });
+        self.outputs.push_back(connect);
         self.schedule_stream(id, now);
         id
     }

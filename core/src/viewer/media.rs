@@ -269,14 +269,7 @@ impl Viewer {
             wallclock,
             packet.payload.clone(),
         );
-        self.guarded(|this| {
-            let mut api = this.rtc.direct_api();
-            let Some(tx) = api.stream_tx_by_mid(mid, None) else {
-                return;
-            };
-            tx.write_rtp(write);
-            this.unflushed = true;
-        });
+        self.write_rtp(mid, write);
     }
 
     /// Packets were written and the gateway listed this viewer for `flush`, which will set its
@@ -380,12 +373,16 @@ impl Viewer {
         if packet.keyframe_start {
             self.state.playing = true;
         }
+        self.write_rtp(mid, write);
+    }
+
+    /// Queues one packet on the stream of `mid`; `flush` makes it leave.
+    fn write_rtp(&mut self, mid: Mid, write: RtpWrite) {
         self.guarded(|this| {
             let mut api = this.rtc.direct_api();
             let Some(tx) = api.stream_tx_by_mid(mid, None) else {
                 return;
             };
-            // str0m queues the packet; `flush` makes it leave.
             tx.write_rtp(write);
             this.unflushed = true;
         });
