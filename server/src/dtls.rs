@@ -12,6 +12,7 @@
 //! Needs the system OpenSSL (Debian `libssl-dev` at build time, `libssl3` at run time).
 
 use std::collections::VecDeque;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use std::{io, mem};
 
@@ -23,7 +24,7 @@ use openssl::nid::Nid;
 use openssl::pkey::{Id, PKey};
 use openssl::srtp::SrtpProfileId;
 use openssl::ssl::{HandshakeError, MidHandshakeSslStream, ShutdownState, Ssl, SslContext};
-use openssl::ssl::{SslContextBuilder, SslMethod, SslOptions, SslStream, SslVerifyMode};
+use openssl::ssl::{SslContextBuilder, SslMethod, SslMode, SslOptions, SslStream, SslVerifyMode};
 use openssl::x509::{X509Builder, X509NameBuilder, X509};
 
 use camgate_core::str0m::crypto::dtls::{DtlsCert, DtlsImplError, DtlsInstance, DtlsOutput};
@@ -176,12 +177,29 @@ fn context(cert: &DtlsCert) -> Result<SslContext, openssl::error::ErrorStack> {
     ctx.set_private_key(PKey::private_key_from_der(&cert.private_key)?.as_ref())?;
     ctx.set_certificate(X509::from_der(&cert.certificate)?.as_ref())?;
     ctx.set_options(SslOptions::SINGLE_ECDH_USE | SslOptions::NO_DTLSV1 | SslOptions::NO_QUERY_MTU);
+    // After the handshake a viewer's DTLS is idle (media is SRTP): no buffers held meanwhile.
+    ctx.set_mode(SslMode::RELEASE_BUFFERS);
     Ok(ctx.build())
+}
+
+/// The context of `cert`, made once: every viewer has the server's one certificate, and a
+/// context of its own (key, certificate, cipher and SRTP lists) cost each viewer memory.
+fn shared_context(cert: &DtlsCert) -> Result<SslContext, openssl::error::ErrorStack> {
+    static LAST: Mutex<Option<(Vec<u8>, SslContext)>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((der, ctx)) = &*last {
+        if *der == cert.certificate {
+            return Ok(ctx.clone());
+        }
+    }
+    let ctx = context(cert)?;
+    *last = Some((cert.certificate.clone(), ctx.clone()));
+    Ok(ctx)
 }
 
 impl Instance {
     fn new(cert: &DtlsCert, mtu: usize) -> Result<Self, openssl::error::ErrorStack> {
-        let ctx = context(cert)?;
+        let ctx = shared_context(cert)?;
         let mut ssl = Ssl::new(&ctx)?;
         ssl.set_mtu(mtu as u32)?;
         Ok(Instance {
