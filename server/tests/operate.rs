@@ -6,13 +6,9 @@ mod common;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::{temp_file, tls_connect, Camgate};
+use common::{json, temp_file, tls_connect, Camgate};
 use serde_json::Value;
 use tungstenite::Message;
-
-fn json(body: &str) -> Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -4,12 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::Camgate;
-use serde_json::Value;
-
-fn json(body: &str) -> Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
+use common::{json, Camgate};
 
 #[test]
 fn startup_find_all_terminate_with_every_status_code() {

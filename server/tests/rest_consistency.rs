@@ -5,65 +5,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::Camgate;
-use serde_json::Value;
+use common::{json, Camgate, GstCamera};
 
-/// `tests/rtsp_server.py`, killed on drop.
-struct Camera {
-    child: Child,
-    url: String,
-}
-
-impl Camera {
-    fn start(extra: &[&str]) -> Camera {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/rtsp_server.py");
-        // Debian's python has the GStreamer bindings (see the script's header).
-        let mut child = Command::new("/usr/bin/python3")
-            .arg(script)
-            .args(["--port", "0", "--path", "/cam", "--video", "h264"])
-            // A media of its own per connection: a shared one still shutting down after the
-            // last round's teardown answers the next round 503.
-            .arg("--not-shared")
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tests/rtsp_server.py starts (python3-gi, gir1.2-gst-rtsp-server-1.0)");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let url = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(20))
-                .expect("the camera prints READY");
-            if let Some(url) = line.strip_prefix("READY ") {
-                break url.trim().to_owned();
-            }
-        };
-        Camera { child, url }
-    }
-}
-
-impl Drop for Camera {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn json(body: &str) -> Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+/// A camera with a media of its own per connection: a shared one still shutting down after
+/// the last round's teardown answers the next round 503.
+fn camera(extra: &[&str]) -> GstCamera {
+    GstCamera::start(&[&["--video", "h264", "--not-shared"][..], extra].concat())
 }
 
 /// The URIs `find_all` lists (none on 404).
@@ -153,9 +102,9 @@ fn rounds(
 
 #[test]
 fn rest_calls_see_the_effect_of_the_last_one_across_workers() {
-    let plain = Camera::start(&[]);
+    let plain = camera(&[]);
     let password = "p@ss:w/rd";
-    let locked = Camera::start(&[
+    let locked = camera(&[
         "--user",
         "admin",
         "--password",

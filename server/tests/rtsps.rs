@@ -5,79 +5,31 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{temp_file, Camgate};
-use serde_json::Value;
+use common::{json, temp_file, Camgate, GstCamera};
 use tungstenite::Message;
 
 const PASSWORD: &str = "s3cret-Pw";
 
-/// `tests/rtsp_server.py` serving rtsps:// with `cert`/`key`, killed on drop.
-struct Camera {
-    child: Child,
-    port: u16,
+/// `tests/rtsp_server.py` serving rtsps:// with `cert`/`key`.
+fn tls_camera(cert: &Path, key: &Path, extra: &[&str]) -> GstCamera {
+    let tls = [
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ];
+    plain_camera(&[&tls[..], extra].concat())
 }
 
-impl Camera {
-    fn start(cert: &Path, key: &Path, extra: &[&str]) -> Camera {
-        let tls = [
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ];
-        Camera::start_with(&[&tls[..], extra].concat())
-    }
-
-    /// Without `--tls-cert` the camera serves plain rtsp://.
-    fn start_with(args: &[&str]) -> Camera {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/rtsp_server.py");
-        let mut child = Command::new("/usr/bin/python3")
-            .arg(script)
-            .args(["--port", "0", "--path", "/cam", "--video", "h264"])
-            .args(["--width", "320", "--height", "180", "--fps", "15"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tests/rtsp_server.py starts (python3-gi, gir1.2-gst-rtsp-server-1.0)");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let url = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(20))
-                .expect("the camera prints READY");
-            if let Some(url) = line.strip_prefix("READY ") {
-                break url.trim().to_owned();
-            }
-        };
-        let port = url
-            .split_once("://127.0.0.1:")
-            .map(|(_, rest)| rest)
-            .and_then(|r| r.split('/').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("a camera on 127.0.0.1: {url}"));
-        Camera { child, port }
-    }
-}
-
-impl Drop for Camera {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Without `--tls-cert` the camera serves plain rtsp://.
+fn plain_camera(args: &[&str]) -> GstCamera {
+    let video = [
+        "--video", "h264", "--width", "320", "--height", "180", "--fps", "15",
+    ];
+    GstCamera::start(&[&video[..], args].concat())
 }
 
 /// A self-signed certificate: (cert.pem, key.pem, its SHA-256 as openssl prints it
@@ -102,10 +54,6 @@ fn certificate(tag: &str) -> (PathBuf, PathBuf, String, String) {
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
     );
     (cert, key, colons, reported)
-}
-
-fn json(body: &str) -> Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
 type Ws = tungstenite::WebSocket<std::net::TcpStream>;
@@ -211,9 +159,9 @@ fn start(config: &str, tag: &str, extra: &[&str]) -> Camgate {
 fn pinned_plays_wrong_and_missing_fail_with_the_presented_fingerprint() {
     let (cert, key, colons, reported) = certificate("a");
     // The camera asks for credentials too: they must not show up anywhere.
-    let camera = Camera::start(&cert, &key, &["--user", "admin", "--password", PASSWORD]);
-    let second = Camera::start(&cert, &key, &["--user", "admin", "--password", PASSWORD]);
-    let third = Camera::start(&cert, &key, &["--user", "admin", "--password", PASSWORD]);
+    let camera = tls_camera(&cert, &key, &["--user", "admin", "--password", PASSWORD]);
+    let second = tls_camera(&cert, &key, &["--user", "admin", "--password", PASSWORD]);
+    let third = tls_camera(&cert, &key, &["--user", "admin", "--password", PASSWORD]);
     let wrong_pin = "sha256:".to_owned() + &"ab".repeat(32);
     // A pin belongs to a camera's host:port: one camera each (they present the same certificate).
     let config = format!(
@@ -229,9 +177,9 @@ tls_fingerprint = "{wrong_pin}"
 [streams.missing]
 uri = "rtsps://admin:{PASSWORD}@127.0.0.1:{c}/cam"
 "#,
-        a = camera.port,
-        b = second.port,
-        c = third.port,
+        a = camera.port(),
+        b = second.port(),
+        c = third.port(),
     );
     let cg = start(&config, "a", &[]);
     let mut log = cg.startup_log.clone();
@@ -275,20 +223,20 @@ uri = "rtsps://admin:{PASSWORD}@127.0.0.1:{c}/cam"
 #[test]
 fn verify_none_plays_unpinned_with_a_warning_keeps_pins_and_system_refuses_self_signed() {
     let (cert, key, colons, reported) = certificate("b");
-    let camera = Camera::start(&cert, &key, &[]);
-    let second = Camera::start(&cert, &key, &[]);
-    let plain = Camera::start_with(&[]);
+    let camera = tls_camera(&cert, &key, &[]);
+    let second = tls_camera(&cert, &key, &[]);
+    let plain = plain_camera(&[]);
     let config = format!(
         r#"
 [streams.cam]
 uri = "rtsps://127.0.0.1:{}/cam"
 "#,
-        camera.port
+        camera.port()
     );
     // Under `none` a pin is still a pin.
     let wrong_pin = format!(
         "[streams.wrong]\nuri = \"rtsps://127.0.0.1:{}/cam\"\ntls_fingerprint = \"sha256:{}\"\n",
-        second.port,
+        second.port(),
         "ab".repeat(32)
     );
     let cg = start(
@@ -305,7 +253,7 @@ uri = "rtsps://127.0.0.1:{}/cam"
         "{info}"
     );
     // rtsps:// to a camera that speaks plain RTSP: said so, not a bare "corrupt message".
-    let rtsp_url = format!("rtsps://127.0.0.1:{}/cam", plain.port);
+    let rtsp_url = format!("rtsps://127.0.0.1:{}/cam", plain.port());
     let info = failed_info(&mut play(&cg, &rtsp_url));
     assert!(info.contains("plain rtsp://"), "{info}");
     assert!(

@@ -5,9 +5,75 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+/// The lines a child prints, read on a thread of their own.
+pub fn lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// A JSON body, or a panic that shows it.
+pub fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// GStreamer's RTSP server (`tests/rtsp_server.py` on an ephemeral port, mount `/cam`, then
+/// `args`), killed on drop.
+pub struct GstCamera {
+    child: Child,
+    /// The URL it printed (`rtsp://127.0.0.1:PORT/cam`, or rtsps).
+    pub url: String,
+}
+
+impl GstCamera {
+    pub fn start(args: &[&str]) -> GstCamera {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/rtsp_server.py");
+        // Debian's python has the GStreamer bindings (see the script's header).
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .args(["--port", "0", "--path", "/cam"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tests/rtsp_server.py starts (python3-gi, gir1.2-gst-rtsp-server-1.0)");
+        let rx = lines(child.stdout.take().expect("piped stdout"));
+        let url = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(20))
+                .expect("the camera prints READY");
+            if let Some(url) = line.strip_prefix("READY ") {
+                break url.trim().to_owned();
+            }
+        };
+        GstCamera { child, url }
+    }
+
+    /// The camera's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        (self.url.split_once("://127.0.0.1:"))
+            .and_then(|(_, rest)| rest.split('/').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("a camera on 127.0.0.1: {}", self.url))
+    }
+}
+
+impl Drop for GstCamera {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 pub struct Camgate {
     child: Child,
@@ -76,15 +142,7 @@ impl Camgate {
             .stderr(Stdio::null())
             .spawn()
             .expect("camgate starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let rx = lines(child.stdout.take().expect("piped stdout"));
         let (mut http, mut ws, mut demo_url) = (None, None, None);
         let (mut https, mut wss) = (None, None);
         // The demo camera and TLS are optional; the UDP media line comes after every listener.
