@@ -78,6 +78,13 @@ impl Link {
 }
 
 impl Browser {
+    /// The FAILED status message it got.
+    fn failed(&self) -> &Value {
+        (self.ws.iter())
+            .find(|v| v["data"][0]["status"] == "FAILED")
+            .expect("FAILED")
+    }
+
     fn statuses(&self) -> Vec<String> {
         self.ws
             .iter()
@@ -1179,11 +1186,7 @@ fn packetization_mode_0_only_offers_are_refused_with_a_reason() {
     let mut h = Harness::new();
     let b = h.play_mode0("rtsp://127.0.0.1:8554/cam");
     h.run_for(Duration::from_millis(300));
-    let failed = h.browsers[b]
-        .ws
-        .iter()
-        .find(|v| v["data"][0]["status"] == "FAILED")
-        .expect("FAILED");
+    let failed = h.browsers[b].failed();
     assert!(
         failed["data"][0]["info"]
             .as_str()
@@ -1277,11 +1280,7 @@ fn a_camera_that_never_played_fails_its_viewers() {
     h.camera_down = true;
     let b = h.play("rtsp://127.0.0.1:8554/cam");
     h.run_for(Duration::from_millis(100));
-    let failed = h.browsers[b]
-        .ws
-        .iter()
-        .find(|v| v["data"][0]["status"] == "FAILED")
-        .expect("FAILED");
+    let failed = h.browsers[b].failed();
     assert_eq!(
         failed["data"][0]["info"],
         "Failed to connect to rtsp stream"
@@ -2513,11 +2512,7 @@ fn mjpeg_video_fails_with_an_info_naming_it() {
     h.camera.with_audio = true;
     let b = h.play("rtsp://127.0.0.1:8554/cam");
     h.run_for(Duration::from_millis(300));
-    let failed = h.browsers[b]
-        .ws
-        .iter()
-        .find(|v| v["data"][0]["status"] == "FAILED")
-        .expect("FAILED");
+    let failed = h.browsers[b].failed();
     let info = failed["data"][0]["info"].as_str().unwrap();
     assert!(
         info.contains("MJPEG") && info.contains("cannot be played over WebRTC"),

@@ -6,7 +6,7 @@ mod common;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::{json, temp_file, tls_connect, Camgate};
+use common::{json, recvonly_offer, temp_file, tls_connect, Camgate};
 use serde_json::Value;
 use tungstenite::Message;
 
@@ -16,19 +16,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A recvonly video+audio offer, as a WHEP player (or the SDK) makes it.
-fn offer() -> String {
-    use str0m::media::{Direction, MediaKind};
-    let mut rtc = str0m::Rtc::builder().build(Instant::now());
-    let candidate = str0m::Candidate::host("127.0.0.1:40000".parse().unwrap(), "udp").unwrap();
-    rtc.add_local_candidate(candidate);
-    let mut api = rtc.sdp_api();
-    api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-    api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
-    let (offer, _pending) = api.apply().expect("an offer");
-    offer.to_sdp_string()
 }
 
 fn percent_encode(s: &str) -> String {
@@ -79,7 +66,7 @@ fn connection(token: Option<&str>) -> Value {
 
 fn play(name: &str) -> Value {
     serde_json::json!({"message": "playStream", "data": [{"mediaSessionId": "m1",
-        "name": name, "published": false, "status": "PENDING", "sdp": offer()}]})
+        "name": name, "published": false, "status": "PENDING", "sdp": recvonly_offer(true)}]})
 }
 
 /// Status messages for `m1` until one with `status`, skipping other messages.
@@ -354,7 +341,7 @@ fn allowed_hosts_refuse_other_cameras() {
         "POST",
         &format!("/whep/{}", percent_encode(&cg.demo_url)),
         &[("Content-Type", "application/sdp")],
-        Some(&offer()),
+        Some(&recvonly_offer(true)),
     );
     assert_eq!(r.status, 403);
     drop(cg);
@@ -462,7 +449,12 @@ uri = "rtsp://127.0.0.1:{demo}/demo"
     let sdp = [("Content-Type", "application/sdp")];
 
     for target in [percent_encode(&cg.demo_url), "lobby".to_owned()] {
-        let r = cg.request_with("POST", &format!("/whep/{target}"), &sdp, Some(&offer()));
+        let r = cg.request_with(
+            "POST",
+            &format!("/whep/{target}"),
+            &sdp,
+            Some(&recvonly_offer(true)),
+        );
         assert_eq!(r.status, 201, "{target}: {}", r.body);
         assert_eq!(r.header("content-type"), Some("application/sdp"));
         assert!(
@@ -480,12 +472,12 @@ uri = "rtsp://127.0.0.1:{demo}/demo"
     }
 
     // Over HTTPS too.
-    let r = cg.https_request_with("POST", "/whep/lobby", &sdp, Some(&offer()));
+    let r = cg.https_request_with("POST", "/whep/lobby", &sdp, Some(&recvonly_offer(true)));
     assert_eq!(r.status, 201, "{}", r.body);
 
     // Unknown names, wrong content type, a camera that isn't there.
     assert_eq!(
-        cg.request_with("POST", "/whep/nope", &sdp, Some(&offer()))
+        cg.request_with("POST", "/whep/nope", &sdp, Some(&recvonly_offer(true)))
             .status,
         404
     );
@@ -497,7 +489,12 @@ uri = "rtsp://127.0.0.1:{demo}/demo"
     );
     assert_eq!(r.status, 415);
     let dead = percent_encode("rtsp://127.0.0.1:9/none");
-    let r = cg.request_with("POST", &format!("/whep/{dead}"), &sdp, Some(&offer()));
+    let r = cg.request_with(
+        "POST",
+        &format!("/whep/{dead}"),
+        &sdp,
+        Some(&recvonly_offer(true)),
+    );
     assert_eq!(r.status, 502, "{}", r.body);
     assert!(json(&r.body)["error"].is_string());
     assert_eq!(

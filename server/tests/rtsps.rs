@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{json, temp_file, Camgate, GstCamera};
+use common::{json, recvonly_offer, temp_file, Camgate, GstCamera};
 use tungstenite::Message;
 
 const PASSWORD: &str = "s3cret-Pw";
@@ -58,18 +58,6 @@ fn certificate(tag: &str) -> (PathBuf, PathBuf, String, String) {
 
 type Ws = tungstenite::WebSocket<std::net::TcpStream>;
 
-/// A recvonly video offer, as the SDK makes it.
-fn offer() -> String {
-    use str0m::media::{Direction, MediaKind};
-    let mut rtc = str0m::Rtc::builder().build(Instant::now());
-    let candidate = str0m::Candidate::host("127.0.0.1:40000".parse().unwrap(), "udp").unwrap();
-    rtc.add_local_candidate(candidate);
-    let mut api = rtc.sdp_api();
-    api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-    let (offer, _pending) = api.apply().expect("an offer");
-    offer.to_sdp_string()
-}
-
 /// A WebSocket session that asked to play `name`.
 fn play(cg: &Camgate, name: &str) -> Ws {
     let stream = std::net::TcpStream::connect(cg.ws).unwrap();
@@ -80,7 +68,7 @@ fn play(cg: &Camgate, name: &str) -> Ws {
     let connection = serde_json::json!({"message": "connection", "data": [{
         "appKey": "defaultApp", "mediaProviders": ["WebRTC"]}]});
     let play = serde_json::json!({"message": "playStream", "data": [{"mediaSessionId": "m1",
-        "name": name, "published": false, "status": "PENDING", "sdp": offer()}]});
+        "name": name, "published": false, "status": "PENDING", "sdp": recvonly_offer(false)}]});
     for msg in [connection, play] {
         ws.send(Message::text(msg.to_string())).unwrap();
     }

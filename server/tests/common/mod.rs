@@ -22,6 +22,21 @@ pub fn lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
     rx
 }
 
+/// A recvonly offer, as the SDK or a WHEP player makes it: video, and audio if `audio`.
+pub fn recvonly_offer(audio: bool) -> String {
+    use str0m::media::{Direction, MediaKind};
+    let mut rtc = str0m::Rtc::builder().build(std::time::Instant::now());
+    let candidate = str0m::Candidate::host("127.0.0.1:40000".parse().unwrap(), "udp").unwrap();
+    rtc.add_local_candidate(candidate);
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    if audio {
+        api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+    }
+    let (offer, _pending) = api.apply().expect("an offer");
+    offer.to_sdp_string()
+}
+
 /// A JSON body, or a panic that shows it.
 pub fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
