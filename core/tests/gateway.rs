@@ -37,6 +37,8 @@ struct Browser {
     audio: Vec<(str0m::format::Codec, Vec<u8>)>,
     /// Its datagrams no longer reach anyone (tab killed, network gone).
     vanished: bool,
+    /// Its DTLS records are dropped on the way to camgate (STUN still passes).
+    drop_dtls: bool,
     /// RTP packets as a receiver sees them (RTP-mode browsers only): payload type, RTP time,
     /// and the sender report in force (NTP time, RTP time).
     rtp: Vec<ReceivedRtp>,
@@ -282,6 +284,7 @@ impl Harness {
             frames: Vec::new(),
             audio: Vec::new(),
             vanished: false,
+            drop_dtls: false,
             lose_video: 0,
             video_in: 0,
             uplink_delay: Duration::ZERO,
@@ -547,6 +550,8 @@ impl Harness {
                 match b.rtc.poll_output().unwrap() {
                     Output::Timeout(_) => break,
                     Output::Transmit(_) if b.vanished => {}
+                    // DTLS records start with 20..=63 (RFC 7983).
+                    Output::Transmit(t) if b.drop_dtls && (20..64).contains(&t.contents[0]) => {}
                     Output::Transmit(t) if !b.uplink_delay.is_zero() => b.uplink.push_back((
                         now + b.uplink_delay,
                         t.source,
@@ -1587,6 +1592,92 @@ fn stop_that_closes_the_peer_connection_first_still_ends_in_stopped() {
     h.signal(b, "stopStream", serde_json::json!({"mediaSessionId": "m0"}));
     h.run_for(Duration::from_secs(3));
     assert_eq!(h.browsers[b].statuses(), ["PENDING", "PLAYING", "STOPPED"]);
+}
+
+/// The default ICE timeout (`GatewayConfig::ice_timeout`).
+const ICE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the camera (25 fps) for up to `limit`; returns how long it took until browser `b` got
+/// FAILED, if it did.
+fn run_until_failed(h: &mut Harness, b: usize, limit: Duration) -> Option<Duration> {
+    let start = h.now;
+    let mut frame = 0;
+    while h.now - start < limit {
+        h.camera_frames(frame..frame + 1);
+        frame += 1;
+        if h.browsers[b].statuses().iter().any(|s| s == "FAILED") {
+            return Some(h.now - start);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_viewer_whose_ice_checks_never_arrive_fails_at_the_timeout_naming_the_candidates() {
+    let mut h = Harness::new();
+    let good = h.play("rtsp://127.0.0.1:8554/cam");
+    // A firewall drops everything this browser sends to camgate's media port.
+    let blocked = h.play("rtsp://127.0.0.1:8554/cam");
+    h.browsers[blocked].vanished = true;
+    let after = run_until_failed(&mut h, blocked, Duration::from_secs(20)).expect("FAILED");
+    assert!(
+        after >= ICE_TIMEOUT && after < ICE_TIMEOUT + Duration::from_millis(500),
+        "FAILED after {after:?}"
+    );
+    let info = h.browsers[blocked].failed()["data"][0]["info"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(info.starts_with("no ICE connectivity"), "{info}");
+    assert!(
+        info.contains("UDP 127.0.0.1:20000 got no check from the browser"),
+        "{info}"
+    );
+    assert_eq!(h.browsers[blocked].statuses(), ["PENDING", "FAILED"]);
+    assert_eq!(h.gateway.stats().ice_timeouts, 1);
+    // The camera and the other viewer go on.
+    let frames = h.browsers[good].frames.len();
+    h.camera_frames(500..550);
+    assert!(h.browsers[good].frames.len() >= frames + 40);
+    assert_eq!(h.browsers[good].statuses(), ["PENDING", "PLAYING"]);
+    assert_eq!(h.gateway.viewer_count(), 1);
+}
+
+#[test]
+fn a_viewer_whose_checks_arrive_but_dtls_never_completes_fails_with_another_reason() {
+    let mut h = Harness::new();
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.browsers[b].drop_dtls = true;
+    let after = run_until_failed(&mut h, b, Duration::from_secs(20)).expect("FAILED");
+    assert!(
+        after >= ICE_TIMEOUT && after < ICE_TIMEOUT + Duration::from_millis(500),
+        "FAILED after {after:?}"
+    );
+    let info = h.browsers[b].failed()["data"][0]["info"].as_str().unwrap();
+    assert!(info.starts_with("no DTLS"), "{info}");
+    assert!(
+        info.contains("UDP 127.0.0.1:20000 from 127.0.0.1:40001"),
+        "{info}"
+    );
+    assert!(info.contains("handshake did not complete"), "{info}");
+    assert_eq!(h.gateway.viewer_count(), 0);
+}
+
+#[test]
+fn the_ice_timeout_is_a_setting() {
+    let mut h = Harness::with_config(GatewayConfig {
+        ice_timeout: Duration::from_secs(3),
+        ..GatewayConfig::default()
+    });
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.browsers[b].vanished = true;
+    let after = run_until_failed(&mut h, b, Duration::from_secs(20)).expect("FAILED");
+    assert!(
+        after >= Duration::from_secs(3) && after < Duration::from_millis(3500),
+        "{after:?}"
+    );
+    let info = h.browsers[b].failed()["data"][0]["info"].as_str().unwrap();
+    assert!(info.contains("within 3 s"), "{info}");
 }
 
 #[test]

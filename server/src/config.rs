@@ -85,6 +85,9 @@ pub struct Config {
     pub rtsp_no_data_timeout_secs: u64,
     /// Seconds a camera connection stays open after its last viewer left.
     pub stream_linger_secs: u64,
+    /// Seconds a viewer's WebRTC connection (ICE and DTLS) may take to come up before it gets
+    /// FAILED with what was tried (no check from the browser, or no DTLS).
+    pub ice_timeout_secs: u64,
     /// Largest RTP payload sent to browsers (bytes); bigger NAL units are re-fragmented.
     pub max_rtp_payload: usize,
     /// Run the built-in demo camera.
@@ -151,6 +154,7 @@ impl Default for Config {
             rtsp_response_timeout_secs: 10,
             rtsp_no_data_timeout_secs: 10,
             stream_linger_secs: 5,
+            ice_timeout_secs: 10,
             max_rtp_payload: 1200,
             demo: true,
             demo_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8554),
@@ -245,6 +249,8 @@ pub struct Cli {
     pub rtsps_verify: Option<RtspsVerifySetting>,
     #[arg(long)]
     pub stream_linger_secs: Option<u64>,
+    #[arg(long)]
+    pub ice_timeout_secs: Option<u64>,
     /// Don't start the built-in demo camera.
     #[arg(long)]
     pub no_demo: bool,
@@ -320,6 +326,9 @@ impl Config {
         }
         if let Some(v) = cli.stream_linger_secs {
             config.stream_linger_secs = v;
+        }
+        if let Some(v) = cli.ice_timeout_secs {
+            config.ice_timeout_secs = v;
         }
         if cli.no_demo {
             config.demo = false;

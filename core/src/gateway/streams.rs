@@ -108,6 +108,7 @@ impl Gateway {
                 audio: audio_out,
                 candidates: &self.config.candidates,
                 dtls_cert: self.config.dtls_cert.as_ref(),
+                ice_timeout: self.config.ice_timeout,
             };
             match Viewer::accept_offer(now, &negotiation) {
                 Ok((viewer, answer)) => {

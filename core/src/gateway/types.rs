@@ -37,6 +37,9 @@ pub struct GatewayConfig {
     /// makes one at start: making one per viewer was 0.15 ms of the 0.8 ms a join costs, and
     /// core makes no keys. `None`: each viewer's WebRTC stack makes its own.
     pub dtls_cert: Option<DtlsCert>,
+    /// A viewer whose WebRTC connection (ICE and DTLS) is not up this long after its answer
+    /// gets FAILED with what was tried (see `viewer::ICE_TIMEOUT`).
+    pub ice_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -54,6 +57,7 @@ impl Default for GatewayConfig {
             viewer_spread_margin: 4,
             seed: 0,
             dtls_cert: None,
+            ice_timeout: crate::viewer::ICE_TIMEOUT,
         }
     }
 }
@@ -303,6 +307,8 @@ pub struct GatewayStats {
     /// Times a viewer's WebRTC stack was ticked (str0m's timers, statistics, ICE and DTLS
     /// polled): once per batch of camera packets written to it, and at its own deadlines.
     pub viewer_ticks: u64,
+    /// Viewers failed because ICE and DTLS did not complete within `ice_timeout`.
+    pub ice_timeouts: u64,
 }
 
 impl GatewayStats {
@@ -324,6 +330,7 @@ impl GatewayStats {
         self.keyframe_requests_answered += o.keyframe_requests_answered;
         self.not_enough_bandwidth += o.not_enough_bandwidth;
         self.congestion_skips += o.congestion_skips;
+        self.ice_timeouts += o.ice_timeouts;
         self.viewer_ticks += o.viewer_ticks;
     }
 }
