@@ -476,7 +476,7 @@ impl Viewer {
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
-                    self.next_timeout = Some(t);
+                    self.next_timeout = Some(self.connect_deadline.map_or(t, |d| t.min(d)));
                     break;
                 }
                 Ok(Output::Transmit(t)) => out.push_back(t),
