@@ -39,6 +39,8 @@ struct Browser {
     vanished: bool,
     /// Its DTLS records are dropped on the way to camgate (STUN still passes).
     drop_dtls: bool,
+    /// STUN from camgate (the answers to its checks) never reaches it.
+    drop_stun_in: bool,
     /// RTP packets as a receiver sees them (RTP-mode browsers only): payload type, RTP time,
     /// and the sender report in force (NTP time, RTP time).
     rtp: Vec<ReceivedRtp>,
@@ -285,6 +287,7 @@ impl Harness {
             audio: Vec::new(),
             vanished: false,
             drop_dtls: false,
+            drop_stun_in: false,
             lose_video: 0,
             video_in: 0,
             uplink_delay: Duration::ZERO,
@@ -441,6 +444,9 @@ impl Harness {
                 else {
                     continue;
                 };
+                if browser.drop_stun_in && t.contents[0] < 4 {
+                    continue;
+                }
                 if t.contents.len() > 1000 {
                     if browser.lose_video > 0 {
                         browser.lose_video -= 1;
@@ -1661,6 +1667,23 @@ fn a_viewer_whose_checks_arrive_but_dtls_never_completes_fails_with_another_reas
     );
     assert!(info.contains("handshake did not complete"), "{info}");
     assert_eq!(h.gateway.viewer_count(), 0);
+}
+
+#[test]
+fn a_viewer_whose_checks_arrive_but_get_no_answer_back_fails_naming_that() {
+    let mut h = Harness::new();
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.browsers[b].drop_stun_in = true;
+    let after = run_until_failed(&mut h, b, Duration::from_secs(20)).expect("FAILED");
+    assert!(after >= ICE_TIMEOUT, "FAILED after {after:?}");
+    let info = h.browsers[b].failed()["data"][0]["info"].as_str().unwrap();
+    assert!(
+        info.starts_with(
+            "ICE did not complete: the browser's checks reached camgate (UDP 127.0.0.1:20000 \
+             from 127.0.0.1:40001)"
+        ),
+        "{info}"
+    );
 }
 
 #[test]
