@@ -37,6 +37,11 @@ pub struct GatewayConfig {
     /// makes one at start: making one per viewer was 0.15 ms of the 0.8 ms a join costs, and
     /// core makes no keys. `None`: each viewer's WebRTC stack makes its own.
     pub dtls_cert: Option<DtlsCert>,
+    /// STUN servers asked for the public (server-reflexive) address of each of `candidates`
+    /// (from that very socket). Non-empty: answers carry those addresses as server-reflexive
+    /// candidates, and viewers run full ICE (camgate sends its own connectivity checks, which
+    /// open the NAT's mapping toward the browser) instead of ICE-lite.
+    pub stun_servers: Vec<crate::stun::StunServer>,
 }
 
 impl Default for GatewayConfig {
@@ -54,6 +59,7 @@ impl Default for GatewayConfig {
             viewer_spread_margin: 4,
             seed: 0,
             dtls_cert: None,
+            stun_servers: Vec::new(),
         }
     }
 }
