@@ -50,6 +50,10 @@ struct Browser {
     /// What it sends reaches the gateway this much later (held in `uplink` until then).
     uplink_delay: Duration,
     uplink: std::collections::VecDeque<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
+    /// camgate sits behind a NAT that lets this browser's datagrams in only once camgate has
+    /// sent one to it (a router forwarding no media port); `nat_open` once it has.
+    behind_nat: bool,
+    nat_open: bool,
 }
 
 /// A link of `rate` bit/s with a drop-tail queue of `limit` bytes, like `netem rate`:
@@ -229,8 +233,12 @@ impl Harness {
 
     /// Whether `addr` is a worker's WebRTC socket (a browser's full-ICE checks also go to
     /// public addresses that lead nowhere here).
-    fn reaches_a_worker(&self, addr: SocketAddr) -> bool {
-        addr.ip().is_loopback() && (20000..=20000 + self.others.len() as u16).contains(&addr.port())
+    fn reaches_a_worker(&self, from: SocketAddr, addr: SocketAddr) -> bool {
+        let nat_closed =
+            (self.browsers.iter()).any(|b| b.addr == from && b.behind_nat && !b.nat_open);
+        !nat_closed
+            && addr.ip().is_loopback()
+            && (20000..=20000 + self.others.len() as u16).contains(&addr.port())
     }
 
     /// The worker whose WebRTC socket has this address.
@@ -302,6 +310,8 @@ impl Harness {
             frames: Vec::new(),
             audio: Vec::new(),
             vanished: false,
+            behind_nat: false,
+            nat_open: false,
             lose_video: 0,
             video_in: 0,
             uplink_delay: Duration::ZERO,
@@ -466,6 +476,7 @@ impl Harness {
                 else {
                     continue;
                 };
+                browser.nat_open = true;
                 if t.contents.len() > 1000 {
                     if browser.lose_video > 0 {
                         browser.lose_video -= 1;
@@ -506,7 +517,7 @@ impl Harness {
             }
             for s in browser_sent.drain(..) {
                 moved = true;
-                if !self.reaches_a_worker(s.1) {
+                if !self.reaches_a_worker(s.0, s.1) {
                     continue;
                 }
                 let now = self.now;
@@ -559,7 +570,7 @@ impl Harness {
             Self::drain_browser(b, now, &mut sent);
         }
         let now = self.now;
-        sent.retain(|s| self.reaches_a_worker(s.1));
+        sent.retain(|s| self.reaches_a_worker(s.0, s.1));
         for s in &sent {
             self.gw(Self::worker_at(s.1))
                 .handle_udp(now, s.0, s.1, &s.2);
@@ -2624,4 +2635,40 @@ fn with_stun_servers_answers_carry_the_public_address_and_camgate_runs_full_ice(
     );
     h.run_for(Duration::from_secs(7));
     assert_eq!(h.gateway.resident().learned_addresses, 0);
+}
+
+#[test]
+fn behind_a_nat_camgates_own_check_opens_the_way_and_its_answer_is_routed() {
+    let server: SocketAddr = "127.0.0.1:3478".parse().unwrap();
+    let mut h = Harness::with_config(GatewayConfig {
+        stun_servers: vec![camgate_core::stun::StunServer {
+            url: "stun:127.0.0.1:3478".into(),
+            addr: server,
+        }],
+        ..GatewayConfig::default()
+    });
+    h.stun_server = Some((server, "203.0.113.1:40000".parse().unwrap()));
+    h.run_for(Duration::from_millis(100));
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    // Until camgate sends to it, nothing from this browser gets in.
+    h.browsers[b].behind_nat = true;
+    // camgate's first check leaves at its first tick: connected well within a second.
+    h.run_for(Duration::from_millis(600));
+    assert!(
+        h.browsers[b].nat_open,
+        "camgate checked the browser's candidate"
+    );
+    assert!(
+        h.browsers[b].rtc.is_connected(),
+        "ICE/DTLS did not complete"
+    );
+    h.camera_frames(0..30);
+    assert!(
+        h.browsers[b].frames.len() >= 25,
+        "{}",
+        h.browsers[b].frames.len()
+    );
+    // The first datagram from the browser was its answer to camgate's check (it names no
+    // ufrag): routed by the offer's candidates, not dropped.
+    assert_eq!(h.gateway.stats().udp_unmatched, 0);
 }

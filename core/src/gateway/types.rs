@@ -306,6 +306,9 @@ pub struct GatewayStats {
     pub not_enough_bandwidth: u64,
     /// Times a congested viewer was made to skip to the next keyframe.
     pub congestion_skips: u64,
+    /// Datagrams on the WebRTC socket from an address of no viewer that opened none (not a STUN
+    /// message for a viewer): strays, late packets of viewers gone, scans.
+    pub udp_unmatched: u64,
     /// Times a viewer's WebRTC stack was ticked (str0m's timers, statistics, ICE and DTLS
     /// polled): once per batch of camera packets written to it, and at its own deadlines.
     pub viewer_ticks: u64,
@@ -330,6 +333,7 @@ impl GatewayStats {
         self.keyframe_requests_answered += o.keyframe_requests_answered;
         self.not_enough_bandwidth += o.not_enough_bandwidth;
         self.congestion_skips += o.congestion_skips;
+        self.udp_unmatched += o.udp_unmatched;
         self.viewer_ticks += o.viewer_ticks;
     }
 }

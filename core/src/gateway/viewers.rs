@@ -138,6 +138,7 @@ impl Gateway {
                             .flatten()
                     });
                 let Some(&v) = v else {
+                    self.stats.udp_unmatched += 1;
                     return;
                 };
                 let accepted = self
@@ -146,6 +147,7 @@ impl Gateway {
                     .and_then(|e| e.viewer.as_ref())
                     .is_some_and(|x| x.accepts(now, source, destination, data));
                 if !accepted {
+                    self.stats.udp_unmatched += 1;
                     return;
                 }
                 self.by_addr.insert(source, v);

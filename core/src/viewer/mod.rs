@@ -496,6 +496,11 @@ impl Viewer {
                 viewer.audio_codec = Some(codec);
             }
         }
+        if full_ice {
+            // str0m's ICE agent schedules no check before its first timeout: tick it at once,
+            // or camgate's first check (the one that opens its NAT) waits for the next tick.
+            viewer.next_timeout = Some(now);
+        }
         Ok((viewer, one_media_stream(&answer.to_sdp_string())))
     }
 
