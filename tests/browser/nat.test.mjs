@@ -183,8 +183,18 @@ async function play({ relay }) {
   return page;
 }
 
-// The candidate pair the browser uses: local and remote candidate types and addresses.
+// The candidate pair the browser uses: local and remote candidate types and addresses
+// (polled: the transport's selected pair can lag the first frames).
 async function selectedPair(page) {
+  for (let i = 0; i < 50; i++) {
+    const pair = await readSelectedPair(page);
+    if (pair) return pair;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('no selected candidate pair in getStats');
+}
+
+async function readSelectedPair(page) {
   return page.evaluate(async () => {
     const pc = window.__pcs.at(-1);
     const stats = await pc.getStats();
@@ -217,7 +227,8 @@ test('behind a NAT forwarding only the web ports: camgate learns its public addr
     await waitForStatus(page, 'PLAYING', 30000);
     const stats = await waitForFrames(page, { minFrames: 10, timeoutMs: 20000 });
     const pair = await selectedPair(page);
-    console.log(`# NAT: ${stats.video.framesDecoded} frames ${stats.video.frameWidth}x${stats.video.frameHeight}, pair ${JSON.stringify(pair)}`);
+    const firstFrameMs = await page.evaluate(() => window.camgate.firstFrameMs);
+    console.log(`# NAT: first frame ${Math.round(firstFrameMs)} ms after Start; ${stats.video.framesDecoded} frames ${stats.video.frameWidth}x${stats.video.frameHeight}, pair ${JSON.stringify(pair)}`);
     // Chromium hides a peer-reflexive candidate's address in getStats: a prflx remote is
     // camgate seen through the router when the router mapped camgate's own check to another
     // port than the STUN request (it does when the browser's check came first).
@@ -237,6 +248,8 @@ test('relay only: through coturn as TURN with credentials camgate minted for the
   let page;
   try {
     page = await play({ relay: true });
+    // Read once the page made its RTCPeerConnection (after its signaling session is up).
+    await page.waitForFunction(() => window.__iceServers !== undefined);
     const servers = await page.evaluate(() => window.__iceServers);
     const turn = servers.find((s) => s.urls.some((u) => u.startsWith('turn:')));
     assert.match(turn.username, /^\d+:camgate-[0-9a-f]+$/, 'a time-limited TURN REST username');
@@ -246,7 +259,8 @@ test('relay only: through coturn as TURN with credentials camgate minted for the
     await waitForStatus(page, 'PLAYING', 30000);
     const stats = await waitForFrames(page, { minFrames: 10, timeoutMs: 25000 });
     const pair = await selectedPair(page);
-    console.log(`# relay: ${stats.video.framesDecoded} frames, pair ${JSON.stringify(pair)}`);
+    const firstFrameMs = await page.evaluate(() => window.camgate.firstFrameMs);
+    console.log(`# relay: first frame ${Math.round(firstFrameMs)} ms after Start; ${stats.video.framesDecoded} frames, pair ${JSON.stringify(pair)}`);
     assert.match(pair.local, new RegExp(`^relay ${INTERNET_IP.replaceAll('.', '\\.')}:`), JSON.stringify(pair));
     assert.ok(!/auth_secret|nat-test-secret/.test(fs.readFileSync(camgate.logFile, 'utf8').replace(/^\$ .*\n/, '')),
       'the secret is not in camgate\'s log');
