@@ -54,6 +54,10 @@ struct Browser {
     /// What it sends reaches the gateway this much later (held in `uplink` until then).
     uplink_delay: Duration,
     uplink: std::collections::VecDeque<(Instant, SocketAddr, SocketAddr, Vec<u8>)>,
+    /// camgate sits behind a NAT that lets this browser's datagrams in only once camgate has
+    /// sent one to it (a router forwarding no media port); `nat_open` once it has.
+    behind_nat: bool,
+    nat_open: bool,
 }
 
 /// A link of `rate` bit/s with a drop-tail queue of `limit` bytes, like `netem rate`:
@@ -82,6 +86,14 @@ impl Link {
 }
 
 impl Browser {
+    /// The answer SDP it got.
+    fn answer(&self) -> &str {
+        (self.ws.iter())
+            .find(|v| v["message"] == "setRemoteSDP")
+            .and_then(|v| v["data"][1].as_str())
+            .expect("setRemoteSDP")
+    }
+
     /// The FAILED status message it got.
     fn failed(&self) -> &Value {
         (self.ws.iter())
@@ -144,6 +156,10 @@ struct Harness {
     browser_h265: bool,
     /// New browsers also offer G.722 (Chromium and Firefox do).
     browser_g722: bool,
+    /// A STUN server at `.0` that answers every Binding request with public address `.1`.
+    stun_server: Option<(SocketAddr, SocketAddr)>,
+    /// Binding requests the STUN server answered.
+    stun_answered: usize,
 }
 
 impl Harness {
@@ -187,6 +203,8 @@ impl Harness {
             browser_no_g711: false,
             browser_h265: false,
             browser_g722: false,
+            stun_server: None,
+            stun_answered: 0,
         }
     }
 
@@ -215,6 +233,16 @@ impl Harness {
             0 => &mut self.gateway,
             w => &mut self.others[w - 1],
         }
+    }
+
+    /// Whether `addr` is a worker's WebRTC socket (a browser's full-ICE checks also go to
+    /// public addresses that lead nowhere here).
+    fn reaches_a_worker(&self, from: SocketAddr, addr: SocketAddr) -> bool {
+        let nat_closed =
+            (self.browsers.iter()).any(|b| b.addr == from && b.behind_nat && !b.nat_open);
+        !nat_closed
+            && addr.ip().is_loopback()
+            && (20000..=20000 + self.others.len() as u16).contains(&addr.port())
     }
 
     /// The worker whose WebRTC socket has this address.
@@ -288,6 +316,8 @@ impl Harness {
             vanished: false,
             drop_dtls: false,
             drop_stun_in: false,
+            behind_nat: false,
+            nat_open: false,
             lose_video: 0,
             video_in: 0,
             uplink_delay: Duration::ZERO,
@@ -436,6 +466,14 @@ impl Harness {
                 self.datagrams += 1;
                 moved = true;
                 let now = self.now;
+                if let Some((server, public)) = self.stun_server {
+                    if t.destination == server {
+                        self.stun_answered += 1;
+                        let answer = stun_binding_success(&t.contents, public);
+                        self.gw(worker).handle_udp(now, server, t.source, &answer);
+                        continue;
+                    }
+                }
                 // A browser that vanished (moved to another address) never gets it.
                 let Some(browser) = self
                     .browsers
@@ -447,6 +485,7 @@ impl Harness {
                 if browser.drop_stun_in && t.contents[0] < 4 {
                     continue;
                 }
+                browser.nat_open = true;
                 if t.contents.len() > 1000 {
                     if browser.lose_video > 0 {
                         browser.lose_video -= 1;
@@ -487,6 +526,9 @@ impl Harness {
             }
             for s in browser_sent.drain(..) {
                 moved = true;
+                if !self.reaches_a_worker(s.0, s.1) {
+                    continue;
+                }
                 let now = self.now;
                 self.gw(Self::worker_at(s.1))
                     .handle_udp(now, s.0, s.1, &s.2);
@@ -537,6 +579,7 @@ impl Harness {
             Self::drain_browser(b, now, &mut sent);
         }
         let now = self.now;
+        sent.retain(|s| self.reaches_a_worker(s.0, s.1));
         for s in &sent {
             self.gw(Self::worker_at(s.1))
                 .handle_udp(now, s.0, s.1, &s.2);
@@ -629,6 +672,20 @@ impl Harness {
 }
 
 /// A DTLS certificate, as the server makes one at start for all viewers.
+/// A STUN server's Binding success response to `request`: XOR-MAPPED-ADDRESS `public` (IPv4).
+fn stun_binding_success(request: &[u8], public: SocketAddr) -> Vec<u8> {
+    let SocketAddr::V4(v4) = public else {
+        panic!("IPv4 only")
+    };
+    let key = &request[4..20];
+    let mut msg = vec![0x01, 0x01, 0, 12];
+    msg.extend_from_slice(key);
+    msg.extend_from_slice(&[0x00, 0x20, 0, 8, 0, 1]);
+    msg.extend_from_slice(&(public.port() ^ u16::from_be_bytes([key[0], key[1]])).to_be_bytes());
+    msg.extend(v4.ip().octets().iter().zip(key).map(|(b, k)| b ^ k));
+    msg
+}
+
 fn test_certificate() -> Option<str0m::config::DtlsCert> {
     str0m::crypto::from_feature_flags()
         .dtls_provider
@@ -2633,4 +2690,127 @@ fn mjpeg_video_fails_with_an_info_naming_it() {
         "{info}"
     );
     assert!(!h.camera.requests.iter().any(|r| r.starts_with("SETUP")));
+}
+
+#[test]
+fn with_stun_servers_answers_carry_the_public_address_and_camgate_runs_full_ice() {
+    // Without STUN servers: ICE-lite, host candidates only.
+    let mut h = Harness::new();
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    let answer = h.browsers[b].answer().to_owned();
+    assert!(answer.contains("a=ice-lite"), "{answer}");
+    assert!(!answer.contains("typ srflx"), "{answer}");
+
+    let server: SocketAddr = "127.0.0.1:3478".parse().unwrap();
+    let public: SocketAddr = "203.0.113.1:40000".parse().unwrap();
+    let mut h = Harness::with_config(GatewayConfig {
+        stun_servers: vec![camgate_core::stun::StunServer {
+            url: "stun:127.0.0.1:3478".into(),
+            addr: server,
+        }],
+        ..GatewayConfig::default()
+    });
+    h.stun_server = Some((server, public));
+    h.run_for(Duration::from_millis(100));
+    assert_eq!(
+        h.stun_answered, 1,
+        "one Binding request, from the media socket"
+    );
+    let local: SocketAddr = "127.0.0.1:20000".parse().unwrap();
+    assert_eq!(h.gateway.public_address(local), Some(public));
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(500));
+    let answer = h.browsers[b].answer().to_owned();
+    assert!(!answer.contains("a=ice-lite"), "full ICE: {answer}");
+    assert!(
+        answer.contains("203.0.113.1 40000 typ srflx raddr"),
+        "the public address is a server-reflexive candidate: {answer}"
+    );
+    assert!(answer.contains("127.0.0.1 20000 typ host"), "{answer}");
+    assert!(
+        h.browsers[b].rtc.is_connected(),
+        "ICE/DTLS did not complete"
+    );
+    h.camera_frames(0..30);
+    assert!(
+        h.browsers[b].frames.len() >= 25,
+        "{}",
+        h.browsers[b].frames.len()
+    );
+    // The mapping is kept open: checked again after the refresh interval.
+    h.run_for(camgate_core::stun::STUN_REFRESH + Duration::from_secs(1));
+    assert_eq!(h.stun_answered, 2);
+    // Nothing left behind by the full-ICE routing table.
+    h.signal(
+        b,
+        "stopStream",
+        serde_json::json!({"mediaSessionId": "m0", "name": "x"}),
+    );
+    h.run_for(Duration::from_secs(7));
+    assert_eq!(h.gateway.resident().learned_addresses, 0);
+}
+
+#[test]
+fn behind_a_nat_camgates_own_check_opens_the_way_and_its_answer_is_routed() {
+    let server: SocketAddr = "127.0.0.1:3478".parse().unwrap();
+    let mut h = Harness::with_config(GatewayConfig {
+        stun_servers: vec![camgate_core::stun::StunServer {
+            url: "stun:127.0.0.1:3478".into(),
+            addr: server,
+        }],
+        ..GatewayConfig::default()
+    });
+    h.stun_server = Some((server, "203.0.113.1:40000".parse().unwrap()));
+    h.run_for(Duration::from_millis(100));
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    // Until camgate sends to it, nothing from this browser gets in.
+    h.browsers[b].behind_nat = true;
+    // camgate's first check leaves at its first tick: connected well within a second.
+    h.run_for(Duration::from_millis(600));
+    assert!(
+        h.browsers[b].nat_open,
+        "camgate checked the browser's candidate"
+    );
+    assert!(
+        h.browsers[b].rtc.is_connected(),
+        "ICE/DTLS did not complete"
+    );
+    h.camera_frames(0..30);
+    assert!(
+        h.browsers[b].frames.len() >= 25,
+        "{}",
+        h.browsers[b].frames.len()
+    );
+    // The first datagram from the browser was its answer to camgate's check (it names no
+    // ufrag): routed by the offer's candidates, not dropped.
+    assert_eq!(h.gateway.stats().udp_unmatched, 0);
+}
+
+#[test]
+fn with_full_ice_an_unreachable_viewer_fails_naming_the_server_reflexive_candidate_too() {
+    let server: SocketAddr = "127.0.0.1:3478".parse().unwrap();
+    let mut h = Harness::with_config(GatewayConfig {
+        stun_servers: vec![camgate_core::stun::StunServer {
+            url: "stun:127.0.0.1:3478".into(),
+            addr: server,
+        }],
+        ..GatewayConfig::default()
+    });
+    h.stun_server = Some((server, "203.0.113.1:40000".parse().unwrap()));
+    h.run_for(Duration::from_millis(100));
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.browsers[b].vanished = true;
+    let after = run_until_failed(&mut h, b, Duration::from_secs(20)).expect("FAILED");
+    assert!(
+        after >= ICE_TIMEOUT && after < ICE_TIMEOUT + Duration::from_millis(500),
+        "FAILED after {after:?}"
+    );
+    let info = h.browsers[b].failed()["data"][0]["info"].as_str().unwrap();
+    assert_eq!(
+        info,
+        "no ICE connectivity: camgate's UDP 127.0.0.1:20000 and UDP 203.0.113.1:40000 \
+         (server-reflexive) got no check from the browser within 10 s (a firewall or NAT \
+         between them?)"
+    );
 }

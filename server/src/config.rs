@@ -57,6 +57,13 @@ pub struct Config {
     /// Addresses announced to browsers as ICE host candidates. Empty: every address of this
     /// machine (IPv4), loopback included.
     pub announce_ips: Vec<IpAddr>,
+    /// STUN servers ("stun:host:port") camgate asks for the public address of its media
+    /// port(s), from that port: answers then carry it as a server-reflexive candidate and
+    /// viewers run full ICE, so camgate's own checks open the NAT toward the browser. For a
+    /// NAT that forwards only the web port.
+    pub stun_servers: Vec<String>,
+    /// STUN/TURN servers handed to browsers: in the player page and as WHEP `Link` headers.
+    pub ice_servers: Vec<crate::ice::IceServerConfig>,
     /// Local address camera connections are made from (e.g. a VPN interface's). Unset: the OS picks.
     pub rtsp_client_address: Option<IpAddr>,
     /// How cameras send RTP: "auto" (UDP, falling back to TCP on 461 or silence), "tcp", "udp".
@@ -140,6 +147,8 @@ impl Default for Config {
             viewer_spread_margin: 4,
             udp_gso: true,
             announce_ips: Vec::new(),
+            stun_servers: Vec::new(),
+            ice_servers: Vec::new(),
             rtsp_client_address: None,
             rtsp_transport: TransportSetting::Auto,
             rtsps_verify: RtspsVerifySetting::PinnedOrSystem,
@@ -239,6 +248,9 @@ pub struct Cli {
     /// Address announced to browsers (repeat for several).
     #[arg(long = "announce-ip")]
     pub announce_ips: Vec<IpAddr>,
+    /// STUN server for camgate's own public address, "stun:host:port" (repeat for several).
+    #[arg(long = "stun-server")]
+    pub stun_servers: Vec<String>,
     #[arg(long)]
     pub rtsp_client_address: Option<IpAddr>,
     /// auto, tcp or udp.
@@ -314,6 +326,9 @@ impl Config {
         }
         if !cli.announce_ips.is_empty() {
             config.announce_ips = cli.announce_ips.clone();
+        }
+        if !cli.stun_servers.is_empty() {
+            config.stun_servers = cli.stun_servers.clone();
         }
         if let Some(t) = cli.rtsp_transport {
             config.rtsp_transport = t;

@@ -11,5 +11,6 @@ pub mod config;
 #[allow(unsafe_code)]
 pub mod demo;
 pub mod dtls;
+pub mod ice;
 pub mod tls;
 pub mod web;

@@ -192,6 +192,13 @@ fn run(config: &Config) -> Result<(), String> {
     let crypto = camgate::dtls::crypto_provider();
     let dtls_cert = crypto.dtls_provider.generate_certificate();
     crypto.install_process_default();
+    let stun_servers = camgate::ice::resolve_stun_servers(&config.stun_servers)?;
+    if !stun_servers.is_empty() {
+        tracing::info!(
+            "full ICE with STUN servers {}: asking for the media ports' public addresses",
+            config.stun_servers.join(", ")
+        );
+    }
     let gateway_config = |worker: usize, candidates: Vec<SocketAddr>| GatewayConfig {
         candidates,
         rtsp: config.rtsp(),
@@ -208,6 +215,7 @@ fn run(config: &Config) -> Result<(), String> {
         seed: ring::rand::generate(&ring::rand::SystemRandom::new())
             .map_or(0, |r| u64::from_ne_bytes(r.expose())),
         dtls_cert: dtls_cert.clone(),
+        stun_servers: stun_servers.clone(),
         ..Default::default()
     };
     let mut threads = Vec::new();
@@ -260,6 +268,7 @@ fn run(config: &Config) -> Result<(), String> {
         max_http_body: config.max_http_body,
         access,
         tls,
+        ice_servers: config.ice_servers.clone(),
     });
     event_loop
         .run(&mut gateway, &mut web, &mut |_| true)

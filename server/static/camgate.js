@@ -3,7 +3,10 @@
 // One WebSocket session (ws://<page host>:8080, wss://...:8443 on https) carries JSON frames
 // {"message": NAME, "data": [...]}. Playing a camera: send `playStream` with a recvonly offer,
 // apply the answer from `setRemoteSDP`, follow `notifyStreamStatusEvent`; `stopStream` ends it.
-// The server is ICE-lite and sends its candidates in the answer, so nothing is trickled.
+// The server sends its candidates in the answer, and nothing is trickled: the offer waits for the
+// browser's own candidates (at most GATHER_MS), which a server running full ICE (with
+// stun_servers) checks to open its NAT toward the browser. The STUN/TURN servers camgate hands
+// out (ice_servers, TURN credentials minted for this page) come in the page's data-ice-servers.
 //
 // window.camgate exposes the state for tests and for the console:
 //   camgate.pc, camgate.status.{session, stream, info}, camgate.start(url), camgate.stop(),
@@ -33,6 +36,32 @@ function signalingUrl() {
   const secure = location.protocol === 'https:';
   const host = location.hostname || '127.0.0.1'; // IPv6 hostnames already carry their brackets
   return `${secure ? 'wss' : 'ws'}://${host}:${secure ? 8443 : 8080}`;
+}
+
+// The RTCIceServer list camgate put in the page; none when served without camgate.
+function iceServers() {
+  const raw = document.getElementById('player').dataset.iceServers || '[]';
+  try {
+    return raw.includes('{{') ? [] : JSON.parse(raw);
+  } catch {
+    return [];
+  }
+}
+
+// Longest the offer waits for the browser's candidates (a TURN allocation takes a round trip).
+const GATHER_MS = 2000;
+
+function gatheringDone(pc) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, GATHER_MS);
+    pc.addEventListener('icegatheringstatechange', () => {
+      if (pc.iceGatheringState === 'complete') {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
 }
 
 function defaultStreamUrl() {
@@ -166,7 +195,11 @@ async function start(url = ui.url.value.trim()) {
   try {
     await openSession();
     if (state.stream !== stream) return;
-    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    const pc = new RTCPeerConnection({
+      bundlePolicy: 'max-bundle',
+      rtcpMuxPolicy: 'require',
+      iceServers: iceServers(),
+    });
     stream.pc = pc;
     pc.addTransceiver('audio', { direction: 'recvonly' });
     pc.addTransceiver('video', { direction: 'recvonly' });
@@ -185,6 +218,7 @@ async function start(url = ui.url.value.trim()) {
     watchFirstFrame(stream);
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
+    await gatheringDone(pc);
     if (state.stream !== stream) return;
     send('playStream', [{
       ...streamDescriptor(stream),

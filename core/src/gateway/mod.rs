@@ -83,6 +83,12 @@ pub struct Gateway {
     /// camgate's ICE ufrag of each viewer → viewer: how a browser's first datagram from a new
     /// address (always a STUN check naming it) finds its viewer in one lookup.
     by_ufrag: Map<String, ViewerId>,
+    /// With full ICE: the browsers' candidates from their offers → viewer. camgate's own checks
+    /// go there, and the answer to one may be the first datagram from that address (it names
+    /// no ufrag).
+    by_candidate: Map<SocketAddr, ViewerId>,
+    /// Learns the media sockets' public addresses (`stun_servers`); made at the first tick.
+    stun: Option<stun::StunClient>,
     timers: BinaryHeap<Reverse<(Instant, TimerKey)>>,
     next_ping: Option<Instant>,
     outputs: VecDeque<GatewayOutput>,
@@ -127,6 +133,8 @@ impl Gateway {
             sessions: Map::with_hasher(keys.clone()),
             by_addr: Map::with_hasher(keys.clone()),
             by_ufrag: Map::with_hasher(keys.clone()),
+            by_candidate: Map::with_hasher(keys.clone()),
+            stun: None,
             timers: BinaryHeap::new(),
             next_ping: None,
             outputs: VecDeque::new(),
@@ -220,12 +228,17 @@ impl Gateway {
             streams: self.streams.len() + self.by_url.len(),
             viewers: self.viewers.len(),
             sessions: self.sessions.len(),
-            learned_addresses: self.by_addr.len() + self.by_ufrag.len(),
+            learned_addresses: self.by_addr.len() + self.by_ufrag.len() + self.by_candidate.len(),
             timers: self.timers.len(),
             queued: self.outputs.len()
                 + self.transmits.len()
                 + self.mirror_out.iter().map(Vec::len).sum::<usize>(),
         }
+    }
+
+    /// The public address STUN found for media socket `local` (see `GatewayConfig::stun_servers`).
+    pub fn public_address(&self, local: SocketAddr) -> Option<SocketAddr> {
+        self.stun.as_ref().and_then(|s| s.mapped(local))
     }
 
     /// Viewers on this worker, answered or waiting.

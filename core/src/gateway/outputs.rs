@@ -74,3 +74,72 @@ impl Gateway {
         Some(t)
     }
 }
+
+impl Gateway {
+    /// Runs the STUN client (made at the first call, when there are servers): its requests
+    /// join the datagram queue, from the media socket they name.
+    pub(super) fn drive_stun(&mut self, now: Instant) {
+        if self.stun.is_none() && !self.config.stun_servers.is_empty() {
+            self.stun = stun::StunClient::new(
+                self.config.stun_servers.clone(),
+                &self.config.candidates,
+                now,
+            );
+        }
+        let Some(client) = self.stun.as_mut() else {
+            return;
+        };
+        if client.poll_timeout().is_some_and(|t| t <= now) {
+            let rng = &mut self.rng;
+            client.handle_timeout(now, &mut || rng.next_u64());
+        }
+        while let Some(r) = client.poll_request() {
+            self.transmits.push_back(Transmit {
+                proto: str0m::net::Protocol::Udp,
+                source: r.source,
+                destination: r.destination,
+                contents: r.data.into(),
+            });
+        }
+        self.log_stun_events();
+    }
+
+    pub(super) fn log_stun_events(&mut self) {
+        let Some(client) = self.stun.as_mut() else {
+            return;
+        };
+        while let Some(event) = client.poll_event() {
+            match event {
+                stun::StunEvent::Mapped {
+                    local,
+                    public,
+                    old: None,
+                    server,
+                } => tracing::info!(
+                    "public address for UDP {}: {public} via {server} (local {local})",
+                    local.port()
+                ),
+                stun::StunEvent::Mapped {
+                    local,
+                    public,
+                    old: Some(old),
+                    server,
+                } => tracing::warn!(
+                    "public address for UDP {} changed from {old} to {public} via {server} \
+                     (local {local}); new viewers get the new one",
+                    local.port()
+                ),
+                stun::StunEvent::Failed {
+                    local,
+                    servers,
+                    retry_in,
+                } => tracing::warn!(
+                    "no public address for UDP {} (local {local}): no answer from {servers}; \
+                     retrying in {} s",
+                    local.port(),
+                    retry_in.as_secs()
+                ),
+            }
+        }
+    }
+}

@@ -102,11 +102,16 @@ impl Gateway {
             let offer = entry.offer.take().unwrap_or_default();
             // str0m draws the viewer's ICE credentials and SSRCs from the thread's fastrand.
             fastrand::seed(self.rng.next_u64());
+            let reflexive: Vec<(SocketAddr, SocketAddr)> =
+                self.stun.iter().flat_map(|s| s.mappings()).collect();
+            let full_ice = !self.config.stun_servers.is_empty();
             let negotiation = Negotiation {
                 offer_sdp: &offer,
                 video,
                 audio: audio_out,
                 candidates: &self.config.candidates,
+                reflexive: &reflexive,
+                full_ice,
                 dtls_cert: self.config.dtls_cert.as_ref(),
                 ice_timeout: self.config.ice_timeout,
             };
@@ -115,6 +120,11 @@ impl Gateway {
                     let needs_opus = viewer.audio_codec() == Some(AudioOut::Opus)
                         && audio_out.is_some_and(|out| out != AudioOut::Opus);
                     self.by_ufrag.insert(viewer.ice_ufrag().to_owned(), v);
+                    if full_ice {
+                        for addr in crate::viewer::offer_candidates(&offer) {
+                            self.by_candidate.entry(addr).or_insert(v);
+                        }
+                    }
                     entry.viewer = Some(viewer);
                     let text = signaling::set_remote_sdp(&entry.media_session_id, &answer);
                     let session = entry.session;

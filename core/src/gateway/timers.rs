@@ -46,15 +46,14 @@ impl Gateway {
     /// The earliest instant at which `handle_timeout` has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timer = self.timers.peek().map(|Reverse((t, _))| *t);
-        match (timer, self.next_publish) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let stun = self.stun.as_ref().and_then(|s| s.poll_timeout());
+        [timer, self.next_publish, stun].into_iter().flatten().min()
     }
 
     /// Time passed: runs every deadline up to `now` (see `poll_timeout`).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.advance(now);
+        self.drive_stun(now);
         if let Some(p) = &self.config.placement {
             if self.next_publish.is_none_or(|t| t <= now) {
                 self.next_publish = Some(now + PUBLISH_INTERVAL);

@@ -37,6 +37,11 @@ pub struct GatewayConfig {
     /// makes one at start: making one per viewer was 0.15 ms of the 0.8 ms a join costs, and
     /// core makes no keys. `None`: each viewer's WebRTC stack makes its own.
     pub dtls_cert: Option<DtlsCert>,
+    /// STUN servers asked for the public (server-reflexive) address of each of `candidates`
+    /// (from that very socket). Non-empty: answers carry those addresses as server-reflexive
+    /// candidates, and viewers run full ICE (camgate sends its own connectivity checks, which
+    /// open the NAT's mapping toward the browser) instead of ICE-lite.
+    pub stun_servers: Vec<crate::stun::StunServer>,
     /// A viewer whose WebRTC connection (ICE and DTLS) is not up this long after its answer
     /// gets FAILED with what was tried (see `viewer::ICE_TIMEOUT`).
     pub ice_timeout: Duration,
@@ -57,6 +62,7 @@ impl Default for GatewayConfig {
             viewer_spread_margin: 4,
             seed: 0,
             dtls_cert: None,
+            stun_servers: Vec::new(),
             ice_timeout: crate::viewer::ICE_TIMEOUT,
         }
     }
@@ -304,6 +310,9 @@ pub struct GatewayStats {
     pub not_enough_bandwidth: u64,
     /// Times a congested viewer was made to skip to the next keyframe.
     pub congestion_skips: u64,
+    /// Datagrams on the WebRTC socket from an address of no viewer that opened none (not a STUN
+    /// message for a viewer): strays, late packets of viewers gone, scans.
+    pub udp_unmatched: u64,
     /// Times a viewer's WebRTC stack was ticked (str0m's timers, statistics, ICE and DTLS
     /// polled): once per batch of camera packets written to it, and at its own deadlines.
     pub viewer_ticks: u64,
@@ -330,6 +339,7 @@ impl GatewayStats {
         self.keyframe_requests_answered += o.keyframe_requests_answered;
         self.not_enough_bandwidth += o.not_enough_bandwidth;
         self.congestion_skips += o.congestion_skips;
+        self.udp_unmatched += o.udp_unmatched;
         self.ice_timeouts += o.ice_timeouts;
         self.viewer_ticks += o.viewer_ticks;
     }

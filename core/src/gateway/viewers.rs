@@ -86,6 +86,9 @@ impl Gateway {
         }
         // By value: the `Viewer` (and its ufrag) may be gone already (connection lost).
         self.by_ufrag.retain(|_, x| *x != v);
+        if !self.by_candidate.is_empty() {
+            self.by_candidate.retain(|_, x| *x != v);
+        }
         for addr in &entry.addrs {
             self.by_addr.remove(addr);
         }
@@ -108,6 +111,13 @@ impl Gateway {
         data: &[u8],
     ) {
         self.advance(now);
+        // The answer to camgate's own STUN request (its public address), not a viewer's.
+        if let Some(client) = self.stun.as_mut() {
+            if client.is_server(source) && client.handle_response(now, destination, source, data) {
+                self.log_stun_events();
+                return;
+            }
+        }
         let known = self
             .by_addr
             .get(&source)
@@ -118,7 +128,17 @@ impl Gateway {
             // Unknown source: only a STUN check naming one of our viewers opens an address
             // (ICE always starts that way); anything else is dropped without a scan.
             None => {
-                let Some(&v) = stun::local_ufrag(data).and_then(|u| self.by_ufrag.get(u)) else {
+                // With full ICE, also the browser's answer to camgate's check: it names no
+                // ufrag, and comes from a candidate of that viewer's offer.
+                let v = stun::local_ufrag(data)
+                    .and_then(|u| self.by_ufrag.get(u))
+                    .or_else(|| {
+                        (stun::is_stun(data))
+                            .then(|| self.by_candidate.get(&source))
+                            .flatten()
+                    });
+                let Some(&v) = v else {
+                    self.stats.udp_unmatched += 1;
                     return;
                 };
                 let accepted = self
@@ -127,6 +147,7 @@ impl Gateway {
                     .and_then(|e| e.viewer.as_ref())
                     .is_some_and(|x| x.accepts(now, source, destination, data));
                 if !accepted {
+                    self.stats.udp_unmatched += 1;
                     return;
                 }
                 self.by_addr.insert(source, v);

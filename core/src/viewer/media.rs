@@ -479,6 +479,10 @@ impl Viewer {
                     self.next_timeout = Some(self.connect_deadline.map_or(t, |d| t.min(d)));
                     break;
                 }
+                // Full ICE pairs every local candidate with every remote one: a loopback socket
+                // can't send to another host (the kernel says EINVAL), so don't try.
+                Ok(Output::Transmit(t))
+                    if t.source.ip().is_loopback() != t.destination.ip().is_loopback() => {}
                 Ok(Output::Transmit(t)) => out.push_back(t),
                 Ok(Output::Event(e)) => match e {
                     Event::Connected => {

@@ -332,6 +332,28 @@ fn answer_candidates(answer: &str) -> Vec<String> {
     out
 }
 
+/// The UDP addresses of an offer's `a=candidate` lines (mDNS names, which camgate cannot
+/// resolve, and TCP candidates are left out).
+pub fn offer_candidates(sdp: &str) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for line in sdp.lines() {
+        let Some(c) = line.trim().strip_prefix("a=candidate:") else {
+            continue;
+        };
+        let f: Vec<&str> = c.split_whitespace().collect();
+        if f.len() < 6 || !f[2].eq_ignore_ascii_case("udp") {
+            continue;
+        }
+        if let (Ok(ip), Ok(port)) = (f[4].parse::<std::net::IpAddr>(), f[5].parse::<u16>()) {
+            let addr = SocketAddr::new(ip, port);
+            if !out.contains(&addr) {
+                out.push(addr);
+            }
+        }
+    }
+    out
+}
+
 /// "a", "a and b", "a, b and c".
 fn and_list(items: &[String]) -> String {
     match items {
@@ -352,6 +374,11 @@ pub struct Negotiation<'a> {
     pub audio: Option<AudioOut>,
     /// The addresses of camgate's shared UDP socket(s) as browsers should reach them.
     pub candidates: &'a [SocketAddr],
+    /// Public addresses STUN found for those sockets: (public, socket), announced as
+    /// server-reflexive candidates.
+    pub reflexive: &'a [(SocketAddr, SocketAddr)],
+    /// Full ICE (camgate checks the browser's candidates too) instead of ICE-lite.
+    pub full_ice: bool,
     /// The certificate every viewer shares (`GatewayConfig::dtls_cert`); `None`: str0m makes one.
     pub dtls_cert: Option<&'a DtlsCert>,
     /// How long ICE and DTLS may take before the viewer fails (`GatewayConfig::ice_timeout`).
@@ -388,6 +415,8 @@ impl Viewer {
             video,
             audio,
             candidates,
+            reflexive,
+            full_ice,
             dtls_cert,
             ice_timeout,
         } = *n;
@@ -397,7 +426,10 @@ impl Viewer {
         // the link carries the stream (see `bandwidth`). No `enable_bwe`: its pacer would hold
         // media back.
         let mut config = Rtc::builder()
-            .set_ice_lite(true)
+            // Full ICE: camgate's own checks open its NAT's mapping toward the browser (the
+            // browser's checks alone are dropped by a NAT that forwards no media port). camgate
+            // answers, so it is the controlled agent.
+            .set_ice_lite(!full_ice)
             .set_rtp_mode(true)
             .set_stats_interval(Some(STATS_INTERVAL))
             .set_send_buffer_video(VIDEO_SEND_BUFFER)
@@ -447,6 +479,17 @@ impl Viewer {
                     rtc.add_local_candidate(c);
                 }
                 Err(e) => tracing::warn!(%addr, "unusable local candidate: {e}"),
+            }
+        }
+        for (public, base) in reflexive {
+            if public == base || !candidates.contains(base) {
+                continue;
+            }
+            match Candidate::server_reflexive(*public, *base, "udp") {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => tracing::warn!(%public, "unusable reflexive candidate: {e}"),
             }
         }
         let answer = rtc
@@ -524,6 +567,11 @@ impl Viewer {
                 viewer.audio = Some((mid, pt));
                 viewer.audio_codec = Some(codec);
             }
+        }
+        if full_ice {
+            // str0m's ICE agent schedules no check before its first timeout: tick it at once,
+            // or camgate's first check (the one that opens its NAT) waits for the next tick.
+            viewer.next_timeout = Some(now);
         }
         let answer = one_media_stream(&answer.to_sdp_string());
         viewer.local_candidates = answer_candidates(&answer);

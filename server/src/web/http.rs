@@ -178,7 +178,7 @@ impl Response {
             // never an ambient credential, so `*` gives nothing away.
             head.push_str(&format!(
                 "Content-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n\
-                 Access-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: Location\r\n\
+                 Access-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: Location, Link\r\n\
                  Connection: close\r\n",
                 self.content_type,
                 self.body.len()

@@ -63,7 +63,7 @@ pub(super) fn render(streams: &[StreamInfo], stats: &GatewayStats, web_sessions:
 }
 
 /// The integer counters: name, help, value.
-fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 17] {
+fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 18] {
     [
         (
             "camgate_camera_bytes_in_total",
@@ -104,6 +104,11 @@ fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 17] {
             "camgate_congestion_skips_total",
             "Times a congested viewer skipped to the next keyframe instead of queueing video.",
             stats.congestion_skips,
+        ),
+        (
+            "camgate_udp_unmatched_total",
+            "Datagrams on the WebRTC port from an address of no viewer that opened none (strays, scans, late packets).",
+            stats.udp_unmatched,
         ),
         (
             "camgate_viewer_ticks_total",

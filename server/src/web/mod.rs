@@ -86,6 +86,8 @@ pub struct WebSettings {
     pub max_http_body: usize,
     pub access: Access,
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// STUN/TURN servers for browsers (player page, WHEP `Link`), credentials minted per session.
+    pub ice_servers: Vec<crate::ice::IceServerConfig>,
 }
 
 pub struct Web {
@@ -98,8 +100,8 @@ impl Web {
     pub fn new(settings: WebSettings) -> Self {
         Self {
             conns: HashMap::new(),
+            wheps: Wheps::new(settings.ice_servers.clone()),
             settings,
-            wheps: Wheps::new(),
         }
     }
 

@@ -73,8 +73,12 @@ impl Web {
             // A wrong method on an API answers JSON too: `POST /api/streams` and
             // `POST /metrics` got text/plain (found by the `rest_body` fuzz target).
             _ if is_api => Response::error(405, "method not allowed"),
-            ("GET", route) => pages::get(route, &self.settings.default_url)
-                .unwrap_or_else(|| Response::new(404, "text/plain", "not found")),
+            ("GET", route) => pages::get(
+                route,
+                &self.settings.default_url,
+                &self.settings.ice_servers,
+            )
+            .unwrap_or_else(|| Response::new(404, "text/plain", "not found")),
             _ => Response::new(405, "text/plain", "method not allowed"),
         };
         Some(r)

@@ -29,11 +29,14 @@ pub(super) struct Wheps {
     ids: HashMap<String, SessionId>,
     next: u64,
     rng: ring::rand::SystemRandom,
+    /// STUN/TURN servers for the clients, as `Link` headers of each answer.
+    ice_servers: Vec<crate::ice::IceServerConfig>,
 }
 
 impl Wheps {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(ice_servers: Vec<crate::ice::IceServerConfig>) -> Self {
         Self {
+            ice_servers,
             sessions: HashMap::new(),
             ids: HashMap::new(),
             next: 0,
@@ -164,7 +167,16 @@ impl Wheps {
                 let sdp = data[1].as_str().unwrap_or("").to_owned();
                 if let Some(conn) = whep.pending.take() {
                     let location = format!("/whep/session/{}", whep.id);
-                    let r = Response::new(201, "application/sdp", sdp).header("Location", location);
+                    let mut r =
+                        Response::new(201, "application/sdp", sdp).header("Location", location);
+                    // WHEP: the client may use these servers (TURN credentials minted for
+                    // this session, named after it).
+                    let name = format!("camgate-{}", &whep.id[..12]);
+                    let servers =
+                        crate::ice::mint(&self.ice_servers, &name, crate::ice::unix_now());
+                    for link in crate::ice::link_headers(&servers) {
+                        r = r.header("Link", link);
+                    }
                     out.respond(conn, r);
                 }
             }

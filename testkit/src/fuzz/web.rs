@@ -147,6 +147,7 @@ impl Rig {
             max_http_body: config.max_http_body,
             access: Access::new(config),
             tls: None,
+            ice_servers: Vec::new(),
         });
         Rig {
             web,
