@@ -119,6 +119,7 @@ PROTOCOLS = {
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--port", type=int, default=8554, help="0: any free port (see READY)")
+    p.add_argument("--address", default="127.0.0.1", help="address to listen on, e.g. ::1")
     p.add_argument("--path", default="/cam", help="mount point, e.g. /cam")
     p.add_argument("--video", choices=list(VIDEO), default="h264")
     p.add_argument("--audio", choices=list(AUDIO), default="none")
@@ -183,7 +184,7 @@ def main(argv=None):
     Gst.init(None)
 
     server = GstRtspServer.RTSPServer()
-    server.set_address("127.0.0.1")
+    server.set_address(args.address)
     server.set_service(str(args.port))
 
     factory = GstRtspServer.RTSPMediaFactory()
@@ -236,8 +237,9 @@ def main(argv=None):
         )
 
     server.get_mount_points().add_factory(path, factory)
+    host = f"[{args.address}]" if ":" in args.address else args.address
     if server.attach(None) == 0:
-        sys.exit(f"cannot listen on 127.0.0.1:{args.port}")
+        sys.exit(f"cannot listen on {host}:{args.port}")
 
     loop = GLib.MainLoop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -245,7 +247,7 @@ def main(argv=None):
 
     port = server.get_bound_port()
     scheme = "rtsps" if args.tls_cert else "rtsp"
-    print(f"READY {scheme}://127.0.0.1:{port}{path}", flush=True)
+    print(f"READY {scheme}://{host}:{port}{path}", flush=True)
     loop.run()
     return 0
 

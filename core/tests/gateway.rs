@@ -37,6 +37,10 @@ struct Browser {
     audio: Vec<(str0m::format::Codec, Vec<u8>)>,
     /// Its datagrams no longer reach anyone (tab killed, network gone).
     vanished: bool,
+    /// Its DTLS records are dropped on the way to camgate (STUN still passes).
+    drop_dtls: bool,
+    /// STUN from camgate (the answers to its checks) never reaches it.
+    drop_stun_in: bool,
     /// RTP packets as a receiver sees them (RTP-mode browsers only): payload type, RTP time,
     /// and the sender report in force (NTP time, RTP time).
     rtp: Vec<ReceivedRtp>,
@@ -310,6 +314,8 @@ impl Harness {
             frames: Vec::new(),
             audio: Vec::new(),
             vanished: false,
+            drop_dtls: false,
+            drop_stun_in: false,
             behind_nat: false,
             nat_open: false,
             lose_video: 0,
@@ -476,6 +482,9 @@ impl Harness {
                 else {
                     continue;
                 };
+                if browser.drop_stun_in && t.contents[0] < 4 {
+                    continue;
+                }
                 browser.nat_open = true;
                 if t.contents.len() > 1000 {
                     if browser.lose_video > 0 {
@@ -590,6 +599,8 @@ impl Harness {
                 match b.rtc.poll_output().unwrap() {
                     Output::Timeout(_) => break,
                     Output::Transmit(_) if b.vanished => {}
+                    // DTLS records start with 20..=63 (RFC 7983).
+                    Output::Transmit(t) if b.drop_dtls && (20..64).contains(&t.contents[0]) => {}
                     Output::Transmit(t) if !b.uplink_delay.is_zero() => b.uplink.push_back((
                         now + b.uplink_delay,
                         t.source,
@@ -1646,6 +1657,109 @@ fn stop_that_closes_the_peer_connection_first_still_ends_in_stopped() {
     assert_eq!(h.browsers[b].statuses(), ["PENDING", "PLAYING", "STOPPED"]);
 }
 
+/// The default ICE timeout (`GatewayConfig::ice_timeout`).
+const ICE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs the camera (25 fps) for up to `limit`; returns how long it took until browser `b` got
+/// FAILED, if it did.
+fn run_until_failed(h: &mut Harness, b: usize, limit: Duration) -> Option<Duration> {
+    let start = h.now;
+    let mut frame = 0;
+    while h.now - start < limit {
+        h.camera_frames(frame..frame + 1);
+        frame += 1;
+        if h.browsers[b].statuses().iter().any(|s| s == "FAILED") {
+            return Some(h.now - start);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_viewer_whose_ice_checks_never_arrive_fails_at_the_timeout_naming_the_candidates() {
+    let mut h = Harness::new();
+    let good = h.play("rtsp://127.0.0.1:8554/cam");
+    // A firewall drops everything this browser sends to camgate's media port.
+    let blocked = h.play("rtsp://127.0.0.1:8554/cam");
+    h.browsers[blocked].vanished = true;
+    let after = run_until_failed(&mut h, blocked, Duration::from_secs(20)).expect("FAILED");
+    assert!(
+        after >= ICE_TIMEOUT && after < ICE_TIMEOUT + Duration::from_millis(500),
+        "FAILED after {after:?}"
+    );
+    let info = h.browsers[blocked].failed()["data"][0]["info"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(info.starts_with("no ICE connectivity"), "{info}");
+    assert!(
+        info.contains("UDP 127.0.0.1:20000 got no check from the browser"),
+        "{info}"
+    );
+    assert_eq!(h.browsers[blocked].statuses(), ["PENDING", "FAILED"]);
+    assert_eq!(h.gateway.stats().ice_timeouts, 1);
+    // The camera and the other viewer go on.
+    let frames = h.browsers[good].frames.len();
+    h.camera_frames(500..550);
+    assert!(h.browsers[good].frames.len() >= frames + 40);
+    assert_eq!(h.browsers[good].statuses(), ["PENDING", "PLAYING"]);
+    assert_eq!(h.gateway.viewer_count(), 1);
+}
+
+#[test]
+fn a_viewer_whose_checks_arrive_but_dtls_never_completes_fails_with_another_reason() {
+    let mut h = Harness::new();
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.browsers[b].drop_dtls = true;
+    let after = run_until_failed(&mut h, b, Duration::from_secs(20)).expect("FAILED");
+    assert!(
+        after >= ICE_TIMEOUT && after < ICE_TIMEOUT + Duration::from_millis(500),
+        "FAILED after {after:?}"
+    );
+    let info = h.browsers[b].failed()["data"][0]["info"].as_str().unwrap();
+    assert!(info.starts_with("no DTLS"), "{info}");
+    assert!(
+        info.contains("UDP 127.0.0.1:20000 from 127.0.0.1:40001"),
+        "{info}"
+    );
+    assert!(info.contains("handshake did not complete"), "{info}");
+    assert_eq!(h.gateway.viewer_count(), 0);
+}
+
+#[test]
+fn a_viewer_whose_checks_arrive_but_get_no_answer_back_fails_naming_that() {
+    let mut h = Harness::new();
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.browsers[b].drop_stun_in = true;
+    let after = run_until_failed(&mut h, b, Duration::from_secs(20)).expect("FAILED");
+    assert!(after >= ICE_TIMEOUT, "FAILED after {after:?}");
+    let info = h.browsers[b].failed()["data"][0]["info"].as_str().unwrap();
+    assert!(
+        info.starts_with(
+            "ICE did not complete: the browser's checks reached camgate (UDP 127.0.0.1:20000 \
+             from 127.0.0.1:40001)"
+        ),
+        "{info}"
+    );
+}
+
+#[test]
+fn the_ice_timeout_is_a_setting() {
+    let mut h = Harness::with_config(GatewayConfig {
+        ice_timeout: Duration::from_secs(3),
+        ..GatewayConfig::default()
+    });
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.browsers[b].vanished = true;
+    let after = run_until_failed(&mut h, b, Duration::from_secs(20)).expect("FAILED");
+    assert!(
+        after >= Duration::from_secs(3) && after < Duration::from_millis(3500),
+        "{after:?}"
+    );
+    let info = h.browsers[b].failed()["data"][0]["info"].as_str().unwrap();
+    assert!(info.contains("within 3 s"), "{info}");
+}
+
 #[test]
 fn a_browser_that_vanishes_gets_failed() {
     let mut h = Harness::new();
@@ -2671,4 +2785,32 @@ fn behind_a_nat_camgates_own_check_opens_the_way_and_its_answer_is_routed() {
     // The first datagram from the browser was its answer to camgate's check (it names no
     // ufrag): routed by the offer's candidates, not dropped.
     assert_eq!(h.gateway.stats().udp_unmatched, 0);
+}
+
+#[test]
+fn with_full_ice_an_unreachable_viewer_fails_naming_the_server_reflexive_candidate_too() {
+    let server: SocketAddr = "127.0.0.1:3478".parse().unwrap();
+    let mut h = Harness::with_config(GatewayConfig {
+        stun_servers: vec![camgate_core::stun::StunServer {
+            url: "stun:127.0.0.1:3478".into(),
+            addr: server,
+        }],
+        ..GatewayConfig::default()
+    });
+    h.stun_server = Some((server, "203.0.113.1:40000".parse().unwrap()));
+    h.run_for(Duration::from_millis(100));
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.browsers[b].vanished = true;
+    let after = run_until_failed(&mut h, b, Duration::from_secs(20)).expect("FAILED");
+    assert!(
+        after >= ICE_TIMEOUT && after < ICE_TIMEOUT + Duration::from_millis(500),
+        "FAILED after {after:?}"
+    );
+    let info = h.browsers[b].failed()["data"][0]["info"].as_str().unwrap();
+    assert_eq!(
+        info,
+        "no ICE connectivity: camgate's UDP 127.0.0.1:20000 and UDP 203.0.113.1:40000 \
+         (server-reflexive) got no check from the browser within 10 s (a firewall or NAT \
+         between them?)"
+    );
 }

@@ -235,6 +235,19 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_camera_hosts() {
+        let a = access(&["2001:db8::/32", "[fd00:c::2]", "192.168.1.0/24"]);
+        assert!(a.resolve("rtsp://u:p@[2001:db8::10]/x").is_ok());
+        assert!(a.resolve("rtsp://[2001:DB8:0:0::10]:8554/x").is_ok());
+        assert!(a.resolve("rtsp://[2001:db9::1]/x").is_err());
+        assert!(a.resolve("rtsps://[fd00:c::2]/x").is_ok());
+        assert!(a.resolve("rtsp://[fd00:c::3]/x").is_err());
+        // An IPv4-mapped camera address matches the IPv4 block, and only that.
+        assert!(a.resolve("rtsp://[::ffff:192.168.1.7]/x").is_ok());
+        assert!(a.resolve("rtsp://[::ffff:10.0.0.1]/x").is_err());
+    }
+
+    #[test]
     fn names_map_back_from_masked_urls() {
         let a = access(&[]);
         assert_eq!(a.name_of("rtsp://admin:***@10.9.9.9/live"), Some("lobby"));

@@ -92,6 +92,9 @@ pub struct Config {
     pub rtsp_no_data_timeout_secs: u64,
     /// Seconds a camera connection stays open after its last viewer left.
     pub stream_linger_secs: u64,
+    /// Seconds a viewer's WebRTC connection (ICE and DTLS) may take to come up before it gets
+    /// FAILED with what was tried (no check from the browser, or no DTLS).
+    pub ice_timeout_secs: u64,
     /// Largest RTP payload sent to browsers (bytes); bigger NAL units are re-fragmented.
     pub max_rtp_payload: usize,
     /// Run the built-in demo camera.
@@ -160,6 +163,7 @@ impl Default for Config {
             rtsp_response_timeout_secs: 10,
             rtsp_no_data_timeout_secs: 10,
             stream_linger_secs: 5,
+            ice_timeout_secs: 10,
             max_rtp_payload: 1200,
             demo: true,
             demo_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8554),
@@ -257,6 +261,8 @@ pub struct Cli {
     pub rtsps_verify: Option<RtspsVerifySetting>,
     #[arg(long)]
     pub stream_linger_secs: Option<u64>,
+    #[arg(long)]
+    pub ice_timeout_secs: Option<u64>,
     /// Don't start the built-in demo camera.
     #[arg(long)]
     pub no_demo: bool,
@@ -335,6 +341,9 @@ impl Config {
         }
         if let Some(v) = cli.stream_linger_secs {
             config.stream_linger_secs = v;
+        }
+        if let Some(v) = cli.ice_timeout_secs {
+            config.ice_timeout_secs = v;
         }
         if cli.no_demo {
             config.demo = false;
@@ -492,7 +501,12 @@ impl Config {
                 .announce_ips
                 .iter()
                 .map(|ip| {
-                    let local = if self.bind.is_unspecified() || self.bind == *ip {
+                    // `bind` of the other family (127.0.0.1 with an announced ::1) does not
+                    // apply: that address is bound itself.
+                    let local = if self.bind.is_unspecified()
+                        || self.bind == *ip
+                        || self.bind.is_ipv4() != ip.is_ipv4()
+                    {
                         *ip
                     } else {
                         self.bind
@@ -502,11 +516,17 @@ impl Config {
                 .collect();
         }
         let mut ips: Vec<IpAddr> = if self.bind.is_unspecified() {
+            // `bind = "::"`: IPv6 addresses too (link-local ones need a scope browsers don't
+            // share, so not those); 0.0.0.0: IPv4 only.
+            let ipv6 = self.bind.is_ipv6();
             if_addrs::get_if_addrs()
                 .map(|list| {
                     list.into_iter()
                         .map(|i| i.ip())
-                        .filter(|ip| ip.is_ipv4())
+                        .filter(|ip| match ip {
+                            IpAddr::V4(_) => true,
+                            IpAddr::V6(v6) => ipv6 && !v6.is_unicast_link_local(),
+                        })
                         .collect()
                 })
                 .unwrap_or_default()
@@ -581,6 +601,48 @@ mod tests {
         let c: Config = toml::from_str("ws_port = 9000").unwrap();
         assert_eq!(c.ws_port, 9000);
         assert_eq!(c.http_port, 8081);
+    }
+
+    #[test]
+    fn ipv6_addresses_get_their_own_socket() {
+        let c = Config {
+            bind: "127.0.0.1".parse().unwrap(),
+            announce_ips: vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()],
+            ..Default::default()
+        };
+        assert_eq!(
+            c.webrtc_sockets(),
+            vec![
+                (
+                    "127.0.0.1:20000".parse().unwrap(),
+                    "127.0.0.1:20000".parse().unwrap()
+                ),
+                (
+                    "[::1]:20000".parse().unwrap(),
+                    "[::1]:20000".parse().unwrap()
+                )
+            ]
+        );
+        // Dual stack: every address of the machine, ::1 among them; no link-local ones.
+        let dual = Config {
+            bind: "::".parse().unwrap(),
+            ..Default::default()
+        };
+        let ips: Vec<IpAddr> = dual.webrtc_sockets().iter().map(|s| s.1.ip()).collect();
+        let machine: Vec<IpAddr> = (if_addrs::get_if_addrs().unwrap().iter())
+            .map(|i| i.ip())
+            .collect();
+        if machine.contains(&"::1".parse().unwrap()) {
+            assert!(ips.contains(&"::1".parse().unwrap()), "{ips:?}");
+        }
+        assert!(ips.contains(&"127.0.0.1".parse().unwrap()), "{ips:?}");
+        assert!(!ips.iter().any(|ip| match ip {
+            IpAddr::V6(v6) => v6.is_unicast_link_local(),
+            IpAddr::V4(_) => false,
+        }));
+        // IPv4 only by default.
+        let v4 = Config::default().webrtc_sockets();
+        assert!(v4.iter().all(|s| s.1.is_ipv4()), "{v4:?}");
     }
 
     #[test]

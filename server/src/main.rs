@@ -203,6 +203,8 @@ fn run(config: &Config) -> Result<(), String> {
         candidates,
         rtsp: config.rtsp(),
         stream_linger: Duration::from_secs(config.stream_linger_secs),
+        // At least a second: a browser needs a few round trips to connect.
+        ice_timeout: Duration::from_secs(config.ice_timeout_secs.max(1)),
         max_payload: config.max_rtp_payload,
         max_streams: config.max_streams,
         max_viewers: config.max_viewers,

@@ -40,6 +40,46 @@ fn camera_connections_come_from_the_configured_address() {
     assert_eq!(&first, b"OPTIONS", "camgate speaks RTSP on it");
 }
 
+/// An IPv6 camera (an IPv6 literal in the URL) while `rtsp_client_address` is IPv4: the address
+/// can't apply, so the connection leaves from the system's choice instead of failing; the
+/// request line carries the bracketed literal.
+#[test]
+fn an_ipv6_camera_connects_whatever_the_ipv4_client_address() {
+    let camera = TcpListener::bind("[::1]:0").unwrap();
+    let port = camera.local_addr().unwrap().port();
+    let cg = Camgate::start(&[
+        "--rtsp-client-address",
+        "127.0.0.2",
+        "--rtsp-transport",
+        "tcp",
+    ]);
+    let body = format!(r#"{{"uri":"rtsp://u:pw@[::1]:{port}/cam"}}"#);
+    assert_eq!(
+        cg.request("POST", "/rest-api/rtsp/startup", Some(&body)).0,
+        200
+    );
+    camera.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let (conn, peer) = loop {
+        match camera.accept() {
+            Ok(c) => break c,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("camgate never connected to [::1]:{port}: {e}"),
+        }
+    };
+    assert_eq!(peer.ip().to_string(), "::1");
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(&conn), &mut line).unwrap();
+    assert_eq!(
+        line.trim_end(),
+        format!("OPTIONS rtsp://[::1]:{port}/cam RTSP/1.0")
+    );
+}
+
 #[test]
 fn without_it_the_system_picks_the_address() {
     let (_cg, camera, _) = pull_from_listener(&["--rtsp-transport", "tcp"]);

@@ -503,3 +503,42 @@ uri = "rtsp://127.0.0.1:{demo}/demo"
         404
     );
 }
+
+/// A WHEP player that never connects (its ICE checks never come) is ended at `ice_timeout_secs`
+/// with the reason in the log, and stops counting as a viewer; the camera goes on for others.
+#[test]
+fn a_whep_session_whose_ice_never_completes_ends_with_the_reason() {
+    let cg = Camgate::start(&["--ice-timeout-secs", "1"]);
+    let sdp = [("Content-Type", "application/sdp")];
+    let target = format!("/whep/{}", percent_encode(&cg.demo_url));
+    let r = cg.request_with("POST", &target, &sdp, Some(&recvonly_offer(true)));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let location = r.header("location").expect("Location").to_owned();
+    let viewers = || json(&cg.request("GET", "/api/streams", None).1)[0]["viewers"].clone();
+    assert_eq!(viewers(), 1);
+    let posted = Instant::now();
+    let deadline = posted + Duration::from_secs(5);
+    while viewers() != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the WHEP viewer is still counted"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = posted.elapsed();
+    assert!(after >= Duration::from_millis(900), "ended after {after:?}");
+    assert_eq!(cg.request_with("DELETE", &location, &[], None).status, 404);
+    let ended = cg
+        .logs()
+        .into_iter()
+        .find(|l| l.contains("WHEP session ended"))
+        .expect("a log line for the end");
+    assert!(
+        ended.contains("no ICE connectivity: camgate's UDP 127.0.0.1:")
+            && ended.contains("got no check from the browser within 1 s"),
+        "{ended}"
+    );
+    // The camera stays pulled (it lingers) and plays for the next viewer.
+    let r = cg.request_with("POST", &target, &sdp, Some(&recvonly_offer(true)));
+    assert_eq!(r.status, 201, "{}", r.body);
+}

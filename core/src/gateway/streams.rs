@@ -113,6 +113,7 @@ impl Gateway {
                 reflexive: &reflexive,
                 full_ice,
                 dtls_cert: self.config.dtls_cert.as_ref(),
+                ice_timeout: self.config.ice_timeout,
             };
             match Viewer::accept_offer(now, &negotiation) {
                 Ok((viewer, answer)) => {

@@ -42,6 +42,9 @@ pub struct GatewayConfig {
     /// candidates, and viewers run full ICE (camgate sends its own connectivity checks, which
     /// open the NAT's mapping toward the browser) instead of ICE-lite.
     pub stun_servers: Vec<crate::stun::StunServer>,
+    /// A viewer whose WebRTC connection (ICE and DTLS) is not up this long after its answer
+    /// gets FAILED with what was tried (see `viewer::ICE_TIMEOUT`).
+    pub ice_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -60,6 +63,7 @@ impl Default for GatewayConfig {
             seed: 0,
             dtls_cert: None,
             stun_servers: Vec::new(),
+            ice_timeout: crate::viewer::ICE_TIMEOUT,
         }
     }
 }
@@ -312,6 +316,8 @@ pub struct GatewayStats {
     /// Times a viewer's WebRTC stack was ticked (str0m's timers, statistics, ICE and DTLS
     /// polled): once per batch of camera packets written to it, and at its own deadlines.
     pub viewer_ticks: u64,
+    /// Viewers failed because ICE and DTLS did not complete within `ice_timeout`.
+    pub ice_timeouts: u64,
 }
 
 impl GatewayStats {
@@ -334,6 +340,7 @@ impl GatewayStats {
         self.not_enough_bandwidth += o.not_enough_bandwidth;
         self.congestion_skips += o.congestion_skips;
         self.udp_unmatched += o.udp_unmatched;
+        self.ice_timeouts += o.ice_timeouts;
         self.viewer_ticks += o.viewer_ticks;
     }
 }

@@ -179,6 +179,15 @@ impl Gateway {
         let Some(viewer) = entry.viewer.as_mut() else {
             return;
         };
+        if let Some(reason) = viewer.connect_failure_reason() {
+            // Never connected: no DTLS close can race a `stopStream` here, so FAILED at once.
+            let reason = reason.to_owned();
+            tracing::info!(session = %entry.session, "viewer failed: {reason}");
+            self.stats.ice_timeouts += 1;
+            self.send_status(v, StreamStatus::Failed, Some(&reason));
+            self.remove_viewer(v, now);
+            return;
+        }
         if !viewer.is_alive() {
             // The Flashphoner SDK closes its peer connection the moment the user presses Stop,
             // and the DTLS close can beat the `stopStream` message: stop sending at once, but

@@ -224,6 +224,37 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_literals() {
+        let u = RtspUrl::parse("rtsp://user:p%40ss@[2001:DB8::10]/Streaming/101").unwrap();
+        // Without brackets for the resolver; the request URL keeps them (and its usual form).
+        assert_eq!((u.host(), u.port()), ("2001:db8::10", 554));
+        assert_eq!(u.request_url(), "rtsp://[2001:db8::10]/Streaming/101");
+        let c = u.credentials().unwrap();
+        assert_eq!((c.username(), c.password()), ("user", "p@ss"));
+        assert_eq!(u.redacted(), "rtsp://user:***@[2001:db8::10]/Streaming/101");
+        let u = RtspUrl::parse("rtsp://[::1]:8554/cam").unwrap();
+        assert_eq!((u.host(), u.port()), ("::1", 8554));
+        assert_eq!(u.request_url(), "rtsp://[::1]:8554/cam");
+        let u = RtspUrl::parse("rtsps://[fd00:c::2]/x").unwrap();
+        assert_eq!((u.host(), u.port()), ("fd00:c::2", 322));
+        // An IPv4-mapped address stays what it is.
+        let u = RtspUrl::parse("rtsp://[::ffff:192.0.2.1]/x").unwrap();
+        assert_eq!(u.host(), "::ffff:192.0.2.1");
+        // A relative redirect stays on the IPv6 host; an absolute one may change family.
+        let n = RtspUrl::parse("rtsp://a:b@[::1]:8554/cam")
+            .unwrap()
+            .redirect("/other")
+            .unwrap();
+        assert_eq!(n.request_url(), "rtsp://[::1]:8554/other");
+        assert_eq!(n.credentials().unwrap().username(), "a");
+        let n = u.redirect("rtsp://10.0.0.9/y").unwrap();
+        assert_eq!(n.host(), "10.0.0.9");
+        for bad in ["rtsp://[::1/x", "rtsp://[2001:db8::g]/x", "rtsp://::1/x"] {
+            assert!(RtspUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn bad_uris() {
         for (s, why) in [
             ("rtsp://cam/my stream", "contains a space"),

@@ -215,6 +215,15 @@ impl Viewer {
         out: &mut VecDeque<Transmit>,
     ) {
         self.last_heard = now;
+        // A STUN message (first two bits zero, RFC 7983): the browser's connectivity check.
+        let check = (Protocol::Udp, destination, source);
+        if self.connect_deadline.is_some()
+            && data.first().is_some_and(|b| *b < 4)
+            && self.checks.len() < CHECKS_KEPT
+            && !self.checks.contains(&check)
+        {
+            self.checks.push(check);
+        }
         let Ok(receive) = Receive::new(Protocol::Udp, source, destination, data) else {
             return; // not STUN, DTLS, RTP or RTCP: garbage on the shared port
         };
@@ -229,7 +238,15 @@ impl Viewer {
     /// Advances the viewer's timers to `now` (ICE, DTLS retransmits, RTCP); a browser silent for
     /// `SILENCE_TIMEOUT` is marked failed.
     pub fn handle_timeout(&mut self, now: Instant, out: &mut VecDeque<Transmit>) {
-        if now.saturating_duration_since(self.last_heard) > SILENCE_TIMEOUT {
+        if let Some(deadline) = self.connect_deadline {
+            if now >= deadline {
+                if self.failure.is_none() {
+                    self.failure = Some(self.connect_failure());
+                }
+                self.state.failed = true;
+                return;
+            }
+        } else if now.saturating_duration_since(self.last_heard) > SILENCE_TIMEOUT {
             if !self.state.failed {
                 tracing::info!("viewer silent for {SILENCE_TIMEOUT:?}: gone");
             }
@@ -396,10 +413,51 @@ impl Viewer {
         // Draining is cheap when idle and leaves `Timeout` as the next output.
         match self.rtc.poll_output() {
             Ok(Output::Timeout(t)) => {
+                // Until connected, the connect deadline is a deadline too.
+                let t = self.connect_deadline.map_or(t, |d| t.min(d));
                 self.next_timeout = Some(t);
                 Some(t)
             }
             _ => None,
+        }
+    }
+
+    /// Why the connection did not come up within the ICE timeout (`None`: it did, or the
+    /// timeout has not passed). The text names what was tried, for the viewer's FAILED status.
+    pub fn connect_failure_reason(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+
+    fn connect_failure(&self) -> String {
+        let secs = self.ice_timeout.as_secs_f32();
+        let ours = if self.local_candidates.is_empty() {
+            "camgate's answer had no candidates (announce_ips?)".to_owned()
+        } else {
+            format!("camgate's {}", and_list(&self.local_candidates))
+        };
+        if self.checks.is_empty() {
+            return format!(
+                "no ICE connectivity: {ours} got no check from the browser within {secs} s \
+                 (a firewall or NAT between them?)"
+            );
+        }
+        let pairs: Vec<String> = (self.checks.iter())
+            .map(|(proto, local, remote)| {
+                format!("{} {local} from {remote}", proto.to_string().to_uppercase())
+            })
+            .collect();
+        let pairs = and_list(&pairs);
+        if self.ice_connected {
+            format!(
+                "no DTLS: the browser's ICE checks reached camgate ({pairs}) but the DTLS \
+                 handshake did not complete within {secs} s (DTLS blocked on the path, or the \
+                 certificate refused?)"
+            )
+        } else {
+            format!(
+                "ICE did not complete: the browser's checks reached camgate ({pairs}) but it \
+                 never nominated a pair within {secs} s (camgate's answers do not reach it?)"
+            )
         }
     }
 
@@ -418,7 +476,7 @@ impl Viewer {
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
-                    self.next_timeout = Some(t);
+                    self.next_timeout = Some(self.connect_deadline.map_or(t, |d| t.min(d)));
                     break;
                 }
                 // Full ICE pairs every local candidate with every remote one: a loopback socket
@@ -427,7 +485,13 @@ impl Viewer {
                     if t.source.ip().is_loopback() != t.destination.ip().is_loopback() => {}
                 Ok(Output::Transmit(t)) => out.push_back(t),
                 Ok(Output::Event(e)) => match e {
-                    Event::Connected => self.state.connected = true,
+                    Event::Connected => {
+                        self.state.connected = true;
+                        self.connect_deadline = None;
+                    }
+                    Event::IceConnectionStateChange(
+                        IceConnectionState::Connected | IceConnectionState::Completed,
+                    ) => self.ice_connected = true,
                     Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                         self.state.failed = true
                     }

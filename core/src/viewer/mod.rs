@@ -18,7 +18,7 @@ use str0m::format::Codec;
 use str0m::media::{Mid, Pt};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::{RtpWrite, SeqNo};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Candidate, CandidateKind, Event, IceConnectionState, Input, Output, Rtc};
 
 use crate::audio_relay::{AudioOut, AudioPacket};
 use crate::bandwidth::{LinkReport, STATS_INTERVAL};
@@ -154,6 +154,17 @@ fn profile_class(profile_level_id: u32) -> (u8, bool) {
 /// A browser silent this long (no STUN, DTLS or RTCP) is gone.
 pub const SILENCE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a viewer may take from the answer to a working connection (ICE and DTLS) by default
+/// (`GatewayConfig::ice_timeout`). Browsers start checking at once and a healthy path connects
+/// in well under a second; 10 s still covers a DTLS flight lost twice (retransmits after 1 s,
+/// then 2 s, 4 s), while a viewer whose path is blocked learns why before giving up on a black
+/// picture.
+pub const ICE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// At most this many (local, remote) address pairs of connectivity checks are remembered per
+/// viewer, for the reason of a failed connection.
+const CHECKS_KEPT: usize = 4;
+
 /// At most this many packets of history per viewer to answer NACKs (`RTX_MAX_AGE` usually
 /// keeps it smaller): 300 video packets are 0.6 s at 4 Mbit/s. Each entry is a record of about
 /// 430 bytes (the payload is the shared `Arc`), so the history is the largest part of a
@@ -236,6 +247,18 @@ pub struct Viewer {
     at_frame_start: bool,
     /// Skips to the next keyframe made for the budget, not yet counted by the gateway.
     skips: u64,
+    /// The connection must be up by then (answer time + `ice_timeout`); `None` once it is.
+    connect_deadline: Option<Instant>,
+    ice_timeout: Duration,
+    /// What the answer offered the browser ("UDP 127.0.0.1:20000"), read back from its
+    /// candidates, so whatever kinds of candidate the answer carries name themselves.
+    local_candidates: Vec<String>,
+    /// Where the browser's connectivity checks arrived: (protocol, local, remote).
+    checks: Vec<(Protocol, SocketAddr, SocketAddr)>,
+    /// str0m reported ICE connected (a check was nominated).
+    ice_connected: bool,
+    /// Why the connection never came up, once the deadline passed.
+    failure: Option<String>,
 }
 
 /// Puts every m-line of an answer in one MediaStream: one `a=msid` stream id for all of them.
@@ -278,6 +301,37 @@ pub fn one_media_stream(answer: &str) -> String {
     out
 }
 
+/// The candidates of an answer as a reason names them: "UDP 127.0.0.1:20000",
+/// "TCP [::1]:20000", "UDP 203.0.113.7:20000 (server-reflexive)".
+fn answer_candidates(answer: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in answer.lines() {
+        let Some(c) = line
+            .trim()
+            .strip_prefix("a=")
+            .filter(|l| l.starts_with("candidate:"))
+            .and_then(|l| Candidate::from_sdp_string(l).ok())
+        else {
+            continue;
+        };
+        let kind = match c.kind() {
+            CandidateKind::Host => "",
+            CandidateKind::ServerReflexive => " (server-reflexive)",
+            CandidateKind::PeerReflexive => " (peer-reflexive)",
+            CandidateKind::Relayed => " (relayed)",
+        };
+        let text = format!(
+            "{} {}{kind}",
+            c.proto().to_string().to_uppercase(),
+            c.addr()
+        );
+        if !out.contains(&text) {
+            out.push(text);
+        }
+    }
+    out
+}
+
 /// The UDP addresses of an offer's `a=candidate` lines (mDNS names, which camgate cannot
 /// resolve, and TCP candidates are left out).
 pub fn offer_candidates(sdp: &str) -> Vec<SocketAddr> {
@@ -300,6 +354,15 @@ pub fn offer_candidates(sdp: &str) -> Vec<SocketAddr> {
     out
 }
 
+/// "a", "a and b", "a, b and c".
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
 /// What a viewer's answer is made from (see `Viewer::accept_offer`).
 #[derive(Clone, Copy)]
 pub struct Negotiation<'a> {
@@ -318,6 +381,8 @@ pub struct Negotiation<'a> {
     pub full_ice: bool,
     /// The certificate every viewer shares (`GatewayConfig::dtls_cert`); `None`: str0m makes one.
     pub dtls_cert: Option<&'a DtlsCert>,
+    /// How long ICE and DTLS may take before the viewer fails (`GatewayConfig::ice_timeout`).
+    pub ice_timeout: Duration,
 }
 
 impl std::fmt::Debug for Viewer {
@@ -353,6 +418,7 @@ impl Viewer {
             reflexive,
             full_ice,
             dtls_cert,
+            ice_timeout,
         } = *n;
         let offer = SdpOffer::from_sdp_string(offer_sdp)
             .map_err(|e| ViewerError::BadOffer(e.to_string()))?;
@@ -453,6 +519,12 @@ impl Viewer {
             budget: None,
             at_frame_start: true,
             skips: 0,
+            connect_deadline: Some(now + ice_timeout),
+            ice_timeout,
+            local_candidates: Vec::new(),
+            checks: Vec::new(),
+            ice_connected: false,
+            failure: None,
         };
         viewer.ice_ufrag = viewer.rtc.direct_api().local_ice_credentials().ufrag;
         let mut sink = VecDeque::new();
@@ -501,7 +573,9 @@ impl Viewer {
             // or camgate's first check (the one that opens its NAT) waits for the next tick.
             viewer.next_timeout = Some(now);
         }
-        Ok((viewer, one_media_stream(&answer.to_sdp_string())))
+        let answer = one_media_stream(&answer.to_sdp_string());
+        viewer.local_candidates = answer_candidates(&answer);
+        Ok((viewer, answer))
     }
 
     /// Picks the negotiated H.264 payload type closest to the camera's profile: the exact

@@ -106,11 +106,12 @@ impl EventLoop {
 
     fn connect_camera_addr(&mut self, stream: StreamId, addr: SocketAddr) -> io::Result<()> {
         let mut socket = match self.cameras.client_address {
-            Some(local) => {
+            // The address is of one family: cameras of the other connect from the system's choice.
+            Some(local) if local.is_ipv4() == addr.is_ipv4() => {
                 let std_stream = connect_from(local, addr)?;
                 TcpStream::from_std(std_stream)
             }
-            None => TcpStream::connect(addr)?,
+            _ => TcpStream::connect(addr)?,
         };
         let _ = socket.set_nodelay(true);
         let key = self.endpoints.vacant_key();

@@ -63,7 +63,7 @@ pub(super) fn render(streams: &[StreamInfo], stats: &GatewayStats, web_sessions:
 }
 
 /// The integer counters: name, help, value.
-fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 17] {
+fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 18] {
     [
         (
             "camgate_camera_bytes_in_total",
@@ -89,6 +89,11 @@ fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 17] {
             "camgate_keyframe_requests_answered_total",
             "Browsers' keyframe requests (PLI/FIR) answered from the GOP cache.",
             stats.keyframe_requests_answered,
+        ),
+        (
+            "camgate_viewer_ice_timeouts_total",
+            "Viewers failed because ICE and DTLS did not complete within ice_timeout_secs.",
+            stats.ice_timeouts,
         ),
         (
             "camgate_not_enough_bandwidth_total",

@@ -11,7 +11,12 @@ export const REPO_ROOT = path.resolve(BROWSER_DIR, '..', '..');
 const port = (name, fallback) => Number(process.env[name] || fallback);
 
 export const config = {
+  // Where camgate listens and what it announces; a test may set '::1' (URLs bracket it).
   host: '127.0.0.1',
+  // camgate's --bind when not `host` (e.g. '::' for dual stack).
+  bind: null,
+  // camgate's --announce-ip when not `host` ('': none, every address of the namespace).
+  announce: null,
   httpPort: port('CAMGATE_HTTP_PORT', 8081),
   // The player page connects to ws://<page host>:8080, so keep 8080 unless you also pass ?ws=.
   wsPort: port('CAMGATE_WS_PORT', 8080),
@@ -27,33 +32,35 @@ export const config = {
   rtspServerScript: path.join(REPO_ROOT, 'tests', 'rtsp_server.py'),
 };
 
-export const pageUrl = (query = '') => `http://${config.host}:${config.httpPort}/${query}`;
-export const wsUrl = () => `ws://${config.host}:${config.wsPort}`;
-export const demoCameraUrl = () => `rtsp://${config.host}:${config.demoPort}/demo`;
-export const httpsPageUrl = (query = '') => `https://${config.host}:${config.httpsPort}/${query}`;
-export const wssUrl = () => `wss://${config.host}:${config.wssPort}`;
-export const cameraUrl = (mount = '/cam') => `rtsp://${config.host}:${config.cameraPort}${mount}`;
+// The host as it goes in a URL or before a port: IPv6 addresses in brackets.
+export const urlHost = (host = config.host) => (host.includes(':') ? `[${host}]` : host);
+export const pageUrl = (query = '') => `http://${urlHost()}:${config.httpPort}/${query}`;
+export const wsUrl = () => `ws://${urlHost()}:${config.wsPort}`;
+export const demoCameraUrl = () => `rtsp://${urlHost()}:${config.demoPort}/demo`;
+export const httpsPageUrl = (query = '') => `https://${urlHost()}:${config.httpsPort}/${query}`;
+export const wssUrl = () => `wss://${urlHost()}:${config.wssPort}`;
+export const cameraUrl = (mount = '/cam') => `rtsp://${urlHost()}:${config.cameraPort}${mount}`;
 
 // camgate's command line: the ONE place to adjust when its flags change.
 export function camgateArgs() {
   const extra = (process.env.CAMGATE_EXTRA_ARGS || '').split(/\s+/).filter(Boolean);
   return [
-    '--bind', config.host,
+    '--bind', config.bind || config.host,
     '--http-port', String(config.httpPort),
     '--ws-port', String(config.wsPort),
     '--https-port', String(config.httpsPort),
     '--wss-port', String(config.wssPort),
     '--webrtc-port', String(config.webrtcPort),
-    '--announce-ip', config.host,
-    '--demo-bind', `${config.host}:${config.demoPort}`,
+    ...((config.announce ?? config.host) ? ['--announce-ip', config.announce ?? config.host] : []),
+    '--demo-bind', `${urlHost()}:${config.demoPort}`,
     '--log', 'info,camgate=debug,camgate_core=debug,camgate_io=debug,str0m=warn',
     ...extra,
   ];
 }
 
 // The test camera's command line (tests/rtsp_server.py).
-export function cameraArgs({ port = config.cameraPort, mount = '/cam', video = 'h264', extra = [] } = {}) {
-  return [config.rtspServerScript, '--port', String(port), '--path', mount, '--video', video, ...extra];
+export function cameraArgs({ port = config.cameraPort, mount = '/cam', video = 'h264', address = config.host, extra = [] } = {}) {
+  return [config.rtspServerScript, '--address', address, '--port', String(port), '--path', mount, '--video', video, ...extra];
 }
 
 // Chromium flags from docs/shared browser-testing notes (headless, loopback ICE, fake media).

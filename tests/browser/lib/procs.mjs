@@ -116,7 +116,7 @@ export async function startCamera(logDir, options = {}) {
   const child = new Child(name, config.python, cameraArgs(options), logDir);
   try {
     await child.waitForLine(/^READY /m);
-    await waitForPort(options.port || config.cameraPort, { child });
+    await waitForPort(options.port || config.cameraPort, { host: options.address || config.host, child });
   } catch (err) {
     await child.stop();
     throw err;
