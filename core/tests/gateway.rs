@@ -1437,10 +1437,10 @@ fn a_lost_packet_is_resent_on_nack_unless_the_nack_comes_after_half_a_second() {
     h.run_for(Duration::from_millis(300));
     h.camera_frames(0..20);
     // Six frames of 5000 bytes, each sent by the camera in four FU-A packets (1400-byte MTU) that
-    // the gateway re-fragments to its 1200-byte payload: three fragments over 1000 bytes per
-    // frame (the browser loses one fragment of the first), then 40 small frames. Returns the
-    // frames it decoded and the fragments over 1000 bytes that reached it (18 if the lost one
-    // came again).
+    // the gateway re-cuts into full 1200-byte payloads: four fragments over 1000 bytes per frame
+    // and a short last one (the browser loses one fragment of the first), then 40 small frames.
+    // Returns the frames it decoded and the fragments over 1000 bytes that reached it (24 if the
+    // lost one came again).
     let frames_of = |h: &mut Harness, first: u32| {
         let (frames, datagrams) = (h.browsers[b].frames.len(), h.browsers[b].video_in);
         h.browsers[b].lose_video = 1;
@@ -1463,7 +1463,7 @@ fn a_lost_packet_is_resent_on_nack_unless_the_nack_comes_after_half_a_second() {
     // every frame is whole.
     assert_eq!(
         frames_of(&mut h, 20),
-        (46, 18),
+        (46, 24),
         "the lost packet was resent"
     );
     // Its NACKs now take 700 ms to arrive: the packet is older than the resend history keeps
@@ -1471,7 +1471,7 @@ fn a_lost_packet_is_resent_on_nack_unless_the_nack_comes_after_half_a_second() {
     h.browsers[b].uplink_delay = Duration::from_millis(700);
     assert_eq!(
         frames_of(&mut h, 66),
-        (45, 17),
+        (45, 23),
         "a packet 700 ms old is not resent"
     );
 }
