@@ -2299,6 +2299,55 @@ fn an_h265_camera_plays_in_a_browser_that_offers_h265() {
 }
 
 #[test]
+fn an_h265_viewer_on_another_worker_plays_through_a_mirror() {
+    let (sdp, frames) = h265_camera();
+    let (mut h, _) = Harness::with_workers_margin(2, 0);
+    h.camera.video_sdp = Some(sdp);
+    h.browser_h265 = true;
+    let url = "rtsp://127.0.0.1:8554/cam";
+    // Margin 0: the first viewer is on the camera's worker (0), the second on a mirror (1).
+    let origin = h.play(url);
+    h.run_for(Duration::from_millis(300));
+    let mut mirrored = None;
+    for (i, frame) in frames.iter().enumerate() {
+        if i == 10 {
+            // Mid-GOP: it starts at once from the GOP the mirror was handed.
+            mirrored = Some(h.play(url));
+            h.run_for(Duration::from_millis(300));
+        }
+        for p in frame {
+            h.camera.send_video_packet(p);
+        }
+        h.run_for(Duration::from_millis(40));
+    }
+    let mirrored = mirrored.unwrap();
+    assert_eq!((h.connects, h.camera_worker), (1, 0), "one RTSP connection");
+    assert_eq!(
+        (h.gateway.viewer_count(), h.others[0].viewer_count()),
+        (1, 1)
+    );
+    assert_eq!(h.others[0].local_stats().camera_packets_in, 0, "a mirror");
+    let browser = &h.browsers[mirrored];
+    assert_eq!(browser.statuses(), ["PENDING", "PLAYING"]);
+    // Every frame of the capture, whole and in order, from the IDR with its parameter sets;
+    // the CRA (sent by the camera without them) has them too.
+    let types: Vec<Vec<u8>> = (browser.frames.iter())
+        .map(|f| h265_nal_types(&f.2))
+        .collect();
+    assert_eq!(types.len(), frames.len(), "frames decoded");
+    assert_eq!(types[0], [32, 33, 34, 20], "VPS, SPS, PPS, IDR_N_LP");
+    assert_eq!(types[30], [32, 33, 34, 21], "VPS, SPS, PPS, CRA");
+    let irap = |t: &Vec<u8>| t.iter().any(|t| (16..=21).contains(t));
+    assert!(types.iter().filter(|t| !irap(t)).all(|t| t == &[1]));
+    let times = |b: usize| -> Vec<u32> { h.browsers[b].frames.iter().map(|f| f.1).collect() };
+    // In order; the cached GOP it started on is re-stamped to play at once, the live frames
+    // from the 10th on carry the camera's timestamps, as the origin's viewer got them.
+    let (on_mirror, on_origin) = (times(mirrored), times(origin));
+    assert!(on_mirror.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(on_mirror[10..], on_origin[10..]);
+}
+
+#[test]
 fn a_browser_without_h265_gets_failed_with_what_to_do() {
     let (h, b, _) = play_h265_camera(false);
     let browser = &h.browsers[b];
