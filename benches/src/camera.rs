@@ -83,13 +83,14 @@ impl SendLog {
     }
 }
 
-/// The packet id at the end of an RTP payload, if it carries one.
-pub fn packet_id(payload: &[u8]) -> Option<u64> {
-    let n = payload.len();
-    if n < TRAILER || &payload[n - TRAILER..n - 8] != MAGIC {
-        return None;
+/// The packet ids of the whole trailers in `bytes`, with where each starts: at the end of a
+/// forwarded payload, or anywhere in one re-cut from several camera packets.
+pub fn packet_ids(bytes: &[u8], mut f: impl FnMut(usize, u64)) {
+    for at in memchr::memmem::find_iter(bytes, MAGIC) {
+        if let Some(id) = bytes.get(at + 4..at + TRAILER) {
+            f(at, u64::from_be_bytes(id.try_into().unwrap()));
+        }
     }
-    Some(u64::from_be_bytes(payload[n - 8..].try_into().ok()?))
 }
 
 enum Sink {

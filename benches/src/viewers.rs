@@ -18,7 +18,7 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 use tungstenite::{Message, WebSocket};
 
-use crate::camera::{packet_id, SendLog};
+use crate::camera::{packet_ids, SendLog, TRAILER};
 
 /// Latency histogram: 10 µs buckets up to 2 s.
 pub const BUCKET_NS: u64 = 10_000;
@@ -102,6 +102,9 @@ struct Client {
     kf_ts: Option<u32>,
     /// Kernel receive time of the datagram being handled, for the packets it yields.
     rx_kernel: Option<Instant>,
+    /// The last bytes of the previous FU-A fragment of an unfinished NAL unit: camgate re-cuts
+    /// fragments, so a camera packet's id trailer can straddle two of its packets.
+    fu_tail: Vec<u8>,
     stats: ViewerStats,
 }
 
@@ -182,6 +185,7 @@ fn run(rx: Receiver<Ready>, shared: &Shared) -> WorkerResult {
                 next_timeout: Instant::now(),
                 kf_ts: None,
                 rx_kernel: None,
+                fu_tail: Vec::with_capacity(TRAILER),
                 stats: ViewerStats::default(),
             };
             c.rtc.handle_input(Input::Timeout(Instant::now())).ok();
@@ -334,7 +338,14 @@ fn account(c: &mut Client, shared: &Shared, hist: &mut Hists, p: &str0m::rtp::Rt
     if now_ns >= w0 && now_ns < w1 {
         s.rx_window += 1;
     }
-    if let Some(sent) = packet_id(&p.payload).and_then(|id| log.sent_ns(id)) {
+    // The camera packets whose last bytes (their id trailer) this packet carries: one when
+    // packets are forwarded or split, several or none when fragments are re-cut.
+    let pl = &p.payload[..];
+    let fu = *p.header.payload_type != 0 && pl.len() > 2 && pl[0] & 0x1f == 28;
+    let continued = fu && pl[1] & 0x80 == 0;
+    let data = if continued { &pl[2..] } else { pl };
+    let mut count = |id: u64| {
+        let Some(sent) = log.sent_ns(id) else { return };
         if sent >= w0 && sent < w1 {
             s.ids_window += 1;
             let bucket = |ns: u64| ((ns / BUCKET_NS) as usize).min(BUCKETS - 1);
@@ -343,6 +354,24 @@ fn account(c: &mut Client, shared: &Shared, hist: &mut Hists, p: &str0m::rtp::Rt
                 hist.relay[bucket(log.ns(k).saturating_sub(sent))] += 1;
             }
         }
+    };
+    if continued && !c.fu_tail.is_empty() {
+        // Trailers straddling the previous fragment and this one.
+        let mut buf = [0u8; 2 * TRAILER];
+        let (n, m) = (c.fu_tail.len(), data.len().min(TRAILER - 1));
+        buf[..n].copy_from_slice(&c.fu_tail);
+        buf[n..n + m].copy_from_slice(&data[..m]);
+        packet_ids(&buf[..n + m], |at, id| {
+            if at < n {
+                count(id)
+            }
+        });
+    }
+    packet_ids(data, |_, id| count(id));
+    c.fu_tail.clear();
+    if fu && pl[1] & 0x40 == 0 {
+        let from = data.len().saturating_sub(TRAILER - 1);
+        c.fu_tail.extend_from_slice(&data[from..]);
     }
     // Video (PCMU is PT 0): an IDR slice starts a keyframe, its marker packet completes it.
     if *p.header.payload_type != 0 && s.first_keyframe.is_none() {

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::h264::packetize::FuCarry;
 use crate::media::VideoPacket;
 use crate::rtp::{RtpPacket, SeqStep, SeqTracker};
 
@@ -135,5 +136,24 @@ impl Writer<'_, '_> {
         if let Some(pkt) = written.last_mut().filter(|_| marker) {
             pkt.marker = true;
         }
+    }
+}
+
+/// Ends a carried FU tail that the next payload does not continue: written as a fragment of its
+/// own if nothing was lost in between, dropped otherwise (the loss already tells the receiver the
+/// unit is broken; glued to later bytes it would look whole).
+pub(crate) fn end_carry(
+    carry: &mut FuCarry,
+    ingest: &mut Ingest,
+    gap: u16,
+    out: &mut Vec<VideoPacket>,
+) {
+    match carry.take() {
+        Some((payload, rtp_time)) if gap == 0 => {
+            let mut w = ingest.writer(out, 0, rtp_time);
+            w.push(payload);
+            w.finish(false, false);
+        }
+        _ => {}
     }
 }

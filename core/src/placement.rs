@@ -345,6 +345,7 @@ impl WorkerTable<'_> {
                     dropped_tracks: Vec::new(),
                     info: String::new(),
                     mirror: false,
+                    video: None,
                 });
             }
         }
@@ -446,6 +447,7 @@ mod tests {
             dropped_tracks: Vec::new(),
             info: String::new(),
             mirror: false,
+            video: None,
         }
     }
 

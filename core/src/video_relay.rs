@@ -118,6 +118,45 @@ impl VideoRelay {
         ))
     }
 
+    /// What the camera's video is, as far as known now (for metrics).
+    pub fn facts(&self) -> VideoFacts {
+        match self {
+            Self::H264(r) => {
+                let pli = r.profile_level_id().or_else(|| r.fmtp_profile_level_id());
+                VideoFacts {
+                    codec: "H264",
+                    profile: pli.map(|p| h264_profile_name(p[0], p[1])),
+                    level: pli.map(|p| format!("{}.{}", p[2] / 10, p[2] % 10)),
+                    // H.264 SPS sizes are not parsed; B-slices are seen, not counted.
+                    size: None,
+                    b_frames: r.has_b_frames(),
+                    reorder: None,
+                }
+            }
+            Self::H265(r) => {
+                let sps = r.sps_info();
+                VideoFacts {
+                    codec: "H265",
+                    profile: sps.map(|i| i.profile_name()),
+                    level: sps.map(|i| i.level_name()),
+                    size: sps.map(|i| (i.width, i.height)),
+                    b_frames: sps.is_some_and(|i| i.has_b_frames()),
+                    reorder: sps.map(|i| i.max_num_reorder_pics),
+                }
+            }
+            Self::Vp8(r) => VideoFacts {
+                codec: "VP8",
+                profile: None,
+                level: None,
+                size: r
+                    .last_keyframe_size()
+                    .map(|(w, h)| (u32::from(w), u32::from(h))),
+                b_frames: false,
+                reorder: Some(0),
+            },
+        }
+    }
+
     /// "H264 42c01e" / "VP8 640x360", for logs and stream info.
     pub fn describe(&self) -> String {
         match self {
@@ -134,5 +173,39 @@ impl VideoRelay {
                 None => "VP8".to_owned(),
             },
         }
+    }
+}
+
+/// What a camera's video is, for `/metrics`: what the SPS (or VP8 keyframe) says, as far as
+/// known. `None`: not known (yet, or not parsed for this codec).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoFacts {
+    /// "H264", "H265", "VP8".
+    pub codec: &'static str,
+    /// "High", "Constrained Baseline", "Main", "Main 10", …
+    pub profile: Option<String>,
+    /// "3.1", "4", …
+    pub level: Option<String>,
+    /// Width and height in pixels.
+    pub size: Option<(u32, u32)>,
+    /// The camera sends B-frames (H.264: a B-slice was seen; H.265: the SPS reorders).
+    pub b_frames: bool,
+    /// Pictures the decoder reorders (H.265: `sps_max_num_reorder_pics`).
+    pub reorder: Option<u32>,
+}
+
+/// The H.264 profile of a profile_idc and its constraint flags byte (RFC 6184 profile-level-id).
+fn h264_profile_name(profile_idc: u8, constraints: u8) -> String {
+    let constrained = constraints & 0x40 != 0;
+    match profile_idc {
+        66 if constrained => "Constrained Baseline".into(),
+        66 => "Baseline".into(),
+        77 => "Main".into(),
+        88 => "Extended".into(),
+        100 => "High".into(),
+        110 => "High 10".into(),
+        122 => "High 4:2:2".into(),
+        244 => "High 4:4:4".into(),
+        p => format!("profile {p}"),
     }
 }

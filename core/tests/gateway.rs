@@ -1505,10 +1505,10 @@ fn a_lost_packet_is_resent_on_nack_unless_the_nack_comes_after_half_a_second() {
     h.run_for(Duration::from_millis(300));
     h.camera_frames(0..20);
     // Six frames of 5000 bytes, each sent by the camera in four FU-A packets (1400-byte MTU) that
-    // the gateway re-fragments to its 1200-byte payload: three fragments over 1000 bytes per
-    // frame (the browser loses one fragment of the first), then 40 small frames. Returns the
-    // frames it decoded and the fragments over 1000 bytes that reached it (18 if the lost one
-    // came again).
+    // the gateway re-cuts into full 1200-byte payloads: four fragments over 1000 bytes per frame
+    // and a short last one (the browser loses one fragment of the first), then 40 small frames.
+    // Returns the frames it decoded and the fragments over 1000 bytes that reached it (24 if the
+    // lost one came again).
     let frames_of = |h: &mut Harness, first: u32| {
         let (frames, datagrams) = (h.browsers[b].frames.len(), h.browsers[b].video_in);
         h.browsers[b].lose_video = 1;
@@ -1531,7 +1531,7 @@ fn a_lost_packet_is_resent_on_nack_unless_the_nack_comes_after_half_a_second() {
     // every frame is whole.
     assert_eq!(
         frames_of(&mut h, 20),
-        (46, 18),
+        (46, 24),
         "the lost packet was resent"
     );
     // Its NACKs now take 700 ms to arrive: the packet is older than the resend history keeps
@@ -1539,7 +1539,7 @@ fn a_lost_packet_is_resent_on_nack_unless_the_nack_comes_after_half_a_second() {
     h.browsers[b].uplink_delay = Duration::from_millis(700);
     assert_eq!(
         frames_of(&mut h, 66),
-        (45, 17),
+        (45, 23),
         "a packet 700 ms old is not resent"
     );
 }
@@ -2467,6 +2467,55 @@ fn an_h265_camera_plays_in_a_browser_that_offers_h265() {
     let replayed = &h.browsers[b].frames[before..];
     assert_eq!(replayed.len(), frames.len() - 30);
     assert_eq!(h265_nal_types(&replayed[0].2), [32, 33, 34, 21]);
+}
+
+#[test]
+fn an_h265_viewer_on_another_worker_plays_through_a_mirror() {
+    let (sdp, frames) = h265_camera();
+    let (mut h, _) = Harness::with_workers_margin(2, 0);
+    h.camera.video_sdp = Some(sdp);
+    h.browser_h265 = true;
+    let url = "rtsp://127.0.0.1:8554/cam";
+    // Margin 0: the first viewer is on the camera's worker (0), the second on a mirror (1).
+    let origin = h.play(url);
+    h.run_for(Duration::from_millis(300));
+    let mut mirrored = None;
+    for (i, frame) in frames.iter().enumerate() {
+        if i == 10 {
+            // Mid-GOP: it starts at once from the GOP the mirror was handed.
+            mirrored = Some(h.play(url));
+            h.run_for(Duration::from_millis(300));
+        }
+        for p in frame {
+            h.camera.send_video_packet(p);
+        }
+        h.run_for(Duration::from_millis(40));
+    }
+    let mirrored = mirrored.unwrap();
+    assert_eq!((h.connects, h.camera_worker), (1, 0), "one RTSP connection");
+    assert_eq!(
+        (h.gateway.viewer_count(), h.others[0].viewer_count()),
+        (1, 1)
+    );
+    assert_eq!(h.others[0].local_stats().camera_packets_in, 0, "a mirror");
+    let browser = &h.browsers[mirrored];
+    assert_eq!(browser.statuses(), ["PENDING", "PLAYING"]);
+    // Every frame of the capture, whole and in order, from the IDR with its parameter sets;
+    // the CRA (sent by the camera without them) has them too.
+    let types: Vec<Vec<u8>> = (browser.frames.iter())
+        .map(|f| h265_nal_types(&f.2))
+        .collect();
+    assert_eq!(types.len(), frames.len(), "frames decoded");
+    assert_eq!(types[0], [32, 33, 34, 20], "VPS, SPS, PPS, IDR_N_LP");
+    assert_eq!(types[30], [32, 33, 34, 21], "VPS, SPS, PPS, CRA");
+    let irap = |t: &Vec<u8>| t.iter().any(|t| (16..=21).contains(t));
+    assert!(types.iter().filter(|t| !irap(t)).all(|t| t == &[1]));
+    let times = |b: usize| -> Vec<u32> { h.browsers[b].frames.iter().map(|f| f.1).collect() };
+    // In order; the cached GOP it started on is re-stamped to play at once, the live frames
+    // from the 10th on carry the camera's timestamps, as the origin's viewer got them.
+    let (on_mirror, on_origin) = (times(mirrored), times(origin));
+    assert!(on_mirror.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(on_mirror[10..], on_origin[10..]);
 }
 
 #[test]

@@ -107,6 +107,42 @@ fn refragmenting_allocates_one_arc_per_output_packet() {
 }
 
 #[test]
+fn recutting_camera_fragments_allocates_one_arc_per_output_packet() {
+    // FU-A fragments of 1,400 bytes relayed at 1,200: the carried tail lives in a buffer made
+    // with the relay; pushing allocates exactly the packets written (none when all is carried).
+    let mut relay = H264Relay::new(None, 1200);
+    let mut out: Vec<VideoPacket> = Vec::with_capacity(16);
+    let fu = |s: bool, e: bool| {
+        let mut p = vec![0x7C, (u8::from(s) << 7) | (u8::from(e) << 6) | 1];
+        p.resize(1400, 0xAB);
+        p
+    };
+    let mut seq = 0u16;
+    let mut written = 0;
+    for frame in 0..10u32 {
+        for i in 0..8 {
+            let payload = fu(i == 0, i == 7);
+            let pkt = RtpPacket {
+                payload_type: 96,
+                marker: i == 7,
+                sequence: seq,
+                timestamp: frame * 3000,
+                ssrc: 1,
+                payload: &payload,
+            };
+            seq = seq.wrapping_add(1);
+            out.clear();
+            let before = allocs();
+            relay.push(&pkt, &mut out);
+            assert_eq!(allocs() - before, out.len(), "frame {frame} fragment {i}");
+            written += out.len();
+        }
+    }
+    // 8 × 1,398 bytes a frame at 1,198 a packet: 10 packets, not 16.
+    assert_eq!(written, 100);
+}
+
+#[test]
 fn h265_push_allocates_only_the_shared_arc() {
     // The test camera's real stream (x265 + rtph265pay, MTU 1400): parameter set APs, SEI, IDR,
     // CRA and P-frame FUs. All fit a 1400-byte payload, and the AP injected before each keyframe

@@ -275,6 +275,15 @@ fn metrics_are_prometheus_text() {
             assert!(values["camgate_camera_bytes_in_total"] > 0.0);
             // Measured by the event loop around the camera's reads (core reads no clock).
             assert!(values["camgate_camera_input_seconds_total"] > 0.0);
+            // What the stream's video is, one info series for the one stream.
+            let video: Vec<_> = (values.iter())
+                .filter(|(s, _)| s.starts_with("camgate_stream_video_info{"))
+                .collect();
+            assert_eq!(video.len(), 1, "{}", r.body);
+            let (series, value) = video[0];
+            let stream = format!("{{stream=\"{}\",codec=\"H264\",profile=\"", cg.demo_url);
+            assert!(series.contains(&stream) && *value == 1.0, "{series}");
+            assert!(!series.contains("profile=\"\""), "a profile: {series}");
             break;
         }
         assert!(Instant::now() < deadline, "never playing:\n{}", r.body);

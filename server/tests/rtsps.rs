@@ -181,6 +181,11 @@ uri = "rtsps://admin:{PASSWORD}@127.0.0.1:{c}/cam"
         after > before + 10,
         "packets from the rtsps camera: {before} -> {after}"
     );
+    // Its video in the metrics, labelled with the stream's name, not its URL.
+    let (_, metrics) = cg.request("GET", "/metrics", None);
+    let video = r#"camgate_stream_video_info{stream="pinned",codec="H264",profile=""#;
+    assert!(metrics.contains(video), "{metrics}");
+    assert!(!metrics.contains("admin"), "{metrics}");
 
     let info = failed_info(&mut play(&cg, "wrong"));
     assert!(info.contains(&reported), "wrong pin, info: {info}");

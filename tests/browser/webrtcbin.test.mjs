@@ -3,7 +3,7 @@
 // DEFAULT DTLS certificate (RSA in GStreamer 1.22: camgate's DTLS must accept it), and decodes the
 // video with libavcodec. webrtcbin's offer goes unchanged: with max-bundle its audio line is
 // `m=audio 0` + a=bundle-only (browsers never send that), and Opus must still arrive. H.265 runs
-// the same peer against an x265 camera; it is skipped, saying so, while camgate refuses H.265.
+// the same peer against an x265 camera (it would skip, saying so, if camgate refused H.265).
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';

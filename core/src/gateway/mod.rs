@@ -193,6 +193,7 @@ impl Gateway {
                     dropped_tracks: s.pipeline.dropped_tracks().to_vec(),
                     info: s.pipeline.info(),
                     mirror,
+                    video: s.pipeline.video_facts(),
                 })
             })
             .collect();

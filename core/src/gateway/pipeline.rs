@@ -20,7 +20,7 @@ use crate::rtp::{parse_sender_report, RtpPacket, SeqStep, SeqTracker};
 use crate::rtsp::MediaPacket;
 #[cfg(test)]
 use crate::video_relay::H264_B_FRAMES_WARNING as B_FRAMES_WARNING;
-use crate::video_relay::{VideoCodec, VideoRelay};
+use crate::video_relay::{VideoCodec, VideoFacts, VideoRelay};
 
 /// Largest cached GOP sent again to answer a browser's keyframe request (a burst to one viewer).
 const MAX_REPLAY_BYTES: usize = 1 << 20;
@@ -365,6 +365,15 @@ impl MediaPipeline {
                 .as_ref()
                 .map(|d| d.info.clone())
                 .unwrap_or_default(),
+        }
+    }
+
+    /// What the camera's video is (codec, profile, size, reordering); `None` for a mirror (its
+    /// camera's stream reports it) or before the video track is set up.
+    pub(super) fn video_facts(&self) -> Option<VideoFacts> {
+        match &self.feed {
+            Feed::Camera(c) => c.relay.as_ref().map(VideoRelay::facts),
+            Feed::Mirror(_) => None,
         }
     }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::video_relay::VideoFacts;
 use str0m::config::DtlsCert;
 
 /// Settings of the gateway; the server fills them from its configuration.
@@ -234,6 +235,8 @@ pub struct StreamInfo {
     /// A mirror's share of the viewers of the camera stream with this `id` on another worker;
     /// `Gateway::streams` adds it to that entry and lists no mirror on its own.
     pub mirror: bool,
+    /// Codec, profile, size and reordering of the camera's video, once it has a video track.
+    pub video: Option<VideoFacts>,
 }
 
 impl StreamInfo {

@@ -152,6 +152,128 @@ impl<'a> Iterator for FuFragments<'a> {
     }
 }
 
+/// The tail of an FU-fragmented NAL unit not written yet. Cameras send fragments bigger than the
+/// WebRTC payload (1,388 bytes against 1,198); splitting each on its own gives a full packet and
+/// a small one per fragment (+51 % packets). Carrying the tail into the next output packet keeps
+/// packets full: about ceil(NAL size / payload) packets per NAL unit. Less than one payload of
+/// data is carried, and never past the unit's end fragment or the access unit's end.
+#[derive(Debug)]
+pub struct FuCarry {
+    buf: Vec<u8>,
+    /// FU prefix of the carried bytes (S and E clear) and its length.
+    prefix: [u8; 3],
+    prefix_len: u8,
+    rtp_time: u32,
+}
+
+impl FuCarry {
+    /// An empty carry; its buffer is allocated here, once (a relay pushes without allocating).
+    pub fn new(max_payload: usize) -> FuCarry {
+        FuCarry {
+            buf: Vec::with_capacity(max_payload),
+            prefix: [0; 3],
+            prefix_len: 2,
+            rtp_time: 0,
+        }
+    }
+
+    /// Whether nothing is carried.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Whether a fragment with this FU `prefix` (S and E clear; the fragment itself without S)
+    /// and RTP time continues the carried NAL unit.
+    pub fn continues(&self, prefix: &[u8], rtp_time: u32) -> bool {
+        !self.buf.is_empty()
+            && prefix == &self.prefix[..usize::from(self.prefix_len)]
+            && rtp_time == self.rtp_time
+    }
+
+    /// The carried bytes as one fragment with neither S nor E (the unit was interrupted without
+    /// a loss: a receiver gets the bytes the camera sent), and their RTP time; emptied.
+    pub fn take(&mut self) -> Option<(Arc<[u8]>, u32)> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let prefix = &self.prefix[..usize::from(self.prefix_len)];
+        let arc = prefix.iter().chain(&self.buf).copied().collect();
+        self.buf.clear();
+        Some((arc, self.rtp_time))
+    }
+
+    /// Drops the carried bytes (after a loss: gluing them to what follows would make a corrupt
+    /// NAL unit a receiver cannot detect).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+    }
+
+    /// Writes the fragment `data` of a NAL unit behind `prefix` (`prefix_len` bytes, the last
+    /// the FU header with S and E clear) as full payloads, the carried bytes first; less than a
+    /// payload's worth is kept for the next fragment unless `flush` (E, or the access unit's
+    /// marker). `start`/`end`: the fragment's S/E, put on the first/last payload written. The
+    /// caller ends a carry that [`FuCarry::continues`] denies before calling this.
+    #[allow(clippy::too_many_arguments)]
+    pub fn fragment(
+        &mut self,
+        prefix: [u8; 3],
+        prefix_len: u8,
+        mut data: &[u8],
+        (start, end, flush): (bool, bool, bool),
+        max_payload: usize,
+        rtp_time: u32,
+        mut push: impl FnMut(Arc<[u8]>),
+    ) {
+        let plen = usize::from(prefix_len.clamp(2, 3));
+        let chunk = max_payload.max(plen + 1) - plen;
+        let write = |push: &mut dyn FnMut(Arc<[u8]>), head: &[u8], body: &[u8], s, e| {
+            let mut p = prefix;
+            p[plen - 1] |= (u8::from(s) << 7) | (u8::from(e) << 6);
+            // Exact-size chain: one allocation, straight into the Arc.
+            push(p[..plen].iter().chain(head).chain(body).copied().collect());
+        };
+        let mut s = start;
+        if !self.buf.is_empty() {
+            let need = chunk.saturating_sub(self.buf.len()).max(1);
+            if data.len() < need && !flush {
+                self.buf.extend_from_slice(data);
+                return;
+            }
+            let n = need.min(data.len());
+            write(
+                &mut push,
+                &self.buf,
+                &data[..n],
+                false,
+                end && n == data.len(),
+            );
+            self.buf.clear();
+            if n == data.len() {
+                return;
+            }
+            data = &data[n..];
+            s = false;
+        }
+        loop {
+            if data.len() < chunk && !flush {
+                self.buf.extend_from_slice(data);
+                self.prefix = prefix;
+                self.prefix_len = plen as u8;
+                self.rtp_time = rtp_time;
+                return;
+            }
+            let n = chunk.min(data.len());
+            let last = n == data.len();
+            write(&mut push, &[], &data[..n], s, end && last);
+            if last {
+                return;
+            }
+            data = &data[n..];
+            s = false;
+        }
+    }
+}
+
 /// Payloads for one NAL unit given as header byte + rest: a single NAL unit packet if it fits,
 /// FU-A fragments otherwise.
 pub fn nal_pieces(header: u8, rest: &[u8], max_payload: usize) -> NalPieces<'_> {
@@ -310,6 +432,54 @@ mod tests {
         assert_eq!(fu_a_fragments(0x41, &[], true, true, 1200).count(), 1);
         // Silly max sizes are clamped to something that makes progress.
         assert_eq!(fu_a_fragments(0x41, &[1, 2, 3], true, true, 0).count(), 3);
+    }
+
+    #[test]
+    fn carry_fills_packets_and_keeps_flags_honest() {
+        let data: Vec<u8> = (0..=255u8).cycle().take(30).collect();
+        let mut c = FuCarry::new(8);
+        let mut out: Vec<Arc<[u8]>> = Vec::new();
+        let prefix = [0x7C, 0x05, 0];
+        // Fragments of 7, 7, 7 (no E), 9 (E) bytes at 6 data bytes a packet: 30 bytes → 5.
+        let mut at = 0;
+        for (n, s, e) in [
+            (7, true, false),
+            (7, false, false),
+            (7, false, false),
+            (9, false, true),
+        ] {
+            assert!(at == 0 || c.continues(&prefix[..2], 5));
+            let flags = (s, e, e);
+            c.fragment(prefix, 2, &data[at..at + n], flags, 8, 5, |a| out.push(a));
+            at += n;
+        }
+        assert!(c.is_empty());
+        let heads: Vec<u8> = out.iter().map(|p| p[1]).collect();
+        assert_eq!(heads, [0x85, 0x05, 0x05, 0x05, 0x45]);
+        assert!(out[..4].iter().all(|p| p.len() == 8));
+        let got: Vec<u8> = out.iter().flat_map(|p| p[2..].to_vec()).collect();
+        assert_eq!(got, data);
+        // A small fragment only adds to the carry; an empty E fragment writes it out.
+        out.clear();
+        c.fragment(prefix, 2, &data[..7], (true, false, false), 8, 9, |a| {
+            out.push(a)
+        });
+        c.fragment(prefix, 2, &data[7..8], (false, false, false), 8, 9, |a| {
+            out.push(a)
+        });
+        assert_eq!(out.len(), 1);
+        assert!(!c.continues(&prefix[..2], 10), "another access unit");
+        c.fragment(prefix, 2, &[], (false, true, true), 8, 9, |a| out.push(a));
+        assert_eq!(&out[1][..], &[0x7C, 0x45, 6, 7]);
+        // Interrupted: the tail as a fragment without S or E.
+        c.fragment(prefix, 2, &data[..9], (true, false, false), 8, 9, |a| {
+            out.push(a)
+        });
+        assert_eq!(
+            c.take().map(|(a, t)| (a.to_vec(), t)),
+            Some((vec![0x7C, 0x05, 6, 7, 8], 9))
+        );
+        assert!(c.is_empty() && c.take().is_none());
     }
 
     #[test]

@@ -29,14 +29,14 @@ use std::iter::FlatMap;
 use std::sync::Arc;
 
 use crate::media::VideoPacket;
-use crate::nal_relay::Ingest;
+use crate::nal_relay::{end_carry, Ingest};
 use crate::rtp::RtpPacket;
 
 use super::nal::{
     has_start_code, is_vcl, nal_type, split_annex_b, stap_a_is_clean, stap_a_units, AnnexBIter,
     StapIter, NAL_FU_A, NAL_IDR, NAL_PPS, NAL_SLICE, NAL_SPS, NAL_STAP_A,
 };
-use super::packetize::{fu_a_fragments, nal_pieces, packetize_nal, MIN_PAYLOAD};
+use super::packetize::{nal_pieces, packetize_nal, FuCarry, MIN_PAYLOAD};
 use super::params::{fmtp_param, parse_profile_level_id, ParameterSets};
 use super::slice::{slice_type, SliceType};
 
@@ -134,6 +134,8 @@ pub struct H264Relay {
     fu_param_active: bool,
     /// A B-slice was seen (sticky; slice headers are no longer parsed once set).
     b_frames: bool,
+    /// Tail of an oversized FU-A fragment, written with the next fragment of its NAL unit.
+    carry: FuCarry,
 }
 
 impl H264Relay {
@@ -156,6 +158,7 @@ impl H264Relay {
             fu_param: Vec::new(),
             fu_param_active: false,
             b_frames: false,
+            carry: FuCarry::new(max_payload.max(MIN_PAYLOAD)),
         }
     }
 
@@ -422,11 +425,24 @@ impl H264Relay {
     /// The first output packet gets `keyframe_start`, the last the source's marker.
     fn emit(&mut self, src: Src<'_>, keyframe_start: bool, out: &mut Vec<VideoPacket>) {
         let max = self.max_payload;
+        let p = src.bytes;
+        // The FU-A prefix (indicator, FU header without S/E) of a fragment.
+        let fu_prefix = match (src.shape, p) {
+            (Shape::Fu, [indicator, fu_header, ..]) => {
+                Some([(indicator & 0xE0) | NAL_FU_A, nal_type(*fu_header), 0])
+            }
+            _ => None,
+        };
+        let continues = src.gap == 0
+            && fu_prefix
+                .is_some_and(|f| p[1] & 0x80 == 0 && self.carry.continues(&f[..2], src.rtp_time));
+        if !continues && !self.carry.is_empty() {
+            end_carry(&mut self.carry, &mut self.ingest, src.gap, out);
+        }
         let mut w = self.ingest.writer(out, src.gap, src.rtp_time);
         let mut push = |payload: Arc<[u8]>| w.push(payload);
-        let p = src.bytes;
         match src.shape {
-            Shape::Single | Shape::Stap | Shape::Fu if p.len() <= max => {
+            Shape::Single | Shape::Stap | Shape::Fu if p.len() <= max && !continues => {
                 // The hot path: the one allocation per source packet, or none if already shared.
                 push(src.arc.map_or_else(|| Arc::from(p), Arc::clone));
             }
@@ -441,12 +457,14 @@ impl H264Relay {
                     let data = &p[2..];
                     if src.shape == Shape::FuWhole {
                         nal_pieces(header, data, max).for_each(|piece| push(piece.to_arc()));
-                    } else {
+                    } else if let Some(prefix) = fu_prefix {
                         // S only on the first piece and E only on the last, and only if the
                         // source fragment had them: a fragment after a loss never gains a start.
+                        // The tail goes with the next fragment unless the unit or AU ends here.
                         let (s, e) = (fu_header & 0x80 != 0, fu_header & 0x40 != 0);
-                        fu_a_fragments(header, data, s, e, max)
-                            .for_each(|piece| push(piece.to_arc()));
+                        let flags = (s, e, e || src.marker);
+                        let t = src.rtp_time;
+                        self.carry.fragment(prefix, 2, data, flags, max, t, push);
                     }
                 }
             }

@@ -233,6 +233,192 @@ fn relay_refragments_oversized_single_nal_and_fu_a() {
     }
 }
 
+/// The FU-A fragments' data of `packets` (of one NAL unit), concatenated.
+fn fu_data(packets: &[VideoPacket]) -> Vec<u8> {
+    packets
+        .iter()
+        .flat_map(|p| p.payload[2..].to_vec())
+        .collect()
+}
+
+/// Packets for a NAL unit of `len` bytes at `max` bytes a payload, as full as FU-A allows.
+fn full_packets(len: usize, max: usize) -> usize {
+    if len <= max {
+        1
+    } else {
+        (len - 1).div_ceil(max - 2)
+    }
+}
+
+#[test]
+fn relay_recuts_camera_sized_fragments_into_full_packets() {
+    // A camera's 1,400-byte FU-A fragments through a 1,200-byte WebRTC payload: each NAL unit
+    // goes out in as few packets as its size allows (each fragment cut on its own would give
+    // 2 per fragment: 1,198 + 202 bytes).
+    let mut rng = Rng::new(21);
+    let mut cam = Camera::new(65_000, 1400);
+    cam.packetizer = Packetizer::without_aggregation(1400);
+    let mut relay = H264Relay::new(None, 1200);
+    let (mut wire, mut want, mut expect) = (Vec::new(), Vec::new(), 0);
+    for f in 0..30u32 {
+        let sizes = [1 + rng.pick(30_000), 1 + rng.pick(3000), 1 + rng.pick(200)];
+        let nals: Vec<Vec<u8>> = sizes.iter().map(|&n| nal(&mut rng, 1, n)).collect();
+        expect += sizes.iter().map(|&n| full_packets(n, 1200)).sum::<usize>();
+        wire.extend(cam.au(f * 3000, &nals));
+        want.push(AccessUnit {
+            rtp_time: f * 3000,
+            nals,
+            damaged: false,
+        });
+    }
+    let out = relay_all(&mut relay, &wire);
+    check_output_invariants(&out, 1200);
+    assert_eq!(
+        depacketize(&out),
+        want,
+        "the camera's NAL units, byte for byte"
+    );
+    assert_eq!(out.len(), expect);
+    assert!(out.len() < wire.len() * 3 / 2, "{} packets", out.len());
+    // Full: only a unit's last packet may be short.
+    for p in &out {
+        let end = nal_type(p.payload[0]) != 28 || p.payload[1] & 0x40 != 0;
+        assert!(end || p.payload.len() == 1200, "{} bytes", p.payload.len());
+    }
+    for w in out.windows(2) {
+        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1));
+    }
+    // The marker on each access unit's last packet, nowhere else.
+    let ends: Vec<usize> = (0..out.len()).filter(|&i| out[i].marker).collect();
+    assert_eq!(ends.len(), 30);
+    for e in ends {
+        assert!(out.get(e + 1).is_none_or(|n| n.rtp_time != out[e].rtp_time));
+    }
+}
+
+#[test]
+fn relay_drops_the_carried_tail_at_a_lost_fragment() {
+    let mut rng = Rng::new(22);
+    let idr = nal(&mut rng, 5, 14_000);
+    let next = nal(&mut rng, 1, 5000);
+    let mut cam = Camera::new(10, 1400);
+    let mut wire = cam.au(0, std::slice::from_ref(&idr));
+    assert_eq!(wire.len(), 11);
+    wire.extend(cam.au(3000, std::slice::from_ref(&next)));
+    // Fragment 5 of the IDR (a middle one) is lost.
+    wire.remove(5);
+    let mut relay = H264Relay::new(Some(SPROP), 1200);
+    let out = relay_all(&mut relay, &wire);
+    check_output_invariants(&out, 1200);
+    let gap = out
+        .windows(2)
+        .position(|w| w[1].seq.wrapping_sub(w[0].seq) != 1)
+        .unwrap()
+        + 1;
+    assert_eq!(out[gap].seq.wrapping_sub(out[gap - 1].seq), 2, "one lost");
+    // Nothing is glued across the loss: what went out before it is the start of the IDR, what
+    // comes after it (up to the IDR's end) is its end; the carried tail before the loss is gone.
+    let before = fu_data(&out[1..gap]);
+    let end = gap
+        + out[gap..]
+            .iter()
+            .position(|p| p.payload[1] & 0x40 != 0)
+            .unwrap();
+    let after = fu_data(&out[gap..=end]);
+    assert!(idr[1..].starts_with(&before));
+    assert!(idr[1..].ends_with(&after));
+    assert_eq!(out[gap].payload[1] & 0x80, 0, "no invented start");
+    // Five fragments of 1,398 bytes before the loss: five full packets, a 1,000-byte tail
+    // dropped; all of the fragments after it.
+    assert_eq!(before.len(), 5 * 1198);
+    assert_eq!(after.len(), idr.len() - 1 - 6 * 1398);
+    // A receiver drops the broken IDR and gets the next frame whole.
+    let aus = depacketize(&out);
+    assert!(aus[0].damaged && aus[0].nals.iter().all(|n| nal_type(n[0]) != 5));
+    assert_eq!(aus[1].nals, vec![next]);
+}
+
+#[test]
+fn relay_writes_out_the_carried_tail_of_an_unfinished_unit() {
+    // A camera that starts a new NAL unit before the E of the last (no loss): the receiver gets
+    // every byte the camera sent, the carried tail as a fragment of its own.
+    let mut rng = Rng::new(23);
+    let idr = nal(&mut rng, 5, 5000);
+    let mut cam = Camera::new(0, 1400);
+    let mut wire = cam.au(0, std::slice::from_ref(&idr));
+    let end = wire.pop().unwrap();
+    wire.extend(cam.au(0, &[nal(&mut rng, 1, 100)]));
+    wire.last_mut().unwrap().3 = end.3;
+    let mut relay = H264Relay::new(None, 1200);
+    let out = relay_all(&mut relay, &wire);
+    let sent: usize = wire[..wire.len() - 1].iter().map(|w| w.0.len() - 2).sum();
+    let fus = out
+        .iter()
+        .take_while(|p| nal_type(p.payload[0]) == 28)
+        .count();
+    assert!(
+        fu_data(&out[..fus]) == idr[1..1 + sent],
+        "every byte sent, in order"
+    );
+    assert_eq!(fus, 4, "3 full packets and the tail");
+    assert!(out[..fus].iter().all(|p| p.payload[1] & 0x40 == 0));
+    assert_eq!(&*out[fus].payload, &wire.last().unwrap().0[..]);
+    // A marker without E (another quirk) writes out the tail too: nothing waits past an AU.
+    let mut relay = H264Relay::new(None, 1200);
+    let mut wire = cam.au(3000, std::slice::from_ref(&idr));
+    wire.truncate(2);
+    wire[1].1 = true;
+    let out = relay_all(&mut relay, &wire);
+    assert!(fu_data(&out) == idr[1..1 + 2 * 1398]);
+    assert!(out.last().unwrap().marker);
+}
+
+#[test]
+fn relay_recuts_a_real_camera_stream() {
+    // x264 through rtph264pay mtu=1400 (core/tests/data/h264/x264_mtu1400), relayed at 1200.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/h264/");
+    let data = std::fs::read(format!("{dir}x264_mtu1400.rtp")).unwrap();
+    let meta = std::fs::read_to_string(format!("{dir}x264_mtu1400.meta")).unwrap();
+    let fmtp = meta.lines().find_map(|l| l.strip_prefix("fmtp=")).unwrap();
+    let raw = camgate_testkit::capture::rfc4571_packets(&data);
+    let wire: Wire = raw
+        .iter()
+        .map(|r| {
+            let p = RtpPacket::parse(r).unwrap();
+            (p.payload.to_vec(), p.marker, p.timestamp, p.sequence)
+        })
+        .collect();
+    assert!(wire
+        .iter()
+        .any(|w| w.0.len() > 1300 && nal_type(w.0[0]) == 28));
+    let mut relay = H264Relay::new(Some(fmtp), 1200);
+    let out = relay_all(&mut relay, &wire);
+    check_output_invariants(&out, 1200);
+    let src: Vec<VideoPacket> = wire
+        .iter()
+        .map(|(p, m, ts, seq)| VideoPacket {
+            payload: Arc::from(&p[..]),
+            marker: *m,
+            rtp_time: *ts,
+            seq: *seq,
+            keyframe_start: false,
+        })
+        .collect();
+    let (got, want) = (depacketize(&out), depacketize(&src));
+    assert_eq!(got, want, "the camera's access units, byte for byte");
+    let expect: usize = want
+        .iter()
+        .flat_map(|au| &au.nals)
+        .map(|n| full_packets(n.len(), 1200))
+        .sum();
+    // The camera aggregates nothing here but SPS+PPS (one STAP-A per keyframe, forwarded).
+    let staps = wire.iter().filter(|w| nal_type(w.0[0]) == 24).count();
+    assert_eq!(out.len(), expect - staps, "{} source packets", wire.len());
+    let keyframes = got.iter().filter(|au| au.is_keyframe()).count();
+    assert_eq!(out.iter().filter(|p| p.keyframe_start).count(), keyframes);
+    assert!(keyframes >= 2);
+}
+
 #[test]
 fn relay_splits_oversized_stap_a() {
     let mut rng = Rng::new(3);
@@ -418,16 +604,22 @@ fn relay_mirrors_sequence_gaps() {
         .filter(|(i, _)| ![2, 5, 6].contains(i))
         .map(|(_, w)| w.clone())
         .collect();
-    // Relay with a smaller MTU: every source packet becomes 2 output packets.
+    // Relay with a smaller MTU; fragments of 1198 and 801 bytes of data are re-cut into full
+    // 698-byte ones, the tail of one carried into the next: frame 0 (source 0, 1) gives 3
+    // packets; the lone end fragments of frames 1 and 3 (source 3, 7) 2 each; the start of
+    // frame 2 (source 4) 1, its carried tail dropped at the loss that follows.
     let mut relay = H264Relay::new(None, 700);
     let out = relay_all(&mut relay, &lossy);
-    assert_eq!(out.len(), 2 * lossy.len());
+    let per_frame: Vec<usize> = (0..4)
+        .map(|f| out.iter().filter(|p| p.rtp_time == f * 3000).count())
+        .collect();
+    assert_eq!(per_frame, [3, 2, 1, 2]);
     let deltas: Vec<u16> = out
         .windows(2)
         .map(|w| w[1].seq.wrapping_sub(w[0].seq))
         .collect();
     // Gaps after source index 1 (one lost) and after 4 (two lost).
-    assert_eq!(deltas, vec![1, 1, 1, 2, 1, 1, 1, 3, 1]);
+    assert_eq!(deltas, vec![1, 1, 2, 1, 1, 3, 1]);
     // Late duplicate: ignored.
     let mut out2 = Vec::new();
     relay.push(&rtp(lossy[3].3, lossy[3].2, false, &lossy[3].0), &mut out2);

@@ -19,13 +19,16 @@
 use std::sync::Arc;
 
 use crate::h264::nal::{has_start_code, split_annex_b, units_are_clean};
-use crate::h264::packetize::Piece;
+use crate::h264::packetize::{FuCarry, Piece};
 use crate::h264::params::fmtp_param;
 use crate::media::VideoPacket;
-use crate::nal_relay::Ingest;
+use crate::nal_relay::{end_carry, Ingest};
 use crate::rtp::RtpPacket;
 
-use super::nal::{ap_units, fu_pieces, is_irap, nal_pieces, nal_type, MIN_PAYLOAD, NAL_AP, NAL_FU};
+use super::nal::{
+    ap_units, fu_payload_header, fu_pieces, is_irap, nal_pieces, nal_type, MIN_PAYLOAD, NAL_AP,
+    NAL_FU,
+};
 use super::params::ParameterSets;
 use super::sps::SpsInfo;
 
@@ -56,6 +59,8 @@ pub struct H265Relay {
     ingest: Ingest,
     /// This access unit's keyframe decision is made (at most one injection per picture).
     au_keyframe_done: bool,
+    /// Tail of an oversized FU, written with the next fragment of its NAL unit.
+    carry: FuCarry,
 }
 
 impl H265Relay {
@@ -75,6 +80,7 @@ impl H265Relay {
             }),
             ingest: Ingest::default(),
             au_keyframe_done: false,
+            carry: FuCarry::new(max_payload.max(MIN_PAYLOAD)),
         }
     }
 
@@ -187,9 +193,19 @@ impl H265Relay {
         out: &mut Vec<VideoPacket>,
     ) {
         let max = self.max_payload;
+        // The FU prefix (payload header, FU header without S/E) of a fragment.
+        let fu_prefix = (shape == Shape::Fu).then(|| {
+            let [p0, p1] = fu_payload_header(p[0], p[1]);
+            [p0, p1, p[2] & 0x3F]
+        });
+        let continues = gap == 0
+            && fu_prefix.is_some_and(|f| p[2] & 0x80 == 0 && self.carry.continues(&f, rtp_time));
+        if !continues && !self.carry.is_empty() {
+            end_carry(&mut self.carry, &mut self.ingest, gap, out);
+        }
         let mut w = self.ingest.writer(out, gap, rtp_time);
         match shape {
-            Shape::Single | Shape::Ap | Shape::Fu if p.len() <= max => {
+            Shape::Single | Shape::Ap | Shape::Fu if p.len() <= max && !continues => {
                 // The hot path: the one allocation per source packet, or none if already shared.
                 w.push(shared.map_or_else(|| Arc::from(p), Arc::clone));
             }
@@ -201,6 +217,12 @@ impl H265Relay {
                 let (s, e) = (fu & 0x80 != 0, fu & 0x40 != 0);
                 if shape == Shape::FuWhole && p.len() - 1 <= max {
                     w.push(Piece::with_prefix(&[h0, p[1]], &p[3..]).to_arc());
+                } else if let Some(prefix) = fu_prefix.filter(|_| shape == Shape::Fu) {
+                    // The tail goes with the next fragment unless the unit or AU ends here.
+                    let flags = (s, e, e || marker);
+                    let push = |a| w.push(a);
+                    self.carry
+                        .fragment(prefix, 3, &p[3..], flags, max, rtp_time, push);
                 } else {
                     for piece in fu_pieces(h0, p[1], &p[3..], s, e, max) {
                         w.push(piece.to_arc());

@@ -196,6 +196,112 @@ fn a_loss_shows_as_a_gap_and_no_fragment_gains_a_start() {
     assert_eq!(starts, 0);
 }
 
+/// Packets a relay at `max` bytes a payload needs for the camera's packets, at best: one per
+/// packet that fits, and for each NAL unit that does not (an FU from the camera, or a single
+/// NAL unit packet too big), its data cut into full FUs.
+fn fewest_packets(c: &Capture, max: usize) -> usize {
+    let (mut n, mut fu_data) = (0, 0);
+    for raw in &c.packets {
+        let p = RtpPacket::parse(raw).unwrap().payload;
+        if nal_type(p[0]) == NAL_FU {
+            fu_data += p.len() - 3;
+            if p[2] & 0x40 != 0 {
+                n += fu_data.div_ceil(max - 3);
+                fu_data = 0;
+            }
+        } else if p.len() <= max {
+            n += 1;
+        } else {
+            n += (p.len() - 2).div_ceil(max - 3);
+        }
+    }
+    n
+}
+
+#[test]
+fn camera_sized_fragments_are_recut_into_full_packets() {
+    // The camera's 1,400-byte FUs through a 1,200-byte WebRTC payload: the tail of each is
+    // carried into the next packet of its NAL unit instead of going out as a small packet.
+    let c = capture("x265_zerolatency");
+    let (_, out) = relay_all(&c, 1200);
+    let big = (c.packets.iter()).filter(|r| RtpPacket::parse(r).unwrap().payload.len() > 1200);
+    assert!(big.count() > 30, "the capture has oversized FUs");
+    let injected = out.iter().filter(|p| p.keyframe_start).count();
+    assert_eq!(out.len(), fewest_packets(&c, 1200) + injected);
+    // Full: only the last FU of a NAL unit may be short.
+    for p in out.iter().filter(|p| nal_type(p.payload[0]) == NAL_FU) {
+        assert!(p.payload[2] & 0x40 != 0 || p.payload.len() == 1200);
+    }
+    // (The byte-for-byte stream, keyframes and markers: the test above at the same payload.)
+}
+
+#[test]
+fn a_lost_fragment_drops_the_carried_tail_and_the_stream_resumes() {
+    let c = capture("x265_zerolatency");
+    let parsed: Vec<RtpPacket> = c
+        .packets
+        .iter()
+        .map(|r| RtpPacket::parse(r).unwrap())
+        .collect();
+    // A middle fragment of the IDR (FU type 20): neither S nor E.
+    let lost = (parsed.iter())
+        .position(|p| nal_type(p.payload[0]) == NAL_FU && p.payload[2] == 20)
+        .unwrap()
+        + 2;
+    assert_eq!(parsed[lost].payload[2], 20, "a middle fragment");
+    let idr = nal_units(parsed.iter().map(|p| p.payload))
+        .into_iter()
+        .find(|n| nal_type(n[0]) == 20)
+        .unwrap();
+    let mut relay = H265Relay::new(Some(&c.fmtp), 1200);
+    let mut out = Vec::new();
+    for (i, p) in parsed.iter().enumerate() {
+        if i != lost {
+            relay.push(p, &mut out);
+        }
+    }
+    let gap = out
+        .windows(2)
+        .position(|w| w[1].seq != w[0].seq.wrapping_add(1))
+        .unwrap()
+        + 1;
+    assert_eq!(out[gap].seq, out[gap - 1].seq.wrapping_add(2), "one lost");
+    // The IDR's FUs on either side of the loss: a start of its data before, an end after;
+    // nothing glued across.
+    let fu_data = |ps: &[VideoPacket]| -> Vec<u8> {
+        ps.iter().flat_map(|p| p.payload[3..].to_vec()).collect()
+    };
+    let first = out[..gap]
+        .iter()
+        .rposition(|p| p.payload[2] & 0x80 != 0)
+        .unwrap();
+    let end = gap
+        + out[gap..]
+            .iter()
+            .position(|p| p.payload[2] & 0x40 != 0)
+            .unwrap();
+    assert!(out[gap..=end].iter().all(|p| p.payload[2] & 0x80 == 0));
+    let (before, after) = (fu_data(&out[first..gap]), fu_data(&out[gap..=end]));
+    assert!(idr[2..].starts_with(&before));
+    assert!(idr[2..].ends_with(&after));
+    let sent_before: usize = parsed[..lost]
+        .iter()
+        .rev()
+        .take_while(|p| nal_type(p.payload[0]) == NAL_FU && p.payload[2] & 0x3F == 20)
+        .map(|p| p.payload.len() - 3)
+        .sum();
+    assert_eq!(
+        before.len(),
+        sent_before / 1197 * 1197,
+        "the tail is dropped"
+    );
+    // From the next NAL unit on, the camera's stream, unit for unit.
+    let rest = nal_units(out[end + 1..].iter().map(|p| &*p.payload));
+    let want = expected(&c);
+    let at = want.iter().position(|n| *n == idr).unwrap() + 1;
+    assert_eq!(rest, want[at..]);
+}
+
 #[test]
 fn oversized_aggregation_packets_are_split() {
     let sets = "sprop-vps=QAEMAf//AWAAAAMAkAAAAwAAAwA/lZQJ;\

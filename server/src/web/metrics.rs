@@ -7,7 +7,13 @@ use camgate_core::gateway::{GatewayStats, StreamInfo};
 
 pub(super) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-pub(super) fn render(streams: &[StreamInfo], stats: &GatewayStats, web_sessions: usize) -> String {
+/// `name_of`: the configured name of a stream, given its masked URL (`Access::name_of`).
+pub(super) fn render(
+    streams: &[StreamInfo],
+    stats: &GatewayStats,
+    web_sessions: usize,
+    name_of: &dyn Fn(&str) -> Option<String>,
+) -> String {
     let mut out = String::with_capacity(2048);
     // By the word the REST API reports: PLAYING, PENDING, RECONNECTING.
     let in_state = |word: &str| streams.iter().filter(|s| s.status() == word).count() as u64;
@@ -44,6 +50,7 @@ pub(super) fn render(streams: &[StreamInfo], stats: &GatewayStats, web_sessions:
         "Open signaling sessions (WebSocket and WHEP).",
     );
     sample(&mut out, "camgate_signaling_sessions", web_sessions as u64);
+    video_info(&mut out, streams, name_of);
     for (name, help, value) in counters(stats) {
         family(&mut out, name, "counter", help);
         sample(&mut out, name, value);
@@ -60,6 +67,65 @@ pub(super) fn render(streams: &[StreamInfo], stats: &GatewayStats, web_sessions:
         stats.camera_input_nanos as f64 / 1e9
     );
     out
+}
+
+/// `camgate_stream_video_info`: one series of value 1 per stream whose video is known, its facts
+/// in labels (empty: not known), as `info` and `find_all` describe it in words.
+fn video_info(out: &mut String, streams: &[StreamInfo], name_of: &dyn Fn(&str) -> Option<String>) {
+    family(
+        out,
+        "camgate_stream_video_info",
+        "gauge",
+        "Each camera stream's video: codec, profile, level, size, B-frames and pictures reordered (empty: not known yet).",
+    );
+    for s in streams {
+        let Some(v) = &s.video else { continue };
+        let stream = name_of(&s.url).unwrap_or_else(|| without_userinfo(&s.url));
+        let (width, height) = v.size.map_or((String::new(), String::new()), |(w, h)| {
+            (w.to_string(), h.to_string())
+        });
+        let labels = [
+            ("stream", stream),
+            ("codec", v.codec.to_owned()),
+            ("profile", v.profile.clone().unwrap_or_default()),
+            ("level", v.level.clone().unwrap_or_default()),
+            ("width", width),
+            ("height", height),
+            ("b_frames", u8::from(v.b_frames).to_string()),
+            (
+                "reorder",
+                v.reorder.map(|r| r.to_string()).unwrap_or_default(),
+            ),
+        ];
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape_label(v)))
+            .collect();
+        sample(
+            out,
+            &format!("camgate_stream_video_info{{{}}}", labels.join(",")),
+            1,
+        );
+    }
+}
+
+/// A masked camera URL without its userinfo at all: a label must not carry even the user name.
+fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// Label value escaping of the text format: backslash, double quote, line feed.
+fn escape_label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// The integer counters: name, help, value.
@@ -171,6 +237,7 @@ fn sample(out: &mut String, series: &str, value: u64) {
 mod tests {
     use super::*;
     use camgate_core::gateway::StreamId;
+    use camgate_core::video_relay::VideoFacts;
 
     #[test]
     fn every_sample_follows_its_type_line() {
@@ -184,15 +251,21 @@ mod tests {
             dropped_tracks: Vec::new(),
             info: String::new(),
             mirror: false,
+            video: None,
         }];
         let stats = GatewayStats {
             camera_bytes_in: 1234,
             ..Default::default()
         };
-        let text = render(&streams, &stats, 3);
+        let text = render(&streams, &stats, 3, &|_| None);
         assert!(text.contains("camgate_streams{state=\"playing\"} 1\n"));
         assert!(text.contains("camgate_viewers 2\n"));
         assert!(text.contains("camgate_camera_bytes_in_total 1234\n"));
+        assert!(text.contains("# TYPE camgate_stream_video_info gauge\n"));
+        assert!(
+            !text.contains("camgate_stream_video_info{"),
+            "no video known: no series"
+        );
         let mut typed = std::collections::HashSet::new();
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
@@ -202,5 +275,72 @@ mod tests {
                 assert!(typed.contains(name), "{line} has no TYPE line before it");
             }
         }
+    }
+
+    #[test]
+    fn video_facts_per_stream_without_credentials() {
+        let stream = |id, url: &str, video| StreamInfo {
+            id: StreamId(id),
+            url: url.into(),
+            playing: true,
+            viewers: 1,
+            pinned: false,
+            reconnecting: false,
+            dropped_tracks: Vec::new(),
+            info: String::new(),
+            mirror: false,
+            video,
+        };
+        let h265 = VideoFacts {
+            codec: "H265",
+            profile: Some("Main".into()),
+            level: Some("2.1".into()),
+            size: Some((640, 360)),
+            b_frames: true,
+            reorder: Some(2),
+        };
+        let h264 = VideoFacts {
+            codec: "H264",
+            profile: Some("High".into()),
+            level: Some("3.1".into()),
+            size: None,
+            b_frames: false,
+            reorder: None,
+        };
+        let streams = [
+            stream(1, "rtsp://admin:***@10.0.0.5:554/Streaming/101", Some(h265)),
+            stream(2, "rtsps://user@cam.lan/live?channel=1", Some(h264)),
+            stream(3, "rtsp://named:***@cam/x", None),
+            stream(
+                4,
+                "rtsp://viewer:***@door/\"odd\"",
+                Some(VideoFacts {
+                    codec: "VP8",
+                    profile: None,
+                    level: None,
+                    size: None,
+                    b_frames: false,
+                    reorder: Some(0),
+                }),
+            ),
+        ];
+        let name_of =
+            |masked: &str| (masked == "rtsp://viewer:***@door/\"odd\"").then(|| "door".to_owned());
+        let text = render(&streams, &GatewayStats::default(), 0, &name_of);
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("camgate_stream_video_info{"))
+            .collect();
+        assert_eq!(
+            series,
+            [
+                "camgate_stream_video_info{stream=\"rtsp://10.0.0.5:554/Streaming/101\",codec=\"H265\",profile=\"Main\",level=\"2.1\",width=\"640\",height=\"360\",b_frames=\"1\",reorder=\"2\"} 1",
+                "camgate_stream_video_info{stream=\"rtsps://cam.lan/live?channel=1\",codec=\"H264\",profile=\"High\",level=\"3.1\",width=\"\",height=\"\",b_frames=\"0\",reorder=\"\"} 1",
+                "camgate_stream_video_info{stream=\"door\",codec=\"VP8\",profile=\"\",level=\"\",width=\"\",height=\"\",b_frames=\"0\",reorder=\"0\"} 1",
+            ]
+        );
+        assert!(!text.contains("admin") && !text.contains("user@") && !text.contains("***"));
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(without_userinfo("rtsp://cam/a@b"), "rtsp://cam/a@b");
     }
 }

@@ -44,7 +44,9 @@ impl Web {
             ("GET", "/api/streams") => rest::streams(gateway, access),
             ("GET", "/metrics") => {
                 let sessions = self.signaling_sessions();
-                let text = metrics::render(&gateway.streams(), &gateway.stats(), sessions);
+                let name_of = |masked: &str| access.name_of(masked).map(str::to_owned);
+                let (streams, stats) = (gateway.streams(), gateway.stats());
+                let text = metrics::render(&streams, &stats, sessions, &name_of);
                 Response::new(200, metrics::CONTENT_TYPE, text)
             }
             (_, route) if route.starts_with("/rest-api/") => {
