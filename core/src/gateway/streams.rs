@@ -107,6 +107,8 @@ impl Gateway {
                 video,
                 audio: audio_out,
                 candidates: &self.config.candidates,
+                tcp_candidates: &self.config.tcp_candidates,
+                tcp_only: entry.tcp_only,
                 dtls_cert: self.config.dtls_cert.as_ref(),
             };
             match Viewer::accept_offer(now, &negotiation) {

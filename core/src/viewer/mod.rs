@@ -16,7 +16,7 @@ use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{Mid, Pt};
-use str0m::net::{Protocol, Receive, Transmit};
+use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 
@@ -236,6 +236,8 @@ pub struct Viewer {
     at_frame_start: bool,
     /// Skips to the next keyframe made for the budget, not yet counted by the gateway.
     skips: u64,
+    /// The transport of the pair str0m sends on (the one the browser nominated), once known.
+    transport: Option<Protocol>,
 }
 
 /// Puts every m-line of an answer in one MediaStream: one `a=msid` stream id for all of them.
@@ -289,6 +291,10 @@ pub struct Negotiation<'a> {
     pub audio: Option<AudioOut>,
     /// The addresses of camgate's shared UDP socket(s) as browsers should reach them.
     pub candidates: &'a [SocketAddr],
+    /// The addresses of camgate's ICE-TCP listeners (passive candidates, RFC 6544).
+    pub tcp_candidates: &'a [SocketAddr],
+    /// Offer only the TCP candidates (the Flashphoner SDK's `transport: "TCP"`).
+    pub tcp_only: bool,
     /// The certificate every viewer shares (`GatewayConfig::dtls_cert`); `None`: str0m makes one.
     pub dtls_cert: Option<&'a DtlsCert>,
 }
@@ -323,8 +329,12 @@ impl Viewer {
             video,
             audio,
             candidates,
+            tcp_candidates,
+            tcp_only,
             dtls_cert,
         } = *n;
+        // TCP only, unless there is no TCP to offer (ICE-TCP turned off).
+        let tcp_only = tcp_only && !tcp_candidates.is_empty();
         let offer = SdpOffer::from_sdp_string(offer_sdp)
             .map_err(|e| ViewerError::BadOffer(e.to_string()))?;
         // Statistics carry the browser's receiver reports, from which the gateway judges whether
@@ -375,8 +385,18 @@ impl Viewer {
         codecs.enable_pcma(true, false);
         codecs.enable_g722(true, false);
         let mut rtc = config.build(now);
-        for addr in candidates {
-            match Candidate::host(*addr, "udp") {
+        // UDP host candidates carry a higher priority (type preference 126) than TCP ones (90):
+        // a browser that can use both picks UDP.
+        let udp = candidates
+            .iter()
+            .filter(|_| !tcp_only)
+            .map(|a| (*a, Candidate::host(*a, "udp")));
+        let tcp = tcp_candidates.iter().map(|a| {
+            let c = Candidate::builder().tcp().host(*a);
+            (*a, c.tcptype(TcpType::Passive).build())
+        });
+        for (addr, candidate) in udp.chain(tcp) {
+            match candidate {
                 Ok(c) => {
                     rtc.add_local_candidate(c);
                 }
@@ -410,6 +430,7 @@ impl Viewer {
             budget: None,
             at_frame_start: true,
             skips: 0,
+            transport: None,
         };
         viewer.ice_ufrag = viewer.rtc.direct_api().local_ice_credentials().ufrag;
         let mut sink = VecDeque::new();

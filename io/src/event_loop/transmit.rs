@@ -1,11 +1,12 @@
 //! Transmit batching: the gateway's datagrams leave in `sendmmsg` batches per socket, runs to
-//! one viewer as GSO messages.
+//! one viewer as GSO messages; packets for ICE-TCP viewers are framed into their connection's
+//! queue and each connection written once per batch.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use camgate_core::gateway::Gateway;
-use camgate_core::str0m::net::Transmit;
+use camgate_core::str0m::net::{Protocol, Transmit};
 use slab::Slab;
 
 use super::Endpoint;
@@ -22,6 +23,14 @@ pub(super) struct TxBatch {
     buf: Vec<Transmit>,
     /// Indices into `buf` grouped by destination, for GSO runs; capacity is reused.
     order: Vec<u32>,
+    /// ICE-TCP connections' slab keys by the browser's address.
+    tcp_by_remote: HashMap<SocketAddr, usize>,
+    /// ICE-TCP connections given frames in this batch, to write at its end.
+    tcp_dirty: Vec<usize>,
+    /// Browsers whose ICE-TCP queue was full: a packet to them was dropped.
+    tcp_backlog: Vec<SocketAddr>,
+    /// ICE-TCP connections whose write failed, for the loop to close.
+    tcp_dead: Vec<usize>,
 }
 
 impl TxBatch {
@@ -30,7 +39,32 @@ impl TxBatch {
             udp_by_addr: HashMap::new(),
             buf: Vec::with_capacity(1024),
             order: Vec::with_capacity(1024),
+            tcp_by_remote: HashMap::new(),
+            tcp_dirty: Vec::new(),
+            tcp_backlog: Vec::new(),
+            tcp_dead: Vec::new(),
         }
+    }
+
+    /// ICE-TCP connection `key` carries what str0m sends to `remote`.
+    pub(super) fn add_tcp(&mut self, remote: SocketAddr, key: usize) {
+        self.tcp_by_remote.insert(remote, key);
+    }
+
+    pub(super) fn remove_tcp(&mut self, remote: SocketAddr, key: usize) {
+        if self.tcp_by_remote.get(&remote) == Some(&key) {
+            self.tcp_by_remote.remove(&remote);
+        }
+        self.tcp_dead.retain(|k| *k != key);
+        self.tcp_dirty.retain(|k| *k != key);
+    }
+
+    pub(super) fn has_dead(&self) -> bool {
+        !self.tcp_dead.is_empty()
+    }
+
+    pub(super) fn take_dead(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.tcp_dead)
     }
 
     /// A shared UDP socket, bound at slab key `key`, sends what leaves from `addr`.
@@ -54,11 +88,52 @@ impl TxBatch {
                 return;
             }
             self.send_buf(endpoints);
+            for remote in self.tcp_backlog.drain(..) {
+                gateway.handle_tcp_backlog(remote);
+            }
         }
+    }
+
+    /// Frames the TCP packets of `buf` into their connections' queues and takes them out of
+    /// `buf`; writes each connection that got some once.
+    fn queue_tcp(&mut self, endpoints: &mut Slab<Endpoint>) {
+        if !self.buf.iter().any(|t| t.proto == Protocol::Tcp) {
+            return;
+        }
+        for t in self.buf.iter().filter(|t| t.proto == Protocol::Tcp) {
+            let conn = (self.tcp_by_remote.get(&t.destination))
+                .and_then(|k| Some((*k, endpoints.get_mut(*k)?)));
+            let Some((key, Endpoint::IceTcp(conn))) = conn else {
+                continue; // closed meanwhile: nothing to send it on
+            };
+            if !conn.out.push(&t.contents) {
+                // Whole packets are dropped, the framing stays intact; the viewer skips to
+                // the next keyframe (once per batch is enough).
+                if self.tcp_backlog.last() != Some(&t.destination) {
+                    self.tcp_backlog.push(t.destination);
+                }
+                continue;
+            }
+            if !conn.dirty {
+                conn.dirty = true;
+                self.tcp_dirty.push(key);
+            }
+        }
+        for key in self.tcp_dirty.drain(..) {
+            if let Some(Endpoint::IceTcp(conn)) = endpoints.get_mut(key) {
+                conn.dirty = false;
+                if !conn.write_queued() && !conn.dead {
+                    conn.dead = true;
+                    self.tcp_dead.push(key);
+                }
+            }
+        }
+        self.buf.retain(|t| t.proto != Protocol::Tcp);
     }
 
     /// Sends the datagrams in `buf`, in `sendmmsg` batches per socket.
     fn send_buf(&mut self, endpoints: &mut Slab<Endpoint>) {
+        self.queue_tcp(endpoints);
         let fallback = self.udp_by_addr.values().next().copied();
         let socket_of = |t: &Transmit| self.udp_by_addr.get(&t.source).copied().or(fallback);
         // Runs of datagrams leaving from the same socket go out together (with one socket,
