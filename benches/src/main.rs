@@ -2,7 +2,8 @@
 //!
 //! - `camgate-bench suite [--quick] [--no-janus] [--out FILE] [--camgate BIN] [--counts 1,10]
 //!   [--bitrates 2,4] [--window SECS]`: synthetic camera → server → N str0m viewers, for camgate
-//!   and Janus, then writes the report.
+//!   and Janus, then writes the report. `--targets camgate,camgate-tcp,janus` picks the servers;
+//!   `camgate-tcp` is camgate with its viewers on ICE-TCP (`transport: "TCP"`, RFC 4571 framing).
 //! - `camgate-bench micro [--counts ...]`: the in-process relay cost (no sockets).
 
 mod camera;
@@ -226,7 +227,7 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
     let cam = camera::Camera::start(mbps * 1_000_000, log.clone()).map_err(|e| e.to_string())?;
     let url = cam.url("cam1");
     let server: Server = match target {
-        "camgate" => targets::start_camgate(&o.camgate)?,
+        "camgate" | "camgate-tcp" => targets::start_camgate(&o.camgate)?,
         _ => {
             let dir =
                 std::env::temp_dir().join(format!("camgate-bench-janus-{}", std::process::id()));
@@ -252,7 +253,9 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
             break;
         }
         let ready = match &server.kind {
-            Kind::Camgate { ws, .. } => targets::camgate_viewer(*ws, &url, i),
+            Kind::Camgate { ws, .. } => {
+                targets::camgate_viewer(*ws, &url, i, target == "camgate-tcp")
+            }
             Kind::Janus { http } => targets::janus_viewer(*http, i),
         };
         match ready {
