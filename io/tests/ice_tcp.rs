@@ -42,7 +42,10 @@ fn garbage_oversized_or_unknown_ufrag_closes_that_connection_only() {
     let config = EventLoopConfig {
         listeners: Vec::new(),
         udp: Vec::new(),
-        ice_tcp: vec![("127.0.0.1:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap())],
+        ice_tcp: vec![(
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        )],
         rtsp_client_address: None,
         rtsp_udp_ports: (30000, 30099),
         udp_gso: true,
@@ -69,7 +72,8 @@ fn garbage_oversized_or_unknown_ufrag_closes_that_connection_only() {
         patient.write_all(&[0x00]).unwrap();
         // Not framed at all: "GE" reads as a 18245-byte length, over the limit.
         let mut http = connect();
-        http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         assert!(closed_by_server(&mut http), "oversized frame");
         // A zero length.
         let mut empty = connect();
@@ -89,7 +93,10 @@ fn garbage_oversized_or_unknown_ufrag_closes_that_connection_only() {
         patient
             .set_read_timeout(Some(Duration::from_millis(300)))
             .unwrap();
-        assert!(!closed_by_server(&mut patient), "only the bad connections close");
+        assert!(
+            !closed_by_server(&mut patient),
+            "only the bad connections close"
+        );
     });
     let deadline = Instant::now() + Duration::from_secs(30);
     event_loop
