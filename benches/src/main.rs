@@ -458,7 +458,7 @@ fn write_report(
         s,
         "- Camera: synthetic RTSP (in the bench process), H.264 30 fps, 1 s GOP, keyframe ≈ 9× a P-frame, FU-A in 1400-byte RTP packets (gst-rtsp-server's MTU; camgate re-fragments to 1200 B), \
          SPS/PPS before every IDR, plus PCMU 8 kHz in 20 ms packets. camgate pulls it with its default `rtsp_transport = auto` (UDP first), Janus over UDP (it has no TCP mode); both pull it before the first viewer (camgate by REST `startup`, Janus at mountpoint creation).\n\
-         - Viewers: str0m 0.25 peers (real ICE, DTLS, SRTP), {} threads, one UDP socket each, in the same process as the camera; \
+         - Viewers: str0m 0.25 peers (real ICE, DTLS, SRTP), {} threads, one UDP socket each (target `camgate-tcp`: one ICE-TCP connection each, `transport: \"TCP\"`, RFC 4571 framing; no kernel receive stamp there, so no relay latency), in the same process as the camera; \
          everything on loopback inside a private network namespace. Steady window {} s, taken 2 s after every viewer had its first keyframe.\n",
         o.threads,
         o.window.as_secs()
