@@ -44,6 +44,21 @@ pub(super) struct IceTcpConn {
 }
 
 impl IceTcpConn {
+    #[cfg(test)]
+    pub(super) fn for_test(stream: TcpStream, remote: SocketAddr, local: SocketAddr) -> Self {
+        IceTcpConn {
+            stream,
+            remote,
+            local,
+            deframer: Deframer::new(),
+            out: SendQueue::default(),
+            routed: true,
+            last_read: Instant::now(),
+            dirty: false,
+            dead: false,
+        }
+    }
+
     /// Writes what is queued until the socket takes no more; false when the connection failed.
     pub(super) fn write_queued(&mut self) -> bool {
         while !self.out.is_empty() {

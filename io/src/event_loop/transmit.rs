@@ -164,3 +164,104 @@ impl TxBatch {
         self.buf.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::net::{SocketAddr, TcpListener};
+    use std::time::Duration;
+
+    use camgate_core::ice_tcp::{Deframer, SEND_QUEUE_LIMIT};
+
+    use super::super::ice_tcp::IceTcpConn;
+    use super::*;
+
+    /// A connected pair: camgate's accepted side (non-blocking, in the slab) and the browser's.
+    fn connection(
+        endpoints: &mut Slab<Endpoint>,
+        tx: &mut TxBatch,
+    ) -> (usize, std::net::TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let browser = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, remote) = listener.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let local = listener.local_addr().unwrap();
+        let conn = IceTcpConn::for_test(mio::net::TcpStream::from_std(ours), remote, local);
+        let key = endpoints.insert(Endpoint::IceTcp(Box::new(conn)));
+        tx.add_tcp(remote, key);
+        (key, browser)
+    }
+
+    fn transmit(to: SocketAddr, n: u32) -> Transmit {
+        let mut contents = vec![0x80u8; 1200];
+        contents[..4].copy_from_slice(&n.to_be_bytes());
+        Transmit {
+            proto: Protocol::Tcp,
+            source: "127.0.0.1:20000".parse().unwrap(),
+            destination: to,
+            contents: contents.into(),
+        }
+    }
+
+    #[test]
+    fn a_browser_that_stops_reading_loses_whole_packets_and_holds_up_no_one() {
+        let mut endpoints = Slab::new();
+        let mut tx = TxBatch::new();
+        let (stalled_key, _stalled) = connection(&mut endpoints, &mut tx);
+        let (_, mut reader) = connection(&mut endpoints, &mut tx);
+        let remote = |key: usize, e: &Slab<Endpoint>| match &e[key] {
+            Endpoint::IceTcp(c) => c.remote,
+            _ => unreachable!(),
+        };
+        let stalled_addr = remote(stalled_key, &endpoints);
+        let reader_addr = reader.local_addr().unwrap();
+        reader
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut deframer = Deframer::new();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        // 20000 batches of one packet to each: 24 MB each, far past socket buffers and the queue.
+        let mut backlogged = 0;
+        for n in 0..20_000u32 {
+            tx.buf.push(transmit(stalled_addr, n));
+            tx.buf.push(transmit(reader_addr, n));
+            tx.send_buf(&mut endpoints);
+            assert!(tx.buf.is_empty(), "TCP transmits never reach the UDP path");
+            backlogged += tx
+                .tcp_backlog
+                .drain(..)
+                .filter(|a| *a == stalled_addr)
+                .count();
+            // The reading browser keeps up.
+            while got.len() <= n as usize {
+                let r = reader.read(&mut buf).unwrap();
+                assert!(r > 0);
+                deframer
+                    .feed(&buf[..r], |f| {
+                        got.push(u32::from_be_bytes(f[..4].try_into().unwrap()));
+                        true
+                    })
+                    .unwrap();
+            }
+        }
+        assert_eq!(
+            got,
+            (0..20_000).collect::<Vec<_>>(),
+            "every packet, in order"
+        );
+        let Endpoint::IceTcp(stalled) = &endpoints[stalled_key] else {
+            unreachable!()
+        };
+        assert!(
+            stalled.out.len() <= SEND_QUEUE_LIMIT,
+            "{}",
+            stalled.out.len()
+        );
+        assert!(
+            backlogged > 1000,
+            "the stalled viewer was reported behind: {backlogged}"
+        );
+        assert!(!tx.has_dead());
+    }
+}
