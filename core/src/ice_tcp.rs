@@ -16,6 +16,11 @@ pub const MAX_FRAME: usize = 4096;
 /// intact) and the viewer waits for the next keyframe.
 pub const SEND_QUEUE_LIMIT: usize = 256 * 1024;
 
+/// An emptied send queue that grew past this (a GOP sent at once to a viewer that joined, an
+/// unusually large keyframe) gives the rest back: steady keyframe bursts of a few Mbit/s stream
+/// fit in it, so it is rarely reallocated, and an idle viewer does not keep a burst's worth.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
 /// Why a connection's byte stream is not RFC 4571 frames of packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameError {
@@ -166,6 +171,9 @@ impl SendQueue {
         if self.sent == self.buf.len() {
             self.buf.clear();
             self.sent = 0;
+            if self.buf.capacity() > KEEP_CAPACITY {
+                self.buf.shrink_to(KEEP_CAPACITY);
+            }
         }
     }
 
@@ -309,5 +317,13 @@ mod tests {
         }
         assert!(q.buf.capacity() <= 256, "capacity {}", q.buf.capacity());
         assert!(!q.push(&vec![0; 70_000]), "longer than a frame can say");
+        // A burst grows it; once sent, it gives back what is over KEEP_CAPACITY.
+        let mut q = SendQueue::new(SEND_QUEUE_LIMIT);
+        for _ in 0..200 {
+            assert!(q.push(&[1; 1200]));
+        }
+        assert!(q.buf.capacity() > KEEP_CAPACITY);
+        q.consumed(q.len());
+        assert!(q.buf.capacity() <= KEEP_CAPACITY, "{}", q.buf.capacity());
     }
 }
