@@ -2,7 +2,8 @@
 //!
 //! - `camgate-bench suite [--quick] [--no-janus] [--out FILE] [--camgate BIN] [--counts 1,10]
 //!   [--bitrates 2,4] [--window SECS]`: synthetic camera → server → N str0m viewers, for camgate
-//!   and Janus, then writes the report.
+//!   and Janus, then writes the report. `--targets camgate,camgate-tcp,janus` picks the servers;
+//!   `camgate-tcp` is camgate with its viewers on ICE-TCP (`transport: "TCP"`, RFC 4571 framing).
 //! - `camgate-bench micro [--counts ...]`: the in-process relay cost (no sockets).
 
 mod camera;
@@ -226,7 +227,7 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
     let cam = camera::Camera::start(mbps * 1_000_000, log.clone()).map_err(|e| e.to_string())?;
     let url = cam.url("cam1");
     let server: Server = match target {
-        "camgate" => targets::start_camgate(&o.camgate)?,
+        "camgate" | "camgate-tcp" => targets::start_camgate(&o.camgate)?,
         _ => {
             let dir =
                 std::env::temp_dir().join(format!("camgate-bench-janus-{}", std::process::id()));
@@ -252,7 +253,9 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
             break;
         }
         let ready = match &server.kind {
-            Kind::Camgate { ws, .. } => targets::camgate_viewer(*ws, &url, i),
+            Kind::Camgate { ws, .. } => {
+                targets::camgate_viewer(*ws, &url, i, target == "camgate-tcp")
+            }
             Kind::Janus { http } => targets::janus_viewer(*http, i),
         };
         match ready {
@@ -455,7 +458,7 @@ fn write_report(
         s,
         "- Camera: synthetic RTSP (in the bench process), H.264 30 fps, 1 s GOP, keyframe ≈ 9× a P-frame, FU-A in 1400-byte RTP packets (gst-rtsp-server's MTU; camgate re-fragments to 1200 B), \
          SPS/PPS before every IDR, plus PCMU 8 kHz in 20 ms packets. camgate pulls it with its default `rtsp_transport = auto` (UDP first), Janus over UDP (it has no TCP mode); both pull it before the first viewer (camgate by REST `startup`, Janus at mountpoint creation).\n\
-         - Viewers: str0m 0.25 peers (real ICE, DTLS, SRTP), {} threads, one UDP socket each, in the same process as the camera; \
+         - Viewers: str0m 0.25 peers (real ICE, DTLS, SRTP), {} threads, one UDP socket each (target `camgate-tcp`: one ICE-TCP connection each, `transport: \"TCP\"`, RFC 4571 framing; no kernel receive stamp there, so no relay latency), in the same process as the camera; \
          everything on loopback inside a private network namespace. Steady window {} s, taken 2 s after every viewer had its first keyframe.\n",
         o.threads,
         o.window.as_secs()

@@ -14,7 +14,7 @@ use str0m::media::{Direction, MediaKind};
 use str0m::Candidate;
 use tungstenite::Message;
 
-use crate::viewers::{new_rtc, Ready};
+use crate::viewers::{new_rtc, Ready, ViewerSocket};
 
 pub type Res<T> = Result<T, String>;
 
@@ -140,10 +140,17 @@ fn set_rcvbuf(sock: &std::net::UdpSocket, bytes: libc::c_int) -> libc::c_int {
 }
 
 /// One camgate viewer: `connection` → `getUserData`, `playStream` (offer) → `setRemoteSDP`.
-pub fn camgate_viewer(ws_addr: SocketAddr, url: &str, n: usize) -> Res<Ready> {
-    let (sock, local) = bind_udp("127.0.0.1")?;
+/// `tcp`: the viewer asks for `transport: "TCP"` and connects to the answer's ICE-TCP
+/// candidate (RFC 6544 active side) instead of using a UDP socket.
+pub fn camgate_viewer(ws_addr: SocketAddr, url: &str, n: usize, tcp: bool) -> Res<Ready> {
     let mut rtc = new_rtc(Instant::now());
-    rtc.add_local_candidate(Candidate::host(local, "udp").map_err(err("candidate"))?);
+    let udp = if tcp {
+        None
+    } else {
+        let (sock, local) = bind_udp("127.0.0.1")?;
+        rtc.add_local_candidate(Candidate::host(local, "udp").map_err(err("candidate"))?);
+        Some((sock, local))
+    };
     let mut api = rtc.sdp_api();
     api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
     api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
@@ -182,14 +189,40 @@ pub fn camgate_viewer(ws_addr: SocketAddr, url: &str, n: usize) -> Res<Ready> {
         &mut ws,
         json!({"message": "playStream", "data": [{"mediaSessionId": format!("bench-{n}"), "name": url,
             "published": false, "hasVideo": true, "hasAudio": true, "status": "PENDING",
+            "transport": if tcp { "TCP" } else { "UDP" },
             "sdp": offer.to_sdp_string()}]}),
     )?;
     let v = read(&mut ws, "setRemoteSDP")?;
-    let answer = SdpAnswer::from_sdp_string(v["data"][1].as_str().ok_or("no sdp")?)
-        .map_err(err("answer"))?;
+    let answer_sdp = v["data"][1].as_str().ok_or("no sdp")?;
+    let answer = SdpAnswer::from_sdp_string(answer_sdp).map_err(err("answer"))?;
     rtc.sdp_api()
         .accept_answer(pending, answer)
         .map_err(err("accept answer"))?;
+    let (sock, local) = match udp {
+        Some((sock, local)) => (ViewerSocket::Udp(sock), local),
+        None => {
+            // a=candidate:… 1 tcp PRIO ADDR PORT typ host tcptype passive
+            let server: SocketAddr = answer_sdp
+                .lines()
+                .filter(|l| l.starts_with("a=candidate:") && l.contains(" tcptype passive"))
+                .find_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    format!("{}:{}", f.get(4)?, f.get(5)?).parse().ok()
+                })
+                .ok_or("no ICE-TCP candidate in the answer")?;
+            let stream = TcpStream::connect(server).map_err(err("ice-tcp connect"))?;
+            stream.set_nodelay(true).ok();
+            let local = stream.local_addr().map_err(err("ice-tcp addr"))?;
+            let candidate = Candidate::builder()
+                .tcp()
+                .host(local)
+                .tcptype(str0m::net::TcpType::Active)
+                .build()
+                .map_err(err("candidate"))?;
+            rtc.add_local_candidate(candidate);
+            (ViewerSocket::Tcp(stream, server), local)
+        }
+    };
     Ok(Ready {
         rtc,
         sock,
@@ -455,7 +488,7 @@ pub fn janus_viewer(addr: SocketAddr, n: usize) -> Res<Ready> {
     )?;
     Ok(Ready {
         rtc,
-        sock,
+        sock: ViewerSocket::Udp(sock),
         local,
         ws: None,
         play_sent,

@@ -1,4 +1,5 @@
-//! WebRTC viewers: str0m peers in RTP mode, many per thread, one UDP socket each, driven by mio.
+//! WebRTC viewers: str0m peers in RTP mode, many per thread, one UDP socket (or, for ICE-TCP, one
+//! TCP connection with RFC 4571 framing) each, driven by mio.
 //! They count packets, loss (by the camera's packet ids) and latency per packet, twice: to the kernel's
 //! receive timestamp of the datagram (when the server's send put it into the viewer's socket: the server's own
 //! relay latency) and to when the viewer read it (which adds the load generator's own queueing).
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
+use camgate_core::ice_tcp::{Deframer, SendQueue};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 use str0m::net::{Protocol, Receive};
@@ -24,10 +26,17 @@ use crate::camera::{packet_ids, SendLog, TRAILER};
 pub const BUCKET_NS: u64 = 10_000;
 pub const BUCKETS: usize = 200_000;
 
+/// How a viewer reaches the server: its own UDP socket, or a TCP connection to the server's
+/// ICE-TCP candidate (the server's address).
+pub enum ViewerSocket {
+    Udp(std::net::UdpSocket),
+    Tcp(std::net::TcpStream, SocketAddr),
+}
+
 /// A viewer whose signaling is done: its str0m peer has the remote description.
 pub struct Ready {
     pub rtc: Rtc,
-    pub sock: std::net::UdpSocket,
+    pub sock: ViewerSocket,
     pub local: SocketAddr,
     /// camgate's signaling socket, kept open (and answering pings) while playing.
     pub ws: Option<WebSocket<TcpStream>>,
@@ -92,9 +101,19 @@ pub struct WorkerResult {
     pub cpu: Duration,
 }
 
+enum Sock {
+    Udp(UdpSocket),
+    Tcp {
+        stream: mio::net::TcpStream,
+        remote: SocketAddr,
+        deframer: Deframer,
+        out: SendQueue,
+    },
+}
+
 struct Client {
     rtc: Rtc,
-    sock: UdpSocket,
+    sock: Sock,
     local: SocketAddr,
     ws: Option<WebSocket<TcpStream>>,
     play_sent: Instant,
@@ -153,17 +172,39 @@ fn run(rx: Receiver<Ready>, shared: &Shared) -> WorkerResult {
         read: vec![0u32; BUCKETS],
         relay: vec![0u32; BUCKETS],
     };
-    let mut buf = vec![0u8; 2048];
+    let mut buf = vec![0u8; 64 * 1024];
     let cpu0 = thread_cpu();
     loop {
         while let Ok(r) = rx.try_recv() {
             let i = clients.len();
-            r.sock.set_nonblocking(true).ok();
-            enable_rx_timestamps(&r.sock);
-            let mut sock = UdpSocket::from_std(r.sock);
-            poll.registry()
-                .register(&mut sock, Token(2 * i), Interest::READABLE)
-                .ok();
+            let sock = match r.sock {
+                ViewerSocket::Udp(s) => {
+                    s.set_nonblocking(true).ok();
+                    enable_rx_timestamps(&s);
+                    let mut sock = UdpSocket::from_std(s);
+                    poll.registry()
+                        .register(&mut sock, Token(2 * i), Interest::READABLE)
+                        .ok();
+                    Sock::Udp(sock)
+                }
+                ViewerSocket::Tcp(s, remote) => {
+                    s.set_nonblocking(true).ok();
+                    let mut stream = mio::net::TcpStream::from_std(s);
+                    poll.registry()
+                        .register(
+                            &mut stream,
+                            Token(2 * i),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )
+                        .ok();
+                    Sock::Tcp {
+                        stream,
+                        remote,
+                        deframer: Deframer::new(),
+                        out: SendQueue::default(),
+                    }
+                }
+            };
             let mut ws = r.ws;
             if let Some(ws) = ws.as_mut() {
                 ws.get_ref().set_nonblocking(true).ok();
@@ -213,8 +254,13 @@ fn run(rx: Receiver<Ready>, shared: &Shared) -> WorkerResult {
                 service_ws(c);
                 continue;
             }
+            if matches!(c.sock, Sock::Tcp { .. }) {
+                read_tcp(c, shared, &mut hist, &mut buf);
+                continue;
+            }
             for _ in 0..10_000 {
-                match recv_stamped(&c.sock, &mut buf) {
+                let Sock::Udp(sock) = &c.sock else { break };
+                match recv_stamped(sock, &mut buf) {
                     Ok((n, src, stamp)) => {
                         c.stats.udp_rx += 1;
                         let now = Instant::now();
@@ -245,6 +291,73 @@ fn run(rx: Receiver<Ready>, shared: &Shared) -> WorkerResult {
         hist: hist.read,
         relay_hist: hist.relay,
         cpu,
+    }
+}
+
+/// Reads what the server sent on an ICE-TCP viewer's connection, frame by frame into str0m,
+/// and writes what is queued for it.
+fn read_tcp(c: &mut Client, shared: &Shared, hist: &mut Hists, buf: &mut [u8]) {
+    use std::io::Read;
+    let Sock::Tcp {
+        remote, deframer, ..
+    } = &mut c.sock
+    else {
+        return;
+    };
+    let remote = *remote;
+    let mut deframer = std::mem::take(deframer);
+    while let Sock::Tcp { stream, .. } = &mut c.sock {
+        let n = match stream.read(buf) {
+            Ok(0) => {
+                c.stats.failed = true;
+                break;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                c.stats.failed = true;
+                break;
+            }
+        };
+        let local = c.local;
+        let fed = deframer.feed(&buf[..n], |frame| {
+            c.stats.udp_rx += 1;
+            if let Ok(r) = Receive::new(Protocol::Tcp, remote, local, frame) {
+                if c.rtc
+                    .handle_input(Input::Receive(Instant::now(), r))
+                    .is_err()
+                {
+                    c.stats.failed = true;
+                }
+            }
+            drain(c, shared, hist);
+            true
+        });
+        if fed.is_err() {
+            c.stats.failed = true;
+            break;
+        }
+    }
+    if let Sock::Tcp { deframer: d, .. } = &mut c.sock {
+        *d = deframer;
+    }
+    flush_tcp(c);
+}
+
+/// Writes an ICE-TCP viewer's queued frames until the socket takes no more.
+fn flush_tcp(c: &mut Client) {
+    use std::io::Write;
+    let Sock::Tcp { stream, out, .. } = &mut c.sock else {
+        return;
+    };
+    while !out.is_empty() {
+        match stream.write(out.unsent()) {
+            Ok(0) => break,
+            Ok(n) => out.consumed(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
     }
 }
 
@@ -279,9 +392,17 @@ fn drain(c: &mut Client, shared: &Shared, hist: &mut Hists) {
             }
             Ok(Output::Transmit(t)) => {
                 c.stats.udp_tx += 1;
-                if let Err(e) = c.sock.send_to(&t.contents, t.destination) {
-                    if c.stats.udp_tx < 3 && std::env::var_os("BENCH_DEBUG").is_some() {
-                        eprintln!("    send to {}: {e}", t.destination);
+                match &mut c.sock {
+                    Sock::Udp(sock) => {
+                        if let Err(e) = sock.send_to(&t.contents, t.destination) {
+                            if c.stats.udp_tx < 3 && std::env::var_os("BENCH_DEBUG").is_some() {
+                                eprintln!("    send to {}: {e}", t.destination);
+                            }
+                        }
+                    }
+                    Sock::Tcp { out, .. } => {
+                        out.push(&t.contents);
+                        flush_tcp(c);
                     }
                 }
             }

@@ -23,6 +23,9 @@ pub enum ClientMessage {
         name: String,
         /// The browser's WebRTC offer.
         sdp: String,
+        /// The page asked for media over TCP (`transport: "TCP"`): the answer carries ICE-TCP
+        /// candidates only.
+        tcp: bool,
     },
     /// Stop the playback `media_session_id`.
     StopStream {
@@ -83,6 +86,10 @@ impl ClientMessage {
                 media_session_id: field("mediaSessionId")?,
                 name: field("name")?,
                 sdp: field("sdp")?,
+                tcp: first
+                    .get("transport")
+                    .and_then(Value::as_str)
+                    .is_some_and(|t| t.eq_ignore_ascii_case("TCP")),
             },
             "stopStream" => Self::StopStream {
                 media_session_id: field("mediaSessionId")?,
@@ -199,9 +206,16 @@ mod tests {
             ClientMessage::PlayStream {
                 media_session_id: "a1".into(),
                 name: "rtsp://u:p@cam/x".into(),
-                sdp: "v=0\r\n".into()
+                sdp: "v=0\r\n".into(),
+                tcp: false,
             }
         );
+        // What the SDK sends for `playStream` with `transport: "TCP"`.
+        let tcp = text.replace("\"status\"", "\"transport\":\"TCP\",\"status\"");
+        assert!(matches!(
+            ClientMessage::parse(&tcp).unwrap(),
+            ClientMessage::PlayStream { tcp: true, .. }
+        ));
     }
 
     #[test]

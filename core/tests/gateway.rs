@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use camgate_core::gateway::{Gateway, GatewayConfig, GatewayOutput, SessionId, StreamId};
+use camgate_core::ice_tcp::{Deframer, SendQueue};
 use camgate_core::ids::ConnId;
 use camgate_core::mirror::MirrorItem;
 use camgate_core::placement::Placement;
@@ -58,6 +59,47 @@ struct Browser {
     /// sent one to it (a router forwarding no media port); `nat_open` once it has.
     behind_nat: bool,
     nat_open: bool,
+    /// An ICE-TCP browser's connection to the gateway's TCP candidate.
+    tcp: Option<TcpPipe>,
+}
+
+/// Both directions of an ICE-TCP connection as byte streams of RFC 4571 frames, delivered in
+/// small pieces that cut frames anywhere.
+struct TcpPipe {
+    /// The gateway's address (the passive candidate).
+    server: SocketAddr,
+    down: SendQueue,
+    down_deframer: Deframer,
+    up: SendQueue,
+    up_deframer: Deframer,
+}
+
+impl TcpPipe {
+    fn new(server: SocketAddr) -> Self {
+        TcpPipe {
+            server,
+            down: SendQueue::new(usize::MAX),
+            down_deframer: Deframer::new(),
+            up: SendQueue::new(usize::MAX),
+            up_deframer: Deframer::new(),
+        }
+    }
+
+    /// The frames the bytes queued in `queue` complete, read `chunk` bytes at a time.
+    fn take(queue: &mut SendQueue, deframer: &mut Deframer, chunk: usize) -> Vec<Vec<u8>> {
+        let mut frames = Vec::new();
+        let bytes = queue.unsent().to_vec();
+        queue.consumed(bytes.len());
+        for piece in bytes.chunks(chunk) {
+            deframer
+                .feed(piece, |f| {
+                    frames.push(f.to_vec());
+                    true
+                })
+                .unwrap();
+        }
+        frames
+    }
 }
 
 /// A link of `rate` bit/s with a drop-tail queue of `limit` bytes, like `netem rate`:
@@ -160,6 +202,8 @@ struct Harness {
     stun_server: Option<(SocketAddr, SocketAddr)>,
     /// Binding requests the STUN server answered.
     stun_answered: usize,
+    /// New browsers connect over ICE-TCP and ask for `transport: "TCP"`.
+    browser_tcp: bool,
 }
 
 impl Harness {
@@ -172,6 +216,7 @@ impl Harness {
         let server_addr: SocketAddr = "127.0.0.1:20000".parse().unwrap();
         let gateway = Gateway::new(GatewayConfig {
             candidates: vec![server_addr],
+            tcp_candidates: vec![server_addr],
             // As the server: one certificate for every viewer.
             dtls_cert: config.dtls_cert.clone().or_else(test_certificate),
             ..config
@@ -205,6 +250,7 @@ impl Harness {
             browser_g722: false,
             stun_server: None,
             stun_answered: 0,
+            browser_tcp: false,
         }
     }
 
@@ -303,7 +349,15 @@ impl Harness {
             }
         }
         let mut rtc = config.build(self.now);
-        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let tcp = self
+            .browser_tcp
+            .then(|| TcpPipe::new("127.0.0.1:20000".parse().unwrap()));
+        if tcp.is_some() {
+            let c = Candidate::builder().tcp().host(addr);
+            rtc.add_local_candidate(c.tcptype(str0m::net::TcpType::Active).build().unwrap());
+        } else {
+            rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        }
         let session = ConnId(7 + n).session();
         self.browsers.push(Browser {
             session,
@@ -325,6 +379,7 @@ impl Harness {
             rtp: Vec::new(),
             video_mid: None,
             link: None,
+            tcp,
         });
         self.gateway.handle_session_opened(session, self.now);
         self.signal(b, "connection", serde_json::json!({"appKey": "defaultApp"}));
@@ -334,7 +389,8 @@ impl Harness {
         let (offer, pending) = api.apply().unwrap();
         self.browsers[b].video_mid = Some(video_mid);
         self.browsers[b].pending = Some(pending);
-        self.signal(b, "playStream", serde_json::json!({"mediaSessionId": format!("m{b}"), "name": url, "sdp": offer.to_sdp_string()}));
+        let transport = if self.browser_tcp { "TCP" } else { "UDP" };
+        self.signal(b, "playStream", serde_json::json!({"mediaSessionId": format!("m{b}"), "name": url, "sdp": offer.to_sdp_string(), "transport": transport}));
         b
     }
 
@@ -486,6 +542,24 @@ impl Harness {
                     continue;
                 }
                 browser.nat_open = true;
+                if let Some(pipe) = browser.tcp.as_mut() {
+                    assert_eq!(
+                        t.proto,
+                        Protocol::Tcp,
+                        "an ICE-TCP viewer gets all over TCP"
+                    );
+                    assert!(pipe.down.push(&t.contents));
+                    for frame in TcpPipe::take(&mut pipe.down, &mut pipe.down_deframer, 7) {
+                        let r = Receive::new(Protocol::Tcp, t.source, t.destination, &frame);
+                        browser
+                            .rtc
+                            .handle_input(Input::Receive(now, r.unwrap()))
+                            .unwrap();
+                    }
+                    Self::drain_browser(browser, now, &mut browser_sent);
+                    continue;
+                }
+                assert_eq!(t.proto, Protocol::Udp);
                 if t.contents.len() > 1000 {
                     if browser.lose_video > 0 {
                         browser.lose_video -= 1;
@@ -535,6 +609,7 @@ impl Harness {
             }
             moved |= self.drain_browsers();
             moved |= self.deliver_uplinks();
+            moved |= self.deliver_tcp_uplinks();
             if !moved {
                 break;
             }
@@ -571,6 +646,28 @@ impl Harness {
         !due.is_empty()
     }
 
+    /// What ICE-TCP browsers wrote on their connections, frame by frame (cut into 5-byte
+    /// reads) to the gateway. True when any moved.
+    fn deliver_tcp_uplinks(&mut self) -> bool {
+        let now = self.now;
+        let mut frames = Vec::new();
+        for b in &mut self.browsers {
+            if let Some(pipe) = b.tcp.as_mut() {
+                for f in TcpPipe::take(&mut pipe.up, &mut pipe.up_deframer, 5) {
+                    frames.push((b.addr, pipe.server, f));
+                }
+            }
+        }
+        for (source, server, frame) in &frames {
+            let routed = self.gateway.handle_tcp(now, *source, *server, frame);
+            assert!(
+                routed,
+                "every frame of a playing browser reaches its viewer"
+            );
+        }
+        !frames.is_empty()
+    }
+
     /// Polls every browser; what they send goes to the gateway. True when anything moved.
     fn drain_browsers(&mut self) -> bool {
         let mut sent = Vec::new();
@@ -601,6 +698,10 @@ impl Harness {
                     Output::Transmit(_) if b.vanished => {}
                     // DTLS records start with 20..=63 (RFC 7983).
                     Output::Transmit(t) if b.drop_dtls && (20..64).contains(&t.contents[0]) => {}
+                    Output::Transmit(t) if b.tcp.is_some() => {
+                        assert_eq!(t.proto, Protocol::Tcp);
+                        assert!(b.tcp.as_mut().unwrap().up.push(&t.contents));
+                    }
                     Output::Transmit(t) if !b.uplink_delay.is_zero() => b.uplink.push_back((
                         now + b.uplink_delay,
                         t.source,
@@ -1693,7 +1794,7 @@ fn a_viewer_whose_ice_checks_never_arrive_fails_at_the_timeout_naming_the_candid
         .to_owned();
     assert!(info.starts_with("no ICE connectivity"), "{info}");
     assert!(
-        info.contains("UDP 127.0.0.1:20000 got no check from the browser"),
+        info.contains("UDP 127.0.0.1:20000 and TCP 127.0.0.1:20000 got no check from the browser"),
         "{info}"
     );
     assert_eq!(h.browsers[blocked].statuses(), ["PENDING", "FAILED"]);
@@ -2858,8 +2959,57 @@ fn with_full_ice_an_unreachable_viewer_fails_naming_the_server_reflexive_candida
     let info = h.browsers[b].failed()["data"][0]["info"].as_str().unwrap();
     assert_eq!(
         info,
-        "no ICE connectivity: camgate's UDP 127.0.0.1:20000 and UDP 203.0.113.1:40000 \
-         (server-reflexive) got no check from the browser within 10 s (a firewall or NAT \
+        "no ICE connectivity: camgate's UDP 127.0.0.1:20000, TCP 127.0.0.1:20000 and UDP \
+         203.0.113.1:40000 (server-reflexive) got no check from the browser within 10 s (a firewall or NAT \
          between them?)"
     );
+}
+
+#[test]
+fn an_ice_tcp_viewer_plays_beside_a_udp_one_with_frames_cut_anywhere() {
+    let mut h = Harness::new();
+    h.browser_tcp = true;
+    let tcp = h.play("rtsp://127.0.0.1:8554/cam");
+    h.browser_tcp = false;
+    let udp = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(500));
+    // `transport: "TCP"`: the answer has the passive TCP candidate only; the other one both,
+    // UDP first by priority.
+    let candidates = |b: usize| -> Vec<String> {
+        let ws = &h.browsers[b].ws;
+        let answer = ws.iter().find(|v| v["message"] == "setRemoteSDP").unwrap();
+        let sdp = answer["data"][1].as_str().unwrap();
+        sdp.lines()
+            .filter(|l| l.starts_with("a=candidate"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let (tcp_c, udp_c) = (candidates(tcp), candidates(udp));
+    assert_eq!(tcp_c.len(), 1, "{tcp_c:?}");
+    assert!(tcp_c[0].contains(" tcp ") && tcp_c[0].contains("tcptype passive"));
+    assert_eq!(udp_c.len(), 2, "{udp_c:?}");
+    let prio = |c: &str| c.split(' ').nth(3).unwrap().parse::<u32>().unwrap();
+    let (u, t) = (
+        udp_c.iter().find(|c| c.contains(" udp ")).unwrap(),
+        udp_c.iter().find(|c| c.contains(" tcp ")).unwrap(),
+    );
+    assert!(prio(u) > prio(t), "UDP preferred: {udp_c:?}");
+
+    h.camera_frames(0..30);
+    for b in [tcp, udp] {
+        assert!(h.browsers[b].rtc.is_connected(), "browser {b}");
+        let frames = h.browsers[b].frames.len();
+        assert!(frames >= 25, "browser {b}: {frames} frames");
+    }
+    let stats = h.gateway.stats();
+    assert_eq!((stats.viewers_tcp, stats.viewers_udp), (1, 1));
+    // The connection closes (the browser went away): its address no longer routes.
+    h.gateway.handle_tcp_closed(h.browsers[tcp].addr);
+    let stray = h.gateway.handle_tcp(
+        h.now,
+        h.browsers[tcp].addr,
+        "127.0.0.1:20000".parse().unwrap(),
+        &[0x80, 0x60, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+    );
+    assert!(!stray, "a closed connection's address leads nowhere");
 }

@@ -9,6 +9,7 @@
 //! gateway's datagrams.
 
 mod camera;
+mod ice_tcp;
 mod transmit;
 mod web;
 
@@ -35,6 +36,9 @@ pub struct EventLoopConfig {
     /// The shared WebRTC UDP sockets: (address to bind, address announced to browsers).
     /// They differ behind a 1:1 NAT or when binding to 0.0.0.0.
     pub udp: Vec<(SocketAddr, SocketAddr)>,
+    /// ICE-TCP listeners (RFC 6544 passive candidates): (address to bind, address announced).
+    /// Empty: no ICE-TCP.
+    pub ice_tcp: Vec<(SocketAddr, SocketAddr)>,
     /// Local address camera connections are made from (`rtsp_client_address`), if set.
     pub rtsp_client_address: Option<IpAddr>,
     /// Local UDP ports for cameras' RTP/RTCP over UDP (inclusive range).
@@ -57,6 +61,13 @@ enum Endpoint {
         announced: bool,
     },
     Udp(UdpEndpoint),
+    /// An ICE-TCP listener and the address browsers are told.
+    IceListener {
+        listener: TcpListener,
+        announced: SocketAddr,
+    },
+    /// A browser's ICE-TCP connection.
+    IceTcp(Box<ice_tcp::IceTcpConn>),
     CameraUdp(CameraUdp),
     /// A camera connection being closed: flushes what is queued (a TEARDOWN), then goes.
     Closing(TcpConn),
@@ -107,6 +118,9 @@ impl EventLoop {
             this.tx.add_socket(udp.announced, key);
             this.endpoints.insert(Endpoint::Udp(udp));
         }
+        for (addr, announced) in &config.ice_tcp {
+            this.listen_ice_tcp(*addr, *announced)?;
+        }
         Ok(this)
     }
 
@@ -127,6 +141,17 @@ impl EventLoop {
             .filter_map(|(_, e)| match e {
                 Endpoint::Listener(kind, l) => l.local_addr().ok().map(|a| (Some(*kind), a)),
                 Endpoint::Udp(u) => Some((None, u.announced)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The ICE-TCP listeners' announced addresses (ports resolved when 0 was asked for).
+    pub fn ice_tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.endpoints
+            .iter()
+            .filter_map(|(_, e)| match e {
+                Endpoint::IceListener { announced, .. } => Some(*announced),
                 _ => None,
             })
             .collect()
@@ -177,6 +202,7 @@ impl EventLoop {
                     tracing::error!("web side panicked in its timer tick");
                 }
                 self.apply_web_io(&mut web_io, now, gateway, web);
+                self.sweep_ice_tcp(now, gateway);
             }
             self.apply_gateway_outputs(now, gateway, web, &mut web_io);
         }
@@ -213,6 +239,8 @@ impl EventLoop {
                 self.read_camera_udp(key, now, gateway);
                 self.flush_transmits(gateway);
             }
+            Some(Endpoint::IceListener { .. }) => self.accept_ice_tcp(key, now),
+            Some(Endpoint::IceTcp(_)) => self.ready_ice_tcp(key, now, gateway),
             Some(Endpoint::Udp(udp)) => {
                 // str0m matches datagrams against the candidate it announced.
                 let local = udp.announced;
@@ -316,6 +344,9 @@ impl EventLoop {
 
     fn flush_transmits(&mut self, gateway: &mut Gateway) {
         self.tx.flush(gateway, &mut self.endpoints);
+        if self.tx.has_dead() {
+            self.close_dead_ice_tcp(gateway);
+        }
     }
 }
 

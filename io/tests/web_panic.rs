@@ -34,6 +34,7 @@ fn a_panic_on_one_clients_input_drops_only_that_client() {
     let config = EventLoopConfig {
         listeners: vec![(ListenerKind::Http, "127.0.0.1:0".parse().unwrap())],
         udp: Vec::new(),
+        ice_tcp: Vec::new(),
         rtsp_client_address: None,
         rtsp_udp_ports: (30000, 30099),
         udp_gso: true,

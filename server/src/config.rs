@@ -47,6 +47,12 @@ pub struct Config {
     pub max_viewers_per_stream: usize,
     /// UDP port shared by every WebRTC viewer (of the first worker; worker i uses this + i).
     pub webrtc_port: u16,
+    /// ICE over TCP (RFC 6544): browsers that cannot use UDP reach a TCP listener per worker
+    /// (passive TCP candidates in every answer, below UDP in priority).
+    pub ice_tcp: bool,
+    /// TCP port of the first worker's ICE-TCP listener (worker i uses this + i). Unset: the
+    /// same number as `webrtc_port`.
+    pub ice_tcp_port: Option<u16>,
     /// Event loops (worker threads); 0: one per CPU core.
     pub workers: usize,
     /// How many more viewers a camera's worker may serve than the least-loaded worker before
@@ -143,6 +149,8 @@ impl Default for Config {
             max_viewers: 2000,
             max_viewers_per_stream: 500,
             webrtc_port: 20000,
+            ice_tcp: true,
+            ice_tcp_port: None,
             workers: 0,
             viewer_spread_margin: 4,
             udp_gso: true,
@@ -218,6 +226,12 @@ pub struct Cli {
     pub http_port: Option<u16>,
     #[arg(long)]
     pub webrtc_port: Option<u16>,
+    /// Don't offer ICE over TCP (UDP candidates only).
+    #[arg(long)]
+    pub no_ice_tcp: bool,
+    /// TCP port of the ICE-TCP listener (default: the WebRTC UDP port).
+    #[arg(long)]
+    pub ice_tcp_port: Option<u16>,
     /// Event loops (worker threads); 0: one per CPU core.
     #[arg(long)]
     pub workers: Option<usize>,
@@ -293,6 +307,12 @@ impl Config {
         }
         if let Some(v) = cli.webrtc_port {
             config.webrtc_port = v;
+        }
+        if cli.no_ice_tcp {
+            config.ice_tcp = false;
+        }
+        if cli.ice_tcp_port.is_some() {
+            config.ice_tcp_port = cli.ice_tcp_port;
         }
         if let Some(v) = cli.workers {
             config.workers = v;
@@ -492,7 +512,20 @@ impl Config {
     /// The WebRTC sockets of worker `worker`: on port `webrtc_port + worker` (0 stays 0:
     /// any free port).
     pub fn webrtc_sockets_of(&self, worker: usize) -> Vec<(SocketAddr, SocketAddr)> {
-        let port = match self.webrtc_port {
+        self.sockets_on(self.webrtc_port, worker)
+    }
+
+    /// The ICE-TCP listeners of worker `worker` (none when `ice_tcp` is off): the same
+    /// addresses as its UDP sockets, on `ice_tcp_port` (default `webrtc_port`) + `worker`.
+    pub fn ice_tcp_sockets_of(&self, worker: usize) -> Vec<(SocketAddr, SocketAddr)> {
+        if !self.ice_tcp {
+            return Vec::new();
+        }
+        self.sockets_on(self.ice_tcp_port.unwrap_or(self.webrtc_port), worker)
+    }
+
+    fn sockets_on(&self, first_port: u16, worker: usize) -> Vec<(SocketAddr, SocketAddr)> {
+        let port = match first_port {
             0 => 0,
             p => p.saturating_add(worker as u16),
         };

@@ -152,6 +152,7 @@ fn run(config: &Config) -> Result<(), String> {
                 Vec::new()
             },
             udp: config.webrtc_sockets_of(worker),
+            ice_tcp: config.ice_tcp_sockets_of(worker),
             rtsp_client_address: config.rtsp_client_address,
             rtsp_udp_ports: (config.rtsp_udp_port_min, config.rtsp_udp_port_max),
             udp_gso: config.udp_gso,
@@ -178,7 +179,11 @@ fn run(config: &Config) -> Result<(), String> {
                 }
             }
         }
-        candidates.push(mine);
+        let tcp = event_loop.ice_tcp_addrs();
+        for addr in &tcp {
+            tracing::info!(worker, "WebRTC media on tcp {addr} (ICE-TCP)");
+        }
+        candidates.push((mine, tcp));
     }
     tracing::info!(
         workers,
@@ -199,8 +204,9 @@ fn run(config: &Config) -> Result<(), String> {
             config.stun_servers.join(", ")
         );
     }
-    let gateway_config = |worker: usize, candidates: Vec<SocketAddr>| GatewayConfig {
+    let gateway_config = |worker: usize, (candidates, tcp_candidates)| GatewayConfig {
         candidates,
+        tcp_candidates,
         rtsp: config.rtsp(),
         stream_linger: Duration::from_secs(config.stream_linger_secs),
         // At least a second: a browser needs a few round trips to connect.

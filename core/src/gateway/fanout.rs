@@ -141,7 +141,11 @@ impl MediaSink for FanOut<'_> {
             }
             if !entry.playing_sent && viewer.state().playing {
                 entry.playing_sent = true;
-                tracing::info!(url = %self.redacted, "viewer playing");
+                tracing::info!(
+                    url = %self.redacted,
+                    transport = viewer.transport_label(),
+                    "viewer playing"
+                );
                 let mut info = info();
                 let camera_profile = match codec {
                     VideoCodec::H264 { profile_level_id } => profile_level_id,

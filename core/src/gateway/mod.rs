@@ -45,7 +45,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use slab::Slab;
-use str0m::net::Transmit;
+use str0m::net::{Protocol, Transmit};
 
 use crate::audio_relay::AudioOut;
 use crate::bandwidth::LinkMonitor;
@@ -79,7 +79,7 @@ pub struct Gateway {
     viewers: ViewerTable,
     sessions: Map<SessionId, Session>,
     /// Learned source address → viewer: the fast path of the shared UDP socket.
-    by_addr: Map<SocketAddr, ViewerId>,
+    by_addr: Map<(Protocol, SocketAddr), ViewerId>,
     /// camgate's ICE ufrag of each viewer → viewer: how a browser's first datagram from a new
     /// address (always a STUN check naming it) finds its viewer in one lookup.
     by_ufrag: Map<String, ViewerId>,
@@ -203,7 +203,7 @@ impl Gateway {
 
     /// Totals of every worker.
     pub fn stats(&self) -> GatewayStats {
-        let mut stats = self.stats;
+        let mut stats = self.local_stats();
         if let Some(p) = &self.config.placement {
             stats.add(&p.with(|w| w.others()).1);
         }
@@ -219,7 +219,15 @@ impl Gateway {
 
     /// Totals of this worker alone.
     pub fn local_stats(&self) -> GatewayStats {
-        self.stats
+        let mut stats = self.stats;
+        for (_, e) in self.viewers.iter() {
+            match e.viewer.as_ref().and_then(Viewer::transport) {
+                Some(Protocol::Udp) => stats.viewers_udp += 1,
+                Some(Protocol::Tcp) => stats.viewers_tcp += 1,
+                _ => {}
+            }
+        }
+        stats
     }
 
     /// How many entries each of the gateway's tables holds: after every viewer and camera is gone

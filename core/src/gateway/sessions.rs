@@ -68,7 +68,11 @@ impl Gateway {
                 media_session_id,
                 name,
                 sdp,
-            } => self.play(session, now, media_session_id, name, sdp, counted),
+                tcp,
+            } => {
+                let offer = PlayOffer { sdp, tcp_only: tcp };
+                self.play(session, now, media_session_id, name, offer, counted)
+            }
             ClientMessage::StopStream { media_session_id } => {
                 self.stop(session, now, &media_session_id)
             }
@@ -294,15 +298,17 @@ impl Gateway {
         self.send(entry.session, text);
     }
 
+    /// Answers a `playStream`: a viewer of `name` for this offer, or a FAILED status.
     pub(super) fn play(
         &mut self,
         session: SessionId,
         now: Instant,
         media_session_id: String,
         name: String,
-        sdp: String,
+        offer: PlayOffer,
         counted: bool,
     ) {
+        let PlayOffer { sdp, tcp_only } = offer;
         let admitted = counted
             || match &self.config.placement {
                 Some(p) => p.with(|w| w.add_viewer(&name, self.config.max_viewers)),
@@ -348,6 +354,7 @@ impl Gateway {
             primed: false,
             lost_at: None,
             addrs: Vec::new(),
+            tcp_only,
             scheduled: None,
             link: LinkMonitor::new(),
         };
@@ -412,4 +419,10 @@ impl Gateway {
             self.remove_viewer(viewer, now);
         }
     }
+}
+
+/// A browser's offer to play: its SDP, and whether it asked for media over TCP only.
+pub(super) struct PlayOffer {
+    pub(super) sdp: String,
+    pub(super) tcp_only: bool,
 }

@@ -112,6 +112,8 @@ impl Gateway {
                 candidates: &self.config.candidates,
                 reflexive: &reflexive,
                 full_ice,
+                tcp_candidates: &self.config.tcp_candidates,
+                tcp_only: entry.tcp_only,
                 dtls_cert: self.config.dtls_cert.as_ref(),
                 ice_timeout: self.config.ice_timeout,
             };

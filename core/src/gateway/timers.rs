@@ -57,7 +57,7 @@ impl Gateway {
         if let Some(p) = &self.config.placement {
             if self.next_publish.is_none_or(|t| t <= now) {
                 self.next_publish = Some(now + PUBLISH_INTERVAL);
-                p.with(|w| w.publish(self.local_streams(), self.stats));
+                p.with(|w| w.publish(self.local_streams(), self.local_stats()));
             }
         }
         while let Some(Reverse((t, key))) = self.timers.peek().copied() {

@@ -7,6 +7,9 @@ use str0m::config::DtlsCert;
 pub struct GatewayConfig {
     /// Where browsers reach camgate's WebRTC UDP socket(s): the host candidates of every answer.
     pub candidates: Vec<SocketAddr>,
+    /// Where browsers reach camgate's ICE-TCP listener(s): passive TCP candidates of every
+    /// answer, below the UDP ones in priority. Empty: ICE-TCP is off.
+    pub tcp_candidates: Vec<SocketAddr>,
     /// How camera connections behave (timeouts, transport, auth quirks); every RTSP client
     /// gets these, with its own seed.
     pub rtsp: RtspConfig,
@@ -52,6 +55,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             candidates: Vec::new(),
+            tcp_candidates: Vec::new(),
             rtsp: RtspConfig::default(),
             stream_linger: Duration::from_secs(5),
             max_payload: 1200,
@@ -321,6 +325,13 @@ pub struct GatewayStats {
     pub viewer_ticks: u64,
     /// Viewers failed because ICE and DTLS did not complete within `ice_timeout`.
     pub ice_timeouts: u64,
+    /// Packets dropped because a viewer's ICE-TCP connection had its send queue full (the
+    /// viewer then waits for the next keyframe).
+    pub tcp_backlog_drops: u64,
+    /// Viewers connected now over UDP (a gauge, not a total).
+    pub viewers_udp: u64,
+    /// Viewers connected now over ICE-TCP (a gauge, not a total).
+    pub viewers_tcp: u64,
 }
 
 impl GatewayStats {
@@ -345,6 +356,9 @@ impl GatewayStats {
         self.udp_unmatched += o.udp_unmatched;
         self.ice_timeouts += o.ice_timeouts;
         self.viewer_ticks += o.viewer_ticks;
+        self.tcp_backlog_drops += o.tcp_backlog_drops;
+        self.viewers_udp += o.viewers_udp;
+        self.viewers_tcp += o.viewers_tcp;
     }
 }
 

@@ -11,8 +11,11 @@ pub(super) struct ViewerEntry {
     pub(super) primed: bool,
     /// When the browser's WebRTC connection died; FAILED follows unless a `stopStream` does.
     pub(super) lost_at: Option<Instant>,
-    /// Source addresses learned for this viewer on the shared UDP socket.
-    pub(super) addrs: Vec<SocketAddr>,
+    /// Source addresses learned for this viewer: on the shared UDP socket, and of its ICE-TCP
+    /// connections.
+    pub(super) addrs: Vec<(Protocol, SocketAddr)>,
+    /// Answer with TCP candidates only (the SDK's `transport: "TCP"`).
+    pub(super) tcp_only: bool,
     pub(super) scheduled: Option<Instant>,
     /// Whether the browser's link carries the stream, from its receiver reports.
     pub(super) link: LinkMonitor,
@@ -49,6 +52,10 @@ impl ViewerTable {
 
     pub(super) fn len(&self) -> usize {
         self.0.len()
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = (ViewerId, &ViewerEntry)> {
+        self.0.iter().map(|(k, e)| (ViewerId(k), e))
     }
 }
 
@@ -89,8 +96,8 @@ impl Gateway {
         if !self.by_candidate.is_empty() {
             self.by_candidate.retain(|_, x| *x != v);
         }
-        for addr in &entry.addrs {
-            self.by_addr.remove(addr);
+        for key in &entry.addrs {
+            self.by_addr.remove(key);
         }
         if let Some(s) = self.sessions.get_mut(&entry.session) {
             s.viewers.retain(|x| *x != v);
@@ -110,17 +117,73 @@ impl Gateway {
         destination: SocketAddr,
         data: &[u8],
     ) {
+        self.handle_packet(now, Protocol::Udp, source, destination, data);
+    }
+
+    /// One RFC 4571 frame from the ICE-TCP connection of `source` to our listener at
+    /// `destination`. False: the frame is not for any viewer (a first frame that is not a STUN
+    /// check naming one of ours, or not a WebRTC packet at all): the loop closes the
+    /// connection.
+    pub fn handle_tcp(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        self.handle_packet(now, Protocol::Tcp, source, destination, data)
+    }
+
+    /// The ICE-TCP connection from `source` closed: its address no longer leads to a viewer
+    /// (the viewer itself stays while it has another path, and goes silent otherwise).
+    pub fn handle_tcp_closed(&mut self, source: SocketAddr) {
+        let key = (Protocol::Tcp, source);
+        if let Some(v) = self.by_addr.remove(&key) {
+            if let Some(e) = self.viewers.get_mut(v) {
+                e.addrs.retain(|a| *a != key);
+            }
+        }
+    }
+
+    /// The TCP connection to `destination` could not take a packet (its send queue is full):
+    /// its viewer skips to the next keyframe instead of getting a broken picture.
+    pub fn handle_tcp_backlog(&mut self, destination: SocketAddr) {
+        let Some(&v) = self.by_addr.get(&(Protocol::Tcp, destination)) else {
+            return;
+        };
+        if let Some(viewer) = self.viewers.get_mut(v).and_then(|e| e.viewer.as_mut()) {
+            viewer.wait_for_keyframe();
+            self.stats.tcp_backlog_drops += 1;
+        }
+    }
+
+    /// A datagram from an unknown UDP address that routes to no viewer (a TCP one closes its
+    /// connection instead).
+    fn count_unmatched(&mut self, proto: Protocol) {
+        if proto == Protocol::Udp {
+            self.stats.udp_unmatched += 1;
+        }
+    }
+
+    fn handle_packet(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) -> bool {
         self.advance(now);
         // The answer to camgate's own STUN request (its public address), not a viewer's.
-        if let Some(client) = self.stun.as_mut() {
+        if let (Some(client), Protocol::Udp) = (self.stun.as_mut(), proto) {
             if client.is_server(source) && client.handle_response(now, destination, source, data) {
                 self.log_stun_events();
-                return;
+                return true;
             }
         }
         let known = self
             .by_addr
-            .get(&source)
+            .get(&(proto, source))
             .copied()
             .filter(|v| self.viewers.contains(*v));
         let v = match known {
@@ -129,36 +192,39 @@ impl Gateway {
             // (ICE always starts that way); anything else is dropped without a scan.
             None => {
                 // With full ICE, also the browser's answer to camgate's check: it names no
-                // ufrag, and comes from a candidate of that viewer's offer.
+                // ufrag, and comes from a candidate of that viewer's offer (UDP: camgate's TCP
+                // candidates are passive, it never checks over TCP first).
                 let v = stun::local_ufrag(data)
                     .and_then(|u| self.by_ufrag.get(u))
                     .or_else(|| {
-                        (stun::is_stun(data))
+                        (proto == Protocol::Udp && stun::is_stun(data))
                             .then(|| self.by_candidate.get(&source))
                             .flatten()
                     });
                 let Some(&v) = v else {
-                    self.stats.udp_unmatched += 1;
-                    return;
+                    self.count_unmatched(proto);
+                    return false;
                 };
                 let accepted = self
                     .viewers
                     .get(v)
                     .and_then(|e| e.viewer.as_ref())
-                    .is_some_and(|x| x.accepts(now, source, destination, data));
+                    .is_some_and(|x| x.accepts(now, proto, source, destination, data));
                 if !accepted {
-                    self.stats.udp_unmatched += 1;
-                    return;
+                    self.count_unmatched(proto);
+                    return false;
                 }
-                self.by_addr.insert(source, v);
-                self.viewers[v].addrs.push(source);
+                self.by_addr.insert((proto, source), v);
+                self.viewers[v].addrs.push((proto, source));
                 v
             }
         };
-        if let Some(viewer) = self.viewers[v].viewer.as_mut() {
-            viewer.handle_receive(now, source, destination, data, &mut self.transmits);
-        }
+        let Some(viewer) = self.viewers[v].viewer.as_mut() else {
+            return false;
+        };
+        let ok = viewer.handle_receive(now, proto, source, destination, data, &mut self.transmits);
         self.after_viewer_input(v, now);
+        ok
     }
 
     pub(super) fn after_viewer_input(&mut self, v: ViewerId, now: Instant) {

@@ -181,15 +181,17 @@ impl Viewer {
         &self.ice_ufrag
     }
 
-    /// Whether a datagram from `source` belongs to this viewer (STUN username or known address).
+    /// Whether a datagram (or, over TCP, a frame) from `source` belongs to this viewer (STUN
+    /// username or known address).
     pub fn accepts(
         &self,
         now: Instant,
+        proto: Protocol,
         source: SocketAddr,
         destination: SocketAddr,
         data: &[u8],
     ) -> bool {
-        match Receive::new(Protocol::Udp, source, destination, data) {
+        match Receive::new(proto, source, destination, data) {
             Ok(r) => self.rtc.accepts(&Input::Receive(now, r)),
             Err(_) => false,
         }
@@ -205,18 +207,19 @@ impl Viewer {
         }
     }
 
-    /// One datagram from the browser (STUN, DTLS, SRTP or SRTCP); replies are appended to `out`.
+    /// One datagram from the browser (STUN, DTLS, SRTP or SRTCP), or one RFC 4571 frame of
+    /// its TCP connection; replies are appended to `out`. False: not a WebRTC packet.
     pub fn handle_receive(
         &mut self,
         now: Instant,
+        proto: Protocol,
         source: SocketAddr,
         destination: SocketAddr,
         data: &[u8],
         out: &mut VecDeque<Transmit>,
-    ) {
-        self.last_heard = now;
+    ) -> bool {
         // A STUN message (first two bits zero, RFC 7983): the browser's connectivity check.
-        let check = (Protocol::Udp, destination, source);
+        let check = (proto, destination, source);
         if self.connect_deadline.is_some()
             && data.first().is_some_and(|b| *b < 4)
             && self.checks.len() < CHECKS_KEPT
@@ -224,15 +227,32 @@ impl Viewer {
         {
             self.checks.push(check);
         }
-        let Ok(receive) = Receive::new(Protocol::Udp, source, destination, data) else {
-            return; // not STUN, DTLS, RTP or RTCP: garbage on the shared port
+        let Ok(receive) = Receive::new(proto, source, destination, data) else {
+            return false; // not STUN, DTLS, RTP or RTCP: garbage on the shared port
         };
+        self.last_heard = now;
         self.guarded(|this| {
             if let Err(e) = this.rtc.handle_input(Input::Receive(now, receive)) {
                 tracing::debug!("viewer input rejected: {e}");
             }
             this.drain(out);
         });
+        true
+    }
+
+    /// The transport of the candidate pair media goes out on (`None` before DTLS starts).
+    pub fn transport(&self) -> Option<Protocol> {
+        self.transport
+    }
+
+    /// `transport` for logs and metrics: "udp", "tcp", or "unknown" (not connected yet).
+    pub fn transport_label(&self) -> &'static str {
+        match self.transport {
+            Some(Protocol::Udp) => "udp",
+            Some(Protocol::Tcp) => "tcp",
+            Some(_) => "other",
+            None => "unknown",
+        }
     }
 
     /// Advances the viewer's timers to `now` (ICE, DTLS retransmits, RTCP); a browser silent for
@@ -483,7 +503,15 @@ impl Viewer {
                 // can't send to another host (the kernel says EINVAL), so don't try.
                 Ok(Output::Transmit(t))
                     if t.source.ip().is_loopback() != t.destination.ip().is_loopback() => {}
-                Ok(Output::Transmit(t)) => out.push_back(t),
+                Ok(Output::Transmit(t)) => {
+                    // DTLS and media go on the pair the browser nominated (STUN answers go
+                    // back on every pair it checks): their transport is the viewer's.
+                    let stun = t.contents.first().is_some_and(|b| *b < 4);
+                    if !stun && self.transport != Some(t.proto) {
+                        self.transport = Some(t.proto);
+                    }
+                    out.push_back(t)
+                }
                 Ok(Output::Event(e)) => match e {
                     Event::Connected => {
                         self.state.connected = true;

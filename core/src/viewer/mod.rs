@@ -16,7 +16,7 @@ use str0m::change::SdpOffer;
 use str0m::config::DtlsCert;
 use str0m::format::Codec;
 use str0m::media::{Mid, Pt};
-use str0m::net::{Protocol, Receive, Transmit};
+use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, CandidateKind, Event, IceConnectionState, Input, Output, Rtc};
 
@@ -259,6 +259,8 @@ pub struct Viewer {
     ice_connected: bool,
     /// Why the connection never came up, once the deadline passed.
     failure: Option<String>,
+    /// The transport of the pair str0m sends on (the one the browser nominated), once known.
+    transport: Option<Protocol>,
 }
 
 /// Puts every m-line of an answer in one MediaStream: one `a=msid` stream id for all of them.
@@ -379,6 +381,10 @@ pub struct Negotiation<'a> {
     pub reflexive: &'a [(SocketAddr, SocketAddr)],
     /// Full ICE (camgate checks the browser's candidates too) instead of ICE-lite.
     pub full_ice: bool,
+    /// The addresses of camgate's ICE-TCP listeners (passive candidates, RFC 6544).
+    pub tcp_candidates: &'a [SocketAddr],
+    /// Offer only the TCP candidates (the Flashphoner SDK's `transport: "TCP"`).
+    pub tcp_only: bool,
     /// The certificate every viewer shares (`GatewayConfig::dtls_cert`); `None`: str0m makes one.
     pub dtls_cert: Option<&'a DtlsCert>,
     /// How long ICE and DTLS may take before the viewer fails (`GatewayConfig::ice_timeout`).
@@ -417,9 +423,13 @@ impl Viewer {
             candidates,
             reflexive,
             full_ice,
+            tcp_candidates,
+            tcp_only,
             dtls_cert,
             ice_timeout,
         } = *n;
+        // TCP only, unless there is no TCP to offer (ICE-TCP turned off).
+        let tcp_only = tcp_only && !tcp_candidates.is_empty();
         let offer = SdpOffer::from_sdp_string(offer_sdp)
             .map_err(|e| ViewerError::BadOffer(e.to_string()))?;
         // Statistics carry the browser's receiver reports, from which the gateway judges whether
@@ -473,15 +483,25 @@ impl Viewer {
         codecs.enable_pcma(true, false);
         codecs.enable_g722(true, false);
         let mut rtc = config.build(now);
-        for addr in candidates {
-            match Candidate::host(*addr, "udp") {
+        // UDP host candidates carry a higher priority (type preference 126) than TCP ones (90):
+        // a browser that can use both picks UDP.
+        let udp = candidates
+            .iter()
+            .filter(|_| !tcp_only)
+            .map(|a| (*a, Candidate::host(*a, "udp")));
+        let tcp = tcp_candidates.iter().map(|a| {
+            let c = Candidate::builder().tcp().host(*a);
+            (*a, c.tcptype(TcpType::Passive).build())
+        });
+        for (addr, candidate) in udp.chain(tcp) {
+            match candidate {
                 Ok(c) => {
                     rtc.add_local_candidate(c);
                 }
                 Err(e) => tracing::warn!(%addr, "unusable local candidate: {e}"),
             }
         }
-        for (public, base) in reflexive {
+        for (public, base) in reflexive.iter().filter(|_| !tcp_only) {
             if public == base || !candidates.contains(base) {
                 continue;
             }
@@ -525,6 +545,7 @@ impl Viewer {
             checks: Vec::new(),
             ice_connected: false,
             failure: None,
+            transport: None,
         };
         viewer.ice_ufrag = viewer.rtc.direct_api().local_ice_credentials().ufrag;
         let mut sink = VecDeque::new();

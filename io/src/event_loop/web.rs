@@ -253,9 +253,9 @@ impl EventLoop {
 
 /// Takes every connection queued on `listener`. When `accept` fails for want of a descriptor
 /// or memory, the listener's key goes into `accept_retry` until an accept succeeds again.
-fn accept_queued(
+pub(super) fn accept_queued(
     listener: &TcpListener,
-    kind: ListenerKind,
+    kind: impl std::fmt::Debug,
     key: usize,
     accept_retry: &mut Vec<usize>,
 ) -> Vec<(TcpStream, SocketAddr)> {

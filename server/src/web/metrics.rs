@@ -45,6 +45,16 @@ pub(super) fn render(
     sample(&mut out, "camgate_viewers", viewers as u64);
     family(
         &mut out,
+        "camgate_viewers_by_transport",
+        "gauge",
+        "Connected viewers by the transport of the ICE pair their browser nominated.",
+    );
+    for (transport, n) in [("udp", stats.viewers_udp), ("tcp", stats.viewers_tcp)] {
+        let series = format!("camgate_viewers_by_transport{{transport=\"{transport}\"}}");
+        sample(&mut out, &series, n);
+    }
+    family(
+        &mut out,
         "camgate_signaling_sessions",
         "gauge",
         "Open signaling sessions (WebSocket and WHEP).",
@@ -129,7 +139,7 @@ fn escape_label(v: &str) -> String {
 }
 
 /// The integer counters: name, help, value.
-fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 18] {
+fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 19] {
     [
         (
             "camgate_camera_bytes_in_total",
@@ -190,6 +200,11 @@ fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 18] {
             "camgate_datagram_bytes_out_total",
             "Bytes of UDP datagrams sent to viewers.",
             stats.datagram_bytes_out,
+        ),
+        (
+            "camgate_ice_tcp_backlog_drops_total",
+            "Packets dropped because a viewer's ICE-TCP connection had its send queue full (it then waits for a keyframe).",
+            stats.tcp_backlog_drops,
         ),
         (
             "camgate_rtsp_connects_total",
@@ -255,11 +270,13 @@ mod tests {
         }];
         let stats = GatewayStats {
             camera_bytes_in: 1234,
+            viewers_tcp: 1,
             ..Default::default()
         };
         let text = render(&streams, &stats, 3, &|_| None);
         assert!(text.contains("camgate_streams{state=\"playing\"} 1\n"));
         assert!(text.contains("camgate_viewers 2\n"));
+        assert!(text.contains("camgate_viewers_by_transport{transport=\"tcp\"} 1\n"));
         assert!(text.contains("camgate_camera_bytes_in_total 1234\n"));
         assert!(text.contains("# TYPE camgate_stream_video_info gauge\n"));
         assert!(

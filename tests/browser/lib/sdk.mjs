@@ -39,8 +39,9 @@ export async function serveSdk() {
 // SDK_API_PAGE; resolves on PLAYING, rejects with the stream's info on FAILED. Each stream gets
 // its own display <div>; statuses go to window.__sdk[name]. `stripCodecs` (e.g. 'G722') is the
 // SDK's own createStream option: those codecs are cut from the offer sent to the server.
-export async function sdkApiPlay(page, [urlServer, name, stripCodecs]) {
-  await page.evaluate(([urlServer, name, stripCodecs]) => new Promise((resolve, reject) => {
+// `options`: more createStream options (e.g. `{ transport: 'TCP' }`).
+export async function sdkApiPlay(page, [urlServer, name, stripCodecs, options = {}]) {
+  await page.evaluate(([urlServer, name, stripCodecs, options]) => new Promise((resolve, reject) => {
     const C = Flashphoner.constants;
     if (!window.__sdkInit) {
       Flashphoner.init({});
@@ -54,7 +55,7 @@ export async function sdkApiPlay(page, [urlServer, name, stripCodecs]) {
     const record = { statuses: [] };
     window.__sdk[name] = record;
     Flashphoner.createSession({ urlServer }).on(C.SESSION_STATUS.ESTABLISHED, (session) => {
-      const stream = session.createStream({ name, display, ...(stripCodecs ? { stripCodecs } : {}) });
+      const stream = session.createStream({ name, display, ...(stripCodecs ? { stripCodecs } : {}), ...options });
       record.stream = stream;
       record.session = session;
       stream.on(C.STREAM_STATUS.PLAYING, () => { record.statuses.push('PLAYING'); resolve(); });
@@ -65,7 +66,7 @@ export async function sdkApiPlay(page, [urlServer, name, stripCodecs]) {
       });
       stream.play();
     }).on(C.SESSION_STATUS.FAILED, () => reject(new Error('session FAILED')));
-  }), [urlServer, name, stripCodecs]);
+  }), [urlServer, name, stripCodecs, options]);
 }
 
 // Stops a stream played with sdkApiPlay and waits for the server's STOPPED; closes its session.
