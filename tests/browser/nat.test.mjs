@@ -262,6 +262,9 @@ test('relay only: through coturn as TURN with credentials camgate minted for the
     const firstFrameMs = await page.evaluate(() => window.camgate.firstFrameMs);
     console.log(`# relay: first frame ${Math.round(firstFrameMs)} ms after Start; ${stats.video.framesDecoded} frames, pair ${JSON.stringify(pair)}`);
     assert.match(pair.local, new RegExp(`^relay ${INTERNET_IP.replaceAll('.', '\\.')}:`), JSON.stringify(pair));
+    // camgate counts the viewer as relayed: media goes to the browser's TURN relay candidate.
+    const metrics = await (await fetch(`http://${ROUTER_WAN}:8081/metrics`)).text();
+    assert.match(metrics, /^camgate_viewers_by_transport\{transport="relay"\} 1$/m, metrics);
     assert.ok(!/auth_secret|nat-test-secret/.test(fs.readFileSync(camgate.logFile, 'utf8').replace(/^\$ .*\n/, '')),
       'the secret is not in camgate\'s log');
     await page.context().close();

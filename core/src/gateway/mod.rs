@@ -221,7 +221,11 @@ impl Gateway {
     pub fn local_stats(&self) -> GatewayStats {
         let mut stats = self.stats;
         for (_, e) in self.viewers.iter() {
-            match e.viewer.as_ref().and_then(Viewer::transport) {
+            let Some(viewer) = e.viewer.as_ref() else {
+                continue;
+            };
+            match viewer.transport() {
+                Some(_) if viewer.relayed() => stats.viewers_relayed += 1,
                 Some(Protocol::Udp) => stats.viewers_udp += 1,
                 Some(Protocol::Tcp) => stats.viewers_tcp += 1,
                 _ => {}

@@ -332,6 +332,8 @@ pub struct GatewayStats {
     pub viewers_udp: u64,
     /// Viewers connected now over ICE-TCP (a gauge, not a total).
     pub viewers_tcp: u64,
+    /// Viewers connected now through their browser's TURN relay (a gauge; not in `viewers_udp`).
+    pub viewers_relayed: u64,
 }
 
 impl GatewayStats {
@@ -359,6 +361,7 @@ impl GatewayStats {
         self.tcp_backlog_drops += o.tcp_backlog_drops;
         self.viewers_udp += o.viewers_udp;
         self.viewers_tcp += o.viewers_tcp;
+        self.viewers_relayed += o.viewers_relayed;
     }
 }
 

@@ -245,8 +245,17 @@ impl Viewer {
         self.transport
     }
 
-    /// `transport` for logs and metrics: "udp", "tcp", or "unknown" (not connected yet).
+    /// The browser nominated one of its TURN relay candidates (media reaches it relayed).
+    pub fn relayed(&self) -> bool {
+        self.relayed
+    }
+
+    /// `transport` for logs and metrics: "udp", "tcp", "relay" (through the browser's TURN
+    /// server), or "unknown" (not connected yet).
     pub fn transport_label(&self) -> &'static str {
+        if self.relayed {
+            return "relay";
+        }
         match self.transport {
             Some(Protocol::Udp) => "udp",
             Some(Protocol::Tcp) => "tcp",
@@ -509,6 +518,9 @@ impl Viewer {
                     let stun = t.contents.first().is_some_and(|b| *b < 4);
                     if !stun && self.transport != Some(t.proto) {
                         self.transport = Some(t.proto);
+                    }
+                    if !stun {
+                        self.relayed = self.relay_addrs.contains(&t.destination);
                     }
                     out.push_back(t)
                 }

@@ -261,6 +261,10 @@ pub struct Viewer {
     failure: Option<String>,
     /// The transport of the pair str0m sends on (the one the browser nominated), once known.
     transport: Option<Protocol>,
+    /// The browser's relay (TURN) candidates from its offer: media to one of them is relayed.
+    relay_addrs: Vec<SocketAddr>,
+    /// Media goes to one of `relay_addrs` (the browser nominated a TURN relay).
+    relayed: bool,
 }
 
 /// Puts every m-line of an answer in one MediaStream: one `a=msid` stream id for all of them.
@@ -354,6 +358,21 @@ pub fn offer_candidates(sdp: &str) -> Vec<SocketAddr> {
         }
     }
     out
+}
+
+/// The addresses of an offer's relay (`typ relay`, TURN) candidates: a browser that nominates
+/// one reaches camgate through its TURN server.
+fn offer_relay_candidates(sdp: &str) -> Vec<SocketAddr> {
+    sdp.lines()
+        .filter_map(|l| l.trim().strip_prefix("a=candidate:"))
+        .filter_map(|c| {
+            let f: Vec<&str> = c.split_whitespace().collect();
+            if f.len() < 8 || f[6] != "typ" || f[7] != "relay" {
+                return None;
+            }
+            Some(SocketAddr::new(f[4].parse().ok()?, f[5].parse().ok()?))
+        })
+        .collect()
 }
 
 /// "a", "a and b", "a, b and c".
@@ -546,6 +565,8 @@ impl Viewer {
             ice_connected: false,
             failure: None,
             transport: None,
+            relay_addrs: offer_relay_candidates(offer_sdp),
+            relayed: false,
         };
         viewer.ice_ufrag = viewer.rtc.direct_api().local_ice_credentials().ufrag;
         let mut sink = VecDeque::new();
@@ -669,5 +690,26 @@ impl Viewer {
     /// The payload type the answer gave the video, which every video packet carries.
     pub fn video_pt(&self) -> Option<u8> {
         self.video.map(|(_, pt)| *pt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_candidates_are_read_from_the_offer() {
+        // Chromium's lines: host, srflx and relay (TURN) candidates; TCP and mDNS ones too.
+        let sdp = "v=0\r\n\
+            a=candidate:1 1 udp 2122260223 192.0.2.5 50000 typ host generation 0\r\n\
+            a=candidate:2 1 udp 1686052607 198.51.100.7 40000 typ srflx raddr 192.0.2.5 rport 50000\r\n\
+            a=candidate:3 1 udp 41885439 203.0.113.10 49411 typ relay raddr 198.51.100.7 rport 40000\r\n\
+            a=candidate:4 1 tcp 1518280447 192.0.2.5 9 typ host tcptype active\r\n\
+            a=candidate:5 1 udp 2122260223 3f1c.local 50001 typ host\r\n";
+        assert_eq!(
+            offer_relay_candidates(sdp),
+            ["203.0.113.10:49411".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(offer_candidates(sdp).len(), 3, "UDP with an address");
     }
 }

@@ -47,9 +47,14 @@ pub(super) fn render(
         &mut out,
         "camgate_viewers_by_transport",
         "gauge",
-        "Connected viewers by the transport of the ICE pair their browser nominated.",
+        "Connected viewers by the transport of the ICE pair their browser nominated (relay: through the browser's TURN server).",
     );
-    for (transport, n) in [("udp", stats.viewers_udp), ("tcp", stats.viewers_tcp)] {
+    let by_transport = [
+        ("udp", stats.viewers_udp),
+        ("tcp", stats.viewers_tcp),
+        ("relay", stats.viewers_relayed),
+    ];
+    for (transport, n) in by_transport {
         let series = format!("camgate_viewers_by_transport{{transport=\"{transport}\"}}");
         sample(&mut out, &series, n);
     }
