@@ -281,6 +281,9 @@ impl EventLoop {
             GatewayOutput::RtspSend { stream, data } => {
                 self.send_camera(stream, &data, now, gateway)
             }
+            // The loop has no RTSP server listener yet, so no player connection is ever
+            // opened and the gateway never asks for these.
+            GatewayOutput::PlayerWrite { .. } | GatewayOutput::PlayerClose { .. } => {}
             GatewayOutput::Forward { worker, forward } => match &self.link {
                 Some(link) if worker != link.here() => {
                     if !link.send(worker, forward) {

@@ -37,6 +37,13 @@ pub struct GatewayConfig {
     /// makes one at start: making one per viewer was 0.15 ms of the 0.8 ms a join costs, and
     /// core makes no keys. `None`: each viewer's WebRTC stack makes its own.
     pub dtls_cert: Option<DtlsCert>,
+    /// The named streams (`[streams.NAME]`): name → camera URL. RTSP players ask for
+    /// `rtsp://box:8554/NAME`.
+    pub named_streams: Vec<(String, String)>,
+    /// Settings of every RTSP player's session.
+    pub rtsp_server: crate::rtsp::server::ServerConfig,
+    /// Each RTSP player's send queue.
+    pub player_queue: crate::rtsp::server::MediaOutConfig,
 }
 
 impl Default for GatewayConfig {
@@ -54,6 +61,9 @@ impl Default for GatewayConfig {
             viewer_spread_margin: 4,
             seed: 0,
             dtls_cert: None,
+            named_streams: Vec::new(),
+            rtsp_server: crate::rtsp::server::ServerConfig::default(),
+            player_queue: crate::rtsp::server::MediaOutConfig::default(),
         }
     }
 }
@@ -63,6 +73,18 @@ pub use crate::ids::{SessionId, StreamId};
 /// What the gateway asks the event loop to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GatewayOutput {
+    /// RTSP player `conn` has bytes queued: write `Gateway::player_pending` and report
+    /// `player_written`, until it is empty (the output comes again when it fills up anew).
+    PlayerWrite {
+        /// The player's connection.
+        conn: crate::ids::ConnId,
+    },
+    /// Write what is pending to RTSP player `conn`, then close its connection (its session
+    /// timed out, it broke RTSP, fell too far behind, or its camera failed).
+    PlayerClose {
+        /// The player's connection.
+        conn: crate::ids::ConnId,
+    },
     /// Send a signaling text message on a WebSocket.
     WsSend {
         /// The WebSocket (or WHEP) session.
@@ -303,6 +325,12 @@ pub struct GatewayStats {
     /// Times a viewer's WebRTC stack was ticked (str0m's timers, statistics, ICE and DTLS
     /// polled): once per batch of camera packets written to it, and at its own deadlines.
     pub viewer_ticks: u64,
+    /// RTSP players that connected.
+    pub players_joined: u64,
+    /// Camera packets queued for RTSP players.
+    pub player_packets_out: u64,
+    /// Camera packets skipped for RTSP players that fell behind.
+    pub player_packets_skipped: u64,
 }
 
 impl GatewayStats {
@@ -325,6 +353,9 @@ impl GatewayStats {
         self.not_enough_bandwidth += o.not_enough_bandwidth;
         self.congestion_skips += o.congestion_skips;
         self.viewer_ticks += o.viewer_ticks;
+        self.players_joined += o.players_joined;
+        self.player_packets_out += o.player_packets_out;
+        self.player_packets_skipped += o.player_packets_skipped;
     }
 }
 
@@ -335,6 +366,8 @@ pub struct Resident {
     pub streams: usize,
     /// Viewers, answered or waiting.
     pub viewers: usize,
+    /// RTSP players.
+    pub players: usize,
     /// Signaling sessions (WebSocket, WHEP, remote).
     pub sessions: usize,
     /// Viewers' learned addresses and ICE ufrags.

@@ -87,11 +87,33 @@ impl MediaOut {
         }
     }
 
+    /// Starts the tracks afresh (a new PLAY), keeping what is queued (the PLAY answer).
+    pub fn set_tracks(&mut self, clock_rates: &[u32]) {
+        self.tracks = clock_rates
+            .iter()
+            .map(|&clock_rate| Track {
+                clock_rate,
+                ..Track::default()
+            })
+            .collect();
+        self.behind_since = None;
+    }
+
+    /// The camera's RTP session started over (the gateway reconnected to it): the next packet
+    /// of each track continues the client's numbering, whatever its SSRC (many cameras keep a
+    /// fixed SSRC across sessions, so a new SSRC alone does not tell).
+    pub fn source_restarted(&mut self) {
+        for t in &mut self.tracks {
+            t.input = None;
+        }
+    }
+
     /// Appends `packet` (RTP of `track`), rewritten, to `out`. Returns false (and writes
     /// nothing) for a packet that is not RTP or a track that does not exist.
     ///
-    /// The first packet after an SSRC change (a camera reconnect) continues the previous
-    /// numbering: sequence +1, timestamp advanced by the wall time between them.
+    /// The first packet after an SSRC change or [`source_restarted`](Self::source_restarted)
+    /// continues the previous numbering: sequence +1, timestamp advanced by the wall time
+    /// between them.
     pub fn rewrite(
         &mut self,
         now: Instant,
@@ -277,6 +299,13 @@ mod tests {
             assert_eq!(ts, 11000 + 180_000 + 3000 * u32::from(i));
             assert_eq!((ssrc, payload), (0xAABB_CCDD, &b"y"[..]));
         }
+        // A camera that keeps its SSRC across sessions: told by the gateway.
+        m.source_restarted();
+        let t2 = t1 + Duration::from_secs(1);
+        out.clear();
+        assert!(m.rewrite(t2, 0, &rtp(7000, 123, 8, b"z"), &mut out));
+        assert_eq!(fields(&out).0, 1006);
+        assert_eq!(fields(&out).1, 11000 + 180_000 + 6000 + 90_000);
         // Wrapping sequence numbers and timestamps stay continuous.
         out.clear();
         assert!(m.rewrite(t1, 0, &rtp(u16::MAX, u32::MAX, 9, b""), &mut out));
