@@ -26,10 +26,11 @@ command -v npm >/dev/null 2>&1 || node_debs+=(npm)
 # openssl: the RTSPS browser test makes its camera's certificate with it.
 # The webrtcbin peer (tests/webrtc_peer.py): webrtcbin in plugins-bad, ICE from gstreamer1.0-nice,
 # GstWebRTC/GstSdp bindings from gir1.2-gst-plugins-bad-1.0, avdec_h264/avdec_h265 from -libav.
+# ffmpeg: ffprobe/ffmpeg are RTSP players of camgate's RTSP server (server/tests/rtsp_out.rs).
 install_debs "${RUST_BUILD_DEBS[@]}" "${node_debs[@]}" chromium firefox-esr iproute2 openssl python3-gi \
   gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools gstreamer1.0-plugins-base \
   gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav gstreamer1.0-x \
-  gstreamer1.0-nice gir1.2-gst-plugins-bad-1.0 vlc-bin vlc-plugin-base
+  gstreamer1.0-nice gir1.2-gst-plugins-bad-1.0 vlc-bin vlc-plugin-base ffmpeg
 ensure_rust
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if ((node_major < 20)); then

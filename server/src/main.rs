@@ -156,12 +156,20 @@ fn run(config: &Config) -> Result<(), String> {
             rtsp_udp_ports: (config.rtsp_udp_port_min, config.rtsp_udp_port_max),
             udp_gso: config.udp_gso,
             camera_tls: camera_tls.clone(),
+            rtsp_server: if worker == 0 {
+                config.rtsp_server
+            } else {
+                None
+            },
         };
         loops.push(EventLoop::new(&loop_config).map_err(|e| e.to_string())?);
     }
     let mut candidates = Vec::new();
     for (worker, event_loop) in loops.iter().enumerate() {
         let mut mine = Vec::new();
+        if let Some(addr) = event_loop.rtsp_server_addr() {
+            tracing::info!("RTSP server for players on rtsp://{addr}/NAME");
+        }
         for (kind, addr) in event_loop.local_addrs() {
             match kind {
                 Some(ListenerKind::WebSocket) => {
@@ -206,6 +214,11 @@ fn run(config: &Config) -> Result<(), String> {
         seed: ring::rand::generate(&ring::rand::SystemRandom::new())
             .map_or(0, |r| u64::from_ne_bytes(r.expose())),
         dtls_cert: dtls_cert.clone(),
+        named_streams: config
+            .streams
+            .iter()
+            .map(|(name, s)| (name.clone(), s.uri.clone()))
+            .collect(),
         ..Default::default()
     };
     let mut threads = Vec::new();
