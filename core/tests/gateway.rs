@@ -244,15 +244,28 @@ impl Harness {
                     );
                 }
             }
+            let mut playing = false;
             while let Some(o) = p.client.poll_output() {
                 match o {
                     RtspOutput::Transmit(b) => {
                         moved = true;
                         self.gateway.handle_player_data(p.conn, now, &b);
                     }
-                    RtspOutput::Event(e) => p.events.push(e),
+                    RtspOutput::Event(e) => {
+                        playing |= matches!(e, RtspEvent::Playing { .. });
+                        p.events.push(e);
+                    }
                     o => panic!("player over TCP asked for {o:?}"),
                 }
+            }
+            if playing {
+                // The client hands out media that came with the PLAY answer on its next read.
+                let media = p.client.handle_input(now, &[]);
+                p.media.extend(
+                    media
+                        .filter(|m| !m.rtcp)
+                        .map(|m| (m.track, m.data.to_vec())),
+                );
             }
         }
         moved
@@ -2776,5 +2789,48 @@ fn a_player_keeps_its_session_across_a_camera_reconnect() {
             .all(|e| !matches!(e, RtspEvent::Failed(_))),
         "{:?}",
         h.players[p].events
+    );
+}
+
+#[test]
+fn a_late_player_starts_at_once_on_the_cached_gop() {
+    let mut h = Harness::with_config(named_cam());
+    let _first = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    let mut sent = Vec::new();
+    for frame in 0..13 {
+        let nals = if frame % 10 == 0 {
+            vec![nal(5, 4000)]
+        } else {
+            vec![nal(1, 600)]
+        };
+        h.camera.send_frame(frame * 3600, &nals);
+        sent.push(camera_packets(&h.camera.to_gateway));
+        h.run_for(Duration::from_millis(40));
+    }
+    // Joins between frames 12 and 13: no keyframe comes before frame 20.
+    let late = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    let gop: Vec<Vec<u8>> = sent[10..].concat();
+    let got = &h.players[late].media;
+    assert_eq!(
+        got.len(),
+        gop.len(),
+        "frames 10..=12 at once, before any new camera packet"
+    );
+    for (g, w) in got.iter().zip(&gop) {
+        assert_eq!(g.1[12..], w[12..]);
+        assert_eq!(g.1[4..8], w[4..8], "the camera's timestamps");
+    }
+    h.camera_frames(13..15);
+    let seqs: Vec<u16> = h.players[late]
+        .media
+        .iter()
+        .map(|(_, d)| u16::from_be_bytes([d[2], d[3]]))
+        .collect();
+    assert!(seqs.len() > gop.len());
+    assert!(
+        seqs.windows(2).all(|w| w[1].wrapping_sub(w[0]) == 1),
+        "{seqs:?}"
     );
 }

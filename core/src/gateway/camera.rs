@@ -234,7 +234,7 @@ impl Gateway {
                     s.played = true;
                     s.reconnect_attempts = 0;
                     s.tracks = tracks.clone();
-                    self.answer_players(id, &tracks);
+                    self.answer_players(id, now, &tracks);
                     if resumed {
                         // Same relays: their output sequences continue, so viewers keep their
                         // WebRTC sessions and resume on the camera's next keyframe.
@@ -276,6 +276,7 @@ impl Gateway {
         s.reconnect_attempts += 1;
         s.reconnect_at = Some(now + delay);
         s.pipeline.clear_gop();
+        s.raw_gop.clear();
         tracing::warn!(stream = id.0, url = %s.redacted, attempt = s.reconnect_attempts,
             "camera lost: {info}; reconnecting in {delay:?}");
         self.stats.rtsp_errors += 1;

@@ -6,7 +6,7 @@ use std::time::Instant;
 use str0m::net::Transmit;
 
 use super::pipeline::{MediaPipeline, MediaSink};
-use super::rtsp_out::Player;
+use super::rtsp_out::{Player, RawGop};
 use super::streams::Source;
 use super::viewers::{ViewerEntry, ViewerId, ViewerTable};
 use super::{Gateway, GatewayOutput, GatewayStats, Map, StreamId};
@@ -77,8 +77,11 @@ pub(super) struct FanOut<'a> {
     pub(super) players: &'a mut Map<ConnId, Player>,
     /// ...of which these play this stream...
     pub(super) player_conns: &'a [ConnId],
-    /// ...whose camera tracks are these.
+    /// ...whose camera tracks are these...
     pub(super) tracks: &'a [TrackInfo],
+    /// ...and whose recent packets are kept here while it has players (set up or playing).
+    pub(super) raw_gop: &'a mut RawGop,
+    pub(super) keep_raw_gop: bool,
     pub(super) now: Instant,
 }
 
@@ -105,6 +108,8 @@ impl Gateway {
             players: &mut self.players,
             player_conns: &s.players,
             tracks: &s.tracks,
+            raw_gop: &mut s.raw_gop,
+            keep_raw_gop: !s.players.is_empty() || !s.waiting_players.is_empty(),
             now,
         };
         Some((&mut s.source, &mut s.pipeline, fan_out))

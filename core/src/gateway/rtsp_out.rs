@@ -1,8 +1,9 @@
 //! RTSP players (ffmpeg, GStreamer, an NVR, another camgate) of the named streams: each
 //! player connection has a `ServerSession` and a `MediaOut`, and joins the stream's one camera
 //! connection, the same one its browsers use. They get the camera's RTP packets as they came
-//! (SSRC, sequence and timestamps rewritten to stay continuous across camera reconnects), from
-//! the next keyframe on, through a bounded queue.
+//! (SSRC, sequence and timestamps rewritten to stay continuous across camera reconnects),
+//! starting on the camera's packets since its last keyframe (`RawGop`, kept while the stream has
+//! players) or else at the next keyframe, through a bounded queue.
 //!
 //! Driver protocol: `handle_player_opened`, then `handle_player_data` with its bytes; on
 //! `GatewayOutput::PlayerWrite` write `player_pending` and report `player_written` until it is
@@ -11,7 +12,7 @@
 //! `handle_player_closed` when the peer closed.
 //!
 //! Not yet: players on a worker that does not pull the camera (mirrors carry relayed, not
-//! camera, packets), UDP transport, the GOP cache for an instant start, RTCP sender reports.
+//! camera, packets), UDP transport, RTCP sender reports, RTSP users.
 
 use super::*;
 use crate::ids::ConnId;
@@ -157,7 +158,7 @@ impl Gateway {
                     self.ask_write(conn);
                 }
                 ServerOutput::Lookup { path } => self.player_lookup(conn, now, path),
-                ServerOutput::Play { tracks, .. } => self.player_play(conn, &tracks),
+                ServerOutput::Play { tracks, .. } => self.player_play(conn, now, &tracks),
                 ServerOutput::Stop => self.player_stop(conn, now),
                 ServerOutput::Close(reason) => {
                     tracing::info!(conn = conn.0, ?reason, "rtsp player closed");
@@ -242,7 +243,7 @@ impl Gateway {
     }
 
     /// The camera of stream `id` described its tracks: answer the players waiting for them.
-    pub(super) fn answer_players(&mut self, id: StreamId, tracks: &[TrackInfo]) {
+    pub(super) fn answer_players(&mut self, id: StreamId, now: Instant, tracks: &[TrackInfo]) {
         let Some(s) = self.streams.get(&id) else {
             return;
         };
@@ -253,12 +254,12 @@ impl Gateway {
                 }
             }
             // Answers queue in the session; carry them out.
-            self.drain_player_outputs(conn);
+            self.drain_player_outputs(conn, now);
         }
     }
 
     /// Stream `id` failed for good: its players' look-ups fail, and playing players close.
-    pub(super) fn fail_players(&mut self, id: StreamId) {
+    pub(super) fn fail_players(&mut self, id: StreamId, now: Instant) {
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
@@ -272,7 +273,7 @@ impl Gateway {
                         .handle_stream(&path, Err(LookupError::Unavailable));
                 }
             }
-            self.drain_player_outputs(conn);
+            self.drain_player_outputs(conn, now);
         }
         for conn in playing {
             if let Some(p) = self.players.get_mut(&conn) {
@@ -282,8 +283,7 @@ impl Gateway {
         }
     }
 
-    fn drain_player_outputs(&mut self, conn: ConnId) {
-        // No clock needed here: look-ups are answered, no timer moves earlier.
+    fn drain_player_outputs(&mut self, conn: ConnId, now: Instant) {
         while let Some(o) = self
             .players
             .get_mut(&conn)
@@ -296,7 +296,7 @@ impl Gateway {
                     }
                     self.ask_write(conn);
                 }
-                ServerOutput::Play { tracks, .. } => self.player_play(conn, &tracks),
+                ServerOutput::Play { tracks, .. } => self.player_play(conn, now, &tracks),
                 ServerOutput::Close(_) => self.close_player(conn),
                 // A second look-up or a TEARDOWN pipelined behind the first: the next input
                 // from the player runs them (it will send one: it waits for our answers).
@@ -305,7 +305,7 @@ impl Gateway {
         }
     }
 
-    fn player_play(&mut self, conn: ConnId, tracks: &[usize]) {
+    fn player_play(&mut self, conn: ConnId, now: Instant, tracks: &[usize]) {
         let Some(p) = self.players.get_mut(&conn) else {
             return;
         };
@@ -326,8 +326,15 @@ impl Gateway {
         let rates: Vec<u32> = s.tracks.iter().map(|t| t.clock_rate).collect();
         // Not a new MediaOut: the PLAY answer is queued in it.
         p.out.set_tracks(&rates);
-        p.channels = channels;
+        // Start on the cached GOP, if there is one: the picture at once.
         p.started = false;
+        for (i, (track, data)) in s.raw_gop.packets().enumerate() {
+            if let Some(Some(channel)) = channels.get(track) {
+                p.out.push_interleaved(now, track, *channel, data, i == 0);
+                p.started = true;
+            }
+        }
+        p.channels = channels;
         s.waiting_players.retain(|c| *c != conn);
         if !s.players.contains(&conn) {
             s.players.push(conn);
@@ -395,7 +402,10 @@ impl FanOut<'_> {
     /// One camera packet to every playing player of the stream, unchanged but for SSRC,
     /// sequence and timestamp (see `MediaOut::rewrite`).
     pub(super) fn send_to_players(&mut self, m: &MediaPacket<'_>) {
-        if m.rtcp || self.player_conns.is_empty() {
+        if !self.keep_raw_gop {
+            self.raw_gop.clear();
+        }
+        if m.rtcp || !self.keep_raw_gop {
             return;
         }
         let Some(track) = self.tracks.get(m.track) else {
@@ -404,6 +414,7 @@ impl FanOut<'_> {
         let video = track.kind == crate::media::MediaKind::Video;
         let key =
             video && rtp_payload(m.data).is_some_and(|p| raw_keyframe_start(&track.encoding, p));
+        self.raw_gop.push(m.track, m.data, key);
         for conn in self.player_conns {
             let Some(p) = self.players.get_mut(conn) else {
                 continue;
@@ -440,6 +451,55 @@ impl FanOut<'_> {
                     .push_back(GatewayOutput::PlayerWrite { conn: *conn });
             }
         }
+    }
+}
+
+/// The camera's packets (every track) since its last video keyframe, as they came, kept while
+/// a stream has players: a player that starts playing gets them at once instead of waiting up
+/// to a GOP for the next keyframe. One buffer for all, reused: no allocation per packet.
+#[derive(Debug, Default)]
+pub(super) struct RawGop {
+    bytes: Vec<u8>,
+    /// (track, start, end) in `bytes`.
+    packets: Vec<(usize, usize, usize)>,
+    /// A keyframe started it (and it did not overflow since).
+    valid: bool,
+}
+
+/// A GOP larger than this (a camera with a minute-long GOP at a high rate) is not kept:
+/// players of it wait for the next keyframe.
+const MAX_RAW_GOP: usize = 8 << 20;
+
+impl RawGop {
+    fn push(&mut self, track: usize, data: &[u8], keyframe_start: bool) {
+        if keyframe_start {
+            self.clear();
+            self.valid = true;
+        }
+        if !self.valid {
+            return;
+        }
+        if self.bytes.len() + data.len() > MAX_RAW_GOP {
+            self.clear();
+            return;
+        }
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(data);
+        self.packets.push((track, start, self.bytes.len()));
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.bytes.clear();
+        self.packets.clear();
+        self.valid = false;
+    }
+
+    /// The kept packets, oldest first; empty when there is no keyframe to start from.
+    fn packets(&self) -> impl Iterator<Item = (usize, &[u8])> + '_ {
+        let n = if self.valid { self.packets.len() } else { 0 };
+        self.packets[..n]
+            .iter()
+            .map(|&(t, a, b)| (t, &self.bytes[a..b]))
     }
 }
 

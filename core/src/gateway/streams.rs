@@ -34,6 +34,8 @@ pub(super) struct Stream {
     pub(super) players: Vec<crate::ids::ConnId>,
     /// RTSP players waiting for the camera's description, or set up and not playing yet.
     pub(super) waiting_players: Vec<crate::ids::ConnId>,
+    /// The camera's packets since its last keyframe, while it has players (see `RawGop`).
+    pub(super) raw_gop: super::rtsp_out::RawGop,
     /// The camera's tracks as its RTSP client set them up (empty until it plays).
     pub(super) tracks: Vec<crate::media::TrackInfo>,
     /// When the last viewer left: the connection closes at this instant.
@@ -150,7 +152,7 @@ impl Gateway {
             self.stats.rtsp_errors += 1;
         }
         self.fail_viewers(id, now, info);
-        self.fail_players(id);
+        self.fail_players(id, now);
         self.close_stream(id);
     }
 
@@ -239,6 +241,7 @@ impl Stream {
             players: Vec::new(),
             waiting_players: Vec::new(),
             tracks: Vec::new(),
+            raw_gop: Default::default(),
             linger_until: None,
             pinned: false,
             played: false,
