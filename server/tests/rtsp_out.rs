@@ -162,3 +162,43 @@ fn an_unknown_name_is_not_found() {
     assert!(text.contains("404"), "{text}");
     assert_eq!(camera_connects(&cg), 0);
 }
+
+/// camgate B pulls `rtsp://A/cam` from camgate A (its client offers UDP first, gets 461, goes
+/// on over TCP) and serves it again: ffprobe decodes through both, and A pulled the camera once.
+#[test]
+fn a_second_camgate_pulls_from_the_first() {
+    let camera = GstCamera::start(&["--video", "h264", "--audio", "pcma"]);
+    let (a, a_url) = camgate_for(&camera);
+    let config = temp_file(
+        &format!("rtsp_out_chain_{}.toml", camera.port()),
+        &format!("[streams.cam]\nuri = \"{a_url}\"\n"),
+    );
+    let b = Camgate::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--rtsp-server",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+        "--no-demo",
+    ]);
+    let b_url = format!("rtsp://{}/cam", b.rtsp.unwrap());
+    let streams = decoded_frames(&b_url, true);
+    // ffprobe counts 89 H.264 and 24 PCMA frames (8 packets a second) in 3 s from the camera
+    // itself.
+    assert!(
+        streams.iter().any(|(c, n)| c == "h264" && *n >= 30)
+            && streams.iter().any(|(c, n)| c == "pcm_alaw" && *n >= 20),
+        "{streams:?}"
+    );
+    // A browser on B too: still one connection from B to A, one from A to the camera.
+    let whep = b.request_with(
+        "POST",
+        "/whep/cam",
+        &[("Content-Type", "application/sdp")],
+        Some(&recvonly_offer(true)),
+    );
+    assert_eq!(whep.status, 201, "{}", whep.body);
+    assert_eq!(camera_connects(&b), 1);
+    assert_eq!(camera_connects(&a), 1);
+}
