@@ -1386,7 +1386,7 @@ pub fn stun_username(data: &[u8]) {
 /// An `rtsp::server::ServerSession` fed a client's bytes. The first byte seeds chunk sizes and
 /// clock steps (bit 0: chunks up to 2 KiB instead of 64 bytes; bit 1: clock jumps up to 2 min
 /// instead of < 50 ms) and how look-ups are answered (bits 2-3: found, not found, unavailable,
-/// or left pending; bit 4: UDP on). Checks: every `Send` frames as RTSP responses only; a
+/// or left pending; bit 4: UDP on; bit 5: found streams have a user, `admin`/`secretpw`). Checks: every `Send` frames as RTSP responses only; a
 /// response's `Content-Base` holds no userinfo; nothing after `Close`; at most one look-up
 /// pending; `Play` only once per set-up and routes only between `Play` and `Stop`;
 /// `poll_timeout` after `now`.
@@ -1453,6 +1453,15 @@ pub fn rtsp_server(data: &[u8]) {
                                     if let Some(b) = m.header("Content-Base") {
                                         assert!(!b.contains('@'), "userinfo echoed: {b}");
                                     }
+                                    // A challenge echoes nothing of the request but its CSeq.
+                                    if let camgate_core::rtsp::framing::StartLine::Response {
+                                        status: 401,
+                                        ..
+                                    } = m.start
+                                    {
+                                        let text = format!("{m:?}");
+                                        assert!(!text.contains("secretpw"), "password in a 401");
+                                    }
                                 }
                                 Frame::Interleaved { .. } => panic!("interleaved in an answer"),
                             }
@@ -1495,6 +1504,13 @@ pub fn rtsp_server(data: &[u8]) {
         drain(&mut s, &mut closed, &mut playing, &mut pending);
         if let Some(path) = pending.take() {
             match (seed >> 2) & 3 {
+                0 if seed & 32 != 0 => {
+                    let users = vec![camgate_core::rtsp::auth::Credentials::new(
+                        "admin".into(),
+                        "secretpw".into(),
+                    )];
+                    s.handle_stream_with_users(&path, Ok(tracks.clone()), users)
+                }
                 0 => s.handle_stream(&path, Ok(tracks.clone())),
                 1 => s.handle_stream(&path, Err(LookupError::NotFound)),
                 2 => s.handle_stream(&path, Err(LookupError::Unavailable)),

@@ -27,6 +27,7 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
+use super::auth::{self, Credentials};
 use super::framing::{Frame, Framer, Message, StartLine};
 use crate::media::TrackInfo;
 
@@ -120,7 +121,12 @@ enum State {
 struct Stream {
     path: String,
     tracks: Vec<TrackInfo>,
+    /// Who may play it; empty: anyone the driver let connect.
+    users: Vec<Credentials>,
 }
+
+/// The realm of our challenges.
+const REALM: &str = "camgate";
 
 /// One client connection's RTSP state.
 #[derive(Debug)]
@@ -128,6 +134,8 @@ pub struct ServerSession {
     config: ServerConfig,
     framer: Framer,
     session_id: String,
+    /// The Digest nonce of this connection's challenges (derived from the secret session id).
+    nonce: String,
     /// SSRC written in SETUP answers; the driver rewrites the packets' SSRC to it if it
     /// rewrites at all (e.g. across a camera reconnect).
     ssrc: u32,
@@ -147,10 +155,17 @@ impl ServerSession {
     /// A session for a new connection. `session_id` (the RTSP `Session` value) and `ssrc`
     /// come from the driver's seeded randomness: the id must not be guessable.
     pub fn new(config: ServerConfig, session_id: String, ssrc: u32, now: Instant) -> Self {
+        let nonce = ring::digest::digest(&ring::digest::SHA256, session_id.as_bytes())
+            .as_ref()
+            .iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect();
         ServerSession {
             config,
             framer: Framer::new(),
             session_id,
+            nonce,
             ssrc,
             state: State::Init,
             stream: None,
@@ -200,7 +215,20 @@ impl ServerSession {
     }
 
     /// The answer to [`ServerOutput::Lookup`] for `path`: the stream's tracks, or why not.
+    /// Anyone may play it (see [`handle_stream_with_users`](Self::handle_stream_with_users)).
     pub fn handle_stream(&mut self, path: &str, tracks: Result<Vec<TrackInfo>, LookupError>) {
+        self.handle_stream_with_users(path, tracks, Vec::new());
+    }
+
+    /// Like [`handle_stream`](Self::handle_stream), for a stream only `users` may play: every
+    /// request on it needs their Basic or MD5 Digest `Authorization` (401 with both challenges
+    /// otherwise).
+    pub fn handle_stream_with_users(
+        &mut self,
+        path: &str,
+        tracks: Result<Vec<TrackInfo>, LookupError>,
+        users: Vec<Credentials>,
+    ) {
         if self.lookup.as_deref() != Some(path) || self.closed {
             return;
         }
@@ -211,6 +239,7 @@ impl ServerSession {
                 self.stream = Some(Stream {
                     path: path.to_owned(),
                     tracks,
+                    users,
                 });
             }
             other => {
@@ -323,10 +352,13 @@ impl ServerSession {
                     self.send(r);
                     return None;
                 };
-                let stream = match self.stream_for(req, &target.path) {
-                    Ok(s) => s,
-                    Err(wait) => return wait,
-                };
+                if let Err(wait) = self.stream_for(req, &target.path) {
+                    return wait;
+                }
+                if !self.authorized(req, method) {
+                    return None;
+                }
+                let stream = self.stream.as_ref().expect("found just above");
                 let body = sdp::describe(&stream.path, &stream.tracks);
                 let mut r = self.head(req, 200, "OK");
                 let _ = write!(
@@ -344,6 +376,9 @@ impl ServerSession {
                 };
                 if let Err(wait) = self.stream_for(req, &target.path) {
                     return wait;
+                }
+                if !self.authorized(req, method) {
+                    return None;
                 }
                 let ntracks = self.setups.len();
                 let Some(track) = target.track.filter(|t| *t < ntracks).or(
@@ -388,6 +423,7 @@ impl ServerSession {
                 );
                 self.send(finish(r, None));
             }
+            "PLAY" | "PAUSE" | "GET_PARAMETER" | "TEARDOWN" if !self.authorized(req, method) => {}
             "PLAY" => {
                 if self.state == State::Init {
                     let r = self.response(req, 455, "Method Not Valid in This State");
@@ -449,6 +485,27 @@ impl ServerSession {
             return Err(None);
         }
         Err(Some(path.to_owned()))
+    }
+
+    /// True if the session's stream is open to all or `req` proves a user; else answers 401
+    /// with a Digest and a Basic challenge.
+    fn authorized(&mut self, req: &Message, method: &str) -> bool {
+        let Some(stream) = self.stream.as_ref().filter(|s| !s.users.is_empty()) else {
+            return true;
+        };
+        let ok = req
+            .header("Authorization")
+            .is_some_and(|a| auth::verify(a, method, &stream.users, REALM, &self.nonce));
+        if !ok {
+            let mut r = self.head(req, 401, "Unauthorized");
+            let _ = write!(
+                r,
+                "WWW-Authenticate: Digest realm=\"{REALM}\", nonce=\"{}\", algorithm=MD5\r\nWWW-Authenticate: Basic realm=\"{REALM}\"\r\n",
+                self.nonce
+            );
+            self.send(finish(r, None));
+        }
+        ok
     }
 
     /// Status line and the headers every answer has.

@@ -101,6 +101,13 @@ impl Server {
         self.drain();
     }
 
+    /// Answers the pending look-up with the tracks and these users.
+    fn found_with_users(&mut self, path: &str, users: Vec<crate::rtsp::auth::Credentials>) {
+        assert_eq!(self.lookups.pop().as_deref(), Some(path));
+        self.s.handle_stream_with_users(path, Ok(tracks()), users);
+        self.drain();
+    }
+
     /// The answers written since the last call, parsed back.
     fn answers(&mut self) -> Vec<Message> {
         let mut out = Vec::new();
@@ -727,4 +734,109 @@ fn camgate_client_plays_from_the_session() {
     p.drive();
     assert_eq!(p.server.stops, 1);
     assert!(p.events.contains(&RtspEvent::Closed), "{:?}", p.events);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Access
+
+fn admin() -> Vec<crate::rtsp::auth::Credentials> {
+    vec![crate::rtsp::auth::Credentials::new(
+        "admin".into(),
+        "pa:ss/w@rd".into(),
+    )]
+}
+
+/// camgate's client with right, wrong and no credentials against a stream with a user.
+#[test]
+fn a_stream_with_users_asks_for_digest_and_takes_only_theirs() {
+    for (userinfo, plays) in [
+        ("admin:pa%3Ass%2Fw%40rd@", true),
+        ("admin:nope@", false),
+        ("", false),
+    ] {
+        let mut p = Pair::new(&format!("rtsp://{userinfo}127.0.0.1:8554/front"));
+        // Answer the look-up with the user before the generic `drive` would.
+        p.drain_client();
+        let up = std::mem::take(&mut p.to_server);
+        p.server.s.handle_input(p.now, &up);
+        p.server.drain();
+        let down = std::mem::take(&mut p.server.sent);
+        p.deliver(&down); // OPTIONS answered
+        p.drain_client();
+        let up = std::mem::take(&mut p.to_server);
+        p.server.s.handle_input(p.now, &up);
+        p.server.drain();
+        let path = p
+            .server
+            .lookups
+            .pop()
+            .expect("DESCRIBE looks the stream up");
+        p.server
+            .s
+            .handle_stream_with_users(&path, Ok(tracks()), admin());
+        p.server.drain();
+        p.drive();
+        let playing = p
+            .events
+            .iter()
+            .any(|e| matches!(e, RtspEvent::Playing { .. }));
+        assert_eq!(playing, plays, "{userinfo}: {:?}", p.events);
+        if !plays {
+            assert!(
+                p.events
+                    .iter()
+                    .any(|e| matches!(e, RtspEvent::Failed(crate::rtsp::RtspError::Unauthorized))),
+                "{:?}",
+                p.events
+            );
+            assert!(p.server.plays.is_empty());
+        } else {
+            assert_eq!(p.server.plays.len(), 1);
+        }
+    }
+}
+
+#[test]
+fn every_request_on_a_protected_stream_needs_credentials() {
+    let mut s = Server::new(ServerConfig::default());
+    s.input(0, &req("DESCRIBE", URL, 1, ""));
+    s.found_with_users("front", admin());
+    let a = s.answer();
+    assert_eq!(status(&a), 401);
+    let challenges: Vec<&str> = a.headers_named("WWW-Authenticate").collect();
+    assert_eq!(challenges.len(), 2, "{challenges:?}");
+    assert!(challenges[0].starts_with("Digest realm=\"camgate\", nonce=\""));
+    assert!(
+        !challenges[0].contains(SESSION),
+        "the nonce does not give the session id away"
+    );
+    // Basic works too, on every request.
+    let basic = "Authorization: Basic YWRtaW46cGE6c3Mvd0ByZA==\r\n"; // admin:pa:ss/w@rd
+    s.input(0, &req("DESCRIBE", URL, 2, basic));
+    assert_eq!(status(&s.answer()), 200);
+    let track = format!("{URL}/trackID=0");
+    s.input(
+        0,
+        &req("SETUP", &track, 3, "Transport: RTP/AVP/TCP;unicast\r\n"),
+    );
+    assert_eq!(status(&s.answer()), 401);
+    s.input(
+        0,
+        &req(
+            "SETUP",
+            &track,
+            4,
+            &format!("Transport: RTP/AVP/TCP;unicast\r\n{basic}"),
+        ),
+    );
+    assert_eq!(status(&s.answer()), 200);
+    s.input(0, &req("PLAY", URL, 5, &format!("Session: {SESSION}\r\n")));
+    assert_eq!(status(&s.answer()), 401);
+    assert!(s.plays.is_empty());
+    s.input(
+        0,
+        &req("PLAY", URL, 6, &format!("Session: {SESSION}\r\n{basic}")),
+    );
+    assert_eq!(status(&s.answer()), 200);
+    assert_eq!(s.plays.len(), 1);
 }
