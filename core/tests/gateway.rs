@@ -202,8 +202,13 @@ impl Harness {
         }
     }
 
-    /// A new RTSP player of `url` on worker 0; returns its index.
+    /// A new RTSP player of `url` on worker 0, on loopback; returns its index.
     fn add_player(&mut self, url: &str) -> usize {
+        self.add_player_from(url, "127.0.0.1:50000")
+    }
+
+    /// A new RTSP player of `url` connected from `peer`.
+    fn add_player_from(&mut self, url: &str, peer: &str) -> usize {
         let conn = ConnId(900 + self.players.len());
         let config = RtspConfig {
             transport: RtspTransport::Tcp,
@@ -211,7 +216,8 @@ impl Harness {
         };
         let mut client = RtspClient::new(url, config, self.now).unwrap();
         client.handle_connected(self.now);
-        self.gateway.handle_player_opened(conn, self.now);
+        self.gateway
+            .handle_player_opened(conn, peer.parse().unwrap(), self.now);
         self.players.push(Player {
             conn,
             client,
@@ -2833,4 +2839,46 @@ fn a_late_player_starts_at_once_on_the_cached_gop() {
         seqs.windows(2).all(|w| w[1].wrapping_sub(w[0]) == 1),
         "{seqs:?}"
     );
+}
+
+#[test]
+fn players_elsewhere_need_a_user_of_the_stream() {
+    let users = vec![(
+        "cam".to_owned(),
+        camgate_core::rtsp::auth::Credentials::new("viewer".into(), "pw".into()),
+    )];
+    let mut h = Harness::with_config(GatewayConfig {
+        named_streams: vec![
+            ("cam".into(), "rtsp://127.0.0.1:8554/cam".into()),
+            ("open".into(), "rtsp://127.0.0.1:8554/open".into()),
+        ],
+        rtsp_users: users,
+        ..GatewayConfig::default()
+    });
+    // A stream without users is for this host only: 403, and no camera is pulled for it.
+    let far = h.add_player_from("rtsp://box:8554/open", "192.0.2.7:40000");
+    // With users: right credentials from anywhere, none refused.
+    let good = h.add_player_from("rtsp://viewer:pw@box:8554/cam", "192.0.2.8:40000");
+    let anon = h.add_player_from("rtsp://box:8554/cam", "127.0.0.1:40001");
+    h.run_for(Duration::from_millis(300));
+    assert!(
+        matches!(h.players[far].events.as_slice(), [RtspEvent::Failed(e)] if e.to_string().contains("403")),
+        "{:?}",
+        h.players[far].events
+    );
+    assert!(matches!(
+        h.players[good].events.first(),
+        Some(RtspEvent::Playing { .. })
+    ));
+    assert!(
+        matches!(
+            h.players[anon].events.as_slice(),
+            [RtspEvent::Failed(
+                camgate_core::rtsp::RtspError::Unauthorized
+            )]
+        ),
+        "{:?}",
+        h.players[anon].events
+    );
+    assert_eq!(h.connects, 1, "only cam was pulled");
 }

@@ -117,6 +117,27 @@ pub struct NamedStream {
     /// ("sha256:" and 64 hex digits), trusted whoever signed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_fingerprint: Option<String>,
+    /// Who may play it from camgate's RTSP server (`rtsp_server`), with Basic or Digest. Without
+    /// any, only players on this host may.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rtsp_users: Vec<RtspUser>,
+}
+
+/// A user of the RTSP server for one named stream.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtspUser {
+    pub user: String,
+    pub password: String,
+}
+
+/// Never prints the password.
+impl std::fmt::Debug for RtspUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RtspUser")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Config {

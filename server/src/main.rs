@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use camgate_core::gateway::{Gateway, GatewayConfig};
+use camgate_core::rtsp::auth::Credentials;
 use camgate_io::{EventLoop, EventLoopConfig, ListenerKind, NoWeb, WorkerLink};
 use clap::Parser;
 
@@ -218,6 +219,16 @@ fn run(config: &Config) -> Result<(), String> {
             .streams
             .iter()
             .map(|(name, s)| (name.clone(), s.uri.clone()))
+            .collect(),
+        rtsp_users: config
+            .streams
+            .iter()
+            .flat_map(|(name, s)| {
+                s.rtsp_users.iter().map(|u| {
+                    let c = Credentials::new(u.user.clone(), u.password.clone());
+                    (name.clone(), c)
+                })
+            })
             .collect(),
         ..Default::default()
     };

@@ -202,3 +202,47 @@ fn a_second_camgate_pulls_from_the_first() {
     assert_eq!(camera_connects(&b), 1);
     assert_eq!(camera_connects(&a), 1);
 }
+
+/// A stream with an RTSP user: ffprobe with the right credentials decodes (ffmpeg answers the
+/// Digest challenge), with wrong or none gets 401; the password is in no log line.
+#[test]
+fn a_stream_with_a_user_takes_right_credentials_only() {
+    let camera = GstCamera::start(&["--video", "h264"]);
+    let config = temp_file(
+        &format!("rtsp_out_users_{}.toml", camera.port()),
+        &format!(
+            "[streams.cam]\nuri = \"{}\"\nrtsp_users = [{{ user = \"viewer\", password = \"s3cret-pw\" }}]\n",
+            camera.url
+        ),
+    );
+    let cg = Camgate::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--rtsp-server",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+        "--no-demo",
+    ]);
+    let addr = cg.rtsp.unwrap();
+    let streams = decoded_frames(&format!("rtsp://viewer:s3cret-pw@{addr}/cam"), true);
+    assert!(
+        streams.iter().any(|(c, n)| c == "h264" && *n >= 30),
+        "{streams:?}"
+    );
+    for url in [
+        format!("rtsp://viewer:wrong@{addr}/cam"),
+        format!("rtsp://{addr}/cam"),
+    ] {
+        let (ok, text) =
+            run(Command::new("ffprobe").args(["-v", "error", "-rtsp_transport", "tcp", &url]));
+        assert!(!ok && text.contains("401"), "{url}: {text}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let logs = cg.logs();
+    assert!(!logs.is_empty());
+    assert!(
+        logs.iter().all(|l| !l.contains("s3cret")),
+        "a log line holds the password"
+    );
+}

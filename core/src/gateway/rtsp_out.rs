@@ -32,6 +32,10 @@ pub(super) struct Player {
     /// Camera track → interleaved RTP channel, while playing.
     channels: Vec<Option<u8>>,
     out: MediaOut,
+    /// Connected from this host: may play streams without RTSP users.
+    loopback: bool,
+    /// Who may play the stream looked up.
+    users: Vec<crate::rtsp::auth::Credentials>,
     /// A video keyframe went out: media flows (before it, a player would get P-frames).
     started: bool,
     /// `PlayerWrite` was output and the driver has not drained the queue since.
@@ -49,8 +53,9 @@ impl Player {
 }
 
 impl Gateway {
-    /// A player connected to the RTSP server (`conn`: its connection, numbered by the loop).
-    pub fn handle_player_opened(&mut self, conn: ConnId, now: Instant) {
+    /// A player connected to the RTSP server (`conn`: its connection, numbered by the loop)
+    /// from `peer`.
+    pub fn handle_player_opened(&mut self, conn: ConnId, peer: SocketAddr, now: Instant) {
         let id = format!("{:016x}", self.rng.next_u64());
         let ssrc = self.rng.next_u64() as u32;
         let session = ServerSession::new(self.config.rtsp_server.clone(), id, ssrc, now);
@@ -64,6 +69,8 @@ impl Gateway {
                 waiting: None,
                 channels: Vec::new(),
                 out,
+                loopback: peer.ip().to_canonical().is_loopback(),
+                users: Vec::new(),
                 started: false,
                 write_asked: false,
                 closing: false,
@@ -197,8 +204,15 @@ impl Gateway {
             .iter()
             .find(|(name, _)| *name == path)
             .map(|(_, url)| url.clone());
+        let users: Vec<_> = (self.config.rtsp_users.iter())
+            .filter(|(name, _)| *name == path)
+            .map(|(_, c)| c.clone())
+            .collect();
+        let loopback = self.players.get(&conn).is_some_and(|p| p.loopback);
         let found = match url {
             None => Err(LookupError::NotFound),
+            // Without users a stream is this host's only (checked before pulling anything).
+            Some(_) if users.is_empty() && !loopback => Err(LookupError::Forbidden),
             Some(url) => match self.by_url.get(&url).copied() {
                 Some(id) => Ok(id),
                 None => self.pull(&url, now).map_err(|info| {
@@ -236,8 +250,11 @@ impl Gateway {
         let tracks = (!s.tracks.is_empty()).then(|| s.tracks.clone());
         let p = self.players.get_mut(&conn).expect("the player asked");
         p.stream = Some(id);
+        p.users = users;
         match tracks {
-            Some(t) => p.session.handle_stream(&path, Ok(t)),
+            Some(t) => p
+                .session
+                .handle_stream_with_users(&path, Ok(t), p.users.clone()),
             None => p.waiting = Some(path),
         }
     }
@@ -250,7 +267,9 @@ impl Gateway {
         for conn in s.waiting_players.clone() {
             if let Some(p) = self.players.get_mut(&conn) {
                 if let Some(path) = p.waiting.take() {
-                    p.session.handle_stream(&path, Ok(tracks.to_vec()));
+                    let users = p.users.clone();
+                    p.session
+                        .handle_stream_with_users(&path, Ok(tracks.to_vec()), users);
                 }
             }
             // Answers queue in the session; carry them out.

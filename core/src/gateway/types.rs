@@ -40,6 +40,9 @@ pub struct GatewayConfig {
     /// The named streams (`[streams.NAME]`): name → camera URL. RTSP players ask for
     /// `rtsp://box:8554/NAME`.
     pub named_streams: Vec<(String, String)>,
+    /// Who may play each named stream over RTSP: (stream name, user). A stream without users
+    /// is served to loopback players only (403 to others).
+    pub rtsp_users: Vec<(String, crate::rtsp::auth::Credentials)>,
     /// Settings of every RTSP player's session.
     pub rtsp_server: crate::rtsp::server::ServerConfig,
     /// Each RTSP player's send queue.
@@ -62,6 +65,7 @@ impl Default for GatewayConfig {
             seed: 0,
             dtls_cert: None,
             named_streams: Vec::new(),
+            rtsp_users: Vec::new(),
             rtsp_server: crate::rtsp::server::ServerConfig::default(),
             player_queue: crate::rtsp::server::MediaOutConfig::default(),
         }

@@ -1,7 +1,7 @@
 //! The RTSP server's sockets: its listener and the players' connections (ffmpeg, GStreamer,
 //! an NVR, another camgate), in the loop like every other socket. The gateway owns each
 //! player's RTSP session and send queue (`Gateway::player_pending`); this module only moves
-//! the bytes, and refuses players that are not on this host (no RTSP users exist yet).
+//! the bytes.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -52,11 +52,6 @@ impl EventLoop {
                 }
             };
             self.accept_retry.retain(|k| *k != key);
-            // Without RTSP users (not configurable yet) only this host's players are served.
-            if !peer.ip().to_canonical().is_loopback() {
-                tracing::info!(%peer, "RTSP player refused: not loopback and no RTSP users configured");
-                continue; // dropping the stream closes it
-            }
             let _ = stream.set_nodelay(true);
             let conn = self.endpoints.vacant_key();
             if let Err(e) = self.poll.registry().register(
@@ -70,7 +65,8 @@ impl EventLoop {
             self.endpoints
                 .insert(Endpoint::Player(PlayerConn { stream }));
             tracing::info!(%peer, conn, "RTSP player connected");
-            gateway.handle_player_opened(ConnId(conn), now);
+            // The gateway decides who may play what (users per stream, else loopback only).
+            gateway.handle_player_opened(ConnId(conn), peer, now);
         }
     }
 

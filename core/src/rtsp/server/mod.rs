@@ -68,6 +68,8 @@ pub enum LookupError {
     NotFound,
     /// The stream exists but its camera cannot be described now (503).
     Unavailable,
+    /// This player may not play it (403): e.g. not on loopback, for a stream without users.
+    Forbidden,
 }
 
 /// What the driver must do, in order.
@@ -246,6 +248,7 @@ impl ServerSession {
                 // The waiting request fails; later ones are tried afresh.
                 let (code, reason) = match other {
                     Err(LookupError::Unavailable) => (503, "Service Unavailable"),
+                    Err(LookupError::Forbidden) => (403, "Forbidden"),
                     _ => (404, "Not Found"),
                 };
                 if let Some(req) = self.queued.pop_front() {
