@@ -145,6 +145,21 @@ fn ffmpeg_and_gstreamer_play_a_named_stream_over_tcp_on_one_camera_connection() 
         1,
         "one camera connection for ffprobe, ffmpeg, rtspsrc and the browser"
     );
+    let (_, metrics) = cg.request("GET", "/metrics", None);
+    let counter = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    assert_eq!(counter("camgate_rtsp_players_joined_total"), 3);
+    assert!(counter("camgate_rtsp_player_packets_out_total") > 300);
 }
 
 #[test]

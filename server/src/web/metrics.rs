@@ -63,7 +63,7 @@ pub(super) fn render(streams: &[StreamInfo], stats: &GatewayStats, web_sessions:
 }
 
 /// The integer counters: name, help, value.
-fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 16] {
+fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 19] {
     [
         (
             "camgate_camera_bytes_in_total",
@@ -129,6 +129,21 @@ fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 16] {
             "camgate_rtsp_errors_total",
             "Camera connections that ended in an error.",
             stats.rtsp_errors,
+        ),
+        (
+            "camgate_rtsp_players_joined_total",
+            "RTSP players (clients of the RTSP server, TCP-interleaved) that connected.",
+            stats.players_joined,
+        ),
+        (
+            "camgate_rtsp_player_packets_out_total",
+            "Camera RTP packets queued for RTSP players (TCP-interleaved).",
+            stats.player_packets_out,
+        ),
+        (
+            "camgate_rtsp_player_packets_skipped_total",
+            "Camera RTP packets RTSP players missed because they fell behind (skipped to the next keyframe).",
+            stats.player_packets_skipped,
         ),
         (
             "camgate_viewers_joined_total",
