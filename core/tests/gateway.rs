@@ -2882,3 +2882,27 @@ fn players_elsewhere_need_a_user_of_the_stream() {
     );
     assert_eq!(h.connects, 1, "only cam was pulled");
 }
+
+#[test]
+fn players_count_against_the_viewer_limit_of_a_stream() {
+    let mut h = Harness::with_config(GatewayConfig {
+        max_viewers_per_stream: 2,
+        ..named_cam()
+    });
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    let first = h.add_player("rtsp://box:8554/cam");
+    let extra = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    assert!(matches!(
+        h.players[first].events.first(),
+        Some(RtspEvent::Playing { .. })
+    ));
+    assert!(
+        matches!(h.players[extra].events.as_slice(), [RtspEvent::Failed(e)] if e.to_string().contains("503")),
+        "{:?}",
+        h.players[extra].events
+    );
+    h.camera_frames(0..5);
+    assert!(h.browsers[b].frames.len() >= 4);
+    assert_eq!(h.connects, 1);
+}

@@ -239,6 +239,25 @@ impl Gateway {
                 self.linger_if_unwatched(old, now);
             }
         }
+        // Players count against the viewer limits: per stream, and this worker's players.
+        let s = &self.streams[&id];
+        let watchers = s.viewers.len() + s.pending.len() + s.players.len();
+        let joined = s.waiting_players.contains(&conn) || s.players.contains(&conn);
+        let full = watchers + s.waiting_players.len() >= self.config.max_viewers_per_stream
+            || self.players.len() > self.config.max_viewers;
+        if full && !joined {
+            tracing::info!(
+                conn = conn.0,
+                stream = id.0,
+                "rtsp player refused: too many viewers"
+            );
+            if let Some(p) = self.players.get_mut(&conn) {
+                p.session
+                    .handle_stream(&path, Err(LookupError::Unavailable));
+            }
+            self.linger_if_unwatched(id, now);
+            return;
+        }
         let s = self
             .streams
             .get_mut(&id)
