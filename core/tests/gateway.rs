@@ -151,6 +151,8 @@ struct Player {
     client: RtspClient,
     /// RTP packets received: (track, packet).
     media: Vec<(usize, Vec<u8>)>,
+    /// RTCP packets received: (track, packet).
+    rtcp: Vec<(usize, Vec<u8>)>,
     events: Vec<RtspEvent>,
     /// Reads its socket (else the gateway's queue for it only grows).
     reading: bool,
@@ -222,6 +224,7 @@ impl Harness {
             conn,
             client,
             media: Vec::new(),
+            rtcp: Vec::new(),
             events: Vec::new(),
             reading: true,
             closed_by_gateway: false,
@@ -243,11 +246,10 @@ impl Harness {
                     moved = true;
                     self.gateway.player_written(p.conn, down.len());
                     let media = p.client.handle_input(now, &down);
-                    p.media.extend(
-                        media
-                            .filter(|m| !m.rtcp)
-                            .map(|m| (m.track, m.data.to_vec())),
-                    );
+                    for m in media {
+                        let to = if m.rtcp { &mut p.rtcp } else { &mut p.media };
+                        to.push((m.track, m.data.to_vec()));
+                    }
                 }
             }
             let mut playing = false;
@@ -2905,4 +2907,35 @@ fn players_count_against_the_viewer_limit_of_a_stream() {
     h.camera_frames(0..5);
     assert!(h.browsers[b].frames.len() >= 4);
     assert_eq!(h.connects, 1);
+}
+
+#[test]
+fn players_get_the_cameras_sender_reports_in_their_numbering() {
+    let mut h = Harness::with_config(named_cam());
+    let p = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..3);
+    h.camera.send_sender_report(1, 3_900_000_000.5, 7200);
+    h.run_for(Duration::from_millis(40));
+    let srs: Vec<&Vec<u8>> = h.players[p]
+        .rtcp
+        .iter()
+        .filter(|(t, d)| *t == 0 && d[1] == 200)
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(srs.len(), 1, "{:?}", h.players[p].rtcp);
+    let sr = srs[0];
+    // Frame 2 went out at camera time 7200 (+ the camera's base): the report pairs the same.
+    let camera_time = 7200u32.wrapping_add(h.camera.time_base);
+    let frame2 = h.players[p]
+        .media
+        .iter()
+        .find(|(_, d)| u32::from_be_bytes([d[4], d[5], d[6], d[7]]) == camera_time)
+        .expect("frame 2 reached the player");
+    assert_eq!(sr[16..20], frame2.1[4..8]);
+    assert_eq!(sr[4..8], frame2.1[8..12], "the session's SSRC");
+    assert_eq!(
+        u64::from_be_bytes(sr[8..16].try_into().unwrap()) >> 32,
+        3_900_000_000
+    );
 }

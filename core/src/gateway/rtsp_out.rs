@@ -12,7 +12,7 @@
 //! `handle_player_closed` when the peer closed.
 //!
 //! Not yet: players on a worker that does not pull the camera (mirrors carry relayed, not
-//! camera, packets), UDP transport, RTCP sender reports, RTSP users.
+//! camera, packets), UDP transport.
 
 use super::*;
 use crate::ids::ConnId;
@@ -29,8 +29,8 @@ pub(super) struct Player {
     stream: Option<StreamId>,
     /// The path of a look-up waiting for the camera's description.
     waiting: Option<String>,
-    /// Camera track → interleaved RTP channel, while playing.
-    channels: Vec<Option<u8>>,
+    /// Camera track → interleaved RTP and RTCP channels, while playing.
+    channels: Vec<Option<(u8, u8)>>,
     out: MediaOut,
     /// Connected from this host: may play streams without RTSP users.
     loopback: bool,
@@ -355,10 +355,15 @@ impl Gateway {
         };
         let mut channels = vec![None; s.tracks.len()];
         for &t in tracks {
-            if let (Some(TrackTransport::Interleaved { rtp_channel, .. }), Some(c)) =
-                (p.session.route(t), channels.get_mut(t))
+            if let (
+                Some(TrackTransport::Interleaved {
+                    rtp_channel,
+                    rtcp_channel,
+                }),
+                Some(c),
+            ) = (p.session.route(t), channels.get_mut(t))
             {
-                *c = Some(rtp_channel);
+                *c = Some((rtp_channel, rtcp_channel));
             }
         }
         let rates: Vec<u32> = s.tracks.iter().map(|t| t.clock_rate).collect();
@@ -367,7 +372,7 @@ impl Gateway {
         // Start on the cached GOP, if there is one: the picture at once.
         p.started = false;
         for (i, (track, data)) in s.raw_gop.packets().enumerate() {
-            if let Some(Some(channel)) = channels.get(track) {
+            if let Some(Some((channel, _))) = channels.get(track) {
                 p.out.push_interleaved(now, track, *channel, data, i == 0);
                 p.started = true;
             }
@@ -443,7 +448,30 @@ impl FanOut<'_> {
         if !self.keep_raw_gop {
             self.raw_gop.clear();
         }
-        if m.rtcp || !self.keep_raw_gop {
+        if !self.keep_raw_gop {
+            return;
+        }
+        if m.rtcp {
+            // The camera's sender reports, in each player's numbering (lip sync).
+            let Some(sr) = crate::rtp::parse_sender_report(m.data) else {
+                return;
+            };
+            for conn in self.player_conns {
+                let Some(p) = self.players.get_mut(conn) else {
+                    continue;
+                };
+                if let Some(Some((_, rtcp))) = p.channels.get(m.track).copied() {
+                    if p.started && !p.closing {
+                        p.out
+                            .push_sender_report(m.track, rtcp, sr.ntp_time, sr.rtp_time);
+                        if !p.write_asked && p.out.queued() > 0 {
+                            p.write_asked = true;
+                            self.outputs
+                                .push_back(GatewayOutput::PlayerWrite { conn: *conn });
+                        }
+                    }
+                }
+            }
             return;
         }
         let Some(track) = self.tracks.get(m.track) else {
@@ -460,7 +488,7 @@ impl FanOut<'_> {
             if p.closing {
                 continue;
             }
-            let Some(Some(channel)) = p.channels.get(m.track).copied() else {
+            let Some(Some((channel, _))) = p.channels.get(m.track).copied() else {
                 continue;
             };
             if !p.started {

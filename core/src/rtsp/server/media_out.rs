@@ -51,6 +51,9 @@ struct Track {
     /// The last packet written: sequence number, timestamp, when.
     last_out: Option<(u16, u32, Instant)>,
     clock_rate: u32,
+    /// RTP packets and payload bytes written (for sender reports).
+    packets: u32,
+    octets: u32,
 }
 
 /// One client's media (see the module docs).
@@ -149,6 +152,8 @@ impl MediaOut {
         // Keep the newest: with reordering the last written may be older, which only shifts
         // where a future reconnect continues from by a packet.
         t.last_out = Some((seq, ts, now));
+        t.packets = t.packets.wrapping_add(1);
+        t.octets = t.octets.wrapping_add((packet.len() - 12) as u32);
         out.extend_from_slice(&packet[..2]);
         out.extend_from_slice(&seq.to_be_bytes());
         out.extend_from_slice(&ts.to_be_bytes());
@@ -204,6 +209,26 @@ impl MediaOut {
     /// against the client being behind: they are few).
     pub fn push_bytes(&mut self, bytes: &[u8]) {
         self.queue.extend_from_slice(bytes);
+    }
+
+    /// The camera's sender report for `track` (its NTP time and the RTP time it pairs with),
+    /// translated to this client's numbering and queued on `channel`: players pair audio and
+    /// video by these. Nothing before the track's first packet (no offset is known yet).
+    pub fn push_sender_report(&mut self, track: usize, channel: u8, ntp_time: u64, rtp_time: u32) {
+        let Some(t) = self.tracks.get(track) else {
+            return;
+        };
+        let Some((_, _, ts_add)) = t.input else {
+            return;
+        };
+        let mut sr = [0u8; 28];
+        sr[..4].copy_from_slice(&[0x80, 200, 0, 6]);
+        sr[4..8].copy_from_slice(&self.ssrc.to_be_bytes());
+        sr[8..16].copy_from_slice(&ntp_time.to_be_bytes());
+        sr[16..20].copy_from_slice(&rtp_time.wrapping_add(ts_add).to_be_bytes());
+        sr[20..24].copy_from_slice(&t.packets.to_be_bytes());
+        sr[24..28].copy_from_slice(&t.octets.to_be_bytes());
+        self.push_rtcp(channel, &sr);
     }
 
     /// Queues an RTCP packet (a sender report) as an interleaved frame, never skipped.
@@ -356,6 +381,48 @@ mod tests {
         assert_eq!(m.pending(), &all[5..]);
         m.consume(all.len());
         assert_eq!(m.queued(), 0);
+    }
+
+    #[test]
+    fn sender_reports_follow_the_rewritten_timestamps() {
+        let t0 = Instant::now();
+        let mut m = MediaOut::new(MediaOutConfig::default(), 0xAB, &[90000]);
+        m.push_sender_report(0, 1, 42, 1000);
+        assert_eq!(m.queued(), 0, "no report before the first packet");
+        m.push_interleaved(t0, 0, 0, &rtp(10, 1000, 5, b"abc"), true);
+        // The camera comes back with other numbers, then reports.
+        m.source_restarted();
+        m.push_interleaved(
+            t0 + Duration::from_secs(1),
+            0,
+            0,
+            &rtp(500, 77_000, 5, b"de"),
+            true,
+        );
+        m.push_sender_report(0, 1, 0x1122_3344_5566_7788, 77_000);
+        let f = frames(m.pending());
+        let (channel, sr) = &f[2];
+        assert_eq!(*channel, 1);
+        assert_eq!(sr.len(), 28);
+        assert_eq!(&sr[..2], &[0x80, 200]);
+        assert_eq!(u32::from_be_bytes(sr[4..8].try_into().unwrap()), 0xAB);
+        assert_eq!(
+            u64::from_be_bytes(sr[8..16].try_into().unwrap()),
+            0x1122_3344_5566_7788
+        );
+        // The RTP time of the packet it pairs with, as the client got it.
+        let (_, sent_ts, _, _) = fields(&f[1].1);
+        assert_eq!(u32::from_be_bytes(sr[16..20].try_into().unwrap()), sent_ts);
+        assert_eq!(
+            u32::from_be_bytes(sr[20..24].try_into().unwrap()),
+            2,
+            "packets"
+        );
+        assert_eq!(
+            u32::from_be_bytes(sr[24..28].try_into().unwrap()),
+            5,
+            "payload bytes"
+        );
     }
 
     /// A client that stops reading: skipped from the overflow to a keyframe found with the
