@@ -29,11 +29,12 @@ replay_tests!(
     h264_slice,
     camera_udp,
     stun_username,
+    rtsp_server,
 );
 
 #[test]
 fn every_target_is_replayed() {
-    replay::check_binaries(harness::TARGETS, 16);
+    replay::check_binaries(harness::TARGETS, 17);
 }
 
 /// `h264_relay` input: header byte, then `(flags, len, payload)` records (see

@@ -11,6 +11,7 @@ use camgate_core::ids::ConnId;
 use camgate_core::mirror::MirrorItem;
 use camgate_core::placement::Placement;
 use camgate_core::rtp::RtpPacket;
+use camgate_core::rtsp::{RtspClient, RtspConfig, RtspEvent, RtspOutput, RtspTransport};
 use camgate_testkit::camera::FakeCamera;
 use camgate_testkit::nal::filler as nal;
 use serde_json::Value;
@@ -204,6 +205,22 @@ struct Harness {
     stun_answered: usize,
     /// New browsers connect over ICE-TCP and ask for `transport: "TCP"`.
     browser_tcp: bool,
+    /// RTSP players of worker 0 (camgate's own RTSP client, as a chained camgate is).
+    players: Vec<Player>,
+}
+
+/// An RTSP player: an `RtspClient` connected to the gateway's RTSP server.
+struct Player {
+    conn: ConnId,
+    client: RtspClient,
+    /// RTP packets received: (track, packet).
+    media: Vec<(usize, Vec<u8>)>,
+    /// RTCP packets received: (track, packet).
+    rtcp: Vec<(usize, Vec<u8>)>,
+    events: Vec<RtspEvent>,
+    /// Reads its socket (else the gateway's queue for it only grows).
+    reading: bool,
+    closed_by_gateway: bool,
 }
 
 impl Harness {
@@ -251,7 +268,83 @@ impl Harness {
             stun_server: None,
             stun_answered: 0,
             browser_tcp: false,
+            players: Vec::new(),
         }
+    }
+
+    /// A new RTSP player of `url` on worker 0, on loopback; returns its index.
+    fn add_player(&mut self, url: &str) -> usize {
+        self.add_player_from(url, "127.0.0.1:50000")
+    }
+
+    /// A new RTSP player of `url` connected from `peer`.
+    fn add_player_from(&mut self, url: &str, peer: &str) -> usize {
+        let conn = ConnId(900 + self.players.len());
+        let config = RtspConfig {
+            transport: RtspTransport::Tcp,
+            ..RtspConfig::default()
+        };
+        let mut client = RtspClient::new(url, config, self.now).unwrap();
+        client.handle_connected(self.now);
+        self.gateway
+            .handle_player_opened(conn, peer.parse().unwrap(), self.now);
+        self.players.push(Player {
+            conn,
+            client,
+            media: Vec::new(),
+            rtcp: Vec::new(),
+            events: Vec::new(),
+            reading: true,
+            closed_by_gateway: false,
+        });
+        self.players.len() - 1
+    }
+
+    /// Moves bytes between the players and worker 0's gateway. True when any moved.
+    fn drive_players(&mut self) -> bool {
+        let mut moved = false;
+        let now = self.now;
+        for p in &mut self.players {
+            if p.closed_by_gateway {
+                continue;
+            }
+            if p.reading {
+                let down = self.gateway.player_pending(p.conn).to_vec();
+                if !down.is_empty() {
+                    moved = true;
+                    self.gateway.player_written(p.conn, down.len());
+                    let media = p.client.handle_input(now, &down);
+                    for m in media {
+                        let to = if m.rtcp { &mut p.rtcp } else { &mut p.media };
+                        to.push((m.track, m.data.to_vec()));
+                    }
+                }
+            }
+            let mut playing = false;
+            while let Some(o) = p.client.poll_output() {
+                match o {
+                    RtspOutput::Transmit(b) => {
+                        moved = true;
+                        self.gateway.handle_player_data(p.conn, now, &b);
+                    }
+                    RtspOutput::Event(e) => {
+                        playing |= matches!(e, RtspEvent::Playing { .. });
+                        p.events.push(e);
+                    }
+                    o => panic!("player over TCP asked for {o:?}"),
+                }
+            }
+            if playing {
+                // The client hands out media that came with the PLAY answer on its next read.
+                let media = p.client.handle_input(now, &[]);
+                p.media.extend(
+                    media
+                        .filter(|m| !m.rtcp)
+                        .map(|m| (m.track, m.data.to_vec())),
+                );
+            }
+        }
+        moved
     }
 
     /// `n` workers sharing a placement table, as the server runs them with `workers = n`.
@@ -445,6 +538,14 @@ impl Harness {
                             browser.ws.push(v);
                         }
                         GatewayOutput::WsClose { .. } => {}
+                        // `drive_players` reads every queue each round.
+                        GatewayOutput::PlayerWrite { .. } => {}
+                        GatewayOutput::PlayerClose { conn } => {
+                            let p = self.players.iter_mut().find(|p| p.conn == conn).unwrap();
+                            p.closed_by_gateway = true;
+                            let now = self.now;
+                            self.gateway.handle_player_closed(conn, now);
+                        }
                         GatewayOutput::RtspConnect {
                             stream, host, port, ..
                         } => {
@@ -610,6 +711,7 @@ impl Harness {
             moved |= self.drain_browsers();
             moved |= self.deliver_uplinks();
             moved |= self.deliver_tcp_uplinks();
+            moved |= self.drive_players();
             if !moved {
                 break;
             }
@@ -625,6 +727,9 @@ impl Harness {
         }
         for b in &mut self.browsers {
             b.rtc.handle_input(Input::Timeout(self.now)).unwrap();
+        }
+        for p in &mut self.players {
+            p.client.handle_timeout(self.now);
         }
         self.drain_browsers();
     }
@@ -3012,4 +3117,318 @@ fn an_ice_tcp_viewer_plays_beside_a_udp_one_with_frames_cut_anywhere() {
         &[0x80, 0x60, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0],
     );
     assert!(!stray, "a closed connection's address leads nowhere");
+}
+
+fn named_cam() -> GatewayConfig {
+    GatewayConfig {
+        named_streams: vec![("cam".into(), "rtsp://127.0.0.1:8554/cam".into())],
+        ..GatewayConfig::default()
+    }
+}
+
+/// The camera's video RTP packets as it wrote them (it writes only interleaved video here).
+fn camera_packets(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    camgate_core::rtsp::framing::Framer::new()
+        .push(bytes, &mut |f| {
+            if let camgate_core::rtsp::framing::Frame::Interleaved { channel: 0, data } = f {
+                out.push(data.to_vec());
+            }
+            true
+        })
+        .unwrap();
+    out
+}
+
+#[test]
+fn rtsp_players_and_browsers_share_one_camera_connection_and_get_its_packets() {
+    let mut h = Harness::with_config(named_cam());
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    let p1 = h.add_player("rtsp://box:8554/cam");
+    let p2 = h.add_player("rtsp://box:8554/cam/");
+    h.run_for(Duration::from_millis(300));
+    for p in [p1, p2] {
+        assert!(
+            matches!(h.players[p].events.first(), Some(RtspEvent::Playing { tracks }) if tracks.len() == 1
+                && tracks[0].encoding == "H264"
+                && tracks[0].fmtp.as_deref().is_some_and(|f| f.contains("sprop-parameter-sets"))),
+            "{:?}",
+            h.players[p].events
+        );
+    }
+    // Frames 0..5 (a keyframe at 0), captured as the camera wrote them.
+    let mut sent = Vec::new();
+    for frame in 0..15 {
+        let nals = if frame % 10 == 0 {
+            vec![nal(5, 4000)]
+        } else {
+            vec![nal(1, 600)]
+        };
+        h.camera.send_frame(frame * 3600, &nals);
+        sent.extend(camera_packets(&h.camera.to_gateway));
+        h.run_for(Duration::from_millis(40));
+    }
+    assert_eq!(
+        h.connects, 1,
+        "one camera connection for the browser and both players"
+    );
+    assert_eq!(h.gateway.stats().rtsp_connects, 1);
+    assert!(h.browsers[b].frames.len() >= 14);
+    for p in [p1, p2] {
+        let got = &h.players[p].media;
+        assert_eq!(
+            got.len(),
+            sent.len(),
+            "every camera packet reached player {p}"
+        );
+        for (g, w) in got.iter().zip(&sent) {
+            assert_eq!(g.0, 0);
+            // Payload, marker, type and timestamp as the camera sent them.
+            assert_eq!(g.1[12..], w[12..]);
+            assert_eq!(g.1[..2], w[..2]);
+            assert_eq!(g.1[4..8], w[4..8]);
+        }
+    }
+    // A player leaving keeps the camera for the others; the last one leaving closes it.
+    h.players[p1].client.teardown(h.now);
+    h.run_for(Duration::from_millis(100));
+    assert!(!h.rtsp_closed);
+    h.signal(b, "stopStream", serde_json::json!({"mediaSessionId": "m0"}));
+    h.players[p2].client.teardown(h.now);
+    h.run_for(Duration::from_secs(7));
+    assert!(
+        h.rtsp_closed,
+        "nobody watches: the camera connection closed after the linger"
+    );
+}
+
+#[test]
+fn a_player_of_an_unknown_name_gets_404_and_no_camera_is_pulled() {
+    let mut h = Harness::with_config(named_cam());
+    let p = h.add_player("rtsp://box:8554/nope");
+    h.run_for(Duration::from_millis(300));
+    assert_eq!(h.connects, 0);
+    assert!(
+        matches!(h.players[p].events.as_slice(), [RtspEvent::Failed(e)] if e.to_string().contains("not found")),
+        "{:?}",
+        h.players[p].events
+    );
+}
+
+#[test]
+fn a_player_that_stops_reading_is_dropped_and_the_others_keep_playing() {
+    let mut h = Harness::with_config(GatewayConfig {
+        player_queue: camgate_core::rtsp::server::MediaOutConfig {
+            max_queued: 20_000,
+            drop_after: Duration::from_secs(2),
+        },
+        ..named_cam()
+    });
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    let stalled = h.add_player("rtsp://box:8554/cam");
+    let good = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..5);
+    h.players[stalled].reading = false;
+    h.camera_frames(5..100); // 3.8 s
+    assert!(
+        h.players[stalled].closed_by_gateway,
+        "the stalled player was dropped"
+    );
+    assert!(h.gateway.stats().player_packets_skipped > 0);
+    // The others got every frame.
+    assert!(
+        h.players[good].media.len() >= 100,
+        "{}",
+        h.players[good].media.len()
+    );
+    assert!(h.browsers[b].frames.len() >= 95);
+    assert_eq!(h.gateway.player_count(), 1);
+    assert!(!h.rtsp_closed);
+}
+
+#[test]
+fn a_player_keeps_its_session_across_a_camera_reconnect() {
+    let mut h = Harness::with_config(named_cam());
+    let p = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..12);
+    let before = h.players[p].media.len();
+    h.gateway.handle_rtsp_lost(h.stream.unwrap(), h.now);
+    h.run_for(Duration::from_secs(3));
+    assert!(h.connects >= 2, "reconnected");
+    // The new camera session starts mid-GOP: the player waits for the keyframe at 10.
+    h.camera_frames(5..25);
+    let after = &h.players[p].media[before..];
+    assert!(!after.is_empty());
+    let seqs: Vec<u16> = h.players[p]
+        .media
+        .iter()
+        .map(|(_, d)| u16::from_be_bytes([d[2], d[3]]))
+        .collect();
+    let ssrcs: std::collections::HashSet<u32> = h.players[p]
+        .media
+        .iter()
+        .map(|(_, d)| u32::from_be_bytes([d[8], d[9], d[10], d[11]]))
+        .collect();
+    assert_eq!(ssrcs.len(), 1, "one SSRC across the reconnect");
+    // Continuous numbering: the new session's sequence and timestamps are rebased (the test
+    // camera keeps its SSRC, as many do, so only the gateway knows it started over).
+    assert!(
+        seqs.windows(2).all(|w| w[1].wrapping_sub(w[0]) == 1),
+        "{seqs:?}"
+    );
+    assert_eq!(
+        after[0].1[12] & 0x1f,
+        28,
+        "resumes on the keyframe's first fragment"
+    );
+    assert!(
+        h.players[p]
+            .events
+            .iter()
+            .all(|e| !matches!(e, RtspEvent::Failed(_))),
+        "{:?}",
+        h.players[p].events
+    );
+}
+
+#[test]
+fn a_late_player_starts_at_once_on_the_cached_gop() {
+    let mut h = Harness::with_config(named_cam());
+    let _first = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    let mut sent = Vec::new();
+    for frame in 0..13 {
+        let nals = if frame % 10 == 0 {
+            vec![nal(5, 4000)]
+        } else {
+            vec![nal(1, 600)]
+        };
+        h.camera.send_frame(frame * 3600, &nals);
+        sent.push(camera_packets(&h.camera.to_gateway));
+        h.run_for(Duration::from_millis(40));
+    }
+    // Joins between frames 12 and 13: no keyframe comes before frame 20.
+    let late = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    let gop: Vec<Vec<u8>> = sent[10..].concat();
+    let got = &h.players[late].media;
+    assert_eq!(
+        got.len(),
+        gop.len(),
+        "frames 10..=12 at once, before any new camera packet"
+    );
+    for (g, w) in got.iter().zip(&gop) {
+        assert_eq!(g.1[12..], w[12..]);
+        assert_eq!(g.1[4..8], w[4..8], "the camera's timestamps");
+    }
+    h.camera_frames(13..15);
+    let seqs: Vec<u16> = h.players[late]
+        .media
+        .iter()
+        .map(|(_, d)| u16::from_be_bytes([d[2], d[3]]))
+        .collect();
+    assert!(seqs.len() > gop.len());
+    assert!(
+        seqs.windows(2).all(|w| w[1].wrapping_sub(w[0]) == 1),
+        "{seqs:?}"
+    );
+}
+
+#[test]
+fn players_elsewhere_need_a_user_of_the_stream() {
+    let users = vec![(
+        "cam".to_owned(),
+        camgate_core::rtsp::auth::Credentials::new("viewer".into(), "pw".into()),
+    )];
+    let mut h = Harness::with_config(GatewayConfig {
+        named_streams: vec![
+            ("cam".into(), "rtsp://127.0.0.1:8554/cam".into()),
+            ("open".into(), "rtsp://127.0.0.1:8554/open".into()),
+        ],
+        rtsp_users: users,
+        ..GatewayConfig::default()
+    });
+    // A stream without users is for this host only: 403, and no camera is pulled for it.
+    let far = h.add_player_from("rtsp://box:8554/open", "192.0.2.7:40000");
+    // With users: right credentials from anywhere, none refused.
+    let good = h.add_player_from("rtsp://viewer:pw@box:8554/cam", "192.0.2.8:40000");
+    let anon = h.add_player_from("rtsp://box:8554/cam", "127.0.0.1:40001");
+    h.run_for(Duration::from_millis(300));
+    assert!(
+        matches!(h.players[far].events.as_slice(), [RtspEvent::Failed(e)] if e.to_string().contains("403")),
+        "{:?}",
+        h.players[far].events
+    );
+    assert!(matches!(
+        h.players[good].events.first(),
+        Some(RtspEvent::Playing { .. })
+    ));
+    assert!(
+        matches!(
+            h.players[anon].events.as_slice(),
+            [RtspEvent::Failed(
+                camgate_core::rtsp::RtspError::Unauthorized
+            )]
+        ),
+        "{:?}",
+        h.players[anon].events
+    );
+    assert_eq!(h.connects, 1, "only cam was pulled");
+}
+
+#[test]
+fn players_count_against_the_viewer_limit_of_a_stream() {
+    let mut h = Harness::with_config(GatewayConfig {
+        max_viewers_per_stream: 2,
+        ..named_cam()
+    });
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    let first = h.add_player("rtsp://box:8554/cam");
+    let extra = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    assert!(matches!(
+        h.players[first].events.first(),
+        Some(RtspEvent::Playing { .. })
+    ));
+    assert!(
+        matches!(h.players[extra].events.as_slice(), [RtspEvent::Failed(e)] if e.to_string().contains("503")),
+        "{:?}",
+        h.players[extra].events
+    );
+    h.camera_frames(0..5);
+    assert!(h.browsers[b].frames.len() >= 4);
+    assert_eq!(h.connects, 1);
+}
+
+#[test]
+fn players_get_the_cameras_sender_reports_in_their_numbering() {
+    let mut h = Harness::with_config(named_cam());
+    let p = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..3);
+    h.camera.send_sender_report(1, 3_900_000_000.5, 7200);
+    h.run_for(Duration::from_millis(40));
+    let srs: Vec<&Vec<u8>> = h.players[p]
+        .rtcp
+        .iter()
+        .filter(|(t, d)| *t == 0 && d[1] == 200)
+        .map(|(_, d)| d)
+        .collect();
+    assert_eq!(srs.len(), 1, "{:?}", h.players[p].rtcp);
+    let sr = srs[0];
+    // Frame 2 went out at camera time 7200 (+ the camera's base): the report pairs the same.
+    let camera_time = 7200u32.wrapping_add(h.camera.time_base);
+    let frame2 = h.players[p]
+        .media
+        .iter()
+        .find(|(_, d)| u32::from_be_bytes([d[4], d[5], d[6], d[7]]) == camera_time)
+        .expect("frame 2 reached the player");
+    assert_eq!(sr[16..20], frame2.1[4..8]);
+    assert_eq!(sr[4..8], frame2.1[8..12], "the session's SSRC");
+    assert_eq!(
+        u64::from_be_bytes(sr[8..16].try_into().unwrap()) >> 32,
+        3_900_000_000
+    );
 }

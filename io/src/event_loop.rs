@@ -5,11 +5,12 @@
 //! (camera connections, signaling messages, datagrams) before waiting again.
 //!
 //! This module is the loop itself; `web` holds the listeners and web connections, `camera`
-//! the camera connections and their UDP sockets, `transmit` the batched sending of the
-//! gateway's datagrams.
+//! the camera connections and their UDP sockets, `rtsp_server` the RTSP server's listener and
+//! players, `transmit` the batched sending of the gateway's datagrams.
 
 mod camera;
 mod ice_tcp;
+mod rtsp_server;
 mod transmit;
 mod web;
 
@@ -47,6 +48,8 @@ pub struct EventLoopConfig {
     pub udp_gso: bool,
     /// Certificate checks and pins for `rtsps://` cameras.
     pub camera_tls: Arc<crate::camera_tls::CameraTls>,
+    /// Where the RTSP server listens for players (`None`: off).
+    pub rtsp_server: Option<SocketAddr>,
 }
 
 enum Endpoint {
@@ -71,6 +74,10 @@ enum Endpoint {
     CameraUdp(CameraUdp),
     /// A camera connection being closed: flushes what is queued (a TEARDOWN), then goes.
     Closing(TcpConn),
+    /// The RTSP server's listener (`rtsp_server`).
+    RtspListener(TcpListener),
+    /// An RTSP player's connection.
+    Player(rtsp_server::PlayerConn),
 }
 
 /// The token of the waker that lookup threads ring (never a slab key).
@@ -107,6 +114,9 @@ impl EventLoop {
         };
         for (kind, addr) in &config.listeners {
             this.listen(*kind, *addr)?;
+        }
+        if let Some(addr) = config.rtsp_server {
+            this.listen_rtsp(addr)?;
         }
         for (addr, announced) in &config.udp {
             let mut udp = UdpEndpoint::bind(*addr, *announced, config.udp_gso)
@@ -155,6 +165,14 @@ impl EventLoop {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Where the RTSP server listens (its port resolved when 0 was asked for), if it is on.
+    pub fn rtsp_server_addr(&self) -> Option<SocketAddr> {
+        self.endpoints.iter().find_map(|(_, e)| match e {
+            Endpoint::RtspListener(l) => l.local_addr().ok(),
+            _ => None,
+        })
     }
 
     /// Runs until `keep_running` returns false (checked at least every 100 ms).
@@ -235,6 +253,8 @@ impl EventLoop {
             Some(Endpoint::Web(_)) => self.read_web(key, now, gateway, web, io),
             Some(Endpoint::Camera { .. }) => self.read_camera(key, now, gateway),
             Some(Endpoint::Closing(_)) => self.read_closing(key),
+            Some(Endpoint::RtspListener(_)) => self.accept_players(key, now, gateway),
+            Some(Endpoint::Player(_)) => self.player_ready(key, now, gateway),
             Some(Endpoint::CameraUdp(_)) => {
                 self.read_camera_udp(key, now, gateway);
                 self.flush_transmits(gateway);
@@ -309,6 +329,8 @@ impl EventLoop {
             GatewayOutput::RtspSend { stream, data } => {
                 self.send_camera(stream, &data, now, gateway)
             }
+            GatewayOutput::PlayerWrite { conn } => self.write_player(conn.0, now, gateway),
+            GatewayOutput::PlayerClose { conn } => self.close_player(conn, now, gateway),
             GatewayOutput::Forward { worker, forward } => match &self.link {
                 Some(link) if worker != link.here() => {
                     if !link.send(worker, forward) {

@@ -38,6 +38,7 @@ fn a_panic_on_one_clients_input_drops_only_that_client() {
         rtsp_client_address: None,
         rtsp_udp_ports: (30000, 30099),
         udp_gso: true,
+        rtsp_server: None,
         camera_tls: std::sync::Arc::new(camgate_io::camera_tls::CameraTls::new(
             camgate_io::camera_tls::RtspsVerify::PinnedOrSystem,
             Default::default(),

@@ -203,6 +203,7 @@ mod tests {
                 uri: "rtsp://admin:secret@10.9.9.9/live".into(),
                 pull_at_start: false,
                 tls_fingerprint: None,
+                rtsp_users: Vec::new(),
             },
         );
         Access::new(&config)

@@ -107,6 +107,11 @@ pub struct Config {
     pub demo: bool,
     /// Address of the built-in demo camera (RTSP).
     pub demo_bind: SocketAddr,
+    /// Where the RTSP server serves the named streams to RTSP players
+    /// (`rtsp://ADDR/NAME`); unset: off. Without RTSP users only loopback players are
+    /// served. (It will default to port 8554 once it also serves the demo camera, whose own
+    /// server holds 8554 today.)
+    pub rtsp_server: Option<SocketAddr>,
     /// Log filter, e.g. "info" or "camgate=debug,str0m=warn".
     pub log: String,
     /// Colour log lines (ANSI) when writing to a terminal.
@@ -128,6 +133,27 @@ pub struct NamedStream {
     /// ("sha256:" and 64 hex digits), trusted whoever signed it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_fingerprint: Option<String>,
+    /// Who may play it from camgate's RTSP server (`rtsp_server`), with Basic or Digest. Without
+    /// any, only players on this host may.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rtsp_users: Vec<RtspUser>,
+}
+
+/// A user of the RTSP server for one named stream.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RtspUser {
+    pub user: String,
+    pub password: String,
+}
+
+/// Never prints the password.
+impl std::fmt::Debug for RtspUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RtspUser")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Config {
@@ -175,6 +201,7 @@ impl Default for Config {
             max_rtp_payload: 1200,
             demo: true,
             demo_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8554),
+            rtsp_server: None,
             log: "info,str0m=warn,dimpl=warn".into(),
             log_color: true,
             streams: BTreeMap::new(),
@@ -282,6 +309,9 @@ pub struct Cli {
     pub no_demo: bool,
     #[arg(long)]
     pub demo_bind: Option<SocketAddr>,
+    /// Serve the named streams to RTSP players on ADDR:PORT (e.g. 127.0.0.1:8554).
+    #[arg(long)]
+    pub rtsp_server: Option<SocketAddr>,
     #[arg(long)]
     pub log: Option<String>,
 }
@@ -370,6 +400,9 @@ impl Config {
         }
         if let Some(v) = cli.demo_bind {
             config.demo_bind = v;
+        }
+        if cli.rtsp_server.is_some() {
+            config.rtsp_server = cli.rtsp_server;
         }
         if let Some(v) = &cli.log {
             config.log = v.clone();
@@ -460,6 +493,9 @@ impl Config {
         }
         if self.rtsp_client_address.is_none() {
             unset.push("# rtsp_client_address = \"10.8.0.2\"   # unset: the OS picks");
+        }
+        if self.rtsp_server.is_none() {
+            unset.push("# rtsp_server = \"127.0.0.1:8554\"   # unset: no RTSP server for players");
         }
         if self.streams.is_empty() {
             unset.push("# [streams.NAME]\n# uri = \"rtsp://user:pass@camera/stream\"\n# pull_at_start = false\n# tls_fingerprint = \"sha256:...\"   # rtsps:// only: the camera certificate's SHA-256");

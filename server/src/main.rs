@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use camgate_core::gateway::{Gateway, GatewayConfig};
+use camgate_core::rtsp::auth::Credentials;
 use camgate_io::{EventLoop, EventLoopConfig, ListenerKind, NoWeb, WorkerLink};
 use clap::Parser;
 
@@ -157,12 +158,20 @@ fn run(config: &Config) -> Result<(), String> {
             rtsp_udp_ports: (config.rtsp_udp_port_min, config.rtsp_udp_port_max),
             udp_gso: config.udp_gso,
             camera_tls: camera_tls.clone(),
+            rtsp_server: if worker == 0 {
+                config.rtsp_server
+            } else {
+                None
+            },
         };
         loops.push(EventLoop::new(&loop_config).map_err(|e| e.to_string())?);
     }
     let mut candidates = Vec::new();
     for (worker, event_loop) in loops.iter().enumerate() {
         let mut mine = Vec::new();
+        if let Some(addr) = event_loop.rtsp_server_addr() {
+            tracing::info!("RTSP server for players on rtsp://{addr}/NAME");
+        }
         for (kind, addr) in event_loop.local_addrs() {
             match kind {
                 Some(ListenerKind::WebSocket) => {
@@ -222,6 +231,21 @@ fn run(config: &Config) -> Result<(), String> {
             .map_or(0, |r| u64::from_ne_bytes(r.expose())),
         dtls_cert: dtls_cert.clone(),
         stun_servers: stun_servers.clone(),
+        named_streams: config
+            .streams
+            .iter()
+            .map(|(name, s)| (name.clone(), s.uri.clone()))
+            .collect(),
+        rtsp_users: config
+            .streams
+            .iter()
+            .flat_map(|(name, s)| {
+                s.rtsp_users.iter().map(|u| {
+                    let c = Credentials::new(u.user.clone(), u.password.clone());
+                    (name.clone(), c)
+                })
+            })
+            .collect(),
         ..Default::default()
     };
     let mut threads = Vec::new();

@@ -100,6 +100,7 @@ impl Gateway {
         };
         let mut news = MediaNews::Nothing;
         let mut on_media = |m: MediaPacket<'_>| {
+            fan_out.send_to_players(&m);
             if pipeline.on_media(now, MediaIn::Camera(m), &mut fan_out) == MediaNews::BFrames {
                 news = MediaNews::BFrames;
             }
@@ -232,6 +233,8 @@ impl Gateway {
                     }
                     s.played = true;
                     s.reconnect_attempts = 0;
+                    s.tracks = tracks.clone();
+                    self.answer_players(id, now, &tracks);
                     if resumed {
                         // Same relays: their output sequences continue, so viewers keep their
                         // WebRTC sessions and resume on the camera's next keyframe.
@@ -273,6 +276,7 @@ impl Gateway {
         s.reconnect_attempts += 1;
         s.reconnect_at = Some(now + delay);
         s.pipeline.clear_gop();
+        s.raw_gop.clear();
         tracing::warn!(stream = id.0, url = %s.redacted, attempt = s.reconnect_attempts,
             "camera lost: {info}; reconnecting in {delay:?}");
         self.stats.rtsp_errors += 1;
@@ -312,6 +316,11 @@ impl Gateway {
         let Some(s) = self.streams.get(&id) else {
             return;
         };
+        for c in &s.players {
+            if let Some(p) = self.players.get_mut(c) {
+                p.restart();
+            }
+        }
         for &v in &s.viewers {
             if let Some(viewer) = self.viewers.get_mut(v).and_then(|e| e.viewer.as_mut()) {
                 viewer.wait_for_keyframe();

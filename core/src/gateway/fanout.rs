@@ -6,11 +6,14 @@ use std::time::Instant;
 use str0m::net::Transmit;
 
 use super::pipeline::{MediaPipeline, MediaSink};
+use super::rtsp_out::{Player, RawGop};
 use super::streams::Source;
 use super::viewers::{ViewerEntry, ViewerId, ViewerTable};
-use super::{Gateway, GatewayOutput, GatewayStats, StreamId};
+use super::{Gateway, GatewayOutput, GatewayStats, Map, StreamId};
 use crate::audio_relay::{AudioOut, AudioPacket};
 use crate::gop::GopCache;
+use crate::ids::ConnId;
+use crate::media::TrackInfo;
 use crate::media::VideoPacket;
 use crate::mirror::MirrorItem;
 use crate::signaling::{self, StreamStatus};
@@ -70,6 +73,15 @@ pub(super) struct FanOut<'a> {
     pub(super) mirrors: &'a [(usize, StreamId)],
     /// The stream's URL with its password masked.
     pub(super) redacted: &'a str,
+    /// RTSP players of every stream (see `rtsp_out`)...
+    pub(super) players: &'a mut Map<ConnId, Player>,
+    /// ...of which these play this stream...
+    pub(super) player_conns: &'a [ConnId],
+    /// ...whose camera tracks are these...
+    pub(super) tracks: &'a [TrackInfo],
+    /// ...and whose recent packets are kept here while it has players (set up or playing).
+    pub(super) raw_gop: &'a mut RawGop,
+    pub(super) keep_raw_gop: bool,
     pub(super) now: Instant,
 }
 
@@ -93,6 +105,11 @@ impl Gateway {
             watching: &s.viewers,
             mirrors: &s.mirrors,
             redacted: &s.redacted,
+            players: &mut self.players,
+            player_conns: &s.players,
+            tracks: &s.tracks,
+            raw_gop: &mut s.raw_gop,
+            keep_raw_gop: !s.players.is_empty() || !s.waiting_players.is_empty(),
             now,
         };
         Some((&mut s.source, &mut s.pipeline, fan_out))

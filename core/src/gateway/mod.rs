@@ -24,6 +24,7 @@ mod mirrors;
 mod outputs;
 mod pipeline;
 mod rest;
+mod rtsp_out;
 mod sessions;
 mod streams;
 mod timers;
@@ -33,6 +34,7 @@ mod viewers;
 use camera::*;
 use fanout::*;
 use pipeline::*;
+use rtsp_out::*;
 use sessions::*;
 use streams::*;
 use timers::*;
@@ -108,6 +110,8 @@ pub struct Gateway {
     next_remote_id: u64,
     /// When the stream list is next published for the other workers.
     next_publish: Option<Instant>,
+    /// RTSP players (clients of the RTSP server) by connection.
+    players: Map<crate::ids::ConnId, Player>,
     /// Everything random the gateway decides, from `config.seed`: RTSP clients' seeds, and
     /// the seed of str0m's generator before each viewer's `Rtc` is made.
     rng: SplitMix64,
@@ -147,6 +151,7 @@ impl Gateway {
             remote_ids: Map::with_hasher(keys.clone()),
             next_remote_id: 0,
             next_publish: None,
+            players: Map::with_hasher(keys.clone()),
             rng,
         }
     }
@@ -240,6 +245,7 @@ impl Gateway {
         Resident {
             streams: self.streams.len() + self.by_url.len(),
             viewers: self.viewers.len(),
+            players: self.players.len(),
             sessions: self.sessions.len(),
             learned_addresses: self.by_addr.len() + self.by_ufrag.len() + self.by_candidate.len(),
             timers: self.timers.len(),

@@ -30,6 +30,14 @@ pub(super) struct Stream {
     pub(super) viewers: Vec<ViewerId>,
     /// Viewers waiting for the camera's description before they can be answered.
     pub(super) pending: Vec<ViewerId>,
+    /// RTSP players receiving the camera's packets.
+    pub(super) players: Vec<crate::ids::ConnId>,
+    /// RTSP players waiting for the camera's description, or set up and not playing yet.
+    pub(super) waiting_players: Vec<crate::ids::ConnId>,
+    /// The camera's packets since its last keyframe, while it has players (see `RawGop`).
+    pub(super) raw_gop: super::rtsp_out::RawGop,
+    /// The camera's tracks as its RTSP client set them up (empty until it plays).
+    pub(super) tracks: Vec<crate::media::TrackInfo>,
     /// When the last viewer left: the connection closes at this instant.
     pub(super) linger_until: Option<Instant>,
     /// Started by the REST API: stays connected without viewers until terminated.
@@ -157,6 +165,7 @@ impl Gateway {
             self.stats.rtsp_errors += 1;
         }
         self.fail_viewers(id, now, info);
+        self.fail_players(id, now);
         self.close_stream(id);
     }
 
@@ -242,6 +251,10 @@ impl Stream {
             pipeline,
             viewers: Vec::new(),
             pending: Vec::new(),
+            players: Vec::new(),
+            waiting_players: Vec::new(),
+            tracks: Vec::new(),
+            raw_gop: Default::default(),
             linger_until: None,
             pinned: false,
             played: false,
@@ -259,8 +272,12 @@ impl Stream {
         }
     }
 
-    /// No viewers, none waiting, no mirrors.
+    /// No viewers, none waiting, no mirrors, no RTSP players.
     pub(super) fn unwatched(&self) -> bool {
-        self.viewers.is_empty() && self.pending.is_empty() && self.mirrors.is_empty()
+        self.viewers.is_empty()
+            && self.pending.is_empty()
+            && self.mirrors.is_empty()
+            && self.players.is_empty()
+            && self.waiting_players.is_empty()
     }
 }

@@ -4,6 +4,7 @@ use super::*;
 pub(super) enum TimerKey {
     Stream(StreamId),
     Viewer(ViewerId),
+    Player(crate::ids::ConnId),
     Ping,
 }
 
@@ -110,6 +111,7 @@ impl Gateway {
                     }
                     self.after_viewer_input(v, now);
                 }
+                TimerKey::Player(conn) => self.player_timer(conn, t, now),
                 TimerKey::Ping => self.ping_sessions(now),
             }
         }

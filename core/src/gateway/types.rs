@@ -49,6 +49,16 @@ pub struct GatewayConfig {
     /// A viewer whose WebRTC connection (ICE and DTLS) is not up this long after its answer
     /// gets FAILED with what was tried (see `viewer::ICE_TIMEOUT`).
     pub ice_timeout: Duration,
+    /// The named streams (`[streams.NAME]`): name → camera URL. RTSP players ask for
+    /// `rtsp://box:8554/NAME`.
+    pub named_streams: Vec<(String, String)>,
+    /// Who may play each named stream over RTSP: (stream name, user). A stream without users
+    /// is served to loopback players only (403 to others).
+    pub rtsp_users: Vec<(String, crate::rtsp::auth::Credentials)>,
+    /// Settings of every RTSP player's session.
+    pub rtsp_server: crate::rtsp::server::ServerConfig,
+    /// Each RTSP player's send queue.
+    pub player_queue: crate::rtsp::server::MediaOutConfig,
 }
 
 impl Default for GatewayConfig {
@@ -69,6 +79,10 @@ impl Default for GatewayConfig {
             dtls_cert: None,
             stun_servers: Vec::new(),
             ice_timeout: crate::viewer::ICE_TIMEOUT,
+            named_streams: Vec::new(),
+            rtsp_users: Vec::new(),
+            rtsp_server: crate::rtsp::server::ServerConfig::default(),
+            player_queue: crate::rtsp::server::MediaOutConfig::default(),
         }
     }
 }
@@ -78,6 +92,18 @@ pub use crate::ids::{SessionId, StreamId};
 /// What the gateway asks the event loop to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GatewayOutput {
+    /// RTSP player `conn` has bytes queued: write `Gateway::player_pending` and report
+    /// `player_written`, until it is empty (the output comes again when it fills up anew).
+    PlayerWrite {
+        /// The player's connection.
+        conn: crate::ids::ConnId,
+    },
+    /// Write what is pending to RTSP player `conn`, then close its connection (its session
+    /// timed out, it broke RTSP, fell too far behind, or its camera failed).
+    PlayerClose {
+        /// The player's connection.
+        conn: crate::ids::ConnId,
+    },
     /// Send a signaling text message on a WebSocket.
     WsSend {
         /// The WebSocket (or WHEP) session.
@@ -334,6 +360,12 @@ pub struct GatewayStats {
     pub viewers_tcp: u64,
     /// Viewers connected now through their browser's TURN relay (a gauge; not in `viewers_udp`).
     pub viewers_relayed: u64,
+    /// RTSP players that connected.
+    pub players_joined: u64,
+    /// Camera packets queued for RTSP players.
+    pub player_packets_out: u64,
+    /// Camera packets skipped for RTSP players that fell behind.
+    pub player_packets_skipped: u64,
 }
 
 impl GatewayStats {
@@ -362,6 +394,9 @@ impl GatewayStats {
         self.viewers_udp += o.viewers_udp;
         self.viewers_tcp += o.viewers_tcp;
         self.viewers_relayed += o.viewers_relayed;
+        self.players_joined += o.players_joined;
+        self.player_packets_out += o.player_packets_out;
+        self.player_packets_skipped += o.player_packets_skipped;
     }
 }
 
@@ -372,6 +407,8 @@ pub struct Resident {
     pub streams: usize,
     /// Viewers, answered or waiting.
     pub viewers: usize,
+    /// RTSP players.
+    pub players: usize,
     /// Signaling sessions (WebSocket, WHEP, remote).
     pub sessions: usize,
     /// Viewers' learned addresses and ICE ufrags.

@@ -353,6 +353,78 @@ impl fmt::Debug for Authenticator {
     }
 }
 
+/// Server side: does `authorization` (a request's `Authorization` value) prove one of `users`
+/// for `method`? Basic, or MD5 Digest (RFC 2069 or `qop=auth`) against our `realm` and
+/// `nonce`. The password is compared only through hashes or in full, never logged.
+pub fn verify(
+    authorization: &str,
+    method: &str,
+    users: &[Credentials],
+    realm: &str,
+    nonce: &str,
+) -> bool {
+    let authorization = authorization.trim();
+    let (scheme, rest) = authorization.split_once(' ').unwrap_or((authorization, ""));
+    if scheme.eq_ignore_ascii_case("Basic") {
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(rest.trim()) else {
+            return false;
+        };
+        let Ok(pair) = String::from_utf8(decoded) else {
+            return false;
+        };
+        let Some((user, pass)) = pair.split_once(':') else {
+            return false;
+        };
+        return users
+            .iter()
+            .any(|c| c.username == user && same(c.password.as_bytes(), pass.as_bytes()));
+    }
+    if !scheme.eq_ignore_ascii_case("Digest") {
+        return false;
+    }
+    let params = parse_params(rest);
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.as_str())
+    };
+    let (Some(user), Some(uri), Some(response)) = (get("username"), get("uri"), get("response"))
+    else {
+        return false;
+    };
+    if get("realm") != Some(realm) || get("nonce") != Some(nonce) {
+        return false;
+    }
+    if get("algorithm").is_some_and(|a| !a.eq_ignore_ascii_case("MD5")) {
+        return false;
+    }
+    let Some(c) = users.iter().find(|c| c.username == user) else {
+        return false;
+    };
+    let ha1 = md5_hex(&format!("{user}:{realm}:{}", c.password));
+    let ha2 = md5_hex(&format!("{method}:{uri}"));
+    let expected = match get("qop") {
+        None => md5_hex(&format!("{ha1}:{nonce}:{ha2}")),
+        Some(q) if q.eq_ignore_ascii_case("auth") => {
+            let (Some(nc), Some(cnonce)) = (get("nc"), get("cnonce")) else {
+                return false;
+            };
+            md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"))
+        }
+        Some(_) => return false,
+    };
+    same(
+        expected.as_bytes(),
+        response.to_ascii_lowercase().as_bytes(),
+    )
+}
+
+/// Compares without stopping at the first difference (no timing hint of how much matched).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
 fn quote(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
 }
@@ -571,5 +643,88 @@ mod tests {
         assert_eq!(Challenge::parse("Bearer x"), None);
         assert_eq!(Challenge::parse(""), None);
         assert_eq!(Challenge::pick(["garbage=\"", "Negotiate abc"]), None);
+    }
+
+    #[test]
+    fn the_server_verifies_what_our_client_answers() {
+        let users = [Credentials::new("admin".into(), "s3cr:t/@".into())];
+        let challenge = |qop| Challenge::Digest {
+            realm: "camgate".into(),
+            nonce: "abc123".into(),
+            opaque: None,
+            qop,
+            algorithm: Algorithm::Md5,
+            stale: false,
+        };
+        let uri = "rtsp://127.0.0.1:8554/cam";
+        for (c, cnonce) in [
+            (challenge(Qop::Auth), true),
+            (challenge(Qop::None), true),
+            (Challenge::Basic, true),
+            (challenge(Qop::Auth), false),
+        ] {
+            let mut a = Authenticator::new(users[0].clone(), c.clone(), "0a4f113b".into())
+                .with_cnonce(cnonce);
+            for _ in 0..2 {
+                // nc counts up: both requests verify.
+                let h = a.authorization("DESCRIBE", uri);
+                assert!(
+                    verify(&h, "DESCRIBE", &users, "camgate", "abc123"),
+                    "{c:?}: {h}"
+                );
+                assert!(
+                    !verify(&h, "DESCRIBE", &users, "camgate", "other-nonce")
+                        || c == Challenge::Basic
+                );
+                if c != Challenge::Basic {
+                    assert!(
+                        !verify(&h, "PLAY", &users, "camgate", "abc123"),
+                        "method is hashed"
+                    );
+                    assert!(!verify(&h, "DESCRIBE", &users, "realm2", "abc123"));
+                }
+            }
+            let wrong = [Credentials::new("admin".into(), "s3cr:t/!".into())];
+            let h = Authenticator::new(wrong[0].clone(), c.clone(), "x".into())
+                .authorization("DESCRIBE", uri);
+            assert!(
+                !verify(&h, "DESCRIBE", &users, "camgate", "abc123"),
+                "wrong password"
+            );
+            let other = [Credentials::new("guest".into(), "s3cr:t/@".into())];
+            let h = Authenticator::new(other[0].clone(), c.clone(), "x".into())
+                .authorization("DESCRIBE", uri);
+            assert!(
+                !verify(&h, "DESCRIBE", &users, "camgate", "abc123"),
+                "unknown user"
+            );
+        }
+        let sha = Challenge::Digest {
+            realm: "camgate".into(),
+            nonce: "abc123".into(),
+            opaque: None,
+            qop: Qop::Auth,
+            algorithm: Algorithm::Sha256,
+            stale: false,
+        };
+        let h =
+            Authenticator::new(users[0].clone(), sha, "x".into()).authorization("DESCRIBE", uri);
+        assert!(
+            !verify(&h, "DESCRIBE", &users, "camgate", "abc123"),
+            "only MD5 is offered"
+        );
+        for junk in [
+            "",
+            "Basic",
+            "Basic !!!",
+            "Digest",
+            "Digest username=admin",
+            "Bearer x",
+        ] {
+            assert!(
+                !verify(junk, "DESCRIBE", &users, "camgate", "abc123"),
+                "{junk}"
+            );
+        }
     }
 }

@@ -4,6 +4,8 @@
 //! - [`url`] parses `rtsp://` URLs and keeps the password out of every printed form;
 //! - [`auth`] answers Digest (MD5, MD5-sess, SHA-256) and Basic challenges;
 //! - [`sdp`] turns the camera's SDP into [`crate::media::TrackInfo`]s;
+//! - [`server`] answers RTSP players (one [`server::ServerSession`] per connection) with the
+//!   gateway's streams;
 //! - [`client`] runs OPTIONS → DESCRIBE → SETUP → PLAY, keepalives and TEARDOWN, follows
 //!   redirects (opt-in) and drops tracks the camera refuses to set up; over UDP (`Auto`: UDP
 //!   first, TCP fallback) it asks the driver for port pairs, reorders RTP
@@ -13,6 +15,7 @@ pub mod auth;
 pub mod client;
 pub mod framing;
 pub mod sdp;
+pub mod server;
 pub mod url;
 
 pub use client::{

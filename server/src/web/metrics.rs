@@ -144,7 +144,7 @@ fn escape_label(v: &str) -> String {
 }
 
 /// The integer counters: name, help, value.
-fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 19] {
+fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 22] {
     [
         (
             "camgate_camera_bytes_in_total",
@@ -225,6 +225,21 @@ fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 19] {
             "camgate_rtsp_errors_total",
             "Camera connections that ended in an error.",
             stats.rtsp_errors,
+        ),
+        (
+            "camgate_rtsp_players_joined_total",
+            "RTSP players (clients of the RTSP server, TCP-interleaved) that connected.",
+            stats.players_joined,
+        ),
+        (
+            "camgate_rtsp_player_packets_out_total",
+            "Camera RTP packets queued for RTSP players (TCP-interleaved).",
+            stats.player_packets_out,
+        ),
+        (
+            "camgate_rtsp_player_packets_skipped_total",
+            "Camera RTP packets RTSP players missed because they fell behind (skipped to the next keyframe).",
+            stats.player_packets_skipped,
         ),
         (
             "camgate_viewers_joined_total",

@@ -98,6 +98,8 @@ pub struct Camgate {
     pub https: Option<SocketAddr>,
     pub wss: Option<SocketAddr>,
     pub demo_url: String,
+    /// The RTSP server for players (with `--rtsp-server`).
+    pub rtsp: Option<SocketAddr>,
     /// Lines logged up to the last listener address.
     pub startup_log: Vec<String>,
     pub log: mpsc::Receiver<String>,
@@ -159,7 +161,7 @@ impl Camgate {
             .expect("camgate starts");
         let rx = lines(child.stdout.take().expect("piped stdout"));
         let (mut http, mut ws, mut demo_url) = (None, None, None);
-        let (mut https, mut wss) = (None, None);
+        let (mut https, mut wss, mut rtsp) = (None, None, None);
         // The demo camera and TLS are optional; the UDP media line comes after every listener.
         let mut media = false;
         let mut startup_log = Vec::new();
@@ -191,6 +193,8 @@ impl Camgate {
                 .nth(1)
             {
                 wss = rest.trim().parse().ok();
+            } else if let Some(rest) = plain.split("RTSP server for players on rtsp://").nth(1) {
+                rtsp = rest.split('/').next().and_then(|a| a.parse().ok());
             } else if plain.contains("WebRTC media on udp") {
                 media = true;
             } else if let Some(rest) = plain.split("demo camera at ").nth(1) {
@@ -204,6 +208,7 @@ impl Camgate {
             https,
             wss,
             demo_url: demo_url.unwrap_or_default(),
+            rtsp,
             startup_log,
             log: rx,
         }

@@ -54,6 +54,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("h264_slice", h264_slice),
     ("camera_udp", camera_udp),
     ("stun_username", stun_username),
+    ("rtsp_server", rtsp_server),
 ];
 
 /// The generator for choices that must not disturb the payload (chunk sizes, clock steps),
@@ -1377,4 +1378,161 @@ pub fn stun_username(data: &[u8]) {
             .any(|w| w == needle.as_bytes()),
         "the ufrag is not in the message"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// rtsp_server
+
+/// An `rtsp::server::ServerSession` fed a client's bytes. The first byte seeds chunk sizes and
+/// clock steps (bit 0: chunks up to 2 KiB instead of 64 bytes; bit 1: clock jumps up to 2 min
+/// instead of < 50 ms) and how look-ups are answered (bits 2-3: found, not found, unavailable,
+/// or left pending; bit 4: UDP on; bit 5: found streams have a user, `admin`/`secretpw`). Checks: every `Send` frames as RTSP responses only; a
+/// response's `Content-Base` holds no userinfo; nothing after `Close`; at most one look-up
+/// pending; `Play` only once per set-up and routes only between `Play` and `Stop`;
+/// `poll_timeout` after `now`.
+pub fn rtsp_server(data: &[u8]) {
+    use camgate_core::rtsp::server::{
+        LookupError, ServerConfig, ServerOutput, ServerSession, TrackTransport,
+    };
+    let Some((&seed, mut rest)) = data.split_first() else {
+        return;
+    };
+    let mut rng = seeded_rng(seed);
+    let t0 = Instant::now();
+    let mut now = t0;
+    let config = ServerConfig {
+        udp_server_ports: (seed & 16 != 0).then_some((8000, 8001)),
+        ..ServerConfig::default()
+    };
+    let mut s = ServerSession::new(config, "0123abcd".into(), 7, now);
+    let tracks = vec![
+        TrackInfo {
+            kind: MediaKind::Video,
+            encoding: "H264".into(),
+            payload_type: 96,
+            clock_rate: 90000,
+            channels: None,
+            fmtp: Some(
+                "packetization-mode=1;sprop-parameter-sets=Z0IAH5WoFAFuQA==,aM48gA==".into(),
+            ),
+            control: "rtsp://10.0.0.5/x/trackID=1".into(),
+        },
+        TrackInfo {
+            kind: MediaKind::Audio,
+            encoding: "PCMA".into(),
+            payload_type: 8,
+            clock_rate: 8000,
+            channels: Some(1),
+            fmtp: None,
+            control: "rtsp://10.0.0.5/x/trackID=2".into(),
+        },
+    ];
+    let mut closed = false;
+    let mut playing = false;
+    let mut pending: Option<String> = None;
+    let mut framer = Framer::new();
+    let mut drain = |s: &mut ServerSession,
+                     closed: &mut bool,
+                     playing: &mut bool,
+                     pending: &mut Option<String>| {
+        while let Some(o) = s.poll_output() {
+            assert!(!*closed, "output after Close: {o:?}");
+            match o {
+                ServerOutput::Send(b) => {
+                    framer
+                        .push(&b, &mut |f| {
+                            match f {
+                                Frame::Message(m) => {
+                                    assert!(
+                                        matches!(
+                                            m.start,
+                                            camgate_core::rtsp::framing::StartLine::Response { .. }
+                                        ),
+                                        "not a response: {m:?}"
+                                    );
+                                    if let Some(b) = m.header("Content-Base") {
+                                        assert!(!b.contains('@'), "userinfo echoed: {b}");
+                                    }
+                                    // A challenge echoes nothing of the request but its CSeq.
+                                    if let camgate_core::rtsp::framing::StartLine::Response {
+                                        status: 401,
+                                        ..
+                                    } = m.start
+                                    {
+                                        let text = format!("{m:?}");
+                                        assert!(!text.contains("secretpw"), "password in a 401");
+                                    }
+                                }
+                                Frame::Interleaved { .. } => panic!("interleaved in an answer"),
+                            }
+                            true
+                        })
+                        .expect("answers frame");
+                    assert_eq!(framer.buffered(), 0, "an answer split across Sends");
+                }
+                ServerOutput::Lookup { path } => {
+                    assert!(pending.is_none(), "second look-up while one is pending");
+                    assert!(!path.is_empty() && !path.starts_with('/') && !path.ends_with('/'));
+                    *pending = Some(path);
+                }
+                ServerOutput::Play { tracks, .. } => {
+                    assert!(!*playing, "Play twice");
+                    assert!(!tracks.is_empty());
+                    *playing = true;
+                }
+                ServerOutput::Stop => {
+                    assert!(*playing, "Stop without Play");
+                    *playing = false;
+                }
+                ServerOutput::Close(_) => *closed = true,
+            }
+        }
+        for t in 0..3 {
+            let r = s.route(t);
+            assert!(r.is_none() || *playing, "route {t} while not playing");
+            if let Some(TrackTransport::Udp { rtp_port, .. }) = r {
+                assert!(rtp_port > 0);
+            }
+        }
+    };
+    while !rest.is_empty() {
+        let max = if seed & 1 != 0 { 2048 } else { 64 };
+        let n = (1 + rng.pick(max)).min(rest.len());
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        s.handle_input(now, chunk);
+        drain(&mut s, &mut closed, &mut playing, &mut pending);
+        if let Some(path) = pending.take() {
+            match (seed >> 2) & 3 {
+                0 if seed & 32 != 0 => {
+                    let users = vec![camgate_core::rtsp::auth::Credentials::new(
+                        "admin".into(),
+                        "secretpw".into(),
+                    )];
+                    s.handle_stream_with_users(&path, Ok(tracks.clone()), users)
+                }
+                0 => s.handle_stream(&path, Ok(tracks.clone())),
+                1 => s.handle_stream(&path, Err(LookupError::NotFound)),
+                2 => s.handle_stream(&path, Err(LookupError::Unavailable)),
+                _ => pending = Some(path),
+            }
+            drain(&mut s, &mut closed, &mut playing, &mut pending);
+        }
+        let step = if seed & 2 != 0 {
+            Duration::from_millis(rng.below(120_000))
+        } else {
+            Duration::from_millis(rng.below(50))
+        };
+        now += step;
+        if let Some(t) = s.poll_timeout() {
+            assert!(t > t0, "timeout at the start");
+            if t <= now {
+                s.handle_timeout(now);
+                drain(&mut s, &mut closed, &mut playing, &mut pending);
+            }
+            if let Some(t) = s.poll_timeout() {
+                assert!(t > now, "asks to be woken in the past");
+            }
+        }
+    }
 }

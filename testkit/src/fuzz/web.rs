@@ -70,6 +70,7 @@ pub fn config(auth: bool, restricted: bool) -> Config {
             uri: LOBBY_URL.into(),
             pull_at_start: false,
             tls_fingerprint: None,
+            rtsp_users: Vec::new(),
         },
     );
     if auth {

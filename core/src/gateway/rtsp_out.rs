@@ -1,0 +1,616 @@
+//! RTSP players (ffmpeg, GStreamer, an NVR, another camgate) of the named streams: each
+//! player connection has a `ServerSession` and a `MediaOut`, and joins the stream's one camera
+//! connection, the same one its browsers use. They get the camera's RTP packets as they came
+//! (SSRC, sequence and timestamps rewritten to stay continuous across camera reconnects),
+//! starting on the camera's packets since its last keyframe (`RawGop`, kept while the stream has
+//! players) or else at the next keyframe, through a bounded queue.
+//!
+//! Driver protocol: `handle_player_opened`, then `handle_player_data` with its bytes; on
+//! `GatewayOutput::PlayerWrite` write `player_pending` and report `player_written` until it is
+//! empty (the output comes again when bytes are queued on an empty queue);
+//! `GatewayOutput::PlayerClose` closes it (after writing what is pending);
+//! `handle_player_closed` when the peer closed.
+//!
+//! Not yet: players on a worker that does not pull the camera (mirrors carry relayed, not
+//! camera, packets), UDP transport.
+
+use super::*;
+use crate::ids::ConnId;
+use crate::media::TrackInfo;
+use crate::rtsp::server::{
+    LookupError, MediaOut, Pushed, ServerOutput, ServerSession, TrackTransport,
+};
+use crate::rtsp::MediaPacket;
+
+/// One RTSP player connection.
+pub(super) struct Player {
+    session: ServerSession,
+    /// The stream played (after `Play`), or looked up and waiting for its camera's tracks.
+    stream: Option<StreamId>,
+    /// The path of a look-up waiting for the camera's description.
+    waiting: Option<String>,
+    /// Camera track → interleaved RTP and RTCP channels, while playing.
+    channels: Vec<Option<(u8, u8)>>,
+    out: MediaOut,
+    /// Connected from this host: may play streams without RTSP users.
+    loopback: bool,
+    /// Who may play the stream looked up.
+    users: Vec<crate::rtsp::auth::Credentials>,
+    /// A video keyframe went out: media flows (before it, a player would get P-frames).
+    started: bool,
+    /// `PlayerWrite` was output and the driver has not drained the queue since.
+    write_asked: bool,
+    closing: bool,
+    scheduled: Option<Instant>,
+}
+
+impl Player {
+    /// The camera's session started over: wait for its next keyframe, continue the numbering.
+    pub(super) fn restart(&mut self) {
+        self.started = false;
+        self.out.source_restarted();
+    }
+}
+
+impl Gateway {
+    /// A player connected to the RTSP server (`conn`: its connection, numbered by the loop)
+    /// from `peer`.
+    pub fn handle_player_opened(&mut self, conn: ConnId, peer: SocketAddr, now: Instant) {
+        let id = format!("{:016x}", self.rng.next_u64());
+        let ssrc = self.rng.next_u64() as u32;
+        let session = ServerSession::new(self.config.rtsp_server.clone(), id, ssrc, now);
+        let out = MediaOut::new(self.config.player_queue, ssrc, &[]);
+        // (Tracks are set at PLAY, once the camera's are known.)
+        self.players.insert(
+            conn,
+            Player {
+                session,
+                stream: None,
+                waiting: None,
+                channels: Vec::new(),
+                out,
+                loopback: peer.ip().to_canonical().is_loopback(),
+                users: Vec::new(),
+                started: false,
+                write_asked: false,
+                closing: false,
+                scheduled: None,
+            },
+        );
+        self.stats.players_joined += 1;
+        self.schedule_player(conn, now);
+    }
+
+    /// Bytes from player `conn`.
+    pub fn handle_player_data(&mut self, conn: ConnId, now: Instant, data: &[u8]) {
+        self.advance(now);
+        let Some(p) = self.players.get_mut(&conn) else {
+            return;
+        };
+        p.session.handle_input(now, data);
+        self.after_player_input(conn, now);
+    }
+
+    /// The player's connection closed (or failed).
+    pub fn handle_player_closed(&mut self, conn: ConnId, now: Instant) {
+        let Some(p) = self.players.remove(&conn) else {
+            return;
+        };
+        if let Some(id) = p.stream {
+            if let Some(s) = self.streams.get_mut(&id) {
+                s.players.retain(|c| *c != conn);
+                s.waiting_players.retain(|c| *c != conn);
+            }
+            self.linger_if_unwatched(id, now);
+        }
+    }
+
+    /// Bytes queued for player `conn`.
+    pub fn player_pending(&self, conn: ConnId) -> &[u8] {
+        self.players.get(&conn).map_or(&[], |p| p.out.pending())
+    }
+
+    /// The socket took `n` bytes of `player_pending`.
+    pub fn player_written(&mut self, conn: ConnId, n: usize) {
+        if let Some(p) = self.players.get_mut(&conn) {
+            p.out.consume(n);
+            if p.out.queued() == 0 {
+                p.write_asked = false;
+            }
+        }
+    }
+
+    /// Players connected to this worker.
+    pub fn player_count(&self) -> usize {
+        self.players.len()
+    }
+
+    pub(super) fn schedule_player(&mut self, conn: ConnId, now: Instant) {
+        let Some(p) = self.players.get_mut(&conn) else {
+            return;
+        };
+        let Some(t) = p.session.poll_timeout() else {
+            return;
+        };
+        let t = t.min(now + MAX_SLEEP);
+        if p.scheduled.is_none_or(|old| t < old) {
+            p.scheduled = Some(t);
+            self.timers.push(Reverse((t, TimerKey::Player(conn))));
+        }
+    }
+
+    pub(super) fn player_timer(&mut self, conn: ConnId, t: Instant, now: Instant) {
+        let Some(p) = self.players.get_mut(&conn) else {
+            return;
+        };
+        if p.scheduled != Some(t) {
+            return;
+        }
+        p.scheduled = None;
+        p.session.handle_timeout(now);
+        self.after_player_input(conn, now);
+    }
+
+    /// Carries out what the player's session asks.
+    fn after_player_input(&mut self, conn: ConnId, now: Instant) {
+        while let Some(o) = self
+            .players
+            .get_mut(&conn)
+            .and_then(|p| p.session.poll_output())
+        {
+            match o {
+                ServerOutput::Send(bytes) => {
+                    let p = self.players.get_mut(&conn).expect("polled just above");
+                    p.out.push_bytes(&bytes);
+                    self.ask_write(conn);
+                }
+                ServerOutput::Lookup { path } => self.player_lookup(conn, now, path),
+                ServerOutput::Play { tracks, .. } => self.player_play(conn, now, &tracks),
+                ServerOutput::Stop => self.player_stop(conn, now),
+                ServerOutput::Close(reason) => {
+                    tracing::info!(conn = conn.0, ?reason, "rtsp player closed");
+                    self.close_player(conn);
+                }
+            }
+        }
+        self.schedule_player(conn, now);
+    }
+
+    fn ask_write(&mut self, conn: ConnId) {
+        let Some(p) = self.players.get_mut(&conn) else {
+            return;
+        };
+        if !p.write_asked && p.out.queued() > 0 {
+            p.write_asked = true;
+            self.outputs.push_back(GatewayOutput::PlayerWrite { conn });
+        }
+    }
+
+    fn close_player(&mut self, conn: ConnId) {
+        if let Some(p) = self.players.get_mut(&conn) {
+            if !p.closing {
+                p.closing = true;
+                self.outputs.push_back(GatewayOutput::PlayerClose { conn });
+            }
+        }
+    }
+
+    /// Which camera `path` names, and its tracks if it is described; joins the stream (pulling
+    /// the camera if nobody does yet), so the player waits for it like a browser.
+    fn player_lookup(&mut self, conn: ConnId, now: Instant, path: String) {
+        let url = self
+            .config
+            .named_streams
+            .iter()
+            .find(|(name, _)| *name == path)
+            .map(|(_, url)| url.clone());
+        let users: Vec<_> = (self.config.rtsp_users.iter())
+            .filter(|(name, _)| *name == path)
+            .map(|(_, c)| c.clone())
+            .collect();
+        let loopback = self.players.get(&conn).is_some_and(|p| p.loopback);
+        let found = match url {
+            None => Err(LookupError::NotFound),
+            // Without users a stream is this host's only (checked before pulling anything).
+            Some(_) if users.is_empty() && !loopback => Err(LookupError::Forbidden),
+            Some(url) => match self.by_url.get(&url).copied() {
+                Some(id) => Ok(id),
+                None => self.pull(&url, now).map_err(|info| {
+                    tracing::info!(conn = conn.0, "rtsp player refused: {info}");
+                    LookupError::Unavailable
+                }),
+            },
+        };
+        let id = match found {
+            Ok(id) => id,
+            Err(e) => {
+                if let Some(p) = self.players.get_mut(&conn) {
+                    p.session.handle_stream(&path, Err(e));
+                }
+                return;
+            }
+        };
+        // A session serves one stream: leave one looked up before.
+        if let Some(old) = self.players.get(&conn).and_then(|p| p.stream) {
+            if old != id {
+                if let Some(s) = self.streams.get_mut(&old) {
+                    s.waiting_players.retain(|c| *c != conn);
+                }
+                self.linger_if_unwatched(old, now);
+            }
+        }
+        // Players count against the viewer limits: per stream, and this worker's players.
+        let s = &self.streams[&id];
+        let watchers = s.viewers.len() + s.pending.len() + s.players.len();
+        let joined = s.waiting_players.contains(&conn) || s.players.contains(&conn);
+        let full = watchers + s.waiting_players.len() >= self.config.max_viewers_per_stream
+            || self.players.len() > self.config.max_viewers;
+        if full && !joined {
+            tracing::info!(
+                conn = conn.0,
+                stream = id.0,
+                "rtsp player refused: too many viewers"
+            );
+            if let Some(p) = self.players.get_mut(&conn) {
+                p.session
+                    .handle_stream(&path, Err(LookupError::Unavailable));
+            }
+            self.linger_if_unwatched(id, now);
+            return;
+        }
+        let s = self
+            .streams
+            .get_mut(&id)
+            .expect("found or pulled just above");
+        s.linger_until = None;
+        if !s.waiting_players.contains(&conn) {
+            s.waiting_players.push(conn);
+        }
+        let tracks = (!s.tracks.is_empty()).then(|| s.tracks.clone());
+        let p = self.players.get_mut(&conn).expect("the player asked");
+        p.stream = Some(id);
+        p.users = users;
+        match tracks {
+            Some(t) => p
+                .session
+                .handle_stream_with_users(&path, Ok(t), p.users.clone()),
+            None => p.waiting = Some(path),
+        }
+    }
+
+    /// The camera of stream `id` described its tracks: answer the players waiting for them.
+    pub(super) fn answer_players(&mut self, id: StreamId, now: Instant, tracks: &[TrackInfo]) {
+        let Some(s) = self.streams.get(&id) else {
+            return;
+        };
+        for conn in s.waiting_players.clone() {
+            if let Some(p) = self.players.get_mut(&conn) {
+                if let Some(path) = p.waiting.take() {
+                    let users = p.users.clone();
+                    p.session
+                        .handle_stream_with_users(&path, Ok(tracks.to_vec()), users);
+                }
+            }
+            // Answers queue in the session; carry them out.
+            self.drain_player_outputs(conn, now);
+        }
+    }
+
+    /// Stream `id` failed for good: its players' look-ups fail, and playing players close.
+    pub(super) fn fail_players(&mut self, id: StreamId, now: Instant) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let waiting = std::mem::take(&mut s.waiting_players);
+        let playing = std::mem::take(&mut s.players);
+        for conn in waiting {
+            if let Some(p) = self.players.get_mut(&conn) {
+                p.stream = None;
+                if let Some(path) = p.waiting.take() {
+                    p.session
+                        .handle_stream(&path, Err(LookupError::Unavailable));
+                }
+            }
+            self.drain_player_outputs(conn, now);
+        }
+        for conn in playing {
+            if let Some(p) = self.players.get_mut(&conn) {
+                p.stream = None;
+            }
+            self.close_player(conn);
+        }
+    }
+
+    fn drain_player_outputs(&mut self, conn: ConnId, now: Instant) {
+        while let Some(o) = self
+            .players
+            .get_mut(&conn)
+            .and_then(|p| p.session.poll_output())
+        {
+            match o {
+                ServerOutput::Send(bytes) => {
+                    if let Some(p) = self.players.get_mut(&conn) {
+                        p.out.push_bytes(&bytes);
+                    }
+                    self.ask_write(conn);
+                }
+                ServerOutput::Play { tracks, .. } => self.player_play(conn, now, &tracks),
+                ServerOutput::Close(_) => self.close_player(conn),
+                // A second look-up or a TEARDOWN pipelined behind the first: the next input
+                // from the player runs them (it will send one: it waits for our answers).
+                ServerOutput::Lookup { .. } | ServerOutput::Stop => {}
+            }
+        }
+    }
+
+    fn player_play(&mut self, conn: ConnId, now: Instant, tracks: &[usize]) {
+        let Some(p) = self.players.get_mut(&conn) else {
+            return;
+        };
+        let Some(id) = p.stream else {
+            return;
+        };
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let mut channels = vec![None; s.tracks.len()];
+        for &t in tracks {
+            if let (
+                Some(TrackTransport::Interleaved {
+                    rtp_channel,
+                    rtcp_channel,
+                }),
+                Some(c),
+            ) = (p.session.route(t), channels.get_mut(t))
+            {
+                *c = Some((rtp_channel, rtcp_channel));
+            }
+        }
+        let rates: Vec<u32> = s.tracks.iter().map(|t| t.clock_rate).collect();
+        // Not a new MediaOut: the PLAY answer is queued in it.
+        p.out.set_tracks(&rates);
+        // Start on the cached GOP, if there is one: the picture at once.
+        p.started = false;
+        for (i, (track, data)) in s.raw_gop.packets().enumerate() {
+            if let Some(Some((channel, _))) = channels.get(track) {
+                p.out.push_interleaved(now, track, *channel, data, i == 0);
+                p.started = true;
+            }
+        }
+        p.channels = channels;
+        s.waiting_players.retain(|c| *c != conn);
+        if !s.players.contains(&conn) {
+            s.players.push(conn);
+        }
+        tracing::info!(conn = conn.0, stream = id.0, url = %s.redacted, "rtsp player playing");
+    }
+
+    fn player_stop(&mut self, conn: ConnId, now: Instant) {
+        let Some(p) = self.players.get_mut(&conn) else {
+            return;
+        };
+        p.channels.clear();
+        if let Some(id) = p.stream.take() {
+            if let Some(s) = self.streams.get_mut(&id) {
+                s.players.retain(|c| *c != conn);
+            }
+            self.linger_if_unwatched(id, now);
+        }
+    }
+}
+
+/// Does this camera packet start a picture a decoder can start from? H.264: an SPS, or an IDR
+/// slice (single, in a STAP-A, or an FU-A start); H.265: a VPS/SPS or an IRAP slice.
+pub(super) fn raw_keyframe_start(encoding: &str, payload: &[u8]) -> bool {
+    match encoding {
+        "H264" => match payload.first().map(|b| b & 0x1F) {
+            Some(5 | 7) => true,
+            Some(24) => {
+                // STAP-A: 16-bit sizes, then NAL units.
+                let mut rest = &payload[1..];
+                while let [hi, lo, tail @ ..] = rest {
+                    let n = usize::from(u16::from_be_bytes([*hi, *lo]));
+                    match tail.first().map(|b| b & 0x1F) {
+                        Some(5 | 7) => return true,
+                        Some(_) if n <= tail.len() => rest = &tail[n..],
+                        _ => return false,
+                    }
+                }
+                false
+            }
+            Some(28) => payload
+                .get(1)
+                .is_some_and(|h| h & 0x80 != 0 && h & 0x1F == 5),
+            _ => false,
+        },
+        "H265" => {
+            let kind = |b: u8| (b >> 1) & 0x3F;
+            match payload.first().map(|b| kind(*b)) {
+                Some(16..=21 | 32 | 33) => true,
+                Some(48) => payload
+                    .get(4)
+                    .is_some_and(|b| matches!(kind(*b), 16..=21 | 32 | 33)),
+                Some(49) => payload
+                    .get(2)
+                    .is_some_and(|h| h & 0x80 != 0 && matches!(h & 0x3F, 16..=21)),
+                _ => false,
+            }
+        }
+        // VP8 and others: every packet may start (a player of VP8 waits for its keyframe).
+        _ => true,
+    }
+}
+
+impl FanOut<'_> {
+    /// One camera packet to every playing player of the stream, unchanged but for SSRC,
+    /// sequence and timestamp (see `MediaOut::rewrite`).
+    pub(super) fn send_to_players(&mut self, m: &MediaPacket<'_>) {
+        if !self.keep_raw_gop {
+            self.raw_gop.clear();
+        }
+        if !self.keep_raw_gop {
+            return;
+        }
+        if m.rtcp {
+            // The camera's sender reports, in each player's numbering (lip sync).
+            let Some(sr) = crate::rtp::parse_sender_report(m.data) else {
+                return;
+            };
+            for conn in self.player_conns {
+                let Some(p) = self.players.get_mut(conn) else {
+                    continue;
+                };
+                if let Some(Some((_, rtcp))) = p.channels.get(m.track).copied() {
+                    if p.started && !p.closing {
+                        p.out
+                            .push_sender_report(m.track, rtcp, sr.ntp_time, sr.rtp_time);
+                        if !p.write_asked && p.out.queued() > 0 {
+                            p.write_asked = true;
+                            self.outputs
+                                .push_back(GatewayOutput::PlayerWrite { conn: *conn });
+                        }
+                    }
+                }
+            }
+            return;
+        }
+        let Some(track) = self.tracks.get(m.track) else {
+            return;
+        };
+        let video = track.kind == crate::media::MediaKind::Video;
+        let key =
+            video && rtp_payload(m.data).is_some_and(|p| raw_keyframe_start(&track.encoding, p));
+        self.raw_gop.push(m.track, m.data, key);
+        for conn in self.player_conns {
+            let Some(p) = self.players.get_mut(conn) else {
+                continue;
+            };
+            if p.closing {
+                continue;
+            }
+            let Some(Some((channel, _))) = p.channels.get(m.track).copied() else {
+                continue;
+            };
+            if !p.started {
+                if !key {
+                    continue;
+                }
+                p.started = true;
+            }
+            match p
+                .out
+                .push_interleaved(self.now, m.track, channel, m.data, key)
+            {
+                Pushed::Queued => self.stats.player_packets_out += 1,
+                Pushed::Skipped => self.stats.player_packets_skipped += 1,
+                Pushed::DropClient => {
+                    tracing::info!(conn = conn.0, "rtsp player too slow: dropped");
+                    p.closing = true;
+                    self.outputs
+                        .push_back(GatewayOutput::PlayerClose { conn: *conn });
+                    continue;
+                }
+            }
+            if !p.write_asked && p.out.queued() > 0 {
+                p.write_asked = true;
+                self.outputs
+                    .push_back(GatewayOutput::PlayerWrite { conn: *conn });
+            }
+        }
+    }
+}
+
+/// The camera's packets (every track) since its last video keyframe, as they came, kept while
+/// a stream has players: a player that starts playing gets them at once instead of waiting up
+/// to a GOP for the next keyframe. One buffer for all, reused: no allocation per packet.
+#[derive(Debug, Default)]
+pub(super) struct RawGop {
+    bytes: Vec<u8>,
+    /// (track, start, end) in `bytes`.
+    packets: Vec<(usize, usize, usize)>,
+    /// A keyframe started it (and it did not overflow since).
+    valid: bool,
+}
+
+/// A GOP larger than this (a camera with a minute-long GOP at a high rate) is not kept:
+/// players of it wait for the next keyframe.
+const MAX_RAW_GOP: usize = 8 << 20;
+
+impl RawGop {
+    fn push(&mut self, track: usize, data: &[u8], keyframe_start: bool) {
+        if keyframe_start {
+            self.clear();
+            self.valid = true;
+        }
+        if !self.valid {
+            return;
+        }
+        if self.bytes.len() + data.len() > MAX_RAW_GOP {
+            self.clear();
+            return;
+        }
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(data);
+        self.packets.push((track, start, self.bytes.len()));
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.bytes.clear();
+        self.packets.clear();
+        self.valid = false;
+    }
+
+    /// The kept packets, oldest first; empty when there is no keyframe to start from.
+    fn packets(&self) -> impl Iterator<Item = (usize, &[u8])> + '_ {
+        let n = if self.valid { self.packets.len() } else { 0 };
+        self.packets[..n]
+            .iter()
+            .map(|&(t, a, b)| (t, &self.bytes[a..b]))
+    }
+}
+
+/// The payload of an RTP packet (after CSRCs and the extension); `None` if malformed.
+fn rtp_payload(p: &[u8]) -> Option<&[u8]> {
+    let cc = usize::from(p.first()? & 0x0F);
+    let mut at = 12 + 4 * cc;
+    if p[0] & 0x10 != 0 {
+        let len = u16::from_be_bytes([*p.get(at + 2)?, *p.get(at + 3)?]);
+        at += 4 + 4 * usize::from(len);
+    }
+    p.get(at..)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyframe_starts_of_camera_packets() {
+        assert!(raw_keyframe_start("H264", &[0x67, 0x42]));
+        assert!(raw_keyframe_start("H264", &[0x65, 0x88]));
+        assert!(!raw_keyframe_start("H264", &[0x41, 0x9a]));
+        // STAP-A of SPS and PPS; of an SEI then an IDR; of P slices.
+        assert!(raw_keyframe_start(
+            "H264",
+            &[0x78, 0, 2, 0x67, 0x42, 0, 2, 0x68, 0xce]
+        ));
+        assert!(raw_keyframe_start(
+            "H264",
+            &[0x78, 0, 2, 0x06, 0x05, 0, 2, 0x65, 0x88]
+        ));
+        assert!(!raw_keyframe_start(
+            "H264",
+            &[0x78, 0, 2, 0x41, 0x9a, 0, 9, 0x41]
+        ));
+        // FU-A: IDR start, IDR middle, P start.
+        assert!(raw_keyframe_start("H264", &[0x7c, 0x85, 1]));
+        assert!(!raw_keyframe_start("H264", &[0x7c, 0x05, 1]));
+        assert!(!raw_keyframe_start("H264", &[0x7c, 0x81, 1]));
+        // H.265: VPS, IDR_W_RADL, TRAIL_R, FU of a CRA start.
+        assert!(raw_keyframe_start("H265", &[0x40, 0x01]));
+        assert!(raw_keyframe_start("H265", &[0x26, 0x01]));
+        assert!(!raw_keyframe_start("H265", &[0x02, 0x01]));
+        assert!(raw_keyframe_start("H265", &[0x62, 0x01, 0x95]));
+        assert!(!raw_keyframe_start("H264", &[]));
+    }
+}

@@ -1,0 +1,141 @@
+//! The RTSP server's sockets: its listener and the players' connections (ffmpeg, GStreamer,
+//! an NVR, another camgate), in the loop like every other socket. The gateway owns each
+//! player's RTSP session and send queue (`Gateway::player_pending`); this module only moves
+//! the bytes.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use camgate_core::gateway::Gateway;
+use camgate_core::ids::ConnId;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Token};
+
+use super::{Endpoint, EventLoop};
+
+/// One player's connection.
+pub(super) struct PlayerConn {
+    stream: TcpStream,
+}
+
+impl EventLoop {
+    /// Binds the RTSP server's listener.
+    pub(super) fn listen_rtsp(&mut self, addr: SocketAddr) -> io::Result<()> {
+        let mut listener = TcpListener::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on RTSP {addr}: {e}")))?;
+        let key = self.endpoints.vacant_key();
+        self.poll
+            .registry()
+            .register(&mut listener, Token(key), Interest::READABLE)?;
+        self.endpoints.insert(Endpoint::RtspListener(listener));
+        Ok(())
+    }
+
+    /// The RTSP listener is readable: accepts every queued player.
+    pub(super) fn accept_players(&mut self, key: usize, now: Instant, gateway: &mut Gateway) {
+        loop {
+            let Some(Endpoint::RtspListener(listener)) = self.endpoints.get(key) else {
+                return;
+            };
+            let (mut stream, peer) = match listener.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of descriptors: retried next turn (edge-triggered, see `accept_retry`).
+                    tracing::warn!("RTSP accept failed: {e}");
+                    if !self.accept_retry.contains(&key) {
+                        self.accept_retry.push(key);
+                    }
+                    return;
+                }
+            };
+            self.accept_retry.retain(|k| *k != key);
+            let _ = stream.set_nodelay(true);
+            let conn = self.endpoints.vacant_key();
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                Token(conn),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                tracing::warn!("register failed: {e}");
+                continue;
+            }
+            self.endpoints
+                .insert(Endpoint::Player(PlayerConn { stream }));
+            tracing::info!(%peer, conn, "RTSP player connected");
+            // The gateway decides who may play what (users per stream, else loopback only).
+            gateway.handle_player_opened(ConnId(conn), peer, now);
+        }
+    }
+
+    /// A player's connection is readable or writable.
+    pub(super) fn player_ready(&mut self, key: usize, now: Instant, gateway: &mut Gateway) {
+        let mut gone = false;
+        loop {
+            let Some(Endpoint::Player(p)) = self.endpoints.get_mut(key) else {
+                return;
+            };
+            match p.stream.read(&mut self.read_buf) {
+                Ok(0) => {
+                    gone = true;
+                    break;
+                }
+                Ok(n) => gateway.handle_player_data(ConnId(key), now, &self.read_buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    gone = true;
+                    break;
+                }
+            }
+        }
+        if gone {
+            self.drop_player(key, now, gateway);
+        } else {
+            self.write_player(key, now, gateway);
+        }
+    }
+
+    /// Writes what the gateway queued for the player, as far as the socket takes it.
+    pub(super) fn write_player(&mut self, key: usize, now: Instant, gateway: &mut Gateway) {
+        let Some(Endpoint::Player(p)) = self.endpoints.get_mut(key) else {
+            return;
+        };
+        let conn = ConnId(key);
+        let mut failed = false;
+        loop {
+            let pending = gateway.player_pending(conn);
+            if pending.is_empty() {
+                break;
+            }
+            match p.stream.write(pending) {
+                Ok(n) => gateway.player_written(conn, n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if failed {
+            self.drop_player(key, now, gateway);
+        }
+    }
+
+    /// The gateway closes player `conn`: what the socket takes at once is written (an error
+    /// answer), then it closes; a player that stopped reading is not waited for.
+    pub(super) fn close_player(&mut self, conn: ConnId, now: Instant, gateway: &mut Gateway) {
+        self.write_player(conn.0, now, gateway);
+        self.drop_player(conn.0, now, gateway);
+    }
+
+    fn drop_player(&mut self, key: usize, now: Instant, gateway: &mut Gateway) {
+        if let Some(Endpoint::Player(mut p)) = self.endpoints.try_remove(key) {
+            let _ = self.poll.registry().deregister(&mut p.stream);
+            gateway.handle_player_closed(ConnId(key), now);
+        }
+    }
+}
