@@ -347,6 +347,22 @@ impl Harness {
         moved
     }
 
+    /// A gateway with `stun_servers` set to the harness's STUN server at 127.0.0.1:3478, which
+    /// answers that camgate's public address is `public`; run until that answer is in.
+    fn with_stun_server(public: &str) -> Self {
+        let server: SocketAddr = "127.0.0.1:3478".parse().unwrap();
+        let mut h = Harness::with_config(GatewayConfig {
+            stun_servers: vec![camgate_core::stun::StunServer {
+                url: "stun:127.0.0.1:3478".into(),
+                addr: server,
+            }],
+            ..GatewayConfig::default()
+        });
+        h.stun_server = Some((server, public.parse().unwrap()));
+        h.run_for(Duration::from_millis(100));
+        h
+    }
+
     /// `n` workers sharing a placement table, as the server runs them with `workers = n`.
     fn with_workers(n: usize) -> (Self, Vec<Placement>) {
         Self::with_workers_margin(n, GatewayConfig::default().viewer_spread_margin)
@@ -2957,17 +2973,8 @@ fn with_stun_servers_answers_carry_the_public_address_and_camgate_runs_full_ice(
     assert!(answer.contains("a=ice-lite"), "{answer}");
     assert!(!answer.contains("typ srflx"), "{answer}");
 
-    let server: SocketAddr = "127.0.0.1:3478".parse().unwrap();
     let public: SocketAddr = "203.0.113.1:40000".parse().unwrap();
-    let mut h = Harness::with_config(GatewayConfig {
-        stun_servers: vec![camgate_core::stun::StunServer {
-            url: "stun:127.0.0.1:3478".into(),
-            addr: server,
-        }],
-        ..GatewayConfig::default()
-    });
-    h.stun_server = Some((server, public));
-    h.run_for(Duration::from_millis(100));
+    let mut h = Harness::with_stun_server("203.0.113.1:40000");
     assert_eq!(
         h.stun_answered, 1,
         "one Binding request, from the media socket"
@@ -3008,16 +3015,7 @@ fn with_stun_servers_answers_carry_the_public_address_and_camgate_runs_full_ice(
 
 #[test]
 fn behind_a_nat_camgates_own_check_opens_the_way_and_its_answer_is_routed() {
-    let server: SocketAddr = "127.0.0.1:3478".parse().unwrap();
-    let mut h = Harness::with_config(GatewayConfig {
-        stun_servers: vec![camgate_core::stun::StunServer {
-            url: "stun:127.0.0.1:3478".into(),
-            addr: server,
-        }],
-        ..GatewayConfig::default()
-    });
-    h.stun_server = Some((server, "203.0.113.1:40000".parse().unwrap()));
-    h.run_for(Duration::from_millis(100));
+    let mut h = Harness::with_stun_server("203.0.113.1:40000");
     let b = h.play("rtsp://127.0.0.1:8554/cam");
     // Until camgate sends to it, nothing from this browser gets in.
     h.browsers[b].behind_nat = true;
@@ -3044,16 +3042,7 @@ fn behind_a_nat_camgates_own_check_opens_the_way_and_its_answer_is_routed() {
 
 #[test]
 fn with_full_ice_an_unreachable_viewer_fails_naming_the_server_reflexive_candidate_too() {
-    let server: SocketAddr = "127.0.0.1:3478".parse().unwrap();
-    let mut h = Harness::with_config(GatewayConfig {
-        stun_servers: vec![camgate_core::stun::StunServer {
-            url: "stun:127.0.0.1:3478".into(),
-            addr: server,
-        }],
-        ..GatewayConfig::default()
-    });
-    h.stun_server = Some((server, "203.0.113.1:40000".parse().unwrap()));
-    h.run_for(Duration::from_millis(100));
+    let mut h = Harness::with_stun_server("203.0.113.1:40000");
     let b = h.play("rtsp://127.0.0.1:8554/cam");
     h.browsers[b].vanished = true;
     let after = run_until_failed(&mut h, b, Duration::from_secs(20)).expect("FAILED");

@@ -350,17 +350,10 @@ impl ServerSession {
                 self.send(finish(r, None));
             }
             "DESCRIBE" => {
-                let Some(target) = target else {
-                    let r = self.response(req, 404, "Not Found");
-                    self.send(r);
-                    return None;
+                let target = match self.open_target(req, method, target) {
+                    Ok(target) => target,
+                    Err(wait) => return wait,
                 };
-                if let Err(wait) = self.stream_for(req, &target.path) {
-                    return wait;
-                }
-                if !self.authorized(req, method) {
-                    return None;
-                }
                 let stream = self.stream.as_ref().expect("found just above");
                 let body = sdp::describe(&stream.path, &stream.tracks);
                 let mut r = self.head(req, 200, "OK");
@@ -372,17 +365,10 @@ impl ServerSession {
                 self.send(finish(r, Some(body.as_bytes())));
             }
             "SETUP" => {
-                let Some(target) = target else {
-                    let r = self.response(req, 404, "Not Found");
-                    self.send(r);
-                    return None;
+                let target = match self.open_target(req, method, target) {
+                    Ok(target) => target,
+                    Err(wait) => return wait,
                 };
-                if let Err(wait) = self.stream_for(req, &target.path) {
-                    return wait;
-                }
-                if !self.authorized(req, method) {
-                    return None;
-                }
                 let ntracks = self.setups.len();
                 let Some(track) = target.track.filter(|t| *t < ntracks).or(
                     // A URL without trackID sets up the only track of a one-track stream.
@@ -473,6 +459,26 @@ impl ServerSession {
             }
         }
         None
+    }
+
+    /// The stream a DESCRIBE or SETUP names, found and the player authorized for it; else the
+    /// refusal is sent (404, 401/403) and `Err` says whether a lookup must come first.
+    fn open_target(
+        &mut self,
+        req: &Message,
+        method: &str,
+        target: Option<Target>,
+    ) -> Result<Target, Option<String>> {
+        let Some(target) = target else {
+            let r = self.response(req, 404, "Not Found");
+            self.send(r);
+            return Err(None);
+        };
+        self.stream_for(req, &target.path)?;
+        if !self.authorized(req, method) {
+            return Err(None);
+        }
+        Ok(target)
     }
 
     /// The stream of this session, or `Err(Some(path))` when it must be looked up first, or
