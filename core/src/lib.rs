@@ -15,6 +15,7 @@ pub mod gateway;
 pub mod gop;
 pub mod h264;
 pub mod h265;
+pub mod host_rules;
 pub mod ice_tcp;
 pub mod ids;
 pub mod lip_sync;

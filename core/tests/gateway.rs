@@ -205,6 +205,8 @@ struct Harness {
     stun_answered: usize,
     /// New browsers connect over ICE-TCP and ask for `transport: "TCP"`.
     browser_tcp: bool,
+    /// Camera connections the gateway refused to make (host rules).
+    refused_connects: usize,
     /// RTSP players of worker 0 (camgate's own RTSP client, as a chained camgate is).
     players: Vec<Player>,
 }
@@ -268,6 +270,7 @@ impl Harness {
             stun_server: None,
             stun_answered: 0,
             browser_tcp: false,
+            refused_connects: 0,
             players: Vec::new(),
         }
     }
@@ -568,6 +571,12 @@ impl Harness {
                             assert_eq!(host.as_str(), "127.0.0.1");
                             self.ports.push(port);
                             let now = self.now;
+                            // As the loop does before connecting to an address.
+                            let ip = host.parse().unwrap();
+                            if !self.gw(w).camera_address_allowed(stream, now, ip) {
+                                self.refused_connects += 1;
+                                continue;
+                            }
                             if self.camera_down {
                                 self.gw(w).handle_rtsp_lost(stream, now);
                                 continue;
@@ -1469,6 +1478,70 @@ fn a_redirecting_camera_is_followed_to_the_server_it_names() {
         describes[1]
     );
     assert!(h.browsers[b].frames.len() >= 10);
+}
+
+fn host_rules(allow: &[&str], deny: &[&str]) -> camgate_core::host_rules::HostRules {
+    use camgate_core::host_rules::HostRule;
+    let parse = |l: &[&str]| l.iter().map(|e| HostRule::parse(e).unwrap()).collect();
+    camgate_core::host_rules::HostRules {
+        allow: parse(allow),
+        deny: parse(deny),
+    }
+}
+
+#[test]
+fn a_redirect_outside_the_host_rules_fails_the_stream_and_connects_nowhere() {
+    let mut h = Harness::with_config(GatewayConfig {
+        rtsp: camgate_core::rtsp::RtspConfig {
+            follow_redirects: true,
+            ..Default::default()
+        },
+        host_rules: host_rules(&["127.0.0.1"], &[]),
+        ..Default::default()
+    });
+    h.camera.redirect_to = Some("rtsp://127.0.0.3:8555/elsewhere".into());
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    assert_eq!(
+        h.ports,
+        [8554],
+        "no connection toward the redirect's target"
+    );
+    let info = h.browsers[b].failed()["data"][0]["info"].as_str().unwrap();
+    assert_eq!(info, "camera host not allowed");
+    assert!(
+        h.rtsp_closed,
+        "the camera connection that redirected is closed"
+    );
+}
+
+#[test]
+fn a_named_streams_own_host_needs_no_allowlist_entry_but_a_clients_does() {
+    let rules = host_rules(&["192.0.2.0/24"], &["127.0.0.0/8"]);
+    let mut h = Harness::with_config(GatewayConfig {
+        named_streams: vec![("cam".into(), "rtsp://127.0.0.1:8554/cam".into())],
+        host_rules: rules.clone(),
+        ..Default::default()
+    });
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..12);
+    assert!(
+        h.browsers[b].frames.len() >= 10,
+        "the operator's camera plays"
+    );
+    assert_eq!(h.refused_connects, 0);
+
+    // The same URL asked for by a client (no named stream): refused on its address.
+    let mut h = Harness::with_config(GatewayConfig {
+        host_rules: rules,
+        ..Default::default()
+    });
+    let b = h.play("rtsp://127.0.0.1:8554/other");
+    h.run_for(Duration::from_millis(300));
+    assert_eq!(h.refused_connects, 1);
+    let info = h.browsers[b].failed()["data"][0]["info"].as_str().unwrap();
+    assert_eq!(info, "camera host not allowed");
 }
 
 #[test]

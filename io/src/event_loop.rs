@@ -321,6 +321,12 @@ impl EventLoop {
                         }
                     }
                 }
+                // An address given as such is checked here; a name once looked up.
+                let literal = host.trim_matches(['[', ']']).parse::<std::net::IpAddr>();
+                if literal.is_ok_and(|ip| !gateway.camera_address_allowed(stream, now, ip)) {
+                    self.cameras.tls_sessions.remove(&stream);
+                    return;
+                }
                 if let Err(e) = self.connect_camera(stream, &host, port) {
                     tracing::info!(stream = stream.0, "camera connect failed: {e}");
                     gateway.handle_rtsp_lost(stream, now);

@@ -8,87 +8,17 @@
 //! - `[streams.NAME]`: a client plays NAME; the server swaps in the configured URL.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
+pub use camgate_core::host_rules::{HostRule, HostRules};
 use camgate_core::rtsp::RtspUrl;
 
 use crate::config::{Config, NamedStream};
-
-/// One `allowed_hosts` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HostRule {
-    /// An IP block; a single address is a /32 (/128).
-    Net(IpAddr, u8),
-    /// A host name, matched case-insensitively; `*.example.com` matches its subdomains.
-    Name(String),
-}
-
-impl HostRule {
-    pub fn parse(entry: &str) -> Result<HostRule, String> {
-        let entry = entry.trim();
-        let bad = || format!("allowed_hosts: {entry:?} is not a host name, IP address or CIDR");
-        if let Some((ip, len)) = entry.split_once('/') {
-            let ip: IpAddr = ip.parse().map_err(|_| bad())?;
-            let len: u8 = len.parse().map_err(|_| bad())?;
-            let max = if ip.is_ipv4() { 32 } else { 128 };
-            if len > max {
-                return Err(bad());
-            }
-            return Ok(HostRule::Net(ip, len));
-        }
-        if let Ok(ip) = entry.trim_matches(['[', ']']).parse::<IpAddr>() {
-            return Ok(HostRule::Net(ip, if ip.is_ipv4() { 32 } else { 128 }));
-        }
-        let name = entry.trim_end_matches('.').to_ascii_lowercase();
-        let label_ok =
-            |l: &str| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-        let rest = name.strip_prefix("*.").unwrap_or(&name);
-        if rest.split('.').all(label_ok) {
-            Ok(HostRule::Name(name))
-        } else {
-            Err(bad())
-        }
-    }
-
-    fn matches(&self, host: &str) -> bool {
-        match self {
-            HostRule::Net(net, len) => match host.parse::<IpAddr>() {
-                Ok(ip) => in_net(ip, *net, *len),
-                Err(_) => false,
-            },
-            HostRule::Name(name) => {
-                let host = host.trim_end_matches('.').to_ascii_lowercase();
-                match name.strip_prefix("*.") {
-                    Some(domain) => host
-                        .strip_suffix(domain)
-                        .is_some_and(|sub| sub.ends_with('.') && sub.len() > 1),
-                    None => host == *name,
-                }
-            }
-        }
-    }
-}
-
-fn in_net(ip: IpAddr, net: IpAddr, len: u8) -> bool {
-    let (ip, net, bits) = match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) as u128, u32::from(b) as u128, 32),
-        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128),
-        // An IPv4-mapped IPv6 camera address still matches an IPv4 rule.
-        (IpAddr::V6(a), IpAddr::V4(b)) => match a.to_ipv4_mapped() {
-            Some(a) => (u32::from(a) as u128, u32::from(b) as u128, 32),
-            None => return false,
-        },
-        (IpAddr::V4(_), IpAddr::V6(_)) => return false,
-    };
-    let shift = bits - u32::from(len);
-    shift >= bits || (ip >> shift) == (net >> shift)
-}
 
 /// What the web side needs to decide who may play what.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
     pub token: Option<String>,
-    rules: Vec<HostRule>,
+    rules: HostRules,
     streams: BTreeMap<String, NamedStream>,
 }
 
@@ -103,11 +33,7 @@ impl Access {
     pub fn new(config: &Config) -> Access {
         Access {
             token: config.auth_token.clone().filter(|t| !t.is_empty()),
-            rules: config
-                .allowed_hosts
-                .iter()
-                .filter_map(|e| HostRule::parse(e).ok())
-                .collect(),
+            rules: config.host_rules(),
             streams: config.streams.clone(),
         }
     }
@@ -143,11 +69,11 @@ impl Access {
         if let Some(s) = self.streams.get(requested) {
             return Ok(s.uri.clone());
         }
-        if self.rules.is_empty() {
+        if self.rules.is_open() {
             return Ok(requested.to_owned());
         }
         match RtspUrl::parse(requested) {
-            Ok(url) if self.rules.iter().any(|r| r.matches(url.host())) => Ok(requested.to_owned()),
+            Ok(url) if self.rules.allows_request(url.host()) => Ok(requested.to_owned()),
             // A malformed URL is the gateway's to refuse with its own "Bad URI" reason.
             Err(_) => Ok(requested.to_owned()),
             Ok(_) => Err(Refusal::Restricted),

@@ -35,6 +35,9 @@ pub struct Config {
     /// Camera hosts viewers may ask for: host names, IP addresses or CIDR blocks.
     /// Empty: any host.
     pub allowed_hosts: Vec<String>,
+    /// Camera hosts never connected to for a client, whatever `allowed_hosts` says (e.g.
+    /// link-local and cloud metadata addresses). Checked on the address connected to.
+    pub denied_hosts: Vec<String>,
     /// Largest WebSocket signaling message (bytes).
     pub max_ws_message: usize,
     /// Largest HTTP request body (bytes), e.g. a WHEP offer.
@@ -169,6 +172,7 @@ impl Default for Config {
             tls_key: None,
             auth_token: None,
             allowed_hosts: Vec::new(),
+            denied_hosts: Vec::new(),
             max_ws_message: 256 * 1024,
             max_http_body: 64 * 1024,
             max_streams: 256,
@@ -286,6 +290,9 @@ pub struct Cli {
     /// Camera host viewers may ask for (repeat for several; host, IP or CIDR).
     #[arg(long = "allowed-host")]
     pub allowed_hosts: Vec<String>,
+    /// Camera host never connected to for a client (repeat; host, IP or CIDR).
+    #[arg(long = "denied-host")]
+    pub denied_hosts: Vec<String>,
     /// Address announced to browsers (repeat for several).
     #[arg(long = "announce-ip")]
     pub announce_ips: Vec<IpAddr>,
@@ -374,6 +381,9 @@ impl Config {
         if !cli.allowed_hosts.is_empty() {
             config.allowed_hosts = cli.allowed_hosts.clone();
         }
+        if !cli.denied_hosts.is_empty() {
+            config.denied_hosts = cli.denied_hosts.clone();
+        }
         if !cli.announce_ips.is_empty() {
             config.announce_ips = cli.announce_ips.clone();
         }
@@ -411,13 +421,29 @@ impl Config {
         Ok(config)
     }
 
+    /// `allowed_hosts` and `denied_hosts` as rules (entries were checked at load).
+    pub fn host_rules(&self) -> crate::access::HostRules {
+        let parse = |list: &[String]| {
+            list.iter()
+                .filter_map(|e| crate::access::HostRule::parse(e).ok())
+                .collect()
+        };
+        crate::access::HostRules {
+            allow: parse(&self.allowed_hosts),
+            deny: parse(&self.denied_hosts),
+        }
+    }
+
     /// Refuses settings that would only fail later, far from their cause.
     fn check(&self) -> Result<(), String> {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls_cert and tls_key go together".into());
         }
         for entry in &self.allowed_hosts {
-            crate::access::HostRule::parse(entry)?;
+            crate::access::HostRule::parse(entry).map_err(|e| format!("allowed_hosts: {e}"))?;
+        }
+        for entry in &self.denied_hosts {
+            crate::access::HostRule::parse(entry).map_err(|e| format!("denied_hosts: {e}"))?;
         }
         for (name, s) in &self.streams {
             if name.is_empty() || name.contains("://") || name.contains('/') {

@@ -231,6 +231,7 @@ fn run(config: &Config) -> Result<(), String> {
             .map_or(0, |r| u64::from_ne_bytes(r.expose())),
         dtls_cert: dtls_cert.clone(),
         stun_servers: stun_servers.clone(),
+        host_rules: config.host_rules(),
         named_streams: config
             .streams
             .iter()

@@ -1,4 +1,11 @@
 use super::*;
+use std::net::IpAddr;
+
+use crate::rtsp::RtspUrl;
+
+/// The FAILED info of a stream whose camera connection would go to a host the rules refuse
+/// (the target is in the log only: it may be a camera's internal redirect).
+pub(super) const HOST_NOT_ALLOWED: &str = "camera host not allowed";
 
 /// Bytes from a camera, on its RTSP connection or one of its UDP sockets.
 #[derive(Clone, Copy)]
@@ -30,6 +37,43 @@ impl Gateway {
         };
         client.handle_connection_lost(now);
         self.after_stream_input(stream, now);
+    }
+
+    /// Whether camgate may connect the camera connection of `stream` to `ip`, the address
+    /// its current host (after redirects, after the name lookup) leads to; the loop connects
+    /// to exactly this address. If not, the stream fails with "camera host not allowed" and
+    /// the target is logged.
+    pub fn camera_address_allowed(&mut self, stream: StreamId, now: Instant, ip: IpAddr) -> bool {
+        let Some(s) = self.streams.get(&stream) else {
+            return false;
+        };
+        let Source::Camera(client) = &s.source else {
+            return true;
+        };
+        let host = client.url().host().to_owned();
+        if self.host_allowed(&s.url, &host, |rules| rules.allows_address(&host, ip)) {
+            return true;
+        }
+        tracing::warn!(stream = stream.0, url = %s.redacted, target = %host, %ip, "camera host not allowed: not connecting");
+        self.fail_stream(stream, now, HOST_NOT_ALLOWED);
+        false
+    }
+
+    /// `check` on the host rules, unless there are none or `host` is the host of the named
+    /// stream whose URL is `url` (the operator's own camera).
+    fn host_allowed(
+        &self,
+        url: &str,
+        host: &str,
+        check: impl FnOnce(&crate::host_rules::HostRules) -> bool,
+    ) -> bool {
+        let rules = &self.config.host_rules;
+        let operators = || {
+            self.config.named_streams.iter().any(|(_, named)| {
+                named == url && RtspUrl::parse(named).is_ok_and(|u| u.host() == host)
+            })
+        };
+        rules.is_open() || operators() || check(rules)
     }
 
     /// The TLS session of an `rtsps://` camera failed: the stream fails (or, if it had played,
@@ -193,6 +237,18 @@ impl Gateway {
                 Some(RtspOutput::Redirect(redirect)) => {
                     // The client wants another server: a new TCP connection, same stream.
                     tracing::info!(stream = id.0, host = %redirect.host, port = redirect.port, "camera redirects");
+                    let url = s.url.clone();
+                    if !self.host_allowed(&url, &redirect.host, |rules| {
+                        rules.allows_request(&redirect.host)
+                    }) {
+                        let url =
+                            RtspUrl::parse(&url).map_or_else(|_| "?".into(), |u| u.redacted());
+                        tracing::warn!(stream = id.0, %url, target = %redirect.host, "camera host not allowed: the camera redirected outside allowed_hosts; not following");
+                        self.outputs
+                            .push_back(GatewayOutput::RtspClose { stream: id });
+                        self.fail_stream(id, now, HOST_NOT_ALLOWED);
+                        return;
+                    }
                     self.outputs
                         .push_back(GatewayOutput::RtspClose { stream: id });
                     self.outputs.push_back(GatewayOutput::RtspConnect {

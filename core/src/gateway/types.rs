@@ -52,6 +52,10 @@ pub struct GatewayConfig {
     /// The named streams (`[streams.NAME]`): name → camera URL. RTSP players ask for
     /// `rtsp://box:8554/NAME`.
     pub named_streams: Vec<(String, String)>,
+    /// Camera hosts clients' streams may connect to (`allowed_hosts`, `denied_hosts`):
+    /// checked again on every redirect and on the address each connection goes to. A named
+    /// stream's own host is the operator's and always allowed.
+    pub host_rules: crate::host_rules::HostRules,
     /// Who may play each named stream over RTSP: (stream name, user). A stream without users
     /// is served to loopback players only (403 to others).
     pub rtsp_users: Vec<(String, crate::rtsp::auth::Credentials)>,
@@ -80,6 +84,7 @@ impl Default for GatewayConfig {
             stun_servers: Vec::new(),
             ice_timeout: crate::viewer::ICE_TIMEOUT,
             named_streams: Vec::new(),
+            host_rules: crate::host_rules::HostRules::default(),
             rtsp_users: Vec::new(),
             rtsp_server: crate::rtsp::server::ServerConfig::default(),
             player_queue: crate::rtsp::server::MediaOutConfig::default(),

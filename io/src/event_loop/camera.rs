@@ -95,6 +95,13 @@ impl EventLoop {
             if !self.cameras.resolving.remove(&stream) {
                 continue; // the stream went away while its name was looked up
             }
+            // Checked on the very address connected to, so the answer cannot change between.
+            if let Ok(addr) = &addr {
+                if !gateway.camera_address_allowed(stream, now, addr.ip()) {
+                    self.cameras.tls_sessions.remove(&stream);
+                    continue;
+                }
+            }
             let connected = addr.and_then(|addr| self.connect_camera_addr(stream, addr));
             if let Err(e) = connected {
                 tracing::info!(stream = stream.0, "camera connect failed: {e}");
