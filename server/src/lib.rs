@@ -5,6 +5,7 @@
 //! (`testkit/src/fuzz/web.rs`) feed the web side arbitrary bytes through the same API.
 
 pub mod access;
+pub mod auth_throttle;
 pub mod config;
 // One setsockopt(SO_SNDBUF) in demo/rtsp_server.rs, through a hand-declared extern "C"
 // (to move to libc and a function-level allow when the demo is reworked).

@@ -8,10 +8,21 @@ use camgate_core::gateway::{GatewayStats, StreamInfo};
 pub(super) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// `name_of`: the configured name of a stream, given its masked URL (`Access::name_of`).
+/// What the web side counts itself.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct WebCounts {
+    /// Open signaling sessions (WebSocket and WHEP).
+    pub(super) sessions: usize,
+    /// Failed authentications (wrong or missing token).
+    pub(super) auth_failures: u64,
+    /// Requests refused because their client was blocked after failing too often.
+    pub(super) auth_refused: u64,
+}
+
 pub(super) fn render(
     streams: &[StreamInfo],
     stats: &GatewayStats,
-    web_sessions: usize,
+    web: WebCounts,
     name_of: &dyn Fn(&str) -> Option<String>,
 ) -> String {
     let mut out = String::with_capacity(2048);
@@ -64,7 +75,22 @@ pub(super) fn render(
         "gauge",
         "Open signaling sessions (WebSocket and WHEP).",
     );
-    sample(&mut out, "camgate_signaling_sessions", web_sessions as u64);
+    sample(&mut out, "camgate_signaling_sessions", web.sessions as u64);
+    for (name, help, value) in [
+        (
+            "camgate_auth_failures_total",
+            "Failed authentications: a missing or wrong token (REST, metrics, WHEP, signaling).",
+            web.auth_failures,
+        ),
+        (
+            "camgate_auth_refused_total",
+            "Requests refused unread because their client failed to authenticate too often (see auth_throttle).",
+            web.auth_refused,
+        ),
+    ] {
+        family(&mut out, name, "counter", help);
+        sample(&mut out, name, value);
+    }
     video_info(&mut out, streams, name_of);
     for (name, help, value) in counters(stats) {
         family(&mut out, name, "counter", help);
@@ -293,7 +319,15 @@ mod tests {
             viewers_tcp: 1,
             ..Default::default()
         };
-        let text = render(&streams, &stats, 3, &|_| None);
+        let text = render(
+            &streams,
+            &stats,
+            WebCounts {
+                sessions: 3,
+                ..Default::default()
+            },
+            &|_| None,
+        );
         assert!(text.contains("camgate_streams{state=\"playing\"} 1\n"));
         assert!(text.contains("camgate_viewers 2\n"));
         assert!(text.contains("camgate_viewers_by_transport{transport=\"tcp\"} 1\n"));
@@ -363,7 +397,12 @@ mod tests {
         ];
         let name_of =
             |masked: &str| (masked == "rtsp://viewer:***@door/\"odd\"").then(|| "door".to_owned());
-        let text = render(&streams, &GatewayStats::default(), 0, &name_of);
+        let text = render(
+            &streams,
+            &GatewayStats::default(),
+            WebCounts::default(),
+            &name_of,
+        );
         let series: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("camgate_stream_video_info{"))

@@ -29,6 +29,7 @@ use camgate_core::gateway::{Gateway, SessionId};
 use camgate_io::{ConnId, ListenerKind, WebApp, WebIo};
 
 use crate::access::Access;
+use crate::auth_throttle::AuthThrottle;
 use http::{NoRequest, RequestBuffer, Response};
 use whep::Wheps;
 use ws::WsConn;
@@ -67,6 +68,8 @@ enum State {
 }
 
 struct Conn {
+    /// The client's address: failed authentications are counted per address.
+    peer: std::net::IpAddr,
     tls: Option<Box<rustls::ServerConnection>>,
     state: State,
     /// When the connection opened: a request (or TLS handshake) still incomplete after
@@ -94,6 +97,7 @@ pub struct Web {
     conns: HashMap<ConnId, Conn>,
     settings: WebSettings,
     wheps: Wheps,
+    throttle: AuthThrottle,
 }
 
 impl Web {
@@ -102,6 +106,7 @@ impl Web {
             conns: HashMap::new(),
             wheps: Wheps::new(settings.ice_servers.clone()),
             settings,
+            throttle: AuthThrottle::default(),
         }
     }
 
@@ -142,15 +147,23 @@ impl Web {
         gateway: &mut Gateway,
         out: &mut Out,
     ) {
-        match self.conns.get_mut(&conn).map(|c| &mut c.state) {
-            Some(State::Http(request)) => {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        match &mut c.state {
+            State::Http(request) => {
                 let ready = request.push(data);
                 if ready {
                     self.handle_http(conn, now, gateway, out);
                 }
             }
-            Some(State::Ws(wsc)) => {
-                wsc.received(conn, data, &self.settings.access, now, gateway, out);
+            State::Ws(wsc) => {
+                let auth = ws::Auth {
+                    access: &self.settings.access,
+                    throttle: &mut self.throttle,
+                    peer: c.peer,
+                };
+                wsc.received(conn, data, auth, now, gateway, out);
             }
             _ => {}
         }
@@ -263,6 +276,7 @@ impl WebApp for Web {
             None
         };
         let c = Conn {
+            peer: peer.ip(),
             tls,
             state: State::Http(RequestBuffer::default()),
             opened: now,

@@ -34,7 +34,21 @@ impl Web {
         }
         let access = &self.settings.access;
         let is_api = is_api(route);
+        let peer = self.conns.get(&conn).map(|c| c.peer);
+        if let Some(peer) = peer.filter(|_| is_api && access.token.is_some()) {
+            if self.throttle.blocked(peer, now) {
+                let r = Response::error(429, "too many failed authentications: try again later")
+                    .header(
+                        "Retry-After",
+                        crate::auth_throttle::BLOCK.as_secs().to_string(),
+                    );
+                return Some(r);
+            }
+        }
         if is_api && !access.bearer_ok(req.header("authorization")) {
+            if let Some(peer) = peer {
+                self.throttle.failed(peer, now);
+            }
             tracing::info!(conn = conn.0, %route, "API call refused: missing or wrong bearer token");
             let r = Response::error(401, "missing or wrong bearer token")
                 .header("WWW-Authenticate", "Bearer");
@@ -43,10 +57,14 @@ impl Web {
         let r = match (method, route) {
             ("GET", "/api/streams") => rest::streams(gateway, access),
             ("GET", "/metrics") => {
-                let sessions = self.signaling_sessions();
+                let counts = metrics::WebCounts {
+                    sessions: self.signaling_sessions(),
+                    auth_failures: self.throttle.failures,
+                    auth_refused: self.throttle.refused,
+                };
                 let name_of = |masked: &str| access.name_of(masked).map(str::to_owned);
                 let (streams, stats) = (gateway.streams(), gateway.stats());
-                let text = metrics::render(&streams, &stats, sessions, &name_of);
+                let text = metrics::render(&streams, &stats, counts, &name_of);
                 Response::new(200, metrics::CONTENT_TYPE, text)
             }
             (_, route) if route.starts_with("/rest-api/") => {

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use camgate_core::gateway::Gateway;
@@ -18,6 +19,7 @@ use tungstenite::Message;
 use super::http::{Request, Response};
 use super::{mask, Out};
 use crate::access::{Access, Refusal};
+use crate::auth_throttle::AuthThrottle;
 
 /// Bytes tungstenite reads at a time into each WebSocket's buffer (allocated per connection).
 const WS_READ_BUFFER: usize = 4096;
@@ -101,7 +103,7 @@ impl WsConn {
         &mut self,
         conn: ConnId,
         data: &[u8],
-        access: &Access,
+        mut auth: Auth<'_>,
         now: Instant,
         gateway: &mut Gateway,
         out: &mut Out,
@@ -109,7 +111,8 @@ impl WsConn {
         self.ws.get_mut().input.extend_from_slice(data);
         loop {
             match self.ws.read() {
-                Ok(Message::Text(text)) => match inbound(self, access, conn, text.as_str()) {
+                Ok(Message::Text(text)) => match inbound(self, &mut auth, now, conn, text.as_str())
+                {
                     Inbound::Forward(text) => {
                         gateway.handle_session_message(conn.session(), now, &text)
                     }
@@ -178,7 +181,21 @@ enum Inbound {
 }
 
 /// Applies access control and stream names to a browser's message before the gateway sees it.
-fn inbound(wsc: &mut WsConn, access: &Access, conn: ConnId, text: &str) -> Inbound {
+/// Who may open a session: the token, and the guessing throttle for this client's address.
+pub(super) struct Auth<'a> {
+    pub(super) access: &'a Access,
+    pub(super) throttle: &'a mut AuthThrottle,
+    pub(super) peer: IpAddr,
+}
+
+fn inbound(
+    wsc: &mut WsConn,
+    auth: &mut Auth<'_>,
+    now: Instant,
+    conn: ConnId,
+    text: &str,
+) -> Inbound {
+    let access = auth.access;
     // Only `connection` and `playStream` concern us; everything else passes untouched
     // (once the session is authenticated).
     let interesting = text.contains("\"connection\"") || text.contains("\"playStream\"");
@@ -189,11 +206,16 @@ fn inbound(wsc: &mut WsConn, access: &Access, conn: ConnId, text: &str) -> Inbou
     };
     let message = value["message"].as_str().unwrap_or("").to_owned();
     if !wsc.authed {
+        // A client blocked for guessing is refused unread (logged when it was blocked).
+        if auth.throttle.blocked(auth.peer, now) {
+            return Inbound::Refuse;
+        }
         let token = value["data"][0]["authToken"].as_str();
         if message == "connection" && access.token_ok(token) {
             wsc.authed = true;
             return Inbound::Forward(text.to_owned());
         }
+        auth.throttle.failed(auth.peer, now);
         tracing::info!(
             conn = conn.0,
             "signaling session refused: missing or wrong authToken"

@@ -235,6 +235,19 @@ impl Camgate {
         exchange(&mut stream, self.http, method, path, headers, body)
     }
 
+    /// `request_with` from the local address `source` (another loopback address: a second
+    /// client machine, as far as camgate can tell).
+    pub fn request_from(
+        &self,
+        source: std::net::IpAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> HttpResponse {
+        let mut stream = connect_from(source, self.http);
+        exchange(&mut stream, self.http, method, path, headers, None)
+    }
+
     /// One HTTPS request to the TLS port, accepting its (self-signed) certificate.
     pub fn https_request_with(
         &self,
@@ -317,6 +330,23 @@ fn exchange(
         headers,
         body: body.to_owned(),
     }
+}
+
+/// A TCP connection to `to` from the local address `source`.
+pub fn connect_from(source: std::net::IpAddr, to: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    socket.bind(&SocketAddr::new(source, 0).into()).unwrap();
+    socket.connect(&to.into()).expect("connect to camgate");
+    let stream: TcpStream = socket.into();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
 }
 
 pub trait ReadWrite: Read + Write {}
