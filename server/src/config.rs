@@ -534,7 +534,21 @@ impl Config {
         let at = text.find("\n[").map(|i| i + 1).unwrap_or(text.len());
         let comments: String = unset.iter().map(|l| format!("{l}\n")).collect();
         text.insert_str(at, &comments);
-        text
+        format!("{}{text}", self.access_summary())
+    }
+
+    /// Who may do what, in comment lines: the first thing `--print-config` says.
+    fn access_summary(&self) -> String {
+        let token = match self.auth_token {
+            Some(_) => "REST, /metrics, WHEP and signaling need auth_token",
+            None => "OPEN: no auth_token, anyone who reaches the web ports may use REST, /metrics, WHEP and signaling",
+        };
+        let hosts = match (self.allowed_hosts.len(), self.denied_hosts.len()) {
+            (0, 0) => "viewers may make camgate connect to ANY camera host (allowed_hosts is empty)".to_owned(),
+            (0, d) => format!("viewers' camera hosts: any but {d} denied_hosts entries"),
+            (a, d) => format!("viewers' camera hosts: {a} allowed_hosts entries, {d} denied_hosts entries, checked on every connection"),
+        };
+        format!("# access: {token};\n# {hosts}. See docs/CONFIG.md before exposing camgate.\n")
     }
 
     pub fn rtsp(&self) -> camgate_core::rtsp::RtspConfig {
@@ -653,6 +667,20 @@ mod tests {
         assert_eq!(back.ws_port, 8080);
         assert_eq!(back.http_port, 8081);
         assert!(back.demo);
+    }
+
+    #[test]
+    fn print_config_says_first_whether_access_is_open() {
+        let open = Config::default().to_toml();
+        assert!(open.starts_with("# access: OPEN: no auth_token"), "{open}");
+        assert!(open.contains("connect to ANY camera host"));
+        let closed = Config {
+            auth_token: Some("t".into()),
+            allowed_hosts: vec!["192.0.2.0/24".into()],
+            ..Config::default()
+        }
+        .to_toml();
+        assert!(closed.starts_with("# access: REST, /metrics, WHEP and signaling need auth_token;\n# viewers' camera hosts: 1 allowed_hosts entries, 0 denied_hosts"), "{closed}");
     }
 
     #[test]
