@@ -20,6 +20,19 @@ pub struct Access {
     pub token: Option<String>,
     rules: HostRules,
     streams: BTreeMap<String, NamedStream>,
+    /// `cors_origins`; `None`: any origin (`*`).
+    cors_origins: Option<Vec<String>>,
+}
+
+/// What a browser's request gets for its `Origin` (`cors_origins`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginCheck {
+    /// Any origin may (`cors_origins` has `*`): `Access-Control-Allow-Origin: *`.
+    Any,
+    /// This origin may, or the request names none (not a cross-origin browser request).
+    Allowed,
+    /// Another site's page: refused before anything is done or answered.
+    Refused,
 }
 
 /// Why a requested stream is refused.
@@ -34,6 +47,8 @@ impl Access {
         Access {
             token: config.auth_token.clone().filter(|t| !t.is_empty()),
             rules: config.host_rules(),
+            cors_origins: (!config.cors_origins.iter().any(|o| o == "*"))
+                .then(|| config.cors_origins.clone()),
             streams: config.streams.clone(),
         }
     }
@@ -80,6 +95,27 @@ impl Access {
         }
     }
 
+    /// Whether a request with `Origin: origin` (and `Host: host`) may be served. camgate's own
+    /// pages are always allowed: an origin on the request's own host, whatever the port (the
+    /// player page on `http_port` talks to `ws_port`).
+    pub fn check_origin(&self, origin: Option<&str>, host: Option<&str>) -> OriginCheck {
+        let Some(allowed) = &self.cors_origins else {
+            return OriginCheck::Any;
+        };
+        let Some(origin) = origin else {
+            return OriginCheck::Allowed;
+        };
+        let own = host.is_some_and(|h| {
+            let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            host_part(origin_host).eq_ignore_ascii_case(host_part(h))
+        });
+        if own || allowed.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
+            OriginCheck::Allowed
+        } else {
+            OriginCheck::Refused
+        }
+    }
+
     /// Whether `requested` is a configured stream name.
     pub fn is_named(&self, requested: &str) -> bool {
         self.streams.contains_key(requested)
@@ -103,6 +139,15 @@ impl Access {
             .iter()
             .filter(|(_, s)| s.pull_at_start)
             .map(|(n, s)| (n.as_str(), s.uri.as_str()))
+    }
+}
+
+/// The host of `host[:port]` (IPv6 in brackets kept whole).
+fn host_part(authority: &str) -> &str {
+    let authority = authority.split('/').next().unwrap_or(authority);
+    match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(rest),
+        None => authority.split(':').next().unwrap_or(authority),
     }
 }
 
@@ -172,6 +217,46 @@ mod tests {
         // An IPv4-mapped camera address matches the IPv4 block, and only that.
         assert!(a.resolve("rtsp://[::ffff:192.168.1.7]/x").is_ok());
         assert!(a.resolve("rtsp://[::ffff:10.0.0.1]/x").is_err());
+    }
+
+    #[test]
+    fn origins_are_checked_against_cors_origins() {
+        let mut config = Config::default();
+        assert_eq!(
+            Access::new(&config).check_origin(Some("https://evil.example"), Some("box:8081")),
+            OriginCheck::Any,
+            "the default is *"
+        );
+        config.cors_origins = vec!["https://portal.example".into()];
+        let a = Access::new(&config);
+        let check = |origin, host| a.check_origin(origin, host);
+        assert_eq!(
+            check(Some("https://portal.example"), Some("box:8081")),
+            OriginCheck::Allowed
+        );
+        assert_eq!(
+            check(Some("https://evil.example"), Some("box:8081")),
+            OriginCheck::Refused
+        );
+        assert_eq!(
+            check(None, Some("box:8081")),
+            OriginCheck::Allowed,
+            "no browser origin"
+        );
+        // camgate's own page: same host, another port; IPv6 too.
+        assert_eq!(
+            check(Some("http://box:8081"), Some("box:8080")),
+            OriginCheck::Allowed
+        );
+        assert_eq!(
+            check(Some("http://[::1]:8081"), Some("[::1]:8080")),
+            OriginCheck::Allowed
+        );
+        assert_eq!(
+            check(Some("http://box.evil:8081"), Some("box:8080")),
+            OriginCheck::Refused
+        );
+        assert_eq!(check(Some("null"), Some("box:8080")), OriginCheck::Refused);
     }
 
     #[test]

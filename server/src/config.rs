@@ -38,6 +38,9 @@ pub struct Config {
     /// Camera hosts never connected to for a client, whatever `allowed_hosts` says (e.g.
     /// link-local and cloud metadata addresses). Checked on the address connected to.
     pub denied_hosts: Vec<String>,
+    /// Origins whose pages may call the APIs and open signaling sessions; `["*"]`: any.
+    /// camgate's own pages (same host) always may.
+    pub cors_origins: Vec<String>,
     /// Largest WebSocket signaling message (bytes).
     pub max_ws_message: usize,
     /// Largest HTTP request body (bytes), e.g. a WHEP offer.
@@ -173,6 +176,7 @@ impl Default for Config {
             auth_token: None,
             allowed_hosts: Vec::new(),
             denied_hosts: Vec::new(),
+            cors_origins: vec!["*".into()],
             max_ws_message: 256 * 1024,
             max_http_body: 64 * 1024,
             max_streams: 256,
@@ -293,6 +297,9 @@ pub struct Cli {
     /// Camera host never connected to for a client (repeat; host, IP or CIDR).
     #[arg(long = "denied-host")]
     pub denied_hosts: Vec<String>,
+    /// Origin whose pages may call the APIs and signaling (repeat; default any).
+    #[arg(long = "cors-origin")]
+    pub cors_origins: Vec<String>,
     /// Address announced to browsers (repeat for several).
     #[arg(long = "announce-ip")]
     pub announce_ips: Vec<IpAddr>,
@@ -383,6 +390,9 @@ impl Config {
         }
         if !cli.denied_hosts.is_empty() {
             config.denied_hosts = cli.denied_hosts.clone();
+        }
+        if !cli.cors_origins.is_empty() {
+            config.cors_origins = cli.cors_origins.clone();
         }
         if !cli.announce_ips.is_empty() {
             config.announce_ips = cli.announce_ips.clone();

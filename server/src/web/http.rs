@@ -137,6 +137,8 @@ pub(super) struct Response {
     content_type: &'static str,
     headers: Vec<(&'static str, String)>,
     body: Vec<u8>,
+    /// The one origin allowed to read this answer (`cors_origins`); `None`: any (`*`).
+    allow_origin: Option<String>,
 }
 
 impl Response {
@@ -146,6 +148,7 @@ impl Response {
             content_type,
             headers: Vec::new(),
             body: body.into(),
+            allow_origin: None,
         }
     }
 
@@ -171,14 +174,25 @@ impl Response {
         self
     }
 
+    /// Only `origin` may read this answer (instead of any).
+    pub(super) fn allow_origin(mut self, origin: &str) -> Self {
+        self.allow_origin = Some(origin.to_owned());
+        self
+    }
+
     pub(super) fn into_bytes(self) -> Vec<u8> {
         let mut head = format!("HTTP/1.1 {} {}\r\n", self.status, reason(self.status));
         if self.status != 101 {
             // CORS: WHEP players and dashboards live on other origins; the bearer token is
-            // never an ambient credential, so `*` gives nothing away.
+            // never an ambient credential, so `*` gives nothing away. With `cors_origins` set,
+            // only the allowed origin (other origins are refused before anything is done).
+            let origin = match &self.allow_origin {
+                Some(origin) => format!("{origin}\r\nVary: Origin"),
+                None => "*".to_owned(),
+            };
             head.push_str(&format!(
                 "Content-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n\
-                 Access-Control-Allow-Origin: *\r\nAccess-Control-Expose-Headers: Location, Link\r\n\
+                 Access-Control-Allow-Origin: {origin}\r\nAccess-Control-Expose-Headers: Location, Link\r\n\
                  Connection: close\r\n",
                 self.content_type,
                 self.body.len()

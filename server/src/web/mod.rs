@@ -192,6 +192,11 @@ impl Web {
             }
             return;
         }
+        // Another site's page must not open a session with the browser's ambient access
+        // (cross-site WebSocket hijacking), when `cors_origins` says which sites may.
+        if let Err(refused) = self.check_origin(conn, &req) {
+            return out.respond(conn, refused);
+        }
         let access = &self.settings.access;
         let (wsc, answer) = match WsConn::upgrade(&req, self.settings.max_ws_message, access) {
             Ok(accepted) => accepted,

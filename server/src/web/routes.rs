@@ -9,6 +9,7 @@ use camgate_io::ConnId;
 
 use super::http::{Request, Response};
 use super::{metrics, pages, rest, State, Web};
+use crate::access::OriginCheck;
 
 /// The routes that take the bearer token (when one is configured). API errors are JSON.
 fn is_api(route: &str) -> bool {
@@ -22,6 +23,41 @@ impl Web {
     /// Answers a request (other than a WebSocket upgrade); `None` when the answer waits for
     /// the gateway (a WHEP offer).
     pub(super) fn route(
+        &mut self,
+        conn: ConnId,
+        req: &Request,
+        now: Instant,
+        gateway: &mut Gateway,
+    ) -> Option<Response> {
+        match self.check_origin(conn, req) {
+            Err(refused) => Some(refused),
+            Ok(None) => self.answer(conn, req, now, gateway),
+            Ok(Some(origin)) => self
+                .answer(conn, req, now, gateway)
+                .map(|r| r.allow_origin(origin)),
+        }
+    }
+
+    /// `cors_origins`: a page of another site gets 403 before anything is done; `Some`: the
+    /// origin the answer is for (`None`: any origin may read it).
+    pub(super) fn check_origin<'r>(
+        &self,
+        conn: ConnId,
+        req: &Request<'r>,
+    ) -> Result<Option<&'r str>, Response> {
+        let text = |name| req.header(name).and_then(|v| std::str::from_utf8(v).ok());
+        let origin = text("origin");
+        match self.settings.access.check_origin(origin, text("host")) {
+            OriginCheck::Any => Ok(None),
+            OriginCheck::Allowed => Ok(origin),
+            OriginCheck::Refused => {
+                tracing::info!(conn = conn.0, route = %req.route, origin = %origin.unwrap_or(""), "request refused: origin not in cors_origins");
+                Err(Response::error(403, "origin not allowed"))
+            }
+        }
+    }
+
+    fn answer(
         &mut self,
         conn: ConnId,
         req: &Request,
