@@ -9,10 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{json, recvonly_offer, Camgate};
-use tungstenite::Message;
-
-type Ws = tungstenite::WebSocket<TcpStream>;
+use common::{failed_info, play, Camgate};
 
 /// A camera that answers OPTIONS and redirects DESCRIBE to `location` (as some NVRs send
 /// viewers to the recorder that holds the channel), on a thread of its own.
@@ -71,38 +68,6 @@ impl Forbidden {
 
     fn accepted(&self) -> usize {
         std::iter::from_fn(|| self.0.accept().ok()).count()
-    }
-}
-
-/// A WebSocket session that asked to play `url`, as the Flashphoner SDK does.
-fn play(cg: &Camgate, url: &str) -> Ws {
-    let stream = TcpStream::connect(cg.ws).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let (mut ws, _) = tungstenite::client(format!("ws://{}/", cg.ws), stream).expect("handshake");
-    let connection = serde_json::json!({"message": "connection", "data": [{
-        "appKey": "defaultApp", "mediaProviders": ["WebRTC"]}]});
-    let play = serde_json::json!({"message": "playStream", "data": [{"mediaSessionId": "m1",
-        "name": url, "published": false, "status": "PENDING", "sdp": recvonly_offer(false)}]});
-    for msg in [connection, play] {
-        ws.send(Message::text(msg.to_string())).unwrap();
-    }
-    ws
-}
-
-/// The FAILED info the session gets.
-fn failed_info(ws: &mut Ws) -> String {
-    loop {
-        let msg = match ws.read() {
-            Ok(Message::Text(t)) => json(t.as_str()),
-            Ok(_) => continue,
-            Err(e) => panic!("closed before FAILED: {e}"),
-        };
-        let data = &msg["data"][0];
-        if msg["message"] == "notifyStreamStatusEvent" && data["status"] == "FAILED" {
-            return data["info"].as_str().unwrap_or_default().to_owned();
-        }
     }
 }
 

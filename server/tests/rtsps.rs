@@ -8,8 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{json, recvonly_offer, temp_file, Camgate, GstCamera};
-use tungstenite::Message;
+use common::{failed_info, json, play, temp_file, Camgate, GstCamera};
 
 const PASSWORD: &str = "s3cret-Pw";
 
@@ -54,40 +53,6 @@ fn certificate(tag: &str) -> (PathBuf, PathBuf, String, String) {
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
     );
     (cert, key, colons, reported)
-}
-
-type Ws = tungstenite::WebSocket<std::net::TcpStream>;
-
-/// A WebSocket session that asked to play `name`.
-fn play(cg: &Camgate, name: &str) -> Ws {
-    let stream = std::net::TcpStream::connect(cg.ws).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let (mut ws, _) = tungstenite::client(format!("ws://{}/", cg.ws), stream).expect("handshake");
-    let connection = serde_json::json!({"message": "connection", "data": [{
-        "appKey": "defaultApp", "mediaProviders": ["WebRTC"]}]});
-    let play = serde_json::json!({"message": "playStream", "data": [{"mediaSessionId": "m1",
-        "name": name, "published": false, "status": "PENDING", "sdp": recvonly_offer(false)}]});
-    for msg in [connection, play] {
-        ws.send(Message::text(msg.to_string())).unwrap();
-    }
-    ws
-}
-
-/// The stream status messages of `ws` until FAILED or the socket closes: the FAILED info.
-fn failed_info(ws: &mut Ws) -> String {
-    loop {
-        let msg = match ws.read() {
-            Ok(Message::Text(t)) => json(t.as_str()),
-            Ok(_) => continue,
-            Err(e) => panic!("closed before FAILED: {e}"),
-        };
-        let data = &msg["data"][0];
-        if msg["message"] == "notifyStreamStatusEvent" && data["status"] == "FAILED" {
-            return data["info"].as_str().unwrap_or_default().to_owned();
-        }
-    }
 }
 
 /// `find_all`'s entry for `uri`: (status, info).

@@ -442,3 +442,39 @@ pub fn strip_ansi(s: &str) -> String {
     }
     out
 }
+
+/// A signaling session over plain TCP, as the Flashphoner SDK opens it.
+pub type Ws = tungstenite::WebSocket<std::net::TcpStream>;
+
+/// A WebSocket session that asked to play `name`.
+pub fn play(cg: &Camgate, name: &str) -> Ws {
+    let stream = std::net::TcpStream::connect(cg.ws).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let (mut ws, _) = tungstenite::client(format!("ws://{}/", cg.ws), stream).expect("handshake");
+    let connection = serde_json::json!({"message": "connection", "data": [{
+        "appKey": "defaultApp", "mediaProviders": ["WebRTC"]}]});
+    let play = serde_json::json!({"message": "playStream", "data": [{"mediaSessionId": "m1",
+        "name": name, "published": false, "status": "PENDING", "sdp": recvonly_offer(false)}]});
+    for msg in [connection, play] {
+        ws.send(tungstenite::Message::text(msg.to_string()))
+            .unwrap();
+    }
+    ws
+}
+
+/// The stream status messages of `ws` until FAILED or the socket closes: the FAILED info.
+pub fn failed_info(ws: &mut Ws) -> String {
+    loop {
+        let msg = match ws.read() {
+            Ok(tungstenite::Message::Text(t)) => json(t.as_str()),
+            Ok(_) => continue,
+            Err(e) => panic!("closed before FAILED: {e}"),
+        };
+        let data = &msg["data"][0];
+        if msg["message"] == "notifyStreamStatusEvent" && data["status"] == "FAILED" {
+            return data["info"].as_str().unwrap_or_default().to_owned();
+        }
+    }
+}
