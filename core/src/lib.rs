@@ -31,6 +31,7 @@ pub mod signaling;
 pub mod stun;
 pub mod video_relay;
 pub mod viewer;
+pub mod viewer_token;
 pub mod vp8;
 
 /// The WebRTC stack, re-exported so the I/O layer speaks its `Transmit` type.

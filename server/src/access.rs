@@ -1,8 +1,12 @@
 //! Access control (off by default) and named streams: which camera a request may reach, and
 //! with which credentials.
 //!
-//! - `auth_token`: the REST, WHEP and metrics APIs need `Authorization: Bearer TOKEN`; a
-//!   signaling session must send it as `authToken` in its `connection` message.
+//! - `auth_token` (the admin token): the REST and metrics APIs need `Authorization: Bearer
+//!   TOKEN`; it also plays any stream (WHEP bearer, or `authToken` of a signaling session's
+//!   `connection` message).
+//! - `viewer_token_secret`: viewer tokens (`camgate_core::viewer_token`) play the stream they
+//!   name and nothing else: WHEP bearer, signaling `authToken` or `custom.token` (session) or
+//!   the `playStream`'s `custom.token`. Without it, playing needs the admin token as before.
 //! - `allowed_hosts`: camera URLs asked for by clients must point at one of these hosts.
 //!   Named streams are the operator's own and are always allowed.
 //! - `[streams.NAME]`: a client plays NAME; the server swaps in the configured URL.
@@ -11,13 +15,17 @@ use std::collections::BTreeMap;
 
 pub use camgate_core::host_rules::{HostRule, HostRules};
 use camgate_core::rtsp::RtspUrl;
+pub use camgate_core::viewer_token::{Grant, TokenError, ViewerTokenKey};
 
 use crate::config::{Config, NamedStream};
 
 /// What the web side needs to decide who may play what.
 #[derive(Debug, Clone, Default)]
 pub struct Access {
+    /// The admin token (`auth_token`).
     pub token: Option<String>,
+    /// Verifies viewer tokens (`viewer_token_secret`).
+    viewer_key: Option<std::sync::Arc<ViewerTokenKey>>,
     rules: HostRules,
     streams: BTreeMap<String, NamedStream>,
     /// `cors_origins`; `None`: any origin (`*`).
@@ -46,6 +54,10 @@ impl Access {
     pub fn new(config: &Config) -> Access {
         Access {
             token: config.auth_token.clone().filter(|t| !t.is_empty()),
+            viewer_key: config
+                .viewer_token_secret
+                .as_deref()
+                .map(|s| std::sync::Arc::new(ViewerTokenKey::new(s.as_bytes()))),
             rules: config.host_rules(),
             cors_origins: (!config.cors_origins.iter().any(|o| o == "*"))
                 .then(|| config.cors_origins.clone()),
@@ -63,19 +75,70 @@ impl Access {
         }
     }
 
-    /// Whether an `Authorization` header value carries the token.
+    /// Whether an `Authorization` header value carries the admin token.
     pub fn bearer_ok(&self, header: Option<&[u8]>) -> bool {
-        if self.token.is_none() {
-            return true;
+        self.token.is_none() || self.token_ok(bearer(header))
+    }
+
+    /// Whether viewer tokens are configured.
+    pub fn viewer_tokens(&self) -> bool {
+        self.viewer_key.is_some()
+    }
+
+    /// The viewer-token key, for minting (`None`: no `viewer_token_secret`).
+    pub fn viewer_key(&self) -> Option<&ViewerTokenKey> {
+        self.viewer_key.as_deref()
+    }
+
+    /// Admin-only calls (REST, /metrics): the admin token, else why not.
+    pub fn authorize_admin(&self, presented: Option<&str>, now_unix: u64) -> Result<(), Denial> {
+        if self.token.is_none() || self.token_ok(presented) {
+            return Ok(());
         }
-        let value = header
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .unwrap_or("");
-        let presented = value
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim());
-        self.token_ok(presented)
+        match (presented, &self.viewer_key) {
+            (None, _) => Err(Denial::Missing),
+            (Some(_), None) => Err(Denial::WrongToken),
+            // A viewer's own valid token gets 403, not 401: it authenticates, it just is not
+            // the admin's.
+            (Some(t), Some(key)) => match key.verify(t, now_unix) {
+                Ok(_) => Err(Denial::AdminOnly),
+                Err(e) => Err(Denial::Viewer(e)),
+            },
+        }
+    }
+
+    /// Playing `stream` (a name or URL, as the viewer asks for it) with `presented`: the admin
+    /// token, or a viewer token covering the stream.
+    pub fn authorize_play(
+        &self,
+        presented: Option<&str>,
+        stream: &str,
+        now_unix: u64,
+    ) -> Result<Who, Denial> {
+        if self.token.is_none() || self.token_ok(presented) {
+            return Ok(Who::Admin);
+        }
+        match (presented, &self.viewer_key) {
+            (None, None) => Err(Denial::Missing),
+            (Some(_), None) => Err(Denial::WrongToken),
+            (_, Some(key)) => key
+                .check(presented, stream, now_unix)
+                .map(Who::Viewer)
+                .map_err(Denial::Viewer),
+        }
+    }
+
+    /// Ending a WHEP session (its unguessable id is the capability): the admin token, or any
+    /// viewer token signed with our secret, even expired (the player may outlive its token).
+    pub fn authorize_whep_delete(
+        &self,
+        presented: Option<&str>,
+        now_unix: u64,
+    ) -> Result<(), Denial> {
+        match self.authorize_admin(presented, now_unix) {
+            Ok(()) | Err(Denial::AdminOnly | Denial::Viewer(TokenError::Expired)) => Ok(()),
+            Err(d) => Err(d),
+        }
     }
 
     /// The camera URL to hand to the gateway for what a client asked for: a configured
@@ -140,6 +203,69 @@ impl Access {
             .filter(|(_, s)| s.pull_at_start)
             .map(|(n, s)| (n.as_str(), s.uri.as_str()))
     }
+}
+
+/// Who a credential authenticates for a play.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Who {
+    /// The admin token, or no access control at all.
+    Admin,
+    /// A viewer token, with what it grants.
+    Viewer(Grant),
+}
+
+/// Why a credential is refused. `reason()` is what the client is told (and what is logged):
+/// never the credential itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// No credential.
+    Missing,
+    /// Not the admin token (and viewer tokens are off).
+    WrongToken,
+    /// A viewer token, refused (`Missing` when none came).
+    Viewer(TokenError),
+    /// A valid viewer token on an admin-only call.
+    AdminOnly,
+}
+
+impl Denial {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Denial::Missing => "Unauthorized: missing token",
+            Denial::WrongToken => "Unauthorized: wrong token",
+            Denial::Viewer(e) => e.reason(),
+            Denial::AdminOnly => "Forbidden: this call needs the admin token",
+        }
+    }
+
+    /// HTTP status: 401 for no valid credential, 403 for a valid one that does not allow this.
+    pub fn status(self) -> u16 {
+        if self.unauthenticated() {
+            401
+        } else {
+            403
+        }
+    }
+
+    /// A failed authentication (counted by the guessing throttle), as opposed to a valid
+    /// credential asking for more than it allows.
+    pub fn unauthenticated(self) -> bool {
+        match self {
+            Denial::Missing | Denial::WrongToken => true,
+            Denial::Viewer(e) => e.is_unauthenticated(),
+            Denial::AdminOnly => false,
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header value.
+pub fn bearer(header: Option<&[u8]>) -> Option<&str> {
+    let value = std::str::from_utf8(header?).ok()?;
+    value
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .filter(|t| !t.is_empty())
 }
 
 /// The host of `host[:port]` (IPv6 in brackets kept whole).
@@ -276,5 +402,55 @@ mod tests {
         assert!(!a.bearer_ok(Some(b"Basic s3cret")));
         assert!(a.bearer_ok(Some(b"Bearer s3cret")));
         assert!(a.bearer_ok(Some(b"bearer  s3cret")));
+    }
+
+    #[test]
+    fn admin_and_viewer_tokens() {
+        let config = Config {
+            auth_token: Some("admin-secret".into()),
+            viewer_token_secret: Some("v".repeat(32)),
+            ..Default::default()
+        };
+        let a = Access::new(&config);
+        let now = 1_800_000_000;
+        let key = ViewerTokenKey::new("v".repeat(32).as_bytes());
+        let lobby = key.mint("lobby", now + 60);
+        let old = key.mint("lobby", now - 1);
+        let play = |t: Option<&str>, s| a.authorize_play(t, s, now);
+        assert_eq!(play(Some("admin-secret"), "anything"), Ok(Who::Admin));
+        assert!(matches!(play(Some(&lobby), "lobby"), Ok(Who::Viewer(_))));
+        let denied = |r: Result<Who, Denial>| r.unwrap_err();
+        assert_eq!(denied(play(Some(&lobby), "garage")).status(), 403);
+        assert_eq!(
+            denied(play(Some(&old), "lobby")),
+            Denial::Viewer(TokenError::Expired)
+        );
+        assert_eq!(
+            denied(play(None, "lobby")),
+            Denial::Viewer(TokenError::Missing)
+        );
+        assert_eq!(denied(play(Some("guess"), "lobby")).status(), 401);
+        // A viewer token is never the admin's.
+        assert_eq!(a.authorize_admin(Some(&lobby), now), Err(Denial::AdminOnly));
+        assert_eq!(a.authorize_admin(Some("admin-secret"), now), Ok(()));
+        assert_eq!(a.authorize_admin(None, now), Err(Denial::Missing));
+        assert_eq!(
+            a.authorize_admin(Some("guess"), now).unwrap_err().status(),
+            401
+        );
+        assert_eq!(a.authorize_whep_delete(Some(&old), now), Ok(()));
+        assert!(a.authorize_whep_delete(Some("guess"), now).is_err());
+        // Without viewer tokens, playing takes the admin token as before; open without either.
+        let admin_only = Access::new(&Config {
+            auth_token: Some("admin-secret".into()),
+            ..Default::default()
+        });
+        assert_eq!(
+            admin_only.authorize_play(Some(&lobby), "lobby", now),
+            Err(Denial::WrongToken)
+        );
+        let open = Access::new(&Config::default());
+        assert_eq!(open.authorize_play(None, "lobby", now), Ok(Who::Admin));
+        assert_eq!(open.authorize_admin(None, now), Ok(()));
     }
 }

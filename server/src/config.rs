@@ -32,6 +32,11 @@ pub struct Config {
     /// Bearer token required by the REST/WHEP/metrics APIs and as the SDK's `authToken`.
     /// Unset: no access control.
     pub auth_token: Option<String>,
+    /// Secret (at least 32 characters) that signs viewer tokens: each lets its bearer play one
+    /// stream (or the streams under a prefix) until it expires, and nothing else. Needs
+    /// `auth_token` (the admin's). Format in docs/SECURITY.md. Unset: no viewer tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub viewer_token_secret: Option<String>,
     /// Camera hosts viewers may ask for: host names, IP addresses or CIDR blocks.
     /// Empty: any host.
     pub allowed_hosts: Vec<String>,
@@ -174,6 +179,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             auth_token: None,
+            viewer_token_secret: None,
             allowed_hosts: Vec::new(),
             denied_hosts: Vec::new(),
             cors_origins: vec!["*".into()],
@@ -291,6 +297,9 @@ pub struct Cli {
     /// Bearer token for the APIs and signaling (prefer the config file: flags show in `ps`).
     #[arg(long)]
     pub auth_token: Option<String>,
+    /// Secret that signs viewer tokens (prefer the config file: flags show in `ps`).
+    #[arg(long)]
+    pub viewer_token_secret: Option<String>,
     /// Camera host viewers may ask for (repeat for several; host, IP or CIDR).
     #[arg(long = "allowed-host")]
     pub allowed_hosts: Vec<String>,
@@ -385,6 +394,9 @@ impl Config {
         if cli.auth_token.is_some() {
             config.auth_token = cli.auth_token.clone();
         }
+        if cli.viewer_token_secret.is_some() {
+            config.viewer_token_secret = cli.viewer_token_secret.clone();
+        }
         if !cli.allowed_hosts.is_empty() {
             config.allowed_hosts = cli.allowed_hosts.clone();
         }
@@ -448,6 +460,18 @@ impl Config {
     fn check(&self) -> Result<(), String> {
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return Err("tls_cert and tls_key go together".into());
+        }
+        if let Some(secret) = &self.viewer_token_secret {
+            if secret.len() < 32 {
+                return Err(
+                    "viewer_token_secret: at least 32 characters (e.g. `openssl rand -hex 32`)"
+                        .into(),
+                );
+            }
+            // Without an admin token anyone could mint viewer tokens and use REST.
+            if self.auth_token.as_deref().is_none_or(str::is_empty) {
+                return Err("viewer_token_secret needs auth_token (the admin token)".into());
+            }
         }
         for entry in &self.allowed_hosts {
             crate::access::HostRule::parse(entry).map_err(|e| format!("allowed_hosts: {e}"))?;
@@ -527,6 +551,11 @@ impl Config {
         if self.auth_token.is_none() {
             unset.push("# auth_token = \"...\"   # unset: no access control");
         }
+        if self.viewer_token_secret.is_none() {
+            unset.push(
+                "# viewer_token_secret = \"...\"   # unset: no viewer tokens (needs auth_token)",
+            );
+        }
         if self.rtsp_client_address.is_none() {
             unset.push("# rtsp_client_address = \"10.8.0.2\"   # unset: the OS picks");
         }
@@ -549,9 +578,10 @@ impl Config {
 
     /// Who may do what, in comment lines: the first thing `--print-config` says.
     fn access_summary(&self) -> String {
-        let token = match self.auth_token {
-            Some(_) => "REST, /metrics, WHEP and signaling need auth_token",
-            None => "OPEN: no auth_token, anyone who reaches the web ports may use REST, /metrics, WHEP and signaling",
+        let token = match (&self.auth_token, &self.viewer_token_secret) {
+            (Some(_), Some(_)) => "REST, /metrics and token minting need auth_token (admin); playing (WHEP, signaling) needs auth_token or a viewer token for that stream (viewer_token_secret)",
+            (Some(_), None) => "REST, /metrics, WHEP and signaling need auth_token (no viewer tokens)",
+            (None, _) => "OPEN: no auth_token, anyone who reaches the web ports may use REST, /metrics, WHEP and signaling",
         };
         let hosts = match (self.allowed_hosts.len(), self.denied_hosts.len()) {
             (0, 0) => "viewers may make camgate connect to ANY camera host (allowed_hosts is empty)".to_owned(),
@@ -690,7 +720,36 @@ mod tests {
             ..Config::default()
         }
         .to_toml();
-        assert!(closed.starts_with("# access: REST, /metrics, WHEP and signaling need auth_token;\n# viewers' camera hosts: 1 allowed_hosts entries, 0 denied_hosts"), "{closed}");
+        assert!(closed.starts_with("# access: REST, /metrics, WHEP and signaling need auth_token (no viewer tokens);\n# viewers' camera hosts: 1 allowed_hosts entries, 0 denied_hosts"), "{closed}");
+        let viewers = Config {
+            auth_token: Some("t".into()),
+            viewer_token_secret: Some("s".repeat(32)),
+            ..Config::default()
+        }
+        .to_toml();
+        assert!(viewers.starts_with("# access: REST, /metrics and token minting need auth_token (admin); playing (WHEP, signaling) needs auth_token or a viewer token"), "{viewers}");
+        let back: Config = toml::from_str(&viewers).unwrap();
+        assert_eq!(back.viewer_token_secret, Some("s".repeat(32)));
+    }
+
+    #[test]
+    fn viewer_token_secret_needs_an_admin_token_and_length() {
+        let config = |token: Option<&str>, secret: &str| Config {
+            auth_token: token.map(str::to_owned),
+            viewer_token_secret: Some(secret.to_owned()),
+            ..Config::default()
+        };
+        let long = "x".repeat(32);
+        assert!(config(Some("admin"), &long).check().is_ok());
+        assert!(config(None, &long)
+            .check()
+            .unwrap_err()
+            .contains("needs auth_token"));
+        assert!(config(Some(""), &long).check().is_err());
+        assert!(config(Some("admin"), "short")
+            .check()
+            .unwrap_err()
+            .contains("32"));
     }
 
     #[test]

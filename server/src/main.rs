@@ -278,7 +278,11 @@ fn run(config: &Config) -> Result<(), String> {
     let (mut event_loop, gateway_config) = first.expect("at least one worker");
     let mut gateway = Gateway::new(gateway_config);
     let access = access::Access::new(config);
-    if access.token.is_some() {
+    if access.viewer_tokens() {
+        tracing::info!(
+            "access control: APIs need the auth_token; playing needs it or a viewer token"
+        );
+    } else if access.token.is_some() {
         tracing::info!("access control: APIs and signaling need the auth_token");
     }
     if !config.allowed_hosts.is_empty() {

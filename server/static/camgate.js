@@ -8,6 +8,9 @@
 // stun_servers) checks to open its NAT toward the browser. The STUN/TURN servers camgate hands
 // out (ice_servers, TURN credentials minted for this page) come in the page's data-ice-servers.
 //
+// Access: ?token=... (a viewer token for the stream, or the admin token) goes to the server as the
+// session's authToken. It comes from the page's own URL only, never from the served HTML.
+//
 // window.camgate exposes the state for tests and for the console:
 //   camgate.pc, camgate.status.{session, stream, info}, camgate.start(url), camgate.stop(),
 //   camgate.firstFrameMs (ms from Start to the first decoded frame), camgate.log (signaling frames).
@@ -15,6 +18,7 @@
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const DEMO_URL = 'rtsp://127.0.0.1:8554/demo';
+const TOKEN = params.get('token') || undefined;
 
 const ui = {
   form: $('controls'),
@@ -105,7 +109,7 @@ function render() {
 
 function send(message, data) {
   const frame = JSON.stringify({ message, data });
-  state.log.push({ dir: 'out', frame });
+  state.log.push({ dir: 'out', frame: TOKEN ? frame.split(TOKEN).join('***') : frame }); // no token in the log
   if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(frame);
 }
 
@@ -121,6 +125,7 @@ function openSession() {
     ws.onopen = () => {
       send('connection', [{
         appKey: 'defaultApp',
+        authToken: TOKEN,
         mediaProviders: ['WebRTC'],
         clientVersion: '2.0',
         clientOSVersion: navigator.userAgent,

@@ -9,7 +9,9 @@
 //! A configured stream name (`[streams.NAME]`) works wherever a URI does, and streams are
 //! listed under their name. With `allowed_hosts`, `startup` of another host is 403.
 //!
-//! camgate's own `GET /api/streams` lists every stream with its viewers.
+//! camgate's own `GET /api/streams` lists every stream with its viewers, and
+//! `POST /rest-api/token/mint {"stream", "ttl_secs"}` mints a viewer token (200
+//! `{"token", "stream", "expires"}`; 400 without `viewer_token_secret`). All are admin-only.
 
 use std::time::Instant;
 
@@ -57,6 +59,7 @@ pub(super) fn handle(
                 Err(e @ StartupError::TooManyStreams(_)) => Response::error(503, &e.to_string()),
             },
         },
+        ("POST", "/rest-api/token/mint") => mint(body, access),
         ("GET" | "POST", "/rest-api/rtsp/find_all") => list(gateway, access, None),
         ("POST", "/rest-api/rtsp/find") => match resolve(body) {
             Err(e) => e,
@@ -72,10 +75,51 @@ pub(super) fn handle(
             "/rest-api/rtsp/startup"
             | "/rest-api/rtsp/find_all"
             | "/rest-api/rtsp/find"
-            | "/rest-api/rtsp/terminate",
+            | "/rest-api/rtsp/terminate"
+            | "/rest-api/token/mint",
         ) => Response::error(405, "method not allowed"),
         _ => Response::error(404, "no such REST method"),
     }
+}
+
+/// Longest viewer token the mint call makes: a year (a backend minting offline may choose).
+const MAX_TOKEN_TTL_SECS: u64 = 365 * 24 * 3600;
+
+/// `POST /rest-api/token/mint {"stream": NAME_URL_OR_PREFIX*, "ttl_secs": N}`.
+fn mint(body: &[u8], access: &Access) -> Response {
+    let Some(key) = access.viewer_key() else {
+        return Response::error(400, "viewer tokens are off: set viewer_token_secret");
+    };
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return Response::error(400, "body is not JSON: {\"stream\", \"ttl_secs\"}");
+    };
+    let Some(stream) = value
+        .get("stream")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    else {
+        return Response::error(400, "body lacks a \"stream\" string");
+    };
+    let ttl = match value.get("ttl_secs").and_then(Value::as_u64) {
+        Some(t) if (1..=MAX_TOKEN_TTL_SECS).contains(&t) => t,
+        _ => {
+            let why = format!("\"ttl_secs\" must be 1 to {MAX_TOKEN_TTL_SECS}");
+            return Response::error(400, &why);
+        }
+    };
+    let expires = crate::ice::unix_now() + ttl;
+    let token = key.mint(stream, expires);
+    // The stream may be a camera URL with its password: logged masked.
+    let shown = if stream.contains("://") {
+        super::mask(stream)
+    } else {
+        stream.to_owned()
+    };
+    tracing::info!(stream = %shown, expires, "REST viewer token minted");
+    Response::json(
+        200,
+        &json!({"token": token, "stream": stream, "expires": expires}),
+    )
 }
 
 /// How a stream is listed: by its configured name, else by its masked URL.

@@ -7,9 +7,9 @@ use std::time::Instant;
 use camgate_core::gateway::Gateway;
 use camgate_io::ConnId;
 
-use super::http::{Request, Response};
+use super::http::{percent_decode, Request, Response};
 use super::{metrics, pages, rest, State, Web};
-use crate::access::OriginCheck;
+use crate::access::{bearer, Denial, OriginCheck};
 
 /// The routes that take the bearer token (when one is configured). API errors are JSON.
 fn is_api(route: &str) -> bool {
@@ -81,15 +81,22 @@ impl Web {
                 return Some(r);
             }
         }
-        if is_api && !access.bearer_ok(req.header("authorization")) {
-            if let Some(peer) = peer {
-                self.throttle.failed(peer, now);
+        if is_api {
+            if let Err(denial) = self.authorize(req) {
+                if let Some(peer) = peer.filter(|_| denial.unauthenticated()) {
+                    self.throttle.failed(peer, now);
+                }
+                let reason = denial.reason();
+                let route = shown_route(route);
+                tracing::info!(conn = conn.0, %route, reason, "API call refused");
+                let mut r = Response::error(denial.status(), reason);
+                if denial.status() == 401 {
+                    r = r.header("WWW-Authenticate", "Bearer");
+                }
+                return Some(r);
             }
-            tracing::info!(conn = conn.0, %route, "API call refused: missing or wrong bearer token");
-            let r = Response::error(401, "missing or wrong bearer token")
-                .header("WWW-Authenticate", "Bearer");
-            return Some(r);
         }
+        let access = &self.settings.access;
         let r = match (method, route) {
             ("GET", "/api/streams") => rest::streams(gateway, access),
             ("GET", "/metrics") => {
@@ -140,6 +147,25 @@ impl Web {
         Some(r)
     }
 
+    /// Whether the request's bearer token allows its API call: a WHEP play needs the admin
+    /// token or a viewer token for that stream, a WHEP session's end any of our tokens, the
+    /// rest (REST, /metrics, /api/streams) the admin token.
+    fn authorize(&self, req: &Request) -> Result<(), Denial> {
+        let access = &self.settings.access;
+        let presented = bearer(req.header("authorization"));
+        let unix = crate::ice::unix_now(); // tokens expire on the wall clock
+        let route = req.route;
+        if let Some(rest) = route.strip_prefix("/whep/") {
+            if req.method == "POST" && !rest.starts_with("session/") {
+                return access
+                    .authorize_play(presented, &percent_decode(rest), unix)
+                    .map(|_| ());
+            }
+            return access.authorize_whep_delete(presented, unix);
+        }
+        access.authorize_admin(presented, unix)
+    }
+
     /// Open signaling sessions, WebSocket and WHEP, for `/metrics`.
     fn signaling_sessions(&self) -> usize {
         let websockets = self
@@ -147,6 +173,22 @@ impl Web {
             .values()
             .filter(|c| matches!(c.state, State::Ws(_)));
         websockets.count() + self.wheps.len()
+    }
+}
+
+/// A route for logs: a WHEP stream given as a camera URL has its password masked.
+fn shown_route(route: &str) -> String {
+    match route.strip_prefix("/whep/") {
+        Some(stream) if !stream.starts_with("session/") => {
+            let stream = percent_decode(stream);
+            if stream.contains("://") {
+                format!("/whep/{}", super::mask(&stream))
+            } else {
+                format!("/whep/{stream}")
+            }
+        }
+        Some(_) => "/whep/session/…".into(), // the id is the session's capability
+        None => route.to_owned(),
     }
 }
 

@@ -60,8 +60,8 @@ impl Write for MemStream {
 /// A browser's signaling connection.
 pub(super) struct WsConn {
     ws: WebSocket<MemStream>,
-    /// A valid `authToken` came in the `connection` message (or none is required).
-    authed: bool,
+    /// Who the `connection` message said this is (`None` until it came).
+    auth: Option<SessionAuth>,
     /// mediaSessionId → the stream name the browser asked for, for streams played by name:
     /// statuses going back carry this name instead of the camera URL.
     names: HashMap<String, String>,
@@ -92,7 +92,8 @@ impl WsConn {
         let ws = WebSocket::from_raw_socket(MemStream::default(), Role::Server, Some(config));
         let conn = WsConn {
             ws,
-            authed: access.token.is_none(),
+            // Without an admin token there is no access control (nor viewer tokens).
+            auth: access.token.is_none().then_some(SessionAuth::Admin),
             names: HashMap::new(),
         };
         Ok((conn, Response::switching_protocols(accept)))
@@ -171,6 +172,16 @@ impl WsConn {
     }
 }
 
+/// A signaling session's credential, from its `connection` message.
+enum SessionAuth {
+    /// The admin token, or no access control: plays anything.
+    Admin,
+    /// Viewer tokens are on and this is not the admin: each play is checked against the
+    /// `playStream`'s `custom.token`, else this one (`authToken` or `custom.token` of the
+    /// `connection`; unverified until a play).
+    Viewer(Option<String>),
+}
+
 /// What to do with a signaling message from a browser.
 enum Inbound {
     Forward(String),
@@ -196,23 +207,41 @@ fn inbound(
     text: &str,
 ) -> Inbound {
     let access = auth.access;
-    // Only `connection` and `playStream` concern us; everything else passes untouched
-    // (once the session is authenticated).
-    let interesting = text.contains("\"connection\"") || text.contains("\"playStream\"");
+    // Only `connection` and `playStream` concern us; everything else passes untouched (once
+    // the session is authenticated). A name written with JSON escapes (`play\u0053tream`)
+    // is still that message to the gateway's parser: such text is parsed here too.
+    let interesting =
+        text.contains("\"connection\"") || text.contains("\"playStream\"") || text.contains('\\');
     let mut value = match interesting.then(|| serde_json::from_str::<Value>(text)) {
         Some(Ok(v)) => v,
-        _ if wsc.authed => return Inbound::Forward(text.to_owned()),
+        _ if wsc.auth.is_some() => return Inbound::Forward(text.to_owned()),
         _ => return Inbound::Refuse,
     };
     let message = value["message"].as_str().unwrap_or("").to_owned();
-    if !wsc.authed {
+    let Some(session) = &wsc.auth else {
         // A client blocked for guessing is refused unread (logged when it was blocked).
         if auth.throttle.blocked(auth.peer, now) {
             return Inbound::Refuse;
         }
-        let token = value["data"][0]["authToken"].as_str();
-        if message == "connection" && access.token_ok(token) {
-            wsc.authed = true;
+        if message != "connection" {
+            auth.throttle.failed(auth.peer, now);
+            tracing::info!(
+                conn = conn.0,
+                "signaling session refused: no connection message"
+            );
+            return Inbound::Refuse;
+        }
+        let first = &value["data"][0];
+        let auth_token = first["authToken"].as_str().filter(|t| !t.is_empty());
+        let custom_token = first["custom"]["token"].as_str().filter(|t| !t.is_empty());
+        if access.token.is_none() || access.token_ok(auth_token) || access.token_ok(custom_token) {
+            wsc.auth = Some(SessionAuth::Admin);
+            return Inbound::Forward(text.to_owned());
+        }
+        if access.viewer_tokens() {
+            // Each play is judged on its own, with a reason the viewer sees (FAILED).
+            let token = custom_token.or(auth_token).map(str::to_owned);
+            wsc.auth = Some(SessionAuth::Viewer(token));
             return Inbound::Forward(text.to_owned());
         }
         auth.throttle.failed(auth.peer, now);
@@ -221,7 +250,7 @@ fn inbound(
             "signaling session refused: missing or wrong authToken"
         );
         return Inbound::Refuse;
-    }
+    };
     if message != "playStream" {
         return Inbound::Forward(text.to_owned());
     }
@@ -235,6 +264,45 @@ fn inbound(
     else {
         return Inbound::Forward(text.to_owned()); // malformed: the gateway says why
     };
+    if let SessionAuth::Viewer(session_token) = session {
+        let token = first["custom"]["token"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .or(session_token.as_deref());
+        let refused = if auth.throttle.blocked(auth.peer, now) {
+            Some("Too many failed authentications: try again later")
+        } else {
+            match access.authorize_play(token, name, crate::ice::unix_now()) {
+                Ok(_) => None,
+                Err(denial) => {
+                    if denial.unauthenticated() {
+                        auth.throttle.failed(auth.peer, now);
+                    }
+                    let reason = denial.reason();
+                    let shown = if name.contains("://") {
+                        mask(name)
+                    } else {
+                        name.to_owned()
+                    };
+                    tracing::info!(conn = conn.0, stream = %shown, reason, "play refused");
+                    Some(reason)
+                }
+            }
+        };
+        if let Some(reason) = refused {
+            let shown = if name.contains("://") {
+                mask(name)
+            } else {
+                name.to_owned()
+            };
+            return Inbound::Reply(signaling::stream_status(
+                msid,
+                &shown,
+                StreamStatus::Failed,
+                Some(reason),
+            ));
+        }
+    }
     let (name, msid) = (name.to_owned(), msid.to_owned());
     match access.resolve(&name) {
         Ok(uri) if uri == name => Inbound::Forward(text.to_owned()),

@@ -478,3 +478,72 @@ pub fn failed_info(ws: &mut Ws) -> String {
         }
     }
 }
+
+/// A WebSocket session from `source` whose `connection` message carries `connection` (extra
+/// fields: `authToken`, `custom`) and that asks to play `name` with `stream_custom` as the
+/// stream options' `custom` (as the Flashphoner SDK sends them).
+pub fn play_with(
+    cg: &Camgate,
+    source: std::net::IpAddr,
+    name: &str,
+    connection: serde_json::Value,
+    stream_custom: Option<serde_json::Value>,
+) -> Ws {
+    let stream = connect_from(source, cg.ws);
+    let (mut ws, _) = tungstenite::client(format!("ws://{}/", cg.ws), stream).expect("handshake");
+    let mut hello = serde_json::json!({"appKey": "defaultApp", "mediaProviders": ["WebRTC"]});
+    if let (Some(h), Some(extra)) = (hello.as_object_mut(), connection.as_object()) {
+        h.extend(extra.clone());
+    }
+    let connection = serde_json::json!({"message": "connection", "data": [hello]});
+    let mut play = serde_json::json!({"mediaSessionId": "m1", "name": name, "published": false,
+        "status": "PENDING", "sdp": recvonly_offer(false)});
+    if let Some(custom) = stream_custom {
+        play["custom"] = custom;
+    }
+    let play = serde_json::json!({"message": "playStream", "data": [play]});
+    for msg in [connection, play] {
+        ws.send(tungstenite::Message::text(msg.to_string()))
+            .unwrap();
+    }
+    ws
+}
+
+/// How a play went: the gateway answered the offer, or the stream FAILED (with its info), or
+/// the session was closed before either.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Answered,
+    Failed(String),
+    Closed,
+}
+
+/// Reads `ws` until the play's answer, its FAILED status, or the end of the session.
+pub fn outcome(ws: &mut Ws) -> Outcome {
+    loop {
+        let msg = match ws.read() {
+            Ok(tungstenite::Message::Text(t)) => json(t.as_str()),
+            Ok(tungstenite::Message::Close(_)) | Err(_) => return Outcome::Closed,
+            Ok(_) => continue,
+        };
+        let data = &msg["data"][0];
+        if msg["message"] == "setRemoteSDP" {
+            return Outcome::Answered;
+        }
+        if msg["message"] == "notifyStreamStatusEvent" && data["status"] == "FAILED" {
+            return Outcome::Failed(data["info"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+}
+
+/// `s` percent-encoded for a URL path segment (a camera URL as a WHEP stream).
+pub fn percent_encode_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
