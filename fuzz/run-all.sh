@@ -18,7 +18,7 @@ shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(rtsp_framing rtsp_client camera_sdp rtp_parse h264_relay h265_relay h264_depacketize signaling rtsp_url
-    vp8_relay audio_transcode rtcp rtp_reorder h264_slice camera_udp stun_username rtsp_server http_request websocket rest_body)
+    vp8_relay audio_transcode rtcp rtp_reorder h264_slice camera_udp stun_username rtsp_server viewer_token http_request websocket rest_body)
 fi
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

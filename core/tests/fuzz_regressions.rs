@@ -30,11 +30,12 @@ replay_tests!(
     camera_udp,
     stun_username,
     rtsp_server,
+    viewer_token,
 );
 
 #[test]
 fn every_target_is_replayed() {
-    replay::check_binaries(harness::TARGETS, 17);
+    replay::check_binaries(harness::TARGETS, 18);
 }
 
 /// `h264_relay` input: header byte, then `(flags, len, payload)` records (see
@@ -133,4 +134,32 @@ fn relay_keyframe_start_without_pps_fuzzed() {
          01650505050105050505b20000016505050501050505050505ff05",
     );
     harness::h264_relay(&input);
+}
+
+/// `viewer_token` without cargo-fuzz: 20,000 mutations of its seeds (bytes changed, inserted,
+/// dropped; signed payloads and sent tokens alike) through the harness.
+#[test]
+fn viewer_token_survives_mutated_seeds() {
+    let dir = replay::fuzz_dir().join("seeds/viewer_token");
+    let seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(!seeds.is_empty());
+    let mut rng = camgate_testkit::Rng::new(18);
+    for _ in 0..20_000 {
+        let mut input = seeds[rng.pick(seeds.len())].clone();
+        for _ in 0..=rng.below(4) {
+            let at = rng.pick(input.len().max(1));
+            match rng.below(3) {
+                0 if !input.is_empty() => input[at] = rng.below(256) as u8,
+                1 => input.insert(at.min(input.len()), rng.below(256) as u8),
+                _ if input.len() > 1 => {
+                    input.remove(at.min(input.len() - 1));
+                }
+                _ => {}
+            }
+        }
+        harness::viewer_token(&input);
+    }
 }

@@ -55,6 +55,7 @@ pub const TARGETS: &[(&str, Harness)] = &[
     ("camera_udp", camera_udp),
     ("stun_username", stun_username),
     ("rtsp_server", rtsp_server),
+    ("viewer_token", viewer_token),
 ];
 
 /// The generator for choices that must not disturb the payload (chunk sizes, clock steps),
@@ -1534,5 +1535,75 @@ pub fn rtsp_server(data: &[u8]) {
                 assert!(t > now, "asks to be woken in the past");
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// viewer_token
+
+/// The secret of the `viewer_token` target (seeds are minted with it).
+pub const VIEWER_TOKEN_SECRET: &[u8] = b"fuzz-secret-0123456789abcdef0123";
+/// The clock of the `viewer_token` target: seeds expire after it.
+pub const VIEWER_TOKEN_NOW: u64 = 1_800_000_000;
+
+/// `viewer_token::ViewerTokenKey::verify`/`check` on a token a viewer sends. First byte: bit 0
+/// set: the rest is a *payload* that the harness signs with the secret (so the fuzzer reaches the
+/// parsing behind the MAC, which it cannot forge); clear: the rest is the token text as sent.
+/// Checks: no panic; a signed payload is never `BadSignature`; a grant is current, re-mints to a
+/// token that verifies to the same grant, and covers what `check` says it covers; changing any
+/// one character of an accepted token refuses it.
+pub fn viewer_token(data: &[u8]) {
+    use camgate_core::viewer_token::{TokenError, ViewerTokenKey};
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let key = ViewerTokenKey::new(VIEWER_TOKEN_SECRET);
+    let now = VIEWER_TOKEN_NOW;
+    let signed = mode & 1 == 1;
+    let token = if signed {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let body = format!("v1.{}", b64.encode(rest));
+        let tag = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, VIEWER_TOKEN_SECRET),
+            body.as_bytes(),
+        );
+        format!("{body}.{}", b64.encode(tag.as_ref()))
+    } else {
+        String::from_utf8_lossy(rest).into_owned()
+    };
+    let verdict = key.verify(&token, now);
+    if signed && token.len() <= camgate_core::viewer_token::MAX_TOKEN_LEN {
+        assert_ne!(
+            verdict,
+            Err(TokenError::BadSignature),
+            "our own MAC refused"
+        );
+    }
+    let Ok(grant) = verdict else {
+        return;
+    };
+    assert!(grant.expires > now, "an expired grant");
+    assert!(!grant.stream.is_empty());
+    let again = key.mint(&grant.stream, grant.expires);
+    assert_eq!(key.verify(&again, now).as_ref(), Ok(&grant), "re-minted");
+    assert_eq!(key.verify(&token, grant.expires), Err(TokenError::Expired));
+    // `check` agrees with `covers`, for the grant's own stream and a fuzzer-chosen one.
+    let probe = grant.stream.trim_end_matches('*').to_owned() + "x";
+    for stream in [grant.stream.as_str(), probe.as_str(), "other"] {
+        let checked = key.check(Some(&token), stream, now);
+        assert_eq!(checked.is_ok(), grant.covers(stream), "{stream:?}");
+    }
+    // Any one changed character refuses the token (bounded: long tokens get a sample).
+    let bytes = token.as_bytes();
+    let step = (bytes.len() / 64).max(1);
+    for i in (0..bytes.len()).step_by(step) {
+        let mut changed = bytes.to_vec();
+        changed[i] = if changed[i] == b'A' { b'B' } else { b'A' };
+        let changed = String::from_utf8_lossy(&changed).into_owned();
+        assert!(
+            key.verify(&changed, now).is_err(),
+            "changed at {i} still accepted"
+        );
     }
 }
