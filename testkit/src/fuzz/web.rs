@@ -949,7 +949,10 @@ fn is_api(route: &str) -> bool {
 }
 
 /// A series of API requests, one per connection, on one gateway. After a flags byte (bit 0:
-/// `auth_token` set, bit 1: `allowed_hosts` set, bit 2: camera connections fail at once), each
+/// `auth_token` set, bit 1: `allowed_hosts` set, bit 2: camera connections fail at once, bit 3:
+/// `viewer_token_secret` set too, and `hdr` bits 0+1 together send a viewer token for `lobby`:
+/// admin-only calls answer exactly 403 to it, WHEP never 401, and a WHEP play of anything but
+/// `lobby` 403 or 404), each
 /// record is `sel` (bits 0-3: path, bits 4-6: method), `hdr` (bit 0: the right bearer token,
 /// bit 1: a wrong one, bit 2: `Content-Type: application/sdp`, bits 3-4: body = raw, `{"uri":
 /// URL with a password and the text as host/path}`, `{"uri": text}`, an SDP offer; bit 5:
@@ -961,12 +964,20 @@ pub fn rest_body(data: &[u8]) {
     let Some((&flags, mut r)) = data.split_first() else {
         return;
     };
-    let auth = flags & 1 != 0;
-    let mut rig = Rig::new(&config(auth, flags & 2 != 0), u64::from(flags));
+    let viewers = flags & 8 != 0;
+    let auth = flags & 1 != 0 || viewers;
+    let mut c = config(auth, flags & 2 != 0);
+    if viewers {
+        c.viewer_token_secret = Some(VIEWER_SECRET.into());
+    }
+    let mut rig = Rig::new(&c, u64::from(flags));
     rig.lose_cameras = flags & 4 != 0;
     let mut rng = seeded_rng(u64::from(flags) << 3 ^ data.len() as u64);
     let mut whep_id = String::from("0123456789abcdef0123456789abcdef");
-    let mut sent: Vec<(ConnId, String, String, bool)> = Vec::new();
+    let mut sent: Vec<(ConnId, String, String, Cred)> = Vec::new();
+    // Valid for a day on the server's wall clock.
+    let viewer_token = camgate_core::viewer_token::ViewerTokenKey::new(VIEWER_SECRET.as_bytes())
+        .mint("lobby", camgate::ice::unix_now() + 86_400);
     while let [sel, hdr, l0, l1, rest @ ..] = r {
         let len = usize::from(u16::from_le_bytes([*l0, *l1])).min(rest.len());
         let (text, rest) = rest.split_at(len);
@@ -989,10 +1000,16 @@ pub fn rest_body(data: &[u8]) {
             }
         };
         let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:8081\r\n");
-        if hdr & 1 != 0 {
-            req.push_str(&format!("Authorization: Bearer {TOKEN}\r\n"));
-        } else if hdr & 2 != 0 {
-            req.push_str("Authorization: Bearer wrong\r\n");
+        let cred = match hdr & 3 {
+            3 if viewers => Cred::Viewer,
+            _ if !auth || hdr & 1 != 0 => Cred::Admin,
+            _ => Cred::None,
+        };
+        match hdr & 3 {
+            3 if viewers => req.push_str(&format!("Authorization: Bearer {viewer_token}\r\n")),
+            1 | 3 => req.push_str(&format!("Authorization: Bearer {TOKEN}\r\n")),
+            2 => req.push_str("Authorization: Bearer wrong\r\n"),
+            _ => {}
         }
         if hdr & 4 != 0 {
             req.push_str("Content-Type: application/sdp\r\n");
@@ -1004,8 +1021,7 @@ pub fn rest_body(data: &[u8]) {
         bytes.extend_from_slice(&body);
         let conn = rig.accept(ListenerKind::Http);
         rig.feed(conn, &bytes);
-        let authorized = !auth || hdr & 1 != 0;
-        sent.push((conn, method.to_owned(), path.clone(), authorized));
+        sent.push((conn, method.to_owned(), path.clone(), cred));
         if hdr & 0x20 != 0 {
             rig.advance(Duration::from_millis(rng.below(5_000)));
         }
@@ -1015,23 +1031,37 @@ pub fn rest_body(data: &[u8]) {
             }
         }
         if let Some(resp) = rig.response(conn).cloned() {
-            check_rest_answer(&resp, method, &path, authorized);
+            check_rest_answer(&resp, method, &path, cred);
         }
     }
     // WHEP answers that waited for the gateway.
     for _ in 0..3 {
         rig.advance(Duration::from_secs(7));
     }
-    for (conn, method, path, authorized) in &sent {
+    for (conn, method, path, cred) in &sent {
         if let Some(resp) = rig.response(*conn).cloned() {
-            check_rest_answer(&resp, method, path, *authorized);
+            check_rest_answer(&resp, method, path, *cred);
         }
     }
     rig.check_no_secret(data);
     rig.drop_all();
 }
 
-fn check_rest_answer(resp: &Response, method: &str, path: &str, authorized: bool) {
+/// The `viewer_token_secret` of the `rest_body` configurations with viewer tokens.
+pub const VIEWER_SECRET: &str = "fuzz-viewer-secret-0123456789abcdef";
+
+/// What a `rest_body` request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cred {
+    /// The admin token (or no access control at all).
+    Admin,
+    /// A valid viewer token for `lobby`.
+    Viewer,
+    /// No token, or a wrong one.
+    None,
+}
+
+fn check_rest_answer(resp: &Response, method: &str, path: &str, cred: Cred) {
     let route = path.split_once('?').map_or(path, |(r, _)| r);
     let ctype = resp.header("content-type").unwrap_or("");
     let what = format!("{method} {path} → {}", resp.status);
@@ -1039,7 +1069,29 @@ fn check_rest_answer(resp: &Response, method: &str, path: &str, authorized: bool
         assert_eq!(resp.status, 204, "{what}: CORS preflight");
         return;
     }
-    if is_api(route) && !authorized {
+    let authorized = cred == Cred::Admin;
+    let mut viewer_refused = false;
+    if cred == Cred::Viewer && is_api(route) {
+        assert_ne!(
+            resp.status, 401,
+            "{what}: a valid viewer token is authenticated"
+        );
+        let whep_play =
+            method == "POST" && route.starts_with("/whep/") && !route.starts_with("/whep/session/");
+        if !route.starts_with("/whep/") {
+            assert_eq!(
+                resp.status, 403,
+                "{what}: an admin-only call with a viewer token"
+            );
+        } else if whep_play && route != "/whep/lobby" {
+            assert!(
+                [403, 404].contains(&resp.status),
+                "{what}: a viewer token for lobby plays another stream"
+            );
+        }
+        viewer_refused = resp.status == 403;
+    }
+    if is_api(route) && cred == Cred::None {
         assert_eq!(resp.status, 401, "{what}: an API call without the token");
     }
     if resp.status == 401 {
@@ -1048,7 +1100,7 @@ fn check_rest_answer(resp: &Response, method: &str, path: &str, authorized: bool
             resp.header("www-authenticate") == Some("Bearer"),
             "{what}: no WWW-Authenticate"
         );
-    } else {
+    } else if !viewer_refused {
         let allowed = documented(method, route);
         assert!(
             allowed.contains(&resp.status),
