@@ -660,6 +660,11 @@ const MSID: &str = "8d0bc4a0-8f3e-11ee-b9d1-0242ac120002";
 
 /// Flashphoner SDK messages; `{X}` is replaced with fuzz bytes.
 fn template(i: u8, x: &str) -> String {
+    let viewer_token = if x == "VIEWER" {
+        lobby_viewer_token()
+    } else {
+        String::new()
+    };
     let t = match i % 8 {
         0 => r#"{"message":"connection","data":[{"appKey":"defaultApp","mediaProviders":["WebRTC","MSE","WSPlayer"],"clientVersion":"2.0","clientOSVersion":"5.0 (X11)","clientBrowserVersion":"Mozilla/5.0","msePacketizationVersion":2,"clientInfo":{},"authToken":"{X}"}]}"#.to_owned(),
         1 => format!(
@@ -680,7 +685,14 @@ fn template(i: u8, x: &str) -> String {
             r#"{{"message":"playStream","data":[{{"mediaSessionId":"{MSID}","name":"rtsp://admin:secretpw@203.0.113.9/{{X}}","sdp":"{{X}}"}}]}}"#
         ),
     };
-    t.replace("{X}", x)
+    // `VIEWER` stands for a valid viewer token for `lobby` (the `websocket` target's bit 4).
+    t.replace("{X}", if x == "VIEWER" { &viewer_token } else { x })
+}
+
+/// A viewer token for `lobby` under [`VIEWER_SECRET`], valid until 2100.
+pub fn lobby_viewer_token() -> String {
+    camgate_core::viewer_token::ViewerTokenKey::new(VIEWER_SECRET.as_bytes())
+        .mint("lobby", 4_102_444_800)
 }
 
 fn json_escape(s: &str) -> String {
@@ -788,16 +800,24 @@ fn client_frame(r: &mut &[u8], rng: &mut Rng) -> Option<(ClientFrame, bool)> {
 
 /// A WebSocket session on the signaling port: upgrade, then client frames built from the input
 /// (after a flags byte: bit 0 = `auth_token` set, bit 1 = `allowed_hosts` set, bit 2 = camera
-/// connections fail at once, bit 3 = clock steps up to 20 s instead of < 1 s), fed to
+/// connections fail at once, bit 3 = clock steps up to 20 s instead of < 1 s, bit 4 =
+/// `viewer_token_secret` too; a template's text `VIEWER` is then a viewer token for `lobby`), fed to
 /// `Web::received` whole or in two pieces, with the gateway's output routed back through
 /// `send_text`/`close_session`. Checks: every server frame is well-formed (unmasked, FIN, no RSV,
 /// known opcode, text is UTF-8, nothing after its Close); protocol violations and frames or
-/// messages over `max_ws_message` close the session; no server message holds a camera password.
+/// messages over `max_ws_message` close the session; no server message holds a camera password;
+/// with viewer tokens, a session that never sent the admin token gets a stream going (PENDING,
+/// PLAYING, an SDP answer) only for `lobby` and only after sending the viewer token.
 pub fn websocket(data: &[u8]) {
     let Some((&flags, mut r)) = data.split_first() else {
         return;
     };
-    let mut rig = Rig::new(&config(flags & 1 != 0, flags & 2 != 0), u64::from(flags));
+    let viewers = flags & 16 != 0;
+    let mut c = config(flags & 1 != 0 || viewers, flags & 2 != 0);
+    if viewers {
+        c.viewer_token_secret = Some(VIEWER_SECRET.into());
+    }
+    let mut rig = Rig::new(&c, u64::from(flags));
     rig.lose_cameras = flags & 4 != 0;
     let max_step = if flags & 8 != 0 { 20_000 } else { 1_000 };
     let mut rng = seeded_rng(u64::from(flags) ^ data.len() as u64);
@@ -873,13 +893,33 @@ pub fn websocket(data: &[u8]) {
     // With `auth_token`, a session that never sent the token gets nothing but the gateway's
     // pings: no getUserData, no stream status, no SDP.
     let has = |s: &[u8]| data_payloads.windows(s.len()).any(|w| w == s);
-    if flags & 1 != 0 && !desynced && !has(TOKEN.as_bytes()) && !has(b"\\u") {
+    if flags & 1 != 0 && !viewers && !desynced && !has(TOKEN.as_bytes()) && !has(b"\\u") {
         for text in rig.texts(conn) {
             let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
             assert_eq!(
                 v["message"], "ping",
                 "a session without the auth token got {text}"
             );
+        }
+    }
+    if viewers && !desynced && !has(TOKEN.as_bytes()) && !has(b"\\u") {
+        let sent_viewer_token = has(lobby_viewer_token().as_bytes());
+        for text in rig.texts(conn) {
+            let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+            let first = &v["data"][0];
+            let going = match v["message"].as_str() {
+                Some("setRemoteSDP") => true,
+                Some("notifyStreamStatusEvent") => {
+                    matches!(first["status"].as_str(), Some("PENDING" | "PLAYING"))
+                }
+                _ => false,
+            };
+            if going {
+                assert!(sent_viewer_token, "no token, yet {text}");
+                if v["message"] == "notifyStreamStatusEvent" {
+                    assert_eq!(first["name"], "lobby", "the lobby token played {text}");
+                }
+            }
         }
     }
     rig.drop_all();
