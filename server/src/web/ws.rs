@@ -269,6 +269,11 @@ fn inbound(
             .as_str()
             .filter(|t| !t.is_empty())
             .or(session_token.as_deref());
+        let shown = if name.contains("://") {
+            mask(name)
+        } else {
+            name.to_owned()
+        };
         let refused = if auth.throttle.blocked(auth.peer, now) {
             Some("Too many failed authentications: try again later")
         } else {
@@ -279,22 +284,12 @@ fn inbound(
                         auth.throttle.failed(auth.peer, now);
                     }
                     let reason = denial.reason();
-                    let shown = if name.contains("://") {
-                        mask(name)
-                    } else {
-                        name.to_owned()
-                    };
                     tracing::info!(conn = conn.0, stream = %shown, reason, "play refused");
                     Some(reason)
                 }
             }
         };
         if let Some(reason) = refused {
-            let shown = if name.contains("://") {
-                mask(name)
-            } else {
-                name.to_owned()
-            };
             return Inbound::Reply(signaling::stream_status(
                 msid,
                 &shown,
