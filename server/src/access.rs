@@ -278,11 +278,16 @@ fn host_part(authority: &str) -> &str {
 }
 
 /// Compares without an early exit, so response timing doesn't leak the token's prefix.
+/// Compares SHA-256 digests rather than the tokens, so neither the position of the first
+/// differing byte nor the token's length shows in the time taken.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use ring::digest::{digest, SHA256};
+    let (a, b) = (digest(&SHA256, a), digest(&SHA256, b));
+    a.as_ref()
+        .iter()
+        .zip(b.as_ref())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 #[cfg(test)]
@@ -390,6 +395,14 @@ mod tests {
         let a = access(&[]);
         assert_eq!(a.name_of("rtsp://admin:***@10.9.9.9/live"), Some("lobby"));
         assert_eq!(a.name_of("rtsp://10.9.9.9/live"), None);
+    }
+
+    #[test]
+    fn token_comparison_needs_every_byte_and_the_length() {
+        assert!(constant_time_eq(b"secret-token", b"secret-token"));
+        assert!(!constant_time_eq(b"secret-token", b"secret-tokeN"));
+        assert!(!constant_time_eq(b"secret-token", b"secret-token-longer"));
+        assert!(!constant_time_eq(b"", b"x"));
     }
 
     #[test]
