@@ -27,6 +27,7 @@ command -v npm >/dev/null 2>&1 || node_debs+=(npm)
 # nftables: ice-tcp.test.mjs drops UDP to camgate in its own network namespace.
 # The webrtcbin peer (tests/webrtc_peer.py): webrtcbin in plugins-bad, ICE from gstreamer1.0-nice,
 # GstWebRTC/GstSdp bindings from gir1.2-gst-plugins-bad-1.0, avdec_h264/avdec_h265 from -libav.
+# php-cli: server/tests/viewer_tokens.rs runs docs/SECURITY.md's PHP token snippet.
 # ffmpeg: ffprobe/ffmpeg are RTSP players of camgate's RTSP server (server/tests/rtsp_out.rs).
 # The NAT test (nat.test.mjs): coturn (STUN/TURN), iptables (the router's NAT; and
 # ice-unreachable.test.mjs's firewall), util-linux's unshare/nsenter (namespaces).
@@ -34,7 +35,7 @@ install_debs "${RUST_BUILD_DEBS[@]}" "${node_debs[@]}" chromium firefox-esr ipro
   coturn iptables util-linux \
   gir1.2-gst-rtsp-server-1.0 gstreamer1.0-tools gstreamer1.0-plugins-base \
   gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav gstreamer1.0-x \
-  gstreamer1.0-nice gir1.2-gst-plugins-bad-1.0 vlc-bin vlc-plugin-base ffmpeg
+  gstreamer1.0-nice gir1.2-gst-plugins-bad-1.0 vlc-bin vlc-plugin-base ffmpeg php-cli
 ensure_rust
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if ((node_major < 20)); then

@@ -357,25 +357,26 @@ fn without_a_secret_there_are_no_viewer_tokens() {
     assert_eq!(outcome(&mut ws), Outcome::Closed);
 }
 
-/// The snippet in docs/SECURITY.md, run by node as a backend would: its token plays.
-#[test]
-fn a_token_minted_by_the_documented_node_snippet_plays() {
+/// The code between `marker` and the next fence in docs/SECURITY.md.
+fn documented_snippet(marker: &str, fence: &str) -> String {
     let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/SECURITY.md"))
         .unwrap();
-    let snippet = doc
-        .split("<!-- viewer-token-node -->")
+    doc.split(marker)
         .nth(1)
-        .and_then(|rest| rest.split("```js").nth(1))
+        .and_then(|rest| rest.split(fence).nth(1))
         .and_then(|rest| rest.split("```").next())
-        .expect("the Node snippet in docs/SECURITY.md");
-    let script = format!(
-        "{snippet}\nprocess.stdout.write(mintViewerToken(process.argv[1], process.argv[2], 600));"
-    );
+        .unwrap_or_else(|| panic!("the {fence} snippet in docs/SECURITY.md"))
+        .to_string()
+}
+
+/// Runs a backend's minting snippet (`program -r|-e script secret stream`) and plays with its
+/// token, over signaling and WHEP.
+fn a_documented_token_plays(program: &str, flag: &str, script: &str) {
     let cg = start();
-    let out = std::process::Command::new("node")
-        .args(["-e", &script, SECRET, &cg.demo_url])
+    let out = std::process::Command::new(program)
+        .args([flag, script, SECRET, &cg.demo_url])
         .output()
-        .expect("node runs (nodejs is a test dependency, scripts/test.sh)");
+        .unwrap_or_else(|e| panic!("{program} runs (a test dependency, scripts/test.sh): {e}"));
     assert!(
         out.status.success(),
         "{}",
@@ -403,6 +404,24 @@ fn a_token_minted_by_the_documented_node_snippet_plays() {
         Some(&recvonly_offer(true)),
     );
     assert_eq!(r.status, 201, "{}", r.body);
+}
+
+/// The Node snippet in docs/SECURITY.md, run by node as a backend would: its token plays.
+#[test]
+fn a_token_minted_by_the_documented_node_snippet_plays() {
+    let snippet = documented_snippet("<!-- viewer-token-node -->", "```js");
+    let script = format!(
+        "{snippet}\nprocess.stdout.write(mintViewerToken(process.argv[1], process.argv[2], 600));"
+    );
+    a_documented_token_plays("node", "-e", &script);
+}
+
+/// The PHP snippet in docs/SECURITY.md, run by php-cli: its token plays too.
+#[test]
+fn a_token_minted_by_the_documented_php_snippet_plays() {
+    let snippet = documented_snippet("<!-- viewer-token-php -->", "```php");
+    let script = format!("{snippet}\necho mint_viewer_token($argv[1], $argv[2], 600);");
+    a_documented_token_plays("php", "-r", &script);
 }
 
 /// Wrong viewer tokens from one address feed the guessing throttle: after 20 the address is
