@@ -209,6 +209,12 @@ struct Harness {
     refused_connects: usize,
     /// RTSP players of worker 0 (camgate's own RTSP client, as a chained camgate is).
     players: Vec<Player>,
+    /// Datagrams for UDP players, copied out of the gateway into reused buffers:
+    /// (destination, RTCP, start, end) in `player_udp_bytes`.
+    player_udp: Vec<(SocketAddr, bool, usize, usize)>,
+    player_udp_bytes: Vec<u8>,
+    /// Allocations made by `send_player_datagrams`.
+    player_udp_allocs: usize,
 }
 
 /// An RTSP player: an `RtspClient` connected to the gateway's RTSP server.
@@ -223,6 +229,14 @@ struct Player {
     /// Reads its socket (else the gateway's queue for it only grows).
     reading: bool,
     closed_by_gateway: bool,
+    /// Where it connected from.
+    peer: SocketAddr,
+    /// Over UDP: its RTP ports are `udp_base + 2 * track`, RTCP the next.
+    udp_base: Option<u16>,
+    /// Sends its RTSP requests (keepalives included) / its receiver reports over UDP; a player
+    /// that went silent sends neither.
+    sends_requests: bool,
+    sends_rtcp: bool,
 }
 
 impl Harness {
@@ -272,6 +286,9 @@ impl Harness {
             browser_tcp: false,
             refused_connects: 0,
             players: Vec::new(),
+            player_udp: Vec::with_capacity(4096),
+            player_udp_bytes: Vec::with_capacity(4 << 20),
+            player_udp_allocs: 0,
         }
     }
 
@@ -282,9 +299,23 @@ impl Harness {
 
     /// A new RTSP player of `url` connected from `peer`.
     fn add_player_from(&mut self, url: &str, peer: &str) -> usize {
+        self.add_player_with(url, peer, RtspTransport::Tcp)
+    }
+
+    /// A new RTSP player of `url` on loopback asking for UDP transport only.
+    fn add_udp_player(&mut self, url: &str) -> usize {
+        let port = 50000 + self.players.len();
+        self.add_player_with(url, &format!("127.0.0.1:{port}"), RtspTransport::Udp)
+    }
+
+    fn add_player_with(&mut self, url: &str, peer: &str, transport: RtspTransport) -> usize {
         let conn = ConnId(900 + self.players.len());
+        let udp_base =
+            (transport == RtspTransport::Udp).then(|| 40000 + 100 * self.players.len() as u16);
         let config = RtspConfig {
-            transport: RtspTransport::Tcp,
+            transport,
+            // Within `udp_server`'s 5 s session timeout.
+            receiver_report_interval: Duration::from_secs(2),
             ..RtspConfig::default()
         };
         let mut client = RtspClient::new(url, config, self.now).unwrap();
@@ -299,6 +330,10 @@ impl Harness {
             events: Vec::new(),
             reading: true,
             closed_by_gateway: false,
+            peer: peer.parse().unwrap(),
+            udp_base,
+            sends_requests: true,
+            sends_rtcp: true,
         });
         self.players.len() - 1
     }
@@ -307,6 +342,42 @@ impl Harness {
     fn drive_players(&mut self) -> bool {
         let mut moved = false;
         let now = self.now;
+        // Datagrams for UDP players, as the loop sends them from the server's ports.
+        let (items, bytes) = (&mut self.player_udp, &mut self.player_udp_bytes);
+        items.clear();
+        bytes.clear();
+        let before = allocs();
+        self.gateway.send_player_datagrams(&mut |to, rtcp, data| {
+            items.push((to, rtcp, bytes.len(), bytes.len() + data.len()));
+            bytes.extend_from_slice(data);
+            true
+        });
+        self.player_udp_allocs += allocs() - before;
+        let (rtp_port, rtcp_port) = self
+            .gateway
+            .config()
+            .rtsp_server
+            .udp_server_ports
+            .unwrap_or_default();
+        for &(to, rtcp, a, b) in &self.player_udp {
+            moved = true;
+            let Some(p) = self.players.iter_mut().find(|p| {
+                p.peer.ip() == to.ip()
+                    && p.udp_base
+                        .is_some_and(|base| (base..base + 100).contains(&to.port()))
+            }) else {
+                panic!("a datagram to {to}, no player there");
+            };
+            let track = usize::from(to.port() - p.udp_base.unwrap()) / 2;
+            assert_eq!(to.port() % 2 == 1, rtcp, "RTCP to the odd port");
+            let from = SocketAddr::new(to.ip(), if rtcp { rtcp_port } else { rtp_port });
+            let data = &self.player_udp_bytes[a..b];
+            let media = p.client.handle_udp_input(now, track, rtcp, from, data);
+            for m in media {
+                let to = if m.rtcp { &mut p.rtcp } else { &mut p.media };
+                to.push((m.track, m.data.to_vec()));
+            }
+        }
         for p in &mut self.players {
             if p.closed_by_gateway {
                 continue;
@@ -328,13 +399,29 @@ impl Harness {
                 match o {
                     RtspOutput::Transmit(b) => {
                         moved = true;
-                        self.gateway.handle_player_data(p.conn, now, &b);
+                        if p.sends_requests {
+                            self.gateway.handle_player_data(p.conn, now, &b);
+                        }
                     }
                     RtspOutput::Event(e) => {
                         playing |= matches!(e, RtspEvent::Playing { .. });
                         p.events.push(e);
                     }
-                    o => panic!("player over TCP asked for {o:?}"),
+                    RtspOutput::OpenUdp(r) if p.udp_base.is_some() => {
+                        moved = true;
+                        let port = p.udp_base.unwrap() + 2 * r.track as u16;
+                        p.client.handle_udp_ports(now, r.track, port);
+                    }
+                    // Receiver reports and pinhole packets to the server's ports, from the
+                    // track's ports.
+                    RtspOutput::UdpTransmit(t) if p.udp_base.is_some() => {
+                        let port = p.udp_base.unwrap() + 2 * t.track as u16 + u16::from(t.rtcp);
+                        if p.sends_rtcp {
+                            let from = SocketAddr::new(p.peer.ip(), port);
+                            self.gateway.handle_player_udp(now, from);
+                        }
+                    }
+                    o => panic!("player asked for {o:?}"),
                 }
             }
             if playing {
@@ -3493,4 +3580,126 @@ fn players_get_the_cameras_sender_reports_in_their_numbering() {
         u64::from_be_bytes(sr[8..16].try_into().unwrap()) >> 32,
         3_900_000_000
     );
+}
+
+fn udp_server() -> GatewayConfig {
+    GatewayConfig {
+        rtsp_server: camgate_core::rtsp::server::ServerConfig {
+            udp_server_ports: Some((8000, 8001)),
+            session_timeout: Duration::from_secs(5),
+            ..Default::default()
+        },
+        ..named_cam()
+    }
+}
+
+#[test]
+fn udp_players_get_every_camera_packet_and_sender_report_as_datagrams() {
+    let mut h = Harness::with_config(udp_server());
+    let p1 = h.add_udp_player("rtsp://box:8554/cam");
+    let p2 = h.add_udp_player("rtsp://box:8554/cam");
+    let tcp = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    for p in [p1, p2, tcp] {
+        assert!(
+            matches!(h.players[p].events.first(), Some(RtspEvent::Playing { .. })),
+            "{:?}",
+            h.players[p].events
+        );
+    }
+    let stats = h.gateway.stats();
+    assert_eq!((stats.players_udp, stats.players_tcp), (2, 1));
+    let mut sent = Vec::new();
+    for frame in 0..45 {
+        let nals = if frame % 10 == 0 {
+            vec![nal(5, 4000)]
+        } else {
+            vec![nal(1, 600)]
+        };
+        h.camera.send_frame(frame * 3600, &nals);
+        sent.extend(camera_packets(&h.camera.to_gateway));
+        h.run_for(Duration::from_millis(40));
+        if frame == 2 {
+            h.camera.send_sender_report(1, 3_900_000_000.5, 7200);
+        }
+    }
+    assert_eq!(h.connects, 1, "one camera connection for all three");
+    for p in [p1, p2, tcp] {
+        let got = &h.players[p].media;
+        assert_eq!(got.len(), sent.len(), "every camera packet reached {p}");
+        for (g, w) in got.iter().zip(&sent) {
+            assert_eq!((g.0, &g.1[12..], &g.1[4..8]), (0, &w[12..], &w[4..8]));
+        }
+        // The report pairs the RTP time of frame 2 as the player got it, with its SSRC.
+        let srs: Vec<_> = (h.players[p].rtcp.iter())
+            .filter(|(t, d)| *t == 0 && d[1] == 200)
+            .collect();
+        assert_eq!(srs.len(), 1, "{:?}", h.players[p].rtcp);
+        let camera_time = 7200u32.wrapping_add(h.camera.time_base).to_be_bytes();
+        let frame2 = got.iter().find(|(_, d)| d[4..8] == camera_time).unwrap();
+        assert_eq!(srs[0].1[16..20], frame2.1[4..8]);
+        assert_eq!(srs[0].1[4..8], frame2.1[8..12]);
+    }
+    let stats = h.gateway.stats();
+    assert_eq!(stats.player_udp_packets_out, 2 * sent.len() as u64);
+    assert_eq!(stats.player_udp_packets_dropped, 0);
+    assert_eq!(stats.player_packets_out, sent.len() as u64);
+    // Steady state: the UDP players cost no allocation (the same camera input with the TCP
+    // player alone makes as many), nor does handing the datagrams out.
+    let steady = |h: &mut Harness| {
+        let ingest0 = h.ingest_allocs;
+        h.camera_frames(45..90);
+        h.ingest_allocs - ingest0
+    };
+    let with_udp = steady(&mut h);
+    let mut alone = Harness::with_config(udp_server());
+    alone.add_player("rtsp://box:8554/cam");
+    alone.run_for(Duration::from_millis(300));
+    alone.camera_frames(0..45);
+    assert_eq!(
+        with_udp,
+        steady(&mut alone),
+        "allocations in, with and without UDP players"
+    );
+    assert_eq!(
+        h.player_udp_allocs, 0,
+        "handing out datagrams allocates nothing"
+    );
+}
+
+#[test]
+fn a_silent_udp_player_times_out_and_receiver_reports_keep_one_alive() {
+    let mut h = Harness::with_config(udp_server());
+    let silent = h.add_udp_player("rtsp://box:8554/cam");
+    let reports = h.add_udp_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..5);
+    assert!(!h.players[silent].media.is_empty() && !h.players[reports].media.is_empty());
+    // One goes away without TEARDOWN (its connection stays, as when a host hangs); the other
+    // only sends receiver reports over UDP (its keepalive requests are lost).
+    h.players[silent].sends_requests = false;
+    h.players[silent].sends_rtcp = false;
+    h.players[reports].sends_requests = false;
+    let resident = h.gateway.resident();
+    h.camera_frames(5..200); // 7.8 s: past the 5 s session timeout
+    assert!(
+        h.players[silent].closed_by_gateway,
+        "the silent player timed out"
+    );
+    assert!(!h.players[reports].closed_by_gateway);
+    assert_eq!(h.gateway.player_count(), 1);
+    assert_eq!(h.gateway.stats().players_udp, 1);
+    assert_eq!(
+        h.gateway.resident().learned_addresses,
+        resident.learned_addresses - 2,
+        "its RTP and RTCP addresses are forgotten"
+    );
+    // Datagrams from its old ports are nobody's now.
+    let old = SocketAddr::new(
+        h.players[silent].peer.ip(),
+        h.players[silent].udp_base.unwrap() + 1,
+    );
+    let now = h.now;
+    assert!(!h.gateway.handle_player_udp(now, old));
+    assert!(h.players[reports].media.len() > 150);
 }

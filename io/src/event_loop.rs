@@ -78,6 +78,8 @@ enum Endpoint {
     RtspListener(TcpListener),
     /// An RTSP player's connection.
     Player(rtsp_server::PlayerConn),
+    /// The RTSP server's RTP or RTCP port for UDP players.
+    PlayerUdp(rtsp_server::PlayerUdp),
 }
 
 /// The token of the waker that lookup threads ring (never a slab key).
@@ -96,6 +98,8 @@ pub struct EventLoop {
     tx: transmit::TxBatch,
     /// The other workers, when there are several.
     link: Option<WorkerLink>,
+    /// The RTSP server's RTP/RTCP sockets for UDP players, when it is on.
+    player_udp: Option<rtsp_server::PlayerUdpKeys>,
 }
 
 impl EventLoop {
@@ -111,6 +115,7 @@ impl EventLoop {
             read_buf: vec![0; 64 * 1024],
             tx: transmit::TxBatch::new(),
             link: None,
+            player_udp: None,
         };
         for (kind, addr) in &config.listeners {
             this.listen(*kind, *addr)?;
@@ -173,6 +178,12 @@ impl EventLoop {
             Endpoint::RtspListener(l) => l.local_addr().ok(),
             _ => None,
         })
+    }
+
+    /// The RTSP server's RTP and RTCP ports for UDP players (on the listener's address), if
+    /// it is on: for `ServerConfig::udp_server_ports`.
+    pub fn rtsp_server_udp_ports(&self) -> Option<(u16, u16)> {
+        self.player_udp.map(|k| k.ports)
     }
 
     /// Runs until `keep_running` returns false (checked at least every 100 ms).
@@ -255,6 +266,7 @@ impl EventLoop {
             Some(Endpoint::Closing(_)) => self.read_closing(key),
             Some(Endpoint::RtspListener(_)) => self.accept_players(key, now, gateway),
             Some(Endpoint::Player(_)) => self.player_ready(key, now, gateway),
+            Some(Endpoint::PlayerUdp(_)) => self.read_player_udp(key, now, gateway),
             Some(Endpoint::CameraUdp(_)) => {
                 self.read_camera_udp(key, now, gateway);
                 self.flush_transmits(gateway);
@@ -371,6 +383,7 @@ impl EventLoop {
     }
 
     fn flush_transmits(&mut self, gateway: &mut Gateway) {
+        self.send_player_datagrams(gateway);
         self.tx.flush(gateway, &mut self.endpoints);
         if self.tx.has_dead() {
             self.close_dead_ice_tcp(gateway);

@@ -123,6 +123,9 @@ pub struct Config {
     /// served. (It will default to port 8554 once it also serves the demo camera, whose own
     /// server holds 8554 today.)
     pub rtsp_server: Option<SocketAddr>,
+    /// Seconds an RTSP player's session lives without a request or receiver report (TCP data,
+    /// or RTCP to the server's UDP ports); announced in `Session: …;timeout=`.
+    pub rtsp_session_timeout_secs: u64,
     /// Log filter, e.g. "info" or "camgate=debug,str0m=warn".
     pub log: String,
     /// Colour log lines (ANSI) when writing to a terminal.
@@ -216,6 +219,7 @@ impl Default for Config {
             demo: true,
             demo_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8554),
             rtsp_server: None,
+            rtsp_session_timeout_secs: 60,
             log: "info,str0m=warn,dimpl=warn".into(),
             log_color: true,
             streams: BTreeMap::new(),

@@ -213,7 +213,21 @@ fn run(config: &Config) -> Result<(), String> {
             config.stun_servers.join(", ")
         );
     }
+    let first_loop_rtsp_udp = loops.first().and_then(|l| l.rtsp_server_udp_ports());
+    if let Some((rtp, rtcp)) = first_loop_rtsp_udp {
+        tracing::info!("RTSP server's UDP ports for players: RTP {rtp}, RTCP {rtcp}");
+    }
+    let rtsp_server = |worker: usize| camgate_core::rtsp::server::ServerConfig {
+        session_timeout: Duration::from_secs(config.rtsp_session_timeout_secs.max(1)),
+        udp_server_ports: if worker == 0 {
+            first_loop_rtsp_udp
+        } else {
+            None
+        },
+        ..Default::default()
+    };
     let gateway_config = |worker: usize, (candidates, tcp_candidates)| GatewayConfig {
+        rtsp_server: rtsp_server(worker),
         candidates,
         tcp_candidates,
         rtsp: config.rtsp(),

@@ -1,19 +1,25 @@
 //! camgate as an RTSP server for its named streams, read by real RTSP clients: FFmpeg's
-//! `ffprobe`/`ffmpeg` (Debian `ffmpeg`) and GStreamer's `rtspsrc`, over TCP-interleaved
-//! transport, from a GStreamer camera (`tests/rtsp_server.py`, H.264 + AAC) that camgate pulls
-//! once for every player and browser.
+//! `ffprobe`/`ffmpeg` (Debian `ffmpeg`) and GStreamer's `rtspsrc`, over TCP-interleaved and
+//! UDP unicast transport, from a GStreamer camera (`tests/rtsp_server.py`, H.264 + AAC) that
+//! camgate pulls once for every player and browser.
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use common::{recvonly_offer, temp_file, Camgate, GstCamera};
 
 /// camgate with the camera as `[streams.cam]` and the RTSP server on an ephemeral port.
 fn camgate_for(camera: &GstCamera) -> (Camgate, String) {
+    camgate_with(camera, "")
+}
+
+/// `camgate_for` with more settings (`settings`: top-level TOML lines).
+fn camgate_with(camera: &GstCamera, settings: &str) -> (Camgate, String) {
     let config = temp_file(
         &format!("rtsp_out_{}.toml", camera.port()),
-        &format!("[streams.cam]\nuri = \"{}\"\n", camera.url),
+        &format!("{settings}[streams.cam]\nuri = \"{}\"\n", camera.url),
     );
     let cg = Camgate::start(&[
         "--config",
@@ -40,27 +46,60 @@ fn run(cmd: &mut Command) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// `camgate_rtsp_connects_total` from /metrics.
-fn camera_connects(cg: &Camgate) -> u64 {
+/// The value of `series` (name and labels) in /metrics.
+fn metric(cg: &Camgate, series: &str) -> u64 {
     let (status, body) = cg.request("GET", "/metrics", None);
     assert_eq!(status, 200);
     body.lines()
-        .find_map(|l| l.strip_prefix("camgate_rtsp_connects_total "))
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no camgate_rtsp_connects_total in {body}"))
+        .unwrap_or_else(|| panic!("no {series} in {body}"))
 }
 
-/// Frames of each stream ffprobe decoded: `codec_name,nb_read_frames` lines.
-fn decoded_frames(input: &str, tcp: bool) -> Vec<(String, u64)> {
+/// `camgate_rtsp_connects_total` from /metrics.
+fn camera_connects(cg: &Camgate) -> u64 {
+    metric(cg, "camgate_rtsp_connects_total")
+}
+
+/// RTSP players playing over `transport` ("tcp" or "udp") now.
+fn rtsp_clients(cg: &Camgate, transport: &str) -> u64 {
+    metric(
+        cg,
+        &format!("camgate_rtsp_clients{{transport=\"{transport}\"}}"),
+    )
+}
+
+/// Waits up to `within` for `cond`.
+fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cond()
+}
+
+/// Frames of each stream ffprobe decoded in its first 3 s: `codec_name,nb_read_frames` lines.
+/// `transport`: its `-rtsp_transport` (for an RTSP input).
+fn decoded_frames(input: &str, transport: Option<&str>) -> Vec<(String, u64)> {
+    decoded_frames_in(input, transport, "%+3")
+}
+
+/// `decoded_frames` reading `interval` (ffprobe's `-read_intervals`). Over UDP a time window can
+/// end early on a loaded machine (ffprobe rebases timestamps when the first sender report comes
+/// in; seen straight from the camera too), a packet count cannot.
+fn decoded_frames_in(input: &str, transport: Option<&str>, interval: &str) -> Vec<(String, u64)> {
     let mut cmd = Command::new("ffprobe");
-    if tcp {
-        cmd.args(["-rtsp_transport", "tcp"]);
+    if let Some(t) = transport {
+        cmd.args(["-rtsp_transport", t]);
     }
     let (ok, text) = run(cmd.args([
         "-v",
         "error",
         "-read_intervals",
-        "%+3",
+        interval,
         "-count_frames",
         "-show_entries",
         "stream=codec_name,nb_read_frames",
@@ -83,7 +122,7 @@ fn ffmpeg_and_gstreamer_play_a_named_stream_over_tcp_on_one_camera_connection() 
     let (cg, url) = camgate_for(&camera);
 
     // ffprobe decodes 3 s of both tracks through camgate.
-    let streams = decoded_frames(&url, true);
+    let streams = decoded_frames(&url, Some("tcp"));
     let frames = |codec: &str| {
         streams
             .iter()
@@ -117,7 +156,7 @@ fn ffmpeg_and_gstreamer_play_a_named_stream_over_tcp_on_one_camera_connection() 
         mp4.to_str().unwrap(),
     ]));
     assert!(ok, "ffmpeg -c copy: {text}");
-    let written = decoded_frames(mp4.to_str().unwrap(), false);
+    let written = decoded_frames(mp4.to_str().unwrap(), None);
     let _ = std::fs::remove_file(&mp4);
     assert!(
         written.iter().any(|(c, n)| c == "h264" && *n >= 30)
@@ -145,21 +184,142 @@ fn ffmpeg_and_gstreamer_play_a_named_stream_over_tcp_on_one_camera_connection() 
         1,
         "one camera connection for ffprobe, ffmpeg, rtspsrc and the browser"
     );
-    let (_, metrics) = cg.request("GET", "/metrics", None);
-    let counter = |name: &str| {
-        metrics
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(name)?
-                    .strip_prefix(' ')?
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
-            .unwrap_or_else(|| panic!("no {name}"))
+    assert_eq!(metric(&cg, "camgate_rtsp_players_joined_total"), 3);
+    assert!(
+        metric(
+            &cg,
+            "camgate_rtsp_player_packets_out_total{transport=\"tcp\"}"
+        ) > 300
+    );
+}
+
+/// The same clients asking for UDP unicast only (`-rtsp_transport udp`, `protocols=udp`): they
+/// get it, with the server's RTP/RTCP ports, and decode both tracks. Multicast gets 461.
+#[test]
+fn ffmpeg_and_gstreamer_play_a_named_stream_over_udp() {
+    let camera = GstCamera::start(&["--video", "h264", "--audio", "aac"]);
+    let (cg, url) = camgate_for(&camera);
+
+    let streams = decoded_frames_in(&url, Some("udp"), "%+#300");
+    let frames = |codec: &str| {
+        streams
+            .iter()
+            .find(|(c, _)| c == codec)
+            .map_or(0, |(_, n)| *n)
     };
-    assert_eq!(counter("camgate_rtsp_players_joined_total"), 3);
-    assert!(counter("camgate_rtsp_player_packets_out_total") > 300);
+    assert!(frames("h264") >= 30, "{streams:?}");
+    assert!(frames("aac") >= 30, "{streams:?}");
+
+    // ffmpeg decodes 60 video frames and the audio beside them: framecrc lists each decoded
+    // frame by stream index.
+    let (ok, text) = run(Command::new("ffmpeg").args([
+        "-v",
+        "error",
+        "-rtsp_transport",
+        "udp",
+        "-i",
+        &url,
+        "-frames:v",
+        "60",
+        "-map",
+        "0",
+        "-f",
+        "framecrc",
+        "-",
+    ]));
+    assert!(ok, "ffmpeg over UDP: {text}");
+    let decoded = |index: &str| text.lines().filter(|l| l.starts_with(index)).count();
+    let (video, audio) = (decoded("0,"), decoded("1,"));
+    assert!(
+        video >= 60 && audio >= 20,
+        "{video} video, {audio} audio frames"
+    );
+
+    // rtspsrc over UDP only decodes the video (audio decoded too, then dropped).
+    let launch = format!(
+        "rtspsrc location={url} protocols=udp name=s \
+         s. ! rtph264depay ! h264parse ! avdec_h264 ! identity error-after=40 ! fakesink \
+         s. ! decodebin ! fakesink"
+    );
+    let (_, text) = run(Command::new("timeout")
+        .args(["20", "gst-launch-1.0"])
+        .args(launch.split_whitespace()));
+    assert!(
+        text.contains("Failed after iterations as requested"),
+        "rtspsrc over UDP decoded fewer than 40 frames: {text}"
+    );
+
+    let (ok, text) = run(Command::new("ffprobe").args([
+        "-v",
+        "error",
+        "-rtsp_transport",
+        "udp_multicast",
+        &url,
+    ]));
+    assert!(!ok && text.contains("461"), "multicast: {text}");
+
+    assert_eq!(camera_connects(&cg), 1);
+    assert_eq!(metric(&cg, "camgate_rtsp_players_joined_total"), 4);
+    let udp_out = metric(
+        &cg,
+        "camgate_rtsp_player_packets_out_total{transport=\"udp\"}",
+    );
+    assert!(udp_out > 300, "{udp_out}");
+    assert_eq!(
+        metric(
+            &cg,
+            "camgate_rtsp_player_packets_out_total{transport=\"tcp\"}"
+        ),
+        0,
+        "nothing went over TCP"
+    );
+    // All gone (TEARDOWN or their connection closed).
+    assert!(eventually(Duration::from_secs(3), || rtsp_clients(
+        &cg, "udp"
+    ) == 0));
+}
+
+/// An ffmpeg over UDP that stops (SIGSTOP: no more receiver reports or keepalives, its TCP
+/// connection still open, as with a hung host) is timed out after `rtsp_session_timeout_secs`
+/// and its session freed; while it ran, its keepalives held the session past that timeout.
+#[test]
+fn a_udp_player_that_goes_silent_is_timed_out() {
+    let camera = GstCamera::start(&["--video", "h264"]);
+    let (cg, url) = camgate_with(&camera, "rtsp_session_timeout_secs = 2\n");
+    let mut ffmpeg = Command::new("ffmpeg")
+        .args(["-v", "error", "-rtsp_transport", "udp", "-i", &url])
+        .args(["-f", "null", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg runs");
+    let pid = ffmpeg.id().to_string();
+    let playing = eventually(Duration::from_secs(10), || rtsp_clients(&cg, "udp") == 1);
+    let stop = |signal: &str| {
+        Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .expect("kill runs")
+    };
+    if !playing {
+        stop("-KILL");
+        panic!("ffmpeg did not play over UDP");
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let kept = rtsp_clients(&cg, "udp");
+    stop("-STOP");
+    let freed = eventually(Duration::from_secs(6), || rtsp_clients(&cg, "udp") == 0);
+    stop("-KILL");
+    let _ = ffmpeg.wait();
+    assert_eq!(kept, 1, "5 s of play outlived the 2 s session timeout");
+    assert!(freed, "the stopped player is still counted");
+    let logs = cg.logs();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("rtsp player closed") && l.contains("Timeout")),
+        "{logs:#?}"
+    );
 }
 
 #[test]
@@ -178,8 +338,8 @@ fn an_unknown_name_is_not_found() {
     assert_eq!(camera_connects(&cg), 0);
 }
 
-/// camgate B pulls `rtsp://A/cam` from camgate A (its client offers UDP first, gets 461, goes
-/// on over TCP) and serves it again: ffprobe decodes through both, and A pulled the camera once.
+/// camgate B pulls `rtsp://A/cam` from camgate A (its client offers UDP first, and gets it) and
+/// serves it again: ffprobe decodes through both, and A pulled the camera once.
 #[test]
 fn a_second_camgate_pulls_from_the_first() {
     let camera = GstCamera::start(&["--video", "h264", "--audio", "pcma"]);
@@ -198,7 +358,7 @@ fn a_second_camgate_pulls_from_the_first() {
         "--no-demo",
     ]);
     let b_url = format!("rtsp://{}/cam", b.rtsp.unwrap());
-    let streams = decoded_frames(&b_url, true);
+    let streams = decoded_frames(&b_url, Some("tcp"));
     // ffprobe counts 89 H.264 and 24 PCMA frames (8 packets a second) in 3 s from the camera
     // itself.
     assert!(
@@ -216,6 +376,7 @@ fn a_second_camgate_pulls_from_the_first() {
     assert_eq!(whep.status, 201, "{}", whep.body);
     assert_eq!(camera_connects(&b), 1);
     assert_eq!(camera_connects(&a), 1);
+    assert_eq!(rtsp_clients(&a, "udp"), 1, "B plays from A over UDP");
 }
 
 /// A stream with an RTSP user: ffprobe with the right credentials decodes (ffmpeg answers the
@@ -240,7 +401,7 @@ fn a_stream_with_a_user_takes_right_credentials_only() {
         "--no-demo",
     ]);
     let addr = cg.rtsp.unwrap();
-    let streams = decoded_frames(&format!("rtsp://viewer:s3cret-pw@{addr}/cam"), true);
+    let streams = decoded_frames(&format!("rtsp://viewer:s3cret-pw@{addr}/cam"), Some("tcp"));
     assert!(
         streams.iter().any(|(c, n)| c == "h264" && *n >= 30),
         "{streams:?}"

@@ -6,7 +6,7 @@ use std::time::Instant;
 use str0m::net::Transmit;
 
 use super::pipeline::{MediaPipeline, MediaSink};
-use super::rtsp_out::{Player, RawGop};
+use super::rtsp_out::{Player, PlayerDatagrams, RawGop};
 use super::streams::Source;
 use super::viewers::{ViewerEntry, ViewerId, ViewerTable};
 use super::{Gateway, GatewayOutput, GatewayStats, Map, StreamId};
@@ -81,6 +81,8 @@ pub(super) struct FanOut<'a> {
     pub(super) tracks: &'a [TrackInfo],
     /// ...and whose recent packets are kept here while it has players (set up or playing).
     pub(super) raw_gop: &'a mut RawGop,
+    /// ...and where UDP players' datagrams wait for the loop.
+    pub(super) player_udp: &'a mut PlayerDatagrams,
     pub(super) keep_raw_gop: bool,
     pub(super) now: Instant,
 }
@@ -109,6 +111,7 @@ impl Gateway {
             player_conns: &s.players,
             tracks: &s.tracks,
             raw_gop: &mut s.raw_gop,
+            player_udp: &mut self.player_udp,
             keep_raw_gop: !s.players.is_empty() || !s.waiting_players.is_empty(),
             now,
         };

@@ -112,6 +112,10 @@ pub struct Gateway {
     next_publish: Option<Instant>,
     /// RTSP players (clients of the RTSP server) by connection.
     players: Map<crate::ids::ConnId, Player>,
+    /// UDP players' RTP and RTCP addresses → player: whose receiver report came in.
+    udp_players: Map<SocketAddr, crate::ids::ConnId>,
+    /// Datagrams for UDP players, until the loop sends them.
+    player_udp: PlayerDatagrams,
     /// Everything random the gateway decides, from `config.seed`: RTSP clients' seeds, and
     /// the seed of str0m's generator before each viewer's `Rtc` is made.
     rng: SplitMix64,
@@ -152,6 +156,8 @@ impl Gateway {
             next_remote_id: 0,
             next_publish: None,
             players: Map::with_hasher(keys.clone()),
+            udp_players: Map::with_hasher(keys.clone()),
+            player_udp: PlayerDatagrams::default(),
             rng,
         }
     }
@@ -236,6 +242,13 @@ impl Gateway {
                 _ => {}
             }
         }
+        for p in self.players.values() {
+            match p.transport() {
+                Some(PlayerTransport::Tcp) => stats.players_tcp += 1,
+                Some(PlayerTransport::Udp) => stats.players_udp += 1,
+                None => {}
+            }
+        }
         stats
     }
 
@@ -247,10 +260,14 @@ impl Gateway {
             viewers: self.viewers.len(),
             players: self.players.len(),
             sessions: self.sessions.len(),
-            learned_addresses: self.by_addr.len() + self.by_ufrag.len() + self.by_candidate.len(),
+            learned_addresses: self.by_addr.len()
+                + self.by_ufrag.len()
+                + self.by_candidate.len()
+                + self.udp_players.len(),
             timers: self.timers.len(),
             queued: self.outputs.len()
                 + self.transmits.len()
+                + self.player_udp.len()
                 + self.mirror_out.iter().map(Vec::len).sum::<usize>(),
         }
     }

@@ -3,16 +3,20 @@
 //! connection, the same one its browsers use. They get the camera's RTP packets as they came
 //! (SSRC, sequence and timestamps rewritten to stay continuous across camera reconnects),
 //! starting on the camera's packets since its last keyframe (`RawGop`, kept while the stream has
-//! players) or else at the next keyframe, through a bounded queue.
+//! players) or else at the next keyframe: TCP-interleaved players through a bounded queue, UDP
+//! players as datagrams (`PlayerDatagrams`) that the loop sends from the server's RTP/RTCP
+//! ports at once or drops (a UDP player never holds anything up).
 //!
 //! Driver protocol: `handle_player_opened`, then `handle_player_data` with its bytes; on
 //! `GatewayOutput::PlayerWrite` write `player_pending` and report `player_written` until it is
 //! empty (the output comes again when bytes are queued on an empty queue);
 //! `GatewayOutput::PlayerClose` closes it (after writing what is pending);
-//! `handle_player_closed` when the peer closed.
+//! `handle_player_closed` when the peer closed. UDP: after camera input and outputs, the loop
+//! calls `send_player_datagrams`; every datagram its RTP/RTCP ports receive goes to
+//! `handle_player_udp` (receiver reports keep a UDP player's session alive).
 //!
 //! Not yet: players on a worker that does not pull the camera (mirrors carry relayed, not
-//! camera, packets), UDP transport.
+//! camera, packets).
 
 use super::*;
 use crate::ids::ConnId;
@@ -29,9 +33,11 @@ pub(super) struct Player {
     stream: Option<StreamId>,
     /// The path of a look-up waiting for the camera's description.
     waiting: Option<String>,
-    /// Camera track → interleaved RTP and RTCP channels, while playing.
-    channels: Vec<Option<(u8, u8)>>,
+    /// Camera track → where its RTP and RTCP go, while playing.
+    routes: Vec<Option<PlayerRoute>>,
     out: MediaOut,
+    /// The RTSP connection's peer: UDP media goes to its address.
+    peer: SocketAddr,
     /// Connected from this host: may play streams without RTSP users.
     loopback: bool,
     /// Who may play the stream looked up.
@@ -44,7 +50,72 @@ pub(super) struct Player {
     scheduled: Option<Instant>,
 }
 
+/// Where a playing player's packets of one track go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PlayerRoute {
+    /// Interleaved in the RTSP connection on these RTP and RTCP channels.
+    Tcp(u8, u8),
+    /// Datagrams to these RTP and RTCP addresses of the player.
+    Udp(SocketAddr, SocketAddr),
+}
+
+/// Datagrams for UDP players, waiting for the loop (`Gateway::send_player_datagrams`): one
+/// buffer and one index, both reused, so relaying allocates nothing per packet.
+#[derive(Debug, Default)]
+pub(super) struct PlayerDatagrams {
+    bytes: Vec<u8>,
+    /// (destination, RTCP, start, end) in `bytes`.
+    items: Vec<(SocketAddr, bool, usize, usize)>,
+    /// Datagrams dropped because the loop had not taken the queue (it always does between
+    /// events; this only bounds memory).
+    overflowed: u64,
+}
+
+/// Bytes of datagrams kept for the loop at most.
+const MAX_PLAYER_DATAGRAM_BYTES: usize = 8 << 20;
+
+impl PlayerDatagrams {
+    /// Appends one datagram to `to`, written by `write` (false: nothing to send).
+    fn push(&mut self, to: SocketAddr, rtcp: bool, write: impl FnOnce(&mut Vec<u8>) -> bool) {
+        if self.bytes.len() >= MAX_PLAYER_DATAGRAM_BYTES {
+            self.overflowed += 1;
+            return;
+        }
+        let start = self.bytes.len();
+        if write(&mut self.bytes) {
+            self.items.push((to, rtcp, start, self.bytes.len()));
+        } else {
+            self.bytes.truncate(start);
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.items.len()
+    }
+}
+
+/// The key of `udp_players`: the address as the loop reports a datagram's source (an IPv4
+/// peer of a dual-stack socket may come as `::ffff:a.b.c.d`).
+fn udp_key(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
+
+/// How a playing player gets its media (for the metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PlayerTransport {
+    Tcp,
+    Udp,
+}
+
 impl Player {
+    /// How it gets its media; `None` before PLAY.
+    pub(super) fn transport(&self) -> Option<PlayerTransport> {
+        match self.routes.iter().flatten().next()? {
+            PlayerRoute::Tcp(..) => Some(PlayerTransport::Tcp),
+            PlayerRoute::Udp(..) => Some(PlayerTransport::Udp),
+        }
+    }
+
     /// The camera's session started over: wait for its next keyframe, continue the numbering.
     pub(super) fn restart(&mut self) {
         self.started = false;
@@ -67,8 +138,9 @@ impl Gateway {
                 session,
                 stream: None,
                 waiting: None,
-                channels: Vec::new(),
+                routes: Vec::new(),
                 out,
+                peer,
                 loopback: peer.ip().to_canonical().is_loopback(),
                 users: Vec::new(),
                 started: false,
@@ -96,6 +168,7 @@ impl Gateway {
         let Some(p) = self.players.remove(&conn) else {
             return;
         };
+        forget_udp(&mut self.udp_players, conn, &p.routes);
         if let Some(id) = p.stream {
             if let Some(s) = self.streams.get_mut(&id) {
                 s.players.retain(|c| *c != conn);
@@ -123,6 +196,45 @@ impl Gateway {
     /// Players connected to this worker.
     pub fn player_count(&self) -> usize {
         self.players.len()
+    }
+
+    /// A datagram from `source` reached the RTSP server's RTP or RTCP port (a receiver report,
+    /// or a client opening its NAT): keeps the session of the UDP player there alive. False
+    /// when no player receives at that address.
+    pub fn handle_player_udp(&mut self, now: Instant, source: SocketAddr) -> bool {
+        let Some(conn) = self.udp_players.get(&udp_key(source)).copied() else {
+            return false;
+        };
+        match self.players.get_mut(&conn) {
+            Some(p) => {
+                p.session.handle_keepalive(now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// True while datagrams for UDP players wait for `send_player_datagrams`.
+    pub fn player_datagrams_queued(&self) -> bool {
+        !self.player_udp.items.is_empty()
+    }
+
+    /// Hands every queued datagram for UDP players to `send(destination, rtcp, data)`, which
+    /// sends it from the server's RTP port (RTCP port if `rtcp`) and says whether the socket
+    /// took it; one it did not take is dropped, and counted (a datagram is never waited for).
+    pub fn send_player_datagrams(&mut self, send: &mut dyn FnMut(SocketAddr, bool, &[u8]) -> bool) {
+        let d = &mut self.player_udp;
+        for &(to, rtcp, a, b) in &d.items {
+            let sent = send(to, rtcp, &d.bytes[a..b]);
+            match (rtcp, sent) {
+                (false, true) => self.stats.player_udp_packets_out += 1,
+                (false, false) => self.stats.player_udp_packets_dropped += 1,
+                _ => {}
+            }
+        }
+        self.stats.player_udp_packets_dropped += std::mem::take(&mut d.overflowed);
+        d.items.clear();
+        d.bytes.clear();
     }
 
     pub(super) fn schedule_player(&mut self, conn: ConnId, now: Instant) {
@@ -353,17 +465,31 @@ impl Gateway {
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
-        let mut channels = vec![None; s.tracks.len()];
+        let ip = p.peer.ip();
+        let mut routes = vec![None; s.tracks.len()];
         for &t in tracks {
-            if let (
+            let route = match p.session.route(t) {
                 Some(TrackTransport::Interleaved {
                     rtp_channel,
                     rtcp_channel,
-                }),
-                Some(c),
-            ) = (p.session.route(t), channels.get_mut(t))
-            {
-                *c = Some((rtp_channel, rtcp_channel));
+                }) => PlayerRoute::Tcp(rtp_channel, rtcp_channel),
+                Some(TrackTransport::Udp {
+                    rtp_port,
+                    rtcp_port,
+                }) => PlayerRoute::Udp(
+                    SocketAddr::new(ip, rtp_port),
+                    SocketAddr::new(ip, rtcp_port),
+                ),
+                None => continue,
+            };
+            if let Some(r) = routes.get_mut(t) {
+                *r = Some(route);
+            }
+        }
+        for route in routes.iter().flatten() {
+            if let PlayerRoute::Udp(rtp, rtcp) = route {
+                self.udp_players.insert(udp_key(*rtp), conn);
+                self.udp_players.insert(udp_key(*rtcp), conn);
             }
         }
         let rates: Vec<u32> = s.tracks.iter().map(|t| t.clock_rate).collect();
@@ -372,12 +498,20 @@ impl Gateway {
         // Start on the cached GOP, if there is one: the picture at once.
         p.started = false;
         for (i, (track, data)) in s.raw_gop.packets().enumerate() {
-            if let Some(Some((channel, _))) = channels.get(track) {
-                p.out.push_interleaved(now, track, *channel, data, i == 0);
-                p.started = true;
+            match routes.get(track) {
+                Some(Some(PlayerRoute::Tcp(channel, _))) => {
+                    p.out.push_interleaved(now, track, *channel, data, i == 0);
+                }
+                Some(Some(PlayerRoute::Udp(to, _))) => {
+                    let out = &mut p.out;
+                    self.player_udp
+                        .push(*to, false, |b| out.rewrite(now, track, data, b));
+                }
+                _ => continue,
             }
+            p.started = true;
         }
-        p.channels = channels;
+        p.routes = routes;
         s.waiting_players.retain(|c| *c != conn);
         if !s.players.contains(&conn) {
             s.players.push(conn);
@@ -389,7 +523,8 @@ impl Gateway {
         let Some(p) = self.players.get_mut(&conn) else {
             return;
         };
-        p.channels.clear();
+        forget_udp(&mut self.udp_players, conn, &p.routes);
+        p.routes.clear();
         if let Some(id) = p.stream.take() {
             if let Some(s) = self.streams.get_mut(&id) {
                 s.players.retain(|c| *c != conn);
@@ -460,8 +595,11 @@ impl FanOut<'_> {
                 let Some(p) = self.players.get_mut(conn) else {
                     continue;
                 };
-                if let Some(Some((_, rtcp))) = p.channels.get(m.track).copied() {
-                    if p.started && !p.closing {
+                if !p.started || p.closing {
+                    continue;
+                }
+                match p.routes.get(m.track).copied() {
+                    Some(Some(PlayerRoute::Tcp(_, rtcp))) => {
                         p.out
                             .push_sender_report(m.track, rtcp, sr.ntp_time, sr.rtp_time);
                         if !p.write_asked && p.out.queued() > 0 {
@@ -470,6 +608,15 @@ impl FanOut<'_> {
                                 .push_back(GatewayOutput::PlayerWrite { conn: *conn });
                         }
                     }
+                    Some(Some(PlayerRoute::Udp(_, to))) => {
+                        if let Some(r) = p.out.sender_report(m.track, sr.ntp_time, sr.rtp_time) {
+                            self.player_udp.push(to, true, |b| {
+                                b.extend_from_slice(&r);
+                                true
+                            });
+                        }
+                    }
+                    _ => {}
                 }
             }
             return;
@@ -488,7 +635,7 @@ impl FanOut<'_> {
             if p.closing {
                 continue;
             }
-            let Some(Some((channel, _))) = p.channels.get(m.track).copied() else {
+            let Some(Some(route)) = p.routes.get(m.track).copied() else {
                 continue;
             };
             if !p.started {
@@ -497,6 +644,16 @@ impl FanOut<'_> {
                 }
                 p.started = true;
             }
+            let channel = match route {
+                PlayerRoute::Tcp(channel, _) => channel,
+                PlayerRoute::Udp(to, _) => {
+                    // Sent (or dropped, and counted) by the loop right after this batch.
+                    let (out, now) = (&mut p.out, self.now);
+                    self.player_udp
+                        .push(to, false, |b| out.rewrite(now, m.track, m.data, b));
+                    continue;
+                }
+            };
             match p
                 .out
                 .push_interleaved(self.now, m.track, channel, m.data, key)
@@ -515,6 +672,19 @@ impl FanOut<'_> {
                 p.write_asked = true;
                 self.outputs
                     .push_back(GatewayOutput::PlayerWrite { conn: *conn });
+            }
+        }
+    }
+}
+
+/// Takes a player's UDP addresses out of the index (those still pointing at it).
+fn forget_udp(index: &mut Map<SocketAddr, ConnId>, conn: ConnId, routes: &[Option<PlayerRoute>]) {
+    for route in routes.iter().flatten() {
+        if let PlayerRoute::Udp(rtp, rtcp) = route {
+            for a in [rtp, rtcp] {
+                if index.get(&udp_key(*a)) == Some(&conn) {
+                    index.remove(&udp_key(*a));
+                }
             }
         }
     }

@@ -367,10 +367,19 @@ pub struct GatewayStats {
     pub viewers_relayed: u64,
     /// RTSP players that connected.
     pub players_joined: u64,
-    /// Camera packets queued for RTSP players.
+    /// Camera packets queued for TCP-interleaved RTSP players.
     pub player_packets_out: u64,
-    /// Camera packets skipped for RTSP players that fell behind.
+    /// Camera packets skipped for TCP-interleaved RTSP players that fell behind.
     pub player_packets_skipped: u64,
+    /// Camera packets sent to UDP RTSP players.
+    pub player_udp_packets_out: u64,
+    /// Camera packets for UDP RTSP players that the socket did not take (dropped, never
+    /// waited for).
+    pub player_udp_packets_dropped: u64,
+    /// RTSP players playing over TCP-interleaved now (a gauge).
+    pub players_tcp: u64,
+    /// RTSP players playing over UDP now (a gauge).
+    pub players_udp: u64,
 }
 
 impl GatewayStats {
@@ -402,6 +411,10 @@ impl GatewayStats {
         self.players_joined += o.players_joined;
         self.player_packets_out += o.player_packets_out;
         self.player_packets_skipped += o.player_packets_skipped;
+        self.player_udp_packets_out += o.player_udp_packets_out;
+        self.player_udp_packets_dropped += o.player_udp_packets_dropped;
+        self.players_tcp += o.players_tcp;
+        self.players_udp += o.players_udp;
     }
 }
 

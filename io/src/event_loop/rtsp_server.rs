@@ -2,14 +2,19 @@
 //! an NVR, another camgate), in the loop like every other socket. The gateway owns each
 //! player's RTSP session and send queue (`Gateway::player_pending`); this module only moves
 //! the bytes.
+//!
+//! UDP players get their media from one RTP/RTCP port pair next to the listener, shared by
+//! all of them (told apart by their addresses, which the gateway knows from SETUP). Datagrams
+//! the socket does not take at once are dropped (and counted by the gateway): a UDP player
+//! never holds anything up. What arrives on the pair (receiver reports) keeps sessions alive.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use camgate_core::gateway::Gateway;
 use camgate_core::ids::ConnId;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::{TcpListener, TcpStream, UdpSocket};
 use mio::{Interest, Token};
 
 use super::{Endpoint, EventLoop};
@@ -19,8 +24,42 @@ pub(super) struct PlayerConn {
     stream: TcpStream,
 }
 
+/// The RTSP server's RTP or RTCP port for UDP players.
+pub(super) struct PlayerUdp {
+    socket: UdpSocket,
+}
+
+/// The slab keys of the server's RTP and RTCP sockets, and their ports.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PlayerUdpKeys {
+    rtp: usize,
+    rtcp: usize,
+    pub(super) ports: (u16, u16),
+}
+
+/// Send buffer of the RTP port: a keyframe to many players leaves in one burst.
+const PLAYER_UDP_SEND_BUFFER: usize = 4 << 20;
+
+/// An even RTP port and the next one for RTCP (RFC 3550's convention), chosen by the system.
+fn bind_pair(ip: IpAddr) -> io::Result<(std::net::UdpSocket, std::net::UdpSocket)> {
+    for _ in 0..64 {
+        let rtp = std::net::UdpSocket::bind((ip, 0))?;
+        let port = rtp.local_addr()?.port();
+        if port % 2 != 0 || port == u16::MAX - 1 {
+            continue;
+        }
+        if let Ok(rtcp) = std::net::UdpSocket::bind((ip, port + 1)) {
+            return Ok((rtp, rtcp));
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        "no free pair of UDP ports",
+    ))
+}
+
 impl EventLoop {
-    /// Binds the RTSP server's listener.
+    /// Binds the RTSP server's listener, and its RTP/RTCP ports on the same address.
     pub(super) fn listen_rtsp(&mut self, addr: SocketAddr) -> io::Result<()> {
         let mut listener = TcpListener::bind(addr)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on RTSP {addr}: {e}")))?;
@@ -29,7 +68,72 @@ impl EventLoop {
             .registry()
             .register(&mut listener, Token(key), Interest::READABLE)?;
         self.endpoints.insert(Endpoint::RtspListener(listener));
+        let (rtp, rtcp) = bind_pair(addr.ip())
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot bind RTSP UDP ports: {e}")))?;
+        crate::socket_buffers::grow(&rtp, PLAYER_UDP_SEND_BUFFER, 0);
+        let ports = (rtp.local_addr()?.port(), rtcp.local_addr()?.port());
+        let mut keys = [0; 2];
+        for (i, socket) in [rtp, rtcp].into_iter().enumerate() {
+            socket.set_nonblocking(true)?;
+            let mut socket = UdpSocket::from_std(socket);
+            let key = self.endpoints.vacant_key();
+            self.poll
+                .registry()
+                .register(&mut socket, Token(key), Interest::READABLE)?;
+            self.endpoints
+                .insert(Endpoint::PlayerUdp(PlayerUdp { socket }));
+            keys[i] = key;
+        }
+        self.player_udp = Some(PlayerUdpKeys {
+            rtp: keys[0],
+            rtcp: keys[1],
+            ports,
+        });
         Ok(())
+    }
+
+    /// The RTSP server's RTP or RTCP port is readable: every datagram (a receiver report)
+    /// keeps its sender's session alive; the contents are not needed.
+    pub(super) fn read_player_udp(&mut self, key: usize, now: Instant, gateway: &mut Gateway) {
+        let Some(Endpoint::PlayerUdp(u)) = self.endpoints.get(key) else {
+            return;
+        };
+        loop {
+            match u.socket.recv_from(&mut self.read_buf) {
+                Ok((_, source)) => {
+                    gateway.handle_player_udp(now, source);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // WouldBlock, or an ICMP error of an earlier send: done for now.
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Sends what the gateway queued for UDP players; what the socket does not take at once
+    /// is dropped (the gateway counts it).
+    pub(super) fn send_player_datagrams(&mut self, gateway: &mut Gateway) {
+        if !gateway.player_datagrams_queued() {
+            return;
+        }
+        let Some(keys) = self.player_udp else {
+            return;
+        };
+        let (Some(Endpoint::PlayerUdp(rtp)), Some(Endpoint::PlayerUdp(rtcp))) =
+            (self.endpoints.get(keys.rtp), self.endpoints.get(keys.rtcp))
+        else {
+            return;
+        };
+        gateway.send_player_datagrams(&mut |to, is_rtcp, data| {
+            let socket = if is_rtcp { &rtcp.socket } else { &rtp.socket };
+            loop {
+                match socket.send_to(data, to) {
+                    Ok(_) => return true,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => return false,
+                }
+            }
+        });
     }
 
     /// The RTSP listener is readable: accepts every queued player.

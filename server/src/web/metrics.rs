@@ -69,6 +69,7 @@ pub(super) fn render(
         let series = format!("camgate_viewers_by_transport{{transport=\"{transport}\"}}");
         sample(&mut out, &series, n);
     }
+    rtsp_players(&mut out, stats);
     family(
         &mut out,
         "camgate_signaling_sessions",
@@ -108,6 +109,35 @@ pub(super) fn render(
         stats.camera_input_nanos as f64 / 1e9
     );
     out
+}
+
+/// The RTSP server's players by transport: how many play, packets out, packets dropped.
+fn rtsp_players(out: &mut String, stats: &GatewayStats) {
+    let families = [
+        (
+            "camgate_rtsp_clients",
+            "gauge",
+            "RTSP players playing, by transport (tcp: interleaved in the RTSP connection; udp: unicast).",
+            [stats.players_tcp, stats.players_udp],
+        ),
+        (
+            "camgate_rtsp_player_packets_out_total",
+            "counter",
+            "Camera RTP packets for RTSP players: tcp queued in their connection, udp sent.",
+            [stats.player_packets_out, stats.player_udp_packets_out],
+        ),
+        (
+            "camgate_rtsp_player_packets_dropped_total",
+            "counter",
+            "Camera RTP packets RTSP players did not get: tcp skipped while the player fell behind (to the next keyframe; dropped past drop_after), udp not taken by the socket at once (never waited for).",
+            [stats.player_packets_skipped, stats.player_udp_packets_dropped],
+        ),
+    ];
+    for (name, kind, help, [tcp, udp]) in families {
+        family(out, name, kind, help);
+        sample(out, &format!("{name}{{transport=\"tcp\"}}"), tcp);
+        sample(out, &format!("{name}{{transport=\"udp\"}}"), udp);
+    }
 }
 
 /// `camgate_stream_video_info`: one series of value 1 per stream whose video is known, its facts
@@ -170,7 +200,7 @@ fn escape_label(v: &str) -> String {
 }
 
 /// The integer counters: name, help, value.
-fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 22] {
+fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 20] {
     [
         (
             "camgate_camera_bytes_in_total",
@@ -254,18 +284,8 @@ fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 22] {
         ),
         (
             "camgate_rtsp_players_joined_total",
-            "RTSP players (clients of the RTSP server, TCP-interleaved) that connected.",
+            "RTSP players (clients of the RTSP server) that connected.",
             stats.players_joined,
-        ),
-        (
-            "camgate_rtsp_player_packets_out_total",
-            "Camera RTP packets queued for RTSP players (TCP-interleaved).",
-            stats.player_packets_out,
-        ),
-        (
-            "camgate_rtsp_player_packets_skipped_total",
-            "Camera RTP packets RTSP players missed because they fell behind (skipped to the next keyframe).",
-            stats.player_packets_skipped,
         ),
         (
             "camgate_viewers_joined_total",

@@ -215,12 +215,16 @@ impl MediaOut {
     /// translated to this client's numbering and queued on `channel`: players pair audio and
     /// video by these. Nothing before the track's first packet (no offset is known yet).
     pub fn push_sender_report(&mut self, track: usize, channel: u8, ntp_time: u64, rtp_time: u32) {
-        let Some(t) = self.tracks.get(track) else {
-            return;
-        };
-        let Some((_, _, ts_add)) = t.input else {
-            return;
-        };
+        if let Some(sr) = self.sender_report(track, ntp_time, rtp_time) {
+            self.push_rtcp(channel, &sr);
+        }
+    }
+
+    /// The sender report of [`push_sender_report`](Self::push_sender_report), for a UDP
+    /// client's RTCP port instead of the queue.
+    pub fn sender_report(&self, track: usize, ntp_time: u64, rtp_time: u32) -> Option<[u8; 28]> {
+        let t = self.tracks.get(track)?;
+        let (_, _, ts_add) = t.input?;
         let mut sr = [0u8; 28];
         sr[..4].copy_from_slice(&[0x80, 200, 0, 6]);
         sr[4..8].copy_from_slice(&self.ssrc.to_be_bytes());
@@ -228,7 +232,7 @@ impl MediaOut {
         sr[16..20].copy_from_slice(&rtp_time.wrapping_add(ts_add).to_be_bytes());
         sr[20..24].copy_from_slice(&t.packets.to_be_bytes());
         sr[24..28].copy_from_slice(&t.octets.to_be_bytes());
-        self.push_rtcp(channel, &sr);
+        Some(sr)
     }
 
     /// Queues an RTCP packet (a sender report) as an interleaved frame, never skipped.

@@ -397,7 +397,24 @@ impl ServerSession {
                     .iter()
                     .flatten()
                     .any(|o| std::mem::discriminant(o) != std::mem::discriminant(&t));
-                if mixed {
+                // Every track has the session's SSRC: on a shared UDP port the client could not
+                // tell them apart (nor the driver whose receiver report came in).
+                let shared_port = |o: &TrackTransport| match (o, &t) {
+                    (
+                        TrackTransport::Udp {
+                            rtp_port: a,
+                            rtcp_port: b,
+                        },
+                        TrackTransport::Udp {
+                            rtp_port: c,
+                            rtcp_port: d,
+                        },
+                    ) => [a, b].iter().any(|p| *p == c || *p == d),
+                    _ => false,
+                };
+                let others = self.setups.iter().enumerate().filter(|(i, _)| *i != track);
+                let shared = others.filter_map(|(_, o)| o.as_ref()).any(shared_port);
+                if mixed || shared {
                     let r = self.response(req, 461, "Unsupported Transport");
                     self.send(r);
                     return None;

@@ -427,6 +427,76 @@ fn udp_setup_answers_the_server_ports_and_one_transport_per_session() {
     assert_eq!(s.plays, vec![("front".to_owned(), vec![0])]);
 }
 
+/// Every track carries the session's SSRC: two tracks on one client port could not be told
+/// apart (nor could the driver tell whose receiver report came in). Multicast is not served.
+#[test]
+fn udp_tracks_need_client_ports_of_their_own_and_multicast_gets_461() {
+    let mut s = Server::new(ServerConfig {
+        udp_server_ports: Some((8000, 8001)),
+        ..ServerConfig::default()
+    });
+    let setup = |s: &mut Server, track: usize, cseq: u32, transport: &str| {
+        let session = if cseq > 2 {
+            format!("Session: {SESSION}\r\n")
+        } else {
+            String::new()
+        };
+        s.input(
+            0,
+            &req(
+                "SETUP",
+                &format!("{URL}/trackID={track}"),
+                cseq,
+                &format!("Transport: {transport}\r\n{session}"),
+            ),
+        );
+        s.answer()
+    };
+    s.input(0, &req("DESCRIBE", URL, 1, ""));
+    s.found("front", Ok(tracks()));
+    assert_eq!(status(&s.answer()), 200);
+    // ffmpeg's `-rtsp_transport udp_multicast`, and RFC 2326's default delivery.
+    assert_eq!(status(&setup(&mut s, 0, 2, "RTP/AVP;multicast")), 461);
+    assert_eq!(
+        status(&setup(
+            &mut s,
+            0,
+            2,
+            "RTP/AVP;multicast;client_port=5000-5001"
+        )),
+        461
+    );
+    let a = setup(&mut s, 0, 2, "RTP/AVP/UDP;unicast;client_port=5000-5001");
+    assert_eq!(status(&a), 200);
+    assert!(a
+        .header("Transport")
+        .is_some_and(|t| t.contains("client_port=5000-5001;server_port=8000-8001")));
+    for taken in ["5000-5001", "5001-5002", "4999-5000", "5000"] {
+        let t = format!("RTP/AVP;unicast;client_port={taken}");
+        assert_eq!(status(&setup(&mut s, 1, 3, &t)), 461, "{taken}");
+    }
+    // Set up again on its own ports: fine.
+    let t = "RTP/AVP;unicast;client_port=5000-5001";
+    assert_eq!(status(&setup(&mut s, 0, 4, t)), 200);
+    let t = "RTP/AVP;unicast;client_port=5002-5003";
+    assert_eq!(status(&setup(&mut s, 1, 5, t)), 200);
+    s.input(0, &req("PLAY", URL, 6, &format!("Session: {SESSION}\r\n")));
+    assert_eq!(status(&s.answer()), 200);
+    assert_eq!(
+        (s.s.route(0), s.s.route(1)),
+        (
+            Some(TrackTransport::Udp {
+                rtp_port: 5000,
+                rtcp_port: 5001
+            }),
+            Some(TrackTransport::Udp {
+                rtp_port: 5002,
+                rtcp_port: 5003
+            })
+        )
+    );
+}
+
 #[test]
 fn session_times_out_without_input() {
     let mut s = Server::new(ServerConfig::default());
