@@ -3521,10 +3521,16 @@ fn the_demo_plays_to_browsers_and_players_without_a_camera_connection() {
     ));
     // 30 fps: about 60 pictures in 2 s (the player joined a moment later).
     let frames = h.browsers[b].frames.len();
-    assert!((50..=62).contains(&frames), "{frames} frames to the browser");
+    assert!(
+        (50..=62).contains(&frames),
+        "{frames} frames to the browser"
+    );
     let media = &h.players[p].media;
     let pictures = media.iter().filter(|(_, d)| d[1] & 0x80 != 0).count();
-    assert!((50..=62).contains(&pictures), "{pictures} pictures to the player");
+    assert!(
+        (50..=62).contains(&pictures),
+        "{pictures} pictures to the player"
+    );
     assert_eq!(media[0].1[12] & 0x1f, 7, "the player starts on an SPS");
     let seqs: Vec<u16> = media
         .iter()

@@ -387,12 +387,12 @@ pull_at_start = true
 "#
     );
     let path = temp_file("named.toml", &config);
-    let demo_bind = format!("127.0.0.1:{demo}");
+    let rtsp_server = format!("127.0.0.1:{demo}");
     let cg = Camgate::start(&[
         "--config",
         path.to_str().unwrap(),
         "--rtsp-server",
-        &demo_bind,
+        &rtsp_server,
     ]);
 
     // Pulled at start, listed by name.
@@ -457,12 +457,12 @@ uri = "rtsp://127.0.0.1:{demo}/demo"
 "#
     );
     let path = temp_file("whep.toml", &config);
-    let demo_bind = format!("127.0.0.1:{demo}");
+    let rtsp_server = format!("127.0.0.1:{demo}");
     let cg = Camgate::start(&[
         "--config",
         path.to_str().unwrap(),
         "--rtsp-server",
-        &demo_bind,
+        &rtsp_server,
     ]);
     let sdp = [("Content-Type", "application/sdp")];
 
