@@ -59,6 +59,12 @@ cargo test --workspace
 section "cargo build --release -p camgate"
 cargo build --release -p camgate
 
+# The Rust `retina` RTSP client against camgate's RTSP server. A crate of its own (own workspace
+# and Cargo.lock), so retina's tokio stays out of camgate's dependency graph.
+section "retina RTSP client (tests/retina-client)"
+cargo fmt --manifest-path tests/retina-client/Cargo.toml --check
+cargo test --locked --manifest-path tests/retina-client/Cargo.toml
+
 section "Browser tests"
 tests/run-browser-tests.sh
 

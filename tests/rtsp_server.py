@@ -18,6 +18,7 @@ More cameras:
     --user admin --password secret [--auth digest]   401 without credentials
     --protocols tcp                                  interleaved only
     --tls-cert cert.pem --tls-key key.pem            serve rtsps:// (RTSP over TLS) instead
+    --log-sessions                                   "SESSION <peer>" on stdout per RTSP session
 """
 
 import argparse
@@ -149,6 +150,11 @@ def parse_args(argv):
     p.add_argument("--tls-cert", help="PEM certificate: serve rtsps:// (RTSP over TLS)")
     p.add_argument("--tls-key", help="PEM private key of --tls-cert (default: in --tls-cert)")
     p.add_argument(
+        "--log-sessions",
+        action="store_true",
+        help='print "SESSION <peer>" on stdout for each new RTSP session (how many clients play)',
+    )
+    p.add_argument(
         "--not-shared",
         action="store_true",
         help="one pipeline per client instead of a shared one",
@@ -237,6 +243,15 @@ def main(argv=None):
         )
 
     server.get_mount_points().add_factory(path, factory)
+    if args.log_sessions:
+
+        def on_client(_server, client):
+            peer = client.get_connection().get_ip()
+            client.connect(
+                "new-session", lambda *_: print(f"SESSION {peer}", flush=True)
+            )
+
+        server.connect("client-connected", on_client)
     host = f"[{args.address}]" if ":" in args.address else args.address
     if server.attach(None) == 0:
         sys.exit(f"cannot listen on {host}:{args.port}")

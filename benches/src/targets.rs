@@ -68,6 +68,8 @@ pub fn start_camgate(bin: &Path) -> Res<Server> {
             "--announce-ip",
             "127.0.0.1",
             "--no-demo",
+            "--rtsp-server",
+            "off",
             "--log",
             "info,str0m=warn,dimpl=warn",
         ])

@@ -3703,3 +3703,53 @@ fn a_silent_udp_player_times_out_and_receiver_reports_keep_one_alive() {
     assert!(!h.gateway.handle_player_udp(now, old));
     assert!(h.players[reports].media.len() > 150);
 }
+
+/// The built-in demo camera: its URL plays the shipped clip with no camera connection, to a
+/// browser and to an RTSP player of the named stream `demo`, in real time, and the stream goes
+/// after its last watcher like a camera's.
+#[test]
+fn the_demo_plays_to_browsers_and_players_without_a_camera_connection() {
+    const URL: &str = "rtsp://127.0.0.1:8554/demo";
+    let clip = camgate_core::demo::DemoClip::parse(include_bytes!("../../server/assets/demo.h264"))
+        .unwrap();
+    let mut h = Harness::with_config(GatewayConfig {
+        named_streams: vec![("demo".into(), URL.into())],
+        demo: Some(camgate_core::gateway::DemoConfig {
+            url: URL.into(),
+            clip: std::sync::Arc::new(clip),
+        }),
+        ..GatewayConfig::default()
+    });
+    let b = h.play(URL);
+    let p = h.add_player("rtsp://box:8554/demo");
+    h.run_for(Duration::from_secs(2));
+    assert_eq!(h.connects, 0, "no camera connection");
+    assert!(matches!(
+        h.players[p].events.first(),
+        Some(RtspEvent::Playing { tracks }) if tracks[0].encoding == "H264"
+    ));
+    // 30 fps: about 60 pictures in 2 s (the player joined a moment later).
+    let frames = h.browsers[b].frames.len();
+    assert!(
+        (50..=62).contains(&frames),
+        "{frames} frames to the browser"
+    );
+    let media = &h.players[p].media;
+    let pictures = media.iter().filter(|(_, d)| d[1] & 0x80 != 0).count();
+    assert!(
+        (50..=62).contains(&pictures),
+        "{pictures} pictures to the player"
+    );
+    assert_eq!(media[0].1[12] & 0x1f, 7, "the player starts on an SPS");
+    let seqs: Vec<u16> = media
+        .iter()
+        .map(|(_, d)| u16::from_be_bytes([d[2], d[3]]))
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
+
+    h.signal(b, "stopStream", serde_json::json!({"mediaSessionId": "m0"}));
+    let (conn, now) = (h.players[p].conn, h.now);
+    h.gateway.handle_player_closed(conn, now);
+    h.run_for(Duration::from_secs(7));
+    assert_eq!(h.gateway.resident().streams, 0, "gone after the linger");
+}

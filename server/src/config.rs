@@ -56,6 +56,9 @@ pub struct Config {
     pub max_viewers: usize,
     /// Viewers of one stream; past it a play gets FAILED "Too many viewers of this stream".
     pub max_viewers_per_stream: usize,
+    /// Bytes queued for one RTSP player above which it skips to the next keyframe; still behind
+    /// 10 s later, it is dropped.
+    pub rtsp_player_queue_bytes: usize,
     /// UDP port shared by every WebRTC viewer (of the first worker; worker i uses this + i).
     pub webrtc_port: u16,
     /// ICE over TCP (RFC 6544): browsers that cannot use UDP reach a TCP listener per worker
@@ -114,14 +117,13 @@ pub struct Config {
     pub ice_timeout_secs: u64,
     /// Largest RTP payload sent to browsers (bytes); bigger NAL units are re-fragmented.
     pub max_rtp_payload: usize,
-    /// Run the built-in demo camera.
+    /// Serve the built-in demo camera: the RTSP server's stream `demo`, which browsers play as
+    /// `rtsp://127.0.0.1:PORT/demo` (needs `rtsp_server`).
     pub demo: bool,
-    /// Address of the built-in demo camera (RTSP).
-    pub demo_bind: SocketAddr,
-    /// Where the RTSP server serves the named streams to RTSP players
-    /// (`rtsp://ADDR/NAME`); unset: off. Without RTSP users only loopback players are
-    /// served. (It will default to port 8554 once it also serves the demo camera, whose own
-    /// server holds 8554 today.)
+    /// Where the RTSP server serves the named streams and the demo camera to RTSP players
+    /// (`rtsp://ADDR/NAME`); "off" in the file (None): off. Without RTSP users a stream is
+    /// served to loopback players only.
+    #[serde(with = "addr_or_off")]
     pub rtsp_server: Option<SocketAddr>,
     /// Seconds an RTSP player's session lives without a request or receiver report (TCP data,
     /// or RTCP to the server's UDP ports); announced in `Session: …;timeout=`.
@@ -191,6 +193,8 @@ impl Default for Config {
             max_streams: 256,
             max_viewers: 2000,
             max_viewers_per_stream: 500,
+            rtsp_player_queue_bytes: camgate_core::rtsp::server::MediaOutConfig::default()
+                .max_queued,
             webrtc_port: 20000,
             ice_tcp: true,
             ice_tcp_port: None,
@@ -217,8 +221,7 @@ impl Default for Config {
             ice_timeout_secs: 10,
             max_rtp_payload: 1200,
             demo: true,
-            demo_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8554),
-            rtsp_server: None,
+            rtsp_server: Some(DEFAULT_RTSP_SERVER),
             rtsp_session_timeout_secs: 60,
             log: "info,str0m=warn,dimpl=warn".into(),
             log_color: true,
@@ -334,11 +337,10 @@ pub struct Cli {
     /// Don't start the built-in demo camera.
     #[arg(long)]
     pub no_demo: bool,
-    #[arg(long)]
-    pub demo_bind: Option<SocketAddr>,
-    /// Serve the named streams to RTSP players on ADDR:PORT (e.g. 127.0.0.1:8554).
-    #[arg(long)]
-    pub rtsp_server: Option<SocketAddr>,
+    /// Serve the named streams and the demo camera to RTSP players on ADDR:PORT
+    /// (default 0.0.0.0:8554), or "off".
+    #[arg(long, value_parser = parse_addr_or_off)]
+    pub rtsp_server: Option<AddrOrOff>,
     #[arg(long)]
     pub log: Option<String>,
 }
@@ -349,7 +351,20 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("{}: {e}", path.display()))?;
-                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+                let mut table: toml::Table =
+                    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                // Older configs moved the demo's own server; the demo is now the RTSP server's
+                // stream `demo`, so the setting is ignored rather than refusing to start.
+                if table.remove("demo_bind").is_some() {
+                    eprintln!(
+                        "warning: {}: demo_bind is no longer used; the demo camera is the RTSP \
+                         server's stream \"demo\" (move it with rtsp_server)",
+                        path.display()
+                    );
+                }
+                table
+                    .try_into()
+                    .map_err(|e| format!("{}: {e}", path.display()))?
             }
             None => Config::default(),
         };
@@ -434,11 +449,8 @@ impl Config {
         if cli.no_demo {
             config.demo = false;
         }
-        if let Some(v) = cli.demo_bind {
-            config.demo_bind = v;
-        }
-        if cli.rtsp_server.is_some() {
-            config.rtsp_server = cli.rtsp_server;
+        if let Some(AddrOrOff(v)) = cli.rtsp_server {
+            config.rtsp_server = v;
         }
         if let Some(v) = &cli.log {
             config.log = v.clone();
@@ -562,9 +574,6 @@ impl Config {
         }
         if self.rtsp_client_address.is_none() {
             unset.push("# rtsp_client_address = \"10.8.0.2\"   # unset: the OS picks");
-        }
-        if self.rtsp_server.is_none() {
-            unset.push("# rtsp_server = \"127.0.0.1:8554\"   # unset: no RTSP server for players");
         }
         if self.streams.is_empty() {
             unset.push("# [streams.NAME]\n# uri = \"rtsp://user:pass@camera/stream\"\n# pull_at_start = false\n# tls_fingerprint = \"sha256:...\"   # rtsps:// only: the camera certificate's SHA-256");
@@ -697,6 +706,46 @@ impl Config {
     }
 }
 
+/// Where the RTSP server listens unless told otherwise: every interface, since players on other
+/// hosts are what it is for; a stream without `rtsp_users` is still served to loopback only.
+pub const DEFAULT_RTSP_SERVER: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 8554);
+
+/// An address, or "off" (`--rtsp-server off`).
+#[derive(Debug, Clone, Copy)]
+pub struct AddrOrOff(pub Option<SocketAddr>);
+
+/// "ADDR:PORT" or "off".
+pub fn parse_addr_or_off(text: &str) -> Result<AddrOrOff, String> {
+    match text {
+        "off" => Ok(AddrOrOff(None)),
+        _ => text
+            .parse()
+            .map(|a| AddrOrOff(Some(a)))
+            .map_err(|e| format!("{text:?}: {e} (ADDR:PORT, or \"off\")")),
+    }
+}
+
+/// `rtsp_server` in TOML: "ADDR:PORT" or "off".
+mod addr_or_off {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::net::SocketAddr;
+
+    pub fn serialize<S: Serializer>(v: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(a) => s.collect_str(a),
+            None => s.serialize_str("off"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        super::parse_addr_or_off(&text)
+            .map(|a| a.0)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// Most event loops camgate runs, whatever `workers` says.
 pub const MAX_WORKERS: usize = 64;
 
@@ -711,6 +760,14 @@ mod tests {
         assert_eq!(back.ws_port, 8080);
         assert_eq!(back.http_port, 8081);
         assert!(back.demo);
+        assert_eq!(back.rtsp_server, Some(DEFAULT_RTSP_SERVER));
+        let off = Config {
+            rtsp_server: None,
+            ..Config::default()
+        };
+        let back: Config = toml::from_str(&off.to_toml()).unwrap();
+        assert_eq!(back.rtsp_server, None, "\"off\" reads back");
+        assert!(toml::from_str::<Config>("rtsp_server = \"nonsense\"").is_err());
     }
 
     #[test]
@@ -797,6 +854,17 @@ mod tests {
         let c: Config = toml::from_str("ws_port = 9000").unwrap();
         assert_eq!(c.ws_port, 9000);
         assert_eq!(c.http_port, 8081);
+    }
+
+    #[test]
+    fn an_old_config_with_demo_bind_still_loads() {
+        let path =
+            std::env::temp_dir().join(format!("camgate-demo-bind-{}.toml", std::process::id()));
+        std::fs::write(&path, "demo_bind = \"127.0.0.1:8554\"\nws_port = 9000\n").unwrap();
+        let cli = Cli::parse_from(["camgate", "--config", path.to_str().unwrap()]);
+        let loaded = Config::load(&cli);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(loaded.unwrap().ws_port, 9000);
     }
 
     #[test]

@@ -7,9 +7,6 @@
 pub mod access;
 pub mod auth_throttle;
 pub mod config;
-// One setsockopt(SO_SNDBUF) in demo/rtsp_server.rs, through a hand-declared extern "C"
-// (to move to libc and a function-level allow when the demo is reworked).
-#[allow(unsafe_code)]
 pub mod demo;
 pub mod dtls;
 pub mod ice;

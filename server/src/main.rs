@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use camgate_core::gateway::{Gateway, GatewayConfig};
+use camgate_core::gateway::{DemoConfig, Gateway, GatewayConfig};
 use camgate_core::rtsp::auth::Credentials;
 use camgate_io::{EventLoop, EventLoopConfig, ListenerKind, NoWeb, WorkerLink};
 use clap::Parser;
@@ -47,42 +47,38 @@ fn main() -> ExitCode {
     }
 }
 
-/// Starts the demo camera, or warns and returns None: the demo is a convenience, so another
-/// RTSP server on its port (MediaMTX, go2rtc and many NVRs default to 8554) must not stop camgate.
-fn start_demo(bind: SocketAddr) -> Option<demo::DemoSource> {
-    match demo::DemoSource::start(bind, demo::DEFAULT_PATH) {
-        Ok(source) => {
-            tracing::info!("demo camera at {}", source.url());
-            Some(source)
-        }
-        Err(e) => {
-            let why = if e.kind() == std::io::ErrorKind::AddrInUse {
-                format!(
-                    "port {} on {} is taken by another program",
-                    bind.port(),
-                    bind.ip()
-                )
-            } else {
-                format!("cannot listen on {bind}: {e}")
-            };
-            tracing::warn!(
-                "demo camera off: {why}; camgate runs without it. Move it with --demo-bind \
-                 ADDR:PORT (demo_bind in the config file), or turn it off with --no-demo \
-                 (demo = false)"
-            );
-            None
-        }
+/// The event loop of worker 0, which holds the RTSP server; if the RTSP server's port is
+/// taken by another program (MediaMTX, go2rtc and many NVRs default to 8554), a warning and
+/// the loop without it: the RTSP server and the demo are conveniences that must not stop
+/// camgate.
+fn first_loop(loop_config: EventLoopConfig) -> Result<EventLoop, String> {
+    let e = match EventLoop::new(&loop_config) {
+        Ok(l) => return Ok(l),
+        Err(e) => e,
+    };
+    let Some(addr) = loop_config.rtsp_server else {
+        return Err(e.to_string());
+    };
+    if e.kind() != std::io::ErrorKind::AddrInUse {
+        return Err(e.to_string());
     }
+    // Another listener's port would still be taken without the RTSP server: then fail.
+    let without = EventLoop::new(&EventLoopConfig {
+        rtsp_server: None,
+        ..loop_config
+    })
+    .map_err(|_| e.to_string())?;
+    tracing::warn!(
+        "RTSP server and demo camera off: port {} on {} is taken by another program; camgate \
+         runs without them. Move them with --rtsp-server ADDR:PORT (rtsp_server in the config \
+         file), or turn them off with --rtsp-server off",
+        addr.port(),
+        addr.ip()
+    );
+    Ok(without)
 }
 
 fn run(config: &Config) -> Result<(), String> {
-    let demo = if config.demo {
-        start_demo(config.demo_bind)
-    } else {
-        None
-    };
-    let default_url = demo.as_ref().map(|d| d.url()).unwrap_or_default();
-
     let mut listeners = vec![
         (
             ListenerKind::WebSocket,
@@ -164,8 +160,26 @@ fn run(config: &Config) -> Result<(), String> {
                 None
             },
         };
-        loops.push(EventLoop::new(&loop_config).map_err(|e| e.to_string())?);
+        loops.push(if worker == 0 {
+            first_loop(loop_config)?
+        } else {
+            EventLoop::new(&loop_config).map_err(|e| e.to_string())?
+        });
     }
+    let demo = match loops[0].rtsp_server_addr() {
+        Some(_) if config.demo && config.streams.contains_key(demo::NAME) => {
+            tracing::info!("demo camera off: the named stream \"demo\" takes its name");
+            None
+        }
+        Some(addr) if config.demo => {
+            let clip = demo::shipped_clip()?;
+            let url = demo::url(addr);
+            tracing::info!("demo camera at {url}");
+            Some(DemoConfig { url, clip })
+        }
+        _ => None,
+    };
+    let default_url = demo.as_ref().map(|d| d.url.clone()).unwrap_or_default();
     let mut candidates = Vec::new();
     for (worker, event_loop) in loops.iter().enumerate() {
         let mut mine = Vec::new();
@@ -238,6 +252,10 @@ fn run(config: &Config) -> Result<(), String> {
         max_streams: config.max_streams,
         max_viewers: config.max_viewers,
         max_viewers_per_stream: config.max_viewers_per_stream,
+        player_queue: camgate_core::rtsp::server::MediaOutConfig {
+            max_queued: config.rtsp_player_queue_bytes,
+            ..Default::default()
+        },
         placement: placements.as_ref().map(|p| p[worker].clone()),
         viewer_spread_margin: config.viewer_spread_margin,
         // Core draws no OS randomness: each worker's gateway is seeded from it here.
@@ -250,7 +268,9 @@ fn run(config: &Config) -> Result<(), String> {
             .streams
             .iter()
             .map(|(name, s)| (name.clone(), s.uri.clone()))
+            .chain(demo.iter().map(|d| (demo::NAME.to_owned(), d.url.clone())))
             .collect(),
+        demo: demo.clone(),
         rtsp_users: config
             .streams
             .iter()
@@ -322,6 +342,5 @@ fn run(config: &Config) -> Result<(), String> {
     event_loop
         .run(&mut gateway, &mut web, &mut |_| true)
         .map_err(|e| format!("event loop: {e}"))?;
-    drop(demo);
     Ok(())
 }

@@ -175,7 +175,7 @@ https_port = 0
 wss_port = 0
 webrtc_port = 0
 announce_ips = ["127.0.0.1"]
-demo_bind = "127.0.0.1:{demo}"
+rtsp_server = "127.0.0.1:{demo}"
 tls = false
 "#
     );
@@ -187,15 +187,16 @@ tls = false
     assert_eq!(cg.request("GET", "/", None).0, 200);
 }
 
-/// Another RTSP server on the demo camera's port (MediaMTX, go2rtc and many NVRs default to
-/// 8554) must not stop camgate: it serves without the demo, warns once naming the port and the
-/// setting that moves it, and neither the page nor the APIs offer the demo URL.
+/// Another RTSP server on the RTSP server's port (MediaMTX, go2rtc and many NVRs default to
+/// 8554) must not stop camgate: it serves without its RTSP server and the demo, warns once
+/// naming the port and the setting that moves it, and neither the page nor the APIs offer the
+/// demo URL.
 #[test]
 fn a_taken_demo_port_turns_the_demo_off_and_camgate_keeps_serving() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let bind = format!("127.0.0.1:{port}");
-    let mut cg = Camgate::start(&["--demo-bind", &bind]);
+    let mut cg = Camgate::start(&["--rtsp-server", &bind]);
     assert_eq!(
         cg.demo_url, "",
         "no demo camera runs: {:#?}",
@@ -221,15 +222,18 @@ fn a_taken_demo_port_turns_the_demo_off_and_camgate_keeps_serving() {
     assert!(warning.contains(" WARN "), "{warning}");
     assert!(warning.contains(&format!("port {port} ")), "{warning}");
     assert!(warning.contains("is taken"), "{warning}");
-    assert!(warning.contains("--demo-bind"), "{warning}");
-    assert!(warning.contains("demo_bind"), "{warning}");
+    assert!(warning.contains("--rtsp-server"), "{warning}");
+    assert!(warning.contains("rtsp_server"), "{warning}");
     drop(taken);
 }
 
 #[test]
 fn metrics_are_prometheus_text() {
     let cg = Camgate::start(&[]);
-    let start = format!(r#"{{"uri":"{}"}}"#, cg.demo_url);
+    // A camera connection: the demo through camgate's own RTSP server (the demo's own URL
+    // would play the clip with no connection).
+    let camera = cg.demo_url.replace("127.0.0.1", "localhost");
+    let start = format!(r#"{{"uri":"{camera}"}}"#);
     assert_eq!(
         cg.request("POST", "/rest-api/rtsp/startup", Some(&start)).0,
         200
@@ -269,21 +273,26 @@ fn metrics_are_prometheus_text() {
             assert!(values.contains_key(name), "{name} missing:\n{}", r.body);
         }
         assert_eq!(values["camgate_rtsp_connects_total"], 1.0);
-        if values["camgate_streams{state=\"playing\"}"] == 1.0
+        // The camera's stream and the demo's it pulls.
+        if values["camgate_streams{state=\"playing\"}"] == 2.0
             && values["camgate_camera_packets_in_total"] > 0.0
         {
             assert!(values["camgate_camera_bytes_in_total"] > 0.0);
             // Measured by the event loop around the camera's reads (core reads no clock).
             assert!(values["camgate_camera_input_seconds_total"] > 0.0);
-            // What the stream's video is, one info series for the one stream.
+            // What each stream's video is, one info series per stream.
             let video: Vec<_> = (values.iter())
                 .filter(|(s, _)| s.starts_with("camgate_stream_video_info{"))
                 .collect();
-            assert_eq!(video.len(), 1, "{}", r.body);
-            let (series, value) = video[0];
-            let stream = format!("{{stream=\"{}\",codec=\"H264\",profile=\"", cg.demo_url);
-            assert!(series.contains(&stream) && *value == 1.0, "{series}");
-            assert!(!series.contains("profile=\"\""), "a profile: {series}");
+            assert_eq!(video.len(), 2, "{}", r.body);
+            for url in [&camera, &cg.demo_url] {
+                let stream = format!("{{stream=\"{url}\",codec=\"H264\",profile=\"");
+                let (series, value) = (video.iter())
+                    .find(|(s, _)| s.contains(&stream))
+                    .unwrap_or_else(|| panic!("{stream}: {}", r.body));
+                assert!(**value == 1.0, "{series}");
+                assert!(!series.contains("profile=\"\""), "a profile: {series}");
+            }
             break;
         }
         assert!(Instant::now() < deadline, "never playing:\n{}", r.body);
@@ -378,12 +387,12 @@ pull_at_start = true
 "#
     );
     let path = temp_file("named.toml", &config);
-    let demo_bind = format!("127.0.0.1:{demo}");
+    let rtsp_server = format!("127.0.0.1:{demo}");
     let cg = Camgate::start(&[
         "--config",
         path.to_str().unwrap(),
-        "--demo-bind",
-        &demo_bind,
+        "--rtsp-server",
+        &rtsp_server,
     ]);
 
     // Pulled at start, listed by name.
@@ -448,12 +457,12 @@ uri = "rtsp://127.0.0.1:{demo}/demo"
 "#
     );
     let path = temp_file("whep.toml", &config);
-    let demo_bind = format!("127.0.0.1:{demo}");
+    let rtsp_server = format!("127.0.0.1:{demo}");
     let cg = Camgate::start(&[
         "--config",
         path.to_str().unwrap(),
-        "--demo-bind",
-        &demo_bind,
+        "--rtsp-server",
+        &rtsp_server,
     ]);
     let sdp = [("Content-Type", "application/sdp")];
 

@@ -33,7 +33,7 @@ test('demo port taken: camgate serves, warns once, and the page pre-fills no dem
     assert.equal(env.camgate.exitCode, null, 'camgate still runs');
     const warnings = env.camgate.stdout.split('\n').filter((l) => /demo/.test(l));
     assert.equal(warnings.length, 1, warnings.join('\n'));
-    assert.match(warnings[0], new RegExp(` WARN .*port ${config.demoPort} .*is taken.*--demo-bind`));
+    assert.match(warnings[0], new RegExp(` WARN .*port ${config.demoPort} .*is taken.*--rtsp-server`));
   });
   await page.context().close();
 });

@@ -120,7 +120,7 @@ before(async () => {
   const args = [
     `--net=/proc/${s}/ns/net`, config.camgateBin, '--config', toml,
     '--bind', '0.0.0.0', '--http-port', '8081', '--ws-port', '8080', '--no-tls',
-    '--webrtc-port', '20000', '--demo-bind', '127.0.0.1:8554',
+    '--webrtc-port', '20000', '--rtsp-server', '127.0.0.1:8554',
     '--log', 'info,camgate=debug,camgate_core=debug,str0m=info',
   ];
   if (process.env.NAT_TEST_NO_STUN) {

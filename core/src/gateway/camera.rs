@@ -186,6 +186,19 @@ impl Gateway {
         self.after_stream_input(stream, now);
     }
 
+    /// The demo clip's frames due by `now`, relayed like a camera's packets.
+    pub(super) fn feed_demo(&mut self, stream: StreamId, now: Instant) {
+        let Some((Source::Demo(demo), pipeline, mut fan_out)) = self.media_of(stream, now) else {
+            return;
+        };
+        demo.handle_timeout(now, |m| {
+            fan_out.send_to_players(&m);
+            pipeline.on_media(now, MediaIn::Camera(m), &mut fan_out);
+        });
+        self.schedule_watchers(stream, now);
+        self.schedule_stream(stream, now);
+    }
+
     /// Writing media moved every watching viewer's str0m timers (indexing, not cloning the
     /// list: this runs for every camera read).
     pub(super) fn schedule_watchers(&mut self, stream: StreamId, now: Instant) {
@@ -271,36 +284,8 @@ impl Gateway {
                             format!("{track}: {why}")
                         })
                         .collect();
-                    for why in &dropped_tracks {
-                        tracing::warn!(stream = id.0, url = %s.redacted, "track left out: {why}");
-                    }
-                    let resumed = s.played;
-                    tracing::info!(stream = id.0, url = %s.redacted, tracks = tracks.len(), resumed, "camera playing");
-                    let started = Started {
-                        resumed,
-                        max_payload: self.config.max_payload,
-                        fail_on_track_error: self.config.rtsp.fail_on_track_error,
-                        stream: id.0,
-                        redacted: &s.redacted,
-                    };
-                    if let Err(info) = s.pipeline.camera_playing(&tracks, dropped_tracks, started) {
-                        self.fail_stream(id, now, &info);
+                    if !self.source_playing(id, now, tracks, dropped_tracks) {
                         return;
-                    }
-                    s.played = true;
-                    s.reconnect_attempts = 0;
-                    s.tracks = tracks.clone();
-                    self.answer_players(id, now, &tracks);
-                    if resumed {
-                        // Same relays: their output sequences continue, so viewers keep their
-                        // WebRTC sessions and resume on the camera's next keyframe.
-                        self.resync_viewers(id);
-                        for (worker, mirror) in self.streams[&id].mirrors.clone() {
-                            self.push_mirror(worker, [MirrorItem::Resync { mirror }]);
-                        }
-                    } else {
-                        self.answer_pending(id, now);
-                        self.describe_to_mirrors(id);
                     }
                 }
                 RtspEvent::Failed(e) => {
@@ -319,6 +304,52 @@ impl Gateway {
             }
         }
         self.schedule_stream(id, now);
+    }
+
+    /// The stream's source (its camera, or the demo clip) plays `tracks`: its viewers and
+    /// players are answered, or resume. False if the stream failed (nothing plays).
+    pub(super) fn source_playing(
+        &mut self,
+        id: StreamId,
+        now: Instant,
+        tracks: Vec<crate::media::TrackInfo>,
+        dropped_tracks: Vec<String>,
+    ) -> bool {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return false;
+        };
+        for why in &dropped_tracks {
+            tracing::warn!(stream = id.0, url = %s.redacted, "track left out: {why}");
+        }
+        let resumed = s.played;
+        tracing::info!(stream = id.0, url = %s.redacted, tracks = tracks.len(), resumed, "camera playing");
+        let started = Started {
+            resumed,
+            max_payload: self.config.max_payload,
+            fail_on_track_error: self.config.rtsp.fail_on_track_error,
+            stream: id.0,
+            redacted: &s.redacted,
+        };
+        if let Err(info) = s.pipeline.camera_playing(&tracks, dropped_tracks, started) {
+            self.fail_stream(id, now, &info);
+            return false;
+        }
+        s.played = true;
+        s.reconnect_attempts = 0;
+        s.tracks = tracks.clone();
+        self.answer_players(id, now, &tracks);
+        if resumed {
+            // Same relays: their output sequences continue, so viewers keep their
+            // WebRTC sessions and resume on the camera's next keyframe.
+            self.resync_viewers(id);
+            for (worker, mirror) in self.streams[&id].mirrors.clone() {
+                self.push_mirror(worker, [MirrorItem::Resync { mirror }]);
+            }
+        } else {
+            self.answer_pending(id, now);
+            self.describe_to_mirrors(id);
+        }
+        true
     }
 
     /// The camera dropped after playing: close its connection and try again later, with

@@ -23,7 +23,7 @@ impl Gateway {
             .streams
             .get_mut(&id)
             .expect("by_url points at live streams");
-        if !matches!(s.source, Source::Camera(_)) {
+        if !s.source.is_origin() {
             // This worker itself mirrors that URL: the camera moved between workers just now.
             let info = "Failed by error: the stream moved between workers; play again".to_owned();
             return self.push_mirror(from, [MirrorItem::Failed { mirror, info }]);
@@ -187,7 +187,7 @@ impl Gateway {
             return;
         };
         match &mut s.source {
-            Source::Camera(_) => {
+            Source::Camera(_) | Source::Demo(_) => {
                 let Some(outcome) = s.pipeline.enable_opus_fallback() else {
                     return;
                 };

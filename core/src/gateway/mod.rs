@@ -191,7 +191,7 @@ impl Gateway {
             .iter()
             .filter_map(|(id, s)| {
                 let (id, mirror) = match &s.source {
-                    Source::Camera(_) => (*id, false),
+                    Source::Camera(_) | Source::Demo(_) => (*id, false),
                     Source::Mirror(m) => (m.origin_stream?, true),
                 };
                 Some(StreamInfo {

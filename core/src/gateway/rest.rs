@@ -60,10 +60,7 @@ impl Gateway {
         if self.camera_count() >= self.config.max_streams {
             return Err(StartupError::TooManyStreams(self.config.max_streams));
         }
-        let config = client_config(&self.config.rtsp, &mut self.rng);
-        let client =
-            RtspClient::new(url, config, now).map_err(|e| StartupError::BadUri(e.to_string()))?;
-        let id = self.add_stream(url.to_owned(), client, now);
+        let id = self.open_source(url, now).map_err(StartupError::BadUri)?;
         self.streams.get_mut(&id).expect("just added").pinned = true;
         if !claim(self, id) {
             tracing::info!(stream = id.0, "startup overtaken by terminate");
@@ -102,14 +99,19 @@ impl Gateway {
         });
         let Some(id) = found else { return false };
         let s = &self.streams[&id];
-        if !matches!(s.source, Source::Camera(_)) {
+        if !s.source.is_origin() {
             return false; // a mirror: its camera's worker terminates it
         }
         tracing::info!(stream = id.0, url = %s.redacted, "terminated by REST");
         self.fail_viewers(id, now, "Stopped by rest /terminate");
         let s = self.streams.get_mut(&id).expect("still there");
-        if let Source::Camera(client) = &mut s.source {
-            client.teardown(now);
+        match &mut s.source {
+            Source::Camera(client) => client.teardown(now),
+            // Nothing to tear down: its RTSP players go too, like a camera's that closed.
+            _ => {
+                self.fail_players(id, now);
+                self.close_stream(id);
+            }
         }
         self.after_stream_input(id, now);
         // A client with no session to tear down closes at once; otherwise `Closed` follows.

@@ -388,9 +388,7 @@ impl Gateway {
         if self.camera_count() >= self.config.max_streams {
             return Err(self.too_many_streams());
         }
-        let client = RtspClient::new(url, client_config(&self.config.rtsp, &mut self.rng), now)
-            .map_err(|e| e.to_string())?;
-        let id = self.add_stream(url.to_owned(), client, now);
+        let id = self.open_source(url, now)?;
         if let Some(p) = &self.config.placement {
             p.with(|w| w.opened(url, &self.streams[&id].redacted, id));
         }
@@ -401,7 +399,7 @@ impl Gateway {
     pub(super) fn camera_count(&self) -> usize {
         self.streams
             .values()
-            .filter(|s| matches!(s.source, Source::Camera(_)))
+            .filter(|s| s.source.is_origin())
             .count()
     }
 

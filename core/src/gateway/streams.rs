@@ -6,6 +6,15 @@ pub(super) enum Source {
     Camera(Box<RtspClient>),
     /// Worker `origin` pulls it and hands this worker its relayed packets (see `mirror`).
     Mirror(MirrorSource),
+    /// The built-in demo camera's clip (`GatewayConfig::demo`), played here.
+    Demo(Box<crate::demo::DemoSource>),
+}
+
+impl Source {
+    /// This worker makes the stream's media (a camera or the demo), not a mirror.
+    pub(super) fn is_origin(&self) -> bool {
+        !matches!(self, Source::Mirror(_))
+    }
 }
 
 pub(super) struct MirrorSource {
@@ -52,6 +61,27 @@ pub(super) struct Stream {
 }
 
 impl Gateway {
+    /// A new stream of `url` made here: the demo clip if `url` is the demo camera's, else a
+    /// connection to the camera.
+    pub(super) fn open_source(&mut self, url: &str, now: Instant) -> Result<StreamId, String> {
+        if let Some(demo) = self.config.demo.as_ref().filter(|d| d.url == url) {
+            let source = crate::demo::DemoSource::new(demo.clip.clone(), now, self.rng.next_u64());
+            let tracks = source.tracks();
+            let id = self.stream_ids.next_id();
+            tracing::info!(stream = id.0, url, "playing the demo clip");
+            self.by_url.insert(url.to_owned(), id);
+            let source = Source::Demo(Box::new(source));
+            let stream = Stream::new(url.into(), url.into(), source, MediaPipeline::camera());
+            self.streams.insert(id, stream);
+            self.source_playing(id, now, tracks, Vec::new());
+            self.schedule_stream(id, now);
+            return Ok(id);
+        }
+        let config = client_config(&self.config.rtsp, &mut self.rng);
+        let client = RtspClient::new(url, config, now).map_err(|e| e.to_string())?;
+        Ok(self.add_stream(url.to_owned(), client, now))
+    }
+
     pub(super) fn add_stream(&mut self, url: String, client: RtspClient, now: Instant) -> StreamId {
         let id = self.stream_ids.next_id();
         let redacted = client.url().redacted();
@@ -187,8 +217,9 @@ impl Gateway {
         if self.by_url.get(&s.url) == Some(&id) {
             self.by_url.remove(&s.url);
         }
+        let camera = matches!(s.source, Source::Camera(_));
         match s.source {
-            Source::Camera(_) => {
+            Source::Camera(_) | Source::Demo(_) => {
                 tracing::info!(stream = id.0, url = %s.redacted, "camera connection closed");
                 if let Some(p) = &self.config.placement {
                     p.with(|w| w.closed(&s.url, id));
@@ -197,8 +228,10 @@ impl Gateway {
                     let info = "Failed by error: the camera connection closed".to_owned();
                     self.push_mirror(worker, [MirrorItem::Failed { mirror, info }]);
                 }
-                self.outputs
-                    .push_back(GatewayOutput::RtspClose { stream: id });
+                if camera {
+                    self.outputs
+                        .push_back(GatewayOutput::RtspClose { stream: id });
+                }
             }
             Source::Mirror(m) => {
                 tracing::info!(stream = id.0, url = %s.redacted, "mirror closed");
@@ -268,7 +301,7 @@ impl Stream {
     pub(super) fn client(&mut self) -> Option<&mut RtspClient> {
         match &mut self.source {
             Source::Camera(client) => Some(client.as_mut()),
-            Source::Mirror(_) => None,
+            Source::Mirror(_) | Source::Demo(_) => None,
         }
     }
 

@@ -16,6 +16,7 @@ impl Gateway {
         let client = match &s.source {
             Source::Camera(client) => client.poll_timeout(),
             Source::Mirror(_) => None,
+            Source::Demo(demo) => Some(demo.poll_timeout()),
         };
         let due = [client, s.linger_until, s.reconnect_at]
             .into_iter()
@@ -80,6 +81,15 @@ impl Gateway {
                         continue;
                     }
                     let unwatched = s.unwatched();
+                    if let Source::Demo(_) = s.source {
+                        if s.linger_until.is_some_and(|l| l <= now) && unwatched {
+                            tracing::info!(stream = id.0, url = %s.redacted, "no viewers left: tearing down");
+                            self.close_stream(id);
+                        } else {
+                            self.feed_demo(id, now);
+                        }
+                        continue;
+                    }
                     let Source::Camera(client) = &mut s.source else {
                         continue;
                     };

@@ -63,6 +63,26 @@ pub struct GatewayConfig {
     pub rtsp_server: crate::rtsp::server::ServerConfig,
     /// Each RTSP player's send queue.
     pub player_queue: crate::rtsp::server::MediaOutConfig,
+    /// The built-in demo camera: playing its URL plays the clip (no connection is made).
+    pub demo: Option<DemoConfig>,
+}
+
+/// The demo camera (see `crate::demo`): its URL, which browsers and the named stream `demo`
+/// name, and the clip.
+#[derive(Clone)]
+pub struct DemoConfig {
+    /// `rtsp://127.0.0.1:PORT/demo`: the RTSP server's stream `demo`.
+    pub url: String,
+    /// The parsed clip, shared by every worker.
+    pub clip: std::sync::Arc<crate::demo::DemoClip>,
+}
+
+impl std::fmt::Debug for DemoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DemoConfig")
+            .field("url", &self.url)
+            .finish()
+    }
 }
 
 impl Default for GatewayConfig {
@@ -88,6 +108,7 @@ impl Default for GatewayConfig {
             rtsp_users: Vec::new(),
             rtsp_server: crate::rtsp::server::ServerConfig::default(),
             player_queue: crate::rtsp::server::MediaOutConfig::default(),
+            demo: None,
         }
     }
 }

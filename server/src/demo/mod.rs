@@ -1,75 +1,28 @@
-//! Built-in demo camera: a tiny RTSP server that loops a 10 s H.264 clip shipped in
-//! the binary, live and with ever-increasing timestamps, at `rtsp://127.0.0.1:8554/demo`
-//! by default. It lets `camgate` show something without a camera and is the synthetic
-//! camera of the server and browser tests, so it behaves like a well-mannered real one
-//! (RTP over TCP interleaved or UDP, RTCP SRs, session timeouts, real-time pacing).
-//!
-//! Blocking std sockets and one or two threads per client: this is a test source,
-//! not the relay path, and simplicity beats scalability here.
+//! The built-in demo camera: a 10 s H.264 clip shipped in the binary. The gateway plays it as
+//! a stream (`camgate_core::demo`), with no camera connection; the RTSP server serves it as its
+//! stream `demo`, and browsers play it by that URL, `rtsp://127.0.0.1:8554/demo` by default.
 
-pub mod clip;
-mod rtp;
-mod rtsp_server;
-
-use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
-use std::sync::atomic::Ordering;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, OnceLock};
-use std::thread::JoinHandle;
-use std::time::Duration;
+
+use camgate_core::demo::DemoClip;
 
 /// The clip (see `server/assets/README.md`), compiled into the binary.
 pub const CLIP_BYTES: &[u8] = include_bytes!("../../assets/demo.h264");
-pub const DEFAULT_BIND: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8554);
-pub const DEFAULT_PATH: &str = "demo";
-pub const DEFAULT_URL: &str = "rtsp://127.0.0.1:8554/demo";
+/// The RTSP server's name of the demo stream.
+pub const NAME: &str = "demo";
 
-/// The clip parsed once per process; every client shares it.
-fn shipped_clip() -> io::Result<&'static clip::Clip<'static>> {
-    static CLIP: OnceLock<Result<clip::Clip<'static>, String>> = OnceLock::new();
-    CLIP.get_or_init(|| clip::Clip::parse(CLIP_BYTES).map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.clone()))
+/// The clip parsed once per process; every worker shares it.
+pub fn shipped_clip() -> Result<Arc<DemoClip>, String> {
+    static CLIP: OnceLock<Result<Arc<DemoClip>, String>> = OnceLock::new();
+    CLIP.get_or_init(|| DemoClip::parse(CLIP_BYTES).map(Arc::new))
+        .clone()
 }
 
-/// A running demo RTSP server. Dropping it stops the server and all its streams.
-#[must_use = "dropping the DemoSource stops the server"]
-pub struct DemoSource {
-    local_addr: SocketAddr,
-    path: String,
-    shared: Arc<rtsp_server::Shared>,
-    accept_thread: Option<JoinHandle<()>>,
-}
-
-impl DemoSource {
-    /// Binds the listener (e.g. 127.0.0.1:8554, or port 0 for any free port) and starts
-    /// serving in background threads; returns once bound. `path` is the stream path
-    /// (`"demo"` or `"/demo"`): the stream is then `rtsp://<addr>/demo`.
-    pub fn start(bind: SocketAddr, path: &str) -> io::Result<DemoSource> {
-        let clip = shipped_clip()?;
-        let path = path.trim_matches('/').to_string();
-        let (local_addr, shared, accept_thread) = rtsp_server::spawn(bind, &path, clip)?;
-        Ok(DemoSource {
-            local_addr,
-            path,
-            shared,
-            accept_thread: Some(accept_thread),
-        })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
-    /// `rtsp://<addr>/<path>`; a wildcard bind address is shown as loopback so the URL
-    /// is connectable as is.
-    pub fn url(&self) -> String {
-        format!("rtsp://{}/{}", connectable(self.local_addr), self.path)
-    }
-}
-
-fn connectable(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
+/// The demo's URL on the RTSP server listening on `addr`: `rtsp://<addr>/demo`, a wildcard
+/// address shown as loopback so the URL is connectable as is.
+pub fn url(addr: SocketAddr) -> String {
+    let addr = match addr.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => {
             SocketAddr::new(Ipv4Addr::LOCALHOST.into(), addr.port())
         }
@@ -77,25 +30,53 @@ fn connectable(addr: SocketAddr) -> SocketAddr {
             SocketAddr::new(Ipv6Addr::LOCALHOST.into(), addr.port())
         }
         _ => addr,
-    }
+    };
+    format!("rtsp://{addr}/{NAME}")
 }
 
-impl std::fmt::Debug for DemoSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DemoSource")
-            .field("url", &self.url())
-            .finish()
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use camgate_core::h264::nal::{is_vcl, nal_type, NAL_AUD, NAL_PPS, NAL_SPS};
 
-impl Drop for DemoSource {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // The accept loop blocks in accept(): a throwaway connection wakes it up.
-        let _ = TcpStream::connect_timeout(&connectable(self.local_addr), Duration::from_secs(1));
-        if let Some(t) = self.accept_thread.take() {
-            let _ = t.join();
+    #[test]
+    fn shipped_clip_is_ten_seconds_at_30fps_in_one_second_gops() {
+        let clip = shipped_clip().expect("shipped clip parses");
+        assert_eq!(clip.access_units.len(), 300);
+        for (i, au) in clip.access_units.iter().enumerate() {
+            let types: Vec<u8> = au.nals.iter().map(|n| nal_type(n[0])).collect();
+            assert!(types.iter().any(|t| is_vcl(*t)), "AU {i}: {types:?}");
+            assert!(!types.contains(&NAL_AUD), "no delimiters leak into RTP");
+            assert_eq!(au.idr, i % 30 == 0, "AU {i}");
+            if au.idr {
+                // SPS/PPS before every IDR so a late joiner can decode.
+                assert!(
+                    types.contains(&NAL_SPS) && types.contains(&NAL_PPS),
+                    "AU {i}"
+                );
+            }
         }
-        // Client threads notice `stop` within one read-timeout tick / one frame.
+    }
+
+    #[test]
+    fn profile_level_id_is_constrained_baseline() {
+        let pli = shipped_clip().unwrap().profile_level_id();
+        assert_eq!(&pli[..2], "42", "baseline profile_idc");
+        let flags = u8::from_str_radix(&pli[2..4], 16).unwrap();
+        assert!(flags & 0x40 != 0, "constraint_set1 in {pli}");
+        assert!(matches!(&pli[4..], "1e" | "1f"), "level 3.0/3.1 in {pli}");
+    }
+
+    #[test]
+    fn wildcard_addresses_become_loopback_in_the_url() {
+        assert_eq!(
+            url("0.0.0.0:8554".parse().unwrap()),
+            "rtsp://127.0.0.1:8554/demo"
+        );
+        assert_eq!(url("[::]:9554".parse().unwrap()), "rtsp://[::1]:9554/demo");
+        assert_eq!(
+            url("10.0.0.2:8554".parse().unwrap()),
+            "rtsp://10.0.0.2:8554/demo"
+        );
     }
 }

@@ -132,7 +132,7 @@ impl Camgate {
             ("--wss-port", "0"),
             ("--webrtc-port", "0"),
             ("--announce-ip", "127.0.0.1"),
-            ("--demo-bind", "127.0.0.1:0"),
+            ("--rtsp-server", "127.0.0.1:0"),
             ("--log", "info"),
         ];
         // A flag given in `extra` replaces its default (clap refuses repeated flags).

@@ -52,7 +52,7 @@ export function camgateArgs() {
     '--wss-port', String(config.wssPort),
     '--webrtc-port', String(config.webrtcPort),
     ...((config.announce ?? config.host) ? ['--announce-ip', config.announce ?? config.host] : []),
-    '--demo-bind', `${urlHost()}:${config.demoPort}`,
+    '--rtsp-server', `${urlHost()}:${config.demoPort}`, // the demo camera is its stream "demo"
     '--log', 'info,camgate=debug,camgate_core=debug,camgate_io=debug,str0m=warn',
     ...extra,
   ];
