@@ -50,6 +50,9 @@ pub struct EventLoopConfig {
     pub camera_tls: Arc<crate::camera_tls::CameraTls>,
     /// Where the RTSP server listens for players (`None`: off).
     pub rtsp_server: Option<SocketAddr>,
+    /// The RTSP server's RTP port for UDP players (even; RTCP on the next); `None`: the
+    /// system picks a pair.
+    pub rtsp_server_udp_port: Option<u16>,
 }
 
 enum Endpoint {
@@ -121,7 +124,7 @@ impl EventLoop {
             this.listen(*kind, *addr)?;
         }
         if let Some(addr) = config.rtsp_server {
-            this.listen_rtsp(addr)?;
+            this.listen_rtsp(addr, config.rtsp_server_udp_port)?;
         }
         for (addr, announced) in &config.udp {
             let mut udp = UdpEndpoint::bind(*addr, *announced, config.udp_gso)

@@ -50,6 +50,7 @@ fn garbage_oversized_or_unknown_ufrag_closes_that_connection_only() {
         rtsp_udp_ports: (30000, 30099),
         udp_gso: true,
         rtsp_server: None,
+        rtsp_server_udp_port: None,
         camera_tls: std::sync::Arc::new(camgate_io::camera_tls::CameraTls::new(
             camgate_io::camera_tls::RtspsVerify::PinnedOrSystem,
             Default::default(),

@@ -39,6 +39,7 @@ fn a_panic_on_one_clients_input_drops_only_that_client() {
         rtsp_udp_ports: (30000, 30099),
         udp_gso: true,
         rtsp_server: None,
+        rtsp_server_udp_port: None,
         camera_tls: std::sync::Arc::new(camgate_io::camera_tls::CameraTls::new(
             camgate_io::camera_tls::RtspsVerify::PinnedOrSystem,
             Default::default(),

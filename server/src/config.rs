@@ -128,6 +128,9 @@ pub struct Config {
     /// Seconds an RTSP player's session lives without a request or receiver report (TCP data,
     /// or RTCP to the server's UDP ports); announced in `Session: …;timeout=`.
     pub rtsp_session_timeout_secs: u64,
+    /// The RTSP server's RTP port for UDP players (even; RTCP on the next port), so a firewall
+    /// can pass them; unset: a pair chosen at start (and logged).
+    pub rtsp_server_udp_port: Option<u16>,
     /// Log filter, e.g. "info" or "camgate=debug,str0m=warn".
     pub log: String,
     /// Colour log lines (ANSI) when writing to a terminal.
@@ -223,6 +226,7 @@ impl Default for Config {
             demo: true,
             rtsp_server: Some(DEFAULT_RTSP_SERVER),
             rtsp_session_timeout_secs: 60,
+            rtsp_server_udp_port: None,
             log: "info,str0m=warn,dimpl=warn".into(),
             log_color: true,
             streams: BTreeMap::new(),
@@ -489,6 +493,13 @@ impl Config {
                 return Err("viewer_token_secret needs auth_token (the admin token)".into());
             }
         }
+        if let Some(port) = self.rtsp_server_udp_port {
+            if port % 2 != 0 || port == 0 {
+                return Err(format!(
+                    "rtsp_server_udp_port = {port}: an even port (RTP; RTCP takes the next one)"
+                ));
+            }
+        }
         for entry in &self.allowed_hosts {
             crate::access::HostRule::parse(entry).map_err(|e| format!("allowed_hosts: {e}"))?;
         }
@@ -571,6 +582,9 @@ impl Config {
             unset.push(
                 "# viewer_token_secret = \"...\"   # unset: no viewer tokens (needs auth_token)",
             );
+        }
+        if self.rtsp_server_udp_port.is_none() {
+            unset.push("# rtsp_server_udp_port = 8000   # unset: the RTSP server's UDP pair is chosen at start");
         }
         if self.rtsp_client_address.is_none() {
             unset.push("# rtsp_client_address = \"10.8.0.2\"   # unset: the OS picks");

@@ -69,10 +69,10 @@ fn first_loop(loop_config: EventLoopConfig) -> Result<EventLoop, String> {
     })
     .map_err(|_| e.to_string())?;
     tracing::warn!(
-        "RTSP server and demo camera off: port {} on {} is taken by another program; camgate \
-         runs without them. Move them with --rtsp-server ADDR:PORT (rtsp_server in the config \
-         file), or turn them off with --rtsp-server off",
-        addr.port(),
+        "RTSP server and demo camera off: a port of theirs on {} is taken by another program \
+         ({e}); camgate runs without them. Move them with --rtsp-server ADDR:PORT \
+         (rtsp_server in the config file, and rtsp_server_udp_port), or turn them off with \
+         --rtsp-server off",
         addr.ip()
     );
     Ok(without)
@@ -159,6 +159,7 @@ fn run(config: &Config) -> Result<(), String> {
             } else {
                 None
             },
+            rtsp_server_udp_port: config.rtsp_server_udp_port,
         };
         loops.push(if worker == 0 {
             first_loop(loop_config)?

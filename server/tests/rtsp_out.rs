@@ -37,6 +37,17 @@ fn camgate_with(camera: &GstCamera, settings: &str) -> (Camgate, String) {
     (cg, url)
 }
 
+/// An even UDP port whose successor is free too, on loopback (free when asked).
+fn free_even_udp_port() -> u16 {
+    loop {
+        let rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = rtp.local_addr().unwrap().port();
+        if port % 2 == 0 && std::net::UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+}
+
 fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd
         .output()
@@ -198,7 +209,15 @@ fn ffmpeg_and_gstreamer_play_a_named_stream_over_tcp_on_one_camera_connection() 
 #[test]
 fn ffmpeg_and_gstreamer_play_a_named_stream_over_udp() {
     let camera = GstCamera::start(&["--video", "h264", "--audio", "aac"]);
-    let (cg, url) = camgate_for(&camera);
+    // The UDP pair is set (`rtsp_server_udp_port`), as for a firewall: camgate holds exactly it.
+    let rtp_port = free_even_udp_port();
+    let (cg, url) = camgate_with(&camera, &format!("rtsp_server_udp_port = {rtp_port}\n"));
+    for port in [rtp_port, rtp_port + 1] {
+        assert!(
+            std::net::UdpSocket::bind(("127.0.0.1", port)).is_err(),
+            "camgate holds UDP {port}"
+        );
+    }
 
     let streams = decoded_frames_in(&url, Some("udp"), "%+#300");
     let frames = |codec: &str| {

@@ -44,8 +44,23 @@ pub(super) struct PlayerUdpKeys {
 /// Send buffer of the RTP port: a keyframe to many players leaves in one burst.
 const PLAYER_UDP_SEND_BUFFER: usize = 4 << 20;
 
-/// An even RTP port and the next one for RTCP (RFC 3550's convention), chosen by the system.
-fn bind_pair(ip: IpAddr) -> io::Result<(std::net::UdpSocket, std::net::UdpSocket)> {
+/// An even RTP port and the next one for RTCP (RFC 3550's convention): `fixed` (an even
+/// port, so a firewall can be opened for it), or chosen by the system.
+fn bind_pair(
+    ip: IpAddr,
+    fixed: Option<u16>,
+) -> io::Result<(std::net::UdpSocket, std::net::UdpSocket)> {
+    if let Some(port) = fixed {
+        if port % 2 != 0 || port == u16::MAX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("RTP port {port} is not even"),
+            ));
+        }
+        let rtp = std::net::UdpSocket::bind((ip, port))?;
+        let rtcp = std::net::UdpSocket::bind((ip, port + 1))?;
+        return Ok((rtp, rtcp));
+    }
     for _ in 0..64 {
         let rtp = std::net::UdpSocket::bind((ip, 0))?;
         let port = rtp.local_addr()?.port();
@@ -64,7 +79,11 @@ fn bind_pair(ip: IpAddr) -> io::Result<(std::net::UdpSocket, std::net::UdpSocket
 
 impl EventLoop {
     /// Binds the RTSP server's listener, and its RTP/RTCP ports on the same address.
-    pub(super) fn listen_rtsp(&mut self, addr: SocketAddr) -> io::Result<()> {
+    pub(super) fn listen_rtsp(
+        &mut self,
+        addr: SocketAddr,
+        udp_port: Option<u16>,
+    ) -> io::Result<()> {
         let mut listener = TcpListener::bind(addr)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on RTSP {addr}: {e}")))?;
         let key = self.endpoints.vacant_key();
@@ -72,7 +91,7 @@ impl EventLoop {
             .registry()
             .register(&mut listener, Token(key), Interest::READABLE)?;
         self.endpoints.insert(Endpoint::RtspListener(listener));
-        let (rtp, rtcp) = bind_pair(addr.ip())
+        let (rtp, rtcp) = bind_pair(addr.ip(), udp_port)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot bind RTSP UDP ports: {e}")))?;
         crate::socket_buffers::grow(&rtp, PLAYER_UDP_SEND_BUFFER, 0);
         let ports = (rtp.local_addr()?.port(), rtcp.local_addr()?.port());
@@ -249,5 +268,28 @@ impl EventLoop {
             let _ = self.poll.registry().deregister(&mut p.stream);
             gateway.handle_player_closed(ConnId(key), now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fixed_pair_is_exactly_that_port_and_the_next() {
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let (rtp, rtcp) = bind_pair(ip, None).unwrap();
+        let port = rtp.local_addr().unwrap().port();
+        assert_eq!((port % 2, rtcp.local_addr().unwrap().port()), (0, port + 1));
+        drop((rtp, rtcp));
+        let (rtp, rtcp) = bind_pair(ip, Some(port)).unwrap();
+        assert_eq!(rtp.local_addr().unwrap().port(), port);
+        assert_eq!(rtcp.local_addr().unwrap().port(), port + 1);
+        // Taken, or odd: refused rather than moved elsewhere.
+        assert!(bind_pair(ip, Some(port)).is_err());
+        assert_eq!(
+            bind_pair(ip, Some(port + 1)).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
     }
 }
