@@ -225,10 +225,17 @@ fn at_the_open_files_limit_new_clients_are_refused_at_once_then_served_again() {
         std::thread::sleep(Duration::from_millis(50));
         log.extend(cg.logs());
     }
-    let warnings = log.iter().filter(|l| l.contains("accept failed")).count();
-    assert_eq!(
-        warnings, 1,
-        "one warning per exhaustion, not one per connection: {log:?}"
-    );
+    // One warning per listener and way of coping (closing at once, or, for a moment when the
+    // spare was not at hand, leaving them queued), not one per connection.
+    let mut warnings: Vec<&str> = log
+        .iter()
+        .filter(|l| l.contains("accept failed"))
+        .map(|l| l.split_once(" WARN ").map_or(l.as_str(), |(_, rest)| rest))
+        .collect();
+    let total = warnings.len();
+    warnings.sort();
+    warnings.dedup();
+    assert_eq!(total, warnings.len(), "repeated warnings: {log:?}");
+    assert!(log.iter().any(|l| l.contains("closed at once")), "{log:?}");
     println!("{flooded} connections at a limit of 64 files; served again after {waited:?}");
 }

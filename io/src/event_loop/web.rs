@@ -293,19 +293,17 @@ pub(super) fn accept_queued(
                 // Out of descriptors: the spare one lets us take the connection and close
                 // it, so the client learns at once instead of hanging in the listen queue.
                 let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
-                if out_of_fds {
-                    if let Some(Ok(refused)) = spare.released(|| listener.accept()) {
-                        if !std::mem::replace(&mut spare.refusing, true) {
-                            tracing::warn!(
-                                ?kind,
-                                "accept failed: {e} (open files limit {}); new connections \
-                                 are closed at once until descriptors are free again",
-                                open_files_limit()
-                            );
-                        }
-                        drop(refused);
-                        continue;
+                // The connection is closed inside, before the spare is taken again.
+                if out_of_fds && spare.released(|| listener.accept().is_ok()) == Some(true) {
+                    if !std::mem::replace(&mut spare.refusing, true) {
+                        tracing::warn!(
+                            ?kind,
+                            "accept failed: {e} (open files limit {}); new connections \
+                             are closed at once until descriptors are free again",
+                            open_files_limit()
+                        );
                     }
+                    continue;
                 }
                 // No spare (or out of memory): the connections wait in the listen queue.
                 if !accept_retry.contains(&key) {
