@@ -56,8 +56,12 @@ cargo clippy --workspace --all-targets -- -D warnings
 section "cargo test"
 cargo test --workspace
 
-section "cargo build --release -p camgate"
-cargo build --release -p camgate
+section "cargo build --release -p camgate -p camgate-bench"
+cargo build --release -p camgate -p camgate-bench
+
+section "Starvation test"
+# camgate held to 20 % of one core for 60 s under 200 viewers: bounded memory, every viewer back.
+tests/starvation.sh
 
 # The Rust `retina` RTSP client against camgate's RTSP server. A crate of its own (own workspace
 # and Cargo.lock), so retina's tokio stays out of camgate's dependency graph.

@@ -9,6 +9,7 @@
 mod camera;
 mod micro;
 mod soak;
+mod starve;
 mod targets;
 mod transcode;
 mod viewers;
@@ -78,6 +79,9 @@ fn parse_list<T: std::str::FromStr>(s: &str) -> Vec<T> {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cmd = args.first().map(String::as_str).unwrap_or("suite");
+    if cmd == "starve" {
+        std::process::exit(starve::main(&args[1..]));
+    }
     let mut o = Opts {
         quick: false,
         janus: true,

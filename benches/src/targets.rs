@@ -87,8 +87,14 @@ pub fn start_camgate(bin: &Path) -> Res<Server> {
         .map_err(err("spawn camgate"))?;
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
+    // BENCH_CAMGATE_LOG=FILE: camgate's log is kept there too.
+    let mut keep =
+        std::env::var_os("BENCH_CAMGATE_LOG").and_then(|f| std::fs::File::create(f).ok());
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(f) = keep.as_mut() {
+                let _ = writeln!(f, "{line}");
+            }
             // Keep draining so the child never blocks on a full pipe.
             let _ = tx.send(line);
         }

@@ -2162,6 +2162,66 @@ fn a_browser_that_vanishes_gets_failed() {
     assert_eq!(h.gateway.viewer_count(), 0);
 }
 
+/// camgate itself gets no CPU for 12 s (a CFS quota, a busy box): no timers run and no socket
+/// is read, so the browsers' datagrams of that time are dropped before camgate sees them. That
+/// silence is camgate's doing: when it runs again (its timers 12 s late) its viewers must play
+/// on, not be dropped as silent or as congested.
+#[test]
+fn viewers_outlive_a_stall_of_camgate_itself() {
+    let (mut h, browsers) = Harness::playing(2, 20);
+    h.now += Duration::from_secs(12);
+    // It runs again: its timers first, as the loop does after `poll`.
+    h.step(Duration::from_millis(10));
+    let before: Vec<usize> = browsers
+        .iter()
+        .map(|&b| h.browsers[b].frames.len())
+        .collect();
+    h.camera_frames(20..120);
+    for (&b, before) in browsers.iter().zip(before) {
+        let statuses = h.browsers[b].statuses();
+        assert_ne!(
+            statuses.last().map(String::as_str),
+            Some("FAILED"),
+            "{statuses:?}"
+        );
+        let got = h.browsers[b].frames.len() - before;
+        assert!(
+            got >= 50,
+            "browser {b}: {got} of 100 frames after the stall"
+        );
+    }
+    assert_eq!(h.gateway.viewer_count(), 2);
+}
+
+/// When the loop finds a backlog on the camera's connection (camgate fell behind), viewers skip
+/// it: nothing until the camera's next keyframe, then they play on from there.
+#[test]
+fn a_camera_backlog_is_skipped_to_the_next_keyframe() {
+    let (mut h, browsers) = Harness::playing(2, 21);
+    let before: Vec<usize> = browsers
+        .iter()
+        .map(|&b| h.browsers[b].frames.len())
+        .collect();
+    let (stream, now) = (h.stream.unwrap(), h.now);
+    h.gateway.handle_camera_behind(stream, now);
+    // Frames 21..29 are the backlog's P-frames; 30 is a keyframe.
+    h.camera_frames(21..30);
+    for (&b, &before) in browsers.iter().zip(&before) {
+        assert_eq!(
+            h.browsers[b].frames.len(),
+            before,
+            "browser {b} got a skipped frame"
+        );
+    }
+    h.camera_frames(30..36);
+    for (&b, &before) in browsers.iter().zip(&before) {
+        let got = h.browsers[b].frames.len() - before;
+        assert!(got >= 5, "browser {b}: {got} frames after the keyframe");
+        let statuses = h.browsers[b].statuses();
+        assert_ne!(statuses.last().map(String::as_str), Some("FAILED"));
+    }
+}
+
 #[test]
 fn a_closed_websocket_releases_its_streams() {
     let mut h = Harness::new();

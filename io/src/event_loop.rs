@@ -85,6 +85,10 @@ enum Endpoint {
     PlayerUdp(rtsp_server::PlayerUdp),
 }
 
+/// Slices of mirrored media (`workers::MEDIA_SLICE` items each) one loop turn takes: a
+/// starved worker's turns stay short, so it still reads its viewers' STUN checks in time.
+const MIRROR_SLICES_PER_TURN: usize = 4;
+
 /// The token of the waker that lookup threads ring (never a slab key).
 const WAKER: Token = Token(usize::MAX);
 
@@ -98,6 +102,15 @@ pub struct EventLoop {
     /// Edge-triggered polling would not report their queued connections again, and a full
     /// listen queue takes no new one to report, so they are retried on every loop turn.
     accept_retry: Vec<usize>,
+    /// Sockets whose reading stopped at a turn's budget with more waiting (see
+    /// `camera::read_camera`): read again next turn, which then does not wait in `poll`.
+    read_retry: Vec<usize>,
+    /// Mirrored media is waiting beyond what the last turn took (see `take_mirrored`).
+    mirrored_left: bool,
+    /// A descriptor kept free for refusing clients at the open files limit.
+    spare_fd: web::SpareFd,
+    /// Swapped with `read_retry` while it is worked through; capacity is reused.
+    retrying: Vec<usize>,
     tx: transmit::TxBatch,
     /// The other workers, when there are several.
     link: Option<WorkerLink>,
@@ -115,6 +128,10 @@ impl EventLoop {
             waker,
             cameras: camera::Cameras::new(config),
             accept_retry: Vec::new(),
+            read_retry: Vec::new(),
+            retrying: Vec::new(),
+            spare_fd: web::SpareFd::new(),
+            mirrored_left: false,
             read_buf: vec![0; 64 * 1024],
             tx: transmit::TxBatch::new(),
             link: None,
@@ -206,14 +223,21 @@ impl EventLoop {
                 .map(|t| t.saturating_duration_since(now))
                 .unwrap_or(Duration::from_millis(100))
                 .min(Duration::from_millis(100));
+            let wait = if self.read_retry.is_empty() && !self.mirrored_left {
+                wait
+            } else {
+                Duration::ZERO
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(wait)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
-            let now = Instant::now();
             for event in events.iter() {
+                // Read per event: a turn can be long when the process was starved, and str0m
+                // must see when each datagram (a STUN check) really came.
+                let now = Instant::now();
                 if event.token() == WAKER {
                     self.handle_wake(now, gateway);
                     continue;
@@ -221,6 +245,16 @@ impl EventLoop {
                 self.handle_event(event.token().0, now, gateway, web, &mut web_io);
                 self.apply_web_io(&mut web_io, now, gateway, web);
             }
+            if self.mirrored_left {
+                self.take_mirrored(gateway);
+            }
+            std::mem::swap(&mut self.read_retry, &mut self.retrying);
+            while let Some(key) = self.retrying.pop() {
+                let now = Instant::now();
+                self.handle_event(key, now, gateway, web, &mut web_io);
+                self.apply_web_io(&mut web_io, now, gateway, web);
+            }
+            let now = Instant::now();
             if !self.accept_retry.is_empty() {
                 for key in self.accept_retry.clone() {
                     self.handle_event(key, now, gateway, web, &mut web_io);
@@ -247,8 +281,22 @@ impl EventLoop {
         while let Some((from, forward)) = self.link.as_ref().and_then(|l| l.try_recv()) {
             gateway.handle_forward(from, forward, now);
         }
-        if let Some(link) = self.link.as_mut() {
-            link.take_media(|items| gateway.handle_mirrored(now, items));
+        self.take_mirrored(gateway);
+    }
+
+    /// Media of cameras other workers pull, for this worker's mirrors: a turn's share of it,
+    /// what each slice produced sent before the next; the rest next turn (`mirrored_left`).
+    fn take_mirrored(&mut self, gateway: &mut Gateway) {
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        let (tx, endpoints) = (&mut self.tx, &mut self.endpoints);
+        self.mirrored_left = link.take_media(MIRROR_SLICES_PER_TURN, |items| {
+            gateway.handle_mirrored(Instant::now(), items);
+            tx.flush(gateway, endpoints);
+        });
+        if self.tx.has_dead() {
+            self.close_dead_ice_tcp(gateway);
         }
     }
 
@@ -270,10 +318,7 @@ impl EventLoop {
             Some(Endpoint::RtspListener(_)) => self.accept_players(key, now, gateway),
             Some(Endpoint::Player(_)) => self.player_ready(key, now, gateway),
             Some(Endpoint::PlayerUdp(_)) => self.read_player_udp(key, now, gateway),
-            Some(Endpoint::CameraUdp(_)) => {
-                self.read_camera_udp(key, now, gateway);
-                self.flush_transmits(gateway);
-            }
+            Some(Endpoint::CameraUdp(_)) => self.read_camera_udp(key, gateway),
             Some(Endpoint::IceListener { .. }) => self.accept_ice_tcp(key, now),
             Some(Endpoint::IceTcp(_)) => self.ready_ice_tcp(key, now, gateway),
             Some(Endpoint::Udp(udp)) => {
@@ -382,6 +427,13 @@ impl EventLoop {
                 data,
             } => self.send_camera_udp(stream, track, rtcp, host.as_deref(), port, &data),
             GatewayOutput::RtspClose { stream } => self.close_camera(stream),
+        }
+    }
+
+    /// Socket `key` has more to read than one turn takes: read it again next turn.
+    fn read_later(&mut self, key: usize) {
+        if !self.read_retry.contains(&key) {
+            self.read_retry.push(key);
         }
     }
 

@@ -9,34 +9,73 @@
 
 use std::sync::{Mutex, MutexGuard};
 
+use camgate_core::gateway::StreamId;
 use camgate_core::mirror::MirrorItem;
+
+/// Media items a lane holds at most: about 5 s of a 4 Mbit/s camera with audio. A mirror
+/// whose worker falls further behind (starved of CPU) loses media instead of memory growing.
+pub const MAX_ITEMS: usize = 2048;
+
+#[derive(Default)]
+struct Lane {
+    items: Vec<MirrorItem>,
+    /// Mirrors that lost media since the reader last took the lane: each got a `Resync`
+    /// (its viewers skip to the next keyframe), once.
+    lagging: Vec<StreamId>,
+}
 
 /// Items from one worker to another, in order.
 #[derive(Default)]
 pub struct MediaLane {
-    items: Mutex<Vec<MirrorItem>>,
+    lane: Mutex<Lane>,
 }
 
 impl MediaLane {
     /// Moves everything in `outbox` to the end of the lane (`outbox` keeps its capacity);
-    /// true when the lane was empty, i.e. its reader must be woken.
+    /// true when the lane was empty, i.e. its reader must be woken. A full lane
+    /// (`MAX_ITEMS`) takes no more media: the mirrors that lose some get a `Resync` instead,
+    /// so their viewers skip to the camera's next keyframe rather than see a broken picture.
+    /// What a mirror is told besides media (ready, failed) is never dropped.
     pub fn append(&self, outbox: &mut Vec<MirrorItem>) -> bool {
         let mut lane = self.lock();
-        let was_empty = lane.is_empty();
-        lane.append(outbox);
-        was_empty && !lane.is_empty()
+        let was_empty = lane.items.is_empty();
+        if lane.items.len() + outbox.len() <= MAX_ITEMS {
+            lane.items.append(outbox);
+        } else {
+            let Lane { items, lagging } = &mut *lane;
+            for item in outbox.drain(..) {
+                let media_of = match &item {
+                    MirrorItem::Video { mirror, .. } | MirrorItem::Audio { mirror, .. } => {
+                        Some(*mirror)
+                    }
+                    _ => None,
+                };
+                match media_of {
+                    Some(mirror) if items.len() >= MAX_ITEMS => {
+                        if !lagging.contains(&mirror) {
+                            lagging.push(mirror);
+                            items.push(MirrorItem::Resync { mirror });
+                        }
+                    }
+                    _ => items.push(item),
+                }
+            }
+        }
+        was_empty && !lane.items.is_empty()
     }
 
     /// Takes everything in the lane into `into` (which must be empty); `into`'s old buffer
     /// becomes the lane's, so neither side allocates once both have grown.
     pub fn take(&self, into: &mut Vec<MirrorItem>) {
         debug_assert!(into.is_empty());
-        std::mem::swap(&mut *self.lock(), into);
+        let mut lane = self.lock();
+        std::mem::swap(&mut lane.items, into);
+        lane.lagging.clear();
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<MirrorItem>> {
-        // Appends and swaps leave the vector consistent even if a holder panicked.
-        self.items.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Lane> {
+        // Appends and swaps leave the lane consistent even if a holder panicked.
+        self.lane.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -134,7 +173,7 @@ mod tests {
         outbox.extend((0..64).map(video));
         lane.append(&mut outbox);
         assert_eq!(
-            lane.lock().capacity(),
+            lane.lock().items.capacity(),
             64,
             "appending 64 items reallocated nothing"
         );
@@ -153,5 +192,33 @@ mod tests {
             into_2.extend(got);
         }
         assert_eq!(seqs(&into_2), [1, 2]);
+    }
+
+    #[test]
+    fn a_full_lane_drops_media_and_resyncs_each_lagging_mirror_once() {
+        let lane = MediaLane::default();
+        let mut outbox: Vec<MirrorItem> = (0..MAX_ITEMS as u16).map(video).collect();
+        lane.append(&mut outbox);
+        // The reader is stalled: more media, then news that must not be lost.
+        outbox.extend((0..100).map(video));
+        outbox.push(MirrorItem::Failed {
+            mirror: StreamId(1),
+            info: "gone".into(),
+        });
+        lane.append(&mut outbox);
+        let mut got = Vec::new();
+        lane.take(&mut got);
+        assert_eq!(
+            got.len(),
+            MAX_ITEMS + 2,
+            "capped: one resync and the news added"
+        );
+        assert!(matches!(got[MAX_ITEMS], MirrorItem::Resync { mirror } if mirror == StreamId(1)));
+        assert!(matches!(got[MAX_ITEMS + 1], MirrorItem::Failed { .. }));
+        // Taken: the lane has room again and media flows.
+        got.clear();
+        lane.append(&mut vec![video(7)]);
+        lane.take(&mut got);
+        assert_eq!(seqs(&got), [7]);
     }
 }

@@ -38,6 +38,9 @@ pub fn placements(workers: usize) -> Vec<Placement> {
         .collect()
 }
 
+/// Mirrored items handed over at once by `take_media`.
+pub const MEDIA_SLICE: usize = 64;
+
 /// What goes through a worker's inbox: (from which worker, what).
 type Letter = (usize, Forward);
 
@@ -99,12 +102,31 @@ impl WorkerLink {
         }
     }
 
-    /// Hands what the lanes into this worker hold to `f`, one lane at a time, in order.
-    pub fn take_media(&mut self, mut f: impl FnMut(std::vec::Drain<'_, MirrorItem>)) {
-        for lane in self.lanes.into_worker(self.here) {
-            lane.take(&mut self.incoming);
-            if !self.incoming.is_empty() {
-                f(self.incoming.drain(..));
+    /// Hands what the lanes into this worker hold to `f`, one lane at a time, in order, in
+    /// slices of at most `MEDIA_SLICE` items (the caller sends what each produced before the
+    /// next: a backlog must not queue up per viewer), and at most `max_slices` slices. True
+    /// when items are left for the next call: the lanes' writers will not wake this loop for
+    /// them, so the caller must come back.
+    pub fn take_media(
+        &mut self,
+        max_slices: usize,
+        mut f: impl FnMut(std::vec::Drain<'_, MirrorItem>),
+    ) -> bool {
+        let mut lanes = self.lanes.into_worker(self.here);
+        let incoming = &mut self.incoming;
+        let mut slices = 0;
+        loop {
+            while !incoming.is_empty() {
+                if slices == max_slices {
+                    return true;
+                }
+                let n = incoming.len().min(MEDIA_SLICE);
+                f(incoming.drain(..n));
+                slices += 1;
+            }
+            match lanes.next() {
+                Some(lane) => lane.take(incoming),
+                None => return false,
             }
         }
     }

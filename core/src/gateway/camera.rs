@@ -87,6 +87,23 @@ impl Gateway {
         self.after_stream_input(stream, now);
     }
 
+    /// The loop found a backlog in `stream`'s camera connection: camgate fell behind (starved
+    /// of CPU). Its viewers (and players, and mirrors' viewers) skip to the next keyframe: the
+    /// backlog is then only depacketized, which is cheap, instead of encrypted for every viewer
+    /// as stale video, so camgate catches up within seconds and viewers resume on a keyframe.
+    /// Called again for as long as the backlog lasts.
+    pub fn handle_camera_behind(&mut self, stream: StreamId, now: Instant) {
+        self.advance(now);
+        let Some(s) = self.streams.get(&stream) else {
+            return;
+        };
+        let mirrors = s.mirrors.clone();
+        self.resync_viewers(stream);
+        for (worker, mirror) in mirrors {
+            self.push_mirror(worker, [MirrorItem::Resync { mirror }]);
+        }
+    }
+
     /// Bytes from a camera connection: RTSP responses and interleaved RTP, split anywhere.
     pub fn handle_rtsp_data(&mut self, stream: StreamId, now: Instant, data: &[u8]) {
         self.feed_camera(stream, now, CameraInput::Tcp(data));

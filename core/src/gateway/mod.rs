@@ -69,6 +69,14 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// of some outputs, e.g. pings) is the same for the same seed, and unpredictable to peers.
 type Map<K, V> = HashMap<K, V, ahash::RandomState>;
 
+/// Timers run this late mean camgate itself did not get the CPU (a quota, a busy box): what
+/// viewers seemed to do meanwhile says nothing about them (see `note_lateness`).
+const STALL: Duration = Duration::from_millis(500);
+
+/// Receiver reports are not judged this long after a stall: they describe packets camgate
+/// sent late, in bursts, and would make good links look congested.
+const STALL_MEMORY: Duration = Duration::from_secs(3);
+
 /// How long a viewer whose connection died may still say `stopStream` before it gets FAILED.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
@@ -100,6 +108,8 @@ pub struct Gateway {
     unflushed: Vec<ViewerId>,
     /// How far `flush_next_viewers` got through `unflushed`.
     unflushed_next: usize,
+    /// When the loop last ran its timers late by `STALL` or more (see `note_lateness`).
+    stalled_at: Option<Instant>,
     /// When the gateway was last given time: the instant of the deferred flushes.
     last_now: Option<Instant>,
     /// What waits for each other worker's mirrors, by worker (see `mirror_outbox`).
@@ -149,6 +159,7 @@ impl Gateway {
             transmits: VecDeque::with_capacity(1024),
             unflushed: Vec::with_capacity(1024),
             unflushed_next: 0,
+            stalled_at: None,
             last_now: None,
             mirror_out: Vec::new(),
             stats: GatewayStats::default(),

@@ -62,6 +62,9 @@ impl Gateway {
                 p.with(|w| w.publish(self.local_streams(), self.local_stats()));
             }
         }
+        if let Some(Reverse((t, _))) = self.timers.peek() {
+            self.note_lateness(now.saturating_duration_since(*t), now);
+        }
         while let Some(Reverse((t, key))) = self.timers.peek().copied() {
             if t > now {
                 break;
@@ -123,6 +126,35 @@ impl Gateway {
                 }
                 TimerKey::Player(conn) => self.player_timer(conn, t, now),
                 TimerKey::Ping => self.ping_sessions(now),
+            }
+        }
+    }
+
+    /// The earliest timer ran `late`. Late by `STALL` or more, camgate was starved (a CPU
+    /// quota, a busy box): the browsers' datagrams waited in the socket or were dropped there,
+    /// and what was sent went out late, in bursts. That silence and those receiver reports
+    /// are camgate's doing, not the viewers': silence is excused up to now, links judged
+    /// congested meanwhile start afresh, and reports are not judged for `STALL_MEMORY`.
+    pub(super) fn note_lateness(&mut self, late: Duration, now: Instant) {
+        if late < STALL {
+            return;
+        }
+        if self
+            .stalled_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= STALL_MEMORY)
+        {
+            tracing::warn!(
+                late_ms = late.as_millis() as u64,
+                "camgate is not getting the CPU it needs (timers late): viewers are not judged \
+                 on silence or bandwidth until it catches up"
+            );
+        }
+        self.stalled_at = Some(now);
+        for entry in self.viewers.values_mut() {
+            entry.link = LinkMonitor::new();
+            if let Some(viewer) = entry.viewer.as_mut() {
+                viewer.excuse_silence(now);
+                viewer.set_rate_limit(now, None);
             }
         }
     }

@@ -57,6 +57,10 @@ impl ViewerTable {
     pub(super) fn iter(&self) -> impl Iterator<Item = (ViewerId, &ViewerEntry)> {
         self.0.iter().map(|(k, e)| (ViewerId(k), e))
     }
+
+    pub(super) fn values_mut(&mut self) -> impl Iterator<Item = &mut ViewerEntry> {
+        self.0.iter_mut().map(|(_, e)| e)
+    }
 }
 
 impl std::ops::Index<ViewerId> for ViewerTable {
@@ -271,7 +275,11 @@ impl Gateway {
         // The browser's receiver reports: does its link carry the stream? A congested viewer
         // skips to the next keyframe rather than queue what its link can't carry.
         let mut event = None;
-        if let Some(report) = viewer.take_link_report() {
+        let report = viewer.take_link_report();
+        let stalled = self
+            .stalled_at
+            .is_some_and(|t| now.saturating_duration_since(t) < STALL_MEMORY);
+        if let Some(report) = report.filter(|_| !stalled) {
             let stream_bps = self
                 .streams
                 .get_mut(&entry.stream)

@@ -264,6 +264,12 @@ impl Viewer {
         }
     }
 
+    /// camgate itself was stalled until `now`: the browser's silence until then is not held
+    /// against it (its datagrams waited in, or were dropped by, camgate's socket).
+    pub fn excuse_silence(&mut self, now: Instant) {
+        self.last_heard = self.last_heard.max(now);
+    }
+
     /// Advances the viewer's timers to `now` (ICE, DTLS retransmits, RTCP); a browser silent for
     /// `SILENCE_TIMEOUT` is marked failed.
     pub fn handle_timeout(&mut self, now: Instant, out: &mut VecDeque<Transmit>) {

@@ -17,6 +17,17 @@ use crate::camera_tls::{CameraTls, CameraTlsSession};
 use crate::camera_udp::{CameraUdp, PortRange};
 use crate::tcp::{ReadOutcome, TcpConn};
 
+/// Bytes of a camera's TCP stream handled before what they produced is sent: about 46
+/// packets of 1,400 bytes, a P-frame or two.
+const CAMERA_SLICE: usize = 64 * 1024;
+/// Datagrams of a camera's UDP socket handled before what they produced is sent.
+const CAMERA_UDP_SLICE: usize = 64;
+/// A camera connection holding more than this unread (2 s of a 8 Mbit/s camera, more than
+/// any keyframe) means camgate fell behind: viewers skip the backlog to the next keyframe.
+const CAMERA_BEHIND: usize = 2 << 20;
+/// Slices one camera socket gets per loop turn; then it waits for the next turn.
+const CAMERA_SLICES_PER_TURN: usize = 4;
+
 /// What the loop knows of its cameras' connections.
 pub(super) struct Cameras {
     /// The slab key of each stream's RTSP connection.
@@ -174,17 +185,40 @@ impl EventLoop {
             *announced = true;
             gateway.handle_rtsp_connected(stream, now);
         }
+        // A backlog (after a stall, or a burst) is taken in slices, what each produced sent
+        // before the next is read: so no viewer's queue holds more than a slice's packets, and
+        // the first viewers don't wait for the last ones' share of the whole backlog. After
+        // a turn's worth the connection waits for the next loop turn, letting STUN checks and
+        // other sockets in.
+        let mut slices = 0;
+        let outcome = loop {
+            let Some(Endpoint::Camera { conn, .. }) = self.endpoints.get_mut(key) else {
+                return;
+            };
+            let now = Instant::now();
+            if conn.queued_in() > CAMERA_BEHIND {
+                gateway.handle_camera_behind(stream, now);
+            }
+            let outcome = conn.read_upto(&mut self.read_buf, CAMERA_SLICE, &mut |data| {
+                gateway.handle_rtsp_data(stream, now, data)
+            });
+            gateway.record_camera_input_time(now.elapsed());
+            self.flush_transmits(gateway);
+            slices += 1;
+            if outcome != ReadOutcome::More {
+                break outcome;
+            }
+            if slices >= CAMERA_SLICES_PER_TURN {
+                self.read_later(key);
+                break outcome;
+            }
+        };
         let Some(Endpoint::Camera {
             conn, announced, ..
         }) = self.endpoints.get_mut(key)
         else {
             return;
         };
-        let started = Instant::now();
-        let outcome = conn.read_available(&mut self.read_buf, &mut |data| {
-            gateway.handle_rtsp_data(stream, now, data)
-        });
-        gateway.record_camera_input_time(started.elapsed());
         let flushed = conn.flush();
         if outcome == ReadOutcome::TlsFailed {
             let why = conn.tls_error().unwrap_or("TLS failed").to_owned();
@@ -192,7 +226,7 @@ impl EventLoop {
             gateway.handle_rtsp_tls_failed(stream, now, why);
             return;
         }
-        if !*announced && !conn.tls_handshaking() && outcome == ReadOutcome::WouldBlock {
+        if !*announced && !conn.tls_handshaking() && outcome != ReadOutcome::Closed {
             *announced = true;
             gateway.handle_rtsp_connected(stream, now);
         }
@@ -318,27 +352,41 @@ impl EventLoop {
     }
 
     /// Camera UDP socket `key` is readable: hands every datagram to the gateway.
-    pub(super) fn read_camera_udp(&mut self, key: usize, now: Instant, gateway: &mut Gateway) {
+    pub(super) fn read_camera_udp(&mut self, key: usize, gateway: &mut Gateway) {
         let Some(Endpoint::CameraUdp(c)) = self.endpoints.get_mut(key) else {
             return;
         };
         let (stream, track, rtcp) = (c.stream, c.track, c.rtcp);
-        let started = Instant::now();
-        loop {
-            match c.socket.recv_from(&mut self.read_buf) {
-                Ok((n, source)) => {
-                    let data = &self.read_buf[..n];
-                    gateway.handle_rtsp_udp(stream, now, track, rtcp, source, data)
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    // ICMP port unreachable from the camera's side: not fatal.
-                    tracing::debug!(stream = stream.0, "camera udp receive error: {e}");
-                    break;
+        // In slices, as `read_camera` does.
+        for _ in 0..CAMERA_SLICES_PER_TURN {
+            let Some(Endpoint::CameraUdp(c)) = self.endpoints.get_mut(key) else {
+                return;
+            };
+            let now = Instant::now();
+            let mut more = true;
+            for _ in 0..CAMERA_UDP_SLICE {
+                match c.socket.recv_from(&mut self.read_buf) {
+                    Ok((n, source)) => {
+                        let data = &self.read_buf[..n];
+                        gateway.handle_rtsp_udp(stream, now, track, rtcp, source, data)
+                    }
+                    Err(e) => {
+                        if e.kind() != io::ErrorKind::WouldBlock {
+                            // ICMP port unreachable from the camera's side: not fatal.
+                            tracing::debug!(stream = stream.0, "camera udp receive error: {e}");
+                        }
+                        more = false;
+                        break;
+                    }
                 }
             }
+            gateway.record_camera_input_time(now.elapsed());
+            self.flush_transmits(gateway);
+            if !more {
+                return;
+            }
         }
-        gateway.record_camera_input_time(started.elapsed());
+        self.read_later(key);
     }
 
     pub(super) fn send_camera_udp(

@@ -113,7 +113,13 @@ impl EventLoop {
             return;
         };
         let local = *announced;
-        let accepted = super::web::accept_queued(listener, "ICE-TCP", key, &mut self.accept_retry);
+        let accepted = super::web::accept_queued(
+            listener,
+            "ICE-TCP",
+            key,
+            &mut self.accept_retry,
+            &mut self.spare_fd,
+        );
         for (mut stream, remote) in accepted {
             // Media frames leave as soon as written, not held for coalescing.
             let _ = stream.set_nodelay(true);

@@ -161,24 +161,19 @@ impl EventLoop {
 
     /// The RTSP listener is readable: accepts every queued player.
     pub(super) fn accept_players(&mut self, key: usize, now: Instant, gateway: &mut Gateway) {
-        loop {
-            let Some(Endpoint::RtspListener(listener)) = self.endpoints.get(key) else {
-                return;
-            };
-            let (mut stream, peer) = match listener.accept() {
-                Ok(x) => x,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // Out of descriptors: retried next turn (edge-triggered, see `accept_retry`).
-                    tracing::warn!("RTSP accept failed: {e}");
-                    if !self.accept_retry.contains(&key) {
-                        self.accept_retry.push(key);
-                    }
-                    return;
-                }
-            };
-            self.accept_retry.retain(|k| *k != key);
+        let Some(Endpoint::RtspListener(listener)) = self.endpoints.get(key) else {
+            return;
+        };
+        // Shared with the web and ICE-TCP listeners: at the open files limit the spare
+        // descriptor lets a player be refused at once instead of hanging in the listen queue.
+        let accepted = super::web::accept_queued(
+            listener,
+            "RTSP",
+            key,
+            &mut self.accept_retry,
+            &mut self.spare_fd,
+        );
+        for (mut stream, peer) in accepted {
             let _ = stream.set_nodelay(true);
             // A fixed send buffer: with the kernel's autotuning a player that stops reading
             // absorbs megabytes before the gateway's queue (skip to a keyframe, then drop) sees

@@ -127,7 +127,13 @@ impl EventLoop {
             return;
         };
         let kind = *kind;
-        let accepted = accept_queued(listener, kind, key, &mut self.accept_retry);
+        let accepted = accept_queued(
+            listener,
+            kind,
+            key,
+            &mut self.accept_retry,
+            &mut self.spare_fd,
+        );
         for (mut stream, peer) in accepted {
             let _ = stream.set_nodelay(true);
             let key = self.endpoints.vacant_key();
@@ -139,7 +145,10 @@ impl EventLoop {
                 tracing::warn!("register failed: {e}");
                 continue;
             }
-            self.endpoints.insert(Endpoint::Web(TcpConn::new(stream)));
+            self.endpoints.insert(Endpoint::Web(TcpConn::with_limit(
+                stream,
+                TcpConn::MAX_QUEUED_WEB,
+            )));
             web.accepted(ConnId(key), kind, peer, now);
         }
     }
@@ -258,11 +267,17 @@ pub(super) fn accept_queued(
     kind: impl std::fmt::Debug,
     key: usize,
     accept_retry: &mut Vec<usize>,
+    spare: &mut SpareFd,
 ) -> Vec<(TcpStream, SocketAddr)> {
     let mut accepted = Vec::new();
     loop {
         match listener.accept() {
-            Ok(pair) => accepted.push(pair),
+            Ok(pair) => {
+                if std::mem::take(&mut spare.refusing) {
+                    tracing::info!(?kind, "accepting connections again");
+                }
+                accepted.push(pair)
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if accept_retry.contains(&key) {
                     accept_retry.retain(|&k| k != key);
@@ -275,6 +290,22 @@ pub(super) fn accept_queued(
                 if e.kind() == io::ErrorKind::ConnectionAborted
                     || e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
+                // Out of descriptors: the spare one lets us take the connection and close
+                // it, so the client learns at once instead of hanging in the listen queue.
+                let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                // The connection is closed inside, before the spare is taken again.
+                if out_of_fds && spare.released(|| listener.accept().is_ok()) == Some(true) {
+                    if !std::mem::replace(&mut spare.refusing, true) {
+                        tracing::warn!(
+                            ?kind,
+                            "accept failed: {e} (open files limit {}); new connections \
+                             are closed at once until descriptors are free again",
+                            open_files_limit()
+                        );
+                    }
+                    continue;
+                }
+                // No spare (or out of memory): the connections wait in the listen queue.
                 if !accept_retry.contains(&key) {
                     accept_retry.push(key);
                     tracing::warn!(
@@ -287,6 +318,34 @@ pub(super) fn accept_queued(
                 return accepted;
             }
         }
+    }
+}
+
+/// One descriptor held in reserve (`/dev/null`): at the open files limit it is closed for the
+/// moment it takes to accept a connection and close it (see `accept_queued`).
+pub(super) struct SpareFd {
+    file: Option<std::fs::File>,
+    /// Connections are being refused for want of descriptors (logged once per episode).
+    refusing: bool,
+}
+
+impl SpareFd {
+    pub(super) fn new() -> Self {
+        Self {
+            file: std::fs::File::open("/dev/null").ok(),
+            refusing: false,
+        }
+    }
+
+    /// Runs `f` with the spare descriptor free, then takes it again (if it can: when another
+    /// thread took the freed number meanwhile, the next call has no spare and returns `None`
+    /// until one can be opened).
+    pub(super) fn released<T>(&mut self, f: impl FnOnce() -> T) -> Option<T> {
+        let spare = (self.file.take()).or_else(|| std::fs::File::open("/dev/null").ok())?;
+        drop(spare);
+        let out = f();
+        self.file = std::fs::File::open("/dev/null").ok();
+        Some(out)
     }
 }
 

@@ -24,6 +24,9 @@ use crate::auth_throttle::AuthThrottle;
 /// Bytes tungstenite reads at a time into each WebSocket's buffer (allocated per connection).
 const WS_READ_BUFFER: usize = 4096;
 
+/// Input buffer capacity a connection keeps once it has read everything.
+const KEEP_INPUT: usize = 16 * 1024;
+
 /// Bytes in from the socket, bytes out to it: the "stream" tungstenite works on.
 #[derive(Default)]
 struct MemStream {
@@ -140,6 +143,11 @@ impl WsConn {
                     break self.flush_and_close(conn, out);
                 }
             }
+        }
+        let input = &mut self.ws.get_mut().input;
+        if input.is_empty() && input.capacity() > KEEP_INPUT {
+            // A burst (a long message, many at once) is read: its buffer goes back.
+            *input = Vec::new();
         }
     }
 
