@@ -126,6 +126,11 @@ pub struct SearchResult {
     steps: Vec<(usize, f64, bool)>,
     reached_cap: bool,
     loadgen_limited: bool,
+    loadgen_cpus: String,
+    /// Steps taken on a busy machine (see `RunResult::busy`), and the most CPU other processes
+    /// used in a step (% of one core).
+    busy_steps: usize,
+    max_other_cpu_pct: f64,
 }
 
 /// What the whole run was: machine, versions, camera, Janus configuration.
@@ -145,6 +150,8 @@ pub struct Meta {
     janus: String,
     janus_config: String,
     rmem_default: String,
+    /// The benchmark's scheduling priority: its autogroup's nice and its own.
+    scheduling: String,
     camera: String,
     viewers: String,
     window_s: u64,
@@ -499,6 +506,11 @@ fn suite(o: &Opts) -> usize {
             sh("cat /proc/sys/net/core/rmem_default"),
             sh("cat /proc/sys/net/core/rmem_max")
         ),
+        scheduling: format!(
+            "autogroup {}, process nice {}",
+            sh("cat /proc/self/autogroup"),
+            sh("nice")
+        ),
         camera: camera_description(o),
         viewers: format!(
             "str0m 0.25 peers (real ICE, DTLS, SRTP), {} threads, one UDP socket each, in the same process as the camera \
@@ -616,6 +628,7 @@ fn search(
         workers,
         mbps,
         server_cpus: scpus.clone().unwrap_or_default(),
+        loadgen_cpus: lcpus.clone().unwrap_or_default(),
         ..Default::default()
     };
     let mut try_n = |n: usize, s: &mut SearchResult| -> bool {
@@ -633,6 +646,8 @@ fn search(
             r.error.is_none() && r.setup_failed == 0 && r.viewers_lost == 0 && r.loss_pct < 1.0;
         s.steps.push((n, r.loss_pct, ok));
         s.loadgen_limited |= r.loadgen_limited;
+        s.busy_steps += usize::from(r.busy);
+        s.max_other_cpu_pct = s.max_other_cpu_pct.max(r.other_cpu_pct);
         if !ok {
             s.failed_why = match &r.error {
                 Some(e) => e.clone(),

@@ -98,7 +98,9 @@ pub fn write(out: &Path, records: &[Raw]) {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     );
-    let busy = runs.iter().filter(|r| r.busy).count();
+    let busy = runs.iter().filter(|r| r.busy).count()
+        + searches.iter().map(|x| x.busy_steps).sum::<usize>();
+    let n_runs = runs.len() + searches.iter().map(|x| x.steps.len()).sum::<usize>();
     let failed: Vec<&&RunResult> = runs.iter().filter(|r| r.error.is_some()).collect();
     for m in &metas {
         let _ = writeln!(
@@ -122,9 +124,8 @@ pub fn write(out: &Path, records: &[Raw]) {
     );
     let _ = writeln!(
         s,
-        "- **Busy machine:** {busy} of {} runs were taken while other processes used ≥ 20 % of a core or the load \
-         average before the run was ≥ 1 (marked ⚠ in the tables){}",
-        runs.len(),
+        "- **Busy machine:** {busy} of {n_runs} runs (search steps included) were taken while other processes used \
+         ≥ 20 % of a core or the load average before the run was ≥ 1 (marked ⚠ in the tables){}",
         if busy > 0 {
             ": their latency and CPU figures are inflated by the other work; a run on a quiet machine is pending."
         } else {
@@ -138,6 +139,15 @@ pub fn write(out: &Path, records: &[Raw]) {
     );
     let _ = writeln!(s, "- Janus: {} (configuration at the end)", meta.janus);
     let _ = writeln!(s, "- Socket buffers: {}", meta.rmem_default);
+    let _ = writeln!(
+        s,
+        "- Scheduling: {} (server and load generator inherit it)",
+        if meta.scheduling.is_empty() {
+            "not recorded"
+        } else {
+            &meta.scheduling
+        }
+    );
     let _ = writeln!(s, "- Camera: {}", meta.camera);
     let _ = writeln!(s, "- Viewers: {}", meta.viewers);
     let mut pins: Vec<String> = runs
@@ -490,16 +500,17 @@ pub fn write(out: &Path, records: &[Raw]) {
         );
         let _ = writeln!(
             s,
-            "| server | workers / event loops | Mbit/s | server CPUs | held | first count that failed | why | steps (viewers: loss %) | load generator limited |\n|---|---:|---:|---|---:|---:|---|---|---|"
+            "| server | workers / event loops | Mbit/s | server CPUs | load generator CPUs | held | first count that failed | why | steps (viewers: loss %) | load generator limited | busy-machine steps (max other CPU %) |\n|---|---:|---:|---|---|---:|---:|---|---|---|---|"
         );
         for x in &searches {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {}{} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {}{} | {} | {} | {} | {} | {} of {} ({:.0}) |",
                 x.target,
                 x.workers,
                 x.mbps,
                 x.server_cpus,
+                x.loadgen_cpus,
                 x.held.map_or("none".into(), |h| h.to_string()),
                 if x.reached_cap { " (search cap)" } else { "" },
                 x.failed_at.map_or("–".into(), |h| h.to_string()),
@@ -509,7 +520,10 @@ pub fn write(out: &Path, records: &[Raw]) {
                     .map(|(n, l, ok)| format!("{n}: {l:.2}{}", if *ok { "" } else { " ✗" }))
                     .collect::<Vec<_>>()
                     .join(", "),
-                if x.loadgen_limited { "yes" } else { "no" }
+                if x.loadgen_limited { "yes" } else { "no" },
+                x.busy_steps,
+                x.steps.len(),
+                x.max_other_cpu_pct
             );
         }
     }
