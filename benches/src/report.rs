@@ -65,11 +65,21 @@ pub fn write(out: &Path, records: &[Raw]) {
         }
     }
     let mut meta = metas.last().cloned().unwrap_or_default();
+    // Each configuration once (every one starts with its janus.jcfg).
+    let mut configs: Vec<String> = Vec::new();
     for m in &metas {
-        if !m.janus_config.is_empty() && !meta.janus_config.contains(&m.janus_config) {
-            meta.janus_config.push_str(&m.janus_config);
+        for c in m
+            .janus_config
+            .split("# janus.jcfg\n")
+            .filter(|c| !c.trim().is_empty())
+        {
+            let c = format!("# janus.jcfg\n{}", c.trim_end());
+            if !configs.contains(&c) {
+                configs.push(c);
+            }
         }
     }
+    meta.janus_config = configs.join("\n\n");
     let runs: Vec<&RunResult> = records
         .iter()
         .filter_map(|r| match r {
@@ -459,9 +469,17 @@ pub fn write(out: &Path, records: &[Raw]) {
                 .filter_map(|r| r.frame_p99_ms)
                 .fold(f64::NAN, f64::max);
             let rho = med_of(&ok, |r| r.position_rho);
+            // A rank correlation over a spread of a few percent says nothing: call a dependence
+            // on position only when the last tenth's p99 differs from the first tenth's by ≥ 25 %.
+            let first = med_of(&ok, |r| r.first_tenth_p99_ms);
+            let last = med_of(&ok, |r| r.last_tenth_p99_ms);
+            let material = match (first, last) {
+                (Some(a), Some(b)) if a.min(b) > 0.0 => (a - b).abs() / a.min(b) >= 0.25,
+                _ => false,
+            };
             let _ = writeln!(
                 s,
-                "- {} w={}, {} viewers: frame p99 {} ms median, {} ms worst round{}; per-viewer spread ρ {}{}{}",
+                "- {} w={}, {} viewers: frame p99 {} ms median, {} ms worst round{}; first / last tenth p99 {} / {} ms, ρ {}{}{}",
                 k.0,
                 k.1,
                 k.2,
@@ -476,10 +494,17 @@ pub fn write(out: &Path, records: &[Raw]) {
                 } else {
                     String::new()
                 },
+                f(first, 2),
+                f(last, 2),
                 f(rho, 2),
                 match rho {
-                    Some(r) if r >= 0.5 => " — latency grows with the viewer's position in the list",
-                    Some(r) if r <= -0.5 => " — earlier viewers are slower",
+                    Some(r) if r >= 0.5 && material => {
+                        " — latency grows with the viewer's position in the list"
+                    }
+                    Some(r) if r <= -0.5 && material => " — earlier viewers are slower",
+                    Some(_) if !material => {
+                        " — first and last tenth within 25 % of each other: no material dependence on position"
+                    }
                     Some(_) => " — no strong dependence on position",
                     None => "",
                 },
@@ -549,7 +574,9 @@ pub fn write(out: &Path, records: &[Raw]) {
              streaming plugin's `videobufferkf` (keyframe buffering for instant start). Janus has no receive-buffer \
              setting of its own: its sockets get `net.core.rmem_default` (above); that sysctl cannot be changed inside \
              the benchmark's network namespace on this kernel, and raising it for the host would change it for the \
-             other work on the box, so it is left at the default for both servers.\n"
+             other work on the box, so it is left at the default for both servers. The admin API is on (127.0.0.1 only) so \
+             the bench can read the negotiated SRTP profile; its `admin_secret` goes into `general` (runs before \
+             2026-12-07 18:30 did not print that line).\n"
         );
         let _ = writeln!(s, "```\n{}\n```", meta.janus_config.trim_end());
     }

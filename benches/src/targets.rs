@@ -375,6 +375,12 @@ cam1: {{
             1,
         );
     std::fs::write(&jcfg, text).map_err(err("write jcfg"))?;
+    // What Janus reads, as written.
+    config.clear();
+    for (name, _) in &files {
+        let text = std::fs::read_to_string(dir.join(name)).map_err(err("read jcfg"))?;
+        config.push_str(&format!("# {name}\n{text}\n"));
+    }
     let log = std::fs::File::create(dir.join("janus.log")).map_err(err("log"))?;
     let child = pinned(Path::new("janus"), cpus)
         .arg("-F")
