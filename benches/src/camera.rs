@@ -1,6 +1,8 @@
-//! The synthetic camera: an RTSP server (TCP-interleaved for camgate, UDP for Janus) that
-//! streams H.264-shaped RTP (valid NAL headers, FU-A, SPS/PPS + IDR every GOP, random
-//! content with realistic frame sizes) and 20 ms PCMU packets, paced in real time.
+//! The bench camera: an RTSP server (TCP-interleaved for camgate, UDP for Janus) that streams,
+//! paced in real time, either a recorded encoder stream ([`Recorded`]: x264 through GStreamer's
+//! `rtph264pay mtu=1400`, replayed packet for packet, looped with continuing timestamps) or
+//! synthetic H.264-shaped RTP (valid NAL headers, FU-A, SPS/PPS + IDR every GOP, random content
+//! with realistic frame sizes); audio is 20 ms PCMU packets or a recorded AAC (mpeg4-generic) track.
 //!
 //! Every media packet's payload ends with `MAGIC` + a u64 packet id, and the instant it was
 //! sent is kept in [`SendLog`]: viewers in the same process measure relay latency and loss
@@ -31,6 +33,7 @@ const GOP: u32 = 30;
 const VIDEO_PT: u8 = 96;
 const VIDEO_SSRC: u32 = 0x5eed_0001;
 const AUDIO_SSRC: u32 = 0x5eed_0002;
+const AUDIO_PT_RECORDED: u8 = 97;
 const LOG_SIZE: usize = 1 << 21;
 
 /// The demo clip's SPS (640x360) with profile-level-id rewritten to 42e01f, and its PPS.
@@ -40,7 +43,8 @@ pub(crate) const SPS: &[u8] = &[
 ];
 pub(crate) const PPS: &[u8] = &[0x68, 0xcb, 0x8c, 0xb2];
 
-/// Send instants (ns since `epoch`, +1 so 0 means unknown) of every packet id.
+/// Send instants of every packet id: `(ns since epoch + 1) << 1 | last packet of a video frame`
+/// (0 means unknown).
 pub struct SendLog {
     pub epoch: Instant,
     slots: Box<[AtomicU64]>,
@@ -60,15 +64,25 @@ impl SendLog {
     }
     fn record(&self, now: Instant) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.slots[id as usize % LOG_SIZE].store(self.ns(now) + 1, Ordering::Relaxed);
+        self.slots[id as usize % LOG_SIZE].store((self.ns(now) + 1) << 1, Ordering::Relaxed);
         id
+    }
+    /// Marks `id` as the camera's last packet of a video frame (its RTP marker packet), stamped
+    /// `now`: taken after the whole frame was handed to the kernel, so frame latency starts when
+    /// the server could have the complete frame.
+    fn mark_frame_end(&self, id: u64, now: Instant) {
+        self.slots[id as usize % LOG_SIZE].store(((self.ns(now) + 1) << 1) | 1, Ordering::Relaxed);
+    }
+    /// Whether `id` was the last packet of a video frame.
+    pub fn is_frame_end(&self, id: u64) -> bool {
+        self.slots[id as usize % LOG_SIZE].load(Ordering::Relaxed) & 1 == 1
     }
     /// Send time (ns since epoch) of packet `id`, if known.
     pub fn sent_ns(&self, id: u64) -> Option<u64> {
         if id >= self.next_id.load(Ordering::Relaxed) {
             return None;
         }
-        match self.slots[id as usize % LOG_SIZE].load(Ordering::Relaxed) {
+        match self.slots[id as usize % LOG_SIZE].load(Ordering::Relaxed) >> 1 {
             0 => None,
             v => Some(v - 1),
         }
@@ -104,6 +118,137 @@ struct Shared {
     sinks: Mutex<Vec<(u64, Sink)>>,
     log: Arc<SendLog>,
     bitrate: u32,
+    video: Option<Arc<Recorded>>,
+    audio: Option<Arc<RecordedAudio>>,
+}
+
+/// One RTP packet of a recording: marker bit and payload.
+type RecPacket = (bool, Vec<u8>);
+
+/// A recorded H.264 RTP stream (RFC 4571 framed, as `rtpstreampay` writes it), grouped in frames.
+pub struct Recorded {
+    /// (RTP timestamp offset from the first frame, packets).
+    frames: Vec<(u32, Vec<RecPacket>)>,
+    /// RTP ticks from the first frame of one loop to the first frame of the next.
+    loop_ticks: u32,
+    sps: Vec<u8>,
+    pps: Vec<u8>,
+    /// Mean frame size in bytes of RTP payload, for the report.
+    pub mean_frame_bytes: f64,
+    pub mean_idr_bytes: f64,
+    pub packets_per_frame: f64,
+    pub mean_packet_bytes: f64,
+}
+
+impl Recorded {
+    pub fn load(path: &std::path::Path) -> Result<Recorded, String> {
+        let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut frames: Vec<(u32, Vec<RecPacket>)> = Vec::new();
+        let (mut sps, mut pps) = (Vec::new(), Vec::new());
+        let mut first_ts = None;
+        let mut rest = &data[..];
+        while let [hi, lo, tail @ ..] = rest {
+            let n = usize::from(u16::from_be_bytes([*hi, *lo]));
+            let (pkt, next) = tail.split_at_checked(n).ok_or("truncated capture")?;
+            rest = next;
+            let p = RtpPacket::parse(pkt).map_err(|_| "not RTP")?;
+            let t0 = *first_ts.get_or_insert(p.timestamp);
+            let off = p.timestamp.wrapping_sub(t0);
+            match p.payload.first().map(|b| b & 0x1f) {
+                Some(7) if sps.is_empty() => sps = p.payload.to_vec(),
+                Some(8) if pps.is_empty() => pps = p.payload.to_vec(),
+                _ => {}
+            }
+            if frames.last().is_none_or(|f| f.0 != off) {
+                frames.push((off, Vec::new()));
+            }
+            frames
+                .last_mut()
+                .unwrap()
+                .1
+                .push((p.marker, p.payload.to_vec()));
+        }
+        if frames.len() < 2 || sps.is_empty() || pps.is_empty() {
+            return Err(format!("{}: no H.264 stream with SPS/PPS", path.display()));
+        }
+        let step = frames[1].0.wrapping_sub(frames[0].0);
+        let loop_ticks = frames.last().unwrap().0 + step;
+        let bytes = |f: &(u32, Vec<RecPacket>)| f.1.iter().map(|p| p.1.len()).sum::<usize>() as f64;
+        let is_idr = |f: &(u32, Vec<RecPacket>)| {
+            f.1.iter().any(|(_, pl)| {
+                let t = pl[0] & 0x1f;
+                t == 5 || (t == 28 && pl.get(1).is_some_and(|b| b & 0x1f == 5))
+            })
+        };
+        let idr: Vec<f64> = frames.iter().filter(|f| is_idr(f)).map(bytes).collect();
+        let npk: usize = frames.iter().map(|f| f.1.len()).sum();
+        let total: f64 = frames.iter().map(bytes).sum();
+        Ok(Recorded {
+            mean_frame_bytes: total / frames.len() as f64,
+            mean_idr_bytes: idr.iter().sum::<f64>() / idr.len().max(1) as f64,
+            packets_per_frame: npk as f64 / frames.len() as f64,
+            mean_packet_bytes: total / npk as f64 + 12.0,
+            frames,
+            loop_ticks,
+            sps,
+            pps,
+        })
+    }
+}
+
+/// A recorded audio track (RFC 4571 framed RTP) with its SDP description, looped.
+pub struct RecordedAudio {
+    packets: Vec<(u32, Vec<u8>)>,
+    loop_ticks: u32,
+    pub encoding: String,
+    pub clock_rate: u32,
+    channels: Option<u32>,
+    fmtp: Option<String>,
+}
+
+impl RecordedAudio {
+    /// `<name>.rtp` and `<name>.meta` (encoding=, clock_rate=, channels=, fmtp= lines), as in
+    /// `core/tests/data/audio/`.
+    pub fn load(base: &std::path::Path) -> Result<RecordedAudio, String> {
+        let meta = std::fs::read_to_string(base.with_extension("meta"))
+            .map_err(|e| format!("{}.meta: {e}", base.display()))?;
+        let field = |k: &str| {
+            meta.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(str::to_owned)
+        };
+        let data = std::fs::read(base.with_extension("rtp")).map_err(|e| e.to_string())?;
+        let raw = camgate_testkit::capture::rfc4571_packets(&data);
+        let ts = |p: &[u8]| u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+        let first = ts(raw.first().ok_or("empty audio capture")?);
+        let packets: Vec<(u32, Vec<u8>)> = raw
+            .iter()
+            .filter_map(|p| {
+                let r = RtpPacket::parse(p).ok()?;
+                Some((ts(p).wrapping_sub(first), r.payload.to_vec()))
+            })
+            .collect();
+        let step = packets.get(1).ok_or("short audio capture")?.0;
+        Ok(RecordedAudio {
+            loop_ticks: packets.last().unwrap().0 + step,
+            packets,
+            encoding: field("encoding=").ok_or("no encoding=")?,
+            clock_rate: field("clock_rate=")
+                .and_then(|v| v.parse().ok())
+                .ok_or("no clock_rate=")?,
+            channels: field("channels=").and_then(|v| v.parse().ok()),
+            fmtp: field("fmtp=").filter(|f| !f.is_empty()),
+        })
+    }
+}
+
+/// What the camera streams.
+#[derive(Clone, Default)]
+pub struct Media {
+    /// A recorded H.264 stream; None: synthetic.
+    pub video: Option<Arc<Recorded>>,
+    /// A recorded audio track; None: synthetic PCMU.
+    pub audio: Option<Arc<RecordedAudio>>,
 }
 
 pub struct Camera {
@@ -115,6 +260,11 @@ pub struct Camera {
 impl Camera {
     /// Starts the camera on 127.0.0.1 (ephemeral port) at `bitrate` bit/s of video.
     pub fn start(bitrate: u32, log: Arc<SendLog>) -> io::Result<Camera> {
+        Self::start_with(bitrate, Media::default(), log)
+    }
+
+    /// Starts the camera streaming `media` (synthetic video at `bitrate` where `media` has none).
+    pub fn start_with(bitrate: u32, media: Media, log: Arc<SendLog>) -> io::Result<Camera> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -123,6 +273,8 @@ impl Camera {
             sinks: Mutex::new(Vec::new()),
             log,
             bitrate,
+            video: media.video,
+            audio: media.audio,
         });
         let s = shared.clone();
         let accept = thread::spawn(move || {
@@ -234,8 +386,24 @@ fn send_all(shared: &Shared, pkt: &[u8], audio: bool) {
     sinks.retain(|(id, _)| !dead.contains(id));
 }
 
-/// Real-time pacing: one access unit every 1/30 s (sent as a burst, as cameras do) and one
-/// PCMU packet every 20 ms.
+/// Writes the id trailer over the last bytes of the packet in `pkt` and logs its send time.
+fn stamp(shared: &Shared, pkt: &mut [u8]) -> u64 {
+    let l = pkt.len();
+    let id = shared.log.record(Instant::now());
+    pkt[l - TRAILER..l - 8].copy_from_slice(MAGIC);
+    pkt[l - 8..].copy_from_slice(&id.to_be_bytes());
+    id
+}
+
+/// Whether a video payload can carry an id trailer: slice data (single NAL unit of a slice, or a
+/// FU-A fragment) long enough. SPS, PPS, SEI and AUD stay intact (the gateway reads them).
+fn stampable(payload: &[u8]) -> bool {
+    let t = payload.first().map_or(0, |b| b & 0x1f);
+    matches!(t, 1 | 5 | 28) && payload.len() > TRAILER + 2
+}
+
+/// Real-time pacing: one access unit every frame interval (sent as a burst, as cameras do) and
+/// one audio packet at each of its timestamps.
 fn pace(shared: &Shared) {
     let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let mut video = Packetizer {
@@ -244,34 +412,85 @@ fn pace(shared: &Shared) {
     };
     let mut audio = Packetizer {
         seq: 5000,
-        pkt: Vec::with_capacity(200),
+        pkt: Vec::with_capacity(2000),
     };
     let start = Instant::now();
     let (mut frame, mut apkt) = (0u64, 0u64);
     let mut nal = Vec::new();
+    // RTP timestamp (90 kHz) of video frame `frame`.
+    let video_ts = |frame: u64| -> u64 {
+        match &shared.video {
+            None => frame * 3000,
+            Some(r) => {
+                let n = r.frames.len() as u64;
+                (frame / n) * u64::from(r.loop_ticks) + u64::from(r.frames[(frame % n) as usize].0)
+            }
+        }
+    };
+    let audio_ts = |apkt: u64| -> (u64, u32) {
+        match &shared.audio {
+            None => (apkt * 160, 8000),
+            Some(a) => {
+                let n = a.packets.len() as u64;
+                (
+                    (apkt / n) * u64::from(a.loop_ticks)
+                        + u64::from(a.packets[(apkt % n) as usize].0),
+                    a.clock_rate,
+                )
+            }
+        }
+    };
     while !shared.stop.load(Ordering::Relaxed) {
-        let t_video = start + Duration::from_nanos(frame * 1_000_000_000 / u64::from(FPS));
-        let t_audio = start + Duration::from_millis(apkt * 20);
+        let t_video = start + Duration::from_nanos(video_ts(frame) * 1_000_000_000 / 90_000);
+        let (ats, arate) = audio_ts(apkt);
+        let t_audio = start + Duration::from_nanos(ats * 1_000_000_000 / u64::from(arate));
         let next = t_video.min(t_audio);
         let now = Instant::now();
         if next > now {
             thread::sleep(next - now);
         }
         if t_audio <= t_video {
-            let ts = (apkt * 160) as u32;
-            audio.header(0, apkt == 0, ts, AUDIO_SSRC);
-            let mut payload = [0xffu8; 160];
-            rng.fill(&mut payload[..148]);
-            let id = shared.log.record(Instant::now());
-            payload[148..152].copy_from_slice(MAGIC);
-            payload[152..].copy_from_slice(&id.to_be_bytes());
-            audio.pkt.extend_from_slice(&payload);
+            match &shared.audio {
+                None => {
+                    audio.header(0, apkt == 0, ats as u32, AUDIO_SSRC);
+                    let mut payload = [0xffu8; 160];
+                    rng.fill(&mut payload[..148]);
+                    let id = shared.log.record(Instant::now());
+                    payload[148..152].copy_from_slice(MAGIC);
+                    payload[152..].copy_from_slice(&id.to_be_bytes());
+                    audio.pkt.extend_from_slice(&payload);
+                }
+                Some(a) => {
+                    // No id trailer: the gateway decodes this audio (AAC → Opus).
+                    let (_, payload) = &a.packets[(apkt % a.packets.len() as u64) as usize];
+                    audio.header(AUDIO_PT_RECORDED, true, ats as u32, AUDIO_SSRC);
+                    audio.pkt.extend_from_slice(payload);
+                }
+            }
             send_all(shared, &audio.pkt, true);
             apkt += 1;
             continue;
         }
+        let ts = video_ts(frame) as u32;
+        if let Some(r) = &shared.video {
+            let (_, packets) = &r.frames[(frame % r.frames.len() as u64) as usize];
+            let mut last_id = None;
+            for (marker, payload) in packets {
+                video.header(VIDEO_PT, *marker, ts, VIDEO_SSRC);
+                video.pkt.extend_from_slice(payload);
+                let id = stampable(payload).then(|| stamp(shared, &mut video.pkt));
+                send_all(shared, &video.pkt, false);
+                if *marker {
+                    last_id = id;
+                }
+            }
+            if let Some(id) = last_id {
+                shared.log.mark_frame_end(id, Instant::now());
+            }
+            frame += 1;
+            continue;
+        }
         let idr = frame % u64::from(GOP) == 0;
-        let ts = (frame * 3000) as u32;
         if idr {
             for ps in [SPS, PPS] {
                 video.header(VIDEO_PT, false, ts, VIDEO_SSRC);
@@ -286,18 +505,20 @@ fn pace(shared: &Shared) {
         nal[1] = if idr { 0x88 } else { 0x9a };
         // FU-A with the id trailer as the last bytes of every fragment.
         let mut fragments = fu_a_fragments(nal[0], &nal[1..], true, true, MAX_PAYLOAD).peekable();
+        let mut last_id = None;
         while let Some(frag) = fragments.next() {
             let last = fragments.peek().is_none();
             video.header(VIDEO_PT, last, ts, VIDEO_SSRC);
             video.pkt.extend_from_slice(frag.prefix());
             video.pkt.extend_from_slice(frag.body);
-            if frag.body.len() > TRAILER + 1 {
-                let l = video.pkt.len();
-                let id = shared.log.record(Instant::now());
-                video.pkt[l - TRAILER..l - 8].copy_from_slice(MAGIC);
-                video.pkt[l - 8..].copy_from_slice(&id.to_be_bytes());
-            }
+            let id = (frag.body.len() > TRAILER + 1).then(|| stamp(shared, &mut video.pkt));
             send_all(shared, &video.pkt, false);
+            if last {
+                last_id = id;
+            }
+        }
+        if let Some(id) = last_id {
+            shared.log.mark_frame_end(id, Instant::now());
         }
         frame += 1;
     }
@@ -356,14 +577,35 @@ fn serve(stream: TcpStream, shared: &Shared, session: u64) -> io::Result<()> {
                 ),
                 "DESCRIBE" => {
                     let b64 = |d: &[u8]| BASE64.encode(d);
+                    let (sps, pps) = match &shared.video {
+                        Some(r) => (&r.sps[..], &r.pps[..]),
+                        None => (SPS, PPS),
+                    };
+                    let audio = match &shared.audio {
+                        None => "m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n".to_string(),
+                        Some(a) => format!(
+                            "m=audio 0 RTP/AVP {pt}\r\na=rtpmap:{pt} {}/{}{}\r\n{}",
+                            a.encoding,
+                            a.clock_rate,
+                            a.channels.map(|c| format!("/{c}")).unwrap_or_default(),
+                            a.fmtp
+                                .as_ref()
+                                .map(|f| format!("a=fmtp:{AUDIO_PT_RECORDED} {f}\r\n"))
+                                .unwrap_or_default(),
+                            pt = AUDIO_PT_RECORDED
+                        ),
+                    };
                     body = format!(
                         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=bench\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
                          m=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
-                         a=fmtp:96 packetization-mode=1;profile-level-id=42e01f;sprop-parameter-sets={},{}\r\n\
+                         a=fmtp:96 packetization-mode=1;profile-level-id={:02x}{:02x}{:02x};sprop-parameter-sets={},{}\r\n\
                          a=control:track1\r\n\
-                         m=audio 0 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=control:track2\r\n",
-                        b64(SPS),
-                        b64(PPS)
+                         {audio}a=control:track2\r\n",
+                        sps[1],
+                        sps[2],
+                        sps[3],
+                        b64(sps),
+                        b64(pps)
                     );
                     let base = uri.trim_end_matches('/');
                     extra = format!("Content-Type: application/sdp\r\nContent-Base: {base}/\r\n");

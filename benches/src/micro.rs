@@ -21,7 +21,7 @@ use camgate_testkit::Rng;
 
 use crate::camera::{frame_size, MAX_PAYLOAD, PPS, SPS};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct MicroResult {
     pub viewers: usize,
     pub datagrams: u64,

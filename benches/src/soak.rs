@@ -54,7 +54,7 @@ pub fn run(
     let log = camera::new_log();
     let cam = camera::Camera::start(2_000_000, log.clone()).map_err(|e| e.to_string())?;
     let url = cam.url("steady");
-    let server = targets::start_camgate(camgate)?;
+    let server = targets::start_camgate(camgate, 0, None)?;
     let pid = server.pid();
     let Kind::Camgate { http, ws } = server.kind else {
         return Err("not camgate".into());
@@ -65,7 +65,7 @@ pub fn run(
     let worker = Worker::spawn(shared.clone());
     let steady = 5;
     for i in 0..steady {
-        worker.add(targets::camgate_viewer(ws, &url, i, false)?);
+        worker.add(targets::camgate_viewer(ws, &url, i, false, false)?);
     }
     std::thread::sleep(Duration::from_secs(3));
     let rss_before_kb = targets::proc_rss_kb(pid);
@@ -73,7 +73,7 @@ pub fn run(
     let mut viewer_cycles_failed = 0;
     for i in 0..viewer_cycles {
         // Join (answer received), then leave by closing the WebSocket.
-        match targets::camgate_viewer(ws, &url, 1000 + i, false) {
+        match targets::camgate_viewer(ws, &url, 1000 + i, false, false) {
             Ok(ready) => drop(ready),
             Err(_) => viewer_cycles_failed += 1,
         }

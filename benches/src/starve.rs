@@ -223,7 +223,7 @@ pub fn run(camgate: &Path, o: &Opts) -> Result<StarveResult, String> {
     let log = camera::new_log();
     let cam = camera::Camera::start(o.mbps * 1_000_000, log.clone()).map_err(|e| e.to_string())?;
     let url = cam.url("starve");
-    let mut server = targets::start_camgate(camgate)?;
+    let mut server = targets::start_camgate(camgate, 0, None)?;
     let pid = server.pid();
     let Kind::Camgate { http, ws } = server.kind else {
         return Err("not camgate".into());
@@ -239,7 +239,7 @@ pub fn run(camgate: &Path, o: &Opts) -> Result<StarveResult, String> {
         .map(|_| Worker::spawn(shared.clone()))
         .collect();
     for i in 0..o.viewers {
-        match targets::camgate_viewer(ws, &url, i, false) {
+        match targets::camgate_viewer(ws, &url, i, false, false) {
             Ok(v) => workers[i % workers.len()].add(v),
             Err(e) => {
                 if r.setup_failed == 0 {

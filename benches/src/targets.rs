@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -26,6 +26,10 @@ pub struct Server {
     pub child: Child,
     pub kind: Kind,
     _dir: Option<PathBuf>,
+    /// SRTP profiles the server reported negotiating (camgate: its DTLS debug line).
+    pub srtp: Arc<Mutex<Vec<String>>>,
+    /// The configuration files it ran with (Janus), for the report.
+    pub config: String,
 }
 
 pub enum Kind {
@@ -49,8 +53,21 @@ impl Server {
     }
 }
 
-pub fn start_camgate(bin: &Path) -> Res<Server> {
-    let mut child = Command::new(bin)
+/// `taskset -c CPUS PROGRAM` when `cpus` is given (the server pinned away from the load generator).
+fn pinned(program: &Path, cpus: Option<&str>) -> Command {
+    match cpus {
+        Some(c) => {
+            let mut cmd = Command::new("taskset");
+            cmd.arg("-c").arg(c).arg(program);
+            cmd
+        }
+        None => Command::new(program),
+    }
+}
+
+pub fn start_camgate(bin: &Path, workers: usize, cpus: Option<&str>) -> Res<Server> {
+    let mut child = pinned(bin, cpus)
+        .args(["--workers", &workers.to_string()])
         .args([
             "--bind",
             "127.0.0.1",
@@ -71,7 +88,8 @@ pub fn start_camgate(bin: &Path) -> Res<Server> {
             "--rtsp-server",
             "off",
             "--log",
-            "info,str0m=warn,dimpl=warn",
+            // camgate::dtls=debug: one line per viewer with the negotiated SRTP profile.
+            "info,str0m=warn,dimpl=warn,camgate::dtls=debug",
         ])
         // For A/B runs of one binary, e.g. BENCH_CAMGATE_ARGS=--no-udp-gso.
         .args(
@@ -90,10 +108,23 @@ pub fn start_camgate(bin: &Path) -> Res<Server> {
     // BENCH_CAMGATE_LOG=FILE: camgate's log is kept there too.
     let mut keep =
         std::env::var_os("BENCH_CAMGATE_LOG").and_then(|f| std::fs::File::create(f).ok());
+    let srtp = Arc::new(Mutex::new(Vec::new()));
+    let srtp2 = srtp.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Some(f) = keep.as_mut() {
                 let _ = writeln!(f, "{line}");
+            }
+            if let Some(p) = line.split("srtp=").nth(1) {
+                let p = p.split_whitespace().next().unwrap_or("").trim_matches('"');
+                let p = p
+                    .trim_start_matches("Some(")
+                    .trim_end_matches(')')
+                    .trim_matches('"');
+                let mut v = srtp2.lock().unwrap();
+                if !v.iter().any(|x| x == p) {
+                    v.push(p.to_string());
+                }
             }
             // Keep draining so the child never blocks on a full pipe.
             let _ = tx.send(line);
@@ -123,6 +154,8 @@ pub fn start_camgate(bin: &Path) -> Res<Server> {
             http: http.unwrap(),
         },
         _dir: None,
+        srtp,
+        config: String::new(),
     })
 }
 
@@ -150,8 +183,14 @@ fn set_rcvbuf(sock: &std::net::UdpSocket, bytes: libc::c_int) -> libc::c_int {
 /// One camgate viewer: `connection` → `getUserData`, `playStream` (offer) → `setRemoteSDP`.
 /// `tcp`: the viewer asks for `transport: "TCP"` and connects to the answer's ICE-TCP
 /// candidate (RFC 6544 active side) instead of using a UDP socket.
-pub fn camgate_viewer(ws_addr: SocketAddr, url: &str, n: usize, tcp: bool) -> Res<Ready> {
-    let mut rtc = new_rtc(Instant::now());
+pub fn camgate_viewer(
+    ws_addr: SocketAddr,
+    url: &str,
+    n: usize,
+    tcp: bool,
+    opus: bool,
+) -> Res<Ready> {
+    let mut rtc = new_rtc(Instant::now(), opus);
     let udp = if tcp {
         None
     } else {
@@ -237,6 +276,8 @@ pub fn camgate_viewer(ws_addr: SocketAddr, url: &str, n: usize, tcp: bool) -> Re
         local,
         ws: Some(ws),
         play_sent,
+        index: n,
+        janus_ids: None,
     })
 }
 
@@ -245,8 +286,19 @@ pub fn camgate_viewer(ws_addr: SocketAddr, url: &str, n: usize, tcp: bool) -> Re
 // ------------------------------------------------------------------------------------------
 
 pub const JANUS_PORT: u16 = 18088;
+pub const JANUS_ADMIN_PORT: u16 = 17088;
+const JANUS_ADMIN_SECRET: &str = "bench";
 
-pub fn start_janus(camera_url: &str, dir: &Path) -> Res<Server> {
+/// Janus configured as its documentation advises for many viewers of one stream:
+/// `event_loops` = the cores it runs on (static loops, not a thread per viewer), the streaming
+/// plugin's keyframe buffering (`videobufferkf`) for instant start. It has no receive-buffer
+/// setting: its RTSP sockets get the kernel's `net.core.rmem_default` (printed with the results).
+pub fn start_janus(
+    camera_url: &str,
+    dir: &Path,
+    event_loops: usize,
+    cpus: Option<&str>,
+) -> Res<Server> {
     std::fs::create_dir_all(dir).map_err(err("mkdir"))?;
     let lib = "/usr/lib/x86_64-linux-gnu/janus";
     let d = dir.display();
@@ -262,6 +314,7 @@ pub fn start_janus(camera_url: &str, dir: &Path) -> Res<Server> {
 	loggers_folder = "{lib}/loggers"
 	debug_level = 3
 	session_timeout = 0
+	event_loops = {event_loops}
 }}
 media: {{
 	rtp_port_range = "40000-49999"
@@ -288,7 +341,7 @@ events: {{
         (
             "janus.transport.http.jcfg",
             format!(
-                "general: {{\n json = \"compact\"\n base_path = \"/janus\"\n http = true\n port = {JANUS_PORT}\n ip = \"127.0.0.1\"\n https = false\n}}\nadmin: {{\n admin_http = false\n admin_https = false\n}}\n"
+                "general: {{\n json = \"compact\"\n base_path = \"/janus\"\n http = true\n port = {JANUS_PORT}\n ip = \"127.0.0.1\"\n https = false\n}}\nadmin: {{\n admin_base_path = \"/admin\"\n admin_http = true\n admin_port = {JANUS_ADMIN_PORT}\n admin_ip = \"127.0.0.1\"\n admin_https = false\n}}\n"
             ),
         ),
         (
@@ -309,16 +362,35 @@ cam1: {{
 	rtsp_reconnect_delay = 5
 	rtsp_timeout = 10
 	rtsp_conn_timeout = 5
+	videobufferkf = true
 }}
 "#
             ),
         ),
     ];
-    for (name, text) in files {
+    let mut config = String::new();
+    for (name, text) in &files {
         std::fs::write(dir.join(name), text).map_err(err("write jcfg"))?;
+        config.push_str(&format!("# {name}\n{text}\n"));
+    }
+    // The admin API (for the negotiated SRTP profile) needs its secret in janus.jcfg.
+    let jcfg = dir.join("janus.jcfg");
+    let text = std::fs::read_to_string(&jcfg)
+        .map_err(err("read jcfg"))?
+        .replacen(
+            "general: {",
+            &format!("general: {{\n\tadmin_secret = \"{JANUS_ADMIN_SECRET}\""),
+            1,
+        );
+    std::fs::write(&jcfg, text).map_err(err("write jcfg"))?;
+    // What Janus reads, as written.
+    config.clear();
+    for (name, _) in &files {
+        let text = std::fs::read_to_string(dir.join(name)).map_err(err("read jcfg"))?;
+        config.push_str(&format!("# {name}\n{text}\n"));
     }
     let log = std::fs::File::create(dir.join("janus.log")).map_err(err("log"))?;
-    let child = Command::new("janus")
+    let child = pinned(Path::new("janus"), cpus)
         .arg("-F")
         .arg(dir)
         .arg("-C")
@@ -332,6 +404,8 @@ cam1: {{
         child,
         kind: Kind::Janus { http },
         _dir: Some(dir.to_path_buf()),
+        srtp: Arc::new(Mutex::new(Vec::new())),
+        config,
     };
     // Wait for the HTTP API, then for the mountpoint to have fresh media.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -434,6 +508,27 @@ fn janus_post(addr: SocketAddr, path: &str, body: Value) -> Res<Value> {
     http(addr, "POST", path, Some(&body))
 }
 
+/// The SRTP profile Janus reports for a handle (admin API `handle_info`).
+pub fn janus_srtp(sid: u64, hid: u64) -> Option<String> {
+    let v = janus_post(
+        ([127, 0, 0, 1], JANUS_ADMIN_PORT).into(),
+        &format!("/admin/{sid}/{hid}"),
+        json!({"janus": "handle_info", "transaction": "i", "admin_secret": JANUS_ADMIN_SECRET}),
+    )
+    .ok()?;
+    fn find(v: &Value) -> Option<String> {
+        match v {
+            Value::Object(m) => m
+                .get("srtp-profile")
+                .and_then(|p| p.as_str().map(str::to_string))
+                .or_else(|| m.values().find_map(find)),
+            Value::Array(a) => a.iter().find_map(find),
+            _ => None,
+        }
+    }
+    find(&v)
+}
+
 /// One Janus viewer: create, attach, `watch` → offer (long poll), answer with `start`.
 pub fn janus_viewer(addr: SocketAddr, n: usize) -> Res<Ready> {
     let s = janus_post(
@@ -478,7 +573,7 @@ pub fn janus_viewer(addr: SocketAddr, n: usize) -> Res<Ready> {
     // libnice ignores a remote candidate on 127.0.0.1 here: the viewers of Janus sit on the
     // namespace's 127.0.0.2 (the ifb device), as Chromium's candidates would.
     let (sock, local) = bind_udp("127.0.0.2")?;
-    let mut rtc = new_rtc(Instant::now());
+    let mut rtc = new_rtc(Instant::now(), false);
     rtc.add_local_candidate(Candidate::host(local, "udp").map_err(err("candidate"))?);
     let offer = SdpOffer::from_sdp_string(&offer).map_err(err("offer"))?;
     let answer = rtc
@@ -500,6 +595,8 @@ pub fn janus_viewer(addr: SocketAddr, n: usize) -> Res<Ready> {
         local,
         ws: None,
         play_sent,
+        index: n,
+        janus_ids: Some((sid, hid)),
     })
 }
 
@@ -552,21 +649,60 @@ pub fn proc_cpu(pid: u32) -> ProcCpu {
     }
 }
 
-/// Context switches of all the process's threads (voluntary: mostly a loop going to sleep in `epoll_wait`).
-pub fn proc_ctxt_switches(pid: u32) -> u64 {
+/// Voluntary and involuntary context switches of all the process's threads (voluntary: mostly
+/// a loop going to sleep in `epoll_wait`; involuntary: preempted while it had work).
+pub fn proc_ctxt_switches(pid: u32) -> (u64, u64) {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
+        return (0, 0);
     };
-    tasks
-        .flatten()
-        .map(|t| {
-            let s = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
-            s.lines()
-                .filter(|l| l.contains("ctxt_switches:"))
-                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .sum::<u64>()
-        })
-        .sum()
+    let mut v = (0, 0);
+    for t in tasks.flatten() {
+        let s = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        for l in s.lines() {
+            let n = || l.split_whitespace().nth(1)?.parse::<u64>().ok();
+            if l.starts_with("voluntary_ctxt_switches:") {
+                v.0 += n().unwrap_or(0);
+            } else if l.starts_with("nonvoluntary_ctxt_switches:") {
+                v.1 += n().unwrap_or(0);
+            }
+        }
+    }
+    v
+}
+
+/// The 1-minute load average.
+pub fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Pins the calling thread (and the threads it spawns afterwards) to `cpus` ("1", "0-1", "1,3").
+#[allow(unsafe_code)] // sched_setaffinity through libc
+pub fn pin_self(cpus: &str) -> Res<()> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET and sched_setaffinity get its
+    // address and true size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for part in cpus.split(',') {
+            let (a, b) = part.split_once('-').unwrap_or((part, part));
+            let (a, b): (usize, usize) = (
+                a.trim().parse().map_err(err("cpu list"))?,
+                b.trim().parse().map_err(err("cpu list"))?,
+            );
+            for c in a..=b {
+                libc::CPU_SET(c, &mut set);
+            }
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(format!(
+                "sched_setaffinity {cpus}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
 }
 
 pub fn proc_rss_kb(pid: u32) -> u64 {

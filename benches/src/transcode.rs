@@ -9,7 +9,7 @@ use camgate_core::audio_relay::AudioRelay;
 use camgate_core::media::{MediaKind, TrackInfo};
 use camgate_core::rtp::RtpPacket;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TranscodeResult {
     pub capture: String,
     pub description: String,

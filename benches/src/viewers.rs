@@ -42,6 +42,10 @@ pub struct Ready {
     pub ws: Option<WebSocket<TcpStream>>,
     /// When `playStream` / `watch` was sent.
     pub play_sent: Instant,
+    /// Order of joining (0 = first): where the viewer sits in the server's viewer list.
+    pub index: usize,
+    /// Janus session and handle ids (for its admin API).
+    pub janus_ids: Option<(u64, u64)>,
 }
 
 #[derive(Default)]
@@ -78,6 +82,8 @@ pub struct ViewerStats {
     pub rx_total: u64,
     /// RTP packets that arrived inside the window (all kinds).
     pub rx_window: u64,
+    /// Audio packets that arrived inside the window.
+    pub audio_window: u64,
     /// Camera packets (with ids) sent inside the window and received (at any time).
     pub ids_window: u64,
     pub first_keyframe: Option<Duration>,
@@ -89,6 +95,13 @@ pub struct ViewerStats {
     pub udp_rx: u64,
     pub udp_tx: u64,
     pub last_rx: Option<Instant>,
+    /// Join order (see [`Ready::index`]).
+    pub index: usize,
+    /// Frame latency of every video frame sent inside the window, µs: the camera's last packet of
+    /// the frame sent → the server's send of the frame's last packet to this viewer.
+    pub frame_us: Vec<u32>,
+    /// The SRTP protection profile in the DTLS ServerHello this viewer saw (RFC 5764 id).
+    pub srtp_profile: Option<u16>,
 }
 
 pub struct WorkerResult {
@@ -97,6 +110,8 @@ pub struct WorkerResult {
     pub hist: Vec<u32>,
     /// Camera send → kernel receive timestamp (the server's send).
     pub relay_hist: Vec<u32>,
+    /// Frame latency, all viewers.
+    pub frame_hist: Vec<u32>,
     /// CPU time of the worker thread.
     pub cpu: Duration,
 }
@@ -131,6 +146,7 @@ struct Client {
 struct Hists {
     read: Vec<u32>,
     relay: Vec<u32>,
+    frame: Vec<u32>,
 }
 
 pub struct Worker {
@@ -171,6 +187,7 @@ fn run(rx: Receiver<Ready>, shared: &Shared) -> WorkerResult {
     let mut hist = Hists {
         read: vec![0u32; BUCKETS],
         relay: vec![0u32; BUCKETS],
+        frame: vec![0u32; BUCKETS],
     };
     let mut buf = vec![0u8; 64 * 1024];
     let cpu0 = thread_cpu();
@@ -227,7 +244,10 @@ fn run(rx: Receiver<Ready>, shared: &Shared) -> WorkerResult {
                 kf_ts: None,
                 rx_kernel: None,
                 fu_tail: Vec::with_capacity(TRAILER),
-                stats: ViewerStats::default(),
+                stats: ViewerStats {
+                    index: r.index,
+                    ..ViewerStats::default()
+                },
             };
             c.rtc.handle_input(Input::Timeout(Instant::now())).ok();
             drain(&mut c, shared, &mut hist);
@@ -263,6 +283,9 @@ fn run(rx: Receiver<Ready>, shared: &Shared) -> WorkerResult {
                 match recv_stamped(sock, &mut buf) {
                     Ok((n, src, stamp)) => {
                         c.stats.udp_rx += 1;
+                        if c.stats.srtp_profile.is_none() {
+                            c.stats.srtp_profile = srtp_profile(&buf[..n]);
+                        }
                         let now = Instant::now();
                         c.rx_kernel = stamp.map(|t| kernel_instant(t, now));
                         if let Ok(r) = Receive::new(Protocol::Udp, src, c.local, &buf[..n]) {
@@ -290,6 +313,7 @@ fn run(rx: Receiver<Ready>, shared: &Shared) -> WorkerResult {
         viewers: clients.into_iter().map(|c| c.stats).collect(),
         hist: hist.read,
         relay_hist: hist.relay,
+        frame_hist: hist.frame,
         cpu,
     }
 }
@@ -392,6 +416,9 @@ fn drain(c: &mut Client, shared: &Shared, hist: &mut Hists) {
             }
             Ok(Output::Transmit(t)) => {
                 c.stats.udp_tx += 1;
+                if c.stats.srtp_profile.is_none() {
+                    c.stats.srtp_profile = srtp_profile(&t.contents);
+                }
                 match &mut c.sock {
                     Sock::Udp(sock) => {
                         if let Err(e) = sock.send_to(&t.contents, t.destination) {
@@ -433,7 +460,8 @@ fn account(c: &mut Client, shared: &Shared, hist: &mut Hists, p: &str0m::rtp::Rt
     let w1 = shared.window.w1.load(Ordering::Relaxed);
     let s = &mut c.stats;
     s.rx_total += 1;
-    if *p.header.payload_type != 0
+    let audio = is_audio(*p.header.payload_type);
+    if !audio
         && s.first_keyframe.is_none()
         && s.rx_total < 400
         && std::env::var_os("BENCH_DEBUG_PKTS").is_some()
@@ -458,11 +486,12 @@ fn account(c: &mut Client, shared: &Shared, hist: &mut Hists, p: &str0m::rtp::Rt
     s.last_rx = Some(now);
     if now_ns >= w0 && now_ns < w1 {
         s.rx_window += 1;
+        s.audio_window += u64::from(audio);
     }
     // The camera packets whose last bytes (their id trailer) this packet carries: one when
     // packets are forwarded or split, several or none when fragments are re-cut.
     let pl = &p.payload[..];
-    let fu = *p.header.payload_type != 0 && pl.len() > 2 && pl[0] & 0x1f == 28;
+    let fu = !audio && pl.len() > 2 && pl[0] & 0x1f == 28;
     let continued = fu && pl[1] & 0x80 == 0;
     let data = if continued { &pl[2..] } else { pl };
     let mut count = |id: u64| {
@@ -473,6 +502,13 @@ fn account(c: &mut Client, shared: &Shared, hist: &mut Hists, p: &str0m::rtp::Rt
             hist.read[bucket(now_ns.saturating_sub(sent))] += 1;
             if let Some(k) = c.rx_kernel {
                 hist.relay[bucket(log.ns(k).saturating_sub(sent))] += 1;
+            }
+            if log.is_frame_end(id) {
+                // The server's send (kernel stamp on UDP; the read on ICE-TCP, which has none).
+                let out = c.rx_kernel.map_or(now_ns, |k| log.ns(k));
+                let ns = out.saturating_sub(sent);
+                hist.frame[bucket(ns)] += 1;
+                s.frame_us.push((ns / 1000).min(u64::from(u32::MAX)) as u32);
             }
         }
     };
@@ -495,7 +531,7 @@ fn account(c: &mut Client, shared: &Shared, hist: &mut Hists, p: &str0m::rtp::Rt
         c.fu_tail.extend_from_slice(&data[from..]);
     }
     // Video (PCMU is PT 0): an IDR slice starts a keyframe, its marker packet completes it.
-    if *p.header.payload_type != 0 && s.first_keyframe.is_none() {
+    if !audio && s.first_keyframe.is_none() {
         let pl = &p.payload;
         let t = pl.first().map_or(0, |b| b & 0x1f);
         let idr = t == 5 || (t == 28 && pl.get(1).is_some_and(|b| b & 0x1f == 5));
@@ -506,6 +542,60 @@ fn account(c: &mut Client, shared: &Shared, hist: &mut Hists, p: &str0m::rtp::Rt
             s.first_keyframe = Some(now.saturating_duration_since(c.play_sent));
             shared.started.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// PCMU (0) or str0m's Opus payload type (111): everything else the viewers get is H.264.
+fn is_audio(pt: u8) -> bool {
+    pt == 0 || pt == 111
+}
+
+/// The SRTP protection profile (RFC 5764 id: 1 AES128_CM_SHA1_80, 7 AEAD_AES_128_GCM,
+/// 8 AEAD_AES_256_GCM) from a DTLS 1.2 ServerHello's use_srtp extension in `datagram`, if it
+/// carries one. Either end may be the DTLS server, so both directions are looked at.
+pub fn srtp_profile(datagram: &[u8]) -> Option<u16> {
+    if !(20..=63).contains(datagram.first()?) {
+        return None;
+    }
+    let mut rec = datagram;
+    while rec.len() >= 13 {
+        let len = usize::from(u16::from_be_bytes([rec[11], rec[12]]));
+        let body = rec.get(13..13 + len)?;
+        // Handshake record, epoch 0 (plaintext), ServerHello.
+        if rec[0] == 22 && rec[3..5] == [0, 0] && body.first() == Some(&2) && body.len() > 12 {
+            return server_hello_srtp(&body[12..]);
+        }
+        rec = &rec[13 + len..];
+    }
+    None
+}
+
+fn server_hello_srtp(h: &[u8]) -> Option<u16> {
+    // version(2) random(32) session id(1+n) cipher(2) compression(1) extensions(2+n)
+    let sid = usize::from(*h.get(34)?);
+    let mut at = 35 + sid + 3;
+    let ext_len = usize::from(u16::from_be_bytes([*h.get(at)?, *h.get(at + 1)?]));
+    at += 2;
+    let end = (at + ext_len).min(h.len());
+    while at + 4 <= end {
+        let ty = u16::from_be_bytes([h[at], h[at + 1]]);
+        let len = usize::from(u16::from_be_bytes([h[at + 2], h[at + 3]]));
+        if ty == 14 {
+            // profiles length(2), profile(2), mki
+            return Some(u16::from_be_bytes([*h.get(at + 6)?, *h.get(at + 7)?]));
+        }
+        at += 4 + len;
+    }
+    None
+}
+
+pub fn srtp_profile_name(id: u16) -> String {
+    match id {
+        1 => "SRTP_AES128_CM_SHA1_80".into(),
+        2 => "SRTP_AES128_CM_SHA1_32".into(),
+        7 => "SRTP_AEAD_AES_128_GCM".into(),
+        8 => "SRTP_AEAD_AES_256_GCM".into(),
+        other => format!("0x{other:04x}"),
     }
 }
 
@@ -590,11 +680,13 @@ fn kernel_instant(stamp: SystemTime, now: Instant) -> Instant {
 }
 
 /// A str0m peer as a browser would be: recvonly H.264 + PCMU, RTP mode, full ICE.
-pub fn new_rtc(now: Instant) -> Rtc {
+/// `opus`: also offer Opus (for a camera whose audio the server transcodes).
+pub fn new_rtc(now: Instant, opus: bool) -> Rtc {
     Rtc::builder()
         .clear_codecs()
         .enable_h264(true)
         .enable_pcmu(true, false)
+        .enable_opus(opus, false)
         .set_rtp_mode(true)
         .build(now)
 }
@@ -614,4 +706,51 @@ pub fn percentile(hist: &[u64], q: f64) -> Option<f64> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A DTLS 1.2 record holding a ServerHello whose only extension is use_srtp(`profile`).
+    fn server_hello(profile: u16) -> Vec<u8> {
+        let mut hello = vec![0xfe, 0xfd];
+        hello.extend_from_slice(&[7; 32]); // random
+        hello.push(0); // session id
+        hello.extend_from_slice(&[0xc0, 0x2b, 0]); // cipher, compression
+        let ext = [&[0, 14, 0, 5, 0, 2][..], &profile.to_be_bytes(), &[0]].concat();
+        hello.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+        hello.extend_from_slice(&ext);
+        let len = hello.len() as u32;
+        let mut hs = vec![
+            2,
+            (len >> 16) as u8,
+            (len >> 8) as u8,
+            len as u8,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
+        hs.extend_from_slice(&[(len >> 16) as u8, (len >> 8) as u8, len as u8]);
+        hs.extend_from_slice(&hello);
+        let mut rec = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0];
+        rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+        rec.extend_from_slice(&hs);
+        rec
+    }
+
+    #[test]
+    fn srtp_profile_from_server_hello() {
+        assert_eq!(srtp_profile(&server_hello(7)), Some(7));
+        assert_eq!(srtp_profile(&server_hello(1)), Some(1));
+        // A ClientHello (type 1), an SRTP packet and STUN carry none.
+        let mut client = server_hello(7);
+        client[13] = 1;
+        assert_eq!(srtp_profile(&client), None);
+        assert_eq!(srtp_profile(&[0x80, 0x60, 0, 1]), None);
+        assert_eq!(srtp_profile(&[0, 1, 0, 0]), None);
+        assert_eq!(srtp_profile_name(8), "SRTP_AEAD_AES_256_GCM");
+    }
 }

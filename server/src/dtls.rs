@@ -265,6 +265,8 @@ impl Instance {
                     version = stream.ssl().version_str(),
                     cipher = stream.ssl().current_cipher().map(|c| c.name()),
                     peer_key = peer_key.as_deref().unwrap_or("none"),
+                    // Read by benches/ to report the negotiated profile on the server's side.
+                    srtp = stream.ssl().selected_srtp_profile().map(|p| p.name()),
                     "DTLS established (OpenSSL)"
                 );
                 let exported = export(&stream);
