@@ -1840,6 +1840,43 @@ fn datagrams_are_encrypted_viewer_by_viewer_as_the_loop_takes_them() {
     assert_eq!(runs.len(), 3, "one run per viewer: {runs:?}");
 }
 
+/// Viewers are written and flushed one after another, so whoever is first gets a frame
+/// soonest: the first place goes round, and no viewer always waits for all the others.
+#[test]
+fn each_frame_starts_its_fan_out_at_another_viewer() {
+    let (mut h, _) = Harness::playing(3, 20);
+    let mut leaders = Vec::new();
+    let mut orders = Vec::new();
+    for n in 20..29 {
+        h.camera.send_frame(n * 3600, &[nal(1, 900)]);
+        let data = std::mem::take(&mut h.camera.to_gateway);
+        let (stream, now) = (h.stream.unwrap(), h.now);
+        h.gateway.handle_rtsp_data(stream, now, &data);
+        let mut order = Vec::new();
+        while let Some(t) = h.gateway.poll_transmit() {
+            if order.last() != Some(&t.destination) {
+                order.push(t.destination);
+            }
+        }
+        assert_eq!(order.len(), 3, "one run per viewer: {order:?}");
+        leaders.push(order[0]);
+        orders.push(order);
+        h.now += Duration::from_millis(40);
+    }
+    leaders.sort();
+    leaders.dedup();
+    assert_eq!(
+        leaders.len(),
+        3,
+        "every viewer leads some frames: {orders:?}"
+    );
+    // And each viewer comes last as often as first: no fixed tail.
+    let mut lasts: Vec<_> = orders.iter().map(|o| o[2]).collect();
+    lasts.sort();
+    lasts.dedup();
+    assert_eq!(lasts.len(), 3, "{orders:?}");
+}
+
 #[test]
 fn a_late_joiners_gop_is_sent_in_slices_while_it_is_written() {
     let mut h = Harness::new();

@@ -69,6 +69,9 @@ pub(super) struct FanOut<'a> {
     pub(super) mirror_out: &'a mut Vec<Vec<MirrorItem>>,
     /// The stream's viewers that have an answer.
     pub(super) watching: &'a [ViewerId],
+    /// Where in `watching` this batch starts: viewers are written (and flushed) one after
+    /// another, so a fixed order would always make the same viewers wait for all the others.
+    pub(super) first: usize,
     /// The stream's mirrors on other workers: (worker, mirror stream there).
     pub(super) mirrors: &'a [(usize, StreamId)],
     /// The stream's URL with its password masked.
@@ -97,6 +100,7 @@ impl Gateway {
     ) -> Option<(&mut Source, &mut MediaPipeline, FanOut<'_>)> {
         // Disjoint fields: the stream's, and the gateway's that the fan-out writes to.
         let s = self.streams.get_mut(&id)?;
+        self.fanout_turn = self.fanout_turn.wrapping_add(1);
         let fan_out = FanOut {
             viewers: &mut self.viewers,
             unflushed: &mut self.unflushed,
@@ -105,6 +109,7 @@ impl Gateway {
             stats: &mut self.stats,
             mirror_out: &mut self.mirror_out,
             watching: &s.viewers,
+            first: self.fanout_turn % s.viewers.len().max(1),
             mirrors: &s.mirrors,
             redacted: &s.redacted,
             players: &mut self.players,
@@ -117,6 +122,12 @@ impl Gateway {
         };
         Some((&mut s.source, &mut s.pipeline, fan_out))
     }
+}
+
+/// `ids` starting at `first`, wrapping around.
+fn rotated(ids: &[ViewerId], first: usize) -> impl Iterator<Item = &ViewerId> {
+    let (head, tail) = ids.split_at(first.min(ids.len()));
+    tail.iter().chain(head)
 }
 
 impl MediaSink for FanOut<'_> {
@@ -137,7 +148,7 @@ impl MediaSink for FanOut<'_> {
         info: impl Fn() -> String,
     ) {
         let now = self.now;
-        for &v in self.watching {
+        for &v in rotated(self.watching, self.first) {
             let Some(entry) = self.viewers.get_mut(v) else {
                 continue;
             };
@@ -198,7 +209,7 @@ impl MediaSink for FanOut<'_> {
         main: (&[AudioPacket], &[Instant]),
         fallback: (&[AudioPacket], &[Instant]),
     ) {
-        for &v in self.watching {
+        for &v in rotated(self.watching, self.first) {
             let Some(viewer) = self.viewers.get_mut(v).and_then(|e| e.viewer.as_mut()) else {
                 continue;
             };

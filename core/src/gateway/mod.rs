@@ -108,6 +108,8 @@ pub struct Gateway {
     unflushed: Vec<ViewerId>,
     /// How far `flush_next_viewers` got through `unflushed`.
     unflushed_next: usize,
+    /// Counts media batches; each starts its fan-out at a different viewer (see `FanOut`).
+    fanout_turn: usize,
     /// When the loop last ran its timers late by `STALL` or more (see `note_lateness`).
     stalled_at: Option<Instant>,
     /// When the gateway was last given time: the instant of the deferred flushes.
@@ -159,6 +161,7 @@ impl Gateway {
             transmits: VecDeque::with_capacity(1024),
             unflushed: Vec::with_capacity(1024),
             unflushed_next: 0,
+            fanout_turn: 0,
             stalled_at: None,
             last_now: None,
             mirror_out: Vec::new(),
