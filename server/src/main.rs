@@ -69,10 +69,11 @@ fn first_loop(loop_config: EventLoopConfig) -> Result<EventLoop, String> {
     })
     .map_err(|_| e.to_string())?;
     tracing::warn!(
-        "RTSP server and demo camera off: a port of theirs on {} is taken by another program \
-         ({e}); camgate runs without them. Move them with --rtsp-server ADDR:PORT \
+        "RTSP server and demo camera off: port {} on {} (or their UDP pair) is taken by another \
+         program ({e}); camgate runs without them. Move them with --rtsp-server ADDR:PORT \
          (rtsp_server in the config file, and rtsp_server_udp_port), or turn them off with \
          --rtsp-server off",
+        addr.port(),
         addr.ip()
     );
     Ok(without)

@@ -6,7 +6,7 @@ mod common;
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::{json, recvonly_offer, temp_file, tls_connect, Camgate};
+use common::{json, percent_encode_segment, recvonly_offer, temp_file, tls_connect, Camgate};
 use serde_json::Value;
 use tungstenite::Message;
 
@@ -16,17 +16,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 type Ws = tungstenite::WebSocket<Box<dyn common::ReadWrite>>;
@@ -357,7 +346,7 @@ fn allowed_hosts_refuse_other_cameras() {
     assert_eq!(failed["info"], "Restricted access");
     let r = cg.request_with(
         "POST",
-        &format!("/whep/{}", percent_encode(&cg.demo_url)),
+        &format!("/whep/{}", percent_encode_segment(&cg.demo_url)),
         &[("Content-Type", "application/sdp")],
         Some(&recvonly_offer(true)),
     );
@@ -466,7 +455,7 @@ uri = "rtsp://127.0.0.1:{demo}/demo"
     ]);
     let sdp = [("Content-Type", "application/sdp")];
 
-    for target in [percent_encode(&cg.demo_url), "lobby".to_owned()] {
+    for target in [percent_encode_segment(&cg.demo_url), "lobby".to_owned()] {
         let r = cg.request_with(
             "POST",
             &format!("/whep/{target}"),
@@ -506,7 +495,7 @@ uri = "rtsp://127.0.0.1:{demo}/demo"
         Some("x"),
     );
     assert_eq!(r.status, 415);
-    let dead = percent_encode("rtsp://127.0.0.1:9/none");
+    let dead = percent_encode_segment("rtsp://127.0.0.1:9/none");
     let r = cg.request_with(
         "POST",
         &format!("/whep/{dead}"),
@@ -528,7 +517,7 @@ uri = "rtsp://127.0.0.1:{demo}/demo"
 fn a_whep_session_whose_ice_never_completes_ends_with_the_reason() {
     let cg = Camgate::start(&["--ice-timeout-secs", "1"]);
     let sdp = [("Content-Type", "application/sdp")];
-    let target = format!("/whep/{}", percent_encode(&cg.demo_url));
+    let target = format!("/whep/{}", percent_encode_segment(&cg.demo_url));
     // Before the POST: the timeout runs from the answer, which a loaded box may send late.
     let posted = Instant::now();
     let r = cg.request_with("POST", &target, &sdp, Some(&recvonly_offer(true)));
