@@ -787,7 +787,7 @@ fn run_one(
     if let Err(e) = run_inner(o, target, mbps, n, &mut r) {
         r.error = Some(e);
     }
-    r.busy = r.other_cpu_pct >= 20.0 || r.loadavg_before >= 1.0;
+    r.busy = report::busy_window(r.other_cpu_pct);
     r
 }
 
