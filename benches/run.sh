@@ -52,8 +52,13 @@ want_janus=1
 for a in "$@"; do
 	[ "$a" = "--no-janus" ] && want_janus=0
 done
-if ! gst-inspect-1.0 x264enc >/dev/null 2>&1 && ! printf '%s\n' "$@" | grep -qx synthetic; then
-	echo "GStreamer x264enc is needed to record the camera stream (or pass --camera synthetic)" >&2
+# The recorded camera needs x264enc (-ugly) and timeoverlay (gstreamer1.0-x, which a fresh machine
+# lacks: every cell then failed at once); installed here when root.
+if [ "$(id -u)" -eq 0 ] && ! { gst-inspect-1.0 x264enc && gst-inspect-1.0 timeoverlay; } >/dev/null 2>&1; then
+	DEBIAN_FRONTEND=noninteractive apt-get install -y gstreamer1.0-tools gstreamer1.0-plugins-ugly gstreamer1.0-x >/dev/null 2>&1 || true
+fi
+if ! { gst-inspect-1.0 x264enc && gst-inspect-1.0 timeoverlay; } >/dev/null 2>&1 && ! printf '%s\n' "$@" | grep -qx synthetic; then
+	echo "GStreamer x264enc and timeoverlay are needed to record the camera stream (or pass --camera synthetic)" >&2
 	exit 1
 fi
 

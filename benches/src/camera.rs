@@ -1,4 +1,6 @@
-//! The bench camera: an RTSP server (TCP-interleaved for camgate, UDP for Janus) that streams,
+//! The bench camera: an RTSP server (TCP-interleaved or UDP: camgate pulls it over UDP with its
+//! default `rtsp_transport = "auto"`, over TCP with `BENCH_CAMGATE_ARGS="--rtsp-transport tcp"`;
+//! Janus over UDP) that streams,
 //! paced in real time, either a recorded encoder stream ([`Recorded`]: x264 through GStreamer's
 //! `rtph264pay mtu=1400`, replayed packet for packet, looped with continuing timestamps) or
 //! synthetic H.264-shaped RTP (valid NAL headers, FU-A, SPS/PPS + IDR every GOP, random content

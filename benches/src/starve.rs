@@ -99,6 +99,9 @@ pub struct StarveResult {
     /// The fewest packets of the window a viewer got, and its share.
     pub worst: u64,
     pub camgate_alive: bool,
+    /// camgate's `camgate_camera_backlog_skips_total` at the end: how often it found the
+    /// camera's unread input over its bound and skipped it (None: /metrics not read).
+    pub backlog_skips: Option<u64>,
 }
 
 impl StarveResult {
@@ -119,7 +122,8 @@ impl StarveResult {
             "starvation: {} viewers of a {} Mbit/s camera, camgate at {} % of one core for {} s ({}): \
              RSS {:.0} MB before, peak {:.0} MB (bound {} MB), {:.0} MB after; \
              {} of {} viewers back at full rate {} s after the quota was lifted \
-             (worst: {} of {} camera packets), {} dropped, {} failed to start; camgate {}; {}",
+             (worst: {} of {} camera packets), {} dropped, {} failed to start; camera backlog skipped {} times; \
+             camgate {}; {}",
             o.viewers,
             o.mbps,
             o.quota_pct,
@@ -136,6 +140,8 @@ impl StarveResult {
             self.expected,
             self.dropped,
             self.setup_failed,
+            self.backlog_skips
+                .map_or_else(|| "?".to_string(), |n| n.to_string()),
             if self.camgate_alive {
                 "running"
             } else {
@@ -144,6 +150,18 @@ impl StarveResult {
             if self.passed(o) { "PASS" } else { "FAIL" },
         )
     }
+}
+
+/// One counter from camgate's /metrics (Prometheus text), read with a plain HTTP/1.0 GET.
+fn metric(http: std::net::SocketAddr, name: &str) -> Option<u64> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(http).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
 }
 
 /// camgate's own cpu cgroup; removed on drop (once camgate has exited, see `run`).
@@ -291,6 +309,7 @@ pub fn run(camgate: &Path, o: &Opts) -> Result<StarveResult, String> {
     r.rss_peak_kb = r.rss_peak_kb.max(r.rss_after_kb);
     r.expected = log.count_between(log.ns(w0), log.ns(w1));
     r.camgate_alive = matches!(server.child.try_wait(), Ok(None));
+    r.backlog_skips = metric(http, "camgate_camera_backlog_skips_total");
     shared.stop.store(true, Ordering::Relaxed);
     let mut worst = u64::MAX;
     for w in workers {

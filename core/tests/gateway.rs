@@ -2241,6 +2241,9 @@ fn a_camera_backlog_is_skipped_to_the_next_keyframe() {
         .collect();
     let (stream, now) = (h.stream.unwrap(), h.now);
     h.gateway.handle_camera_behind(stream, now);
+    h.gateway.handle_camera_behind(stream, now);
+    // Counted per report, so an operator sees how often camgate fell behind.
+    assert_eq!(h.gateway.stats().camera_backlog_skips, 2);
     // Frames 21..29 are the backlog's P-frames; 30 is a keyframe.
     h.camera_frames(21..30);
     for (&b, &before) in browsers.iter().zip(&before) {

@@ -74,9 +74,58 @@ fn get(fd: libc::c_int, option: libc::c_int) -> usize {
     }
 }
 
+/// `SO_MEMINFO` (asm-generic/socket.h; the libc crate has its `SK_MEMINFO_*` indices only).
+const SO_MEMINFO: libc::c_int = 55;
+
+/// Kernel memory the socket's receive queue holds, in bytes as the kernel counts them (each
+/// datagram's buffer with its overhead, about 1.6 to 3 times its payload); 0 when it can't tell.
+///
+/// FIONREAD would give only the first datagram's size on UDP, so a camera's UDP backlog is
+/// judged by this instead.
+pub fn receive_queue_bytes(socket: &impl AsRawFd) -> usize {
+    let mut info = [0u32; 16];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into `info`, which outlives the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            info.as_mut_ptr() as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc == 0 && len as usize >= std::mem::size_of::<u32>() {
+        info[libc::SK_MEMINFO_RMEM_ALLOC as usize] as usize
+    } else {
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_receive_queue_is_measured_as_datagrams_wait_and_empties_when_read() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        grow(&socket, 0, 1 << 20);
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert_eq!(receive_queue_bytes(&socket), 0);
+        let payload = [7u8; 1_000];
+        for _ in 0..50 {
+            sender
+                .send_to(&payload, socket.local_addr().unwrap())
+                .unwrap();
+        }
+        let queued = receive_queue_bytes(&socket);
+        // Loopback delivers at once; each datagram costs its payload plus the kernel's overhead.
+        assert!(queued >= 50 * 1_000, "{queued} bytes queued for 50 × 1,000");
+        socket.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 2_000];
+        while socket.recv(&mut buf).is_ok() {}
+        assert_eq!(receive_queue_bytes(&socket), 0);
+    }
 
     #[test]
     fn buffers_grow_to_what_is_asked_or_the_cap() {

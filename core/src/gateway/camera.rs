@@ -3,6 +3,10 @@ use std::net::IpAddr;
 
 use crate::rtsp::RtspUrl;
 
+/// A camera that stays behind is logged again after this long (the loop reports a backlog on
+/// every read while it lasts).
+const BEHIND_LOG_EVERY: Duration = Duration::from_secs(10);
+
 /// The FAILED info of a stream whose camera connection would go to a host the rules refuse
 /// (the target is in the log only: it may be a camera's internal redirect).
 pub(super) const HOST_NOT_ALLOWED: &str = "camera host not allowed";
@@ -94,9 +98,20 @@ impl Gateway {
     /// Called again for as long as the backlog lasts.
     pub fn handle_camera_behind(&mut self, stream: StreamId, now: Instant) {
         self.advance(now);
-        let Some(s) = self.streams.get(&stream) else {
+        let Some(s) = self.streams.get_mut(&stream) else {
             return;
         };
+        self.stats.camera_backlog_skips += 1;
+        if s.behind_logged
+            .is_none_or(|t| now.duration_since(t) >= BEHIND_LOG_EVERY)
+        {
+            s.behind_logged = Some(now);
+            tracing::warn!(
+                stream = stream.0,
+                url = %s.redacted,
+                "camgate fell behind this camera (its unread input is over the bound, e.g. after a CPU stall): viewers skip the backlog to the next keyframe"
+            );
+        }
         let mirrors = s.mirrors.clone();
         self.resync_viewers(stream);
         for (worker, mirror) in mirrors {

@@ -49,6 +49,8 @@ pub(super) struct Stream {
     pub(super) tracks: Vec<crate::media::TrackInfo>,
     /// When the last viewer left: the connection closes at this instant.
     pub(super) linger_until: Option<Instant>,
+    /// When a backlog of this camera's input was last logged (once per episode, not per read).
+    pub(super) behind_logged: Option<Instant>,
     /// Started by the REST API: stays connected without viewers until terminated.
     pub(super) pinned: bool,
     /// The camera has played at least once: later failures reconnect instead of failing viewers.
@@ -289,6 +291,7 @@ impl Stream {
             tracks: Vec::new(),
             raw_gop: Default::default(),
             linger_until: None,
+            behind_logged: None,
             pinned: false,
             played: false,
             reconnect_attempts: 0,

@@ -369,6 +369,10 @@ pub struct GatewayStats {
     pub not_enough_bandwidth: u64,
     /// Times a congested viewer was made to skip to the next keyframe.
     pub congestion_skips: u64,
+    /// Times the loop found a camera's input backlog over its bound (camgate fell behind,
+    /// starved of CPU) and the stream's viewers skipped to the next keyframe; counted once
+    /// per reading of the socket that found it.
+    pub camera_backlog_skips: u64,
     /// Datagrams on the WebRTC socket from an address of no viewer that opened none (not a STUN
     /// message for a viewer): strays, late packets of viewers gone, scans.
     pub udp_unmatched: u64,
@@ -422,6 +426,7 @@ impl GatewayStats {
         self.keyframe_requests_answered += o.keyframe_requests_answered;
         self.not_enough_bandwidth += o.not_enough_bandwidth;
         self.congestion_skips += o.congestion_skips;
+        self.camera_backlog_skips += o.camera_backlog_skips;
         self.udp_unmatched += o.udp_unmatched;
         self.ice_timeouts += o.ice_timeouts;
         self.viewer_ticks += o.viewer_ticks;

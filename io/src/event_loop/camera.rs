@@ -15,6 +15,7 @@ use mio::{Interest, Token};
 use super::{Endpoint, EventLoop, EventLoopConfig};
 use crate::camera_tls::{CameraTls, CameraTlsSession};
 use crate::camera_udp::{CameraUdp, PortRange};
+use crate::socket_buffers;
 use crate::tcp::{ReadOutcome, TcpConn};
 
 /// Bytes of a camera's TCP stream handled before what they produced is sent: about 46
@@ -25,6 +26,15 @@ const CAMERA_UDP_SLICE: usize = 64;
 /// A camera connection holding more than this unread (2 s of a 8 Mbit/s camera, more than
 /// any keyframe) means camgate fell behind: viewers skip the backlog to the next keyframe.
 const CAMERA_BEHIND: usize = 2 << 20;
+/// A camera RTP socket whose receive queue holds more than this much kernel memory means camgate
+/// fell behind: viewers skip to the next keyframe, as for `CAMERA_BEHIND`. The kernel counts a
+/// 1,400-byte datagram as 2,304 bytes (measured on loopback), so this is about 2.5 MB of RTP,
+/// like the TCP bound: over 4 s of a 4 Mbit/s camera, and twice the largest keyframe burst of a
+/// 20 Mbit/s 4K camera, half the 8 MiB receive buffer camgate asks for (a smaller buffer, where
+/// `rmem_max` caps it and camgate can't force it, never reaches this: the kernel drops instead).
+/// Without it a stall's backlog (about 10 s at 4 Mbit/s) was relayed to every viewer as stale
+/// video once camgate had the CPU again.
+const CAMERA_UDP_BEHIND: usize = 4 << 20;
 /// Slices one camera socket gets per loop turn; then it waits for the next turn.
 const CAMERA_SLICES_PER_TURN: usize = 4;
 
@@ -363,6 +373,12 @@ impl EventLoop {
                 return;
             };
             let now = Instant::now();
+            if !rtcp && socket_buffers::receive_queue_bytes(&c.socket) > CAMERA_UDP_BEHIND {
+                gateway.handle_camera_behind(stream, now);
+            }
+            let Some(Endpoint::CameraUdp(c)) = self.endpoints.get_mut(key) else {
+                return;
+            };
             let mut more = true;
             for _ in 0..CAMERA_UDP_SLICE {
                 match c.socket.recv_from(&mut self.read_buf) {

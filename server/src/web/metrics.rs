@@ -200,7 +200,7 @@ fn escape_label(v: &str) -> String {
 }
 
 /// The integer counters: name, help, value.
-fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 20] {
+fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 21] {
     [
         (
             "camgate_camera_bytes_in_total",
@@ -241,6 +241,11 @@ fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 20] {
             "camgate_congestion_skips_total",
             "Times a congested viewer skipped to the next keyframe instead of queueing video.",
             stats.congestion_skips,
+        ),
+        (
+            "camgate_camera_backlog_skips_total",
+            "Times camgate found a camera's unread input over its bound (it fell behind, starved of CPU) and the stream's viewers skipped the backlog to the next keyframe.",
+            stats.camera_backlog_skips,
         ),
         (
             "camgate_udp_unmatched_total",
