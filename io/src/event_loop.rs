@@ -116,6 +116,9 @@ pub struct EventLoop {
     link: Option<WorkerLink>,
     /// The RTSP server's RTP/RTCP sockets for UDP players, when it is on.
     player_udp: Option<rtsp_server::PlayerUdpKeys>,
+    /// ICE-TCP connections that have not named a viewer yet, and when a refusal was last
+    /// logged (see `ice_tcp::MAX_UNROUTED`).
+    ice_tcp_unrouted: ice_tcp::Unrouted,
 }
 
 impl EventLoop {
@@ -136,6 +139,7 @@ impl EventLoop {
             tx: transmit::TxBatch::new(),
             link: None,
             player_udp: None,
+            ice_tcp_unrouted: ice_tcp::Unrouted::default(),
         };
         for (kind, addr) in &config.listeners {
             this.listen(*kind, *addr)?;

@@ -108,3 +108,66 @@ fn garbage_oversized_or_unknown_ufrag_closes_that_connection_only() {
         .unwrap();
     clients.join().expect("client assertions");
 }
+
+/// A flood of connections that never send a STUN check is bounded: past 256 waiting at once
+/// (`ice_tcp::MAX_UNROUTED`) new connections are closed at once, and taken again once some of
+/// the waiting ones are gone.
+#[test]
+fn connections_that_never_name_a_viewer_are_capped() {
+    let config = EventLoopConfig {
+        listeners: Vec::new(),
+        udp: Vec::new(),
+        ice_tcp: vec![(
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        )],
+        rtsp_client_address: None,
+        rtsp_udp_ports: (30100, 30199),
+        udp_gso: true,
+        rtsp_server: None,
+        rtsp_server_udp_port: None,
+        camera_tls: std::sync::Arc::new(camgate_io::camera_tls::CameraTls::new(
+            camgate_io::camera_tls::RtspsVerify::PinnedOrSystem,
+            Default::default(),
+        )),
+    };
+    let mut event_loop = EventLoop::new(&config).unwrap();
+    let addr: SocketAddr = event_loop.ice_tcp_addrs()[0];
+    let mut gateway = Gateway::new(GatewayConfig::default());
+
+    let clients = std::thread::spawn(move || {
+        let connect = || {
+            let s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            s
+        };
+        let mut silent: Vec<TcpStream> = (0..256).map(|_| connect()).collect();
+        // The server takes them in order, so the 257th is past the cap once it is accepted.
+        let mut extra = connect();
+        extra
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        assert!(
+            closed_by_server(&mut extra),
+            "the 257th waiting connection is refused"
+        );
+        // The first ones are still open.
+        assert!(!closed_by_server(&mut silent[0]), "the waiting ones stay");
+        // Ten leave: their places are free again.
+        silent.drain(..10);
+        std::thread::sleep(Duration::from_millis(300));
+        let mut later = connect();
+        assert!(
+            !closed_by_server(&mut later),
+            "a place freed is taken again"
+        );
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    event_loop
+        .run(&mut gateway, &mut NoWeb, &mut |_| {
+            !clients.is_finished() && Instant::now() < deadline
+        })
+        .unwrap();
+    clients.join().expect("client assertions");
+}

@@ -25,6 +25,23 @@ const UNROUTED_TIMEOUT: Duration = Duration::from_secs(10);
 /// seconds; the viewer itself times out after `viewer::SILENCE_TIMEOUT`).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// ICE-TCP connections per worker that may wait at once for their first STUN check. A browser
+/// sends it within milliseconds of connecting, so a join storm stays far below; a flood of
+/// connections that never send one (each a descriptor and buffers for `UNROUTED_TIMEOUT`) is
+/// refused past it: new connections are closed at once until some name a viewer, close or time
+/// out. Routed connections are bounded by the viewers themselves (`max_viewers`).
+pub(super) const MAX_UNROUTED: usize = 256;
+/// A refusal is logged at most this often.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// How many ICE-TCP connections wait for their first STUN check.
+#[derive(Default)]
+pub(super) struct Unrouted {
+    count: usize,
+    refused: u64,
+    logged: Option<Instant>,
+}
+
 /// One browser's ICE-TCP connection.
 pub(super) struct IceTcpConn {
     stream: TcpStream,
@@ -121,6 +138,22 @@ impl EventLoop {
             &mut self.spare_fd,
         );
         for (mut stream, remote) in accepted {
+            if self.ice_tcp_unrouted.count >= MAX_UNROUTED {
+                // Dropping the stream closes it: the client sees the connection end at once.
+                let u = &mut self.ice_tcp_unrouted;
+                u.refused += 1;
+                if u.logged
+                    .is_none_or(|t| now.duration_since(t) >= REFUSAL_LOG_EVERY)
+                {
+                    u.logged = Some(now);
+                    tracing::warn!(
+                        %remote,
+                        refused = u.refused,
+                        "ICE-TCP: {MAX_UNROUTED} connections are waiting for their first STUN check; refusing new ones until they name a viewer, close or time out"
+                    );
+                }
+                continue;
+            }
             // Media frames leave as soon as written, not held for coalescing.
             let _ = stream.set_nodelay(true);
             let key = self.endpoints.vacant_key();
@@ -134,6 +167,7 @@ impl EventLoop {
             }
             tracing::debug!(%remote, "ICE-TCP connection");
             self.tx.add_tcp(remote, key);
+            self.ice_tcp_unrouted.count += 1;
             self.endpoints.insert(Endpoint::IceTcp(Box::new(IceTcpConn {
                 stream,
                 remote,
@@ -168,12 +202,16 @@ impl EventLoop {
                 Ok(n) => {
                     conn.last_read = now;
                     let (remote, local) = (conn.remote, conn.local);
+                    let was_routed = conn.routed;
                     let routed = &mut conn.routed;
                     let fed = conn.deframer.feed(&self.read_buf[..n], |frame| {
                         let ok = gateway.handle_tcp(now, remote, local, frame);
                         *routed |= ok;
                         ok
                     });
+                    if conn.routed && !was_routed {
+                        self.ice_tcp_unrouted.count -= 1;
+                    }
                     if let Err(e) = fed {
                         failure = Some(e.to_string());
                         break;
@@ -205,6 +243,9 @@ impl EventLoop {
             unreachable!("checked above");
         };
         let _ = self.poll.registry().deregister(&mut conn.stream);
+        if !conn.routed {
+            self.ice_tcp_unrouted.count -= 1;
+        }
         self.tx.remove_tcp(conn.remote, key);
         gateway.handle_tcp_closed(conn.remote);
         if why.is_empty() {
