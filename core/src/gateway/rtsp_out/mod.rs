@@ -136,7 +136,8 @@ impl Gateway {
     pub fn handle_player_opened(&mut self, conn: ConnId, peer: SocketAddr, now: Instant) {
         let id = format!("{:016x}", self.rng.next_u64());
         let ssrc = self.rng.next_u64() as u32;
-        let session = ServerSession::new(self.config.rtsp_server.clone(), id, ssrc, now);
+        let mut session = ServerSession::new(self.config.rtsp_server.clone(), id, ssrc, now);
+        session.set_ipv6(peer.ip().to_canonical().is_ipv6());
         let out = MediaOut::new(self.config.player_queue, ssrc, &[]);
         // (Tracks are set at PLAY, once the camera's are known.)
         self.players.insert(
