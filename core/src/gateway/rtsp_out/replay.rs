@@ -1,8 +1,8 @@
 //! A new UDP player's start on the cached GOP (`RawGop`), paced: at most `REPLAY_BURST`
 //! datagrams every `REPLAY_STEP`, from a cursor into the GOP. Sent at once, a 2 s GOP is
-//! hundreds of datagrams in one burst, more than a player's default receive buffer holds
-//! (Linux: 208 KiB, about 90 such datagrams), so the keyframe was lost and the player waited a
-//! whole GOP. The camera's packets that come meanwhile are appended to the GOP and reach the
+//! hundreds of datagrams in one burst, more than a player's receive buffer may hold (Linux's
+//! default is 208 KiB, each datagram counted with its overhead): a lost keyframe makes the
+//! player wait a whole GOP. The camera's packets that come meanwhile are appended to the GOP and reach the
 //! player through the cursor, in order; once it is at the end, the player gets them live. A new
 //! keyframe before that sends the rest of the old GOP at once (what the player still lacks,
 //! rarely much: a replay lasts milliseconds), so the numbering has no gap.
