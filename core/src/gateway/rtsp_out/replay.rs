@@ -55,6 +55,10 @@ impl Gateway {
         let Some(r) = p.replay else {
             return;
         };
+        if p.closing {
+            p.replay = None;
+            return;
+        }
         if r.due > now {
             return;
         }
@@ -101,7 +105,7 @@ impl FanOut<'_> {
             let Some(r) = p.replay.take() else {
                 continue;
             };
-            if !r.walks(self.raw_gop) {
+            if p.closing || !r.walks(self.raw_gop) {
                 continue;
             }
             for (track, data) in self.raw_gop.packets_from(r.next) {
