@@ -215,6 +215,9 @@ struct Harness {
     player_udp_bytes: Vec<u8>,
     /// Allocations made by `send_player_datagrams`.
     player_udp_allocs: usize,
+    /// The socket refuses datagrams to the UDP player with this `udp_base` (as a send that
+    /// would block or fails): the gateway must drop them, and only them.
+    refuse_udp_to: Option<u16>,
 }
 
 /// An RTSP player: an `RtspClient` connected to the gateway's RTSP server.
@@ -237,6 +240,8 @@ struct Player {
     /// that went silent sends neither.
     sends_requests: bool,
     sends_rtcp: bool,
+    /// The most RTP datagrams it got from one `send_player_datagrams` call (one loop turn).
+    max_burst: usize,
 }
 
 impl Harness {
@@ -289,6 +294,7 @@ impl Harness {
             player_udp: Vec::with_capacity(4096),
             player_udp_bytes: Vec::with_capacity(4 << 20),
             player_udp_allocs: 0,
+            refuse_udp_to: None,
         }
     }
 
@@ -334,6 +340,7 @@ impl Harness {
             udp_base,
             sends_requests: true,
             sends_rtcp: true,
+            max_burst: 0,
         });
         self.players.len() - 1
     }
@@ -346,13 +353,24 @@ impl Harness {
         let (items, bytes) = (&mut self.player_udp, &mut self.player_udp_bytes);
         items.clear();
         bytes.clear();
+        let refused = self.refuse_udp_to;
         let before = allocs();
         self.gateway.send_player_datagrams(&mut |to, rtcp, data| {
+            if refused.is_some_and(|base| (base..base + 100).contains(&to.port())) {
+                return false;
+            }
             items.push((to, rtcp, bytes.len(), bytes.len() + data.len()));
             bytes.extend_from_slice(data);
             true
         });
         self.player_udp_allocs += allocs() - before;
+        for p in &mut self.players {
+            let Some(base) = p.udp_base else { continue };
+            let burst = (self.player_udp.iter())
+                .filter(|(to, rtcp, ..)| !rtcp && (base..base + 100).contains(&to.port()))
+                .count();
+            p.max_burst = p.max_burst.max(burst);
+        }
         let (rtp_port, rtcp_port) = self
             .gateway
             .config()
@@ -3802,6 +3820,149 @@ fn a_silent_udp_player_times_out_and_receiver_reports_keep_one_alive() {
     let now = h.now;
     assert!(!h.gateway.handle_player_udp(now, old));
     assert!(h.players[reports].media.len() > 150);
+}
+
+/// The socket refuses every datagram to one UDP player for 20 frames (a send that would block,
+/// or fails): exactly those are dropped and counted; the other UDP player, a TCP player and a
+/// browser get every packet, and the refused player gets the camera's packets again after.
+#[test]
+fn a_udp_player_whose_datagrams_the_socket_refuses_loses_only_its_own() {
+    let mut h = Harness::with_config(udp_server());
+    let b = h.play("rtsp://127.0.0.1:8554/cam");
+    let refused = h.add_udp_player("rtsp://box:8554/cam");
+    let other = h.add_udp_player("rtsp://box:8554/cam");
+    let tcp = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    // Camera packets of frames 0..45 (a keyframe every 10th), by frame.
+    let mut sent: Vec<Vec<Vec<u8>>> = Vec::new();
+    for frame in 0..45 {
+        h.refuse_udp_to = (10..30)
+            .contains(&frame)
+            .then(|| h.players[refused].udp_base.unwrap());
+        let nals = if frame % 10 == 0 {
+            vec![nal(5, 4000)]
+        } else {
+            vec![nal(1, 600)]
+        };
+        h.camera.send_frame(frame * 3600, &nals);
+        sent.push(camera_packets(&h.camera.to_gateway));
+        h.run_for(Duration::from_millis(40));
+    }
+    let all: Vec<&Vec<u8>> = sent.iter().flatten().collect();
+    let lost = sent[10..30].iter().map(Vec::len).sum::<usize>();
+    for p in [other, tcp] {
+        let got = &h.players[p].media;
+        assert_eq!(got.len(), all.len(), "player {p} got every camera packet");
+        assert!(got.iter().zip(&all).all(|(g, w)| g.1[12..] == w[12..]));
+    }
+    assert!(
+        h.browsers[b].frames.len() >= 43,
+        "the browser kept its rate"
+    );
+    let got: Vec<&[u8]> = h.players[refused]
+        .media
+        .iter()
+        .map(|(_, d)| &d[12..])
+        .collect();
+    let want: Vec<&[u8]> = (sent[..10].iter().chain(&sent[30..]))
+        .flatten()
+        .map(|d| &d[12..])
+        .collect();
+    assert_eq!(got, want, "the refused player lost frames 10..30 only");
+    assert!(!h.players[refused].closed_by_gateway);
+    let stats = h.gateway.stats();
+    assert_eq!(stats.player_udp_packets_dropped, lost as u64);
+    assert_eq!(stats.player_udp_packets_out, (2 * all.len() - lost) as u64);
+    assert_eq!(stats.players_udp, 2);
+}
+
+/// A UDP player that joins late starts on the cached GOP (a 60 kB keyframe: 44 packets, and
+/// two P-frames), paced: at most 16 datagrams a loop turn, every packet once and in order, and
+/// the camera's packets that came meanwhile follow through the replay with continuous
+/// numbering. A TCP player joining with it gets the GOP at once (TCP paces itself).
+#[test]
+fn a_late_udp_players_gop_is_paced_and_live_packets_follow_it_in_order() {
+    let mut h = Harness::with_config(udp_server());
+    let _first = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    let mut sent: Vec<Vec<u8>> = Vec::new();
+    for frame in 0..3 {
+        let nals = if frame == 0 {
+            vec![nal(5, 60_000)]
+        } else {
+            vec![nal(1, 600)]
+        };
+        h.camera.send_frame(frame * 3600, &nals);
+        sent.extend(camera_packets(&h.camera.to_gateway));
+        h.run_for(Duration::from_millis(40));
+    }
+    assert!(sent.len() > 40, "{} packets in the GOP", sent.len());
+    let late = h.add_udp_player("rtsp://box:8554/cam");
+    let tcp = h.add_player("rtsp://box:8554/cam");
+    // Two loop turns in: part of the GOP went, and the camera goes on meanwhile.
+    h.step(Duration::from_millis(10));
+    h.step(Duration::from_millis(10));
+    let early = h.players[late].media.len();
+    assert!(
+        (1..sent.len()).contains(&early),
+        "{early} of {} GOP packets after two turns",
+        sent.len()
+    );
+    assert_eq!(
+        h.players[tcp].media.len(),
+        sent.len(),
+        "TCP: the GOP at once"
+    );
+    for frame in 3..8 {
+        h.camera.send_frame(frame * 3600, &[nal(1, 600)]);
+        sent.extend(camera_packets(&h.camera.to_gateway));
+        h.run_for(Duration::from_millis(40));
+    }
+    assert!(
+        h.players[late].max_burst <= 16,
+        "{} datagrams in one turn",
+        h.players[late].max_burst
+    );
+    for p in [late, tcp] {
+        let got = &h.players[p].media;
+        assert_eq!(got.len(), sent.len(), "player {p}: GOP and live, each once");
+        for (g, w) in got.iter().zip(&sent) {
+            assert_eq!((&g.1[12..], &g.1[4..8]), (&w[12..], &w[4..8]));
+        }
+        let seqs: Vec<u16> = got
+            .iter()
+            .map(|(_, d)| u16::from_be_bytes([d[2], d[3]]))
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
+    }
+    assert_eq!(h.gateway.stats().player_udp_packets_dropped, 0);
+}
+
+/// A new keyframe while a UDP player's replay is still walking the old GOP: the rest of the
+/// old GOP goes first, then the keyframe live: every packet once, in order, numbered without a
+/// gap.
+#[test]
+fn a_keyframe_during_a_udp_replay_sends_the_rest_of_the_gop_first() {
+    let mut h = Harness::with_config(udp_server());
+    let _first = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera.send_frame(0, &[nal(5, 60_000)]);
+    let mut sent = camera_packets(&h.camera.to_gateway);
+    h.run_for(Duration::from_millis(40));
+    let late = h.add_udp_player("rtsp://box:8554/cam");
+    h.step(Duration::from_millis(10));
+    let before = h.players[late].media.len();
+    assert!(before < sent.len(), "{before} of {}", sent.len());
+    h.camera.send_frame(3600, &[nal(5, 4000)]);
+    sent.extend(camera_packets(&h.camera.to_gateway));
+    h.run_for(Duration::from_millis(100));
+    let got = &h.players[late].media;
+    assert_eq!(got.len(), sent.len());
+    assert!(got.iter().zip(&sent).all(|(g, w)| g.1[12..] == w[12..]));
+    assert!(got
+        .windows(2)
+        .all(|w| u16::from_be_bytes([w[1].1[2], w[1].1[3]])
+            == u16::from_be_bytes([w[0].1[2], w[0].1[3]]).wrapping_add(1)));
 }
 
 /// The built-in demo camera: its URL plays the shipped clip with no camera connection, to a

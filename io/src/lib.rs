@@ -14,6 +14,7 @@ pub mod lanes;
 pub mod socket_buffers;
 pub mod tcp;
 pub mod udp;
+pub mod udp_source;
 pub mod workers;
 
 pub use event_loop::{ConnId, EventLoop, EventLoopConfig, ListenerKind, NoWeb, WebApp, WebIo};

@@ -7,7 +7,10 @@
 //! all of them (told apart by their addresses, which the gateway knows from SETUP). Datagrams
 //! the socket does not take at once are dropped (and counted by the gateway): a UDP player
 //! never holds anything up. What arrives on the pair (receiver reports) keeps sessions alive.
+//! Bound to a wildcard address, the pair sends each player's datagrams from the address its
+//! RTSP connection came to (`udp_source`), not whichever the route would pick.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -26,11 +29,49 @@ const PLAYER_SEND_BUFFER: usize = 256 * 1024;
 /// One player's connection.
 pub(super) struct PlayerConn {
     stream: TcpStream,
+    /// Its peer, and the local address it connected to (its UDP media's source).
+    peer: IpAddr,
+    local: Option<IpAddr>,
 }
 
 /// The RTSP server's RTP or RTCP port for UDP players.
 pub(super) struct PlayerUdp {
     socket: UdpSocket,
+    /// An IPv6 socket (IPv4 players then have IPv4-mapped addresses).
+    v6: bool,
+    /// Bound to a wildcard address: each datagram names its source (see `sources`).
+    wildcard: bool,
+    /// (RTP socket's only.) Player host → the local address its RTSP connection came to, and
+    /// how many of its connections are open (the latest connection's address wins).
+    sources: HashMap<IpAddr, (IpAddr, usize)>,
+}
+
+impl PlayerUdp {
+    /// Sends one datagram, from the address the player at `to` connected to if the socket is
+    /// a wildcard one; false if the socket did not take it (full, or the send failed).
+    fn send(
+        &self,
+        sources: &HashMap<IpAddr, (IpAddr, usize)>,
+        to: SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        let from = self
+            .wildcard
+            .then(|| sources.get(&to.ip().to_canonical()))
+            .flatten()
+            .map(|(local, _)| *local);
+        loop {
+            let sent = match from {
+                Some(from) => crate::udp_source::send_from(&self.socket, self.v6, from, to, data),
+                None => self.socket.send_to(data, to),
+            };
+            match sent {
+                Ok(_) => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+    }
 }
 
 /// The slab keys of the server's RTP and RTCP sockets, and their ports.
@@ -96,6 +137,7 @@ impl EventLoop {
         crate::socket_buffers::grow(&rtp, PLAYER_UDP_SEND_BUFFER, 0);
         let ports = (rtp.local_addr()?.port(), rtcp.local_addr()?.port());
         let mut keys = [0; 2];
+        let (v6, wildcard) = (addr.is_ipv6(), addr.ip().is_unspecified());
         for (i, socket) in [rtp, rtcp].into_iter().enumerate() {
             socket.set_nonblocking(true)?;
             let mut socket = UdpSocket::from_std(socket);
@@ -103,8 +145,12 @@ impl EventLoop {
             self.poll
                 .registry()
                 .register(&mut socket, Token(key), Interest::READABLE)?;
-            self.endpoints
-                .insert(Endpoint::PlayerUdp(PlayerUdp { socket }));
+            self.endpoints.insert(Endpoint::PlayerUdp(PlayerUdp {
+                socket,
+                v6,
+                wildcard,
+                sources: HashMap::new(),
+            }));
             keys[i] = key;
         }
         self.player_udp = Some(PlayerUdpKeys {
@@ -148,14 +194,8 @@ impl EventLoop {
             return;
         };
         gateway.send_player_datagrams(&mut |to, is_rtcp, data| {
-            let socket = if is_rtcp { &rtcp.socket } else { &rtp.socket };
-            loop {
-                match socket.send_to(data, to) {
-                    Ok(_) => return true,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => return false,
-                }
-            }
+            let socket = if is_rtcp { rtcp } else { rtp };
+            socket.send(&rtp.sources, to, data)
         });
     }
 
@@ -188,8 +228,16 @@ impl EventLoop {
                 tracing::warn!("register failed: {e}");
                 continue;
             }
-            self.endpoints
-                .insert(Endpoint::Player(PlayerConn { stream }));
+            let local = stream.local_addr().ok().map(|a| a.ip().to_canonical());
+            let peer_ip = peer.ip().to_canonical();
+            self.endpoints.insert(Endpoint::Player(PlayerConn {
+                stream,
+                peer: peer_ip,
+                local,
+            }));
+            if let Some(local) = local {
+                self.note_player_source(peer_ip, local);
+            }
             tracing::info!(%peer, conn, "RTSP player connected");
             // The gateway decides who may play what (users per stream, else loopback only).
             gateway.handle_player_opened(ConnId(conn), peer, now);
@@ -258,9 +306,39 @@ impl EventLoop {
         self.drop_player(conn.0, now, gateway);
     }
 
+    /// A connection from `peer` came to `local`: its UDP media leaves from there.
+    fn note_player_source(&mut self, peer: IpAddr, local: IpAddr) {
+        if let Some(u) = self.player_rtp() {
+            let entry = u.sources.entry(peer).or_insert((local, 0));
+            *entry = (local, entry.1 + 1);
+        }
+    }
+
+    fn forget_player_source(&mut self, peer: IpAddr) {
+        let Some(u) = self.player_rtp() else { return };
+        if let Some(entry) = u.sources.get_mut(&peer) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                u.sources.remove(&peer);
+            }
+        }
+    }
+
+    /// The RTSP server's RTP socket (it holds the players' sources).
+    fn player_rtp(&mut self) -> Option<&mut PlayerUdp> {
+        let key = self.player_udp?.rtp;
+        match self.endpoints.get_mut(key) {
+            Some(Endpoint::PlayerUdp(u)) => Some(u),
+            _ => None,
+        }
+    }
+
     fn drop_player(&mut self, key: usize, now: Instant, gateway: &mut Gateway) {
         if let Some(Endpoint::Player(mut p)) = self.endpoints.try_remove(key) {
             let _ = self.poll.registry().deregister(&mut p.stream);
+            if p.local.is_some() {
+                self.forget_player_source(p.peer);
+            }
             gateway.handle_player_closed(ConnId(key), now);
         }
     }

@@ -98,6 +98,9 @@ impl FanOut<'_> {
         let video = track.kind == crate::media::MediaKind::Video;
         let key =
             video && rtp_payload(m.data).is_some_and(|p| raw_keyframe_start(&track.encoding, p));
+        if key {
+            self.finish_replays();
+        }
         self.raw_gop.push(m.track, m.data, key);
         for conn in self.player_conns {
             let Some(p) = self.players.get_mut(conn) else {
@@ -109,6 +112,16 @@ impl FanOut<'_> {
             let Some(Some(route)) = p.routes.get(m.track).copied() else {
                 continue;
             };
+            if let Some(r) = p.replay {
+                if r.walks(self.raw_gop) {
+                    // In the GOP its replay walks: it comes in order, through the replay.
+                    continue;
+                }
+                // The GOP it walked is gone (a camera reconnect, an overflow): live from the
+                // next keyframe.
+                p.replay = None;
+                p.started = self.raw_gop.len() > 0;
+            }
             if !p.started {
                 if !key {
                     continue;
@@ -158,6 +171,9 @@ pub(in crate::gateway) struct RawGop {
     packets: Vec<(usize, usize, usize)>,
     /// A keyframe started it (and it did not overflow since).
     valid: bool,
+    /// Counts the GOPs kept (each clear starts another): a UDP player's paced replay
+    /// (`Replay`) knows whether the packets it walks are still there.
+    generation: u64,
 }
 
 /// A GOP larger than this (a camera with a minute-long GOP at a high rate) is not kept:
@@ -186,14 +202,33 @@ impl RawGop {
         self.bytes.clear();
         self.packets.clear();
         self.valid = false;
+        self.generation += 1;
     }
 
     /// The kept packets, oldest first; empty when there is no keyframe to start from.
     pub(super) fn packets(&self) -> impl Iterator<Item = (usize, &[u8])> + '_ {
-        let n = if self.valid { self.packets.len() } else { 0 };
-        self.packets[..n]
+        self.packets_from(0)
+    }
+
+    /// `packets` from the `first`-th on.
+    pub(super) fn packets_from(&self, first: usize) -> impl Iterator<Item = (usize, &[u8])> + '_ {
+        let n = self.len();
+        self.packets[first.min(n)..n]
             .iter()
             .map(|&(t, a, b)| (t, &self.bytes[a..b]))
+    }
+
+    /// How many packets `packets` has.
+    pub(super) fn len(&self) -> usize {
+        if self.valid {
+            self.packets.len()
+        } else {
+            0
+        }
+    }
+
+    pub(super) fn generation(&self) -> u64 {
+        self.generation
     }
 }
 

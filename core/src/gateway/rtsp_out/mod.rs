@@ -5,7 +5,8 @@
 //! starting on the camera's packets since its last keyframe (`RawGop`, kept while the stream has
 //! players) or else at the next keyframe: TCP-interleaved players through a bounded queue, UDP
 //! players as datagrams (`PlayerDatagrams`) that the loop sends from the server's RTP/RTCP
-//! ports at once or drops (a UDP player never holds anything up).
+//! ports at once or drops (a UDP player never holds anything up); a new UDP player gets the
+//! cached GOP paced over a few milliseconds (`replay`), not in one burst.
 //!
 //! Driver protocol: `handle_player_opened`, then `handle_player_data` with its bytes; on
 //! `GatewayOutput::PlayerWrite` write `player_pending` and report `player_written` until it is
@@ -19,6 +20,7 @@
 //! camera, packets).
 
 mod media;
+mod replay;
 
 use super::*;
 use crate::ids::ConnId;
@@ -46,6 +48,8 @@ pub(super) struct Player {
     users: Vec<crate::rtsp::auth::Credentials>,
     /// A video keyframe went out: media flows (before it, a player would get P-frames).
     started: bool,
+    /// A UDP player's paced start on the cached GOP, until it reaches live.
+    replay: Option<replay::Replay>,
     /// `PlayerWrite` was output and the driver has not drained the queue since.
     write_asked: bool,
     closing: bool,
@@ -121,6 +125,7 @@ impl Player {
     /// The camera's session started over: wait for its next keyframe, continue the numbering.
     pub(super) fn restart(&mut self) {
         self.started = false;
+        self.replay = None;
         self.out.source_restarted();
     }
 }
@@ -131,7 +136,8 @@ impl Gateway {
     pub fn handle_player_opened(&mut self, conn: ConnId, peer: SocketAddr, now: Instant) {
         let id = format!("{:016x}", self.rng.next_u64());
         let ssrc = self.rng.next_u64() as u32;
-        let session = ServerSession::new(self.config.rtsp_server.clone(), id, ssrc, now);
+        let mut session = ServerSession::new(self.config.rtsp_server.clone(), id, ssrc, now);
+        session.set_ipv6(peer.ip().to_canonical().is_ipv6());
         let out = MediaOut::new(self.config.player_queue, ssrc, &[]);
         // (Tracks are set at PLAY, once the camera's are known.)
         self.players.insert(
@@ -146,6 +152,7 @@ impl Gateway {
                 loopback: peer.ip().to_canonical().is_loopback(),
                 users: Vec::new(),
                 started: false,
+                replay: None,
                 write_asked: false,
                 closing: false,
                 scheduled: None,
@@ -243,7 +250,12 @@ impl Gateway {
         let Some(p) = self.players.get_mut(&conn) else {
             return;
         };
-        let Some(t) = p.session.poll_timeout() else {
+        let replay = p.replay.map(|r| r.due);
+        let Some(t) = [p.session.poll_timeout(), replay]
+            .into_iter()
+            .flatten()
+            .min()
+        else {
             return;
         };
         let t = t.min(now + MAX_SLEEP);
@@ -262,6 +274,7 @@ impl Gateway {
         }
         p.scheduled = None;
         p.session.handle_timeout(now);
+        self.replay_step(conn, now);
         self.after_player_input(conn, now);
     }
 
@@ -497,21 +510,23 @@ impl Gateway {
         let rates: Vec<u32> = s.tracks.iter().map(|t| t.clock_rate).collect();
         // Not a new MediaOut: the PLAY answer is queued in it.
         p.out.set_tracks(&rates);
-        // Start on the cached GOP, if there is one: the picture at once.
+        // Start on the cached GOP, if there is one: the picture at once (over UDP, paced).
         p.started = false;
-        for (i, (track, data)) in s.raw_gop.packets().enumerate() {
-            match routes.get(track) {
-                Some(Some(PlayerRoute::Tcp(channel, _))) => {
+        p.replay = None;
+        let udp = routes
+            .iter()
+            .flatten()
+            .any(|r| matches!(r, PlayerRoute::Udp(..)));
+        if udp {
+            p.replay = replay::Replay::start(&s.raw_gop, now);
+            p.started = p.replay.is_some();
+        } else {
+            for (i, (track, data)) in s.raw_gop.packets().enumerate() {
+                if let Some(Some(PlayerRoute::Tcp(channel, _))) = routes.get(track) {
                     p.out.push_interleaved(now, track, *channel, data, i == 0);
+                    p.started = true;
                 }
-                Some(Some(PlayerRoute::Udp(to, _))) => {
-                    let out = &mut p.out;
-                    self.player_udp
-                        .push(*to, false, |b| out.rewrite(now, track, data, b));
-                }
-                _ => continue,
             }
-            p.started = true;
         }
         p.routes = routes;
         s.waiting_players.retain(|c| *c != conn);
@@ -519,6 +534,8 @@ impl Gateway {
             s.players.push(conn);
         }
         tracing::info!(conn = conn.0, stream = id.0, url = %s.redacted, "rtsp player playing");
+        self.replay_step(conn, now);
+        self.schedule_player(conn, now);
     }
 
     fn player_stop(&mut self, conn: ConnId, now: Instant) {
@@ -527,6 +544,7 @@ impl Gateway {
         };
         forget_udp(&mut self.udp_players, conn, &p.routes);
         p.routes.clear();
+        p.replay = None;
         if let Some(id) = p.stream.take() {
             if let Some(s) = self.streams.get_mut(&id) {
                 s.players.retain(|c| *c != conn);

@@ -151,6 +151,8 @@ pub struct ServerSession {
     outputs: VecDeque<ServerOutput>,
     last_input: Instant,
     closed: bool,
+    /// The client connected over IPv6 (see `sdp::describe`).
+    ipv6: bool,
 }
 
 impl ServerSession {
@@ -177,6 +179,7 @@ impl ServerSession {
             outputs: VecDeque::new(),
             last_input: now,
             closed: false,
+            ipv6: false,
         }
     }
 
@@ -209,6 +212,12 @@ impl ServerSession {
             // What came before the garbage is answered; then the connection closes.
             self.close(CloseReason::Protocol);
         }
+    }
+
+    /// The client connected over IPv6: the SDP says so (some clients open their UDP ports in
+    /// the SDP's address family).
+    pub fn set_ipv6(&mut self, ipv6: bool) {
+        self.ipv6 = ipv6;
     }
 
     /// RTCP from the client over UDP (the driver matched its address): keeps the session alive.
@@ -355,7 +364,7 @@ impl ServerSession {
                     Err(wait) => return wait,
                 };
                 let stream = self.stream.as_ref().expect("found just above");
-                let body = sdp::describe(&stream.path, &stream.tracks);
+                let body = sdp::describe(&stream.path, &stream.tracks, self.ipv6);
                 let mut r = self.head(req, 200, "OK");
                 let _ = write!(
                     r,

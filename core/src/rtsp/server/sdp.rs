@@ -12,15 +12,19 @@ pub(crate) fn track_control(i: usize) -> String {
     format!("trackID={i}")
 }
 
-/// SDP for `tracks`, in their order (track `i` is `trackID=i`). `name` is the session name.
-pub(crate) fn describe(name: &str, tracks: &[TrackInfo]) -> String {
+/// SDP for `tracks`, in their order (track `i` is `trackID=i`). `name` is the session name;
+/// `ipv6`: the client connected over IPv6, so the addresses are `IN IP6` (GStreamer's rtspsrc
+/// opens its UDP ports in the family of the SDP's `c=` line: with `IP4` its RTCP to an IPv6
+/// server fails with "Invalid address family" and it stops).
+pub(crate) fn describe(name: &str, tracks: &[TrackInfo], ipv6: bool) -> String {
     let mut s = String::with_capacity(256 + 128 * tracks.len());
     // No session-level `a=control`: clients then take Content-Base as the aggregate URL, which
     // every client tested resolves; `*` is not understood by all of them.
     let name: String = name.chars().filter(|c| !c.is_control()).collect();
+    let any = if ipv6 { "IP6 ::" } else { "IP4 0.0.0.0" };
     let _ = write!(
         s,
-        "v=0\r\no=- 0 0 IN IP4 0.0.0.0\r\ns={name}\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\na=tool:camgate\r\n"
+        "v=0\r\no=- 0 0 IN {any}\r\ns={name}\r\nc=IN {any}\r\nt=0 0\r\na=tool:camgate\r\n"
     );
     for (i, t) in tracks.iter().enumerate() {
         let kind = match t.kind {
@@ -71,8 +75,12 @@ mod tests {
                 control: "rtsp://cam/x/trackID=2".into(),
             },
         ];
-        let sdp = describe("front\r\ndoor", &tracks);
+        let sdp = describe("front\r\ndoor", &tracks, false);
         assert!(sdp.contains("s=frontdoor\r\n"), "{sdp}");
+        assert!(sdp.contains("c=IN IP4 0.0.0.0\r\n"), "{sdp}");
+        let v6 = describe("front", &tracks, true);
+        assert!(v6.contains("o=- 0 0 IN IP6 ::\r\n") && v6.contains("c=IN IP6 ::\r\n"));
+        assert!(crate::rtsp::sdp::parse(v6.as_bytes(), "rtsp://[2001:db8::1]/front/").is_ok());
         // Our own client reads it back as the same tracks, resolved against our Content-Base.
         let p = crate::rtsp::sdp::parse(sdp.as_bytes(), "rtsp://box:8554/front/").unwrap();
         assert_eq!(p.aggregate_url, "rtsp://box:8554/front/");
