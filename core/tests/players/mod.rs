@@ -156,6 +156,24 @@ fn a_player_plays_a_camera_another_worker_pulls_on_its_one_connection() {
     h.run_for(Duration::from_millis(300));
     assert_camera_packets(&h.players[late].media, &packets_from(&sent, 40 - 13));
 
+    // Steady state (buffers grown): per camera packet, the relay's payload and one shared copy
+    // for the mirror's players; nothing per player.
+    for n in 45..200 {
+        h.steady_frame(n);
+    }
+    let (ingest0, got0) = (h.ingest_allocs, h.players[late].media.len());
+    for n in 200..300 {
+        h.steady_frame(n);
+    }
+    assert_eq!(h.players[late].media.len() - got0, 100);
+    let (early, late_n) = (h.players[p].media.len(), h.players[late].media.len());
+    assert_eq!(early - late_n, sent[20 - 13..40 - 13].concat().len());
+    assert_eq!(
+        h.ingest_allocs - ingest0,
+        200,
+        "allocations taking 100 camera packets in, both workers"
+    );
+
     for q in [p, late] {
         h.players[q].client.teardown(h.now);
     }

@@ -11,7 +11,8 @@
 //! `GatewayOutput::PlayerWrite` write `player_pending` and report `player_written` until it is
 //! empty (the output comes again when bytes are queued on an empty queue);
 //! `GatewayOutput::PlayerClose` closes it (after writing what is pending);
-//! `handle_player_closed` when the peer closed. UDP: after camera input and outputs, the loop
+//! `handle_player_closed` when the peer closed (a playing UDP player's session goes on without
+//! its connection: no output ever names that connection again). UDP: after camera input and outputs, the loop
 //! calls `send_player_datagrams`; every datagram its RTP/RTCP ports receive goes to
 //! `handle_player_udp` (receiver reports keep a UDP player's session alive).
 //!
