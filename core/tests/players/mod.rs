@@ -343,3 +343,40 @@ fn a_udp_session_without_its_connection_times_out_when_silent() {
     h.run_for(Duration::from_secs(7));
     assert!(h.rtsp_closed);
 }
+
+/// `max_viewers_per_stream` counts a mirror's players with the camera's browsers on every
+/// worker. (Before, a mirror counted only its own watchers: both players got in.)
+#[test]
+fn players_on_a_mirror_count_against_the_stream_limit_with_browsers_elsewhere() {
+    let placements = camgate_io::workers::placements(2);
+    let config = |w: usize| GatewayConfig {
+        dtls_cert: test_certificate(),
+        candidates: vec![SocketAddr::from(([127, 0, 0, 1], 20000 + w as u16))],
+        placement: Some(placements[w].clone()),
+        max_viewers_per_stream: 2,
+        ..named_cam()
+    };
+    let mut h = Harness::with_config(config(0));
+    h.others = vec![Gateway::new(config(1))];
+    let busy = "rtsp://127.0.0.1:8554/elsewhere";
+    placements[0].with(|w| w.place(busy, busy, 10)).unwrap();
+    h.play(CAM);
+    h.run_for(Duration::from_millis(300));
+    assert_eq!(h.camera_worker, 1);
+    let first = h.add_player("rtsp://box:8554/cam");
+    let extra = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    assert!(
+        matches!(
+            h.players[first].events.first(),
+            Some(RtspEvent::Playing { .. })
+        ),
+        "{:?}",
+        h.players[first].events
+    );
+    assert!(
+        matches!(h.players[extra].events.as_slice(), [RtspEvent::Failed(e)] if e.to_string().contains("503")),
+        "{:?}",
+        h.players[extra].events
+    );
+}

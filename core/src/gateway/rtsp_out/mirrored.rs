@@ -31,6 +31,14 @@ impl Gateway {
         }
     }
 
+    /// Browsers of stream `id`'s camera on every worker (0 without a placement table).
+    pub(super) fn browsers_everywhere(&self, id: StreamId) -> usize {
+        match (&self.config.placement, self.streams.get(&id)) {
+            (Some(p), Some(s)) => p.with(|w| w.viewers_of(&s.url)),
+            _ => 0,
+        }
+    }
+
     /// Stream `id` has a player: if it is a mirror, it asks for the camera's packets (once).
     pub(super) fn want_camera_packets(&mut self, id: StreamId) {
         self.ask_camera_packets(id, true);

@@ -380,9 +380,12 @@ impl Gateway {
                 self.players_left(old, now);
             }
         }
-        // Players count against the viewer limits: per stream, and this worker's players.
+        // Players count against the viewer limits: per stream (with its browsers on every
+        // worker, from the placement table), and this worker's players.
+        let everywhere = self.browsers_everywhere(id);
         let s = &self.streams[&id];
-        let watchers = s.viewers.len() + s.pending.len() + s.players.len();
+        let browsers = (s.viewers.len() + s.pending.len()).max(everywhere);
+        let watchers = browsers + s.players.len();
         let joined = s.waiting_players.contains(&conn) || s.players.contains(&conn);
         let full = watchers + s.waiting_players.len() >= self.config.max_viewers_per_stream
             || self.players.len() > self.config.max_viewers;
