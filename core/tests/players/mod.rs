@@ -380,3 +380,28 @@ fn players_on_a_mirror_count_against_the_stream_limit_with_browsers_elsewhere() 
         h.players[extra].events
     );
 }
+
+/// A player restarted on the same UDP ports (an NVR with fixed ports) replaces the session its
+/// old process left without TEARDOWN: one session sends there, not two until the timeout.
+#[test]
+fn a_new_udp_session_to_the_same_ports_ends_the_one_left_behind() {
+    let mut h = Harness::with_config(udp_server());
+    let old = h.add_udp_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..5);
+    h.close_player_connection(old);
+    assert_eq!(h.gateway.stats().players_udp, 1);
+    let new = h.add_udp_player("rtsp://box:8554/cam");
+    h.players[new].udp_base = h.players[old].udp_base;
+    h.run_for(Duration::from_millis(300));
+    assert!(
+        matches!(
+            h.players[new].events.first(),
+            Some(RtspEvent::Playing { .. })
+        ),
+        "{:?}",
+        h.players[new].events
+    );
+    assert_eq!(h.gateway.stats().players_udp, 1, "the old session ended");
+    assert_eq!(h.gateway.player_count(), 1);
+}

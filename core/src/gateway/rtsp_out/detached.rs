@@ -3,8 +3,8 @@
 //! keep playing, then tear the session down (or keep it alive with GET_PARAMETER/OPTIONS) from
 //! a new connection naming it. So when a playing UDP player's connection closes, its `Player`
 //! stays, under a connection id no socket has (`DETACHED_IDS`): media goes on to its UDP ports,
-//! its receiver reports keep it alive, and it ends on TEARDOWN from a new connection or on the
-//! session timeout. It still counts against the player limits and in the metrics. A
+//! its receiver reports keep it alive, and it ends on TEARDOWN from a new connection, on the
+//! session timeout, or when a new session plays to the same UDP ports. It still counts against the player limits and in the metrics. A
 //! TCP-interleaved player has its media in the connection: it ends with it.
 //!
 //! A request naming another session (`ServerOutput::Foreign`) is answered by that session if it
@@ -60,6 +60,39 @@ impl Gateway {
         );
         self.players.insert(id, p);
         self.schedule_player(id, now);
+    }
+
+    /// Player `conn` now plays over UDP to addresses a session without a connection sends to:
+    /// that session's client is gone (a restarted player on fixed ports, say), so it ends
+    /// rather than send everything twice until its timeout.
+    pub(super) fn end_sessions_replaced_by(&mut self, conn: ConnId, now: Instant) {
+        let Some(mine) = self.players.get(&conn).map(|p| &p.routes) else {
+            return;
+        };
+        let udp = |r: &PlayerRoute| match r {
+            PlayerRoute::Udp(rtp, rtcp) => Some([udp_key(*rtp), udp_key(*rtcp)]),
+            PlayerRoute::Tcp(..) => None,
+        };
+        let mine: Vec<SocketAddr> = mine.iter().flatten().filter_map(udp).flatten().collect();
+        if mine.is_empty() {
+            return;
+        }
+        let replaced: Vec<ConnId> = (self.players.iter())
+            .filter(|(c, p)| {
+                **c != conn
+                    && p.detached
+                    && (p.routes.iter().flatten().filter_map(udp).flatten())
+                        .any(|a| mine.contains(&a))
+            })
+            .map(|(c, _)| *c)
+            .collect();
+        for old in replaced {
+            tracing::info!(
+                conn = old.0,
+                "rtsp session replaced by a new one to its UDP ports"
+            );
+            self.remove_player(old, now);
+        }
     }
 
     /// A request on player `conn`'s connection that names another session: answered there by

@@ -296,7 +296,10 @@ impl Gateway {
             match o {
                 ServerOutput::Send(bytes) => self.queue_answer(conn, &bytes),
                 ServerOutput::Lookup { path } => self.player_lookup(conn, now, path),
-                ServerOutput::Play { tracks, .. } => self.player_play(conn, now, &tracks),
+                ServerOutput::Play { tracks, .. } => {
+                    self.player_play(conn, now, &tracks);
+                    self.end_sessions_replaced_by(conn, now);
+                }
                 ServerOutput::Stop => self.player_stop(conn, now),
                 ServerOutput::Close(reason) => {
                     tracing::info!(conn = conn.0, ?reason, "rtsp player closed");
@@ -474,7 +477,10 @@ impl Gateway {
         {
             match o {
                 ServerOutput::Send(bytes) => self.queue_answer(conn, &bytes),
-                ServerOutput::Play { tracks, .. } => self.player_play(conn, now, &tracks),
+                ServerOutput::Play { tracks, .. } => {
+                    self.player_play(conn, now, &tracks);
+                    self.end_sessions_replaced_by(conn, now);
+                }
                 ServerOutput::Close(_) => self.close_player(conn, now),
                 ServerOutput::Foreign { session, request } => {
                     self.foreign_request(conn, now, &session, request)
