@@ -405,3 +405,52 @@ fn a_new_udp_session_to_the_same_ports_ends_the_one_left_behind() {
     assert_eq!(h.gateway.stats().players_udp, 1, "the old session ended");
     assert_eq!(h.gateway.player_count(), 1);
 }
+
+/// The built-in demo played by worker 1 (for a browser there) reaches a player on worker 0
+/// through a mirror too: the clip's packets, from a keyframe, numbered continuously.
+#[test]
+fn a_player_plays_the_demo_another_worker_plays() {
+    const URL: &str = "rtsp://127.0.0.1:8554/demo";
+    let clip =
+        camgate_core::demo::DemoClip::parse(include_bytes!("../../../server/assets/demo.h264"))
+            .unwrap();
+    let clip = std::sync::Arc::new(clip);
+    let placements = camgate_io::workers::placements(2);
+    let config = |w: usize| GatewayConfig {
+        dtls_cert: test_certificate(),
+        candidates: vec![SocketAddr::from(([127, 0, 0, 1], 20000 + w as u16))],
+        placement: Some(placements[w].clone()),
+        named_streams: vec![("demo".into(), URL.into())],
+        demo: Some(camgate_core::gateway::DemoConfig {
+            url: URL.into(),
+            clip: clip.clone(),
+        }),
+        ..GatewayConfig::default()
+    };
+    let mut h = Harness::with_config(config(0));
+    h.others = vec![Gateway::new(config(1))];
+    let busy = "rtsp://127.0.0.1:8554/elsewhere";
+    placements[0].with(|w| w.place(busy, busy, 10)).unwrap();
+    let b = h.play(URL);
+    h.run_for(Duration::from_millis(300));
+    assert_eq!(h.others[0].viewer_count(), 1, "the demo plays on worker 1");
+    let p = h.add_player("rtsp://box:8554/demo");
+    h.run_for(Duration::from_secs(4));
+    assert_eq!(h.connects, 0);
+    // (Before, worker 0 played a second copy of the clip for its player.)
+    assert_eq!(
+        h.gateway.local_stats().camera_packets_in,
+        0,
+        "worker 0 plays no copy of the clip"
+    );
+    let media = &h.players[p].media;
+    let pictures = media.iter().filter(|(_, d)| d[1] & 0x80 != 0).count();
+    assert!(pictures >= 30, "{pictures} pictures to the player");
+    assert_eq!(media[0].1[12] & 0x1f, 7, "the player starts on an SPS");
+    let seqs: Vec<u16> = media
+        .iter()
+        .map(|(_, d)| u16::from_be_bytes([d[2], d[3]]))
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
+    assert!(h.browsers[b].frames.len() >= 100);
+}
