@@ -11,7 +11,9 @@
 //! event loop carries them to the mirror's gateway (`Gateway::handle_mirrored`) through a
 //! media lane between the two threads (`camgate_io::lanes`). The few control messages that
 //! must stay in order with the packets (ready, resync, failed) are items too; the mirror's
-//! requests to the origin (subscribe, unsubscribe) are `gateway::Forward`s.
+//! requests to the origin (subscribe, unsubscribe) are `gateway::Forward`s. A mirror with RTSP
+//! players also gets the camera's packets as they came (`Raw`, after its `Tracks`), which
+//! players need and the relayed ones are not (see `gateway::rtsp_out`).
 
 use std::time::Instant;
 
@@ -62,6 +64,26 @@ pub enum MirrorItem {
         origin: StreamId,
         /// What plays.
         described: Box<Described>,
+    },
+    /// A camera packet as it came (RTP or RTCP), for the mirror's RTSP players: only to
+    /// mirrors that asked (`gateway::Forward::CameraPackets`).
+    Raw {
+        /// The mirror stream.
+        mirror: StreamId,
+        /// The camera track.
+        track: usize,
+        /// RTCP (a sender report), else RTP.
+        rtcp: bool,
+        /// The whole packet, shared by every mirror worker that gets it.
+        packet: std::sync::Arc<[u8]>,
+    },
+    /// The camera's tracks, for the mirror's RTSP players (before its `Raw` packets, and again
+    /// when the camera describes them anew).
+    Tracks {
+        /// The mirror stream.
+        mirror: StreamId,
+        /// As the camera's RTSP client set them up.
+        tracks: Vec<crate::media::TrackInfo>,
     },
     /// The camera was reconnected: viewers wait for its next keyframe.
     Resync {

@@ -218,6 +218,11 @@ impl WorkerTable<'_> {
         Ok(Some((worker, p.ticket)))
     }
 
+    /// Viewers of exactly this URL on all workers (mirrors included).
+    pub fn viewers_of(self, url: &str) -> usize {
+        self.table.streams.get(url).map_or(0, |p| p.viewers)
+    }
+
     /// The worker pulling exactly this URL.
     pub fn worker_of(self, url: &str) -> Option<usize> {
         self.table.streams.get(url).map(|p| p.worker)

@@ -22,6 +22,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 
 mod counting_alloc;
 use counting_alloc::allocs;
+mod players;
 
 /// (payload type, RTP time, sender report in force: (NTP time, RTP time)).
 type ReceivedRtp = (u8, u32, Option<(std::time::SystemTime, u32)>);

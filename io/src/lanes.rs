@@ -45,9 +45,9 @@ impl MediaLane {
             let Lane { items, lagging } = &mut *lane;
             for item in outbox.drain(..) {
                 let media_of = match &item {
-                    MirrorItem::Video { mirror, .. } | MirrorItem::Audio { mirror, .. } => {
-                        Some(*mirror)
-                    }
+                    MirrorItem::Video { mirror, .. }
+                    | MirrorItem::Audio { mirror, .. }
+                    | MirrorItem::Raw { mirror, .. } => Some(*mirror),
                     _ => None,
                 };
                 match media_of {
@@ -199,8 +199,15 @@ mod tests {
         let lane = MediaLane::default();
         let mut outbox: Vec<MirrorItem> = (0..MAX_ITEMS as u16).map(video).collect();
         lane.append(&mut outbox);
-        // The reader is stalled: more media, then news that must not be lost.
+        // The reader is stalled: more media (relayed, and camera packets for a mirror's RTSP
+        // players), then news that must not be lost.
         outbox.extend((0..100).map(video));
+        outbox.push(MirrorItem::Raw {
+            mirror: StreamId(1),
+            track: 0,
+            rtcp: false,
+            packet: Arc::from(&[0x80u8, 96][..]),
+        });
         outbox.push(MirrorItem::Failed {
             mirror: StreamId(1),
             info: "gone".into(),

@@ -441,3 +441,166 @@ fn a_stream_with_a_user_takes_right_credentials_only() {
         "a log line holds the password"
     );
 }
+
+/// Writes `request` on `conn` and reads its answer (headers, and a body of `Content-Length`).
+fn exchange(conn: &mut std::net::TcpStream, request: &str) -> String {
+    use std::io::{Read, Write};
+    conn.write_all(request.as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).into_owned();
+            let body = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+            if got.len() >= end + 4 + body {
+                return String::from_utf8_lossy(&got[..end + 4 + body]).into_owned();
+            }
+        }
+        let n = conn.read(&mut buf).expect("an answer");
+        assert!(
+            n > 0,
+            "closed before answering: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// RTP datagrams `socket` receives within `window`.
+fn datagrams_within(socket: &std::net::UdpSocket, window: Duration) -> usize {
+    let end = Instant::now() + window;
+    let mut buf = [0u8; 2048];
+    let mut n = 0;
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        socket
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        if socket.recv(&mut buf).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// RFC 2326 lets a UDP session outlive its RTSP connection. A hand-written client sets up UDP
+/// to its own sockets, plays, and closes its TCP connection: the RTP keeps coming and camgate
+/// counts the player; a TEARDOWN naming the session on a new connection stops it. (ffmpeg and
+/// GStreamer always tear down on the connection they opened.)
+#[test]
+fn a_udp_session_outlives_its_connection_until_a_teardown_on_a_new_one() {
+    let camera = GstCamera::start(&["--video", "h264"]);
+    let (cg, url) = camgate_for(&camera);
+    let addr = cg.rtsp.unwrap();
+    let rtp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let rtcp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let ports = (
+        rtp.local_addr().unwrap().port(),
+        rtcp.local_addr().unwrap().port(),
+    );
+
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let a = exchange(
+        &mut conn,
+        &format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+    );
+    assert!(
+        a.starts_with("RTSP/1.0 200 ") && a.contains("a=control:trackID=0"),
+        "{a}"
+    );
+    let a = exchange(
+        &mut conn,
+        &format!(
+            "SETUP {url}/trackID=0 RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP;unicast;client_port={}-{}\r\n\r\n",
+            ports.0, ports.1
+        ),
+    );
+    assert!(a.starts_with("RTSP/1.0 200 "), "{a}");
+    let session = a
+        .lines()
+        .find_map(|l| l.strip_prefix("Session: "))
+        .and_then(|s| s.split(';').next())
+        .expect("a session")
+        .to_owned();
+    let a = exchange(
+        &mut conn,
+        &format!("PLAY {url} RTSP/1.0\r\nCSeq: 3\r\nSession: {session}\r\n\r\n"),
+    );
+    assert!(a.starts_with("RTSP/1.0 200 "), "{a}");
+    assert!(
+        datagrams_within(&rtp, Duration::from_secs(2)) > 10,
+        "RTP while connected"
+    );
+
+    drop(conn);
+    std::thread::sleep(Duration::from_millis(300));
+    let after_close = datagrams_within(&rtp, Duration::from_secs(2));
+    assert!(
+        after_close > 10,
+        "{after_close} RTP datagrams in 2 s after the connection closed"
+    );
+    assert_eq!(rtsp_clients(&cg, "udp"), 1);
+
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let a = exchange(
+        &mut conn,
+        &format!("TEARDOWN {url} RTSP/1.0\r\nCSeq: 1\r\nSession: {session}\r\n\r\n"),
+    );
+    assert!(a.starts_with("RTSP/1.0 200 OK\r\nCSeq: 1\r\n"), "{a}");
+    std::thread::sleep(Duration::from_millis(300));
+    datagrams_within(&rtp, Duration::from_millis(100)); // what was on the way
+    assert_eq!(
+        datagrams_within(&rtp, Duration::from_secs(1)),
+        0,
+        "RTP after TEARDOWN"
+    );
+    assert_eq!(rtsp_clients(&cg, "udp"), 0);
+    let logs = cg.logs();
+    assert!(
+        logs.iter().any(|l| l.contains("its UDP session goes on")),
+        "{logs:#?}"
+    );
+}
+
+/// With two workers the RTSP server is worker 0's, and a camera may be pulled by worker 1 (the
+/// demo, pulled first, took worker 0). ffprobe plays it over TCP and over UDP from a mirror on
+/// worker 0, decoding frames, on the camera's one connection.
+#[test]
+fn a_camera_another_worker_pulls_plays_on_its_one_connection() {
+    let camera = GstCamera::start(&["--video", "h264", "--audio", "aac"]);
+    let config = temp_file(
+        &format!("rtsp_out_workers_{}.toml", camera.port()),
+        &format!("[streams.cam]\nuri = \"{}\"\n", camera.url),
+    );
+    let cg = Camgate::start(&["--config", config.to_str().unwrap(), "--workers", "2"]);
+    for uri in [cg.demo_url.as_str(), camera.url.as_str()] {
+        let body = format!(r#"{{"uri":"{uri}"}}"#);
+        assert_eq!(
+            cg.request("POST", "/rest-api/rtsp/startup", Some(&body)).0,
+            200
+        );
+    }
+    // The REST call placed the camera on worker 1 before it answered.
+    let url = format!("rtsp://{}/cam", cg.rtsp.unwrap());
+    for transport in ["tcp", "udp"] {
+        let streams = decoded_frames_in(&url, Some(transport), "%+#300");
+        assert!(
+            streams.iter().any(|(c, n)| c == "h264" && *n >= 30)
+                && streams.iter().any(|(c, n)| c == "aac" && *n >= 20),
+            "{transport}: {streams:?}"
+        );
+    }
+    assert_eq!(camera_connects(&cg), 1, "one connection to the camera");
+    let logs = cg.logs();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("mirroring the camera of worker 1")),
+        "{logs:#?}"
+    );
+}

@@ -170,13 +170,15 @@ impl Gateway {
         self.stats.camera_bytes_in += match input {
             CameraInput::Tcp(data) | CameraInput::Udp { data, .. } => data.len() as u64,
         };
+        let raw_mirrors = self.take_raw_mirrors(stream);
         let Some((Source::Camera(client), pipeline, mut fan_out)) = self.media_of(stream, now)
         else {
-            return;
+            return self.put_raw_mirrors(stream, raw_mirrors);
         };
         let mut news = MediaNews::Nothing;
         let mut on_media = |m: MediaPacket<'_>| {
             fan_out.send_to_players(&m);
+            fan_out.send_raw_to_mirrors(&raw_mirrors, &m);
             if pipeline.on_media(now, MediaIn::Camera(m), &mut fan_out) == MediaNews::BFrames {
                 news = MediaNews::BFrames;
             }
@@ -195,6 +197,7 @@ impl Gateway {
             };
             media.for_each(&mut on_media);
         }));
+        self.put_raw_mirrors(stream, raw_mirrors);
         if fed.is_err() {
             tracing::error!(
                 stream = stream.0,
@@ -220,13 +223,16 @@ impl Gateway {
 
     /// The demo clip's frames due by `now`, relayed like a camera's packets.
     pub(super) fn feed_demo(&mut self, stream: StreamId, now: Instant) {
+        let raw_mirrors = self.take_raw_mirrors(stream);
         let Some((Source::Demo(demo), pipeline, mut fan_out)) = self.media_of(stream, now) else {
-            return;
+            return self.put_raw_mirrors(stream, raw_mirrors);
         };
         demo.handle_timeout(now, |m| {
             fan_out.send_to_players(&m);
+            fan_out.send_raw_to_mirrors(&raw_mirrors, &m);
             pipeline.on_media(now, MediaIn::Camera(m), &mut fan_out);
         });
+        self.put_raw_mirrors(stream, raw_mirrors);
         self.schedule_watchers(stream, now);
         self.schedule_stream(stream, now);
     }
@@ -370,6 +376,7 @@ impl Gateway {
         s.reconnect_attempts = 0;
         s.tracks = tracks.clone();
         self.answer_players(id, now, &tracks);
+        self.tracks_to_mirrors(id);
         if resumed {
             // Same relays: their output sequences continue, so viewers keep their
             // WebRTC sessions and resume on the camera's next keyframe.

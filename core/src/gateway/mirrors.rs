@@ -171,9 +171,20 @@ impl Gateway {
                     Some(_) => {}
                 }
             }
+            MirrorItem::Raw {
+                mirror,
+                track,
+                rtcp,
+                packet,
+            } => {
+                let data = &packet[..];
+                self.raw_to_players(mirror, now, &MediaPacket { track, rtcp, data });
+            }
+            MirrorItem::Tracks { mirror, tracks } => self.mirror_tracks(mirror, now, tracks),
             MirrorItem::Resync { mirror } => {
                 if let Some(s) = self.streams.get_mut(&mirror) {
                     s.pipeline.clear_gop();
+                    s.raw_gop.clear();
                     self.resync_viewers(mirror);
                 }
             }

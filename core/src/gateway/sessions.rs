@@ -243,6 +243,11 @@ impl Gateway {
                 tracing::debug!(stream = id.0, worker = from, "mirror gone");
                 self.linger_if_unwatched(id, now);
             }
+            Forward::CameraPackets {
+                url,
+                mirror,
+                wanted,
+            } => self.camera_packets_wanted(from, &url, mirror, wanted),
             Forward::OpusFallback { url } => {
                 if let Some(id) = self.by_url.get(&url).copied() {
                     self.enable_opus_fallback(id);

@@ -23,6 +23,8 @@ pub(super) struct MirrorSource {
     pub(super) origin_stream: Option<StreamId>,
     /// The Opus fallback of G.711 was asked for.
     pub(super) fallback_asked: bool,
+    /// The camera's packets were asked for, for this worker's RTSP players (see `rtsp_out`).
+    pub(super) camera_packets: bool,
 }
 
 pub(super) struct Stream {
@@ -33,6 +35,8 @@ pub(super) struct Stream {
     pub(super) source: Source,
     /// Mirrors of this camera on other workers: (worker, mirror stream there).
     pub(super) mirrors: Vec<(usize, StreamId)>,
+    /// Those of them that also get the camera's packets as they came, for their RTSP players.
+    pub(super) raw_mirrors: Vec<(usize, StreamId)>,
     /// Relays, GOP cache, lip sync and bitrate of the stream's media.
     pub(super) pipeline: MediaPipeline,
     /// Viewers that have an answer and receive media.
@@ -121,6 +125,7 @@ impl Gateway {
             origin,
             origin_stream: None,
             fallback_asked: false,
+            camera_packets: false,
         });
         let stream = Stream::new(url, redacted, source, MediaPipeline::mirror());
         self.streams.insert(id, stream);
@@ -283,6 +288,7 @@ impl Stream {
             redacted,
             source,
             mirrors: Vec::new(),
+            raw_mirrors: Vec::new(),
             pipeline,
             viewers: Vec::new(),
             pending: Vec::new(),

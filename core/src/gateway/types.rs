@@ -266,6 +266,16 @@ pub enum Forward {
         /// The camera URL, credentials included.
         url: String,
     },
+    /// To a camera's worker: send that mirror the camera's packets as they came too (its RTSP
+    /// players'), or stop.
+    CameraPackets {
+        /// The camera URL, credentials included.
+        url: String,
+        /// The mirror stream's id on the sending worker.
+        mirror: StreamId,
+        /// Start (true) or stop.
+        wanted: bool,
+    },
 }
 
 /// A snapshot of one stream for logs and APIs; the URL has its password masked.

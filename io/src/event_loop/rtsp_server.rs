@@ -22,6 +22,9 @@ use mio::{Interest, Token};
 
 use super::{Endpoint, EventLoop};
 
+/// Player hosts whose source address is kept after their last RTSP connection closed, before
+/// those without an open connection are forgotten (the map stays bounded whatever connects).
+const MAX_KEPT_SOURCES: usize = 4096;
 /// SO_SNDBUF of a player's connection (the kernel doubles it): 0.5 MiB in flight carries
 /// 40 Mbit/s at 100 ms round trip.
 const PLAYER_SEND_BUFFER: usize = 256 * 1024;
@@ -42,7 +45,8 @@ pub(super) struct PlayerUdp {
     /// Bound to a wildcard address: each datagram names its source (see `sources`).
     wildcard: bool,
     /// (RTP socket's only.) Player host → the local address its RTSP connection came to, and
-    /// how many of its connections are open (the latest connection's address wins).
+    /// how many of its connections are open (the latest connection's address wins); kept
+    /// after the last one closes, for UDP sessions that outlive it (see `MAX_KEPT_SOURCES`).
     sources: HashMap<IpAddr, (IpAddr, usize)>,
 }
 
@@ -317,9 +321,12 @@ impl EventLoop {
     fn forget_player_source(&mut self, peer: IpAddr) {
         let Some(u) = self.player_rtp() else { return };
         if let Some(entry) = u.sources.get_mut(&peer) {
-            entry.1 -= 1;
-            if entry.1 == 0 {
-                u.sources.remove(&peer);
+            // Kept at 0 open connections: a UDP session outlives its RTSP connection and its
+            // media must still leave from the address the player connected to. Hosts with no
+            // open connection are forgotten only when many have gathered.
+            entry.1 = entry.1.saturating_sub(1);
+            if u.sources.len() > MAX_KEPT_SOURCES {
+                u.sources.retain(|_, (_, open)| *open > 0);
             }
         }
     }

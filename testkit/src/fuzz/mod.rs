@@ -1486,6 +1486,14 @@ pub fn rtsp_server(data: &[u8]) {
                     *playing = false;
                 }
                 ServerOutput::Close(_) => *closed = true,
+                // Another session's request: never this one's, and refused as the gateway
+                // refuses one it does not know; handing it back must not loop.
+                ServerOutput::Foreign { session, request } => {
+                    assert_ne!(session, "0123abcd");
+                    let refusal = s.refusal(&request);
+                    assert!(refusal.starts_with(b"RTSP/1.0 454 "));
+                    s.handle_foreign(t0, request); // names another session: ignored
+                }
             }
         }
         for t in 0..3 {

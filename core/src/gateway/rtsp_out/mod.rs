@@ -12,14 +12,19 @@
 //! `GatewayOutput::PlayerWrite` write `player_pending` and report `player_written` until it is
 //! empty (the output comes again when bytes are queued on an empty queue);
 //! `GatewayOutput::PlayerClose` closes it (after writing what is pending);
-//! `handle_player_closed` when the peer closed. UDP: after camera input and outputs, the loop
+//! `handle_player_closed` when the peer closed (a playing UDP player's session goes on without
+//! its connection: no output ever names that connection again). UDP: after camera input and outputs, the loop
 //! calls `send_player_datagrams`; every datagram its RTP/RTCP ports receive goes to
 //! `handle_player_udp` (receiver reports keep a UDP player's session alive).
 //!
-//! Not yet: players on a worker that does not pull the camera (mirrors carry relayed, not
-//! camera, packets).
+//! Players of a camera another worker pulls (the RTSP server listens on one worker) play from
+//! a mirror of it there, which also asks for the camera's packets as they came (`mirrored`).
+//! A UDP player's session outlives its RTSP connection until TEARDOWN (on a new connection) or
+//! its timeout (`detached`).
 
+mod detached;
 mod media;
+mod mirrored;
 mod replay;
 
 use super::*;
@@ -53,6 +58,8 @@ pub(super) struct Player {
     /// `PlayerWrite` was output and the driver has not drained the queue since.
     write_asked: bool,
     closing: bool,
+    /// Its connection closed and its UDP session goes on (see `detached`): no bytes to write.
+    detached: bool,
     scheduled: Option<Instant>,
 }
 
@@ -155,6 +162,7 @@ impl Gateway {
                 replay: None,
                 write_asked: false,
                 closing: false,
+                detached: false,
                 scheduled: None,
             },
         );
@@ -172,8 +180,21 @@ impl Gateway {
         self.after_player_input(conn, now);
     }
 
-    /// The player's connection closed (or failed).
+    /// The player's connection closed (or failed). A UDP player that plays keeps its session
+    /// (see `detached`); any other goes.
     pub fn handle_player_closed(&mut self, conn: ConnId, now: Instant) {
+        if self
+            .players
+            .get(&conn)
+            .is_some_and(Player::outlives_connection)
+        {
+            return self.detach_player(conn, now);
+        }
+        self.remove_player(conn, now);
+    }
+
+    /// Player `conn` and its session are gone.
+    fn remove_player(&mut self, conn: ConnId, now: Instant) {
         let Some(p) = self.players.remove(&conn) else {
             return;
         };
@@ -183,7 +204,7 @@ impl Gateway {
                 s.players.retain(|c| *c != conn);
                 s.waiting_players.retain(|c| *c != conn);
             }
-            self.linger_if_unwatched(id, now);
+            self.players_left(id, now);
         }
     }
 
@@ -286,44 +307,53 @@ impl Gateway {
             .and_then(|p| p.session.poll_output())
         {
             match o {
-                ServerOutput::Send(bytes) => {
-                    let p = self.players.get_mut(&conn).expect("polled just above");
-                    p.out.push_bytes(&bytes);
-                    self.ask_write(conn);
-                }
+                ServerOutput::Send(bytes) => self.queue_answer(conn, &bytes),
                 ServerOutput::Lookup { path } => self.player_lookup(conn, now, path),
-                ServerOutput::Play { tracks, .. } => self.player_play(conn, now, &tracks),
+                ServerOutput::Play { tracks, .. } => {
+                    self.player_play(conn, now, &tracks);
+                    self.end_sessions_replaced_by(conn, now);
+                }
                 ServerOutput::Stop => self.player_stop(conn, now),
                 ServerOutput::Close(reason) => {
                     tracing::info!(conn = conn.0, ?reason, "rtsp player closed");
-                    self.close_player(conn);
+                    self.close_player(conn, now);
+                }
+                ServerOutput::Foreign { session, request } => {
+                    self.foreign_request(conn, now, &session, request)
                 }
             }
         }
         self.schedule_player(conn, now);
     }
 
-    fn ask_write(&mut self, conn: ConnId) {
-        let Some(p) = self.players.get_mut(&conn) else {
+    /// Queues an RTSP answer for player `conn` (none for a player without a connection).
+    fn queue_answer(&mut self, conn: ConnId, bytes: &[u8]) {
+        let Some(p) = self.players.get_mut(&conn).filter(|p| !p.detached) else {
             return;
         };
+        p.out.push_bytes(bytes);
         if !p.write_asked && p.out.queued() > 0 {
             p.write_asked = true;
             self.outputs.push_back(GatewayOutput::PlayerWrite { conn });
         }
     }
 
-    fn close_player(&mut self, conn: ConnId) {
-        if let Some(p) = self.players.get_mut(&conn) {
-            if !p.closing {
+    /// Ends player `conn`: its connection closes (the loop then reports it closed), or, for a
+    /// session whose connection closed already, it goes at once.
+    fn close_player(&mut self, conn: ConnId, now: Instant) {
+        match self.players.get_mut(&conn) {
+            Some(p) if p.detached => self.remove_player(conn, now),
+            Some(p) if !p.closing => {
                 p.closing = true;
                 self.outputs.push_back(GatewayOutput::PlayerClose { conn });
             }
+            _ => {}
         }
     }
 
     /// Which camera `path` names, and its tracks if it is described; joins the stream (pulling
-    /// the camera if nobody does yet), so the player waits for it like a browser.
+    /// the camera if nobody does yet, or mirroring it from the worker that does), so the player
+    /// waits for it like a browser.
     fn player_lookup(&mut self, conn: ConnId, now: Instant, path: String) {
         let url = self
             .config
@@ -342,7 +372,7 @@ impl Gateway {
             Some(_) if users.is_empty() && !loopback => Err(LookupError::Forbidden),
             Some(url) => match self.by_url.get(&url).copied() {
                 Some(id) => Ok(id),
-                None => self.pull(&url, now).map_err(|info| {
+                None => self.open_for_player(&url, now).map_err(|info| {
                     tracing::info!(conn = conn.0, "rtsp player refused: {info}");
                     LookupError::Unavailable
                 }),
@@ -363,12 +393,15 @@ impl Gateway {
                 if let Some(s) = self.streams.get_mut(&old) {
                     s.waiting_players.retain(|c| *c != conn);
                 }
-                self.linger_if_unwatched(old, now);
+                self.players_left(old, now);
             }
         }
-        // Players count against the viewer limits: per stream, and this worker's players.
+        // Players count against the viewer limits: per stream (with its browsers on every
+        // worker, from the placement table), and this worker's players.
+        let everywhere = self.browsers_everywhere(id);
         let s = &self.streams[&id];
-        let watchers = s.viewers.len() + s.pending.len() + s.players.len();
+        let browsers = (s.viewers.len() + s.pending.len()).max(everywhere);
+        let watchers = browsers + s.players.len();
         let joined = s.waiting_players.contains(&conn) || s.players.contains(&conn);
         let full = watchers + s.waiting_players.len() >= self.config.max_viewers_per_stream
             || self.players.len() > self.config.max_viewers;
@@ -403,6 +436,7 @@ impl Gateway {
                 .handle_stream_with_users(&path, Ok(t), p.users.clone()),
             None => p.waiting = Some(path),
         }
+        self.want_camera_packets(id);
     }
 
     /// The camera of stream `id` described its tracks: answer the players waiting for them.
@@ -444,7 +478,7 @@ impl Gateway {
             if let Some(p) = self.players.get_mut(&conn) {
                 p.stream = None;
             }
-            self.close_player(conn);
+            self.close_player(conn, now);
         }
     }
 
@@ -455,14 +489,15 @@ impl Gateway {
             .and_then(|p| p.session.poll_output())
         {
             match o {
-                ServerOutput::Send(bytes) => {
-                    if let Some(p) = self.players.get_mut(&conn) {
-                        p.out.push_bytes(&bytes);
-                    }
-                    self.ask_write(conn);
+                ServerOutput::Send(bytes) => self.queue_answer(conn, &bytes),
+                ServerOutput::Play { tracks, .. } => {
+                    self.player_play(conn, now, &tracks);
+                    self.end_sessions_replaced_by(conn, now);
                 }
-                ServerOutput::Play { tracks, .. } => self.player_play(conn, now, &tracks),
-                ServerOutput::Close(_) => self.close_player(conn),
+                ServerOutput::Close(_) => self.close_player(conn, now),
+                ServerOutput::Foreign { session, request } => {
+                    self.foreign_request(conn, now, &session, request)
+                }
                 // A second look-up or a TEARDOWN pipelined behind the first: the next input
                 // from the player runs them (it will send one: it waits for our answers).
                 ServerOutput::Lookup { .. } | ServerOutput::Stop => {}
@@ -549,7 +584,7 @@ impl Gateway {
             if let Some(s) = self.streams.get_mut(&id) {
                 s.players.retain(|c| *c != conn);
             }
-            self.linger_if_unwatched(id, now);
+            self.players_left(id, now);
         }
     }
 }

@@ -14,7 +14,10 @@
 //! server ports), PLAY, PAUSE (455: a live stream is not paused), GET_PARAMETER (keepalive),
 //! TEARDOWN. One RTSP session per connection. Any bytes from the client (a request, an RTCP
 //! receiver report) and [`ServerSession::handle_keepalive`] (RTCP over UDP) keep it alive; after
-//! [`ServerConfig::session_timeout`] without any, the session closes.
+//! [`ServerConfig::session_timeout`] without any, the session closes. A request naming another
+//! session ([`ServerOutput::Foreign`]) is the driver's to route: RFC 2326 lets a UDP session
+//! outlive its connection, and be kept alive or torn down from a new one
+//! ([`ServerSession::handle_foreign`]).
 
 mod media_out;
 mod sdp;
@@ -95,6 +98,17 @@ pub enum ServerOutput {
     Stop,
     /// Close the connection (after writing what was sent): timeout or broken protocol.
     Close(CloseReason),
+    /// A request naming another session (`Session:` header), e.g. a TEARDOWN or keepalive
+    /// for a UDP session whose own connection closed (RFC 2326 lets a session outlive it).
+    /// The driver hands it to that session ([`ServerSession::handle_foreign`]) and writes the
+    /// answer here, or writes [`ServerSession::refusal`] (454) when there is none. Later
+    /// requests are answered after it, in order.
+    Foreign {
+        /// The session id the request names.
+        session: String,
+        /// The request.
+        request: Message,
+    },
 }
 
 /// Why the session closed the connection.
@@ -295,6 +309,43 @@ impl ServerSession {
         *self.setups.get(track)?
     }
 
+    /// A request that named this session on another connection ([`ServerOutput::Foreign`]
+    /// there): answered as if it came here, with the stream's credentials checked. Its answer
+    /// is the [`ServerOutput::Send`] drained next, which the driver writes on the connection
+    /// the request came on; a TEARDOWN also outputs [`ServerOutput::Stop`]. Keeps the session
+    /// alive like any request.
+    pub fn handle_foreign(&mut self, now: Instant, request: Message) {
+        let names_this = (request.header("Session"))
+            .is_some_and(|s| s.split(';').next().unwrap_or("").trim() == self.session_id);
+        if !names_this || self.closed || self.queued.len() >= MAX_QUEUED_REQUESTS {
+            return;
+        }
+        self.last_input = now;
+        self.queued.push_back(request);
+        self.run_queue();
+    }
+
+    /// The 454 answer to a [`ServerOutput::Foreign`] request whose session the driver did not
+    /// find.
+    pub fn refusal(&self, request: &Message) -> Vec<u8> {
+        let mut r = String::from("RTSP/1.0 454 Session Not Found\r\n");
+        if let Some(c) = request.cseq() {
+            let _ = write!(r, "CSeq: {c}\r\n");
+        }
+        let _ = write!(r, "Server: {}\r\n", self.config.server_name);
+        finish(r, None)
+    }
+
+    /// The RTSP `Session` id.
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    /// PLAY was answered and no TEARDOWN came since.
+    pub fn is_playing(&self) -> bool {
+        self.state == State::Playing && !self.closed
+    }
+
     /// The SSRC announced in SETUP answers.
     pub fn ssrc(&self) -> u32 {
         self.ssrc
@@ -342,10 +393,18 @@ impl ServerSession {
             self.send(r);
             return None;
         }
-        // A request naming another session (or any session before SETUP made one).
+        // A request naming another session: the driver finds it (or answers 454).
         if let Some(s) = req.header("Session") {
             let id = s.split(';').next().unwrap_or("").trim();
-            if id != self.session_id || self.state == State::Init {
+            if id != self.session_id {
+                self.outputs.push_back(ServerOutput::Foreign {
+                    session: id.to_owned(),
+                    request: req.clone(),
+                });
+                return None;
+            }
+            // Its own id before SETUP made the session, or after TEARDOWN ended it.
+            if self.state == State::Init {
                 let r = self.response(req, 454, "Session Not Found");
                 self.send(r);
                 return None;

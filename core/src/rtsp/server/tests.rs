@@ -50,6 +50,8 @@ struct Server {
     plays: Vec<(String, Vec<usize>)>,
     stops: usize,
     closed: Option<CloseReason>,
+    /// Sessions other requests named.
+    foreign: Vec<String>,
 }
 
 impl Server {
@@ -63,6 +65,7 @@ impl Server {
             plays: Vec::new(),
             stops: 0,
             closed: None,
+            foreign: Vec::new(),
         }
     }
 
@@ -83,6 +86,13 @@ impl Server {
                 ServerOutput::Close(r) => {
                     assert!(self.closed.is_none(), "closed twice");
                     self.closed = Some(r);
+                }
+                // As a driver that knows no other session.
+                ServerOutput::Foreign { session, request } => {
+                    assert_ne!(session, SESSION);
+                    let b = self.s.refusal(&request);
+                    self.sent.extend_from_slice(&b);
+                    self.foreign.push(session);
                 }
             }
         }
@@ -909,4 +919,154 @@ fn every_request_on_a_protected_stream_needs_credentials() {
     );
     assert_eq!(status(&s.answer()), 200);
     assert_eq!(s.plays.len(), 1);
+}
+
+// Sessions named on other connections
+
+/// A UDP session set up and playing on `s`.
+fn playing_over_udp(users: Vec<crate::rtsp::auth::Credentials>) -> Server {
+    let mut s = Server::new(ServerConfig {
+        udp_server_ports: Some((8000, 8001)),
+        session_timeout: secs(60),
+        ..ServerConfig::default()
+    });
+    s.input(
+        0,
+        &req(
+            "SETUP",
+            &format!("{URL}/trackID=0"),
+            1,
+            "Transport: RTP/AVP;unicast;client_port=5000-5001\r\n",
+        ),
+    );
+    s.found_with_users("front", users.clone());
+    if !users.is_empty() {
+        assert_eq!(status(&s.answer()), 401);
+        s.input(0, &req("SETUP", &format!("{URL}/trackID=0"), 2,
+            "Transport: RTP/AVP;unicast;client_port=5000-5001\r\nAuthorization: Basic YWRtaW46cGE6c3Mvd0ByZA==\r\n"));
+    }
+    assert_eq!(status(&s.answer()), 200);
+    let auth = if users.is_empty() {
+        ""
+    } else {
+        "Authorization: Basic YWRtaW46cGE6c3Mvd0ByZA==\r\n"
+    };
+    s.input(
+        0,
+        &req("PLAY", URL, 3, &format!("Session: {SESSION}\r\n{auth}")),
+    );
+    assert_eq!(status(&s.answer()), 200);
+    assert!(s.s.is_playing());
+    s
+}
+
+/// What a fresh connection's session makes of `request`: the `Foreign` output it gives.
+fn foreign(request: &[u8]) -> Message {
+    let t0 = Instant::now();
+    let mut other = ServerSession::new(ServerConfig::default(), "0fe1d2c3b4a59687".into(), 1, t0);
+    other.handle_input(t0, request);
+    match other.poll_output() {
+        Some(ServerOutput::Foreign { session, request }) => {
+            assert_eq!(session, SESSION);
+            assert!(other.poll_output().is_none(), "nothing answered by itself");
+            request
+        }
+        o => panic!("{o:?}"),
+    }
+}
+
+/// RFC 2326: a session is its id, not its connection. A request naming another session is the
+/// driver's to route; the session it names answers it (keepalive, TEARDOWN) for writing on the
+/// connection it came on, and only requests naming it.
+#[test]
+fn a_session_answers_requests_naming_it_from_another_connection() {
+    let mut s = playing_over_udp(Vec::new());
+    // Pipelined behind the foreign request, an OPTIONS of the new connection's own: the
+    // Foreign output comes first, so the driver can answer in order.
+    let t0 = Instant::now();
+    let mut other = ServerSession::new(ServerConfig::default(), "0fe1d2c3b4a59687".into(), 1, t0);
+    let mut two = req("GET_PARAMETER", URL, 1, &format!("Session: {SESSION}\r\n"));
+    two.extend(req("OPTIONS", URL, 2, ""));
+    other.handle_input(t0, &two);
+    assert!(matches!(
+        other.poll_output(),
+        Some(ServerOutput::Foreign { .. })
+    ));
+    assert!(
+        matches!(other.poll_output(), Some(ServerOutput::Send(b)) if b.starts_with(b"RTSP/1.0 200"))
+    );
+
+    let keepalive = foreign(&req(
+        "GET_PARAMETER",
+        URL,
+        7,
+        &format!("Session: {SESSION}\r\n"),
+    ));
+    let at = s.at(50);
+    s.s.handle_foreign(at, keepalive);
+    s.drain();
+    let a = s.answer();
+    assert_eq!((status(&a), a.cseq()), (200, Some(7)));
+    assert_eq!(
+        a.header("Session"),
+        Some(format!("{SESSION};timeout=60").as_str())
+    );
+    assert_eq!(s.s.poll_timeout(), Some(s.at(110)), "kept alive");
+
+    // A request naming yet another session is not this one's: ignored (no loop).
+    let at = s.at(51);
+    let mut elsewhere = foreign(&req("TEARDOWN", URL, 8, &format!("Session: {SESSION}\r\n")));
+    for (name, value) in &mut elsewhere.headers {
+        if name == "Session" {
+            *value = "0000".into();
+        }
+    }
+    s.s.handle_foreign(at, elsewhere);
+    s.drain();
+    assert!(s.sent.is_empty() && s.stops == 0);
+
+    let at = s.at(52);
+    s.s.handle_foreign(
+        at,
+        foreign(&req("TEARDOWN", URL, 9, &format!("Session: {SESSION}\r\n"))),
+    );
+    s.drain();
+    assert_eq!(status(&s.answer()), 200);
+    assert_eq!(s.stops, 1);
+    assert!(!s.s.is_playing());
+    assert_eq!(s.s.route(0), None);
+
+    // The 454 a driver writes for an unknown session carries the request's CSeq only.
+    let refusal = s.s.refusal(&foreign(&req(
+        "TEARDOWN",
+        URL,
+        10,
+        &format!("Session: {SESSION}\r\n"),
+    )));
+    let text = String::from_utf8(refusal).unwrap();
+    assert!(
+        text.starts_with("RTSP/1.0 454 Session Not Found\r\nCSeq: 10\r\n"),
+        "{text}"
+    );
+    assert!(!text.contains("Session:"), "{text}");
+}
+
+/// A protected stream's session wants the stream's credentials on a foreign TEARDOWN too.
+#[test]
+fn a_foreign_teardown_of_a_protected_stream_needs_credentials() {
+    let mut s = playing_over_udp(admin());
+    let at = s.at(5);
+    s.s.handle_foreign(
+        at,
+        foreign(&req("TEARDOWN", URL, 8, &format!("Session: {SESSION}\r\n"))),
+    );
+    s.drain();
+    assert_eq!(status(&s.answer()), 401);
+    assert_eq!(s.stops, 0);
+    assert!(s.s.is_playing());
+    let with = format!("Session: {SESSION}\r\nAuthorization: Basic YWRtaW46cGE6c3Mvd0ByZA==\r\n");
+    s.s.handle_foreign(at, foreign(&req("TEARDOWN", URL, 9, &with)));
+    s.drain();
+    assert_eq!(status(&s.answer()), 200);
+    assert_eq!(s.stops, 1);
 }

@@ -1,0 +1,456 @@
+//! RTSP players beyond one connection on the camera's worker: players of a camera another
+//! worker pulls (through a mirror), and UDP sessions that outlive their RTSP connection.
+
+use super::*;
+
+const CAM: &str = "rtsp://127.0.0.1:8554/cam";
+
+impl Harness {
+    /// Two workers with the named stream `cam` (the RTSP server is worker 0's, as in the
+    /// server), spreading a camera's browsers past `margin`; worker 0 already pulls another
+    /// camera, so `cam` goes to worker 1.
+    fn with_cam_on_worker_1(margin: usize) -> Self {
+        let placements = camgate_io::workers::placements(2);
+        let config = |w: usize| GatewayConfig {
+            dtls_cert: test_certificate(),
+            candidates: vec![SocketAddr::from(([127, 0, 0, 1], 20000 + w as u16))],
+            placement: Some(placements[w].clone()),
+            viewer_spread_margin: margin,
+            ..named_cam()
+        };
+        let mut h = Self::with_config(config(0));
+        h.others = vec![Gateway::new(config(1))];
+        let busy = "rtsp://127.0.0.1:8554/elsewhere";
+        assert_eq!(placements[0].with(|w| w.place(busy, busy, 10)), Ok(0));
+        h
+    }
+
+    /// The camera sends frames `frames` (an IDR every 10th), a sender report after frame
+    /// `report_after`; its video packets as it wrote them, by frame.
+    fn camera_frames_kept(
+        &mut self,
+        frames: std::ops::Range<u32>,
+        report_after: Option<u32>,
+    ) -> Vec<Vec<Vec<u8>>> {
+        let mut sent = Vec::new();
+        for frame in frames {
+            let nals = if frame % 10 == 0 {
+                vec![nal(5, 4000)]
+            } else {
+                vec![nal(1, 600)]
+            };
+            self.camera.send_frame(frame * 3600, &nals);
+            sent.push(camera_packets(&self.camera.to_gateway));
+            self.run_for(Duration::from_millis(40));
+            if report_after == Some(frame) {
+                self.camera
+                    .send_sender_report(1, 3_900_000_000.5, frame * 3600);
+            }
+        }
+        sent
+    }
+
+    /// Player `p`'s connection closes without TEARDOWN (its process stopped reading RTSP, or
+    /// a proxy cut it); it goes on receiving (and reporting) over UDP.
+    fn close_player_connection(&mut self, p: usize) {
+        let (conn, now) = (self.players[p].conn, self.now);
+        self.players[p].sends_requests = false;
+        self.players[p].reading = false;
+        self.gateway.handle_player_closed(conn, now);
+    }
+
+    /// A new connection `conn` from `peer` sends `request`; its answer (the connection then
+    /// closes).
+    fn request_on_new_connection(&mut self, conn: usize, peer: &str, request: &str) -> String {
+        let (conn, now) = (ConnId(conn), self.now);
+        self.gateway
+            .handle_player_opened(conn, peer.parse().unwrap(), now);
+        self.gateway
+            .handle_player_data(conn, now, request.as_bytes());
+        let answer = self.gateway.player_pending(conn).to_vec();
+        self.gateway.player_written(conn, answer.len());
+        self.gateway.handle_player_closed(conn, now);
+        String::from_utf8(answer).unwrap()
+    }
+}
+
+/// The first packets of each frame from `from` on, concatenated.
+fn packets_from(sent: &[Vec<Vec<u8>>], from: usize) -> Vec<Vec<u8>> {
+    sent[from..].concat()
+}
+
+/// Received packets match the camera's: payload, marker and type, timestamp; sequence numbers
+/// continuous.
+fn assert_camera_packets(got: &[(usize, Vec<u8>)], want: &[Vec<u8>]) {
+    assert_eq!(got.len(), want.len(), "every camera packet");
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(
+            (g.0, &g.1[12..], &g.1[..2], &g.1[4..8]),
+            (0, &w[12..], &w[..2], &w[4..8])
+        );
+    }
+    let seqs: Vec<u16> = got
+        .iter()
+        .map(|(_, d)| u16::from_be_bytes([d[2], d[3]]))
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "{seqs:?}"
+    );
+}
+
+/// The RTSP server is worker 0's; a browser made worker 1 pull the camera. A player of it on
+/// worker 0 plays from a mirror there on the same camera connection: from the camera's next
+/// keyframe, every camera packet as it came, and its sender reports. A second player starts at
+/// once on the mirror's copy of the GOP. When both leave, the mirror goes; the camera stays for
+/// the browser. (Before, worker 0 opened a second camera connection for the player.)
+#[test]
+fn a_player_plays_a_camera_another_worker_pulls_on_its_one_connection() {
+    let mut h = Harness::with_cam_on_worker_1(GatewayConfig::default().viewer_spread_margin);
+    let b = h.play(CAM);
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..13);
+    assert_eq!((h.connects, h.camera_worker), (1, 1));
+
+    let p = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    assert!(
+        matches!(h.players[p].events.first(), Some(RtspEvent::Playing { tracks }) if tracks[0].encoding == "H264"),
+        "{:?}",
+        h.players[p].events
+    );
+    let sent = h.camera_frames_kept(13..45, Some(22));
+    assert_eq!(
+        h.connects, 1,
+        "one camera connection for the browser and the player"
+    );
+    // Frames 13..20 are P-frames: the player starts at the keyframe of frame 20.
+    assert_camera_packets(&h.players[p].media, &packets_from(&sent, 20 - 13));
+    let srs: Vec<_> = (h.players[p].rtcp.iter())
+        .filter(|(t, d)| *t == 0 && d[1] == 200)
+        .collect();
+    assert_eq!(srs.len(), 1, "the camera's sender report");
+    let frame22 = (22 * 3600u32)
+        .wrapping_add(h.camera.time_base)
+        .to_be_bytes();
+    let got22 = (h.players[p].media.iter())
+        .find(|(_, d)| d[4..8] == frame22)
+        .unwrap();
+    assert_eq!(
+        (&srs[0].1[16..20], &srs[0].1[4..8]),
+        (&got22.1[4..8], &got22.1[8..12])
+    );
+    assert_eq!(
+        h.gateway.local_stats().camera_packets_in,
+        0,
+        "worker 0 pulls nothing"
+    );
+    assert_eq!(
+        h.gateway.local_stats().player_packets_out,
+        h.players[p].media.len() as u64
+    );
+    assert!(h.browsers[b].frames.len() >= 40);
+
+    // A late player: frames 40..=44 at once, from the mirror's GOP.
+    let late = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    assert_camera_packets(&h.players[late].media, &packets_from(&sent, 40 - 13));
+
+    // Steady state (buffers grown): per camera packet, the relay's payload and one shared copy
+    // for the mirror's players; nothing per player.
+    for n in 45..200 {
+        h.steady_frame(n);
+    }
+    let (ingest0, got0) = (h.ingest_allocs, h.players[late].media.len());
+    for n in 200..300 {
+        h.steady_frame(n);
+    }
+    assert_eq!(h.players[late].media.len() - got0, 100);
+    let (early, late_n) = (h.players[p].media.len(), h.players[late].media.len());
+    assert_eq!(early - late_n, sent[20 - 13..40 - 13].concat().len());
+    assert_eq!(
+        h.ingest_allocs - ingest0,
+        200,
+        "allocations taking 100 camera packets in, both workers"
+    );
+
+    for q in [p, late] {
+        h.players[q].client.teardown(h.now);
+    }
+    h.run_for(Duration::from_millis(100));
+    assert_eq!(
+        h.gateway.resident().streams,
+        0,
+        "the mirror went with its players"
+    );
+    let before = h.browsers[b].frames.len();
+    h.camera_frames(45..50);
+    assert!(!h.rtsp_closed);
+    assert!(h.browsers[b].frames.len() >= before + 5);
+}
+
+/// Worker 0 already mirrors the camera for a browser (spread from worker 1): a player there
+/// joins that mirror. It keeps its session across a camera reconnect, resuming on the next
+/// keyframe with continuous numbering. (Before, it never got an answer: a mirror knew no
+/// camera tracks.)
+#[test]
+fn a_player_joins_a_mirror_of_browsers_and_keeps_playing_across_a_reconnect() {
+    let mut h = Harness::with_cam_on_worker_1(0);
+    let on_origin = h.play(CAM);
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..5);
+    let mirrored = h.play(CAM);
+    h.run_for(Duration::from_millis(200));
+    assert_eq!(
+        (h.others[0].viewer_count(), h.gateway.viewer_count()),
+        (1, 1)
+    );
+
+    let p = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    assert!(
+        matches!(h.players[p].events.first(), Some(RtspEvent::Playing { .. })),
+        "{:?}",
+        h.players[p].events
+    );
+    let sent = h.camera_frames_kept(5..25, None);
+    assert_camera_packets(&h.players[p].media, &packets_from(&sent, 10 - 5));
+
+    let before = h.players[p].media.len();
+    let stream = h.stream.unwrap();
+    let now = h.now;
+    h.gw(1).handle_rtsp_lost(stream, now);
+    h.run_for(Duration::from_secs(3));
+    assert_eq!(h.connects, 2, "reconnected, by worker 1");
+    // The new camera session starts mid-GOP: the player waits for the keyframe at 10.
+    let again = h.camera_frames_kept(5..25, None);
+    let after = &h.players[p].media[before..];
+    assert_eq!(after.len(), packets_from(&again, 10 - 5).len());
+    assert_eq!(
+        after[0].1[12] & 0x1f,
+        28,
+        "resumes on the keyframe's first fragment"
+    );
+    let seqs: Vec<u16> = (h.players[p].media.iter())
+        .map(|(_, d)| u16::from_be_bytes([d[2], d[3]]))
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "{seqs:?}"
+    );
+    for b in [on_origin, mirrored] {
+        assert!(h.browsers[b].frames.len() >= 30, "browser {b}");
+    }
+    assert!(
+        (h.players[p].events.iter()).all(|e| !matches!(e, RtspEvent::Failed(_))),
+        "{:?}",
+        h.players[p].events
+    );
+}
+
+/// RFC 2326: a UDP session outlives its RTSP connection. Its media goes on, its receiver
+/// reports keep it past the session timeout, and it still counts as a UDP player; a
+/// TCP-interleaved player ends with its connection. A TEARDOWN naming it from another host, or
+/// naming another id, gets 454; a keepalive and then a TEARDOWN from a new connection of its
+/// host end it: no more datagrams, and the camera lingers and closes.
+#[test]
+fn a_udp_session_outlives_its_connection_until_a_teardown_from_a_new_one() {
+    let mut h = Harness::with_config(udp_server()); // 5 s session timeout
+    let p = h.add_udp_player("rtsp://box:8554/cam");
+    let tcp = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..5);
+    let session = h.players[p].client.session_id().unwrap().to_owned();
+    h.close_player_connection(p);
+    h.close_player_connection(tcp);
+    let stats = h.gateway.stats();
+    assert_eq!((stats.players_udp, stats.players_tcp), (1, 0));
+    assert_eq!(h.gateway.player_count(), 1);
+
+    let before = h.players[p].media.len();
+    let sent = h.camera_frames_kept(5..200, None); // 7.8 s
+    assert_eq!(
+        h.players[p].media.len() - before,
+        sent.concat().len(),
+        "every packet"
+    );
+    assert_eq!(
+        h.gateway.stats().players_udp,
+        1,
+        "kept alive by its receiver reports"
+    );
+
+    let teardown = |cseq: u32, id: &str| {
+        format!("TEARDOWN rtsp://box:8554/cam RTSP/1.0\r\nCSeq: {cseq}\r\nSession: {id}\r\n\r\n")
+    };
+    let a = h.request_on_new_connection(990, "192.0.2.7:40000", &teardown(1, &session));
+    assert!(a.starts_with("RTSP/1.0 454 "), "another host: {a}");
+    let a = h.request_on_new_connection(991, "127.0.0.1:40001", &teardown(1, "0123456789abcdef"));
+    assert!(a.starts_with("RTSP/1.0 454 "), "another id: {a}");
+    let keepalive = format!(
+        "GET_PARAMETER rtsp://box:8554/cam RTSP/1.0\r\nCSeq: 2\r\nSession: {session}\r\n\r\n"
+    );
+    let a = h.request_on_new_connection(992, "127.0.0.1:40002", &keepalive);
+    assert!(a.starts_with("RTSP/1.0 200 OK\r\nCSeq: 2\r\n"), "{a}");
+    assert!(a.contains(&format!("Session: {session};timeout=5")), "{a}");
+    h.camera_frames(200..203);
+    assert_eq!(h.gateway.stats().players_udp, 1);
+
+    let a = h.request_on_new_connection(993, "127.0.0.1:40003", &teardown(3, &session));
+    assert!(a.starts_with("RTSP/1.0 200 OK\r\nCSeq: 3\r\n"), "{a}");
+    assert_eq!(h.gateway.player_count(), 0);
+    assert_eq!(h.gateway.stats().players_udp, 0);
+    let stopped = h.players[p].media.len();
+    h.camera_frames(203..210);
+    assert_eq!(
+        h.players[p].media.len(),
+        stopped,
+        "no datagram after TEARDOWN"
+    );
+    h.run_for(Duration::from_secs(7));
+    assert!(
+        h.rtsp_closed,
+        "nobody left: the camera closed after its linger"
+    );
+}
+
+/// A UDP session whose connection closed and whose player went silent (no receiver reports)
+/// times out like any: its addresses are forgotten, and the camera lingers and closes.
+#[test]
+fn a_udp_session_without_its_connection_times_out_when_silent() {
+    let mut h = Harness::with_config(udp_server());
+    let p = h.add_udp_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..5);
+    let resident = h.gateway.resident();
+    h.close_player_connection(p);
+    h.players[p].sends_rtcp = false;
+    h.camera_frames(5..50); // 1.8 s: still playing
+    assert_eq!(h.gateway.stats().players_udp, 1);
+    let before = h.players[p].media.len();
+    h.camera_frames(50..150); // 4 s more: past the 5 s timeout
+    assert_eq!(h.gateway.stats().players_udp, 0, "timed out");
+    assert_eq!(h.gateway.player_count(), 0);
+    assert_eq!(
+        h.gateway.resident().learned_addresses,
+        resident.learned_addresses - 2,
+        "its RTP and RTCP addresses are forgotten"
+    );
+    let after = h.players[p].media.len();
+    assert!(after > before, "played until the timeout");
+    h.camera_frames(150..155);
+    assert_eq!(h.players[p].media.len(), after, "nothing after");
+    h.run_for(Duration::from_secs(7));
+    assert!(h.rtsp_closed);
+}
+
+/// `max_viewers_per_stream` counts a mirror's players with the camera's browsers on every
+/// worker. (Before, a mirror counted only its own watchers: both players got in.)
+#[test]
+fn players_on_a_mirror_count_against_the_stream_limit_with_browsers_elsewhere() {
+    let placements = camgate_io::workers::placements(2);
+    let config = |w: usize| GatewayConfig {
+        dtls_cert: test_certificate(),
+        candidates: vec![SocketAddr::from(([127, 0, 0, 1], 20000 + w as u16))],
+        placement: Some(placements[w].clone()),
+        max_viewers_per_stream: 2,
+        ..named_cam()
+    };
+    let mut h = Harness::with_config(config(0));
+    h.others = vec![Gateway::new(config(1))];
+    let busy = "rtsp://127.0.0.1:8554/elsewhere";
+    placements[0].with(|w| w.place(busy, busy, 10)).unwrap();
+    h.play(CAM);
+    h.run_for(Duration::from_millis(300));
+    assert_eq!(h.camera_worker, 1);
+    let first = h.add_player("rtsp://box:8554/cam");
+    let extra = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    assert!(
+        matches!(
+            h.players[first].events.first(),
+            Some(RtspEvent::Playing { .. })
+        ),
+        "{:?}",
+        h.players[first].events
+    );
+    assert!(
+        matches!(h.players[extra].events.as_slice(), [RtspEvent::Failed(e)] if e.to_string().contains("503")),
+        "{:?}",
+        h.players[extra].events
+    );
+}
+
+/// A player restarted on the same UDP ports (an NVR with fixed ports) replaces the session its
+/// old process left without TEARDOWN: one session sends there, not two until the timeout.
+#[test]
+fn a_new_udp_session_to_the_same_ports_ends_the_one_left_behind() {
+    let mut h = Harness::with_config(udp_server());
+    let old = h.add_udp_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..5);
+    h.close_player_connection(old);
+    assert_eq!(h.gateway.stats().players_udp, 1);
+    let new = h.add_udp_player("rtsp://box:8554/cam");
+    h.players[new].udp_base = h.players[old].udp_base;
+    h.run_for(Duration::from_millis(300));
+    assert!(
+        matches!(
+            h.players[new].events.first(),
+            Some(RtspEvent::Playing { .. })
+        ),
+        "{:?}",
+        h.players[new].events
+    );
+    assert_eq!(h.gateway.stats().players_udp, 1, "the old session ended");
+    assert_eq!(h.gateway.player_count(), 1);
+}
+
+/// The built-in demo played by worker 1 (for a browser there) reaches a player on worker 0
+/// through a mirror too: the clip's packets, from a keyframe, numbered continuously.
+#[test]
+fn a_player_plays_the_demo_another_worker_plays() {
+    const URL: &str = "rtsp://127.0.0.1:8554/demo";
+    let clip =
+        camgate_core::demo::DemoClip::parse(include_bytes!("../../../server/assets/demo.h264"))
+            .unwrap();
+    let clip = std::sync::Arc::new(clip);
+    let placements = camgate_io::workers::placements(2);
+    let config = |w: usize| GatewayConfig {
+        dtls_cert: test_certificate(),
+        candidates: vec![SocketAddr::from(([127, 0, 0, 1], 20000 + w as u16))],
+        placement: Some(placements[w].clone()),
+        named_streams: vec![("demo".into(), URL.into())],
+        demo: Some(camgate_core::gateway::DemoConfig {
+            url: URL.into(),
+            clip: clip.clone(),
+        }),
+        ..GatewayConfig::default()
+    };
+    let mut h = Harness::with_config(config(0));
+    h.others = vec![Gateway::new(config(1))];
+    let busy = "rtsp://127.0.0.1:8554/elsewhere";
+    placements[0].with(|w| w.place(busy, busy, 10)).unwrap();
+    let b = h.play(URL);
+    h.run_for(Duration::from_millis(300));
+    assert_eq!(h.others[0].viewer_count(), 1, "the demo plays on worker 1");
+    let p = h.add_player("rtsp://box:8554/demo");
+    h.run_for(Duration::from_secs(4));
+    assert_eq!(h.connects, 0);
+    // (Before, worker 0 played a second copy of the clip for its player.)
+    assert_eq!(
+        h.gateway.local_stats().camera_packets_in,
+        0,
+        "worker 0 plays no copy of the clip"
+    );
+    let media = &h.players[p].media;
+    let pictures = media.iter().filter(|(_, d)| d[1] & 0x80 != 0).count();
+    assert!(pictures >= 30, "{pictures} pictures to the player");
+    assert_eq!(media[0].1[12] & 0x1f, 7, "the player starts on an SPS");
+    let seqs: Vec<u16> = media
+        .iter()
+        .map(|(_, d)| u16::from_be_bytes([d[2], d[3]]))
+        .collect();
+    assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
+    assert!(h.browsers[b].frames.len() >= 100);
+}
