@@ -1053,10 +1053,6 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
             r.srtp_server = "not reported".into();
         }
     }
-    if rtsp_tcp.is_some() {
-        r.srtp_viewer = "none (plain RTP)".into();
-        r.srtp_server = "none (plain RTP)".into();
-    }
     drop(server);
     drop(cam);
     if std::env::var_os("BENCH_DEBUG").is_some() {
@@ -1077,6 +1073,10 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
     profiles.sort();
     profiles.dedup();
     r.srtp_viewer = profiles.join(", ");
+    if rtsp_tcp.is_some() {
+        r.srtp_viewer = "none (plain RTP)".into();
+        r.srtp_server = "none (plain RTP)".into();
+    }
     let secs = (t1 - t0).as_secs_f64();
     let expected = log.count_between(log.ns(t0), log.ns(t1));
     r.expected_per_viewer = expected;

@@ -86,11 +86,10 @@ pub fn start_camgate_with(
 ) -> Res<Server> {
     let dir = match named {
         Some(url) => {
-            let dir = std::env::temp_dir().join(format!(
-                "camgate-bench-rtsp-{}-{}",
-                std::process::id(),
-                url.rsplit(':').next().unwrap_or("")
-            ));
+            static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = std::env::temp_dir()
+                .join(format!("camgate-bench-rtsp-{}-{run}", std::process::id()));
             std::fs::create_dir_all(&dir).map_err(err("mkdir"))?;
             std::fs::write(
                 dir.join("camgate.toml"),
@@ -114,12 +113,9 @@ pub fn start_camgate_with(
     let mut cmd = match &callgrind {
         Some(out) => {
             let mut c = pinned(Path::new("valgrind"), cpus);
-            c.args([
-                "--tool=callgrind",
-                "--instr-atstart=no",
-                &format!("--callgrind-out-file={out}"),
-            ])
-            .arg(bin);
+            c.args(["--tool=callgrind", "--instr-atstart=no"])
+                .arg(format!("--callgrind-out-file={out}"))
+                .arg(bin);
             c
         }
         None => pinned(bin, cpus),
