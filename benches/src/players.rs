@@ -373,7 +373,7 @@ fn on_interleaved(
     hist: &mut Hists,
 ) {
     let track = usize::from(channel / 2);
-    if channel % 2 == 0 && track < p.tracks.len() {
+    if channel.is_multiple_of(2) && track < p.tracks.len() {
         let audio = p.tracks[track].0;
         on_rtp(p, audio, data, rx_kernel, shared, hist);
     }
