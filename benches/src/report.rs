@@ -460,41 +460,6 @@ pub fn write(out: &Path, records: &[Raw]) {
                 );
             }
         }
-        // RTSP players next to WebRTC viewers of the same binary and camera.
-        let players: Vec<(&String, usize, Vec<&RunResult>, Vec<&RunResult>)> = cells
-            .iter()
-            .filter(|k| k.0.starts_with("camgate-rtsp-"))
-            .filter_map(|k| {
-                let w = cells
-                    .iter()
-                    .find(|j| j.0 == "camgate" && j.1 == k.1 && j.2 == k.2)?;
-                let (p, v) = (ok_of(k), ok_of(w));
-                (!p.is_empty() && !v.is_empty()).then_some((&k.0, k.2, p, v))
-            })
-            .collect();
-        if !players.is_empty() {
-            let _ = writeln!(
-                s,
-                "\nRTSP players / WebRTC viewers of camgate, ratio of the medians (below 1: a player costs less); \
-                 the runs may come from different invocations, so check their ⚠ (busy) marks above:\n"
-            );
-            let _ = writeln!(
-                s,
-                "| players | N | CPU per delivered packet | RSS per player | frame latency p50 | frame latency p99 | first keyframe p50 |\n|---|---:|---:|---:|---:|---:|---:|"
-            );
-            for (t, n, p, v) in players {
-                let get = |f: fn(&RunResult) -> Option<f64>| ratio(med_of(&p, f), med_of(&v, f));
-                let _ = writeln!(
-                    s,
-                    "| {t} | {n} | {} | {} | {} | {} | {} |",
-                    get(|r| Some(r.us_per_pkt)),
-                    get(|r| Some(r.rss_per_viewer_kb)),
-                    get(|r| r.frame_p50_ms),
-                    get(|r| r.frame_p99_ms),
-                    get(|r| r.ttfk_p50_ms),
-                );
-            }
-        }
         // Computed summary against the issue's target.
         let _ = writeln!(s, "\n### Computed from the rows above\n");
         for k in cells.iter().filter(|k| k.2 >= 10) {
