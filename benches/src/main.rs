@@ -968,6 +968,7 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
     }
     std::thread::sleep(Duration::from_secs(2));
     let t0 = Instant::now();
+    let udp0 = udp_snmp();
     let sw0 = targets::proc_ctxt_switches(pid);
     let me_sw0 = self_ctxt_switches();
     let (cpu0, me0, m0) = (
@@ -1013,6 +1014,23 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
         ir
     });
     let sw1 = targets::proc_ctxt_switches(pid);
+    if std::env::var_os("BENCH_DEBUG").is_some() {
+        // Where UDP datagrams were dropped in the window (this network namespace's counters).
+        let udp1 = udp_snmp();
+        let d: Vec<String> = udp1
+            .iter()
+            .zip(&udp0)
+            .map(|((k, b), (_, a))| format!("{k} {}", b.saturating_sub(*a)))
+            .collect();
+        eprintln!("  kernel UDP in the window: {}", d.join(", "));
+        if let Kind::Camgate { http, .. } = &server.kind {
+            for l in metrics_text(*http).lines() {
+                if l.starts_with("camgate_rtsp_player_packets") {
+                    eprintln!("  {l}");
+                }
+            }
+        }
+    }
     let me_sw1 = self_ctxt_switches();
     let (cpu1, me1, m1) = (
         targets::proc_cpu(pid),
@@ -1168,6 +1186,34 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
     r.ttfk_p50_ms = kf.get(kf.len() / 2).copied();
     r.ttfk_max_ms = kf.last().copied();
     Ok(())
+}
+
+/// camgate's `/metrics` page (empty on any error).
+fn metrics_text(http: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(http) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(s, "GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// The kernel's UDP counters (`/proc/net/snmp`), name and value.
+fn udp_snmp() -> Vec<(String, u64)> {
+    let text = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut lines = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return Vec::new();
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .skip(1)
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+        .collect()
 }
 
 /// A load generator thread: WebRTC viewers or RTSP players.
