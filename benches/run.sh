@@ -8,6 +8,12 @@
 #   benches/run.sh --rounds 3 --counts 1,10,100 --bitrates 2 --search   # plus the multi-core search
 #   benches/run.sh --quick              # N = 1, 10 at 2 Mbit/s, one round (smoke)
 #   benches/run.sh --rev HEAD           # benchmark a clean checkout of a commit (git worktree), not the working tree
+#   benches/run.sh --no-janus --targets camgate,camgate-rtsp-tcp,camgate-rtsp-udp --counts 1,10,100,300 --bitrates 2
+#                                       # RTSP players (TCP-interleaved / UDP) next to WebRTC viewers of the same camgate
+# Targets (--targets): camgate, janus, camgate-aac (AAC camera, Opus to viewers), camgate-tcp (viewers on
+# ICE-TCP), camgate-rtsp-tcp / camgate-rtsp-udp (camgate serves the camera as a named stream from its RTSP
+# server to N RTSP players, benches/src/players.rs). BENCH_CALLGRIND=FILE runs camgate under callgrind and
+# reports instructions per delivered packet for the window (its CPU columns are then valgrind's).
 # Extra arguments go to `camgate-bench suite` (--no-janus, --counts, --bitrates, --rounds, --window,
 # --search, --search-only, --search-max, --camera x264|synthetic, --server-cpus, --loadgen-cpus, --out FILE).
 # Exits non-zero if any run failed (its row is in the report, marked failed), or if Janus was

@@ -63,6 +63,10 @@ section "Starvation test"
 # camgate held to 20 % of one core for 60 s under 200 viewers: bounded memory, every viewer back.
 tests/starvation.sh
 
+section "RTSP players in the benchmark (tests/rtsp_bench_smoke.sh)"
+# The bench's RTSP-player targets (camgate-rtsp-tcp / -udp), 1 and 10 players: measured, none lost.
+tests/rtsp_bench_smoke.sh
+
 # The Rust `retina` RTSP client against camgate's RTSP server. A crate of its own (own workspace
 # and Cargo.lock), so retina's tokio stays out of camgate's dependency graph.
 section "retina RTSP client (tests/retina-client)"

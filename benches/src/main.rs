@@ -5,17 +5,22 @@
 //!   [--search-only] [--search-max N] [--server-cpus 0] [--loadgen-cpus 1] [--no-micro]`:
 //!   camera → server → N str0m viewers, each cell `--rounds` times, for camgate and Janus. Every
 //!   run is appended to `<out>.raw.jsonl` and the report is regenerated from that file.
-//!   `--targets camgate,camgate-tcp,camgate-aac,janus` picks the servers; `camgate-tcp` is camgate
-//!   with its viewers on ICE-TCP, `camgate-aac` camgate with an AAC camera (transcoded to Opus).
+//!   `--targets camgate,camgate-tcp,camgate-aac,janus,camgate-rtsp-tcp,camgate-rtsp-udp` picks the
+//!   servers; `camgate-tcp` is camgate with its viewers on ICE-TCP, `camgate-aac` camgate with an
+//!   AAC camera (transcoded to Opus), `camgate-rtsp-tcp` / `-udp` camgate serving the camera as a
+//!   named stream to N RTSP players (`players.rs`) over TCP-interleaved RTP / UDP unicast.
 //!   `--search`: the largest viewer count each server holds at < 1 % loss with 1 and 2 workers.
 //!   `--append`: add to the raw file instead of starting it afresh (one report, several runs).
 //!   Exits 1 if any run failed.
 //! - `camgate-bench report [--raw FILE] [--out FILE]`: regenerates the report from raw results.
 //! - `camgate-bench micro [--counts ...]`: the in-process relay cost (no sockets).
 
+mod callgrind;
 mod camera;
 mod micro;
+mod players;
 mod report;
+mod rxstamp;
 mod soak;
 mod starve;
 mod targets;
@@ -107,6 +112,9 @@ pub struct RunResult {
     /// SRTP profile(s) in the DTLS ServerHello the viewers saw / the server reported.
     srtp_viewer: String,
     srtp_server: String,
+    /// Under `BENCH_CALLGRIND`: the server's instructions (callgrind's Ir) in the window per
+    /// delivered viewer-packet (its CPU figures are then valgrind's, not the server's).
+    instr_per_pkt: Option<f64>,
     error: Option<String>,
 }
 
@@ -519,7 +527,11 @@ fn suite(o: &Opts) -> usize {
         viewers: format!(
             "str0m 0.25 peers (real ICE, DTLS, SRTP), {} threads, one UDP socket each, in the same process as the camera \
              (the load generator); everything on loopback inside a private network namespace. Steady window {} s, \
-             taken 2 s after every viewer had its first keyframe.",
+             taken 2 s after every viewer had its first keyframe. RTSP players (targets `camgate-rtsp-tcp` / \
+             `camgate-rtsp-udp`): the bench's own RTSP client (DESCRIBE, SETUP of video and audio, PLAY; \
+             TCP-interleaved, or UDP with an RTP/RTCP port pair per track) on the same threads' model, playing \
+             `rtsp://127.0.0.1:PORT/bench` from camgate's RTSP server (the camera as a named stream, pulled at start); \
+             no encryption on that path.",
             o.threads,
             o.window.as_secs()
         ),
@@ -747,11 +759,13 @@ fn brief(r: &RunResult) -> String {
         return format!("FAILED: {e}");
     }
     format!(
-        "loss {:.2} % lost {} cpu {:.1} % {:.2} µs/pkt frame p50/p99 {} / {} ms viewer p99 {}–{} ms rho {} loadgen {:.0} % other {:.0} % load {:.2} srtp {} / {}",
+        "loss {:.2} % lost {} cpu {:.1} % {:.2} µs/pkt{} frame p50/p99 {} / {} ms viewer p99 {}–{} ms rho {} loadgen {:.0} % other {:.0} % load {:.2} srtp {} / {}",
         r.loss_pct,
         r.viewers_lost,
         r.server_cpu_pct,
         r.us_per_pkt,
+        r.instr_per_pkt
+            .map_or(String::new(), |i| format!(" {i:.0} instructions/pkt (callgrind)")),
         f(r.frame_p50_ms, 2),
         f(r.frame_p99_ms, 2),
         f(r.viewer_p99_min_ms, 2),
@@ -856,9 +870,18 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
     let cam = camera::Camera::start_with(mbps * 1_000_000, media, log.clone())
         .map_err(|e| e.to_string())?;
     let url = cam.url("cam1");
+    // RTSP players: over TCP (Some(true)) or UDP (Some(false)); None: WebRTC viewers.
+    let rtsp_tcp = match target {
+        "camgate-rtsp-tcp" => Some(true),
+        "camgate-rtsp-udp" => Some(false),
+        _ => None,
+    };
     let server: Server = match target {
         "camgate" | "camgate-tcp" | "camgate-aac" => {
             targets::start_camgate(&o.camgate, r.workers, scpus)?
+        }
+        "camgate-rtsp-tcp" | "camgate-rtsp-udp" => {
+            targets::start_camgate_with(&o.camgate, r.workers, scpus, Some(&url))?
         }
         "janus" => {
             let dir =
@@ -879,15 +902,25 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
     };
     let pid = server.pid();
     if let Kind::Camgate { http, .. } = &server.kind {
-        // Warm like Janus's mountpoint: camera pulled and a GOP seen before the first viewer.
-        targets::camgate_startup(*http, &url)?;
+        // Warm like Janus's mountpoint: camera pulled and a GOP seen before the first viewer
+        // (a named stream is pulled at start).
+        if rtsp_tcp.is_none() {
+            targets::camgate_startup(*http, &url)?;
+        }
         std::thread::sleep(Duration::from_millis(2500));
     }
+    let player_url = server
+        .rtsp
+        .map(|a| format!("rtsp://{a}/{}", targets::STREAM_NAME))
+        .unwrap_or_default();
     std::thread::sleep(Duration::from_millis(300));
     let rss_base = targets::proc_rss_kb(pid);
     let shared = Shared::new(log.clone());
-    let workers: Vec<Worker> = (0..o.threads.max(1))
-        .map(|_| Worker::spawn(shared.clone()))
+    let workers: Vec<LoadWorker> = (0..o.threads.max(1))
+        .map(|_| match rtsp_tcp {
+            Some(_) => LoadWorker::Players(players::Worker::spawn(shared.clone())),
+            None => LoadWorker::Viewers(Worker::spawn(shared.clone())),
+        })
         .collect();
     let setup_deadline = Instant::now() + Duration::from_secs(30 + n as u64 / 5);
     let mut janus_first = None;
@@ -896,23 +929,29 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
             r.setup_failed += n - i;
             break;
         }
-        let ready = match &server.kind {
-            Kind::Camgate { ws, .. } => targets::camgate_viewer(
+        let ready = match (&server.kind, rtsp_tcp, &workers[i % workers.len()]) {
+            (_, Some(tcp), LoadWorker::Players(w)) => {
+                players::connect(&player_url, tcp, i).map(|p| w.add(p))
+            }
+            (Kind::Camgate { ws, .. }, None, LoadWorker::Viewers(w)) => targets::camgate_viewer(
                 *ws,
                 &url,
                 i,
                 target == "camgate-tcp",
                 target == "camgate-aac",
-            ),
-            Kind::Janus { http } => targets::janus_viewer(*http, i),
+            )
+            .map(|v| w.add(v)),
+            (Kind::Janus { http }, None, LoadWorker::Viewers(w)) => targets::janus_viewer(*http, i)
+                .map(|v| {
+                    if janus_first.is_none() {
+                        janus_first = v.janus_ids;
+                    }
+                    w.add(v)
+                }),
+            _ => Err("no load generator for this target".into()),
         };
         match ready {
-            Ok(v) => {
-                if janus_first.is_none() {
-                    janus_first = v.janus_ids;
-                }
-                workers[i % workers.len()].add(v)
-            }
+            Ok(()) => {}
             Err(e) => {
                 if r.setup_failed == 0 {
                     eprintln!("  viewer {i}: {e}");
@@ -929,6 +968,7 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
     }
     std::thread::sleep(Duration::from_secs(2));
     let t0 = Instant::now();
+    let udp0 = udp_snmp();
     let sw0 = targets::proc_ctxt_switches(pid);
     let me_sw0 = self_ctxt_switches();
     let (cpu0, me0, m0) = (
@@ -937,6 +977,10 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
         targets::machine_cpu(),
     );
     shared.window.w0.store(log.ns(t0), Ordering::Relaxed);
+    let callgrind_out = std::env::var("BENCH_CALLGRIND").ok();
+    if callgrind_out.is_some() {
+        callgrind::instr(pid, true);
+    }
     // BENCH_PERF=FILE: profile the server over the window (perf must be installed).
     let perf = std::env::var("BENCH_PERF").ok().and_then(|out| {
         Command::new("perf")
@@ -964,7 +1008,29 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
     }
     let t1 = Instant::now();
     shared.window.w1.store(log.ns(t1), Ordering::Relaxed);
+    let instructions = callgrind_out.as_deref().and_then(|out| {
+        let ir = callgrind::dump(pid, out);
+        callgrind::instr(pid, false);
+        ir
+    });
     let sw1 = targets::proc_ctxt_switches(pid);
+    if std::env::var_os("BENCH_DEBUG").is_some() {
+        // Where UDP datagrams were dropped in the window (this network namespace's counters).
+        let udp1 = udp_snmp();
+        let d: Vec<String> = udp1
+            .iter()
+            .zip(&udp0)
+            .map(|((k, b), (_, a))| format!("{k} {}", b.saturating_sub(*a)))
+            .collect();
+        eprintln!("  kernel UDP in the window: {}", d.join(", "));
+        if let Kind::Camgate { http, .. } = &server.kind {
+            for l in metrics_text(*http).lines() {
+                if l.starts_with("camgate_rtsp_player_packets") {
+                    eprintln!("  {l}");
+                }
+            }
+        }
+    }
     let me_sw1 = self_ctxt_switches();
     let (cpu1, me1, m1) = (
         targets::proc_cpu(pid),
@@ -1025,6 +1091,10 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
     profiles.sort();
     profiles.dedup();
     r.srtp_viewer = profiles.join(", ");
+    if rtsp_tcp.is_some() {
+        r.srtp_viewer = "none (plain RTP)".into();
+        r.srtp_server = "none (plain RTP)".into();
+    }
     let secs = (t1 - t0).as_secs_f64();
     let expected = log.count_between(log.ns(t0), log.ns(t1));
     r.expected_per_viewer = expected;
@@ -1049,6 +1119,7 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
     let per_pkt_us = |d: Duration| d.as_secs_f64() * 1e6 / r.delivered.max(1) as f64;
     r.server_cpu_pct = 100.0 * cpu.total().as_secs_f64() / secs;
     r.us_per_pkt = per_pkt_us(cpu.total());
+    r.instr_per_pkt = instructions.map(|ir| ir as f64 / r.delivered.max(1) as f64);
     r.us_per_pkt_kernel = per_pkt_us(cpu.system);
     r.us_per_pkt_softirq = per_pkt_us(Duration::from_nanos(
         (m1.softirq - m0.softirq) * 1_000_000_000 / targets::clk_tck(),
@@ -1115,6 +1186,52 @@ fn run_inner(o: &Opts, target: &str, mbps: u32, n: usize, r: &mut RunResult) -> 
     r.ttfk_p50_ms = kf.get(kf.len() / 2).copied();
     r.ttfk_max_ms = kf.last().copied();
     Ok(())
+}
+
+/// camgate's `/metrics` page (empty on any error).
+fn metrics_text(http: std::net::SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(http) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {http}\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// The kernel's UDP counters (`/proc/net/snmp`), name and value.
+fn udp_snmp() -> Vec<(String, u64)> {
+    let text = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut lines = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return Vec::new();
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .skip(1)
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+        .collect()
+}
+
+/// A load generator thread: WebRTC viewers or RTSP players.
+enum LoadWorker {
+    Viewers(Worker),
+    Players(players::Worker),
+}
+
+impl LoadWorker {
+    fn join(self) -> viewers::WorkerResult {
+        match self {
+            LoadWorker::Viewers(w) => w.join(),
+            LoadWorker::Players(w) => w.join(),
+        }
+    }
 }
 
 fn sh(cmd: &str) -> String {

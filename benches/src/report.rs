@@ -66,6 +66,14 @@ fn busy_steps(x: &SearchResult) -> usize {
     }
 }
 
+/// a / b to two decimals, "–" without both.
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "–".into(),
+    }
+}
+
 fn label(r: &RunResult) -> String {
     format!("{} w={}", r.target, r.workers)
 }
@@ -448,10 +456,6 @@ pub fn write(out: &Path, records: &[Raw]) {
                 s,
                 "| viewers | CPU per viewer-packet | RSS per viewer | frame latency p50 | frame latency p99 | first keyframe p50 |\n|---:|---:|---:|---:|---:|---:|"
             );
-            let ratio = |c: Option<f64>, j: Option<f64>| match (c, j) {
-                (Some(c), Some(j)) if j > 0.0 => format!("{:.2}", c / j),
-                _ => "–".into(),
-            };
             for (n, c, j) in pairs {
                 let _ = writeln!(
                     s,
@@ -575,12 +579,13 @@ pub fn write(out: &Path, records: &[Raw]) {
     let _ = writeln!(
         s,
         "\nColumns: *µs CPU per viewer-packet* = the server process's utime+stime over the window divided by the RTP \
-         packets all viewers received in it; *of it kernel* = its `stime` part (tick-sampled: a lower bound); \
+         packets all viewers (or RTSP players) received in it; *of it kernel* = its `stime` part (tick-sampled: a lower bound); \
          *loss* = camera packets (with an id) sent in the window that a viewer never got; *viewers lost* = viewers that \
          failed to set up, never got a keyframe or got under half the packets; *relay latency* = per packet, camera \
          send → the kernel's receive stamp at the viewer's socket (`SO_TIMESTAMPNS`, taken when the server's send hands \
-         the datagram to loopback); *first keyframe* = `playStream` (camgate) / `watch` (Janus) sent → the last packet \
-         of the first complete IDR received; *RSS per viewer* = (steady RSS − RSS before any viewer) / N; *cs/s* = \
+         the datagram to loopback; for RTSP players over TCP, the stamp of the last TCP segment a read took, which \
+         can only make it later; ICE-TCP viewers have none); *first keyframe* = `playStream` (camgate) / `watch` (Janus) / `PLAY` (RTSP players) \
+         sent → the last packet of the first complete IDR received; *RSS per viewer* = (steady RSS − RSS before any viewer) / N; *cs/s* = \
          context switches per second from `/proc/PID/task/*/status` (server, all threads) and `getrusage` (load \
          generator): voluntary = went to sleep, involuntary = preempted; *other processes CPU* = the whole machine's \
          busy time minus the server and the load generator, in % of one core. A load-generator CPU near 100 % per \

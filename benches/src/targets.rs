@@ -30,6 +30,8 @@ pub struct Server {
     pub srtp: Arc<Mutex<Vec<String>>>,
     /// The configuration files it ran with (Janus), for the report.
     pub config: String,
+    /// camgate's RTSP server for players, when it serves the camera as a named stream.
+    pub rtsp: Option<SocketAddr>,
 }
 
 pub enum Kind {
@@ -66,7 +68,59 @@ fn pinned(program: &Path, cpus: Option<&str>) -> Command {
 }
 
 pub fn start_camgate(bin: &Path, workers: usize, cpus: Option<&str>) -> Res<Server> {
-    let mut child = pinned(bin, cpus)
+    start_camgate_with(bin, workers, cpus, None)
+}
+
+/// The name of the bench camera's stream in camgate's RTSP server (`rtsp://ADDR/bench`).
+pub const STREAM_NAME: &str = "bench";
+
+/// `start_camgate`; with `named` (the camera's URL), camgate also serves that camera as the named
+/// stream [`STREAM_NAME`] (pulled at start) from its RTSP server on an ephemeral loopback port.
+/// `BENCH_CALLGRIND=FILE` runs it under callgrind with instrumentation off until
+/// `callgrind::instr` turns it on.
+pub fn start_camgate_with(
+    bin: &Path,
+    workers: usize,
+    cpus: Option<&str>,
+    named: Option<&str>,
+) -> Res<Server> {
+    let dir = match named {
+        Some(url) => {
+            static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = std::env::temp_dir()
+                .join(format!("camgate-bench-rtsp-{}-{run}", std::process::id()));
+            std::fs::create_dir_all(&dir).map_err(err("mkdir"))?;
+            std::fs::write(
+                dir.join("camgate.toml"),
+                format!("[streams.{STREAM_NAME}]\nuri = \"{url}\"\npull_at_start = true\n"),
+            )
+            .map_err(err("write config"))?;
+            Some(dir)
+        }
+        None => None,
+    };
+    let rtsp_args: Vec<String> = match &dir {
+        Some(d) => vec![
+            "--config".into(),
+            d.join("camgate.toml").display().to_string(),
+            "--rtsp-server".into(),
+            "127.0.0.1:0".into(),
+        ],
+        None => vec!["--rtsp-server".into(), "off".into()],
+    };
+    let callgrind = std::env::var("BENCH_CALLGRIND").ok();
+    let mut cmd = match &callgrind {
+        Some(out) => {
+            let mut c = pinned(Path::new("valgrind"), cpus);
+            c.args(["--tool=callgrind", "--instr-atstart=no"])
+                .arg(format!("--callgrind-out-file={out}"))
+                .arg(bin);
+            c
+        }
+        None => pinned(bin, cpus),
+    };
+    let mut child = cmd
         .args(["--workers", &workers.to_string()])
         .args([
             "--bind",
@@ -85,12 +139,11 @@ pub fn start_camgate(bin: &Path, workers: usize, cpus: Option<&str>) -> Res<Serv
             "--announce-ip",
             "127.0.0.1",
             "--no-demo",
-            "--rtsp-server",
-            "off",
             "--log",
             // camgate::dtls=debug: one line per viewer with the negotiated SRTP profile.
             "info,str0m=warn,dimpl=warn,camgate::dtls=debug",
         ])
+        .args(&rtsp_args)
         // For A/B runs of one binary, e.g. BENCH_CAMGATE_ARGS=--no-udp-gso.
         .args(
             std::env::var("BENCH_CAMGATE_ARGS")
@@ -130,9 +183,10 @@ pub fn start_camgate(bin: &Path, workers: usize, cpus: Option<&str>) -> Res<Serv
             let _ = tx.send(line);
         }
     });
-    let (mut ws, mut media, mut http) = (None, false, None);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while ws.is_none() || !media || http.is_none() {
+    let (mut ws, mut media, mut http, mut rtsp) = (None, false, None, None);
+    // Under valgrind start-up takes far longer.
+    let deadline = Instant::now() + Duration::from_secs(if callgrind.is_some() { 120 } else { 20 });
+    while ws.is_none() || !media || http.is_none() || (dir.is_some() && rtsp.is_none()) {
         let line = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .map_err(|_| "camgate did not log its addresses".to_string())?;
@@ -145,6 +199,8 @@ pub fn start_camgate(bin: &Path, workers: usize, cpus: Option<&str>) -> Res<Serv
             http = rest.trim().trim_end_matches('/').parse().ok();
         } else if line.contains("WebRTC media on udp") {
             media = true;
+        } else if let Some(rest) = line.split("RTSP server for players on rtsp://").nth(1) {
+            rtsp = rest.trim().trim_end_matches("/NAME").parse().ok();
         }
     }
     Ok(Server {
@@ -153,9 +209,10 @@ pub fn start_camgate(bin: &Path, workers: usize, cpus: Option<&str>) -> Res<Serv
             ws: ws.unwrap(),
             http: http.unwrap(),
         },
-        _dir: None,
+        _dir: dir,
         srtp,
         config: String::new(),
+        rtsp,
     })
 }
 
@@ -167,7 +224,7 @@ fn bind_udp(ip: &str) -> Res<(std::net::UdpSocket, SocketAddr)> {
 }
 
 #[allow(unsafe_code)] // setsockopt through libc: std has no buffer size setter
-fn set_rcvbuf(sock: &std::net::UdpSocket, bytes: libc::c_int) -> libc::c_int {
+pub(crate) fn set_rcvbuf(sock: &std::net::UdpSocket, bytes: libc::c_int) -> libc::c_int {
     // SAFETY: the socket is open for the call; `bytes` is a live c_int whose size is passed.
     unsafe {
         libc::setsockopt(
@@ -406,6 +463,7 @@ cam1: {{
         _dir: Some(dir.to_path_buf()),
         srtp: Arc::new(Mutex::new(Vec::new())),
         config,
+        rtsp: None,
     };
     // Wait for the HTTP API, then for the mountpoint to have fresh media.
     let deadline = Instant::now() + Duration::from_secs(30);

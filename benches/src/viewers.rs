@@ -6,12 +6,11 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use camgate_core::ice_tcp::{Deframer, SendQueue};
 use mio::net::UdpSocket;
@@ -21,6 +20,7 @@ use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 use tungstenite::{Message, WebSocket};
 
 use crate::camera::{packet_ids, SendLog, TRAILER};
+use crate::rxstamp::{enable_rx_timestamps, kernel_instant, recv_stamped};
 
 /// Latency histogram: 10 µs buckets up to 2 s.
 pub const BUCKET_NS: u64 = 10_000;
@@ -170,7 +170,7 @@ impl Worker {
 }
 
 #[allow(unsafe_code)] // clock_gettime through libc: std has no thread CPU clock
-fn thread_cpu() -> Duration {
+pub(crate) fn thread_cpu() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -597,86 +597,6 @@ pub fn srtp_profile_name(id: u16) -> String {
         8 => "SRTP_AEAD_AES_256_GCM".into(),
         other => format!("0x{other:04x}"),
     }
-}
-
-/// Ask the kernel to stamp each datagram with its receive time (`SO_TIMESTAMPNS`, wall clock). On loopback the
-/// stamp is taken when the sender's `sendmsg` hands the datagram to the loopback device, so it marks the moment the
-/// server sent it, whatever the viewer thread was busy with.
-#[allow(unsafe_code)] // socket options and recvmsg through libc
-fn enable_rx_timestamps(sock: &std::net::UdpSocket) {
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket and a c_int option value of the right size.
-    unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
-}
-
-/// `recv_from` that also returns the datagram's kernel receive stamp (wall clock), when there is one.
-#[allow(unsafe_code)] // socket options and recvmsg through libc
-fn recv_stamped(
-    sock: &UdpSocket,
-    buf: &mut [u8],
-) -> io::Result<(usize, SocketAddr, Option<SystemTime>)> {
-    // SAFETY: every pointer handed to recvmsg points into locals that outlive the call, with their true sizes;
-    // the control messages are read only within the length the kernel reported.
-    unsafe {
-        let mut addr: libc::sockaddr_storage = std::mem::zeroed();
-        let mut iov = libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        };
-        let mut control = [0u64; 16];
-        let mut msg: libc::msghdr = std::mem::zeroed();
-        msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
-        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        msg.msg_iov = &mut iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.as_mut_ptr().cast();
-        msg.msg_controllen = std::mem::size_of_val(&control) as _;
-        let n = libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT);
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let src = match addr.ss_family as libc::c_int {
-            libc::AF_INET => {
-                let a = &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>();
-                SocketAddr::from((
-                    u32::from_be(a.sin_addr.s_addr).to_be_bytes(),
-                    u16::from_be(a.sin_port),
-                ))
-            }
-            libc::AF_INET6 => {
-                let a = &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>();
-                SocketAddr::from((a.sin6_addr.s6_addr, u16::from_be(a.sin6_port)))
-            }
-            _ => return Err(io::Error::other("unknown address family")),
-        };
-        let mut stamp = None;
-        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
-        while !cmsg.is_null() {
-            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS
-            {
-                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
-                stamp = Some(
-                    SystemTime::UNIX_EPOCH + Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32),
-                );
-            }
-            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
-        }
-        Ok((n as usize, src, stamp))
-    }
-}
-
-/// A wall-clock kernel stamp as an `Instant`: `now` minus how long ago the stamp was.
-fn kernel_instant(stamp: SystemTime, now: Instant) -> Instant {
-    let age = SystemTime::now().duration_since(stamp).unwrap_or_default();
-    now.checked_sub(age).unwrap_or(now)
 }
 
 /// A str0m peer as a browser would be: recvonly H.264 + PCMU, RTP mode, full ICE.
