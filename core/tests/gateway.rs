@@ -3605,6 +3605,35 @@ fn a_late_player_starts_at_once_on_the_cached_gop() {
 }
 
 #[test]
+fn the_first_player_of_a_named_stream_browsers_play_starts_at_once() {
+    // A browser plays the camera (no player yet); the first player joins mid-GOP. Before,
+    // the raw GOP was kept only while the stream had players, so it waited for the camera's
+    // next keyframe (150-180 ms in the benchmark, a whole GOP at worst).
+    let mut h = Harness::with_config(named_cam());
+    let _browser = h.play("rtsp://127.0.0.1:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    let mut sent = Vec::new();
+    for frame in 0..13 {
+        let nals = if frame % 10 == 0 {
+            vec![nal(5, 4000)]
+        } else {
+            vec![nal(1, 600)]
+        };
+        h.camera.send_frame(frame * 3600, &nals);
+        sent.push(camera_packets(&h.camera.to_gateway));
+        h.run_for(Duration::from_millis(40));
+    }
+    let player = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    let gop: Vec<Vec<u8>> = sent[10..].concat();
+    let got = &h.players[player].media;
+    assert_eq!(got.len(), gop.len(), "frames 10..=12 at once");
+    for (g, w) in got.iter().zip(&gop) {
+        assert_eq!(g.1[12..], w[12..]);
+    }
+}
+
+#[test]
 fn players_elsewhere_need_a_user_of_the_stream() {
     let users = vec![(
         "cam".to_owned(),

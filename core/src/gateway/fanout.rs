@@ -117,7 +117,7 @@ impl Gateway {
             tracks: &s.tracks,
             raw_gop: &mut s.raw_gop,
             player_udp: &mut self.player_udp,
-            keep_raw_gop: !s.players.is_empty() || !s.waiting_players.is_empty(),
+            keep_raw_gop: s.named || !s.players.is_empty() || !s.waiting_players.is_empty(),
             now,
         };
         Some((&mut s.source, &mut s.pipeline, fan_out))

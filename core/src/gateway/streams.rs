@@ -47,7 +47,11 @@ pub(super) struct Stream {
     pub(super) players: Vec<crate::ids::ConnId>,
     /// RTSP players waiting for the camera's description, or set up and not playing yet.
     pub(super) waiting_players: Vec<crate::ids::ConnId>,
-    /// The camera's packets since its last keyframe, while it has players (see `RawGop`).
+    /// Served to RTSP players by name (`[streams.NAME]`, or the demo): its raw GOP is kept even
+    /// before the first player, so that player starts at once like a browser does.
+    pub(super) named: bool,
+    /// The camera's packets since its last keyframe, while it has players or is named (see
+    /// `RawGop`).
     pub(super) raw_gop: super::rtsp_out::RawGop,
     /// The camera's tracks as its RTSP client set them up (empty until it plays).
     pub(super) tracks: Vec<crate::media::TrackInfo>,
@@ -77,7 +81,8 @@ impl Gateway {
             tracing::info!(stream = id.0, url, "playing the demo clip");
             self.by_url.insert(url.to_owned(), id);
             let source = Source::Demo(Box::new(source));
-            let stream = Stream::new(url.into(), url.into(), source, MediaPipeline::camera());
+            let mut stream = Stream::new(url.into(), url.into(), source, MediaPipeline::camera());
+            stream.named = true;
             self.streams.insert(id, stream);
             self.source_playing(id, now, tracks, Vec::new());
             self.schedule_stream(id, now);
@@ -94,15 +99,15 @@ impl Gateway {
         let connect = rtsp_connect(id, client.url());
         tracing::info!(stream = id.0, url = %redacted, "connecting to camera");
         self.by_url.insert(url.clone(), id);
-        self.streams.insert(
-            id,
-            Stream::new(
-                url,
-                redacted,
-                Source::Camera(Box::new(client)),
-                MediaPipeline::camera(),
-            ),
+        let named = self.config.named_streams.iter().any(|(_, u)| *u == url);
+        let mut stream = Stream::new(
+            url,
+            redacted,
+            Source::Camera(Box::new(client)),
+            MediaPipeline::camera(),
         );
+        stream.named = named;
+        self.streams.insert(id, stream);
         self.stats.rtsp_connects += 1;
         self.outputs.push_back(connect);
         self.schedule_stream(id, now);
@@ -295,6 +300,7 @@ impl Stream {
             players: Vec::new(),
             waiting_players: Vec::new(),
             tracks: Vec::new(),
+            named: false,
             raw_gop: Default::default(),
             linger_until: None,
             behind_logged: None,

@@ -3,7 +3,7 @@
 //! connection, the same one its browsers use. They get the camera's RTP packets as they came
 //! (SSRC, sequence and timestamps rewritten to stay continuous across camera reconnects),
 //! starting on the camera's packets since its last keyframe (`RawGop`, kept while the stream has
-//! players) or else at the next keyframe: TCP-interleaved players through a bounded queue, UDP
+//! players, or always for a named stream, so its first player starts at once too) or else at the next keyframe: TCP-interleaved players through a bounded queue, UDP
 //! players as datagrams (`PlayerDatagrams`) that the loop sends from the server's RTP/RTCP
 //! ports at once or drops (a UDP player never holds anything up); a new UDP player gets the
 //! cached GOP paced over a few milliseconds (`replay`), not in one burst.
