@@ -65,7 +65,7 @@ print("%s round %s: %d viewers, %d worker(s): %.2f us/pkt (kernel %.2f), server 
          r["loadgen_cpu_pct"], r["other_cpu_pct"], r["pkts_per_viewer_s"], r["loss_pct"], r["server_vcsw_s"],
          ", error " + r["error"] if r["error"] else ""))' "$r"
 		if [ -s "$out/$label.perf.$r" ]; then
-			awk '/sys_enter|task-clock|context-sw/ { printf "  %s %s", $2, $1 } END { print "" }' "$out/$label.perf.$r"
+			awk '/sys_enter|context-sw/ { printf "  %s %s", $2, $1 } /task-clock/ { printf "  task-clock-ms %s", $1 } END { print "" }' "$out/$label.perf.$r"
 		fi
 	done
 done
