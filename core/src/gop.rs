@@ -4,8 +4,12 @@
 //! The cache holds the relay's packets (their payloads are shared `Arc`s, so caching copies no
 //! media) from the latest `keyframe_start` on. Replaying it to a new viewer with the original
 //! timestamps would make the browser play the past second in real time and keep that second
-//! of latency; so `replay` pulls every cached access unit but the newest to one RTP tick
-//! apart just before it: the browser decodes them all at once and shows the present.
+//! of latency; so a replay pulls every access unit cached when it began but the newest to one
+//! RTP tick apart just before it: the browser decodes them all at once and shows the present.
+//!
+//! A replay is a [`ReplayCursor`] (a few integers, no allocation) that the gateway moves a
+//! slice at a time, over several loop turns: the cache keeps growing with the live stream
+//! meanwhile, and the cursor walks on through what was added until it has caught up.
 
 use crate::media::VideoPacket;
 
@@ -16,6 +20,43 @@ pub struct GopCache {
     /// False until the first keyframe, and after an overflow until the next one.
     valid: bool,
     max_bytes: usize,
+    /// Changes whenever the cached packets stop being a prefix of what comes next (a new
+    /// keyframe, an overflow, a clear): cursors into the earlier content are stale.
+    generation: u64,
+}
+
+/// Where one viewer's replay of a [`GopCache`] has got to (see `GopCache::replay_from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayCursor {
+    /// The cache's generation when the replay began.
+    generation: u64,
+    /// Index of the next packet to send.
+    next: usize,
+    /// Packets cached when the replay began: their access units are pulled together.
+    end: usize,
+    /// Access units among those `end` packets.
+    access_units: u32,
+    /// Access unit (counted from 0) of the packet before `next`.
+    unit: u32,
+    /// The camera's RTP time of the newest of those packets.
+    end_ts: u32,
+    /// Added to the pulled-together timestamps (a keyframe answer follows what was sent).
+    shift: u32,
+    /// The RTP time the replayed frames follow (a keyframe answer: the last frame sent); a
+    /// join's end at the newest frame's own time.
+    after: Option<u32>,
+}
+
+impl ReplayCursor {
+    /// Whether nothing was sent from it yet.
+    pub fn is_unstarted(&self) -> bool {
+        self.next == 0
+    }
+
+    /// The RTP time its frames follow (see `GopCache::cursor`).
+    pub fn after(&self) -> Option<u32> {
+        self.after
+    }
 }
 
 impl GopCache {
@@ -27,6 +68,7 @@ impl GopCache {
             bytes: 0,
             valid: false,
             max_bytes,
+            generation: 0,
         }
     }
 
@@ -36,6 +78,7 @@ impl GopCache {
             self.packets.clear();
             self.bytes = 0;
             self.valid = true;
+            self.generation += 1;
         }
         if !self.valid {
             return;
@@ -44,6 +87,7 @@ impl GopCache {
         if self.bytes > self.max_bytes {
             self.packets.clear();
             self.valid = false;
+            self.generation += 1;
             return;
         }
         self.packets.push(packet.clone());
@@ -54,6 +98,7 @@ impl GopCache {
         self.packets.clear();
         self.bytes = 0;
         self.valid = false;
+        self.generation += 1;
     }
 
     /// Whether a joining viewer can start from the cache (it holds a GOP from its keyframe).
@@ -98,20 +143,83 @@ impl GopCache {
         self.packets.is_empty()
     }
 
-    /// Hands each cached packet to `send` with the timestamp to use for a joining viewer.
-    pub fn replay(&self, mut send: impl FnMut(&VideoPacket, u32)) {
-        let Some(last) = self.packets.last() else {
-            return;
-        };
-        let access_units = self.access_units();
-        let mut index = 0u32;
-        for (i, packet) in self.packets.iter().enumerate() {
-            if i > 0 && self.packets[i - 1].rtp_time != packet.rtp_time {
-                index += 1;
-            }
-            let behind = access_units - 1 - index;
-            send(packet, last.rtp_time.wrapping_sub(behind));
+    /// Hands each cached packet to `send` with the timestamp to use for a joining viewer, in
+    /// one go (see `replay_from`).
+    pub fn replay(&self, send: impl FnMut(&VideoPacket, u32)) {
+        if let Some(mut cursor) = self.cursor(None) {
+            self.replay_from(&mut cursor, usize::MAX, send);
         }
+    }
+
+    /// A replay of the cache from its keyframe; `None` while there is no GOP to start from.
+    /// The frames cached now go one tick apart, the newest at its own time, or (a keyframe
+    /// answer) the first one tick `after` the last frame sent, so the decoder takes them as
+    /// the newest frames and the live ones that follow still come later.
+    pub fn cursor(&self, after: Option<u32>) -> Option<ReplayCursor> {
+        let last = self.packets.last().filter(|_| self.valid)?;
+        let access_units = self.access_units();
+        let shift = after.map_or(0, |t| {
+            t.wrapping_add(access_units).wrapping_sub(last.rtp_time)
+        });
+        Some(ReplayCursor {
+            generation: self.generation,
+            next: 0,
+            end: self.packets.len(),
+            access_units,
+            unit: 0,
+            end_ts: last.rtp_time,
+            shift,
+            after,
+        })
+    }
+
+    /// Whether `cursor` points into an earlier GOP: a keyframe started a new one, or the
+    /// cache overflowed or was emptied since the replay began.
+    pub fn is_stale(&self, cursor: &ReplayCursor) -> bool {
+        cursor.generation != self.generation
+    }
+
+    /// Whether `cursor` has sent every cached packet: what comes next is live.
+    pub fn caught_up(&self, cursor: &ReplayCursor) -> bool {
+        !self.is_stale(cursor) && cursor.next >= self.packets.len()
+    }
+
+    /// Hands the next packets (at most `max`) from `cursor` on to `send` with their timestamps
+    /// and moves the cursor past them; returns how many (none for a stale cursor). Packets
+    /// cached when the replay began get their access units one tick apart, the newest at its
+    /// own time (plus `shift`); packets cached since keep the camera's time, as live ones do
+    /// (the rest of that newest access unit excepted: it keeps the time its start got).
+    pub fn replay_from(
+        &self,
+        cursor: &mut ReplayCursor,
+        max: usize,
+        mut send: impl FnMut(&VideoPacket, u32),
+    ) -> usize {
+        if self.is_stale(cursor) {
+            return 0;
+        }
+        let start = cursor.next;
+        let stop = self.packets.len().min(start.saturating_add(max));
+        for i in start..stop {
+            let packet = &self.packets[i];
+            let ts = if i < cursor.end {
+                if i > 0 && self.packets[i - 1].rtp_time != packet.rtp_time {
+                    cursor.unit += 1;
+                }
+                let behind = cursor.access_units - 1 - cursor.unit;
+                cursor
+                    .end_ts
+                    .wrapping_sub(behind)
+                    .wrapping_add(cursor.shift)
+            } else if packet.rtp_time == cursor.end_ts {
+                cursor.end_ts.wrapping_add(cursor.shift)
+            } else {
+                packet.rtp_time
+            };
+            send(packet, ts);
+        }
+        cursor.next = stop;
+        stop - start
     }
 }
 
@@ -176,5 +284,101 @@ mod tests {
         let mut seen = Vec::new();
         gop.replay(|_, ts| seen.push(ts));
         assert_eq!(seen, [1998, 1999]);
+    }
+
+    /// A GOP of three frames: packets 1-2 (keyframe), 3, 4.
+    fn three_frames() -> GopCache {
+        let mut gop = GopCache::new(1 << 20);
+        gop.push(&packet(90_000, 1, true, 10));
+        gop.push(&packet(90_000, 2, false, 10));
+        gop.push(&packet(93_000, 3, false, 10));
+        gop.push(&packet(96_000, 4, false, 10));
+        gop
+    }
+
+    #[test]
+    fn a_replay_in_slices_gives_what_one_in_one_go_gives() {
+        let gop = three_frames();
+        let mut whole = Vec::new();
+        gop.replay(|p, ts| whole.push((p.seq, ts)));
+        for slice in 1..5 {
+            let mut cursor = gop.cursor(None).expect("a GOP");
+            let mut seen = Vec::new();
+            while !gop.caught_up(&cursor) {
+                let n = gop.replay_from(&mut cursor, slice, |p, ts| seen.push((p.seq, ts)));
+                assert!(n > 0 && n <= slice);
+            }
+            assert_eq!(seen, whole, "slices of {slice}");
+        }
+    }
+
+    #[test]
+    fn a_replay_walks_on_through_what_the_live_stream_adds_with_its_times() {
+        let mut gop = three_frames();
+        let mut cursor = gop.cursor(None).expect("a GOP");
+        let mut seen = Vec::new();
+        gop.replay_from(&mut cursor, 3, |p, ts| seen.push((p.seq, ts)));
+        // The newest frame goes on (its second packet), then the next frame comes.
+        gop.push(&packet(96_000, 5, false, 10));
+        gop.push(&packet(99_000, 6, false, 10));
+        assert!(!gop.caught_up(&cursor));
+        gop.replay_from(&mut cursor, 10, |p, ts| seen.push((p.seq, ts)));
+        assert!(gop.caught_up(&cursor));
+        assert_eq!(
+            seen,
+            [
+                (1, 95_998),
+                (2, 95_998),
+                (3, 95_999),
+                (4, 96_000),
+                (5, 96_000),
+                (6, 99_000)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_keyframe_answer_follows_the_last_frame_sent() {
+        let mut gop = three_frames();
+        gop.push(&packet(96_000, 5, false, 10));
+        // The viewer's last frame went out at 96 007: the answer's three frames follow it.
+        let mut cursor = gop.cursor(Some(96_007)).expect("a GOP");
+        // The rest of the newest frame, then a later one, arrive during the answer.
+        gop.push(&packet(96_000, 6, false, 10));
+        gop.push(&packet(99_000, 7, false, 10));
+        let mut seen = Vec::new();
+        gop.replay_from(&mut cursor, usize::MAX, |p, ts| seen.push((p.seq, ts)));
+        let times: Vec<u32> = seen.iter().map(|s| s.1).collect();
+        assert_eq!(
+            times,
+            [96_008, 96_008, 96_009, 96_010, 96_010, 96_010, 99_000]
+        );
+    }
+
+    #[test]
+    fn a_new_keyframe_overflow_or_clear_makes_a_cursor_stale() {
+        let mut gop = three_frames();
+        let cursor = gop.cursor(None).expect("a GOP");
+        gop.push(&packet(99_000, 5, false, 10));
+        assert!(!gop.is_stale(&cursor), "the GOP only grew");
+        gop.push(&packet(102_000, 6, true, 10));
+        assert!(gop.is_stale(&cursor));
+        let mut stale = cursor;
+        assert_eq!(gop.replay_from(&mut stale, 10, |_, _| panic!("stale")), 0);
+        assert!(!gop.caught_up(&stale));
+
+        let cursor = gop.cursor(None).expect("the new GOP");
+        assert_eq!(cursor.end, 1);
+        gop.clear();
+        assert!(gop.is_stale(&cursor) && gop.cursor(None).is_none());
+
+        let mut small = GopCache::new(15);
+        small.push(&packet(0, 1, true, 10));
+        let cursor = small.cursor(None).expect("a GOP");
+        small.push(&packet(3000, 2, false, 10));
+        assert!(
+            small.is_stale(&cursor) && small.cursor(None).is_none(),
+            "overflowed"
+        );
     }
 }

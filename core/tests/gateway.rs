@@ -24,6 +24,10 @@ mod counting_alloc;
 use counting_alloc::allocs;
 mod players;
 
+/// GOP replays spread over loop turns.
+#[path = "gateway/replays.rs"]
+mod replays;
+
 /// (payload type, RTP time, sender report in force: (NTP time, RTP time)).
 type ReceivedRtp = (u8, u32, Option<(std::time::SystemTime, u32)>);
 
@@ -47,6 +51,8 @@ struct Browser {
     /// RTP packets as a receiver sees them (RTP-mode browsers only): payload type, RTP time,
     /// and the sender report in force (NTP time, RTP time).
     rtp: Vec<ReceivedRtp>,
+    /// The same packets' sequence number, RTP time and a hash of the payload.
+    rtp_seq: Vec<(u64, u32, u64)>,
     video_mid: Option<str0m::media::Mid>,
     /// A bottleneck on the way to it (None: delivered at once).
     link: Option<Link>,
@@ -219,6 +225,11 @@ struct Harness {
     /// The socket refuses datagrams to the UDP player with this `udp_base` (as a send that
     /// would block or fails): the gateway must drop them, and only them.
     refuse_udp_to: Option<u16>,
+    /// Allocations made inside the gateways' `handle_timeout` (timers, GOP replays).
+    timeout_allocs: usize,
+    /// When set, each step's media datagrams (over 500 bytes) as (source, destination): one
+    /// entry per step, a loop turn's worth.
+    media_log: Option<Vec<Vec<(SocketAddr, SocketAddr)>>>,
 }
 
 /// An RTSP player: an `RtspClient` connected to the gateway's RTSP server.
@@ -296,6 +307,8 @@ impl Harness {
             player_udp_bytes: Vec::with_capacity(4 << 20),
             player_udp_allocs: 0,
             refuse_udp_to: None,
+            timeout_allocs: 0,
+            media_log: None,
         }
     }
 
@@ -595,6 +608,7 @@ impl Harness {
             uplink_delay: Duration::ZERO,
             uplink: Default::default(),
             rtp: Vec::new(),
+            rtp_seq: Vec::new(),
             video_mid: None,
             link: None,
             tcp,
@@ -632,6 +646,9 @@ impl Harness {
 
     /// Moves every queued byte, message and datagram, then advances the clock by `dt`.
     fn step(&mut self, dt: Duration) {
+        if let Some(log) = self.media_log.as_mut() {
+            log.push(Vec::new());
+        }
         for _ in 0..50 {
             let mut moved = false;
             for w in 0..=self.others.len() {
@@ -743,8 +760,11 @@ impl Harness {
                 let t = self.gw(worker).poll_transmit();
                 self.media_allocs += allocs() - before;
                 self.transmit_allocs += allocs() - before;
-                if t.as_ref().is_some_and(|t| t.contents.len() > 500) {
+                if let Some(t) = t.as_ref().filter(|t| t.contents.len() > 500) {
                     self.media_datagrams += 1;
+                    if let Some(turn) = self.media_log.as_mut().and_then(|l| l.last_mut()) {
+                        turn.push((t.source, t.destination));
+                    }
                 }
                 if t.is_some() || worker == self.others.len() {
                     break t;
@@ -854,7 +874,9 @@ impl Harness {
         }
         for w in 0..=self.others.len() {
             let now = self.now;
+            let before = allocs();
             self.gw(w).handle_timeout(now);
+            self.timeout_allocs += allocs() - before;
         }
         for b in &mut self.browsers {
             b.rtc.handle_input(Input::Timeout(self.now)).unwrap();
@@ -947,12 +969,18 @@ impl Harness {
                     Output::Transmit(t) => {
                         sent.push((t.source, t.destination, t.contents.to_vec()))
                     }
-                    Output::Event(Event::RtpPacket(p)) => b.rtp.push((
-                        *p.header.payload_type,
-                        p.header.timestamp,
-                        p.last_sender_info
-                            .map(|i| (i.ntp_time, i.rtp_time.numer() as u32)),
-                    )),
+                    Output::Event(Event::RtpPacket(p)) => {
+                        b.rtp.push((
+                            *p.header.payload_type,
+                            p.header.timestamp,
+                            p.last_sender_info
+                                .map(|i| (i.ntp_time, i.rtp_time.numer() as u32)),
+                        ));
+                        let mut hash = std::hash::DefaultHasher::new();
+                        std::hash::Hash::hash(&p.payload[..], &mut hash);
+                        let hash = std::hash::Hasher::finish(&hash);
+                        b.rtp_seq.push((*p.seq_no, p.header.timestamp, hash));
+                    }
                     Output::Event(Event::MediaData(m)) if m.params.spec().codec.is_audio() => {
                         b.audio.push((m.params.spec().codec, m.data.to_vec()))
                     }
@@ -1897,7 +1925,7 @@ fn each_frame_starts_its_fan_out_at_another_viewer() {
 }
 
 #[test]
-fn a_late_joiners_gop_is_sent_in_slices_while_it_is_written() {
+fn a_late_joiners_gop_is_written_a_slice_per_loop_turn() {
     let mut h = Harness::new();
     let first = h.play("rtsp://127.0.0.1:8554/cam");
     h.run_for(Duration::from_millis(300));
@@ -1911,18 +1939,36 @@ fn a_late_joiners_gop_is_sent_in_slices_while_it_is_written() {
     assert!(h.browsers[first].frames.len() >= 8);
     let late = h.play("rtsp://127.0.0.1:8554/cam");
     h.run_for(Duration::from_millis(300)); // connected, no media yet
-                                           // The next frame starts the late joiner on the cached GOP. Its replay is written to str0m
-                                           // a slice at a time, each slice encrypted at once, so datagrams are queued before the loop
-                                           // takes any (live packets wait for the loop's take, see the previous test).
+                                           // The next frame starts the late joiner on the cached GOP: written to str0m a slice
+                                           // (48 packets) per loop turn, from the end of that frame's turn on, so str0m's queue
+                                           // holds one slice and no turn carries the whole GOP.
+    h.media_log = Some(Vec::new());
     h.camera.send_frame(8 * 3600, &[nal(1, 1000)]);
-    let data = std::mem::take(&mut h.camera.to_gateway);
-    let (stream, now) = (h.stream.unwrap(), h.now);
-    h.gateway.handle_rtsp_data(stream, now, &data);
+    h.step(Duration::from_millis(10));
+    let due = h.gateway.poll_timeout();
     assert!(
-        h.gateway.transmit_queued(),
-        "replay slices are encrypted as they are written"
+        due.is_some_and(|t| t <= h.now),
+        "replay left to write: the loop comes back without waiting"
     );
-    h.run_for(Duration::from_millis(100));
+    h.run_for(Duration::from_millis(90));
+    let due = h.gateway.poll_timeout();
+    assert!(due.is_some_and(|t| t > h.now), "all written: it waits");
+    let late_addr = h.browsers[late].addr;
+    let per_turn: Vec<usize> = (h.media_log.as_ref().unwrap().iter())
+        .map(|turn| turn.iter().filter(|d| d.1 == late_addr).count())
+        .collect();
+    assert_eq!(
+        per_turn[0], 0,
+        "{per_turn:?}: the frame's own turn ends with the first slice"
+    );
+    // (Counted: datagrams over 500 bytes; SPS/PPS and the ends of NAL units are smaller.)
+    assert!(per_turn[1] > 40, "{per_turn:?}");
+    assert!(per_turn.iter().all(|n| *n <= 48), "{per_turn:?}");
+    assert!(
+        per_turn.iter().filter(|n| **n > 0).count() >= 3,
+        "{per_turn:?}"
+    );
+    assert!(per_turn.iter().sum::<usize>() > 100, "{per_turn:?}");
     let frames = &h.browsers[late].frames;
     assert!(
         frames.len() >= 9,

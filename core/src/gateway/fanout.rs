@@ -3,8 +3,6 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use str0m::net::Transmit;
-
 use super::pipeline::{MediaPipeline, MediaSink};
 use super::rtsp_out::{Player, PlayerDatagrams, RawGop};
 use super::streams::Source;
@@ -30,6 +28,39 @@ pub(super) fn playing_status(entry: &ViewerEntry, redacted: &str, info: &str) ->
             Some(info),
         ),
     }
+}
+
+/// PLAYING (with the stream info, and a note when the browser decodes another H.264 profile)
+/// once the viewer's first keyframe was written.
+pub(super) fn announce_playing(
+    entry: &mut ViewerEntry,
+    redacted: &str,
+    codec: VideoCodec,
+    info: impl FnOnce() -> String,
+    outputs: &mut VecDeque<GatewayOutput>,
+) {
+    let Some(viewer) = entry.viewer.as_ref() else {
+        return;
+    };
+    if entry.playing_sent || !viewer.state().playing {
+        return;
+    }
+    tracing::info!(
+        url = %redacted,
+        transport = viewer.transport_label(),
+        "viewer playing"
+    );
+    let mut info = info();
+    let camera_profile = match codec {
+        VideoCodec::H264 { profile_level_id } => profile_level_id,
+        VideoCodec::Vp8 | VideoCodec::H265 { .. } => None,
+    };
+    if let Some(note) = viewer.profile_note(camera_profile) {
+        info.push_str("; ");
+        info.push_str(&note);
+    }
+    entry.playing_sent = true;
+    outputs.push_back(playing_status(entry, redacted, &info));
 }
 
 /// Queues `items` for worker `worker`'s mirrors; the event loop is told (`Mirrored`) when that
@@ -61,8 +92,8 @@ pub(super) fn outbox(mirror_out: &mut Vec<Vec<MirrorItem>>, worker: usize) -> &m
 pub(super) struct FanOut<'a> {
     pub(super) viewers: &'a mut ViewerTable,
     pub(super) unflushed: &'a mut Vec<ViewerId>,
-    /// Where a GOP replay's slices go (see `Viewer::send_replayed`).
-    pub(super) transmits: &'a mut VecDeque<Transmit>,
+    /// Viewers with a GOP replay under way (see `replays`).
+    pub(super) replaying: &'a mut Vec<ViewerId>,
     pub(super) outputs: &'a mut VecDeque<GatewayOutput>,
     pub(super) stats: &'a mut GatewayStats,
     /// Items for other workers' mirrors, by worker (see `push_lane`).
@@ -104,7 +135,7 @@ impl Gateway {
         let fan_out = FanOut {
             viewers: &mut self.viewers,
             unflushed: &mut self.unflushed,
-            transmits: &mut self.transmits,
+            replaying: &mut self.replaying,
             outputs: &mut self.outputs,
             stats: &mut self.stats,
             mirror_out: &mut self.mirror_out,
@@ -136,14 +167,15 @@ impl MediaSink for FanOut<'_> {
     }
 
     /// Writes the batch to every watching viewer, and to the mirrors. A newly connected viewer
-    /// starts from the cached GOP instead (which already holds the batch). Done here, on
-    /// media, not on the Connected event: str0m drops RTP written before its SRTP context is
-    /// up, which happens just after that event.
+    /// starts from the cached GOP instead (which already holds the batch): its replay is
+    /// written over the next loop turns (see `replays`), and until it has caught up with the
+    /// cache the live packets reach it from there. Started here, on media, not on the
+    /// Connected event: str0m drops RTP written before its SRTP context is up, which happens
+    /// just after that event.
     fn video(
         &mut self,
         gop: &GopCache,
         (packets, walls): (&[VideoPacket], &[Instant]),
-        gop_wall: impl Fn(u32) -> Instant,
         codec: VideoCodec,
         info: impl Fn() -> String,
     ) {
@@ -157,38 +189,22 @@ impl MediaSink for FanOut<'_> {
             };
             if viewer.state().connected && !entry.primed {
                 entry.primed = true;
-                let mut written = 0;
-                gop.replay(|p, ts| {
-                    viewer.send_replayed(now, p, ts, gop_wall(ts), &mut written, self.transmits)
-                });
-            } else {
-                for (p, wall) in packets.iter().zip(walls) {
-                    viewer.send_video(now, p, p.rtp_time, *wall);
+                if let Some(cursor) = gop.cursor(None) {
+                    entry.replay = Some(cursor);
+                    self.replaying.push(v);
                 }
-                self.stats.viewer_packets_out += packets.len() as u64;
             }
+            if entry.replay.is_some() {
+                continue; // the replay brings this batch from the cache
+            }
+            for (p, wall) in packets.iter().zip(walls) {
+                viewer.send_video(now, p, p.rtp_time, *wall);
+            }
+            self.stats.viewer_packets_out += packets.len() as u64;
             if viewer.wants_flush() {
                 self.unflushed.push(v);
             }
-            if !entry.playing_sent && viewer.state().playing {
-                entry.playing_sent = true;
-                tracing::info!(
-                    url = %self.redacted,
-                    transport = viewer.transport_label(),
-                    "viewer playing"
-                );
-                let mut info = info();
-                let camera_profile = match codec {
-                    VideoCodec::H264 { profile_level_id } => profile_level_id,
-                    VideoCodec::Vp8 | VideoCodec::H265 { .. } => None,
-                };
-                if let Some(note) = viewer.profile_note(camera_profile) {
-                    info.push_str("; ");
-                    info.push_str(&note);
-                }
-                self.outputs
-                    .push_back(playing_status(entry, self.redacted, &info));
-            }
+            announce_playing(entry, self.redacted, codec, &info, self.outputs);
         }
         for &(worker, mirror) in self.mirrors {
             let items = packets

@@ -11,8 +11,9 @@
 //!
 //! One concern per file: `types` (what the API takes and gives), `sessions` (signaling),
 //! `rest` (startup/terminate), `streams` (a stream's lifecycle), `camera` (driving its RTSP
-//! client), `pipeline` (its media), `fanout` (to its viewers and mirrors), `mirrors` (cameras
-//! other workers pull), `viewers` (the shared WebRTC socket), `timers`, `outputs`.
+//! client), `pipeline` (its media), `fanout` (to its viewers and mirrors), `replays` (GOP
+//! replays, spread over loop turns), `mirrors` (cameras other workers pull), `viewers` (the
+//! shared WebRTC socket), `timers`, `outputs`.
 //!
 //! Timers are kept in a min-heap with lazy invalidation: an entity is scheduled again only
 //! when its deadline moves earlier, and a popped entry whose deadline no longer matches is
@@ -23,6 +24,7 @@ mod fanout;
 mod mirrors;
 mod outputs;
 mod pipeline;
+mod replays;
 mod rest;
 mod rtsp_out;
 mod sessions;
@@ -108,6 +110,8 @@ pub struct Gateway {
     unflushed: Vec<ViewerId>,
     /// How far `flush_next_viewers` got through `unflushed`.
     unflushed_next: usize,
+    /// Viewers with a GOP replay under way, oldest first (see `replays`).
+    replaying: Vec<ViewerId>,
     /// Counts media batches; each starts its fan-out at a different viewer (see `FanOut`).
     fanout_turn: usize,
     /// When the loop last ran its timers late by `STALL` or more (see `note_lateness`).
@@ -161,6 +165,7 @@ impl Gateway {
             transmits: VecDeque::with_capacity(1024),
             unflushed: Vec::with_capacity(1024),
             unflushed_next: 0,
+            replaying: Vec::new(),
             fanout_turn: 0,
             stalled_at: None,
             last_now: None,
@@ -279,7 +284,8 @@ impl Gateway {
                 + self.by_candidate.len()
                 + self.udp_players.len(),
             timers: self.timers.len(),
-            queued: self.outputs.len()
+            queued: self.replaying.len()
+                + self.outputs.len()
                 + self.transmits.len()
                 + self.player_udp.len()
                 + self.mirror_out.iter().map(Vec::len).sum::<usize>(),

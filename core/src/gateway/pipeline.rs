@@ -49,13 +49,12 @@ pub(super) trait MediaSink {
     fn stats(&mut self) -> &mut GatewayStats;
 
     /// A batch of relayed video, already in `gop`. A viewer that has just connected starts from
-    /// the GOP instead of the batch (`gop_wall` dates its packets); `codec` and `info` are for
-    /// the PLAYING status (`info` is computed only when one is sent).
+    /// the GOP instead of the batch; `codec` and `info` are for the PLAYING status (`info` is
+    /// computed only when one is sent).
     fn video(
         &mut self,
         gop: &GopCache,
         batch: (&[VideoPacket], &[Instant]),
-        gop_wall: impl Fn(u32) -> Instant,
         codec: VideoCodec,
         info: impl Fn() -> String,
     );
@@ -241,8 +240,7 @@ impl MediaPipeline {
         match (feed, input) {
             (Feed::Camera(c), MediaIn::Camera(m)) => c.on_packet(now, m, gop, bitrate, sink),
             (Feed::Mirror(m), MediaIn::MirroredVideo { packet, wall }) => {
-                let clock = MirrorClock::new(packet.rtp_time, wall);
-                m.clock = Some(clock);
+                m.clock = Some(MirrorClock::new(packet.rtp_time, wall));
                 let Some(described) = m.described.as_ref() else {
                     return MediaNews::Nothing;
                 };
@@ -251,7 +249,6 @@ impl MediaPipeline {
                 sink.video(
                     gop,
                     (std::slice::from_ref(&packet), std::slice::from_ref(&wall)),
-                    |ts| clock.wallclock(ts),
                     described.video,
                     || described.info.clone(),
                 );
@@ -291,17 +288,16 @@ impl MediaPipeline {
         self.gop.clear();
     }
 
-    /// The cached GOP, with what dates its packets, to answer a viewer's keyframe request
-    /// (PLI/FIR, which can't be forwarded to an RTSP camera); `None` while there is no
-    /// complete GOP or it is too big to burst to one viewer.
-    pub(super) fn keyframe_replay(
-        &self,
-        now: Instant,
-    ) -> Option<(&GopCache, impl Fn(u32) -> Instant + '_)> {
-        if !self.gop.is_ready() || self.gop.bytes() > MAX_REPLAY_BYTES {
-            return None;
-        }
-        Some((&self.gop, move |ts| self.video_wallclock(ts, now)))
+    /// The cached GOP, to answer a viewer's keyframe request (PLI/FIR, which can't be
+    /// forwarded to an RTSP camera); `None` while there is no complete GOP or it is too big
+    /// to send again to one viewer.
+    pub(super) fn keyframe_gop(&self) -> Option<&GopCache> {
+        (self.gop.is_ready() && self.gop.bytes() <= MAX_REPLAY_BYTES).then_some(&self.gop)
+    }
+
+    /// The cached GOP, which replays read (see `replays`).
+    pub(super) fn gop(&self) -> &GopCache {
+        &self.gop
     }
 
     /// The packets of the cached GOP.
@@ -485,11 +481,9 @@ impl CameraMedia {
             (self.video_walls).push(self.video_clock.wallclock(&self.clock, p.rtp_time, now));
         }
         let codec = self.relay.as_ref().map(VideoRelay::codec);
-        let (video_clock, clock) = (&self.video_clock, &self.clock);
         sink.video(
             gop,
             (&self.video_out, &self.video_walls),
-            |ts| video_clock.wallclock(clock, ts, now),
             codec.expect("the relay pushed"),
             || self.info(),
         );
@@ -573,7 +567,6 @@ mod tests {
             &mut self,
             gop: &GopCache,
             (packets, walls): (&[VideoPacket], &[Instant]),
-            _gop_wall: impl Fn(u32) -> Instant,
             _codec: VideoCodec,
             info: impl Fn() -> String,
         ) {
@@ -692,7 +685,7 @@ mod tests {
         let now = Instant::now();
         let (mut p, mut sink) = (playing_camera(), Recorder::default());
         frame(&mut p, &mut sink, now, 1, 0, &p_slice());
-        assert!(p.keyframe_replay(now).is_none(), "no GOP before a keyframe");
+        assert!(p.keyframe_gop().is_none(), "no GOP before a keyframe");
         assert!(sink.video.iter().all(|(_, _, gop)| gop.is_empty()));
 
         frame(&mut p, &mut sink, now, 2, 3600, &nal(5, 2000));
@@ -720,10 +713,14 @@ mod tests {
         frame(&mut p, &mut sink, now, 1, 0, &nal(5, 2000));
         frame(&mut p, &mut sink, now, 2, 3600, &p_slice());
         {
-            let (gop, wall) = p.keyframe_replay(now).expect("a complete GOP");
+            let gop = p.keyframe_gop().expect("a complete GOP");
             assert!(gop.packets()[0].keyframe_start);
             assert_eq!(gop.packets().len(), p.gop_packets().len());
-            assert_eq!(wall(3600), now, "no sender report yet: dated at arrival");
+            assert_eq!(
+                p.video_wallclock(3600, now),
+                now,
+                "no sender report yet: dated at arrival"
+            );
         }
 
         // A GOP over MAX_REPLAY_BYTES is not burst to one viewer.
@@ -736,15 +733,15 @@ mod tests {
             &nal(5, MAX_REPLAY_BYTES + 1000),
         );
         assert!(p.gop_packets()[0].keyframe_start);
-        assert!(p.keyframe_replay(now).is_none());
+        assert!(p.keyframe_gop().is_none());
 
         frame(&mut p, &mut sink, now, 4, 10800, &nal(5, 2000));
         assert!(
-            p.keyframe_replay(now).is_some(),
+            p.keyframe_gop().is_some(),
             "the next keyframe starts a small GOP"
         );
         p.clear_gop();
-        assert!(p.keyframe_replay(now).is_none(), "a reconnect empties it");
+        assert!(p.keyframe_gop().is_none(), "a reconnect empties it");
     }
 
     #[test]

@@ -357,6 +357,7 @@ impl Gateway {
             viewer: None,
             playing_sent: false,
             primed: false,
+            replay: None,
             lost_at: None,
             addrs: Vec::new(),
             tcp_only,

@@ -45,15 +45,26 @@ impl Gateway {
         }
     }
 
-    /// The earliest instant at which `handle_timeout` has work.
+    /// The earliest instant at which `handle_timeout` has work: at once (the last time given)
+    /// while GOP replays wait for their next turn's share (see `replays`).
     pub fn poll_timeout(&self) -> Option<Instant> {
         let timer = self.timers.peek().map(|Reverse((t, _))| *t);
         let stun = self.stun.as_ref().and_then(|s| s.poll_timeout());
-        [timer, self.next_publish, stun].into_iter().flatten().min()
+        let replays = self.last_now.filter(|_| self.replays_pending());
+        [timer, self.next_publish, stun, replays]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// Time passed: runs every deadline up to `now` (see `poll_timeout`).
+    /// Time passed: runs every deadline up to `now` (see `poll_timeout`), then writes this
+    /// turn's share of the GOP replays. The event loop calls it once per turn.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.handle_deadlines(now);
+        self.run_replays(now);
+    }
+
+    fn handle_deadlines(&mut self, now: Instant) {
         self.advance(now);
         self.drive_stun(now);
         if let Some(p) = &self.config.placement {

@@ -9,6 +9,9 @@ pub(super) struct ViewerEntry {
     pub(super) playing_sent: bool,
     /// The cached GOP was offered once the connection came up.
     pub(super) primed: bool,
+    /// Where its GOP replay (a join, or a keyframe answer) has got to, while one is under way:
+    /// it gets no live video until it has caught up (see `replays`).
+    pub(super) replay: Option<crate::gop::ReplayCursor>,
     /// When the browser's WebRTC connection died; FAILED follows unless a `stopStream` does.
     pub(super) lost_at: Option<Instant>,
     /// Source addresses learned for this viewer: on the shared UDP socket, and of its ICE-TCP
@@ -84,6 +87,9 @@ impl Gateway {
         }
         let mut entry = self.viewers.remove(v);
         self.stats.viewers_left += 1;
+        if entry.replay.is_some() {
+            self.end_replay(v);
+        }
         if let Some(p) = &self.config.placement {
             // Always counted out of its worker; out of its camera too while that is placed.
             let url = self
@@ -299,19 +305,16 @@ impl Gateway {
         }
         self.stats.congestion_skips += viewer.take_skips();
         // A PLI can't be forwarded to an RTSP camera: the cached GOP answers it (a GOP too big
-        // to burst waits for the camera's next keyframe instead, and so does a congested viewer).
-        if viewer.take_keyframe_request() && entry.primed {
+        // to send again waits for the camera's next keyframe instead, and so does a congested
+        // viewer; one being replayed the GOP starts on a keyframe already).
+        let mut answer = None;
+        if viewer.take_keyframe_request() && entry.primed && entry.replay.is_none() {
             if entry.link.congested() {
                 viewer.wait_for_keyframe();
-            } else if let Some((gop, wall)) = self
-                .streams
-                .get(&entry.stream)
-                .and_then(|s| s.pipeline.keyframe_replay(now))
+            } else if let Some(gop) =
+                (self.streams.get(&entry.stream)).and_then(|s| s.pipeline.keyframe_gop())
             {
-                if viewer.replay_gop(now, gop, wall, &mut self.transmits) {
-                    self.stats.keyframe_requests_answered += 1;
-                    tracing::debug!(viewer = v.0, "keyframe request answered from the GOP cache");
-                }
+                answer = viewer.answer_keyframe_request(now, gop);
             }
         }
         if let Some((remote, network)) = event {
@@ -332,6 +335,11 @@ impl Gateway {
             let session = entry.session;
             self.stats.not_enough_bandwidth += 1;
             self.send(session, text);
+        }
+        if let Some(cursor) = answer {
+            self.stats.keyframe_requests_answered += 1;
+            tracing::debug!(viewer = v.0, "keyframe request answered from the GOP cache");
+            self.begin_replay(v, cursor);
         }
         self.schedule_viewer(v, now);
     }

@@ -118,62 +118,43 @@ impl Viewer {
     /// after the last sent, and timestamps one tick apart just after the last sent frame, so
     /// the decoder takes them as the newest frames and the live ones that follow still come
     /// later. At most once per `MIN_REPLAY_INTERVAL` (browsers repeat PLIs until a keyframe
-    /// arrives). Returns whether the GOP was sent.
-    pub fn replay_gop(
+    /// arrives). Returns the replay to write (the gateway moves it over loop turns, see
+    /// `GopCache::replay_from`), or `None` when there is no answer.
+    pub fn answer_keyframe_request(
         &mut self,
         now: Instant,
         gop: &GopCache,
-        wallclock: impl Fn(u32) -> Instant,
-        out: &mut VecDeque<Transmit>,
-    ) -> bool {
+    ) -> Option<ReplayCursor> {
         let (Some((_, ext)), Some(last_ts)) = (self.last_seq, self.last_video_ts) else {
-            return false;
+            return None;
         };
-        let Some((first_seq, gop_last_ts)) = gop.first_seq_and_last_ts() else {
-            return false;
-        };
+        let (first_seq, _) = gop.first_seq_and_last_ts()?;
         if self.awaiting_keyframe
             || !self.state.connected
             || self
                 .last_replay
                 .is_some_and(|t| now.saturating_duration_since(t) < MIN_REPLAY_INTERVAL)
         {
-            return false;
+            return None;
         }
+        let cursor = gop.cursor(Some(last_ts))?;
         self.last_replay = Some(now);
-        // `replay` gives the last frame `gop_last_ts`; it must come `access_units` ticks after
-        // the last frame sent.
-        let shift = last_ts
-            .wrapping_add(gop.access_units())
-            .wrapping_sub(gop_last_ts);
         self.last_seq = Some((first_seq.wrapping_sub(1), ext));
-        let mut written = 0;
-        gop.replay(|p, ts| {
-            let wall = wallclock(ts);
-            self.send_replayed(now, p, ts.wrapping_add(shift), wall, &mut written, out)
-        });
-        self.flush(now, out);
-        true
+        Some(cursor)
     }
 
-    /// Writes one packet of a GOP replay (`written` counts them); every `REPLAY_SLICE` packets,
-    /// what was written is sent. str0m's send queue keeps the capacity it grew to for the
-    /// viewer's life, and a whole GOP written at once (up to a second of video, 230 packets at
-    /// 2 Mbit/s) grew it to 90 KB per viewer.
-    pub fn send_replayed(
-        &mut self,
-        now: Instant,
-        packet: &VideoPacket,
-        rtp_time: u32,
-        wallclock: Instant,
-        written: &mut usize,
-        out: &mut VecDeque<Transmit>,
-    ) {
-        self.send_video(now, packet, rtp_time, wallclock);
-        *written += 1;
-        if written.is_multiple_of(REPLAY_SLICE) {
-            self.flush(now, out);
+    /// A replay starts over at a keyframe whose relay sequence number is `first_seq` (a new
+    /// GOP began while it was under way): what was skipped of the old one is no loss, the
+    /// browser must not NACK it.
+    pub fn restart_replay_at(&mut self, first_seq: u16) {
+        if let Some((_, ext)) = self.last_seq {
+            self.last_seq = Some((first_seq.wrapping_sub(1), ext));
         }
+    }
+
+    /// Whether the video waits for the next keyframe (a skip, a congested link, a resync).
+    pub fn is_awaiting_keyframe(&self) -> bool {
+        self.awaiting_keyframe
     }
 
     /// camgate's ICE ufrag for this viewer: browsers' connectivity checks name it.

@@ -22,7 +22,7 @@ use str0m::{Candidate, CandidateKind, Event, IceConnectionState, Input, Output, 
 
 use crate::audio_relay::{AudioOut, AudioPacket};
 use crate::bandwidth::{LinkReport, STATS_INTERVAL};
-use crate::gop::GopCache;
+use crate::gop::{GopCache, ReplayCursor};
 use crate::media::VideoPacket;
 use crate::video_relay::VideoCodec;
 
@@ -171,9 +171,9 @@ const CHECKS_KEPT: usize = 4;
 /// viewer's memory: str0m's default of 1000 cost about 0.3 MB more per viewer than 300 (see
 /// benches/ANALYSIS.md).
 const VIDEO_SEND_BUFFER: usize = 300;
-/// Packets of a GOP replay written to str0m between two flushes: a 2 Mbit/s keyframe is about
-/// 50 packets, so its queue stays at its steady size.
-const REPLAY_SLICE: usize = 48;
+/// Packets of a GOP replay written to str0m between two flushes (one viewer's share of a loop
+/// turn): a 2 Mbit/s keyframe is about 50 packets, so its queue stays at its steady size.
+pub const REPLAY_SLICE: usize = 48;
 /// Audio: 50 packets per second, so 1 s.
 const AUDIO_SEND_BUFFER: usize = 50;
 /// How old a packet str0m still resends on a NACK. The history grows only to what this span
