@@ -201,6 +201,32 @@ impl H {
         );
     }
 
+    /// Takes the gateway's datagrams; `held` keeps them (to deliver later, off the clock).
+    fn outputs_held(&mut self, held: &mut Vec<(SocketAddr, SocketAddr, Vec<u8>)>) -> u64 {
+        let mut n = 0;
+        while let Some(out) = self.gw.poll_output() {
+            if let GatewayOutput::RtspSend { data, .. } = out {
+                self.cam.receive(&data);
+            }
+        }
+        while let Some(t) = self.gw.poll_transmit() {
+            n += 1;
+            held.push((t.source, t.destination, t.contents.to_vec()));
+        }
+        n
+    }
+
+    /// Hands held datagrams to their browsers.
+    fn deliver(&mut self, held: &mut Vec<(SocketAddr, SocketAddr, Vec<u8>)>) {
+        for (source, destination, data) in held.drain(..) {
+            if let Some(b) = self.browsers.iter_mut().find(|b| b.addr == destination) {
+                if let Ok(r) = Receive::new(Protocol::Udp, source, destination, &data) {
+                    let _ = b.rtc.handle_input(Input::Receive(self.now, r));
+                }
+            }
+        }
+    }
+
     fn outputs(&mut self, deliver: bool) -> u64 {
         let mut n = 0;
         while let Some(out) = self.gw.poll_output() {
@@ -241,6 +267,11 @@ impl H {
 
     /// Browsers' timeouts and output (STUN, DTLS, RTCP) to the gateway.
     fn browsers_to_gateway(&mut self) -> bool {
+        self.browsers_to_gateway_timed().0
+    }
+
+    /// As `browsers_to_gateway`, and the time the gateway took to handle what they sent.
+    fn browsers_to_gateway_timed(&mut self) -> (bool, Duration) {
         let mut sent = Vec::new();
         for b in &mut self.browsers {
             let _ = b.rtc.handle_input(Input::Timeout(self.now));
@@ -255,10 +286,11 @@ impl H {
                 }
             }
         }
+        let t = Instant::now();
         for s in &sent {
             self.gw.handle_udp(self.now, s.0, s.1, &s.2);
         }
-        !sent.is_empty()
+        (!sent.is_empty(), t.elapsed())
     }
 
     fn feed_camera(&mut self) {
@@ -331,6 +363,18 @@ fn run_one(n: usize, frames: u64) -> MicroResult {
         }
     }
     // Measured: frames at 30 fps; the viewers' datagrams are not delivered (not part of the cost).
+    // `BENCH_MICRO_FEEDBACK=1`: they are, off the clock, and the browsers' RTCP (receiver
+    // reports, transport-wide feedback every 50 ms) comes back every frame, its handling timed
+    // as the gateway's, as with real browsers. `BENCH_MICRO_FRAMES=N` overrides the frame count
+    // (two counts under `valgrind --tool=callgrind` give the instructions per frame, setup
+    // excluded). Details (ticks, heap) go to stderr.
+    let feedback = std::env::var_os("BENCH_MICRO_FEEDBACK").is_some();
+    let frames = std::env::var("BENCH_MICRO_FRAMES")
+        .ok()
+        .and_then(|f| f.parse().ok())
+        .unwrap_or(frames);
+    let (stats0, heap0) = (h.gw.stats(), heap_in_use());
+    let mut held = Vec::new();
     let mut busy = Duration::ZERO;
     let mut datagrams = 0u64;
     for f in 0..frames {
@@ -344,6 +388,17 @@ fn run_one(n: usize, frames: u64) -> MicroResult {
         if h.gw.poll_timeout().is_some_and(|x| x <= h.now) {
             h.gw.handle_timeout(h.now);
         }
+        if feedback {
+            datagrams += h.outputs_held(&mut held);
+            busy += t.elapsed();
+            h.deliver(&mut held);
+            busy += h.browsers_to_gateway_timed().1;
+            let t = Instant::now();
+            datagrams += h.outputs_held(&mut held);
+            busy += t.elapsed();
+            h.deliver(&mut held);
+            continue;
+        }
         datagrams += h.outputs(false);
         busy += t.elapsed();
         if f % 15 == 0 {
@@ -352,9 +407,27 @@ fn run_one(n: usize, frames: u64) -> MicroResult {
             h.outputs(false);
         }
     }
+    let (stats, heap) = (h.gw.stats(), heap_in_use());
+    eprintln!(
+        "micro {n} viewers, {frames} frames{}: {datagrams} datagrams, {} viewer-packets; \
+         str0m ticks {}; heap grew {} B per viewer over the frames, {} B in use per viewer \
+         (browsers included)",
+        if feedback { " with feedback" } else { "" },
+        stats.viewer_packets_out - stats0.viewer_packets_out,
+        stats.viewer_ticks - stats0.viewer_ticks,
+        (heap as i64 - heap0 as i64) / n.max(1) as i64,
+        heap / n.max(1) as u64,
+    );
     MicroResult {
         viewers: n,
         datagrams,
         ns_per_packet: busy.as_nanos() as f64 / datagrams.max(1) as f64,
     }
+}
+
+/// Heap bytes in use (glibc's count over every arena).
+#[allow(unsafe_code)] // mallinfo2 through libc
+fn heap_in_use() -> u64 {
+    // SAFETY: mallinfo2 takes no argument and only reads the allocator's own statistics.
+    unsafe { libc::mallinfo2() }.uordblks as u64
 }

@@ -1845,6 +1845,36 @@ fn each_viewer_is_ticked_once_per_batch_of_camera_packets() {
     assert!(ticks < 400, "{ticks} ticks for 100 frames to 3 viewers");
 }
 
+/// The answer maps only the RTP header extensions viewers use (MID, transport-wide sequence
+/// numbers): str0m writes every mapped extension into every packet.
+#[test]
+fn the_answer_maps_only_the_header_extensions_viewers_use() {
+    let (h, browsers) = Harness::playing(1, 10);
+    let answer = h.browsers[browsers[0]]
+        .ws
+        .iter()
+        .find(|m| m["message"] == "setRemoteSDP")
+        .expect("an answer")["data"][1]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut exts: Vec<&str> = answer
+        .lines()
+        .filter_map(|l| l.strip_prefix("a=extmap:"))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    exts.sort_unstable();
+    exts.dedup();
+    assert_eq!(
+        exts,
+        [
+            "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01",
+            "urn:ietf:params:rtp-hdrext:sdes:mid"
+        ],
+        "{answer}"
+    );
+}
+
 #[test]
 fn datagrams_are_encrypted_viewer_by_viewer_as_the_loop_takes_them() {
     let (mut h, _) = Harness::playing(3, 20);
