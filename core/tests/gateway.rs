@@ -3642,17 +3642,7 @@ fn a_late_player_starts_at_once_on_the_cached_gop() {
     let mut h = Harness::with_config(named_cam());
     let _first = h.add_player("rtsp://box:8554/cam");
     h.run_for(Duration::from_millis(300));
-    let mut sent = Vec::new();
-    for frame in 0..13 {
-        let nals = if frame % 10 == 0 {
-            vec![nal(5, 4000)]
-        } else {
-            vec![nal(1, 600)]
-        };
-        h.camera.send_frame(frame * 3600, &nals);
-        sent.push(camera_packets(&h.camera.to_gateway));
-        h.run_for(Duration::from_millis(40));
-    }
+    let sent = h.camera_frames_kept(0..13, None);
     // Joins between frames 12 and 13: no keyframe comes before frame 20.
     let late = h.add_player("rtsp://box:8554/cam");
     h.run_for(Duration::from_millis(300));
@@ -3688,17 +3678,7 @@ fn the_first_player_of_a_named_stream_browsers_play_starts_at_once() {
     let mut h = Harness::with_config(named_cam());
     let _browser = h.play("rtsp://127.0.0.1:8554/cam");
     h.run_for(Duration::from_millis(300));
-    let mut sent = Vec::new();
-    for frame in 0..13 {
-        let nals = if frame % 10 == 0 {
-            vec![nal(5, 4000)]
-        } else {
-            vec![nal(1, 600)]
-        };
-        h.camera.send_frame(frame * 3600, &nals);
-        sent.push(camera_packets(&h.camera.to_gateway));
-        h.run_for(Duration::from_millis(40));
-    }
+    let sent = h.camera_frames_kept(0..13, None);
     let player = h.add_player("rtsp://box:8554/cam");
     h.run_for(Duration::from_millis(300));
     let gop: Vec<Vec<u8>> = sent[10..].concat();

@@ -26,6 +26,27 @@ fn framed_binding_request(username: &str) -> Vec<u8> {
     framed
 }
 
+/// An event loop config with one ICE-TCP listener on loopback and nothing else.
+fn ice_tcp_only(rtsp_udp_min: u16, rtsp_udp_max: u16) -> EventLoopConfig {
+    EventLoopConfig {
+        listeners: Vec::new(),
+        udp: Vec::new(),
+        ice_tcp: vec![(
+            "127.0.0.1:0".parse().unwrap(),
+            "127.0.0.1:0".parse().unwrap(),
+        )],
+        rtsp_client_address: None,
+        rtsp_udp_ports: (rtsp_udp_min, rtsp_udp_max),
+        udp_gso: true,
+        rtsp_server: None,
+        rtsp_server_udp_port: None,
+        camera_tls: std::sync::Arc::new(camgate_io::camera_tls::CameraTls::new(
+            camgate_io::camera_tls::RtspsVerify::PinnedOrSystem,
+            Default::default(),
+        )),
+    }
+}
+
 /// True when the server closed `s` (EOF) within the read timeout, false when it stayed open.
 fn closed_by_server(s: &mut TcpStream) -> bool {
     let mut buf = [0u8; 64];
@@ -39,23 +60,7 @@ fn closed_by_server(s: &mut TcpStream) -> bool {
 
 #[test]
 fn garbage_oversized_or_unknown_ufrag_closes_that_connection_only() {
-    let config = EventLoopConfig {
-        listeners: Vec::new(),
-        udp: Vec::new(),
-        ice_tcp: vec![(
-            "127.0.0.1:0".parse().unwrap(),
-            "127.0.0.1:0".parse().unwrap(),
-        )],
-        rtsp_client_address: None,
-        rtsp_udp_ports: (30000, 30099),
-        udp_gso: true,
-        rtsp_server: None,
-        rtsp_server_udp_port: None,
-        camera_tls: std::sync::Arc::new(camgate_io::camera_tls::CameraTls::new(
-            camgate_io::camera_tls::RtspsVerify::PinnedOrSystem,
-            Default::default(),
-        )),
-    };
+    let config = ice_tcp_only(30000, 30099);
     let mut event_loop = EventLoop::new(&config).unwrap();
     let addrs = event_loop.ice_tcp_addrs();
     assert_eq!(addrs.len(), 1);
@@ -114,23 +119,7 @@ fn garbage_oversized_or_unknown_ufrag_closes_that_connection_only() {
 /// the waiting ones are gone.
 #[test]
 fn connections_that_never_name_a_viewer_are_capped() {
-    let config = EventLoopConfig {
-        listeners: Vec::new(),
-        udp: Vec::new(),
-        ice_tcp: vec![(
-            "127.0.0.1:0".parse().unwrap(),
-            "127.0.0.1:0".parse().unwrap(),
-        )],
-        rtsp_client_address: None,
-        rtsp_udp_ports: (30100, 30199),
-        udp_gso: true,
-        rtsp_server: None,
-        rtsp_server_udp_port: None,
-        camera_tls: std::sync::Arc::new(camgate_io::camera_tls::CameraTls::new(
-            camgate_io::camera_tls::RtspsVerify::PinnedOrSystem,
-            Default::default(),
-        )),
-    };
+    let config = ice_tcp_only(30100, 30199);
     let mut event_loop = EventLoop::new(&config).unwrap();
     let addr: SocketAddr = event_loop.ice_tcp_addrs()[0];
     let mut gateway = Gateway::new(GatewayConfig::default());

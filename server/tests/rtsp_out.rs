@@ -8,33 +8,11 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{recvonly_offer, temp_file, Camgate, GstCamera};
+use common::{camgate_with, decoded_frames_in, recvonly_offer, run, temp_file, Camgate, GstCamera};
 
 /// camgate with the camera as `[streams.cam]` and the RTSP server on an ephemeral port.
 fn camgate_for(camera: &GstCamera) -> (Camgate, String) {
     camgate_with(camera, "")
-}
-
-/// `camgate_for` with more settings (`settings`: top-level TOML lines).
-fn camgate_with(camera: &GstCamera, settings: &str) -> (Camgate, String) {
-    let config = temp_file(
-        &format!("rtsp_out_{}.toml", camera.port()),
-        &format!("{settings}[streams.cam]\nuri = \"{}\"\n", camera.url),
-    );
-    let cg = Camgate::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--rtsp-server",
-        "127.0.0.1:0",
-        "--workers",
-        "1",
-        "--no-demo",
-    ]);
-    let url = format!(
-        "rtsp://{}/cam",
-        cg.rtsp.expect("camgate logs its RTSP server")
-    );
-    (cg, url)
 }
 
 /// An even UDP port whose successor is free too, on loopback (free when asked).
@@ -46,15 +24,6 @@ fn free_even_udp_port() -> u16 {
             return port;
         }
     }
-}
-
-fn run(cmd: &mut Command) -> (bool, String) {
-    let out = cmd
-        .output()
-        .expect("the client runs (Debian ffmpeg / gstreamer1.0-tools)");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
 }
 
 /// The value of `series` (name and labels) in /metrics.
@@ -96,35 +65,6 @@ fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
 /// `transport`: its `-rtsp_transport` (for an RTSP input).
 fn decoded_frames(input: &str, transport: Option<&str>) -> Vec<(String, u64)> {
     decoded_frames_in(input, transport, "%+3")
-}
-
-/// `decoded_frames` reading `interval` (ffprobe's `-read_intervals`). Over UDP a time window can
-/// end early on a loaded machine (ffprobe rebases timestamps when the first sender report comes
-/// in; seen straight from the camera too), a packet count cannot.
-fn decoded_frames_in(input: &str, transport: Option<&str>, interval: &str) -> Vec<(String, u64)> {
-    let mut cmd = Command::new("ffprobe");
-    if let Some(t) = transport {
-        cmd.args(["-rtsp_transport", t]);
-    }
-    let (ok, text) = run(cmd.args([
-        "-v",
-        "error",
-        "-read_intervals",
-        interval,
-        "-count_frames",
-        "-show_entries",
-        "stream=codec_name,nb_read_frames",
-        "-of",
-        "csv=p=0",
-        input,
-    ]));
-    assert!(ok, "ffprobe {input}: {text}");
-    text.lines()
-        .filter_map(|l| {
-            let (codec, n) = l.trim().split_once(',')?;
-            Some((codec.to_owned(), n.parse().ok()?))
-        })
-        .collect()
 }
 
 #[test]

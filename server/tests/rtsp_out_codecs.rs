@@ -8,54 +8,14 @@
 
 mod common;
 
-use std::process::Command;
+use common::{camgate_with, decoded_frames_in, GstCamera};
 
-use common::{temp_file, Camgate, GstCamera};
-
-/// Frames ffprobe decoded per stream in its first 3 s of `url` over `transport`.
+/// Frames ffprobe decoded per stream in its first 3 s of the camera's stream through camgate,
+/// over `transport`.
 fn frames_through_camgate(video: &str, audio: &str, transport: &str) -> Vec<(String, u64)> {
     let camera = GstCamera::start(&["--video", video, "--audio", audio]);
-    let config = temp_file(
-        &format!("rtsp_out_codecs_{}.toml", camera.port()),
-        &format!("[streams.cam]\nuri = \"{}\"\n", camera.url),
-    );
-    let cg = Camgate::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--rtsp-server",
-        "127.0.0.1:0",
-        "--workers",
-        "1",
-        "--no-demo",
-    ]);
-    let url = format!(
-        "rtsp://{}/cam",
-        cg.rtsp.expect("camgate logs its RTSP server")
-    );
-    let out = Command::new("ffprobe")
-        .args(["-rtsp_transport", transport, "-v", "error"])
-        .args(["-read_intervals", "%+3", "-count_frames"])
-        .args([
-            "-show_entries",
-            "stream=codec_name,nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&url)
-        .output()
-        .expect("ffprobe runs (Debian ffmpeg)");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "ffprobe {video}+{audio} over {transport}: {text}"
-    );
-    text.lines()
-        .filter_map(|l| {
-            let (codec, n) = l.trim().split_once(',')?;
-            Some((codec.to_owned(), n.parse().ok()?))
-        })
-        .collect()
+    let (_cg, url) = camgate_with(&camera, "");
+    decoded_frames_in(&url, Some(transport), "%+3")
 }
 
 /// Asserts ffprobe decoded at least `min` frames of each of `codecs` (FFmpeg's names).

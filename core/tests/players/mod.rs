@@ -27,7 +27,7 @@ impl Harness {
 
     /// The camera sends frames `frames` (an IDR every 10th), a sender report after frame
     /// `report_after`; its video packets as it wrote them, by frame.
-    fn camera_frames_kept(
+    pub(crate) fn camera_frames_kept(
         &mut self,
         frames: std::ops::Range<u32>,
         report_after: Option<u32>,

@@ -547,3 +547,71 @@ pub fn percent_encode_segment(s: &str) -> String {
         })
         .collect()
 }
+
+// RTSP players of camgate's RTSP server (server/tests/rtsp_out*.rs).
+
+/// camgate with `camera` as `[streams.cam]` and the RTSP server on an ephemeral port, plus
+/// `settings` (top-level TOML lines); the stream's `rtsp://` URL.
+pub fn camgate_with(camera: &GstCamera, settings: &str) -> (Camgate, String) {
+    let config = temp_file(
+        &format!("rtsp_out_{}.toml", camera.port()),
+        &format!("{settings}[streams.cam]\nuri = \"{}\"\n", camera.url),
+    );
+    let cg = Camgate::start(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--rtsp-server",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+        "--no-demo",
+    ]);
+    let url = format!(
+        "rtsp://{}/cam",
+        cg.rtsp.expect("camgate logs its RTSP server")
+    );
+    (cg, url)
+}
+
+/// Runs `cmd` to its end: success, and stdout then stderr.
+pub fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd
+        .output()
+        .expect("the client runs (Debian ffmpeg / gstreamer1.0-tools)");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}
+
+/// `decoded_frames` reading `interval` (ffprobe's `-read_intervals`). Over UDP a time window can
+/// end early on a loaded machine (ffprobe rebases timestamps when the first sender report comes
+/// in; seen straight from the camera too), a packet count cannot.
+pub fn decoded_frames_in(
+    input: &str,
+    transport: Option<&str>,
+    interval: &str,
+) -> Vec<(String, u64)> {
+    let mut cmd = Command::new("ffprobe");
+    if let Some(t) = transport {
+        cmd.args(["-rtsp_transport", t]);
+    }
+    let (ok, text) = run(cmd.args([
+        "-v",
+        "error",
+        "-read_intervals",
+        interval,
+        "-count_frames",
+        "-show_entries",
+        "stream=codec_name,nb_read_frames",
+        "-of",
+        "csv=p=0",
+        input,
+    ]));
+    assert!(ok, "ffprobe {input}: {text}");
+    text.lines()
+        .filter_map(|l| {
+            let (codec, n) = l.trim().split_once(',')?;
+            Some((codec.to_owned(), n.parse().ok()?))
+        })
+        .collect()
+}
