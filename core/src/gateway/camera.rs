@@ -175,6 +175,8 @@ impl Gateway {
         else {
             return self.put_raw_mirrors(stream, raw_mirrors);
         };
+        // Mirrors' players start on this worker's GOP (`camera_packets_wanted`).
+        fan_out.keep_raw_gop |= !raw_mirrors.is_empty();
         let mut news = MediaNews::Nothing;
         let mut on_media = |m: MediaPacket<'_>| {
             fan_out.send_to_players(&m);
@@ -227,6 +229,7 @@ impl Gateway {
         let Some((Source::Demo(demo), pipeline, mut fan_out)) = self.media_of(stream, now) else {
             return self.put_raw_mirrors(stream, raw_mirrors);
         };
+        fan_out.keep_raw_gop |= !raw_mirrors.is_empty();
         demo.handle_timeout(now, |m| {
             fan_out.send_to_players(&m);
             fan_out.send_raw_to_mirrors(&raw_mirrors, &m);

@@ -100,16 +100,17 @@ fn assert_camera_packets(got: &[(usize, Vec<u8>)], want: &[Vec<u8>]) {
 }
 
 /// The RTSP server is worker 0's; a browser made worker 1 pull the camera. A player of it on
-/// worker 0 plays from a mirror there on the same camera connection: from the camera's next
-/// keyframe, every camera packet as it came, and its sender reports. A second player starts at
-/// once on the mirror's copy of the GOP. When both leave, the mirror goes; the camera stays for
-/// the browser. (Before, worker 0 opened a second camera connection for the player.)
+/// worker 0 plays from a mirror there on the same camera connection: at once, from the GOP
+/// worker 1 keeps, then every camera packet as it came, and its sender reports. A second player
+/// starts at once on the mirror's copy of the GOP. When both leave, the mirror goes; the camera
+/// stays for the browser. (Before, worker 0 opened a second camera connection for the player;
+/// then the first player waited for the camera's next keyframe.)
 #[test]
 fn a_player_plays_a_camera_another_worker_pulls_on_its_one_connection() {
     let mut h = Harness::with_cam_on_worker_1(GatewayConfig::default().viewer_spread_margin);
     let b = h.play(CAM);
     h.run_for(Duration::from_millis(300));
-    h.camera_frames(0..13);
+    let before = h.camera_frames_kept(0..13, None);
     assert_eq!((h.connects, h.camera_worker), (1, 1));
 
     let p = h.add_player("rtsp://box:8554/cam");
@@ -124,8 +125,9 @@ fn a_player_plays_a_camera_another_worker_pulls_on_its_one_connection() {
         h.connects, 1,
         "one camera connection for the browser and the player"
     );
-    // Frames 13..20 are P-frames: the player starts at the keyframe of frame 20.
-    assert_camera_packets(&h.players[p].media, &packets_from(&sent, 20 - 13));
+    // It started on frame 10's keyframe, the GOP worker 1 had when the player came.
+    let want = [packets_from(&before, 10), packets_from(&sent, 0)].concat();
+    assert_camera_packets(&h.players[p].media, &want);
     let srs: Vec<_> = (h.players[p].rtcp.iter())
         .filter(|(t, d)| *t == 0 && d[1] == 200)
         .collect();
@@ -167,7 +169,8 @@ fn a_player_plays_a_camera_another_worker_pulls_on_its_one_connection() {
     }
     assert_eq!(h.players[late].media.len() - got0, 100);
     let (early, late_n) = (h.players[p].media.len(), h.players[late].media.len());
-    assert_eq!(early - late_n, sent[20 - 13..40 - 13].concat().len());
+    let ahead = before[10..].concat().len() + sent[..40 - 13].concat().len();
+    assert_eq!(early - late_n, ahead);
     assert_eq!(
         h.ingest_allocs - ingest0,
         200,
@@ -198,7 +201,7 @@ fn a_player_joins_a_mirror_of_browsers_and_keeps_playing_across_a_reconnect() {
     let mut h = Harness::with_cam_on_worker_1(0);
     let on_origin = h.play(CAM);
     h.run_for(Duration::from_millis(300));
-    h.camera_frames(0..5);
+    let first = h.camera_frames_kept(0..5, None);
     let mirrored = h.play(CAM);
     h.run_for(Duration::from_millis(200));
     assert_eq!(
@@ -214,7 +217,9 @@ fn a_player_joins_a_mirror_of_browsers_and_keeps_playing_across_a_reconnect() {
         h.players[p].events
     );
     let sent = h.camera_frames_kept(5..25, None);
-    assert_camera_packets(&h.players[p].media, &packets_from(&sent, 10 - 5));
+    // At once on the GOP worker 1 kept (frame 0's keyframe on), then live.
+    let want = [packets_from(&first, 0), packets_from(&sent, 0)].concat();
+    assert_camera_packets(&h.players[p].media, &want);
 
     let before = h.players[p].media.len();
     let stream = h.stream.unwrap();

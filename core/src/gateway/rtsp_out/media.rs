@@ -53,8 +53,6 @@ impl FanOut<'_> {
     pub(in crate::gateway) fn send_to_players(&mut self, m: &MediaPacket<'_>) {
         if !self.keep_raw_gop {
             self.raw_gop.clear();
-        }
-        if !self.keep_raw_gop {
             return;
         }
         if m.rtcp {
@@ -174,6 +172,10 @@ pub(in crate::gateway) struct RawGop {
     /// Counts the GOPs kept (each clear starts another): a UDP player's paced replay
     /// (`Replay`) knows whether the packets it walks are still there.
     generation: u64,
+    /// The RTP timestamp of the keyframe it starts with: the SPS, PPS and IDR slice of one
+    /// keyframe come as separate packets that each may start it, and a later one of the same
+    /// picture must not drop the earlier ones.
+    keyframe_time: Option<u32>,
 }
 
 /// A GOP larger than this (a camera with a minute-long GOP at a high rate) is not kept:
@@ -182,9 +184,13 @@ const MAX_RAW_GOP: usize = 8 << 20;
 
 impl RawGop {
     fn push(&mut self, track: usize, data: &[u8], keyframe_start: bool) {
-        if keyframe_start {
+        let time = data
+            .get(4..8)
+            .map(|t| u32::from_be_bytes([t[0], t[1], t[2], t[3]]));
+        if keyframe_start && !(self.valid && self.keyframe_time == time) {
             self.clear();
             self.valid = true;
+            self.keyframe_time = time;
         }
         if !self.valid {
             return;

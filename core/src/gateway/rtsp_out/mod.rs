@@ -558,7 +558,12 @@ impl Gateway {
         } else {
             for (i, (track, data)) in s.raw_gop.packets().enumerate() {
                 if let Some(Some(PlayerRoute::Tcp(channel, _))) = routes.get(track) {
-                    p.out.push_interleaved(now, track, *channel, data, i == 0);
+                    // Counted like live packets (`camgate_rtsp_player_packets_out_total`).
+                    match p.out.push_interleaved(now, track, *channel, data, i == 0) {
+                        Pushed::Queued => self.stats.player_packets_out += 1,
+                        Pushed::Skipped => self.stats.player_packets_skipped += 1,
+                        Pushed::DropClient => {}
+                    }
                     p.started = true;
                 }
             }
