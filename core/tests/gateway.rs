@@ -2357,6 +2357,75 @@ fn a_camera_backlog_is_skipped_to_the_next_keyframe() {
     }
 }
 
+/// Over TCP the backlog of a camgate that fell behind sits in the camera's send buffer, where
+/// the loop cannot see it; what shows is media arriving late. Past 2 s late it is dropped (the
+/// viewers skip) until camgate has caught up, and viewers resume on the first live keyframe.
+/// (Before, every late frame was relayed: the viewers stayed as far behind as the backlog.)
+#[test]
+fn media_arriving_over_2_s_late_is_dropped_until_camgate_caught_up() {
+    let (mut h, browsers) = Harness::playing(2, 21);
+    let frame = |h: &mut Harness, f: u32| {
+        let nals = [nal(if f.is_multiple_of(10) { 5 } else { 1 }, 600)];
+        h.camera.send_frame(f * 3600, &nals);
+    };
+    let counts = |h: &Harness| -> Vec<usize> {
+        browsers
+            .iter()
+            .map(|&b| h.browsers[b].frames.len())
+            .collect()
+    };
+    let live = counts(&h);
+    // camgate reads at half speed: each 40 ms frame 80 ms after the last, 40 ms later each.
+    for f in 21..80 {
+        frame(&mut h, f);
+        h.run_for(Duration::from_millis(80));
+    }
+    assert_eq!(h.gateway.stats().camera_backlog_skips, 1);
+    let behind = counts(&h);
+    for (b, (was, now)) in live.iter().zip(&behind).enumerate() {
+        // Frames 21..=71 were under 2 s late; from 72 on dropped.
+        assert!(
+            (48..=51).contains(&(now - was)),
+            "browser {b}: {}",
+            now - was
+        );
+    }
+    // Dropping, it reads three frames per 40 ms (faster than real time) until the backlog is
+    // gone (2.36 s at frame 80, 27 ms less a frame: about frame 168), then in real time.
+    for f in 80..168 {
+        frame(&mut h, f);
+        if f % 3 == 0 {
+            h.run_for(Duration::from_millis(40));
+        }
+    }
+    let late = h.gateway.stats().camera_late_packets;
+    // Frames 72 to 149 (under 0.5 s late from about 150 on), one packet each.
+    assert!((70..90).contains(&late), "{late} packets dropped");
+    let caught_up = counts(&h);
+    for f in 168..218 {
+        frame(&mut h, f);
+        h.run_for(Duration::from_millis(40));
+    }
+    for (i, &b) in browsers.iter().enumerate() {
+        let frames = &h.browsers[b].frames;
+        let resumed = &frames[behind[i]..];
+        assert_eq!(
+            nal_types(&resumed[0].2),
+            [7, 8, 5],
+            "browser {b} resumes on a keyframe"
+        );
+        assert!(
+            frames.len() - caught_up[i] >= 45,
+            "browser {b} plays live again"
+        );
+        assert_ne!(
+            h.browsers[b].statuses().last().map(String::as_str),
+            Some("FAILED")
+        );
+    }
+    assert_eq!(h.gateway.stats().camera_backlog_skips, 1);
+}
+
 #[test]
 fn a_closed_websocket_releases_its_streams() {
     let mut h = Harness::new();

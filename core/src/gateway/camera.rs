@@ -1,6 +1,7 @@
 use super::*;
 use std::net::IpAddr;
 
+use crate::camera_lag::Lag;
 use crate::rtsp::RtspUrl;
 
 /// A camera that stays behind is logged again after this long (the loop reports a backlog on
@@ -109,7 +110,7 @@ impl Gateway {
             tracing::warn!(
                 stream = stream.0,
                 url = %s.redacted,
-                "camgate fell behind this camera (its unread input is over the bound, e.g. after a CPU stall): viewers skip the backlog to the next keyframe"
+                "camgate fell behind this camera (its unread input is over the bound, or its media arrives over 2 s late: e.g. after a CPU stall): viewers skip the backlog to the next keyframe"
             );
         }
         let mirrors = s.mirrors.clone();
@@ -171,6 +172,7 @@ impl Gateway {
             CameraInput::Tcp(data) | CameraInput::Udp { data, .. } => data.len() as u64,
         };
         let raw_mirrors = self.take_raw_mirrors(stream);
+        let mut lag = self.streams.get_mut(&stream).and_then(|s| s.lag.take());
         let Some((Source::Camera(client), pipeline, mut fan_out)) = self.media_of(stream, now)
         else {
             return self.put_raw_mirrors(stream, raw_mirrors);
@@ -178,7 +180,20 @@ impl Gateway {
         // Mirrors' players start on this worker's GOP (`camera_packets_wanted`).
         fan_out.keep_raw_gop |= !raw_mirrors.is_empty();
         let mut news = MediaNews::Nothing;
+        let (mut fell_behind, mut late) = (false, 0u64);
         let mut on_media = |m: MediaPacket<'_>| {
+            // Media that arrives seconds late is dropped until camgate has caught up (see
+            // `camera_lag`); sender reports go on (they only map times).
+            if let Some((track, lag)) = lag.as_mut().filter(|_| !m.rtcp) {
+                if m.track == *track && m.data.len() >= 12 {
+                    let rtp_time = u32::from_be_bytes([m.data[4], m.data[5], m.data[6], m.data[7]]);
+                    fell_behind |= lag.on_packet(now, rtp_time) == Lag::FellBehind;
+                }
+                if lag.is_behind() {
+                    late += 1;
+                    return;
+                }
+            }
             fan_out.send_to_players(&m);
             fan_out.send_raw_to_mirrors(&raw_mirrors, &m);
             if pipeline.on_media(now, MediaIn::Camera(m), &mut fan_out) == MediaNews::BFrames {
@@ -200,6 +215,16 @@ impl Gateway {
             media.for_each(&mut on_media);
         }));
         self.put_raw_mirrors(stream, raw_mirrors);
+        if let Some(s) = self.streams.get_mut(&stream) {
+            // Unless the camera replayed meanwhile (a new session sets a new one).
+            if s.lag.is_none() {
+                s.lag = lag;
+            }
+        }
+        self.stats.camera_late_packets += late;
+        if fell_behind {
+            self.handle_camera_behind(stream, now);
+        }
         if fed.is_err() {
             tracing::error!(
                 stream = stream.0,
@@ -378,6 +403,12 @@ impl Gateway {
         s.played = true;
         s.reconnect_attempts = 0;
         s.tracks = tracks.clone();
+        // A new session is a new timeline (and maybe new tracks).
+        let judged = (tracks
+            .iter()
+            .position(|t| t.kind == crate::media::MediaKind::Video))
+        .or((!tracks.is_empty()).then_some(0));
+        s.lag = judged.map(|t| (t, crate::camera_lag::CameraLag::new(tracks[t].clock_rate)));
         self.answer_players(id, now, &tracks);
         self.tracks_to_mirrors(id);
         if resumed {

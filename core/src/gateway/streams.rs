@@ -59,6 +59,9 @@ pub(super) struct Stream {
     pub(super) linger_until: Option<Instant>,
     /// When a backlog of this camera's input was last logged (once per episode, not per read).
     pub(super) behind_logged: Option<Instant>,
+    /// How late the camera's media arrives, on the track it is judged by (the video, else the
+    /// first): `(track, lag)`, set when the camera plays.
+    pub(super) lag: Option<(usize, crate::camera_lag::CameraLag)>,
     /// Started by the REST API: stays connected without viewers until terminated.
     pub(super) pinned: bool,
     /// The camera has played at least once: later failures reconnect instead of failing viewers.
@@ -304,6 +307,7 @@ impl Stream {
             raw_gop: Default::default(),
             linger_until: None,
             behind_logged: None,
+            lag: None,
             pinned: false,
             played: false,
             reconnect_attempts: 0,

@@ -383,6 +383,9 @@ pub struct GatewayStats {
     /// starved of CPU) and the stream's viewers skipped to the next keyframe; counted once
     /// per reading of the socket that found it.
     pub camera_backlog_skips: u64,
+    /// Camera packets dropped because they arrived over 2 s late (camgate behind its input;
+    /// see `camera_lag`), until it caught up.
+    pub camera_late_packets: u64,
     /// Datagrams on the WebRTC socket from an address of no viewer that opened none (not a STUN
     /// message for a viewer): strays, late packets of viewers gone, scans.
     pub udp_unmatched: u64,
@@ -437,6 +440,7 @@ impl GatewayStats {
         self.not_enough_bandwidth += o.not_enough_bandwidth;
         self.congestion_skips += o.congestion_skips;
         self.camera_backlog_skips += o.camera_backlog_skips;
+        self.camera_late_packets += o.camera_late_packets;
         self.udp_unmatched += o.udp_unmatched;
         self.ice_timeouts += o.ice_timeouts;
         self.viewer_ticks += o.viewer_ticks;
