@@ -221,7 +221,10 @@ impl Gateway {
                     pinned: s.pinned,
                     reconnecting: s.reconnect_at.is_some(),
                     dropped_tracks: s.pipeline.dropped_tracks().to_vec(),
-                    info: s.pipeline.info(),
+                    info: match &s.browser_refusal {
+                        Some(why) => format!("RTSP players only: {why}"),
+                        None => s.pipeline.info(),
+                    },
                     mirror,
                     video: s.pipeline.video_facts(),
                 })
