@@ -11,7 +11,10 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{camgate_with, decoded_frames_in, decoded_frames_with, failed_info, play, GstCamera};
+use common::{
+    camgate_with, decoded_frames_in, decoded_frames_with, failed_info, play, recvonly_offer,
+    GstCamera,
+};
 
 /// Frames ffprobe decoded per stream in its first 3 s of the camera's stream through camgate,
 /// over `transport`.
@@ -79,8 +82,8 @@ fn metric(cg: &common::Camgate, series: &str) -> u64 {
 /// An MJPEG camera (RFC 2435, GStreamer's `jpegenc ! rtpjpegpay`, with PCMU): a first player
 /// (ffmpeg over TCP, decoding for 10 s) pulls it; ffprobe joins late over TCP and over UDP and
 /// decodes JPEG frames at once (each frame is a keyframe: nothing to wait for) and the audio.
-/// A browser asking meanwhile gets FAILED with the reason it always got; the camera had one
-/// connection for all. (Before, camgate refused the camera: every player got 503.)
+/// A browser asking meanwhile gets FAILED with the reason it always got (WHEP: 502 with it); the
+/// camera had one connection for all. (Before, camgate refused the camera: every player got 503.)
 #[test]
 fn mjpeg_and_pcmu_reach_late_players_over_tcp_and_udp_while_browsers_are_refused() {
     let camera = GstCamera::start(&["--video", "mjpeg", "--audio", "pcmu"]);
@@ -101,6 +104,11 @@ fn mjpeg_and_pcmu_reach_late_players_over_tcp_and_udp_while_browsers_are_refused
     }
     let mut ws = play(&cg, "cam");
     assert_eq!(failed_info(&mut ws), MJPEG_REFUSED);
+    // WHEP as before: the camera's fault (502), with the reason.
+    let sdp = [("Content-Type", "application/sdp")];
+    let r = cg.request_with("POST", "/whep/cam", &sdp, Some(&recvonly_offer(true)));
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert!(r.body.contains(MJPEG_REFUSED), "{}", r.body);
     let out = first.wait_with_output().expect("ffmpeg ran");
     let progress = String::from_utf8_lossy(&out.stdout);
     let frames: u64 = (progress.lines().rev())

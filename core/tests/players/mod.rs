@@ -659,3 +659,81 @@ fn a_camera_of_g726_alone_plays_for_a_player_from_its_first_packet() {
     assert_eq!(h.gateway.stats().audio_packets_transcoded, 0);
     assert!(!h.rtsp_closed);
 }
+
+/// A camera only players can play (MJPEG) is reconnected like any when it drops: the player
+/// keeps its session and resumes on the first fragment of a frame of the new camera session,
+/// numbered on from before; no browser is involved, none is needed to keep it.
+#[test]
+fn an_mjpeg_camera_of_players_only_reconnects_and_its_player_resumes_on_a_frame_start() {
+    let mut h = Harness::with_config(named_cam());
+    h.mjpeg_camera();
+    let p = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    for n in 0..5 {
+        h.mjpeg_frame(n, 0..3);
+    }
+    let before = h.players[p].media.len();
+    assert_eq!(before, 20, "15 JPEG and 5 PCMU packets");
+    h.gateway.handle_rtsp_lost(h.stream.unwrap(), h.now);
+    h.run_for(Duration::from_secs(3));
+    assert_eq!(h.connects, 2, "reconnected");
+    // The new session starts mid-frame: its last fragments are not played.
+    h.mjpeg_frame(5, 1..3);
+    let mut sent = Vec::new();
+    for n in 6..9 {
+        sent.extend(h.mjpeg_frame(n, 0..3));
+    }
+    let after: Vec<(usize, Vec<u8>)> = (h.players[p].media[before..].iter())
+        .filter(|(t, _)| *t == 0)
+        .cloned()
+        .collect();
+    assert_eq!(after.len(), sent.len(), "frames 6, 7, 8");
+    assert_eq!(
+        &after[0].1[12..],
+        &sent[0][12..],
+        "frame 6's first fragment"
+    );
+    let seqs: Vec<u16> = (h.players[p].media.iter())
+        .filter(|(t, _)| *t == 0)
+        .map(|(_, d)| u16::from_be_bytes([d[2], d[3]]))
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "{seqs:?}"
+    );
+    assert!(
+        (h.players[p].events.iter()).all(|e| !matches!(e, RtspEvent::Failed(_))),
+        "{:?}",
+        h.players[p].events
+    );
+}
+
+/// A mirror that subscribes to a camera served to RTSP players only (its browser came to
+/// another worker) is told at once that browsers are refused, with the reason, rather than
+/// waiting for a description that never comes; the camera plays on for its player.
+#[test]
+fn a_mirror_subscribing_to_a_players_only_camera_is_told_browsers_are_refused() {
+    let mut h = Harness::with_config(named_cam());
+    h.mjpeg_camera();
+    let p = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    let now = h.now;
+    let subscribe = camgate_core::gateway::Forward::Subscribe {
+        url: CAM.into(),
+        mirror: StreamId(77),
+    };
+    h.gateway.handle_forward(1, subscribe, now);
+    let told: Vec<_> = h.gateway.mirror_outbox(1).drain(..).collect();
+    assert!(
+        matches!(told.as_slice(), [MirrorItem::BrowsersRefused { mirror: StreamId(77), info }] if info == MJPEG_REFUSED),
+        "{told:?}"
+    );
+    // (The harness has no worker 1: its notice of the outbox is dropped.)
+    while h.gateway.poll_output().is_some() {}
+    let mut sent = Vec::new();
+    for n in 0..5 {
+        sent.extend(h.mjpeg_frame(n, 0..3));
+    }
+    assert_mjpeg_packets(&h, p, &sent);
+    assert_eq!(h.connects, 1);
+}
