@@ -571,8 +571,9 @@ fn an_mjpeg_camera_plays_for_players_while_browsers_get_failed_with_the_reason()
     h.run_for(Duration::from_millis(50));
     assert_eq!(h.browsers[again].failed()["data"][0]["info"], MJPEG_REFUSED);
     assert_eq!(h.connects, 1, "one camera connection throughout");
-    let info = &h.gateway.streams()[0].info;
-    assert_eq!(info, &format!("RTSP players only: {MJPEG_REFUSED}"));
+    let listed = &h.gateway.streams()[0];
+    assert_eq!(listed.info, format!("RTSP players only: {MJPEG_REFUSED}"));
+    assert_eq!(listed.status(), "PLAYING", "for its players");
 
     for q in [p, tcp, udp] {
         h.players[q].client.teardown(h.now);
