@@ -210,8 +210,9 @@ impl MediaPipeline {
         if !sdp::browser_plays(track) {
             // G.726, G.729...: set up for RTSP players, never decoded here.
             if let Some((_, why)) = sdp::unplayable_audio(std::slice::from_ref(track)).pop() {
-                c.dropped_tracks
-                    .push(format!("audio {}: {why}", track.encoding.to_lowercase()));
+                let left_out = format!("audio {}: {why}", track.encoding.to_lowercase());
+                tracing::warn!(stream = started.stream, url = %started.redacted, "track left out for browsers: {left_out}");
+                c.dropped_tracks.push(left_out);
             }
             return Ok(());
         }
