@@ -3361,14 +3361,36 @@ fn g726_audio_is_left_out_by_name_and_the_video_plays() {
             && info.contains("G726-32 cannot be played"),
         "{info}"
     );
-    // Only the video was set up.
+    // Both tracks are set up (RTSP players get the G.726); its packets are never decoded.
     let setups = h
         .camera
         .requests
         .iter()
         .filter(|r| r.starts_with("SETUP"))
         .count();
-    assert_eq!(setups, 1);
+    assert_eq!(setups, 2);
+    for n in 0..10 {
+        let packet = rtp_packet(97, n, u32::from(n) * 160, &[0x5a; 80]);
+        h.camera.send_audio_packet(&packet);
+    }
+    h.run_for(Duration::from_millis(100));
+    assert!(h.browsers[b].audio.is_empty());
+    assert_eq!(h.gateway.stats().audio_packets_transcoded, 0);
+}
+
+/// A plain RTP packet (SSRC 0x0a0b0c0d, no marker).
+fn rtp_packet(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    RtpPacket {
+        payload_type: pt,
+        marker: false,
+        sequence: seq,
+        timestamp: ts,
+        ssrc: 0x0a0b_0c0d,
+        payload,
+    }
+    .write_to(&mut out);
+    out
 }
 
 #[test]
@@ -3384,7 +3406,10 @@ fn mjpeg_video_fails_with_an_info_naming_it() {
         info.contains("MJPEG") && info.contains("cannot be played over WebRTC"),
         "{info}"
     );
-    assert!(!h.camera.requests.iter().any(|r| r.starts_with("SETUP")));
+    // Set up like any camera (an RTSP player could have played it); with browsers only, the
+    // camera connection closes at once.
+    assert!(h.rtsp_closed);
+    assert_eq!(h.gateway.resident().streams, 0);
 }
 
 #[test]

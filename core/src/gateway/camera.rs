@@ -396,10 +396,16 @@ impl Gateway {
             stream: id.0,
             redacted: &s.redacted,
         };
-        if let Err(info) = s.pipeline.camera_playing(&tracks, dropped_tracks, started) {
-            self.fail_stream(id, now, &info);
+        let refusal = s
+            .pipeline
+            .camera_playing(&tracks, dropped_tracks, started)
+            .err();
+        if let Some(info) = refusal.as_deref().filter(|_| !s.has_players()) {
+            // Nobody but browsers: the camera is refused as a whole.
+            self.fail_stream(id, now, info);
             return false;
         }
+        let was_refused = std::mem::replace(&mut s.browser_refusal, refusal.clone()).is_some();
         s.played = true;
         s.reconnect_attempts = 0;
         s.tracks = tracks.clone();
@@ -418,7 +424,12 @@ impl Gateway {
             for (worker, mirror) in self.streams[&id].mirrors.clone() {
                 self.push_mirror(worker, [MirrorItem::Resync { mirror }]);
             }
-        } else {
+        }
+        if let Some(info) = refusal {
+            // MJPEG and the like: RTSP players get it, browsers get FAILED with the reason.
+            tracing::info!(stream = id.0, "camera served to RTSP players only: {info}");
+            self.refuse_browsers(id, now, &info);
+        } else if !resumed || was_refused {
             self.answer_pending(id, now);
             self.describe_to_mirrors(id);
         }

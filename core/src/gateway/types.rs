@@ -285,7 +285,8 @@ pub struct StreamInfo {
     pub id: StreamId,
     /// The camera URL with its password masked.
     pub url: String,
-    /// The camera plays (its video track is up and it is not reconnecting).
+    /// The camera plays (its video track is up, or it plays for RTSP players only, and it is
+    /// not reconnecting).
     pub playing: bool,
     /// Viewers watching or waiting, mirrors' viewers included.
     pub viewers: usize,
