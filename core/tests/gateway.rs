@@ -2399,8 +2399,9 @@ fn media_arriving_over_2_s_late_is_dropped_until_camgate_caught_up() {
         }
     }
     let late = h.gateway.stats().camera_late_packets;
-    // Frames 72 to 149 (under 0.5 s late from about 150 on), one packet each.
+    // Frames 72 to 149 (under 0.5 s late from about 150 on), one packet each; dropped, not lost.
     assert!((70..90).contains(&late), "{late} packets dropped");
+    assert_eq!(h.gateway.stats().camera_packets_lost, 0);
     let caught_up = counts(&h);
     for f in 168..218 {
         frame(&mut h, f);

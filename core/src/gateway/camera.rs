@@ -191,6 +191,7 @@ impl Gateway {
                 }
                 if lag.is_behind() {
                     late += 1;
+                    pipeline.skip_late(&m);
                     return;
                 }
             }

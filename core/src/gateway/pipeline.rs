@@ -238,6 +238,19 @@ impl MediaPipeline {
         Ok(())
     }
 
+    /// A camera packet dropped unrelayed because it came too late (see `camera_lag`): its
+    /// sequence number is taken, so the gap it leaves is not counted as the camera's loss.
+    pub(super) fn skip_late(&mut self, m: &MediaPacket<'_>) {
+        let Feed::Camera(c) = &mut self.feed else {
+            return;
+        };
+        if !m.rtcp && Some(m.track) == c.video_track {
+            if let Ok(packet) = RtpPacket::parse(m.data) {
+                c.seq.step(packet.sequence);
+            }
+        }
+    }
+
     /// The one entry point of media: relays `input` and hands the result to `sink`.
     pub(super) fn on_media(
         &mut self,
