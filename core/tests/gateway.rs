@@ -1697,18 +1697,27 @@ fn packetization_mode_0_only_offers_are_refused_with_a_reason() {
         .any(|v| v["message"] == "setRemoteSDP"));
 }
 
-#[test]
-fn aac_from_the_camera_reaches_the_browser_as_opus_and_is_counted() {
-    // A real AAC capture (GStreamer voaacenc + rtpmp4gpay, 1 s of a 1 kHz tone at 16 kHz).
+/// A real AAC capture (GStreamer voaacenc + rtpmp4gpay, 1 s of a 1 kHz tone at 16 kHz): the
+/// camera's audio SDP section and its RTP packets.
+fn aac_capture() -> (String, Vec<Vec<u8>>) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/audio");
     let meta = std::fs::read_to_string(dir.join("aac_hbr_16000_mono.meta")).unwrap();
     let fmtp = meta.lines().find_map(|l| l.strip_prefix("fmtp=")).unwrap();
     let rtp = std::fs::read(dir.join("aac_hbr_16000_mono.rtp")).unwrap();
-    let packets = camgate_testkit::capture::rfc4571_packets(&rtp);
-    let mut h = Harness::with_config(GatewayConfig::default());
-    h.camera.audio_sdp = Some(format!(
+    let packets = (camgate_testkit::capture::rfc4571_packets(&rtp).iter())
+        .map(|p| p.to_vec())
+        .collect();
+    let sdp = format!(
         "m=audio 0 RTP/AVP 96\r\na=rtpmap:96 MPEG4-GENERIC/16000/1\r\na=fmtp:96 {fmtp}\r\na=control:track2\r\n"
-    ));
+    );
+    (sdp, packets)
+}
+
+#[test]
+fn aac_from_the_camera_reaches_the_browser_as_opus_and_is_counted() {
+    let (sdp, packets) = aac_capture();
+    let mut h = Harness::with_config(GatewayConfig::default());
+    h.camera.audio_sdp = Some(sdp);
     let b = h.play("rtsp://127.0.0.1:8554/cam");
     h.run_for(Duration::from_millis(300));
     for (i, packet) in packets.iter().enumerate() {

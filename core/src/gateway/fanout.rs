@@ -256,6 +256,10 @@ impl MediaSink for FanOut<'_> {
         }
     }
 
+    fn wants_audio(&self) -> bool {
+        !self.watching.is_empty() || !self.mirrors.is_empty()
+    }
+
     fn playing_again(&mut self, info: &str) {
         for &v in self.watching {
             let Some(entry) = self.viewers.get(v).filter(|e| e.playing_sent) else {

@@ -70,6 +70,11 @@ pub(super) trait MediaSink {
 
     /// What plays changed: PLAYING again, with `info`, to the viewers that have had it.
     fn playing_again(&mut self, info: &str);
+
+    /// Whether any browser (here or on a mirror) takes the audio: without one it is not
+    /// transcoded (a stream pulled at start, or for RTSP players only, which get the camera's
+    /// own audio).
+    fn wants_audio(&self) -> bool;
 }
 
 /// What the pipeline learned from a piece of media that the gateway acts on.
@@ -532,6 +537,11 @@ impl CameraMedia {
         let Some(audio) = self.audio.as_mut() else {
             return;
         };
+        if !sink.wants_audio() {
+            // Nobody to decode and encode for. The next browser's audio starts on a later
+            // packet: the transcoder takes the jump as a new timeline, passthrough as a gap.
+            return;
+        }
         self.audio_out.clear();
         self.fallback_out.clear();
         if audio.is_transcoding() || audio.has_opus_fallback() {
@@ -622,6 +632,9 @@ mod tests {
         }
         fn playing_again(&mut self, info: &str) {
             self.playing_again.push(info.to_owned());
+        }
+        fn wants_audio(&self) -> bool {
+            true
         }
     }
 

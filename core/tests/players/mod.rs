@@ -743,3 +743,52 @@ fn a_mirror_subscribing_to_a_players_only_camera_is_told_browsers_are_refused() 
     assert_mjpeg_packets(&h, p, &sent);
     assert_eq!(h.connects, 1);
 }
+
+/// A stream only RTSP players play spends nothing on audio for browsers: its AAC is neither
+/// decoded nor encoded (the players get the camera's AAC unchanged). Once a browser plays, it
+/// gets Opus from the next packets on. (Before, the AAC was transcoded to Opus for nobody:
+/// 0.3-0.4 % of a core per stream.)
+#[test]
+fn aac_is_transcoded_only_while_a_browser_plays() {
+    let (sdp, packets) = aac_capture();
+    let mut h = Harness::with_config(named_cam());
+    h.camera.audio_sdp = Some(sdp);
+    let p = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    let half = packets.len() / 2;
+    let mut frame = 0;
+    let mut send = |h: &mut Harness, packets: &[Vec<u8>]| {
+        for (i, packet) in packets.iter().enumerate() {
+            h.camera.send_audio_packet(packet);
+            if i % 2 == 0 {
+                h.camera_frames(frame..frame + 1);
+                frame += 1;
+            }
+        }
+    };
+    send(&mut h, &packets[..half]);
+    assert_eq!(h.gateway.stats().audio_packets_transcoded, 0);
+    let audio_to_player =
+        |h: &Harness| (h.players[p].media.iter()).filter(|(t, _)| *t == 1).count();
+    // (The first AAC packet came before the first keyframe, where the player starts.)
+    assert_eq!(
+        audio_to_player(&h),
+        half - 1,
+        "the player gets the camera's AAC"
+    );
+
+    let b = h.play(CAM);
+    h.run_for(Duration::from_millis(300));
+    send(&mut h, &packets[half..]);
+    h.run_for(Duration::from_millis(200));
+    let transcoded = h.gateway.stats().audio_packets_transcoded;
+    assert!(
+        transcoded + 3 >= (packets.len() - half) as u64,
+        "{transcoded}"
+    );
+    let opus = (h.browsers[b].audio.iter())
+        .filter(|(c, _)| *c == str0m::format::Codec::Opus)
+        .count();
+    assert!(opus >= 15, "{opus} Opus packets for 0.5 s of AAC");
+    assert_eq!(audio_to_player(&h), packets.len() - 1);
+}
