@@ -736,10 +736,18 @@ impl Harness {
                             let now = self.now;
                             let mut lane = std::mem::take(&mut self.lane);
                             lane.append(self.gw(w).mirror_outbox(worker));
-                            let before = allocs();
-                            self.gw(worker).handle_mirrored(now, lane.drain(..));
-                            self.media_allocs += allocs() - before;
-                            self.ingest_allocs += allocs() - before;
+                            let mut items = lane.drain(..);
+                            while items.len() > 0 {
+                                let before = allocs();
+                                self.gw(worker).handle_mirrored(now, &mut items);
+                                self.media_allocs += allocs() - before;
+                                self.ingest_allocs += allocs() - before;
+                                // Datagrams for worker 0's UDP players came due: sent first.
+                                if worker == 0 && items.len() > 0 {
+                                    self.drive_players();
+                                }
+                            }
+                            drop(items);
                             self.lane = lane;
                         }
                     }

@@ -294,9 +294,18 @@ impl EventLoop {
         let Some(link) = self.link.as_mut() else {
             return;
         };
-        let (tx, endpoints) = (&mut self.tx, &mut self.endpoints);
-        self.mirrored_left = link.take_media(MIRROR_SLICES_PER_TURN, |items| {
-            gateway.handle_mirrored(Instant::now(), items);
+        let (tx, endpoints, player_udp) = (&mut self.tx, &mut self.endpoints, &mut self.player_udp);
+        self.mirrored_left = link.take_media(MIRROR_SLICES_PER_TURN, |mut items| {
+            loop {
+                gateway.handle_mirrored(Instant::now(), &mut items);
+                // Datagrams for UDP players leave whenever they come due (as in `read_camera`).
+                if let Some(u) = player_udp.as_mut() {
+                    u.send(gateway);
+                }
+                if items.len() == 0 {
+                    break;
+                }
+            }
             tx.flush(gateway, endpoints);
         });
         if self.tx.has_dead() {
@@ -414,8 +423,11 @@ impl EventLoop {
                     link.send_media(worker, gateway.mirror_outbox(worker))
                 }
                 _ => {
-                    let items = std::mem::take(gateway.mirror_outbox(worker));
-                    gateway.handle_mirrored(now, items);
+                    let mut items = std::mem::take(gateway.mirror_outbox(worker)).into_iter();
+                    while items.len() > 0 {
+                        gateway.handle_mirrored(now, &mut items);
+                        self.send_player_datagrams(gateway);
+                    }
                 }
             },
             GatewayOutput::RtspUdpOpen { stream, track } => {

@@ -134,13 +134,16 @@ impl SourcedSender {
         let mut controls = [[0u64; CONTROL_WORDS]; BATCH];
         let mut counts = [0usize; BATCH];
         let (mut n_msgs, mut n_items) = (0, 0);
+        // The item that ended the last message's run, its parts already asked for.
+        let mut peeked = None;
         while n_items < items.len() && n_msgs < BATCH && n_items < MAX_ITEMS {
-            let (from, dest, first) = parts(&items[n_items]);
-            let size = first.len();
+            let first = peeked.take().unwrap_or_else(|| parts(&items[n_items]));
+            let (from, dest, size) = (first.0, first.1, first.2.len());
             let iov_start = n_items;
             let (mut segments, mut bytes) = (0, 0);
+            let mut next = Some(first);
             while n_items < items.len() && n_items < MAX_ITEMS {
-                let (f, d, data) = parts(&items[n_items]);
+                let (f, d, data) = next.take().unwrap_or_else(|| parts(&items[n_items]));
                 if segments > 0
                     && (!self.gso
                         || d != dest
@@ -149,6 +152,7 @@ impl SourcedSender {
                         || segments == MAX_SEGMENTS
                         || bytes + data.len() > MAX_GSO_BYTES)
                 {
+                    peeked = Some((f, d, data));
                     break;
                 }
                 iovecs[n_items].write(libc::iovec {

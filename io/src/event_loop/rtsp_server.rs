@@ -56,9 +56,9 @@ pub(super) struct PlayerUdp {
     /// Batched sending from each port.
     rtp_sender: SourcedSender,
     rtcp_sender: SourcedSender,
-    /// Indices of the gateway's datagrams, RTP's then RTCP's, each grouped by destination (in
-    /// the gateway's order within one): GSO runs. Capacity is reused.
-    order: Vec<u32>,
+    /// The gateway's datagrams as sort keys (`send_order`): RTP's then RTCP's, each grouped
+    /// by destination, in the gateway's order within one (GSO runs). Capacity is reused.
+    order: Vec<u128>,
 }
 
 impl PlayerUdp {
@@ -81,26 +81,53 @@ impl PlayerUdp {
         } = self;
         gateway.send_player_datagrams(&mut |datagrams, refused| {
             order.clear();
-            order.extend(0..datagrams.len() as u32);
-            order.sort_unstable_by_key(|&i| {
-                let (to, is_rtcp, _) = datagrams.get(i as usize);
-                (is_rtcp, to, i)
-            });
-            let rtcp_from = order.partition_point(|&i| !datagrams.get(i as usize).1);
-            let parts = |i: &u32| {
-                let (to, _, data) = datagrams.get(*i as usize);
-                let from = (*wildcard)
-                    .then(|| sources.get(&to.ip().to_canonical()))
-                    .flatten()
-                    .map(|(local, _)| *local);
+            order.extend((0..datagrams.len()).map(|i| {
+                let (to, is_rtcp, _) = datagrams.get(i);
+                send_order(to, is_rtcp, i as u32)
+            }));
+            // Plain integers: a few instructions a comparison (sorting by the addresses
+            // themselves cost about 1,400 instructions per datagram at 100 players).
+            order.sort_unstable();
+            let rtcp_from = order.partition_point(|k| k >> 96 == 0);
+            // Each destination's source, looked up once per run of datagrams to it.
+            let last = std::cell::Cell::new(None);
+            let parts = |k: &u128| {
+                let (to, _, data) = datagrams.get(*k as u32 as usize);
+                let from = match last.get() {
+                    Some((ip, from)) if ip == to.ip() => from,
+                    _ => {
+                        let from = (*wildcard)
+                            .then(|| sources.get(&to.ip().to_canonical()))
+                            .flatten()
+                            .map(|(local, _)| *local);
+                        last.set(Some((to.ip(), from)));
+                        from
+                    }
+                };
                 (from, to, data)
             };
-            let mut refused = |i: &u32| refused(*i as usize);
+            let mut refused = |k: &u128| refused(*k as u32 as usize);
             let (rtp_order, rtcp_order) = order.split_at(rtcp_from);
             rtp_sender.send_all(rtp, rtp_order, parts, &mut refused);
             rtcp_sender.send_all(rtcp, rtcp_order, parts, &mut refused);
         });
     }
+}
+
+/// The sort key of the `i`-th datagram to `to`: RTCP last, then by destination (a 64-bit
+/// digest of it: two destinations that share one only make fewer GSO runs), then the queue's
+/// order, which each destination's datagrams keep.
+fn send_order(to: SocketAddr, rtcp: bool, i: u32) -> u128 {
+    let ip = match to.ip().to_canonical() {
+        IpAddr::V4(a) => u64::from(a.to_bits()),
+        IpAddr::V6(a) => {
+            let bits = a.to_bits();
+            // Folded and mixed; bit 63 keeps IPv6 digests apart from IPv4 addresses.
+            ((bits as u64) ^ ((bits >> 64) as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1 << 63
+        }
+    };
+    let destination = ip.rotate_left(16) ^ u64::from(to.port());
+    u128::from(rtcp) << 96 | u128::from(destination) << 32 | u128::from(i)
 }
 
 /// Send buffer of the RTP port: a keyframe to many players leaves in one burst.
@@ -358,6 +385,39 @@ impl EventLoop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_send_order_puts_rtcp_last_and_keeps_each_destinations_order() {
+        let a: SocketAddr = "192.0.2.1:5000".parse().unwrap();
+        let b: SocketAddr = "[2001:db8::1]:5000".parse().unwrap();
+        let c: SocketAddr = "192.0.2.1:5002".parse().unwrap();
+        let queue = [
+            (a, false),
+            (b, false),
+            (a, true),
+            (c, false),
+            (a, false),
+            (b, false),
+        ];
+        let mut keys: Vec<u128> = (queue.iter().enumerate())
+            .map(|(i, &(to, rtcp))| send_order(to, rtcp, i as u32))
+            .collect();
+        keys.sort_unstable();
+        let order: Vec<usize> = keys.iter().map(|k| *k as u32 as usize).collect();
+        assert_eq!(order.last(), Some(&2), "RTCP last: {order:?}");
+        for to in [a, b, c] {
+            let mine: Vec<usize> = (order.iter().copied())
+                .filter(|&i| queue[i] == (to, false))
+                .collect();
+            assert!(mine.is_sorted(), "{to}: {mine:?}");
+            let at = order.iter().position(|i| *i == mine[0]).unwrap();
+            assert_eq!(
+                order[at..at + mine.len()],
+                mine,
+                "{to}'s datagrams together"
+            );
+        }
+    }
 
     #[test]
     fn a_fixed_pair_is_exactly_that_port_and_the_next() {
