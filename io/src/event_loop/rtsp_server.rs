@@ -298,7 +298,14 @@ impl EventLoop {
                     gone = true;
                     break;
                 }
-                Ok(n) => gateway.handle_player_data(ConnId(key), now, &self.read_buf[..n]),
+                Ok(n) => {
+                    gateway.handle_player_data(ConnId(key), now, &self.read_buf[..n]);
+                    // A PLAY starts a UDP player's GOP replay: many in one turn (a join storm)
+                    // are sent as they come due.
+                    if gateway.player_datagrams_due() {
+                        self.send_player_datagrams(gateway);
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
