@@ -59,9 +59,13 @@ cargo test --workspace
 section "cargo build --release -p camgate -p camgate-bench"
 cargo build --release -p camgate -p camgate-bench
 
-section "Starvation test"
+section "Starvation test (camera over UDP)"
 # camgate held to 20 % of one core for 60 s under 200 viewers: bounded memory, every viewer back.
 tests/starvation.sh
+
+section "Starvation test (camera over TCP-interleaved)"
+# The same with the backlog in the camera's send buffer: judged by the media's age.
+BENCH_CAMGATE_ARGS="--rtsp-transport tcp" tests/starvation.sh
 
 section "RTSP players in the benchmark (tests/rtsp_bench_smoke.sh)"
 # The bench's RTSP-player targets (camgate-rtsp-tcp / -udp), 1 and 10 players: measured, none lost.

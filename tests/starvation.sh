@@ -39,8 +39,9 @@ trap cleanup EXIT
 # on a quiet 2-core box). The camera goes over UDP (camgate's default `auto` picks it): the stall's
 # backlog waits in the camera socket's receive queue, which camgate must skip to the next keyframe
 # rather than relay as stale video (camgate_camera_backlog_skips_total, printed). Over TCP the
-# backlog waits mostly in the camera's own send buffer, out of camgate's sight, and recovery is not
-# met yet (docs/PERFORMANCE.md, "Starvation"); BENCH_CAMGATE_ARGS="--rtsp-transport tcp" runs it.
+# backlog waits mostly in the camera's own send buffer, out of camgate's sight: there camgate drops
+# media that arrives over 2 s late (core/src/camera_lag.rs); BENCH_CAMGATE_ARGS="--rtsp-transport tcp"
+# runs it so (scripts/test.sh runs both).
 # Extra arguments go to the harness (e.g. --viewers 50 on a slower box).
 BENCH_CAMGATE_ARGS="${BENCH_CAMGATE_ARGS:---rtsp-transport udp}" CAMGATE_STARVE_TAG=$BASHPID \
   timeout 300 target/release/camgate-bench starve --camgate "$CAMGATE_BIN" \

@@ -84,31 +84,29 @@ pub fn start_camgate_with(
     cpus: Option<&str>,
     named: Option<&str>,
 ) -> Res<Server> {
-    let dir = match named {
-        Some(url) => {
-            static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let dir = std::env::temp_dir()
-                .join(format!("camgate-bench-rtsp-{}-{run}", std::process::id()));
-            std::fs::create_dir_all(&dir).map_err(err("mkdir"))?;
-            std::fs::write(
-                dir.join("camgate.toml"),
-                format!("[streams.{STREAM_NAME}]\nuri = \"{url}\"\npull_at_start = true\n"),
-            )
-            .map_err(err("write config"))?;
-            Some(dir)
-        }
-        None => None,
+    // camgate's own per-stream and total viewer limits (500 and 2,000 by default) are raised out
+    // of the way: the capacity search measures the machine, not the default configuration.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("camgate-bench-{}-{run}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(err("mkdir"))?;
+    let mut config = String::from("max_viewers = 100000\nmax_viewers_per_stream = 100000\n");
+    if let Some(url) = named {
+        config += &format!("[streams.{STREAM_NAME}]\nuri = \"{url}\"\npull_at_start = true\n");
+    }
+    let config_file = dir.join("camgate.toml");
+    std::fs::write(&config_file, config).map_err(err("write config"))?;
+    let rtsp_server = if named.is_some() {
+        "127.0.0.1:0"
+    } else {
+        "off"
     };
-    let rtsp_args: Vec<String> = match &dir {
-        Some(d) => vec![
-            "--config".into(),
-            d.join("camgate.toml").display().to_string(),
-            "--rtsp-server".into(),
-            "127.0.0.1:0".into(),
-        ],
-        None => vec!["--rtsp-server".into(), "off".into()],
-    };
+    let rtsp_args: Vec<String> = vec![
+        "--config".into(),
+        config_file.display().to_string(),
+        "--rtsp-server".into(),
+        rtsp_server.into(),
+    ];
     let callgrind = std::env::var("BENCH_CALLGRIND").ok();
     let mut cmd = match &callgrind {
         Some(out) => {
@@ -186,7 +184,7 @@ pub fn start_camgate_with(
     let (mut ws, mut media, mut http, mut rtsp) = (None, false, None, None);
     // Under valgrind start-up takes far longer.
     let deadline = Instant::now() + Duration::from_secs(if callgrind.is_some() { 120 } else { 20 });
-    while ws.is_none() || !media || http.is_none() || (dir.is_some() && rtsp.is_none()) {
+    while ws.is_none() || !media || http.is_none() || (named.is_some() && rtsp.is_none()) {
         let line = rx
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .map_err(|_| "camgate did not log its addresses".to_string())?;
@@ -209,7 +207,7 @@ pub fn start_camgate_with(
             ws: ws.unwrap(),
             http: http.unwrap(),
         },
-        _dir: dir,
+        _dir: Some(dir),
         srtp,
         config: String::new(),
         rtsp,

@@ -11,6 +11,7 @@
 pub mod audio;
 pub mod audio_relay;
 pub mod bandwidth;
+pub mod camera_lag;
 pub mod demo;
 pub mod gateway;
 pub mod gop;

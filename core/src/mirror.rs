@@ -90,6 +90,14 @@ pub enum MirrorItem {
         /// The mirror stream.
         mirror: StreamId,
     },
+    /// Browsers cannot play what the camera sends (MJPEG...), RTSP players can: the mirror's
+    /// browsers get FAILED with `info` (later ones at once); its players play on.
+    BrowsersRefused {
+        /// The mirror stream.
+        mirror: StreamId,
+        /// The reason, as the browsers' FAILED status says it.
+        info: String,
+    },
     /// The camera failed or was terminated: the mirror's viewers get FAILED with `info`.
     Failed {
         /// The mirror stream.

@@ -1,6 +1,7 @@
 use super::*;
 use std::net::IpAddr;
 
+use crate::camera_lag::Lag;
 use crate::rtsp::RtspUrl;
 
 /// A camera that stays behind is logged again after this long (the loop reports a backlog on
@@ -109,7 +110,7 @@ impl Gateway {
             tracing::warn!(
                 stream = stream.0,
                 url = %s.redacted,
-                "camgate fell behind this camera (its unread input is over the bound, e.g. after a CPU stall): viewers skip the backlog to the next keyframe"
+                "camgate fell behind this camera (its unread input is over the bound, or its media arrives over 2 s late: e.g. after a CPU stall): viewers skip the backlog to the next keyframe"
             );
         }
         let mirrors = s.mirrors.clone();
@@ -185,16 +186,33 @@ impl Gateway {
         };
         let piece = self.player_input_piece(stream);
         let raw_mirrors = self.take_raw_mirrors(stream);
+        let mut lag = self.streams.get_mut(&stream).and_then(|s| s.lag.take());
         let Some((Source::Camera(client), pipeline, mut fan_out)) = self.media_of(stream, now)
         else {
             self.stats.camera_bytes_in += len as u64;
             self.put_raw_mirrors(stream, raw_mirrors);
             return len;
         };
+        // Mirrors' players start on this worker's GOP (`camera_packets_wanted`).
+        fan_out.keep_raw_gop |= !raw_mirrors.is_empty();
         let mut news = MediaNews::Nothing;
         // Set once the media relayed so far left `PLAYER_DATAGRAMS_DUE` waiting for UDP players.
         let due = std::cell::Cell::new(false);
+        let (mut fell_behind, mut late) = (false, 0u64);
         let mut on_media = |m: MediaPacket<'_>| {
+            // Media that arrives seconds late is dropped until camgate has caught up (see
+            // `camera_lag`); sender reports go on (they only map times).
+            if let Some((track, lag)) = lag.as_mut().filter(|_| !m.rtcp) {
+                if m.track == *track && m.data.len() >= 12 {
+                    let rtp_time = u32::from_be_bytes([m.data[4], m.data[5], m.data[6], m.data[7]]);
+                    fell_behind |= lag.on_packet(now, rtp_time) == Lag::FellBehind;
+                }
+                if lag.is_behind() {
+                    late += 1;
+                    pipeline.skip_late(&m);
+                    return;
+                }
+            }
             fan_out.send_to_players(&m);
             due.set(fan_out.player_udp.due());
             fan_out.send_raw_to_mirrors(&raw_mirrors, &m);
@@ -231,6 +249,16 @@ impl Gateway {
         }));
         self.stats.camera_bytes_in += taken as u64;
         self.put_raw_mirrors(stream, raw_mirrors);
+        if let Some(s) = self.streams.get_mut(&stream) {
+            // Unless the camera replayed meanwhile (a new session sets a new one).
+            if s.lag.is_none() {
+                s.lag = lag;
+            }
+        }
+        self.stats.camera_late_packets += late;
+        if fell_behind {
+            self.handle_camera_behind(stream, now);
+        }
         if fed.is_err() {
             tracing::error!(
                 stream = stream.0,
@@ -261,6 +289,7 @@ impl Gateway {
         let Some((Source::Demo(demo), pipeline, mut fan_out)) = self.media_of(stream, now) else {
             return self.put_raw_mirrors(stream, raw_mirrors);
         };
+        fan_out.keep_raw_gop |= !raw_mirrors.is_empty();
         demo.handle_timeout(now, |m| {
             fan_out.send_to_players(&m);
             fan_out.send_raw_to_mirrors(&raw_mirrors, &m);
@@ -402,13 +431,25 @@ impl Gateway {
             stream: id.0,
             redacted: &s.redacted,
         };
-        if let Err(info) = s.pipeline.camera_playing(&tracks, dropped_tracks, started) {
-            self.fail_stream(id, now, &info);
+        let refusal = s
+            .pipeline
+            .camera_playing(&tracks, dropped_tracks, started)
+            .err();
+        if let Some(info) = refusal.as_deref().filter(|_| !s.has_players()) {
+            // Nobody but browsers: the camera is refused as a whole.
+            self.fail_stream(id, now, info);
             return false;
         }
+        let was_refused = std::mem::replace(&mut s.browser_refusal, refusal.clone()).is_some();
         s.played = true;
         s.reconnect_attempts = 0;
         s.tracks = tracks.clone();
+        // A new session is a new timeline (and maybe new tracks).
+        let judged = (tracks
+            .iter()
+            .position(|t| t.kind == crate::media::MediaKind::Video))
+        .or((!tracks.is_empty()).then_some(0));
+        s.lag = judged.map(|t| (t, crate::camera_lag::CameraLag::new(tracks[t].clock_rate)));
         self.answer_players(id, now, &tracks);
         self.tracks_to_mirrors(id);
         if resumed {
@@ -418,7 +459,12 @@ impl Gateway {
             for (worker, mirror) in self.streams[&id].mirrors.clone() {
                 self.push_mirror(worker, [MirrorItem::Resync { mirror }]);
             }
-        } else {
+        }
+        if let Some(info) = refusal {
+            // MJPEG and the like: RTSP players get it, browsers get FAILED with the reason.
+            tracing::info!(stream = id.0, "camera served to RTSP players only: {info}");
+            self.refuse_browsers(id, now, &info);
+        } else if !resumed || was_refused {
             self.answer_pending(id, now);
             self.describe_to_mirrors(id);
         }

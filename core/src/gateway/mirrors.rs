@@ -31,6 +31,11 @@ impl Gateway {
         s.mirrors.push((from, mirror));
         s.linger_until = None;
         tracing::info!(stream = id.0, url = %s.redacted, worker = from, "viewers on worker {from} mirror this camera");
+        if let Some(info) = s.browser_refusal.clone() {
+            // Served to RTSP players only: the mirror's browsers are refused, its players
+            // ask for the camera's packets as usual.
+            return self.push_mirror(from, [MirrorItem::BrowsersRefused { mirror, info }]);
+        }
         let Some(described) = s.pipeline.described() else {
             return; // `Ready` follows when the camera plays
         };
@@ -164,6 +169,10 @@ impl Gateway {
                 origin,
                 described,
             } => {
+                // Browsers can play it (again): the camera sends what they take.
+                if let Some(s) = self.streams.get_mut(&mirror) {
+                    s.browser_refusal = None;
+                }
                 let Some((Source::Mirror(m), pipeline, mut fan_out)) = self.media_of(mirror, now)
                 else {
                     return;
@@ -193,6 +202,9 @@ impl Gateway {
                     s.raw_gop.clear();
                     self.resync_viewers(mirror);
                 }
+            }
+            MirrorItem::BrowsersRefused { mirror, info } => {
+                self.refuse_browsers(mirror, now, &info)
             }
             MirrorItem::Failed { mirror, info } => self.fail_stream(mirror, now, &info),
         }

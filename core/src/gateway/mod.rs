@@ -217,12 +217,17 @@ impl Gateway {
                 Some(StreamInfo {
                     id,
                     url: s.redacted.clone(),
-                    playing: s.pipeline.has_video_track() && s.reconnect_at.is_none(),
+                    // For RTSP players only, it plays all the same.
+                    playing: (s.pipeline.has_video_track() || s.browser_refusal.is_some())
+                        && s.reconnect_at.is_none(),
                     viewers: s.viewers.len() + s.pending.len(),
                     pinned: s.pinned,
                     reconnecting: s.reconnect_at.is_some(),
                     dropped_tracks: s.pipeline.dropped_tracks().to_vec(),
-                    info: s.pipeline.info(),
+                    info: match &s.browser_refusal {
+                        Some(why) => format!("RTSP players only: {why}"),
+                        None => s.pipeline.info(),
+                    },
                     mirror,
                     video: s.pipeline.video_facts(),
                 })

@@ -17,7 +17,7 @@ use crate::lip_sync::{StreamClock, TrackClock};
 use crate::media::{MediaKind, TrackInfo, VideoPacket};
 use crate::mirror::{Described, MirrorClock};
 use crate::rtp::{parse_sender_report, RtpPacket, SeqStep, SeqTracker};
-use crate::rtsp::MediaPacket;
+use crate::rtsp::{sdp, MediaPacket};
 #[cfg(test)]
 use crate::video_relay::H264_B_FRAMES_WARNING as B_FRAMES_WARNING;
 use crate::video_relay::{VideoCodec, VideoFacts, VideoRelay};
@@ -171,7 +171,9 @@ impl MediaPipeline {
 
     /// The camera plays `tracks` (again, after a reconnect, when `resumed`): picks the video
     /// track and the first audio track, and makes their relays. After a reconnect the relays
-    /// are kept so their output sequences continue. `Err`: the stream fails with that info.
+    /// are kept so their output sequences continue. `Err`: browsers cannot play the stream,
+    /// with that info (RTSP players still can: they take the tracks as they come). Tracks in
+    /// encodings browsers cannot play get no relay, so their packets cost nothing here.
     pub(super) fn camera_playing(
         &mut self,
         tracks: &[TrackInfo],
@@ -182,34 +184,41 @@ impl MediaPipeline {
             return Ok(());
         };
         c.dropped_tracks = dropped_tracks;
+        // Until a track is picked below, the camera's packets go to RTSP players only.
+        c.video_track = None;
+        c.audio_track = None;
         let video = tracks.iter().position(|t| {
             t.kind == MediaKind::Video && VideoRelay::for_track(t, started.max_payload).is_some()
         });
         let Some(index) = video else {
-            let refusal = tracks.iter().find_map(VideoRelay::refusal);
-            return Err(refusal.map_or_else(
-                || "No common codecs: the camera sends neither H.264, H.265 nor VP8 video".into(),
-                |why| format!("No common codecs: {why}"),
-            ));
+            return Err(browser_refusal(tracks));
         };
         c.video_track = Some(index);
         // A (re)started camera session brings its own clock mapping.
         c.clock = StreamClock::default();
         c.video_clock = TrackClock::new(tracks[index].clock_rate);
-        if !started.resumed {
+        if !started.resumed || c.relay.is_none() {
             c.relay = VideoRelay::for_track(&tracks[index], started.max_payload);
         }
         // Audio: the first audio track the camera set up, passed through or transcoded; one
         // that can't be played is reported, the video plays on.
-        let first_audio = tracks
-            .iter()
-            .enumerate()
-            .find(|(_, t)| t.kind == MediaKind::Audio);
-        c.audio_track = first_audio.map(|(a, _)| a);
-        if let Some((_, track)) = first_audio {
-            c.audio_clock = TrackClock::new(track.clock_rate);
+        let Some((a, track)) =
+            (tracks.iter().enumerate()).find(|(_, t)| t.kind == MediaKind::Audio)
+        else {
+            return Ok(());
+        };
+        if !sdp::browser_plays(track) {
+            // G.726, G.729...: set up for RTSP players, never decoded here.
+            if let Some((_, why)) = sdp::unplayable_audio(std::slice::from_ref(track)).pop() {
+                let left_out = format!("audio {}: {why}", track.encoding.to_lowercase());
+                tracing::warn!(stream = started.stream, url = %started.redacted, "track left out for browsers: {left_out}");
+                c.dropped_tracks.push(left_out);
+            }
+            return Ok(());
         }
-        if let Some((_, track)) = first_audio.filter(|_| c.audio.is_none()) {
+        c.audio_track = Some(a);
+        c.audio_clock = TrackClock::new(track.clock_rate);
+        if c.audio.is_none() {
             match AudioRelay::new(track) {
                 Ok(relay) => {
                     tracing::info!(stream = started.stream, url = %started.redacted, "audio: {}", relay.description());
@@ -227,6 +236,19 @@ impl MediaPipeline {
             }
         }
         Ok(())
+    }
+
+    /// A camera packet dropped unrelayed because it came too late (see `camera_lag`): its
+    /// sequence number is taken, so the gap it leaves is not counted as the camera's loss.
+    pub(super) fn skip_late(&mut self, m: &MediaPacket<'_>) {
+        let Feed::Camera(c) = &mut self.feed else {
+            return;
+        };
+        if !m.rtcp && Some(m.track) == c.video_track {
+            if let Ok(packet) = RtpPacket::parse(m.data) {
+                c.seq.step(packet.sequence);
+            }
+        }
     }
 
     /// The one entry point of media: relays `input` and hands the result to `sink`.
@@ -405,6 +427,22 @@ impl MediaPipeline {
             Err(e) => Err(e.to_string()),
         })
     }
+}
+
+/// Why browsers cannot play a camera whose `tracks` have no video they take, in the words
+/// they got when the camera was refused outright: the video's codec named (MJPEG), the H.265
+/// feature refused, or no track at all they could play.
+fn browser_refusal(tracks: &[TrackInfo]) -> String {
+    if let Some(why) = sdp::unplayable_video(tracks) {
+        return why;
+    }
+    if let Some(why) = tracks.iter().find_map(VideoRelay::refusal) {
+        return format!("No common codecs: {why}");
+    }
+    if !tracks.iter().any(sdp::browser_plays) {
+        return crate::rtsp::RtspError::NoSupportedTracks.to_string();
+    }
+    "No common codecs: the camera sends neither H.264, H.265 nor VP8 video".into()
 }
 
 /// About the camera session that started playing, for `camera_playing`.
@@ -820,8 +858,17 @@ mod tests {
         assert!(p.dropped_tracks()[1].starts_with("audio x-odd: "));
         assert!(p.info().contains("left out: video h265: no"));
 
+        // An encoding browsers never get is left out even when track errors fail the stream
+        // (it is set up for RTSP players); one camgate plays but can't decode here fails it.
         let mut p = MediaPipeline::camera();
-        let err = p.camera_playing(&[h264(), odd], Vec::new(), started(true));
+        p.camera_playing(&[h264(), odd], Vec::new(), started(true))
+            .expect("the video plays on");
+        assert!(p
+            .info()
+            .contains("left out: audio x-odd: camera audio X-ODD cannot be played"));
+        let aac = track(MediaKind::Audio, "MPEG4-GENERIC", 97, 16000, None);
+        let mut p = MediaPipeline::camera();
+        let err = p.camera_playing(&[h264(), aac], Vec::new(), started(true));
         assert!(err
             .expect_err("fails")
             .starts_with("Audio track can't be played"));
@@ -896,9 +943,26 @@ mod tests {
         let want = "No common codecs: the camera's H.265 uses decoding order numbers";
         assert!(err.starts_with(want), "{err}");
         let mjpeg = track(MediaKind::Video, "JPEG", 26, 90_000, None);
-        let err = p.camera_playing(&[mjpeg], Vec::new(), started(false));
-        assert!(err
-            .expect_err("refused")
-            .contains("neither H.264, H.265 nor VP8"));
+        let err = p.camera_playing(&[mjpeg.clone(), pcmu()], Vec::new(), started(false));
+        let want = "Camera video MJPEG (JPEG) cannot be played over WebRTC (camgate plays H264, VP8, H265): set the camera's stream to H.264";
+        assert_eq!(err.expect_err("refused"), want);
+        let g726 = track(MediaKind::Audio, "G726-32", 97, 8000, None);
+        let err = p.camera_playing(std::slice::from_ref(&g726), Vec::new(), started(false));
+        assert_eq!(
+            err.expect_err("refused"),
+            "No supported audio or video track"
+        );
+        // Refused for browsers: none of the camera's packets is relayed or decoded.
+        let mut sink = Recorder::default();
+        let now = Instant::now();
+        p.camera_playing(&[mjpeg, g726], Vec::new(), started(false))
+            .expect_err("refused");
+        let jpeg = rtp(26, 1, 0, true, &[0, 0, 0, 0, 1, 255, 80, 45]);
+        p.on_media(now, camera(0, false, &jpeg), &mut sink);
+        let audio = rtp(97, 1, 0, false, &[0x55; 80]);
+        p.on_media(now, camera(1, false, &audio), &mut sink);
+        assert!(sink.video.is_empty() && sink.audio.is_empty());
+        assert_eq!(sink.stats.camera_packets_in, 0);
+        assert_eq!((p.video_codec(), p.audio_output()), (None, None));
     }
 }

@@ -345,6 +345,10 @@ impl Gateway {
             },
         };
         let s = &self.streams[&stream_id];
+        if let Some(info) = s.browser_refusal.clone() {
+            // Its camera plays for RTSP players only (MJPEG...).
+            return refuse(self, &info);
+        }
         if s.viewers.len() + s.pending.len() >= self.config.max_viewers_per_stream {
             let info = self.too_many_of_stream();
             return refuse(self, &info);

@@ -55,10 +55,16 @@ pub(super) struct Stream {
     pub(super) raw_gop: super::rtsp_out::RawGop,
     /// The camera's tracks as its RTSP client set them up (empty until it plays).
     pub(super) tracks: Vec<crate::media::TrackInfo>,
+    /// Browsers cannot play what the camera sends (MJPEG...): why, as their FAILED info. The
+    /// stream plays on for its RTSP players; browsers asking for it are refused at once.
+    pub(super) browser_refusal: Option<String>,
     /// When the last viewer left: the connection closes at this instant.
     pub(super) linger_until: Option<Instant>,
     /// When a backlog of this camera's input was last logged (once per episode, not per read).
     pub(super) behind_logged: Option<Instant>,
+    /// How late the camera's media arrives, on the track it is judged by (the video, else the
+    /// first): `(track, lag)`, set when the camera plays.
+    pub(super) lag: Option<(usize, crate::camera_lag::CameraLag)>,
     /// Started by the REST API: stays connected without viewers until terminated.
     pub(super) pinned: bool,
     /// The camera has played at least once: later failures reconnect instead of failing viewers.
@@ -222,6 +228,32 @@ impl Gateway {
         }
     }
 
+    /// Browsers cannot play stream `id` (its camera sends MJPEG...), but its RTSP players can:
+    /// its browsers, here and on its mirrors, get FAILED with `info` and go, later ones are
+    /// refused at once, and the camera plays on for the players.
+    pub(super) fn refuse_browsers(&mut self, id: StreamId, now: Instant, info: &str) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        s.browser_refusal = Some(info.to_owned());
+        let mirrors = if s.source.is_origin() {
+            s.mirrors.clone()
+        } else {
+            Vec::new()
+        };
+        let all: Vec<ViewerId> = s.viewers.iter().chain(s.pending.iter()).copied().collect();
+        for (worker, mirror) in mirrors {
+            let info = info.to_owned();
+            self.push_mirror(worker, [MirrorItem::BrowsersRefused { mirror, info }]);
+        }
+        for v in all {
+            self.send_status(v, StreamStatus::Failed, Some(info));
+            self.remove_viewer(v, now);
+        }
+        // A mirror that served browsers only goes (its camera stays for the players).
+        self.linger_if_unwatched(id, now);
+    }
+
     pub(super) fn close_stream(&mut self, id: StreamId) {
         let Some(s) = self.streams.remove(&id) else {
             return;
@@ -300,10 +332,12 @@ impl Stream {
             players: Vec::new(),
             waiting_players: Vec::new(),
             tracks: Vec::new(),
+            browser_refusal: None,
             named: false,
             raw_gop: Default::default(),
             linger_until: None,
             behind_logged: None,
+            lag: None,
             pinned: false,
             played: false,
             reconnect_attempts: 0,
@@ -318,6 +352,11 @@ impl Stream {
             Source::Camera(client) => Some(client.as_mut()),
             Source::Mirror(_) | Source::Demo(_) => None,
         }
+    }
+
+    /// RTSP players play it or wait for it, here or on mirrors that asked for its packets.
+    pub(super) fn has_players(&self) -> bool {
+        !self.players.is_empty() || !self.waiting_players.is_empty() || !self.raw_mirrors.is_empty()
     }
 
     /// No viewers, none waiting, no mirrors, no RTSP players.

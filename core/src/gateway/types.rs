@@ -285,7 +285,8 @@ pub struct StreamInfo {
     pub id: StreamId,
     /// The camera URL with its password masked.
     pub url: String,
-    /// The camera plays (its video track is up and it is not reconnecting).
+    /// The camera plays (its video track is up, or it plays for RTSP players only, and it is
+    /// not reconnecting).
     pub playing: bool,
     /// Viewers watching or waiting, mirrors' viewers included.
     pub viewers: usize,
@@ -383,6 +384,9 @@ pub struct GatewayStats {
     /// starved of CPU) and the stream's viewers skipped to the next keyframe; counted once
     /// per reading of the socket that found it.
     pub camera_backlog_skips: u64,
+    /// Camera packets dropped because they arrived over 2 s late (camgate behind its input;
+    /// see `camera_lag`), until it caught up.
+    pub camera_late_packets: u64,
     /// Datagrams on the WebRTC socket from an address of no viewer that opened none (not a STUN
     /// message for a viewer): strays, late packets of viewers gone, scans.
     pub udp_unmatched: u64,
@@ -437,6 +441,7 @@ impl GatewayStats {
         self.not_enough_bandwidth += o.not_enough_bandwidth;
         self.congestion_skips += o.congestion_skips;
         self.camera_backlog_skips += o.camera_backlog_skips;
+        self.camera_late_packets += o.camera_late_packets;
         self.udp_unmatched += o.udp_unmatched;
         self.ice_timeouts += o.ice_timeouts;
         self.viewer_ticks += o.viewer_ticks;

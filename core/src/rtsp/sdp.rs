@@ -1,4 +1,5 @@
-//! A camera's DESCRIBE answer (SDP) → the tracks the gateway can relay.
+//! A camera's DESCRIBE answer (SDP) → the tracks the gateway sets up, and which of them the
+//! browser path can play.
 //!
 //! Parsing goes through `sdp_types`, made tolerant: cameras send SDP that strict parsers refuse
 //! (missing `o=`, junk media sections, trailing spaces), so lines are normalised first and, if
@@ -7,6 +8,8 @@
 use crate::media::{MediaKind, TrackInfo};
 
 /// Video encodings the gateway can forward to WebRTC, the one more browsers decode first.
+/// (RTSP players get any encoding: these only rank a camera's tracks and name what browsers
+/// cannot play.)
 const VIDEO: &[&str] = &["H264", "VP8", "H265"];
 /// Audio encodings the gateway can forward or transcode.
 const AUDIO: &[&str] = &[
@@ -118,22 +121,32 @@ pub fn unplayable_audio(tracks: &[TrackInfo]) -> Vec<(TrackInfo, String)> {
         .collect()
 }
 
-/// First video track and first audio track with a supported encoding, in SDP order.
+/// Whether browsers can be given `track` (passed through or transcoded to WebRTC); RTSP
+/// players take any track.
+pub fn browser_plays(track: &TrackInfo) -> bool {
+    let playable = match track.kind {
+        MediaKind::Video => VIDEO,
+        MediaKind::Audio => AUDIO,
+    };
+    playable.contains(&track.encoding.as_str())
+}
+
+/// The tracks to set up: the first video track and the first audio track, whatever their
+/// encoding (RTSP players get them as they are), preferring one browsers can play when the
+/// SDP has several of a kind; in SDP order.
 pub fn select(tracks: &[TrackInfo]) -> Vec<TrackInfo> {
-    let mut video = false;
-    let mut audio = false;
-    let mut out = Vec::new();
-    for t in tracks {
-        let (seen, ok) = match t.kind {
-            MediaKind::Video => (&mut video, VIDEO),
-            MediaKind::Audio => (&mut audio, AUDIO),
-        };
-        if !*seen && ok.contains(&t.encoding.as_str()) {
-            *seen = true;
-            out.push(t.clone());
-        }
-    }
-    out
+    let first = |kind: MediaKind| {
+        let of_kind = || tracks.iter().position(|t| t.kind == kind);
+        (tracks.iter())
+            .position(|t| t.kind == kind && browser_plays(t))
+            .or_else(of_kind)
+    };
+    let mut chosen: Vec<usize> = [first(MediaKind::Video), first(MediaKind::Audio)]
+        .into_iter()
+        .flatten()
+        .collect();
+    chosen.sort_unstable();
+    chosen.into_iter().map(|i| tracks[i].clone()).collect()
 }
 
 fn media_line_ok(m: &str) -> bool {
@@ -203,17 +216,34 @@ fn payload(m: &sdp_types::Media, kind: MediaKind, pt: u8, base: &str) -> Option<
             let ch = parts.next().and_then(|c| c.parse().ok());
             (enc, rate, ch)
         }
-        // Static payload types (RFC 3551 table 4) may come without rtpmap.
-        None => match pt {
-            0 => ("PCMU".to_owned(), 8000, Some(1)),
-            8 => ("PCMA".to_owned(), 8000, Some(1)),
-            9 => ("G722".to_owned(), 8000, Some(1)),
-            10 => ("L16".to_owned(), 44100, Some(2)),
-            11 => ("L16".to_owned(), 44100, Some(1)),
-            // MJPEG: kept so that the refusal can name it.
-            26 => ("JPEG".to_owned(), 90000, None),
-            _ => return None,
-        },
+        // Static payload types (RFC 3551 tables 4 and 5) may come without rtpmap. Those
+        // browsers cannot play are kept too: RTSP players get them, and refusals name them.
+        None => {
+            let (name, rate, channels) = match pt {
+                0 => ("PCMU", 8000, Some(1)),
+                3 => ("GSM", 8000, Some(1)),
+                4 => ("G723", 8000, Some(1)),
+                5 => ("DVI4", 8000, Some(1)),
+                6 => ("DVI4", 16000, Some(1)),
+                7 => ("LPC", 8000, Some(1)),
+                8 => ("PCMA", 8000, Some(1)),
+                9 => ("G722", 8000, Some(1)),
+                10 => ("L16", 44100, Some(2)),
+                11 => ("L16", 44100, Some(1)),
+                12 => ("QCELP", 8000, Some(1)),
+                14 => ("MPA", 90000, None),
+                15 => ("G728", 8000, Some(1)),
+                16 => ("DVI4", 11025, Some(1)),
+                17 => ("DVI4", 22050, Some(1)),
+                18 => ("G729", 8000, Some(1)),
+                26 => ("JPEG", 90000, None),
+                31 => ("H261", 90000, None),
+                32 => ("MPV", 90000, None),
+                34 => ("H263", 90000, None),
+                _ => return None,
+            };
+            (name.to_owned(), rate, channels)
+        }
     };
     // Ubiquiti sends "a=fmtp:96" with no parameters: treat it as absent.
     let fmtp = for_pt("fmtp")
@@ -386,17 +416,21 @@ mod tests {
                 ("L16", 97, 16000, Some(2)),
             ]
         );
+        // MJPEG is set up all the same (for RTSP players), and named as what browsers cannot
+        // play; the first audio track goes with it.
         let sel = select(&p.tracks);
-        assert_eq!(sel.len(), 1);
-        assert_eq!(sel[0].encoding, "G722");
+        let names: Vec<&str> = sel.iter().map(|t| t.encoding.as_str()).collect();
+        assert_eq!(names, ["JPEG", "G722"]);
+        assert!(!browser_plays(&sel[0]) && browser_plays(&sel[1]));
         assert!(unplayable_audio(&p.tracks).is_empty());
         let why = unplayable_video(&p.tracks).unwrap();
         assert!(
             why.contains("MJPEG (JPEG)") && why.contains("H264"),
             "{why}"
         );
+        assert_eq!(unplayable_video(&sel).as_deref(), Some(why.as_str()));
         // Any playable video track (or none at all) is not refused here.
-        assert_eq!(unplayable_video(&sel), None);
+        assert_eq!(unplayable_video(&sel[1..]), None);
         let h264 = parse(
             b"v=0\r\ns=x\r\nm=video 0 RTP/AVP 26 96\r\na=rtpmap:96 H264/90000\r\n",
             "rtsp://cam/s",
@@ -410,10 +444,45 @@ mod tests {
             "rtsp://cam/s",
         )
         .unwrap();
-        assert_eq!(select(&g726.tracks).len(), 1);
+        let sel = select(&g726.tracks);
+        let names: Vec<&str> = sel.iter().map(|t| t.encoding.as_str()).collect();
+        assert_eq!(
+            names,
+            ["H264", "G726-32"],
+            "G.726 is set up for RTSP players"
+        );
         let left = unplayable_audio(&g726.tracks);
         assert_eq!(left.len(), 1);
         assert!(left[0].1.contains("G726-32"), "{}", left[0].1);
+    }
+
+    #[test]
+    fn the_first_track_of_each_kind_is_set_up_preferring_what_browsers_play() {
+        // G.726 before PCMU, MJPEG after H.265: the playable ones; G.729 and MJPEG by static
+        // payload type alone; the ONVIF metadata section is no track.
+        let sdp = "v=0\r\ns=x\r\n\
+                   m=audio 0 RTP/AVP 97\r\na=rtpmap:97 G726-32/8000\r\na=control:a0\r\n\
+                   m=video 0 RTP/AVP 96\r\na=rtpmap:96 H265/90000\r\na=control:v0\r\n\
+                   m=audio 0 RTP/AVP 0\r\na=control:a1\r\n\
+                   m=video 0 RTP/AVP 26\r\na=control:v1\r\n\
+                   m=application 0 RTP/AVP 107\r\na=rtpmap:107 vnd.onvif.metadata/90000\r\n";
+        let p = parse(sdp.as_bytes(), "rtsp://cam/s").unwrap();
+        let sel = select(&p.tracks);
+        let got: Vec<&str> = sel.iter().map(|t| t.control.as_str()).collect();
+        assert_eq!(got, ["rtsp://cam/s/v0", "rtsp://cam/s/a1"]);
+        // Without a playable one of a kind, the first of that kind; metadata stays out.
+        let sdp = "v=0\r\ns=x\r\n\
+                   m=application 0 RTP/AVP 107\r\na=rtpmap:107 vnd.onvif.metadata/90000\r\n\
+                   m=audio 0 RTP/AVP 18\r\n\
+                   m=video 0 RTP/AVP 26\r\n\
+                   m=audio 0 RTP/AVP 97\r\na=rtpmap:97 G726-32/8000\r\n";
+        let p = parse(sdp.as_bytes(), "rtsp://cam/s").unwrap();
+        let sel = select(&p.tracks);
+        let got: Vec<(&str, u32)> = (sel.iter())
+            .map(|t| (t.encoding.as_str(), t.clock_rate))
+            .collect();
+        assert_eq!(got, [("G729", 8000), ("JPEG", 90000)]);
+        assert!(sel.iter().all(|t| !browser_plays(t)));
     }
 
     #[test]

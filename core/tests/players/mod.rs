@@ -105,16 +105,17 @@ fn assert_camera_packets(got: &[(usize, Vec<u8>)], want: &[Vec<u8>]) {
 }
 
 /// The RTSP server is worker 0's; a browser made worker 1 pull the camera. A player of it on
-/// worker 0 plays from a mirror there on the same camera connection: from the camera's next
-/// keyframe, every camera packet as it came, and its sender reports. A second player starts at
-/// once on the mirror's copy of the GOP. When both leave, the mirror goes; the camera stays for
-/// the browser. (Before, worker 0 opened a second camera connection for the player.)
+/// worker 0 plays from a mirror there on the same camera connection: at once, from the GOP
+/// worker 1 keeps, then every camera packet as it came, and its sender reports. A second player
+/// starts at once on the mirror's copy of the GOP. When both leave, the mirror goes; the camera
+/// stays for the browser. (Before, worker 0 opened a second camera connection for the player;
+/// then the first player waited for the camera's next keyframe.)
 #[test]
 fn a_player_plays_a_camera_another_worker_pulls_on_its_one_connection() {
     let mut h = Harness::with_cam_on_worker_1(GatewayConfig::default().viewer_spread_margin);
     let b = h.play(CAM);
     h.run_for(Duration::from_millis(300));
-    h.camera_frames(0..13);
+    let before = h.camera_frames_kept(0..13, None);
     assert_eq!((h.connects, h.camera_worker), (1, 1));
 
     let p = h.add_player("rtsp://box:8554/cam");
@@ -129,8 +130,9 @@ fn a_player_plays_a_camera_another_worker_pulls_on_its_one_connection() {
         h.connects, 1,
         "one camera connection for the browser and the player"
     );
-    // Frames 13..20 are P-frames: the player starts at the keyframe of frame 20.
-    assert_camera_packets(&h.players[p].media, &packets_from(&sent, 20 - 13));
+    // It started on frame 10's keyframe, the GOP worker 1 had when the player came.
+    let want = [packets_from(&before, 10), packets_from(&sent, 0)].concat();
+    assert_camera_packets(&h.players[p].media, &want);
     let srs: Vec<_> = (h.players[p].rtcp.iter())
         .filter(|(t, d)| *t == 0 && d[1] == 200)
         .collect();
@@ -172,7 +174,8 @@ fn a_player_plays_a_camera_another_worker_pulls_on_its_one_connection() {
     }
     assert_eq!(h.players[late].media.len() - got0, 100);
     let (early, late_n) = (h.players[p].media.len(), h.players[late].media.len());
-    assert_eq!(early - late_n, sent[20 - 13..40 - 13].concat().len());
+    let ahead = before[10..].concat().len() + sent[..40 - 13].concat().len();
+    assert_eq!(early - late_n, ahead);
     assert_eq!(
         h.ingest_allocs - ingest0,
         200,
@@ -214,7 +217,7 @@ fn three_hundred_udp_players_of_a_mirror_lose_nothing_of_a_large_batch() {
     assert_eq!(h.gateway.local_stats().players_udp, 300);
     let before: Vec<usize> = players.iter().map(|&p| h.players[p].media.len()).collect();
     let dropped0 = h.gateway.local_stats().player_udp_packets_dropped;
-    // (The mirror kept no GOP before its first player: they start on this keyframe.)
+    // Live for every player by now (each started on the GOP when it joined).
     h.camera.send_frame(13 * 3600, &[nal(5, 60_000)]);
     for n in 14..29 {
         h.camera.send_frame(n * 3600, &[nal(1, 1300)]);
@@ -251,7 +254,7 @@ fn a_player_joins_a_mirror_of_browsers_and_keeps_playing_across_a_reconnect() {
     let mut h = Harness::with_cam_on_worker_1(0);
     let on_origin = h.play(CAM);
     h.run_for(Duration::from_millis(300));
-    h.camera_frames(0..5);
+    let first = h.camera_frames_kept(0..5, None);
     let mirrored = h.play(CAM);
     h.run_for(Duration::from_millis(200));
     assert_eq!(
@@ -267,7 +270,9 @@ fn a_player_joins_a_mirror_of_browsers_and_keeps_playing_across_a_reconnect() {
         h.players[p].events
     );
     let sent = h.camera_frames_kept(5..25, None);
-    assert_camera_packets(&h.players[p].media, &packets_from(&sent, 10 - 5));
+    // At once on the GOP worker 1 kept (frame 0's keyframe on), then live.
+    let want = [packets_from(&first, 0), packets_from(&sent, 0)].concat();
+    assert_camera_packets(&h.players[p].media, &want);
 
     let before = h.players[p].media.len();
     let stream = h.stream.unwrap();
@@ -506,4 +511,288 @@ fn a_player_plays_the_demo_another_worker_plays() {
         .collect();
     assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)));
     assert!(h.browsers[b].frames.len() >= 100);
+}
+
+/// The reason browsers get for an MJPEG camera, as before RTSP players could play one.
+const MJPEG_REFUSED: &str = "Camera video MJPEG (JPEG) cannot be played over WebRTC (camgate plays H264, VP8, H265): set the camera's stream to H.264";
+
+impl Harness {
+    /// The camera sends MJPEG (static payload type 26, no rtpmap, as cameras write it) and
+    /// PCMU.
+    fn mjpeg_camera(&mut self) {
+        self.camera.video_sdp = Some("m=video 0 RTP/AVP 26\r\n".into());
+        self.camera.with_audio = true;
+    }
+
+    /// The camera sends packets `parts` of MJPEG frame `n` (RFC 2435: three fragments of 1,300
+    /// bytes, the last with the marker) and, after its first fragment, 20 ms of PCMU; its video
+    /// packets as it wrote them.
+    fn mjpeg_frame(&mut self, n: u32, parts: std::ops::Range<u32>) -> Vec<Vec<u8>> {
+        let ts = n * 3000;
+        for part in parts {
+            let offset = (part * 1300).to_be_bytes();
+            // Type-specific, fragment offset (24 bits), type 1, Q 50, 640x360.
+            let mut payload = vec![0, offset[1], offset[2], offset[3], 1, 50, 80, 45];
+            payload.extend((0..1300).map(|i| (i * 7 + n) as u8));
+            self.camera.seq = self.camera.seq.wrapping_add(1);
+            let mut packet = Vec::new();
+            camgate_core::rtp::RtpPacket {
+                payload_type: 26,
+                marker: part == 2,
+                sequence: self.camera.seq,
+                timestamp: ts,
+                ssrc: 0x1234_5678,
+                payload: &payload,
+            }
+            .write_to(&mut packet);
+            self.camera.send_video_packet(&packet);
+            if part == 0 {
+                self.camera.send_audio(n * 160);
+            }
+        }
+        let sent = camera_packets(&self.camera.to_gateway);
+        self.run_for(Duration::from_millis(33));
+        sent
+    }
+}
+
+/// Player `p`'s video packets (track 0) match `want` as the camera sent them; its audio
+/// (track 1) is PCMU.
+fn assert_mjpeg_packets(h: &Harness, p: usize, want: &[Vec<u8>]) {
+    let video: Vec<(usize, Vec<u8>)> = (h.players[p].media.iter())
+        .filter(|(t, _)| *t == 0)
+        .cloned()
+        .collect();
+    assert_camera_packets(&video, want);
+    assert!(
+        (h.players[p].media.iter()).any(|(t, d)| *t == 1 && d[1] & 0x7f == 0),
+        "PCMU on track 1"
+    );
+}
+
+/// An MJPEG camera (which WebRTC cannot carry) plays for RTSP players on its one connection:
+/// every JPEG packet and the audio, unchanged; a late player (TCP, and UDP through its paced
+/// replay) starts at once on the current frame's first fragment (every JPEG frame is a
+/// keyframe). Its browsers, before and
+/// after, get FAILED with the reason they always got, and nothing is depacketized or decoded
+/// for them. (Before, the camera was refused outright: the players got 503.)
+#[test]
+fn an_mjpeg_camera_plays_for_players_while_browsers_get_failed_with_the_reason() {
+    let mut h = Harness::with_config(udp_server());
+    h.mjpeg_camera();
+    let b = h.play(CAM);
+    let p = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    let failed = h.browsers[b].failed();
+    assert_eq!(failed["data"][0]["info"], MJPEG_REFUSED);
+    match h.players[p].events.first() {
+        Some(RtspEvent::Playing { tracks }) => {
+            let got: Vec<(&str, u8, u32)> = (tracks.iter())
+                .map(|t| (t.encoding.as_str(), t.payload_type, t.clock_rate))
+                .collect();
+            assert_eq!(got, [("JPEG", 26, 90000), ("PCMU", 0, 8000)]);
+        }
+        e => panic!("{e:?}"),
+    }
+    assert!(!h.rtsp_closed, "the camera stays for the player");
+
+    let mut sent = Vec::new();
+    for n in 0..10 {
+        sent.extend(h.mjpeg_frame(n, 0..3));
+    }
+    assert_eq!(sent.len(), 30);
+    assert_mjpeg_packets(&h, p, &sent);
+    let stats = h.gateway.stats();
+    assert_eq!(
+        (stats.camera_packets_in, stats.audio_packets_transcoded),
+        (0, 0),
+        "nothing relayed or decoded for browsers"
+    );
+    assert_eq!(stats.player_packets_out, 40, "30 JPEG and 10 PCMU packets");
+
+    // Late players join after two fragments of frame 10: they start on its first one (not
+    // on a later fragment, which no decoder starts from, nor at frame 11).
+    let mut late_sent = h.mjpeg_frame(10, 0..2);
+    let tcp = h.add_player("rtsp://box:8554/cam");
+    let udp = h.add_udp_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    late_sent.extend(h.mjpeg_frame(10, 2..3));
+    for n in 11..13 {
+        late_sent.extend(h.mjpeg_frame(n, 0..3));
+    }
+    for late in [tcp, udp] {
+        assert_mjpeg_packets(&h, late, &late_sent);
+    }
+
+    // A later browser is refused at once, without touching the camera.
+    let again = h.play(CAM);
+    h.run_for(Duration::from_millis(50));
+    assert_eq!(h.browsers[again].failed()["data"][0]["info"], MJPEG_REFUSED);
+    assert_eq!(h.connects, 1, "one camera connection throughout");
+    let listed = &h.gateway.streams()[0];
+    assert_eq!(listed.info, format!("RTSP players only: {MJPEG_REFUSED}"));
+    assert_eq!(listed.status(), "PLAYING", "for its players");
+
+    for q in [p, tcp, udp] {
+        h.players[q].client.teardown(h.now);
+    }
+    h.run_for(Duration::from_secs(7));
+    assert!(h.rtsp_closed, "the camera lingered and closed");
+}
+
+/// Worker 1 pulls the MJPEG camera for a browser while a player on worker 0 (the RTSP
+/// server's) already waits for it through a mirror: the browser gets FAILED with the reason,
+/// the camera stays, and the player plays every packet from the mirror.
+#[test]
+fn an_mjpeg_camera_another_worker_pulls_plays_for_a_player_through_a_mirror() {
+    let mut h = Harness::with_cam_on_worker_1(GatewayConfig::default().viewer_spread_margin);
+    h.mjpeg_camera();
+    let b = h.play(CAM);
+    let p = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    assert_eq!((h.connects, h.camera_worker), (1, 1));
+    assert_eq!(h.browsers[b].failed()["data"][0]["info"], MJPEG_REFUSED);
+    assert!(
+        matches!(h.players[p].events.first(), Some(RtspEvent::Playing { tracks }) if tracks[0].encoding == "JPEG"),
+        "{:?}",
+        h.players[p].events
+    );
+    let mut sent = Vec::new();
+    for n in 0..10 {
+        sent.extend(h.mjpeg_frame(n, 0..3));
+    }
+    assert_mjpeg_packets(&h, p, &sent);
+    assert!(!h.rtsp_closed);
+    // A later browser, wherever it is served, is refused the same way.
+    let again = h.play(CAM);
+    h.run_for(Duration::from_millis(100));
+    assert_eq!(h.browsers[again].failed()["data"][0]["info"], MJPEG_REFUSED);
+    assert_eq!(h.connects, 1);
+}
+
+/// A camera of G.726 audio alone (nothing browsers play: they get the reason they always got)
+/// plays for a player, which starts on the first audio packet: no video keyframe to wait for.
+#[test]
+fn a_camera_of_g726_alone_plays_for_a_player_from_its_first_packet() {
+    let mut h = Harness::with_config(named_cam());
+    h.camera.video_sdp = Some(String::new());
+    h.camera.audio_sdp =
+        Some("m=audio 0 RTP/AVP 97\r\na=rtpmap:97 G726-32/8000\r\na=control:track2\r\n".into());
+    let b = h.play(CAM);
+    let p = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    let failed = h.browsers[b].failed();
+    assert_eq!(
+        failed["data"][0]["info"],
+        "No supported audio or video track"
+    );
+    assert!(
+        matches!(h.players[p].events.first(), Some(RtspEvent::Playing { tracks })
+            if tracks.len() == 1 && tracks[0].encoding == "G726-32" && tracks[0].payload_type == 97),
+        "{:?}",
+        h.players[p].events
+    );
+    let mut sent = Vec::new();
+    for n in 0..25u16 {
+        let mut packet = Vec::new();
+        let payload = vec![n as u8; 80];
+        camgate_core::rtp::RtpPacket {
+            payload_type: 97,
+            marker: false,
+            sequence: 100 + n,
+            timestamp: u32::from(n) * 160,
+            ssrc: 0x0a0b_0c0d,
+            payload: &payload,
+        }
+        .write_to(&mut packet);
+        // The camera's one track is on interleaved channel 0.
+        h.camera.send_video_packet(&packet);
+        h.run_for(Duration::from_millis(20));
+        sent.push(packet);
+    }
+    let got = &h.players[p].media;
+    assert_eq!(got.len(), sent.len(), "from the first packet on");
+    for (g, w) in got.iter().zip(&sent) {
+        assert_eq!((g.0, &g.1[12..], &g.1[..2]), (0, &w[12..], &w[..2]));
+    }
+    assert_eq!(h.gateway.stats().audio_packets_transcoded, 0);
+    assert!(!h.rtsp_closed);
+}
+
+/// A camera only players can play (MJPEG) is reconnected like any when it drops: the player
+/// keeps its session and resumes on the first fragment of a frame of the new camera session,
+/// numbered on from before; no browser is involved, none is needed to keep it.
+#[test]
+fn an_mjpeg_camera_of_players_only_reconnects_and_its_player_resumes_on_a_frame_start() {
+    let mut h = Harness::with_config(named_cam());
+    h.mjpeg_camera();
+    let p = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    for n in 0..5 {
+        h.mjpeg_frame(n, 0..3);
+    }
+    let before = h.players[p].media.len();
+    assert_eq!(before, 20, "15 JPEG and 5 PCMU packets");
+    h.gateway.handle_rtsp_lost(h.stream.unwrap(), h.now);
+    h.run_for(Duration::from_secs(3));
+    assert_eq!(h.connects, 2, "reconnected");
+    // The new session starts mid-frame: its last fragments are not played.
+    h.mjpeg_frame(5, 1..3);
+    let mut sent = Vec::new();
+    for n in 6..9 {
+        sent.extend(h.mjpeg_frame(n, 0..3));
+    }
+    let after: Vec<(usize, Vec<u8>)> = (h.players[p].media[before..].iter())
+        .filter(|(t, _)| *t == 0)
+        .cloned()
+        .collect();
+    assert_eq!(after.len(), sent.len(), "frames 6, 7, 8");
+    assert_eq!(
+        &after[0].1[12..],
+        &sent[0][12..],
+        "frame 6's first fragment"
+    );
+    let seqs: Vec<u16> = (h.players[p].media.iter())
+        .filter(|(t, _)| *t == 0)
+        .map(|(_, d)| u16::from_be_bytes([d[2], d[3]]))
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)),
+        "{seqs:?}"
+    );
+    assert!(
+        (h.players[p].events.iter()).all(|e| !matches!(e, RtspEvent::Failed(_))),
+        "{:?}",
+        h.players[p].events
+    );
+}
+
+/// A mirror that subscribes to a camera served to RTSP players only (its browser came to
+/// another worker) is told at once that browsers are refused, with the reason, rather than
+/// waiting for a description that never comes; the camera plays on for its player.
+#[test]
+fn a_mirror_subscribing_to_a_players_only_camera_is_told_browsers_are_refused() {
+    let mut h = Harness::with_config(named_cam());
+    h.mjpeg_camera();
+    let p = h.add_player("rtsp://box:8554/cam");
+    h.run_for(Duration::from_millis(300));
+    let now = h.now;
+    let subscribe = camgate_core::gateway::Forward::Subscribe {
+        url: CAM.into(),
+        mirror: StreamId(77),
+    };
+    h.gateway.handle_forward(1, subscribe, now);
+    let told: Vec<_> = h.gateway.mirror_outbox(1).drain(..).collect();
+    assert!(
+        matches!(told.as_slice(), [MirrorItem::BrowsersRefused { mirror: StreamId(77), info }] if info == MJPEG_REFUSED),
+        "{told:?}"
+    );
+    // (The harness has no worker 1: its notice of the outbox is dropped.)
+    while h.gateway.poll_output().is_some() {}
+    let mut sent = Vec::new();
+    for n in 0..5 {
+        sent.extend(h.mjpeg_frame(n, 0..3));
+    }
+    assert_mjpeg_packets(&h, p, &sent);
+    assert_eq!(h.connects, 1);
 }

@@ -200,7 +200,7 @@ fn escape_label(v: &str) -> String {
 }
 
 /// The integer counters: name, help, value.
-fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 21] {
+fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 22] {
     [
         (
             "camgate_camera_bytes_in_total",
@@ -246,6 +246,11 @@ fn counters(stats: &GatewayStats) -> [(&'static str, &'static str, u64); 21] {
             "camgate_camera_backlog_skips_total",
             "Times camgate found a camera's unread input over its bound (it fell behind, starved of CPU) and the stream's viewers skipped the backlog to the next keyframe.",
             stats.camera_backlog_skips,
+        ),
+        (
+            "camgate_camera_late_packets_dropped_total",
+            "Camera packets dropped because they arrived over 2 s late (camgate behind its input, e.g. starved of CPU, with the backlog in the camera's TCP send buffer), until it caught up.",
+            stats.camera_late_packets,
         ),
         (
             "camgate_udp_unmatched_total",

@@ -591,10 +591,15 @@ pub fn decoded_frames_in(
     transport: Option<&str>,
     interval: &str,
 ) -> Vec<(String, u64)> {
+    let options: Vec<&str> = transport.map_or(vec![], |t| vec!["-rtsp_transport", t]);
+    decoded_frames_with(input, &options, interval)
+}
+
+/// Frames ffprobe decoded per stream of `input` (FFmpeg's codec name, count) in `interval`,
+/// with input `options` (`-rtsp_transport udp`, `-allowed_media_types audio`...).
+pub fn decoded_frames_with(input: &str, options: &[&str], interval: &str) -> Vec<(String, u64)> {
     let mut cmd = Command::new("ffprobe");
-    if let Some(t) = transport {
-        cmd.args(["-rtsp_transport", t]);
-    }
+    cmd.args(options);
     let (ok, text) = run(cmd.args([
         "-v",
         "error",

@@ -6,7 +6,8 @@ use super::*;
 use crate::rtsp::MediaPacket;
 
 /// Does this camera packet start a picture a decoder can start from? H.264: an SPS, or an IDR
-/// slice (single, in a STAP-A, or an FU-A start); H.265: a VPS/SPS or an IRAP slice.
+/// slice (single, in a STAP-A, or an FU-A start); H.265: a VPS/SPS or an IRAP slice; MJPEG
+/// (RFC 2435, every frame a keyframe): a frame's first packet (fragment offset 0).
 pub(super) fn raw_keyframe_start(encoding: &str, payload: &[u8]) -> bool {
     match encoding {
         "H264" => match payload.first().map(|b| b & 0x1F) {
@@ -42,6 +43,8 @@ pub(super) fn raw_keyframe_start(encoding: &str, payload: &[u8]) -> bool {
                 _ => false,
             }
         }
+        // JPEG header: type-specific (8 bits), then the fragment offset (24 bits).
+        "JPEG" => payload.get(1..4) == Some(&[0, 0, 0]),
         // VP8 and others: every packet may start (a player of VP8 waits for its keyframe).
         _ => true,
     }
@@ -53,8 +56,6 @@ impl FanOut<'_> {
     pub(in crate::gateway) fn send_to_players(&mut self, m: &MediaPacket<'_>) {
         if !self.keep_raw_gop {
             self.raw_gop.clear();
-        }
-        if !self.keep_raw_gop {
             return;
         }
         if m.rtcp {
@@ -122,8 +123,10 @@ impl FanOut<'_> {
                 p.replay = None;
                 p.started = self.raw_gop.len() > 0;
             }
+            // A player of audio alone starts on any packet (and may resume on any).
+            let resumable = key || !p.needs_keyframe;
             if !p.started {
-                if !key {
+                if !resumable {
                     continue;
                 }
                 p.started = true;
@@ -140,7 +143,7 @@ impl FanOut<'_> {
             };
             match p
                 .out
-                .push_interleaved(self.now, m.track, channel, m.data, key)
+                .push_interleaved(self.now, m.track, channel, m.data, resumable)
             {
                 Pushed::Queued => self.stats.player_packets_out += 1,
                 Pushed::Skipped => self.stats.player_packets_skipped += 1,
@@ -174,6 +177,10 @@ pub(in crate::gateway) struct RawGop {
     /// Counts the GOPs kept (each clear starts another): a UDP player's paced replay
     /// (`Replay`) knows whether the packets it walks are still there.
     generation: u64,
+    /// The RTP timestamp of the keyframe it starts with: the SPS, PPS and IDR slice of one
+    /// keyframe come as separate packets that each may start it, and a later one of the same
+    /// picture must not drop the earlier ones.
+    keyframe_time: Option<u32>,
 }
 
 /// A GOP larger than this (a camera with a minute-long GOP at a high rate) is not kept:
@@ -182,9 +189,13 @@ const MAX_RAW_GOP: usize = 8 << 20;
 
 impl RawGop {
     fn push(&mut self, track: usize, data: &[u8], keyframe_start: bool) {
-        if keyframe_start {
+        let time = data
+            .get(4..8)
+            .map(|t| u32::from_be_bytes([t[0], t[1], t[2], t[3]]));
+        if keyframe_start && !(self.valid && self.keyframe_time == time) {
             self.clear();
             self.valid = true;
+            self.keyframe_time = time;
         }
         if !self.valid {
             return;
@@ -269,6 +280,13 @@ mod tests {
         assert!(raw_keyframe_start("H264", &[0x7c, 0x85, 1]));
         assert!(!raw_keyframe_start("H264", &[0x7c, 0x05, 1]));
         assert!(!raw_keyframe_start("H264", &[0x7c, 0x81, 1]));
+        // MJPEG: a frame's first fragment, not its next ones.
+        assert!(raw_keyframe_start("JPEG", &[0, 0, 0, 0, 1, 255, 80, 45]));
+        assert!(!raw_keyframe_start(
+            "JPEG",
+            &[0, 0, 0x05, 0x78, 1, 255, 80, 45]
+        ));
+        assert!(!raw_keyframe_start("JPEG", &[0, 0]));
         // H.265: VPS, IDR_W_RADL, TRAIL_R, FU of a CRA start.
         assert!(raw_keyframe_start("H265", &[0x40, 0x01]));
         assert!(raw_keyframe_start("H265", &[0x26, 0x01]));

@@ -14,12 +14,17 @@
 //! sockets and sessions between loops would need all of that forwarded. A mirror already has
 //! the lane, its bound and its resync; this adds two item kinds (`Raw`, `Tracks`). Cost: one
 //! allocation and copy per camera packet on the camera's worker while another worker has
-//! players of it (as the relay's one payload per packet), none per player; the first player of
-//! a camera on a mirror starts at its next keyframe, later ones at once on the mirror's GOP.
+//! players of it (as the relay's one payload per packet), none per player. Every player starts at
+//! once: the first of a camera on a mirror on the GOP the camera's worker keeps (handed over
+//! with the tracks), later ones on the mirror's own copy.
 
 use std::sync::Arc;
 
 use super::*;
+
+/// Packets of a GOP handed to a mirror at most: half of what a lane holds
+/// (`camgate_io::lanes::MAX_ITEMS`, 2,048), about 2 s of a 4 Mbit/s camera.
+const MAX_GOP_TO_MIRROR: usize = 1024;
 
 impl Gateway {
     /// A new stream of `url` for a player: a mirror when another worker pulls the camera,
@@ -105,10 +110,25 @@ impl Gateway {
             return;
         }
         s.raw_mirrors.push((from, mirror));
-        if !s.tracks.is_empty() {
-            let tracks = s.tracks.clone();
-            self.push_mirror(from, [MirrorItem::Tracks { mirror, tracks }]);
+        if s.tracks.is_empty() {
+            return;
         }
+        let tracks = s.tracks.clone();
+        // The GOP kept here (a named stream keeps one always) follows the tracks, so the
+        // mirror's first player starts at once, as one here would, rather than at the camera's
+        // next keyframe. One copy per packet, once per mirror that asks. A GOP that would fill
+        // most of the lane is not sent: the lane would drop media and resync the mirror anyway.
+        let gop = (s.raw_gop.len() <= MAX_GOP_TO_MIRROR).then_some(&s.raw_gop);
+        let packets = gop.into_iter().flat_map(|g| g.packets());
+        let items: Vec<MirrorItem> = std::iter::once(MirrorItem::Tracks { mirror, tracks })
+            .chain(packets.map(|(track, data)| MirrorItem::Raw {
+                mirror,
+                track,
+                rtcp: false,
+                packet: Arc::from(data),
+            }))
+            .collect();
+        self.push_mirror(from, items);
     }
 
     /// The camera of stream `id` (re)described its tracks: mirrors with players learn them.

@@ -1,7 +1,9 @@
 //! RTSP players (ffmpeg, GStreamer, an NVR, another camgate) of the named streams: each
 //! player connection has a `ServerSession` and a `MediaOut`, and joins the stream's one camera
-//! connection, the same one its browsers use. They get the camera's RTP packets as they came
-//! (SSRC, sequence and timestamps rewritten to stay continuous across camera reconnects),
+//! connection, the same one its browsers use. They get the camera's RTP packets as they came,
+//! of every track its RTSP client set up, whatever the codec (MJPEG and G.726 too, which
+//! browsers are refused or play without: see `Stream::browser_refusal`), with SSRC, sequence
+//! and timestamps rewritten to stay continuous across camera reconnects,
 //! starting on the camera's packets since its last keyframe (`RawGop`, kept while the stream has
 //! players, or always for a named stream, so its first player starts at once too) or else at the next keyframe: TCP-interleaved players through a bounded queue, UDP
 //! players as datagrams (`PlayerDatagrams`) that the loop sends from the server's RTP/RTCP
@@ -52,8 +54,12 @@ pub(super) struct Player {
     loopback: bool,
     /// Who may play the stream looked up.
     users: Vec<crate::rtsp::auth::Credentials>,
-    /// A video keyframe went out: media flows (before it, a player would get P-frames).
+    /// A video keyframe went out (a JPEG frame's first packet for MJPEG): media flows (before
+    /// it, a player would get P-frames).
     started: bool,
+    /// It set up a video track, so it starts on a keyframe; a player of the audio alone starts
+    /// on any packet.
+    needs_keyframe: bool,
     /// A UDP player's paced start on the cached GOP, until it reaches live.
     replay: Option<replay::Replay>,
     /// `PlayerWrite` was output and the driver has not drained the queue since.
@@ -189,6 +195,7 @@ impl Gateway {
                 loopback: peer.ip().to_canonical().is_loopback(),
                 users: Vec::new(),
                 started: false,
+                needs_keyframe: false,
                 replay: None,
                 write_asked: false,
                 closing: false,
@@ -589,6 +596,8 @@ impl Gateway {
                 self.udp_players.insert(udp_key(*rtcp), conn);
             }
         }
+        p.needs_keyframe = (s.tracks.iter().zip(&routes))
+            .any(|(t, r)| r.is_some() && t.kind == crate::media::MediaKind::Video);
         let rates: Vec<u32> = s.tracks.iter().map(|t| t.clock_rate).collect();
         // Not a new MediaOut: the PLAY answer is queued in it.
         p.out.set_tracks(&rates);
@@ -605,7 +614,12 @@ impl Gateway {
         } else {
             for (i, (track, data)) in s.raw_gop.packets().enumerate() {
                 if let Some(Some(PlayerRoute::Tcp(channel, _))) = routes.get(track) {
-                    p.out.push_interleaved(now, track, *channel, data, i == 0);
+                    // Counted like live packets (`camgate_rtsp_player_packets_out_total`).
+                    match p.out.push_interleaved(now, track, *channel, data, i == 0) {
+                        Pushed::Queued => self.stats.player_packets_out += 1,
+                        Pushed::Skipped => self.stats.player_packets_skipped += 1,
+                        Pushed::DropClient => {}
+                    }
                     p.started = true;
                 }
             }

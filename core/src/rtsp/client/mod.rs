@@ -193,8 +193,8 @@ impl RtspClient {
     }
 
     /// Tracks of the SDP left out, with the reason: selected but refused by SETUP (4xx, e.g.
-    /// "SETUP answered 461 Unsupported Transport"), or audio in an encoding camgate does not play
-    /// (G.726...), so callers can report a missing audio track.
+    /// "SETUP answered 461 Unsupported Transport"), so callers can report a missing audio track.
+    /// (Tracks in encodings browsers cannot play are set up; the gateway leaves them out.)
     pub fn dropped_tracks(&self) -> &[(TrackInfo, String)] {
         &self.dropped
     }

@@ -72,10 +72,9 @@ pub enum RtspError {
     Timeout(&'static str),
     /// The camera broke RTSP (how).
     Protocol(String),
-    /// The SDP has no track camgate can play.
+    /// The SDP has no audio or video track (or none SETUP accepted). The gateway also fails
+    /// browsers with this text when the tracks it has are none they can play.
     NoSupportedTracks,
-    /// The camera's video is in an encoding WebRTC cannot carry (the sentence names it).
-    UnsupportedVideo(String),
     /// The camera closed the connection.
     ConnectionClosed,
     /// The TLS session of an `rtsps://` camera failed (why, from the driver: e.g. the
@@ -94,7 +93,6 @@ impl fmt::Display for RtspError {
             RtspError::Timeout(what) => write!(f, "Timeout: {what}"),
             RtspError::Protocol(what) => write!(f, "Rtsp protocol error: {what}"),
             RtspError::NoSupportedTracks => f.write_str("No supported audio or video track"),
-            RtspError::UnsupportedVideo(why) => f.write_str(why),
             RtspError::ConnectionClosed => f.write_str("Rtsp connection closed"),
             RtspError::Tls(why) => write!(f, "TLS: {why}"),
         }

@@ -307,16 +307,9 @@ impl RtspClient {
                 return;
             }
         };
-        // Video WebRTC cannot carry (MJPEG...) fails the stream with its name: the gateway
-        // plays no audio alone.
-        if let Some(why) = sdp::unplayable_video(&presentation.tracks) {
-            self.fail(RtspError::UnsupportedVideo(why));
-            return;
-        }
+        // The first video and audio track whatever their encoding: RTSP players take MJPEG or
+        // G.726 as they are; what browsers cannot play is the gateway's to leave out.
         self.tracks = sdp::select(&presentation.tracks);
-        // Audio in an encoding camgate does not play (G.726...): reported, the video plays on.
-        self.dropped
-            .extend(sdp::unplayable_audio(&presentation.tracks));
         if self.tracks.is_empty() {
             self.fail(RtspError::NoSupportedTracks);
             return;

@@ -376,9 +376,10 @@ fn sdp_with_odd_whitespace_and_static_pt() {
 
 #[test]
 fn no_supported_tracks() {
+    // Only an ONVIF metadata section: no audio or video track to set up.
     let mut h = Harness::new("rtsp://cam/x");
     h.c.handle_connected(h.at(0));
-    let sdp = "v=0\r\nm=audio 0 RTP/AVP 96\r\na=rtpmap:96 G726-32/8000\r\n";
+    let sdp = "v=0\r\nm=application 0 RTP/AVP 107\r\na=rtpmap:107 vnd.onvif.metadata/90000\r\n";
     let d = format!(
         "RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\nRTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Length: {}\r\n\r\n{sdp}",
         sdp.len()
@@ -391,24 +392,44 @@ fn no_supported_tracks() {
 }
 
 #[test]
-fn mjpeg_video_fails_naming_the_codec() {
-    // MJPEG by static payload type (no rtpmap), with audio camgate could play: no SETUP, the
-    // stream fails with a reason that names MJPEG.
+fn mjpeg_video_and_g726_audio_are_set_up_like_any_track() {
+    // MJPEG by static payload type (no rtpmap) and G.726, which browsers cannot play: set up
+    // all the same (RTSP players take them; the gateway leaves them out for browsers).
+    // (Before, the MJPEG stream failed here with no SETUP, and G.726 was never set up.)
     let mut h = Harness::new("rtsp://cam/x");
     h.c.handle_connected(h.at(0));
-    let sdp = "v=0\r\nm=video 0 RTP/AVP 26\r\nm=audio 0 RTP/AVP 0\r\n";
+    let sdp = "v=0\r\nm=video 0 RTP/AVP 26\r\na=control:v\r\n\
+               m=audio 0 RTP/AVP 97\r\na=rtpmap:97 G726-32/8000\r\na=control:a\r\n";
     let d = format!(
         "RTSP/1.0 200 OK\r\nCSeq: 1\r\n\r\nRTSP/1.0 200 OK\r\nCSeq: 2\r\nContent-Length: {}\r\n\r\n{sdp}",
         sdp.len()
     );
     h.input(h.at(0), d.as_bytes());
+    assert!(h.events().is_empty());
+    let m = h.sent().pop().expect("OPTIONS, DESCRIBE, SETUP");
+    assert_eq!(method_uri(&m), ("SETUP", "rtsp://cam/x/v"));
+    h.input(
+        h.at(0),
+        b"RTSP/1.0 200 OK\r\nCSeq: 3\r\nSession: 1\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n",
+    );
+    let m = h.sent_one();
+    assert_eq!(method_uri(&m), ("SETUP", "rtsp://cam/x/a"));
+    h.input(
+        h.at(0),
+        b"RTSP/1.0 200 OK\r\nCSeq: 4\r\nSession: 1\r\nTransport: RTP/AVP/TCP;unicast;interleaved=2-3\r\n\r\n",
+    );
+    assert_eq!(method_uri(&h.sent_one()).0, "PLAY");
+    h.input(h.at(0), b"RTSP/1.0 200 OK\r\nCSeq: 5\r\nSession: 1\r\n\r\n");
     match &h.events()[..] {
-        [RtspEvent::Failed(e @ RtspError::UnsupportedVideo(_))] => {
-            let why = e.to_string();
-            assert!(why.contains("MJPEG"), "{why}");
+        [RtspEvent::Playing { tracks }] => {
+            let got: Vec<(&str, u8)> = (tracks.iter())
+                .map(|t| (t.encoding.as_str(), t.payload_type))
+                .collect();
+            assert_eq!(got, [("JPEG", 26), ("G726-32", 97)]);
         }
         e => panic!("{e:?}"),
     }
+    assert!(h.c.dropped_tracks().is_empty());
 }
 
 #[test]
