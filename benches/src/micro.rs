@@ -297,7 +297,8 @@ impl H {
         if !self.cam.out.is_empty() {
             if let Some(s) = self.stream {
                 let data = std::mem::take(&mut self.cam.out);
-                self.gw.handle_rtsp_data(s, self.now, &data);
+                // No RTSP players here: all of it is taken.
+                let _taken = self.gw.handle_rtsp_data(s, self.now, &data);
             }
         }
     }
@@ -383,7 +384,7 @@ fn run_one(n: usize, frames: u64) -> MicroResult {
         let data = std::mem::take(&mut h.cam.out);
         let t = Instant::now();
         if let Some(s) = h.stream {
-            h.gw.handle_rtsp_data(s, h.now, &data);
+            let _taken = h.gw.handle_rtsp_data(s, h.now, &data);
         }
         if h.gw.poll_timeout().is_some_and(|x| x <= h.now) {
             h.gw.handle_timeout(h.now);

@@ -81,8 +81,8 @@ enum Endpoint {
     RtspListener(TcpListener),
     /// An RTSP player's connection.
     Player(rtsp_server::PlayerConn),
-    /// The RTSP server's RTP or RTCP port for UDP players.
-    PlayerUdp(rtsp_server::PlayerUdp),
+    /// The RTSP server's RTP or RTCP port for UDP players (the sockets are `player_udp`).
+    PlayerUdp,
 }
 
 /// Slices of mirrored media (`workers::MEDIA_SLICE` items each) one loop turn takes: a
@@ -115,7 +115,7 @@ pub struct EventLoop {
     /// The other workers, when there are several.
     link: Option<WorkerLink>,
     /// The RTSP server's RTP/RTCP sockets for UDP players, when it is on.
-    player_udp: Option<rtsp_server::PlayerUdpKeys>,
+    player_udp: Option<rtsp_server::PlayerUdp>,
     /// ICE-TCP connections that have not named a viewer yet, and when a refusal was last
     /// logged (see `ice_tcp::MAX_UNROUTED`).
     ice_tcp_unrouted: ice_tcp::Unrouted,
@@ -145,7 +145,7 @@ impl EventLoop {
             this.listen(*kind, *addr)?;
         }
         if let Some(addr) = config.rtsp_server {
-            this.listen_rtsp(addr, config.rtsp_server_udp_port)?;
+            this.listen_rtsp(addr, config.rtsp_server_udp_port, config.udp_gso)?;
         }
         for (addr, announced) in &config.udp {
             let mut udp = UdpEndpoint::bind(*addr, *announced, config.udp_gso)
@@ -207,7 +207,7 @@ impl EventLoop {
     /// The RTSP server's RTP and RTCP ports for UDP players (on the listener's address), if
     /// it is on: for `ServerConfig::udp_server_ports`.
     pub fn rtsp_server_udp_ports(&self) -> Option<(u16, u16)> {
-        self.player_udp.map(|k| k.ports)
+        self.player_udp.as_ref().map(|u| u.ports)
     }
 
     /// Runs until `keep_running` returns false (checked at least every 100 ms).
@@ -294,9 +294,18 @@ impl EventLoop {
         let Some(link) = self.link.as_mut() else {
             return;
         };
-        let (tx, endpoints) = (&mut self.tx, &mut self.endpoints);
-        self.mirrored_left = link.take_media(MIRROR_SLICES_PER_TURN, |items| {
-            gateway.handle_mirrored(Instant::now(), items);
+        let (tx, endpoints, player_udp) = (&mut self.tx, &mut self.endpoints, &mut self.player_udp);
+        self.mirrored_left = link.take_media(MIRROR_SLICES_PER_TURN, |mut items| {
+            loop {
+                gateway.handle_mirrored(Instant::now(), &mut items);
+                // Datagrams for UDP players leave whenever they come due (as in `read_camera`).
+                if let Some(u) = player_udp.as_mut() {
+                    u.send(gateway);
+                }
+                if items.len() == 0 {
+                    break;
+                }
+            }
             tx.flush(gateway, endpoints);
         });
         if self.tx.has_dead() {
@@ -321,7 +330,7 @@ impl EventLoop {
             Some(Endpoint::Closing(_)) => self.read_closing(key),
             Some(Endpoint::RtspListener(_)) => self.accept_players(key, now, gateway),
             Some(Endpoint::Player(_)) => self.player_ready(key, now, gateway),
-            Some(Endpoint::PlayerUdp(_)) => self.read_player_udp(key, now, gateway),
+            Some(Endpoint::PlayerUdp) => self.read_player_udp(key, now, gateway),
             Some(Endpoint::CameraUdp(_)) => self.read_camera_udp(key, gateway),
             Some(Endpoint::IceListener { .. }) => self.accept_ice_tcp(key, now),
             Some(Endpoint::IceTcp(_)) => self.ready_ice_tcp(key, now, gateway),
@@ -414,8 +423,11 @@ impl EventLoop {
                     link.send_media(worker, gateway.mirror_outbox(worker))
                 }
                 _ => {
-                    let items = std::mem::take(gateway.mirror_outbox(worker));
-                    gateway.handle_mirrored(now, items);
+                    let mut items = std::mem::take(gateway.mirror_outbox(worker)).into_iter();
+                    while items.len() > 0 {
+                        gateway.handle_mirrored(now, &mut items);
+                        self.send_player_datagrams(gateway);
+                    }
                 }
             },
             GatewayOutput::RtspUdpOpen { stream, track } => {

@@ -121,11 +121,17 @@ impl Gateway {
     }
 
     /// Bytes from a camera connection: RTSP responses and interleaved RTP, split anywhere.
-    pub fn handle_rtsp_data(&mut self, stream: StreamId, now: Instant, data: &[u8]) {
-        self.feed_camera(stream, now, CameraInput::Tcp(data));
+    /// Returns how many it took: all of them, unless datagrams for UDP players came due
+    /// (`player_datagrams_due`) on the way. Then the driver sends them
+    /// (`send_player_datagrams`) and hands over the rest: however many players a stream has,
+    /// what waits for them stays near `PLAYER_DATAGRAMS_DUE`.
+    #[must_use = "the bytes not taken must be handed over again"]
+    pub fn handle_rtsp_data(&mut self, stream: StreamId, now: Instant, data: &[u8]) -> usize {
+        self.feed_camera(stream, now, CameraInput::Tcp(data))
     }
 
-    /// A datagram on one of a camera's UDP sockets (RTP or RTCP of `track`).
+    /// A datagram on one of a camera's UDP sockets (RTP or RTCP of `track`). The driver sends
+    /// datagrams for UDP players whenever they are due (`player_datagrams_due`) before the next.
     pub fn handle_rtsp_udp(
         &mut self,
         stream: StreamId,
@@ -166,20 +172,32 @@ impl Gateway {
         self.after_stream_input(stream, now);
     }
 
-    pub(super) fn feed_camera(&mut self, stream: StreamId, now: Instant, input: CameraInput<'_>) {
+    /// Feeds a camera's input to its client and relays the media; returns the bytes taken (see
+    /// `handle_rtsp_data`; a datagram is always taken whole).
+    pub(super) fn feed_camera(
+        &mut self,
+        stream: StreamId,
+        now: Instant,
+        input: CameraInput<'_>,
+    ) -> usize {
         self.advance(now);
-        self.stats.camera_bytes_in += match input {
-            CameraInput::Tcp(data) | CameraInput::Udp { data, .. } => data.len() as u64,
+        let len = match input {
+            CameraInput::Tcp(data) | CameraInput::Udp { data, .. } => data.len(),
         };
+        let piece = self.player_input_piece(stream);
         let raw_mirrors = self.take_raw_mirrors(stream);
         let mut lag = self.streams.get_mut(&stream).and_then(|s| s.lag.take());
         let Some((Source::Camera(client), pipeline, mut fan_out)) = self.media_of(stream, now)
         else {
-            return self.put_raw_mirrors(stream, raw_mirrors);
+            self.stats.camera_bytes_in += len as u64;
+            self.put_raw_mirrors(stream, raw_mirrors);
+            return len;
         };
         // Mirrors' players start on this worker's GOP (`camera_packets_wanted`).
         fan_out.keep_raw_gop |= !raw_mirrors.is_empty();
         let mut news = MediaNews::Nothing;
+        // Set once the media relayed so far left `PLAYER_DATAGRAMS_DUE` waiting for UDP players.
+        let due = std::cell::Cell::new(false);
         let (mut fell_behind, mut late) = (false, 0u64);
         let mut on_media = |m: MediaPacket<'_>| {
             // Media that arrives seconds late is dropped until camgate has caught up (see
@@ -196,6 +214,7 @@ impl Gateway {
                 }
             }
             fan_out.send_to_players(&m);
+            due.set(fan_out.player_udp.due());
             fan_out.send_raw_to_mirrors(&raw_mirrors, &m);
             if pipeline.on_media(now, MediaIn::Camera(m), &mut fan_out) == MediaNews::BFrames {
                 news = MediaNews::BFrames;
@@ -203,18 +222,32 @@ impl Gateway {
         };
         // Last line of defence: a bug reached by one camera's bytes (in parsing, relaying or
         // transcoding) fails that stream, not the server.
-        let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let media = match input {
-                CameraInput::Tcp(data) => client.handle_input(now, data),
-                CameraInput::Udp {
-                    track,
-                    rtcp,
-                    source,
-                    data,
-                } => client.handle_udp_input(now, track, rtcp, source, data),
-            };
-            media.for_each(&mut on_media);
+        let mut taken = 0;
+        let fed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match input {
+            // In pieces that each make about `PLAYER_DATAGRAMS_DUE` for UDP players, up to
+            // the piece after which they are due.
+            CameraInput::Tcp(data) => {
+                // At least one piece, due or not: every call moves on.
+                while taken < data.len() {
+                    let end = data.len().min(taken.saturating_add(piece));
+                    (client.handle_input(now, &data[taken..end])).for_each(&mut on_media);
+                    taken = end;
+                    if due.get() {
+                        break;
+                    }
+                }
+            }
+            CameraInput::Udp {
+                track,
+                rtcp,
+                source,
+                data,
+            } => {
+                (client.handle_udp_input(now, track, rtcp, source, data)).for_each(&mut on_media);
+                taken = data.len();
+            }
         }));
+        self.stats.camera_bytes_in += taken as u64;
         self.put_raw_mirrors(stream, raw_mirrors);
         if let Some(s) = self.streams.get_mut(&stream) {
             // Unless the camera replayed meanwhile (a new session sets a new one).
@@ -236,7 +269,7 @@ impl Gateway {
                 now,
                 "Failed by error: internal error while handling the camera's data",
             );
-            return;
+            return len;
         }
         if news == MediaNews::BFrames {
             if let Some(s) = self.streams.get(&stream) {
@@ -247,6 +280,7 @@ impl Gateway {
         }
         self.schedule_watchers(stream, now);
         self.after_stream_input(stream, now);
+        taken
     }
 
     /// The demo clip's frames due by `now`, relayed like a camera's packets.

@@ -92,8 +92,11 @@ impl Gateway {
     }
 
     /// Media and news from the cameras other workers pull, for this worker's mirrors: what
-    /// another worker's gateway queued for this one (see `mirror_outbox`), in its order.
-    pub fn handle_mirrored(&mut self, now: Instant, items: impl IntoIterator<Item = MirrorItem>) {
+    /// another worker's gateway queued for this one (see `mirror_outbox`), in its order. Takes
+    /// items until there are none or datagrams for UDP players came due (at least one item a
+    /// call, as `handle_rtsp_data` takes at least a piece): the driver then sends them
+    /// (`send_player_datagrams`) and calls again with the rest.
+    pub fn handle_mirrored(&mut self, now: Instant, items: &mut impl Iterator<Item = MirrorItem>) {
         self.advance(now);
         let mut touched = None;
         for item in items {
@@ -103,6 +106,9 @@ impl Gateway {
                     self.schedule_watchers(touched.take().expect("checked"), now);
                 }
                 touched = Some(mirror);
+            }
+            if self.player_udp.due() {
+                break;
             }
         }
         if let Some(mirror) = touched {

@@ -37,6 +37,7 @@ use camera::*;
 use fanout::*;
 use pipeline::*;
 use rtsp_out::*;
+pub use rtsp_out::{PlayerDatagrams, Refused, PLAYER_DATAGRAMS_DUE};
 use sessions::*;
 use streams::*;
 use timers::*;

@@ -58,7 +58,9 @@ impl Gateway {
     }
 
     /// Time passed: runs every deadline up to `now` (see `poll_timeout`), then writes this
-    /// turn's share of the GOP replays. The event loop calls it once per turn.
+    /// turn's share of the GOP replays. The event loop calls it once per turn. Deadlines are
+    /// left for the next turn once datagrams for UDP players are due (`player_datagrams_due`):
+    /// `poll_timeout` then says they are due already.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.handle_deadlines(now);
         self.run_replays(now);
@@ -77,7 +79,9 @@ impl Gateway {
             self.note_lateness(now.saturating_duration_since(*t), now);
         }
         while let Some(Reverse((t, key))) = self.timers.peek().copied() {
-            if t > now {
+            // Datagrams for UDP players came due (a join storm's GOP replays): the rest waits
+            // for the driver to send them (`poll_timeout` says it is due now).
+            if t > now || self.player_udp.due() {
                 break;
             }
             self.timers.pop();

@@ -10,13 +10,18 @@ impl Harness {
     /// server), spreading a camera's browsers past `margin`; worker 0 already pulls another
     /// camera, so `cam` goes to worker 1.
     fn with_cam_on_worker_1(margin: usize) -> Self {
+        Self::with_cam_on_worker_1_of(margin, named_cam)
+    }
+
+    /// `with_cam_on_worker_1`, each worker's other settings from `base`.
+    fn with_cam_on_worker_1_of(margin: usize, base: fn() -> GatewayConfig) -> Self {
         let placements = camgate_io::workers::placements(2);
         let config = |w: usize| GatewayConfig {
             dtls_cert: test_certificate(),
             candidates: vec![SocketAddr::from(([127, 0, 0, 1], 20000 + w as u16))],
             placement: Some(placements[w].clone()),
             viewer_spread_margin: margin,
-            ..named_cam()
+            ..base()
         };
         let mut h = Self::with_config(config(0));
         h.others = vec![Gateway::new(config(1))];
@@ -190,6 +195,54 @@ fn a_player_plays_a_camera_another_worker_pulls_on_its_one_connection() {
     h.camera_frames(45..50);
     assert!(!h.rtsp_closed);
     assert!(h.browsers[b].frames.len() >= before + 5);
+}
+
+/// 300 UDP players on worker 0 of a camera worker 1 pulls, and a slice of 59 camera packets
+/// (a 60 kB keyframe and P-frames) reaching the mirror in one lane's batch: 25 MB of datagrams.
+/// `handle_mirrored` stops whenever they come due and the driver sends them: nothing is
+/// dropped and every player gets every packet. (Taken in one call, as before, 8 MiB of it was
+/// queued and the rest dropped.)
+#[test]
+fn three_hundred_udp_players_of_a_mirror_lose_nothing_of_a_large_batch() {
+    let mut h =
+        Harness::with_cam_on_worker_1_of(GatewayConfig::default().viewer_spread_margin, udp_server);
+    let _b = h.play(CAM);
+    h.run_for(Duration::from_millis(300));
+    h.camera_frames(0..13);
+    assert_eq!((h.connects, h.camera_worker), (1, 1));
+    let players: Vec<usize> = (0..300)
+        .map(|_| h.add_udp_player("rtsp://box:8554/cam"))
+        .collect();
+    h.run_for(Duration::from_millis(300));
+    assert_eq!(h.gateway.local_stats().players_udp, 300);
+    let before: Vec<usize> = players.iter().map(|&p| h.players[p].media.len()).collect();
+    let dropped0 = h.gateway.local_stats().player_udp_packets_dropped;
+    // Live for every player by now (each started on the GOP when it joined).
+    h.camera.send_frame(13 * 3600, &[nal(5, 60_000)]);
+    for n in 14..29 {
+        h.camera.send_frame(n * 3600, &[nal(1, 1300)]);
+    }
+    let sent = camera_packets(&h.camera.to_gateway);
+    assert_eq!(sent.len(), 59);
+    h.run_for(Duration::from_millis(100));
+    assert_eq!(
+        h.gateway.local_stats().player_udp_packets_dropped - dropped0,
+        0
+    );
+    for (&p, &n) in players.iter().zip(&before) {
+        let got: Vec<&[u8]> = (h.players[p].media[n..].iter())
+            .map(|(_, d)| &d[12..])
+            .collect();
+        let want: Vec<&[u8]> = sent.iter().map(|d| &d[12..]).collect();
+        let first_diff = got.iter().zip(&want).position(|(g, w)| g != w);
+        assert!(
+            got == want,
+            "player {p}: {} of {} packets, first difference at {first_diff:?}, dropped {}",
+            got.len(),
+            want.len(),
+            h.gateway.local_stats().player_udp_packets_dropped - dropped0
+        );
+    }
 }
 
 /// Worker 0 already mirrors the camera for a browser (spread from worker 1): a player there

@@ -209,8 +209,17 @@ impl EventLoop {
             if conn.queued_in() > CAMERA_BEHIND {
                 gateway.handle_camera_behind(stream, now);
             }
+            let player_udp = &mut self.player_udp;
             let outcome = conn.read_upto(&mut self.read_buf, CAMERA_SLICE, &mut |data| {
-                gateway.handle_rtsp_data(stream, now, data)
+                let mut rest = data;
+                while !rest.is_empty() {
+                    rest = &rest[gateway.handle_rtsp_data(stream, now, rest)..];
+                    // Datagrams for UDP players came due (a slice fanned out to many players
+                    // is many times its size): they leave before the rest is relayed.
+                    if let Some(u) = player_udp.as_mut().filter(|_| !rest.is_empty()) {
+                        u.send(gateway);
+                    }
+                }
             });
             gateway.record_camera_input_time(now.elapsed());
             self.flush_transmits(gateway);
@@ -384,7 +393,13 @@ impl EventLoop {
                 match c.socket.recv_from(&mut self.read_buf) {
                     Ok((n, source)) => {
                         let data = &self.read_buf[..n];
-                        gateway.handle_rtsp_udp(stream, now, track, rtcp, source, data)
+                        gateway.handle_rtsp_udp(stream, now, track, rtcp, source, data);
+                        // Sent before the next datagram if they came due (see `read_camera`).
+                        if let Some(u) = self.player_udp.as_mut() {
+                            if gateway.player_datagrams_due() {
+                                u.send(gateway);
+                            }
+                        }
                     }
                     Err(e) => {
                         if e.kind() != io::ErrorKind::WouldBlock {

@@ -16,7 +16,8 @@
 //! `GatewayOutput::PlayerClose` closes it (after writing what is pending);
 //! `handle_player_closed` when the peer closed (a playing UDP player's session goes on without
 //! its connection: no output ever names that connection again). UDP: after camera input and outputs, the loop
-//! calls `send_player_datagrams`; every datagram its RTP/RTCP ports receive goes to
+//! calls `send_player_datagrams`, and also whenever `handle_rtsp_data` stopped short or
+//! `player_datagrams_due` says so (a slice of camera input fanned out to hundreds of players); every datagram its RTP/RTCP ports receive goes to
 //! `handle_player_udp` (receiver reports keep a UDP player's session alive).
 //!
 //! Players of a camera another worker pulls (the RTSP server listens on one worker) play from
@@ -81,17 +82,28 @@ pub(super) enum PlayerRoute {
 /// Datagrams for UDP players, waiting for the loop (`Gateway::send_player_datagrams`): one
 /// buffer and one index, both reused, so relaying allocates nothing per packet.
 #[derive(Debug, Default)]
-pub(super) struct PlayerDatagrams {
+pub struct PlayerDatagrams {
     bytes: Vec<u8>,
     /// (destination, RTCP, start, end) in `bytes`.
     items: Vec<(SocketAddr, bool, usize, usize)>,
-    /// Datagrams dropped because the loop had not taken the queue (it always does between
-    /// events; this only bounds memory).
+    /// Datagrams dropped because the loop had not taken the queue (a driver that sends them
+    /// when due never reaches the bound; this only bounds memory).
     overflowed: u64,
 }
 
+/// What `send_player_datagrams`'s driver calls with the index of each datagram the socket did
+/// not take.
+pub type Refused<'a> = &'a mut dyn FnMut(usize);
+
+/// Bytes of datagrams for UDP players past which they are due: the driver sends them before
+/// it feeds more camera input (`Gateway::player_datagrams_due`). A 64 KiB slice of camera
+/// input fanned out to 300 players is 19 MB; fed in pieces (`player_input_piece`), the queue
+/// stays near this, and its buffer is reused, whatever the number of players.
+pub const PLAYER_DATAGRAMS_DUE: usize = 1 << 20;
 /// Bytes of datagrams kept for the loop at most.
 const MAX_PLAYER_DATAGRAM_BYTES: usize = 8 << 20;
+/// Camera input is fed in pieces of at least this many bytes (about a packet).
+const MIN_INPUT_PIECE: usize = 1500;
 
 impl PlayerDatagrams {
     /// Appends one datagram to `to`, written by `write` (false: nothing to send).
@@ -108,8 +120,26 @@ impl PlayerDatagrams {
         }
     }
 
-    pub(super) fn len(&self) -> usize {
+    /// Past `PLAYER_DATAGRAMS_DUE`.
+    pub(super) fn due(&self) -> bool {
+        self.bytes.len() >= PLAYER_DATAGRAMS_DUE
+    }
+
+    /// How many datagrams wait.
+    pub fn len(&self) -> usize {
         self.items.len()
+    }
+
+    /// None waits.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The `i`-th datagram, in the order queued: (destination, RTCP, bytes). Each player's
+    /// datagrams must leave in this order; different players' may be sent in any order.
+    pub fn get(&self, i: usize) -> (SocketAddr, bool, &[u8]) {
+        let (to, rtcp, a, b) = self.items[i];
+        (to, rtcp, &self.bytes[a..b])
     }
 }
 
@@ -256,22 +286,39 @@ impl Gateway {
         !self.player_udp.items.is_empty()
     }
 
-    /// Hands every queued datagram for UDP players to `send(destination, rtcp, data)`, which
-    /// sends it from the server's RTP port (RTCP port if `rtcp`) and says whether the socket
-    /// took it; one it did not take is dropped, and counted (a datagram is never waited for).
-    pub fn send_player_datagrams(&mut self, send: &mut dyn FnMut(SocketAddr, bool, &[u8]) -> bool) {
+    /// True when so many datagrams wait for UDP players (`PLAYER_DATAGRAMS_DUE`) that the
+    /// driver sends them before it feeds the gateway more camera input (`handle_rtsp_data`
+    /// stops by itself when they come due; between camera datagrams the driver checks this).
+    pub fn player_datagrams_due(&self) -> bool {
+        self.player_udp.due()
+    }
+
+    /// Hands every queued datagram for UDP players to `send(datagrams, refused)` at once (the
+    /// driver batches them), which sends each from the server's RTP port (RTCP port if its
+    /// RTCP flag is set) and calls `refused(i)` for each the socket did not take: that one is
+    /// dropped, and counted (a datagram is never waited for).
+    pub fn send_player_datagrams(&mut self, send: &mut dyn FnMut(&PlayerDatagrams, Refused<'_>)) {
         let d = &mut self.player_udp;
-        for &(to, rtcp, a, b) in &d.items {
-            let sent = send(to, rtcp, &d.bytes[a..b]);
-            match (rtcp, sent) {
-                (false, true) => self.stats.player_udp_packets_out += 1,
-                (false, false) => self.stats.player_udp_packets_dropped += 1,
-                _ => {}
+        let rtp = d.items.iter().filter(|(_, rtcp, ..)| !rtcp).count() as u64;
+        let mut dropped = 0;
+        send(d, &mut |i| {
+            if d.items.get(i).is_some_and(|(_, rtcp, ..)| !rtcp) {
+                dropped += 1;
             }
-        }
-        self.stats.player_udp_packets_dropped += std::mem::take(&mut d.overflowed);
+        });
+        self.stats.player_udp_packets_out += rtp - dropped.min(rtp);
+        self.stats.player_udp_packets_dropped += dropped + std::mem::take(&mut d.overflowed);
         d.items.clear();
         d.bytes.clear();
+    }
+
+    /// How many bytes of a camera's TCP input to relay at a time, so that a piece makes about
+    /// `PLAYER_DATAGRAMS_DUE` for the stream's players (all of it when there are none).
+    pub(super) fn player_input_piece(&self, stream: StreamId) -> usize {
+        match self.streams.get(&stream).map_or(0, |s| s.players.len()) {
+            0 => usize::MAX,
+            n => (PLAYER_DATAGRAMS_DUE / n).max(MIN_INPUT_PIECE),
+        }
     }
 
     pub(super) fn schedule_player(&mut self, conn: ConnId, now: Instant) {
