@@ -623,6 +623,7 @@ impl Gateway {
                     p.started = true;
                 }
             }
+            p.out.queued_burst();
         }
         p.routes = routes;
         s.waiting_players.retain(|c| *c != conn);
