@@ -26,27 +26,16 @@ fn free_even_udp_port() -> u16 {
     }
 }
 
-/// The value of `series` (name and labels) in /metrics.
-fn metric(cg: &Camgate, series: &str) -> u64 {
-    let (status, body) = cg.request("GET", "/metrics", None);
-    assert_eq!(status, 200);
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in {body}"))
-}
-
 /// `camgate_rtsp_connects_total` from /metrics.
 fn camera_connects(cg: &Camgate) -> u64 {
-    metric(cg, "camgate_rtsp_connects_total")
+    cg.metric("camgate_rtsp_connects_total")
 }
 
 /// RTSP players playing over `transport` ("tcp" or "udp") now.
 fn rtsp_clients(cg: &Camgate, transport: &str) -> u64 {
-    metric(
-        cg,
-        &format!("camgate_rtsp_clients{{transport=\"{transport}\"}}"),
-    )
+    cg.metric(&format!(
+        "camgate_rtsp_clients{{transport=\"{transport}\"}}"
+    ))
 }
 
 /// Waits up to `within` for `cond`.
@@ -135,13 +124,8 @@ fn ffmpeg_and_gstreamer_play_a_named_stream_over_tcp_on_one_camera_connection() 
         1,
         "one camera connection for ffprobe, ffmpeg, rtspsrc and the browser"
     );
-    assert_eq!(metric(&cg, "camgate_rtsp_players_joined_total"), 3);
-    assert!(
-        metric(
-            &cg,
-            "camgate_rtsp_player_packets_out_total{transport=\"tcp\"}"
-        ) > 300
-    );
+    assert_eq!(cg.metric("camgate_rtsp_players_joined_total"), 3);
+    assert!(cg.metric("camgate_rtsp_player_packets_out_total{transport=\"tcp\"}") > 300);
 }
 
 /// The same clients asking for UDP unicast only (`-rtsp_transport udp`, `protocols=udp`): they
@@ -218,17 +202,11 @@ fn ffmpeg_and_gstreamer_play_a_named_stream_over_udp() {
     assert!(!ok && text.contains("461"), "multicast: {text}");
 
     assert_eq!(camera_connects(&cg), 1);
-    assert_eq!(metric(&cg, "camgate_rtsp_players_joined_total"), 4);
-    let udp_out = metric(
-        &cg,
-        "camgate_rtsp_player_packets_out_total{transport=\"udp\"}",
-    );
+    assert_eq!(cg.metric("camgate_rtsp_players_joined_total"), 4);
+    let udp_out = cg.metric("camgate_rtsp_player_packets_out_total{transport=\"udp\"}");
     assert!(udp_out > 300, "{udp_out}");
     assert_eq!(
-        metric(
-            &cg,
-            "camgate_rtsp_player_packets_out_total{transport=\"tcp\"}"
-        ),
+        cg.metric("camgate_rtsp_player_packets_out_total{transport=\"tcp\"}"),
         0,
         "nothing went over TCP"
     );

@@ -69,16 +69,6 @@ fn h264_with_l16_speex_opus_and_aac_latm() {
 /// The FAILED info browsers get for an MJPEG camera (before and after players could play it).
 const MJPEG_REFUSED: &str = "Camera video MJPEG (JPEG) cannot be played over WebRTC (camgate plays H264, VP8, H265): set the camera's stream to H.264";
 
-/// The value of `series` in camgate's /metrics.
-fn metric(cg: &common::Camgate, series: &str) -> u64 {
-    let (status, body) = cg.request("GET", "/metrics", None);
-    assert_eq!(status, 200);
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in {body}"))
-}
-
 /// An MJPEG camera (RFC 2435, GStreamer's `jpegenc ! rtpjpegpay`, with PCMU): a first player
 /// (ffmpeg over TCP, decoding for 10 s) pulls it; ffprobe joins late over TCP and over UDP and
 /// decodes JPEG frames at once (each frame is a keyframe: nothing to wait for) and the audio.
@@ -122,7 +112,7 @@ fn mjpeg_and_pcmu_reach_late_players_over_tcp_and_udp_while_browsers_are_refused
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
-        metric(&cg, "camgate_rtsp_connects_total"),
+        cg.metric("camgate_rtsp_connects_total"),
         1,
         "one camera connection for three players and a browser"
     );

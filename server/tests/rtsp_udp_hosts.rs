@@ -164,16 +164,6 @@ fn camgate_on(camera: &GstCamera, rtsp: &str, name: &str) -> Camgate {
     ])
 }
 
-/// The value of `series` in camgate's /metrics.
-fn metric(cg: &Camgate, series: &str) -> u64 {
-    let (status, body) = cg.request("GET", "/metrics", None);
-    assert_eq!(status, 200);
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in {body}"))
-}
-
 const UDP_DROPPED: &str = "camgate_rtsp_player_packets_dropped_total{transport=\"udp\"}";
 
 /// A minimal RTSP client on the player host: DESCRIBE, SETUP over UDP to `client_port`, PLAY
@@ -413,7 +403,7 @@ fn a_udp_player_on_another_host_gets_its_media_from_the_address_it_connected_to(
     ];
     sh(Command::new("ip").args(rule));
     std::thread::sleep(Duration::from_millis(300));
-    let (dropped, held) = (metric(&cg, UDP_DROPPED), probe.received());
+    let (dropped, held) = (cg.metric(UDP_DROPPED), probe.received());
     let url = format!("rtsp://{USER}:{PASSWORD}@{server}/cam");
     let (ok, text) = run(host.command("ffmpeg").args([
         "-v",
@@ -429,7 +419,7 @@ fn a_udp_player_on_another_host_gets_its_media_from_the_address_it_connected_to(
         "-",
     ]));
     let decoded = text.lines().filter(|l| l.starts_with("0,")).count();
-    let lost = metric(&cg, UDP_DROPPED) - dropped;
+    let lost = cg.metric(UDP_DROPPED) - dropped;
     let during = probe.received() - held;
     sh(Command::new("ip")
         .args(["rule", "del", "to", "192.0.2.2", "ipproto", "udp"])
@@ -455,7 +445,7 @@ fn a_udp_player_on_another_host_gets_its_media_from_the_address_it_connected_to(
         "the probe got no media after the rule went"
     );
     assert_eq!(probe.finish(), 0, "datagrams from another address or port");
-    assert_eq!(metric(&cg, "camgate_rtsp_connects_total"), 1);
+    assert_eq!(cg.metric("camgate_rtsp_connects_total"), 1);
     let logs = cg.logs();
     assert!(
         logs.iter().all(|l| !l.contains(PASSWORD)),
@@ -491,8 +481,8 @@ fn a_udp_player_on_another_host_plays_over_ipv6() {
         "rtspsrc over UDP and IPv6 decoded fewer than 40 frames: {text}"
     );
     assert_eq!(probe.finish(), 0, "datagrams from another address or port");
-    assert_eq!(metric(&cg, UDP_DROPPED), 0);
-    assert_eq!(metric(&cg, "camgate_rtsp_connects_total"), 1);
+    assert_eq!(cg.metric(UDP_DROPPED), 0);
+    assert_eq!(cg.metric("camgate_rtsp_connects_total"), 1);
 }
 
 /// camgate's RTSP server on a wildcard address ([::], dual-stack) of a host with two addresses
@@ -523,5 +513,5 @@ fn a_wildcard_server_sends_from_the_address_each_player_connected_to() {
     let elsewhere = (v4.finish(), v6.finish());
     assert!(both, "{got:?} datagrams from the addresses connected to");
     assert_eq!(elsewhere, (0, 0), "datagrams from another address or port");
-    assert_eq!(metric(&cg, "camgate_rtsp_connects_total"), 1);
+    assert_eq!(cg.metric("camgate_rtsp_connects_total"), 1);
 }

@@ -214,6 +214,16 @@ impl Camgate {
         }
     }
 
+    /// The value of `series` (name and labels) in /metrics.
+    pub fn metric(&self, series: &str) -> u64 {
+        let (status, body) = self.request("GET", "/metrics", None);
+        assert_eq!(status, 200);
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in {body}"))
+    }
+
     /// One HTTP/1.1 request; returns (status, body).
     pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
         let r = self.request_with(method, path, &[("Content-Type", "application/json")], body);
