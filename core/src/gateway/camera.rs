@@ -528,7 +528,15 @@ impl Gateway {
             }
         }
         for &v in &s.viewers {
-            if let Some(viewer) = self.viewers.get_mut(v).and_then(|e| e.viewer.as_mut()) {
+            let Some(entry) = self.viewers.get_mut(v) else {
+                continue;
+            };
+            // The source paused (a camera reconnect, a skipped backlog) and the next keyframe
+            // leaves as a burst: receiver reports spanning that say nothing of the viewer's
+            // link (seen: a browser held to 90 kbit/s right after a camera restart). Its link is
+            // judged afresh, as after a stall of camgate itself (`note_lateness`).
+            entry.link = LinkMonitor::new();
+            if let Some(viewer) = entry.viewer.as_mut() {
                 viewer.wait_for_keyframe();
             }
         }
