@@ -8,7 +8,10 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{camgate_with, decoded_frames_in, recvonly_offer, run, temp_file, Camgate, GstCamera};
+use common::{
+    camgate_pulling, camgate_with, decoded_frames_in, recvonly_offer, run, temp_file, Camgate,
+    GstCamera,
+};
 
 /// camgate with the camera as `[streams.cam]` and the RTSP server on an ephemeral port.
 fn camgate_for(camera: &GstCamera) -> (Camgate, String) {
@@ -281,20 +284,7 @@ fn an_unknown_name_is_not_found() {
 fn a_second_camgate_pulls_from_the_first() {
     let camera = GstCamera::start(&["--video", "h264", "--audio", "pcma"]);
     let (a, a_url) = camgate_for(&camera);
-    let config = temp_file(
-        &format!("rtsp_out_chain_{}.toml", camera.port()),
-        &format!("[streams.cam]\nuri = \"{a_url}\"\n"),
-    );
-    let b = Camgate::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--rtsp-server",
-        "127.0.0.1:0",
-        "--workers",
-        "1",
-        "--no-demo",
-    ]);
-    let b_url = format!("rtsp://{}/cam", b.rtsp.unwrap());
+    let (b, b_url) = camgate_pulling(&a_url, &format!("rtsp_out_chain_{}", camera.port()), "");
     let streams = decoded_frames(&b_url, Some("tcp"));
     // ffprobe counts 89 H.264 and 24 PCMA frames (8 packets a second) in 3 s from the camera
     // itself.

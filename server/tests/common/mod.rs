@@ -563,9 +563,19 @@ pub fn percent_encode_segment(s: &str) -> String {
 /// camgate with `camera` as `[streams.cam]` and the RTSP server on an ephemeral port, plus
 /// `settings` (top-level TOML lines); the stream's `rtsp://` URL.
 pub fn camgate_with(camera: &GstCamera, settings: &str) -> (Camgate, String) {
+    camgate_pulling(
+        &camera.url,
+        &format!("rtsp_out_{}", camera.port()),
+        settings,
+    )
+}
+
+/// camgate with `uri` as `[streams.cam]` (config file `tag`.toml) and the RTSP server on an
+/// ephemeral port, plus `settings`; the stream's `rtsp://` URL.
+pub fn camgate_pulling(uri: &str, tag: &str, settings: &str) -> (Camgate, String) {
     let config = temp_file(
-        &format!("rtsp_out_{}.toml", camera.port()),
-        &format!("{settings}[streams.cam]\nuri = \"{}\"\n", camera.url),
+        &format!("{tag}.toml"),
+        &format!("{settings}[streams.cam]\nuri = \"{uri}\"\n"),
     );
     let cg = Camgate::start(&[
         "--config",
